@@ -1,0 +1,154 @@
+"""SPA Studio command line: studio (default), run, worker, import, export, demo, judge-eval."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DB = os.environ.get("SPA_DB", "spa_studio.db")
+
+
+def cmd_import(args) -> int:
+    from engine.importers import ImportFailed, load_examples
+    from storage import Store
+
+    try:
+        result = load_examples(args.file, args.role)
+    except ImportFailed as e:
+        print(f"import failed, nothing imported:\n{e}", file=sys.stderr)
+        return 2
+    store = Store(args.db)
+    project = store.ensure_project(args.project)
+    added, already = store.add_examples(project.id, result.examples)
+    print(f"{args.file}: format {result.format}; read {result.rows_read} rows; "
+          f"imported {added} {args.role} rows into project '{args.project}'")
+    for issue in result.duplicates[:20]:
+        print(f"  duplicate skipped: {issue}")
+    if len(result.duplicates) > 20:
+        print(f"  ... and {len(result.duplicates) - 20} more duplicates skipped")
+    if already:
+        print(f"  {already} rows were already in the project and were skipped")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from engine.demo_world import build_demo_world
+
+    world = build_demo_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force)
+    print(f"demo world ready at {world.root}")
+    for name in ("model_dir", "seed_file", "pool_file", "validation_file", "eval_file"):
+        print(f"  {name}: {getattr(world, name)}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from engine.runner import run_headless
+
+    return run_headless(args.config, db=args.db, project=args.project)
+
+
+def cmd_worker(args) -> int:
+    from engine.worker import Worker
+
+    Worker(args.db, name=args.name).serve(once=args.once, poll_s=args.poll)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from engine.export import ExportRequest, ExportError, export
+
+    try:
+        out = export(args.db, ExportRequest(project=args.project, what=args.what, out=args.out, round=args.round,
+                                            format=args.format, force=args.force, rounds=args.rounds,
+                                            sources=args.sources, min_confidence=args.min_confidence,
+                                            exclude_noisy=args.exclude_noisy))
+    except ExportError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {args.what} to {out}")
+    return 0
+
+
+def cmd_judge_eval(args) -> int:
+    from engine.judge_eval import main as judge_eval_main
+
+    return judge_eval_main(args)
+
+
+def cmd_studio(args) -> int:
+    from app.studio import serve
+
+    return serve(db=args.db, host=args.host, port=args.port, auth=args.auth, share=args.share,
+                 with_worker=not args.no_worker)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch.py", description=__doc__)
+    p.set_defaults(func=cmd_studio, db=DEFAULT_DB, host="127.0.0.1", port=None, auth=None, share=False,
+                   no_worker=False)
+    sub = p.add_subparsers(dest="command")
+
+    def with_db(sp):
+        sp.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default {DEFAULT_DB}, env SPA_DB)")
+        return sp
+
+    s = with_db(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)"))
+    s.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
+    s.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
+    s.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
+    s.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
+    s.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
+    s.set_defaults(func=cmd_studio)
+
+    s = with_db(sub.add_parser("run", help="a whole SPA run headless, with progress on the terminal"))
+    s.add_argument("config", help="run configuration YAML (see configs/demo.yaml)")
+    s.add_argument("--project", default=None, help="project name (default: the config's 'project')")
+    s.set_defaults(func=cmd_run)
+
+    s = with_db(sub.add_parser("worker", help="claim and run queued jobs from the database"))
+    s.add_argument("--name", default=None, help="worker name (default host:pid)")
+    s.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    s.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
+    s.set_defaults(func=cmd_worker)
+
+    s = with_db(sub.add_parser("import", help="validate and import a data file; imports nothing on error"))
+    s.add_argument("file")
+    s.add_argument("--project", required=True)
+    s.add_argument("--role", required=True, choices=["seed", "pool", "eval"])
+    s.set_defaults(func=cmd_import)
+
+    s = with_db(sub.add_parser("export", help="export a model, an adapter or the grown dataset"))
+    s.add_argument("--project", required=True)
+    s.add_argument("--round", type=int, default=None, help="which round's model (default: the last)")
+    s.add_argument("--what", required=True, choices=["model", "adapter", "dataset"])
+    s.add_argument("--format", default="jsonl", choices=["jsonl", "parquet", "hf"], help="dataset format")
+    s.add_argument("--out", required=True, help="output folder (must be empty or new, unless --force)")
+    s.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    s.add_argument("--rounds", type=int, nargs="*", default=None, help="dataset: only these rounds")
+    s.add_argument("--sources", nargs="*", default=None, choices=["seed", "self", "human", "gold"])
+    s.add_argument("--min-confidence", type=float, default=None)
+    s.add_argument("--exclude-noisy", action="store_true")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("demo", help="build (or reuse) the embedded demo world")
+    s.add_argument("--out", default=None, help="folder (default ~/.cache/spa-studio/..., env SPA_DEMO_DIR)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="rebuild even when cached")
+    s.set_defaults(func=cmd_demo)
+
+    s = with_db(sub.add_parser("judge-eval", help="score every judge on the same held-out labelled pairs"))
+    s.add_argument("--data", nargs="*", default=None, help="labelled pair files (default: demo eval + HH sample)")
+    s.add_argument("--judges", nargs="*", default=None, help="which judges (default: all available)")
+    s.add_argument("--limit", type=int, default=200, help="pairs per data set")
+    s.set_defaults(func=cmd_judge_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

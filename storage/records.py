@@ -1,0 +1,141 @@
+"""Typed records that cross the storage boundary. Everything stored or read is one of these."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Messages = list[dict]  # [{"role": "user"|"assistant"|"system", "content": str}, ...]
+
+ROLES = ("seed", "pool", "eval")
+LABELS = ("a", "b", "tie", "both_bad")  # which response is preferred; tie/both_bad are not trained on
+LABEL_SOURCES = ("seed", "self", "human", "gold")
+JOB_STATES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
+
+
+@dataclass
+class Project:
+    name: str
+    model: str = ""
+    folder: str = ""
+    created_at: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Example:
+    """One imported row, normalised: a prompt as chat messages (ending with the user's turn) and,
+    for seed/eval pairs, the final chosen and rejected assistant answers."""
+    role: str
+    prompt: Messages
+    chosen: str | None = None
+    rejected: str | None = None
+    source_file: str = ""
+    source_line: int = 0
+    conversational: bool = False
+    id: int | None = None
+    project_id: int | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(m["content"] for m in self.prompt)
+
+
+@dataclass
+class Pair:
+    """Two sampled responses to one prompt, with everything the judge and the trainer said of them."""
+    job_id: int
+    round: int
+    prompt: Messages
+    response_a: str
+    response_b: str
+    example_id: int | None = None
+    project_id: int | None = None
+    tokens_a: int | None = None
+    tokens_b: int | None = None
+    logp_policy_a: float | None = None  # logp under π_{i-1}
+    logp_policy_b: float | None = None
+    logp_init_a: float | None = None  # logp under π_init
+    logp_init_b: float | None = None
+    reward_a: float | None = None  # β·(logp_policy − logp_init)
+    reward_b: float | None = None
+    margin: float | None = None  # r_chosen − r_rejected ≥ 0
+    confidence: float | None = None  # σ(margin) ∈ [0.5, 1]
+    judge_label: str | None = None  # what the judge said: 'a' | 'b'
+    label: str | None = None  # the label in force: one of LABELS
+    label_source: str | None = None  # one of LABEL_SOURCES
+    human_response: str | None = None  # a better answer written by a person
+    ext_margin: float | None = None  # β·h_ḡ from de-coupled noise detection
+    noisy: bool | None = None
+    gold_a: float | None = None  # gold reward, demo world only
+    gold_b: float | None = None
+    id: int | None = None
+
+
+@dataclass
+class LabelEvent:
+    pair_id: int
+    old_label: str | None
+    new_label: str
+    old_source: str | None
+    new_source: str
+    actor: str = "human"
+    note: str = ""
+    at: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Job:
+    project_id: int
+    kind: str  # run | export
+    config_yaml: str = ""
+    status: str = "queued"
+    stage: str = ""
+    round: int | None = None
+    progress_done: int = 0
+    progress_total: int = 0
+    eta_s: float | None = None
+    heartbeat_at: str | None = None
+    pid: int | None = None
+    worker: str | None = None
+    stop_requested: bool = False
+    error: str = ""
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class Round:
+    job_id: int
+    round: int
+    status: str = "pending"  # pending | running | review | done | stopped
+    stages_done: list[str] = field(default_factory=list)
+    adapter_path: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class Metric:
+    job_id: int
+    name: str
+    value: float
+    step: int = 0
+    round: int | None = None
+    stage: str = ""
+    at: str = ""
+    id: int | None = None
+
+
+@dataclass
+class Artifact:
+    project_id: int
+    kind: str  # adapter | model | checkpoint | dataset
+    path: str
+    job_id: int | None = None
+    round: int | None = None
+    meta: dict = field(default_factory=dict)
+    created_at: str = ""
+    id: int | None = None

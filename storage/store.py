@@ -1,0 +1,440 @@
+"""Typed access to the studio's database. Every other package talks to SQLite only through `Store`."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from storage.db import connect, migrate
+from storage.records import Artifact, Example, Job, LabelEvent, Metric, Pair, Project, Round
+
+TRUSTED_SOURCES = ("human", "gold", "seed")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def example_hash(ex: Example) -> str:
+    key = json.dumps([ex.prompt, ex.chosen, ex.rejected], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class ReviewFilter:
+    """What the review queue shows; default order is flagged first, then least confident."""
+    project_id: int
+    job_id: int | None = None
+    round: int | None = None
+    label_source: str | None = None
+    noisy: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    search: str = ""
+    order: str = "uncertain"  # uncertain | newest | confident
+    limit: int = 50
+    offset: int = 0
+
+
+def _row_to(cls, row: dict):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})
+
+
+def _pair_from_row(row: dict) -> Pair:
+    row = dict(row)
+    row["prompt"] = json.loads(row["prompt"])
+    if row.get("noisy") is not None:
+        row["noisy"] = bool(row["noisy"])
+    return _row_to(Pair, row)
+
+
+def _pair_to_row(p: Pair) -> dict:
+    row = asdict(p)
+    row["prompt"] = json.dumps(p.prompt, ensure_ascii=False)
+    if p.noisy is not None:
+        row["noisy"] = int(p.noisy)
+    if row["id"] is None:
+        del row["id"]
+    return row
+
+
+def _job_from_row(row: dict) -> Job:
+    job = _row_to(Job, row)
+    job.stop_requested = bool(row.get("stop_requested"))
+    return job
+
+
+class Store:
+    """One open database. Cheap to create; each process (UI, worker, stage) opens its own."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.db = connect(self.path)
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """One transaction for a multi-row write; nested calls become savepoints."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.execute("COMMIT")
+
+    def _one(self, sql: str, params=()) -> dict | None:
+        rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    # projects and configs
+    def project(self, name: str) -> Project | None:
+        row = self._one("select * from projects where name = ?", [name])
+        return _row_to(Project, row) if row else None
+
+    def project_by_id(self, project_id: int) -> Project:
+        return _row_to(Project, self._one("select * from projects where id = ?", [project_id]))
+
+    def ensure_project(self, name: str, model: str = "", folder: str = "") -> Project:
+        with self.write():
+            found = self.project(name)
+            if found:
+                if model and found.model != model:
+                    self.db.execute("update projects set model = ? where id = ?", [model, found.id])
+                    found.model = model
+                return found
+            self.db["projects"].insert({"name": name, "model": model, "folder": folder, "created_at": now()})
+        return self.project(name)
+
+    def projects(self) -> list[Project]:
+        return [_row_to(Project, r) for r in self.db.query("select * from projects order by id")]
+
+    def save_config(self, project_id: int, name: str, yaml_text: str) -> int:
+        with self.write():
+            return self.db["configs"].insert(
+                {"project_id": project_id, "name": name, "yaml": yaml_text, "created_at": now()}).last_pk
+
+    def configs(self, project_id: int) -> list[dict]:
+        return list(self.db.query("select * from configs where project_id = ? order by id", [project_id]))
+
+    # examples
+    def add_examples(self, project_id: int, examples: list[Example]) -> tuple[int, int]:
+        """Insert all or nothing; rows already in the project (same role and content) are skipped.
+        Returns (added, skipped)."""
+        rows = [{
+            "project_id": project_id, "role": ex.role, "prompt": json.dumps(ex.prompt, ensure_ascii=False),
+            "chosen": ex.chosen, "rejected": ex.rejected, "source_file": ex.source_file,
+            "source_line": ex.source_line, "conversational": int(ex.conversational), "hash": example_hash(ex),
+        } for ex in examples]
+        with self.write():
+            before = self.count_examples(project_id)
+            self.db["examples"].insert_all(rows, ignore=True, batch_size=500)
+            added = self.count_examples(project_id) - before
+        return added, len(rows) - added
+
+    def count_examples(self, project_id: int, role: str | None = None) -> int:
+        if role is None:
+            return self._one("select count(*) n from examples where project_id = ?", [project_id])["n"]
+        return self._one("select count(*) n from examples where project_id = ? and role = ?", [project_id, role])["n"]
+
+    def examples(self, project_id: int, role: str, limit: int | None = None, offset: int = 0) -> list[Example]:
+        sql = "select * from examples where project_id = ? and role = ? order by id"
+        params: list = [project_id, role]
+        if limit is not None:
+            sql += " limit ? offset ?"
+            params += [limit, offset]
+        out = []
+        for r in self.db.query(sql, params):
+            r = dict(r)
+            r["prompt"] = json.loads(r["prompt"])
+            r["conversational"] = bool(r["conversational"])
+            out.append(_row_to(Example, r))
+        return out
+
+    # pairs
+    def add_pairs(self, pairs: list[Pair]) -> int:
+        """Insert pairs in one transaction; a pair already stored for (job, round, example) is kept, not duplicated."""
+        with self.write():
+            before = self._one("select count(*) n from pairs")["n"]
+            self.db["pairs"].insert_all([_pair_to_row(p) for p in pairs], ignore=True, batch_size=500)
+            return self._one("select count(*) n from pairs")["n"] - before
+
+    def update_pairs(self, pair_id_to_fields: dict[int, dict]) -> None:
+        with self.write():
+            for pair_id, values in pair_id_to_fields.items():
+                values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()}
+                self.db["pairs"].update(pair_id, values)
+
+    def pair(self, pair_id: int) -> Pair:
+        return _pair_from_row(self._one("select * from pairs where id = ?", [pair_id]))
+
+    def pairs(self, job_id: int, round: int | None = None) -> list[Pair]:
+        if round is None:
+            rows = self.db.query("select * from pairs where job_id = ? order by id", [job_id])
+        else:
+            rows = self.db.query("select * from pairs where job_id = ? and round = ? order by id", [job_id, round])
+        return [_pair_from_row(r) for r in rows]
+
+    def project_pairs(self, project_id: int, rounds: list[int] | None = None, sources: list[str] | None = None,
+                      min_confidence: float | None = None, exclude_noisy: bool = False) -> list[Pair]:
+        sql, params = "select * from pairs where project_id = ?", [project_id]
+        if rounds:
+            sql += f" and round in ({','.join('?' * len(rounds))})"
+            params += list(rounds)
+        if sources:
+            sql += f" and label_source in ({','.join('?' * len(sources))})"
+            params += list(sources)
+        if min_confidence is not None:
+            sql += " and (confidence >= ? or label_source in ('human', 'gold'))"
+            params.append(min_confidence)
+        if exclude_noisy:
+            sql += " and coalesce(noisy, 0) = 0"
+        return [_pair_from_row(r) for r in self.db.query(sql + " order by id", params)]
+
+    def human_pairs(self, project_id: int, before_round: int | None = None, job_id: int | None = None) -> list[Pair]:
+        """Pairs a person labelled: gold for every later round's training set."""
+        sql, params = "select * from pairs where project_id = ? and label_source = 'human'", [project_id]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if before_round is not None:
+            sql += " and round < ?"
+            params.append(before_round)
+        return [_pair_from_row(r) for r in self.db.query(sql + " order by id", params)]
+
+    def review_queue(self, f: ReviewFilter) -> tuple[list[Pair], int]:
+        """One page of pairs for a person to review, and how many match in all."""
+        where, params = ["project_id = ?", "label is not null"], [f.project_id]
+        for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if f.noisy is not None:
+            where.append("coalesce(noisy, 0) = ?")
+            params.append(int(f.noisy))
+        if f.min_confidence is not None:
+            where.append("confidence >= ?")
+            params.append(f.min_confidence)
+        if f.max_confidence is not None:
+            where.append("confidence <= ?")
+            params.append(f.max_confidence)
+        if f.search:
+            where.append("(prompt like ? or response_a like ? or response_b like ?)")
+            params += [f"%{f.search}%"] * 3
+        order = {
+            "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
+            "confident": "confidence desc, id asc",
+            "newest": "id desc",
+        }[f.order]
+        clause = " and ".join(where)
+        total = self._one(f"select count(*) n from pairs where {clause}", params)["n"]
+        rows = self.db.query(f"select * from pairs where {clause} order by {order} limit ? offset ?",
+                             params + [f.limit, f.offset])
+        return [_pair_from_row(r) for r in rows], total
+
+    def set_label(self, pair_id: int, label: str, source: str = "human", actor: str = "human",
+                  human_response: str | None = None, note: str = "") -> LabelEvent:
+        """Change a pair's label and write the audit event, together."""
+        with self.write():
+            old = self.pair(pair_id)
+            values = {"label": label, "label_source": source}
+            if human_response is not None:
+                values["human_response"] = human_response
+            if source in ("human", "gold"):
+                values["noisy"] = 0
+            self.db["pairs"].update(pair_id, values)
+            event = LabelEvent(pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source,
+                               new_source=source, actor=actor, note=note, at=now())
+            row = asdict(event)
+            del row["id"]
+            event.id = self.db["label_events"].insert(row).last_pk
+        return event
+
+    def bulk_accept(self, project_id: int, min_confidence: float, job_id: int | None = None,
+                    round: int | None = None, actor: str = "human") -> int:
+        """Confirm every self-labelled pair at or above a confidence as a human label."""
+        sql = "select id, label from pairs where project_id = ? and label_source = 'self' and confidence >= ?"
+        params: list = [project_id, min_confidence]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if round is not None:
+            sql += " and round = ?"
+            params.append(round)
+        with self.write():
+            rows = list(self.db.query(sql, params))
+            for r in rows:
+                self.set_label(r["id"], r["label"], "human", actor, note="bulk accept")
+        return len(rows)
+
+    def label_events(self, pair_id: int | None = None) -> list[LabelEvent]:
+        if pair_id is None:
+            rows = self.db.query("select * from label_events order by id")
+        else:
+            rows = self.db.query("select * from label_events where pair_id = ? order by id", [pair_id])
+        return [_row_to(LabelEvent, r) for r in rows]
+
+    # jobs
+    def enqueue(self, job: Job) -> int:
+        row = asdict(job)
+        row.pop("id")
+        row.update(status="queued", created_at=now(), stop_requested=0)
+        with self.write():
+            return self.db["jobs"].insert(row).last_pk
+
+    def job(self, job_id: int) -> Job:
+        return _job_from_row(self._one("select * from jobs where id = ?", [job_id]))
+
+    def jobs(self, project_id: int | None = None, statuses: tuple[str, ...] | None = None) -> list[Job]:
+        sql, params = "select * from jobs where 1 = 1", []
+        if project_id is not None:
+            sql += " and project_id = ?"
+            params.append(project_id)
+        if statuses:
+            sql += f" and status in ({','.join('?' * len(statuses))})"
+            params += list(statuses)
+        return [_job_from_row(r) for r in self.db.query(sql + " order by id", params)]
+
+    def claim_job(self, worker: str, pid: int, job_id: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or the given one): two workers never take the same job."""
+        with self.write():
+            if job_id is None:
+                row = self._one("select id from jobs where status = 'queued' order by id limit 1")
+            else:
+                row = self._one("select id from jobs where status = 'queued' and id = ?", [job_id])
+            if row is None:
+                return None
+            t = now()
+            self.db.execute(
+                "update jobs set status = 'running', worker = ?, pid = ?, heartbeat_at = ?, "
+                "started_at = coalesce(started_at, ?), stop_requested = 0, error = '' where id = ?",
+                [worker, pid, t, t, row["id"]])
+        return self.job(row["id"])
+
+    def update_job(self, job_id: int, **values) -> None:
+        values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()}
+        with self.write():
+            self.db["jobs"].update(job_id, values)
+
+    def heartbeat(self, job_id: int) -> None:
+        self.update_job(job_id, heartbeat_at=now())
+
+    def finish_job(self, job_id: int, status: str, error: str = "") -> None:
+        self.update_job(job_id, status=status, error=error, finished_at=now(), pid=None)
+
+    def request_stop(self, job_id: int) -> None:
+        self.update_job(job_id, stop_requested=True)
+
+    def requeue(self, job_id: int) -> None:
+        """Resume a stopped, interrupted, failed or paused job: it continues from its last completed stage."""
+        self.update_job(job_id, status="queued", stop_requested=False, error="", finished_at=None)
+
+    def mark_stale_jobs(self, older_than_s: float) -> list[int]:
+        """Running jobs whose heartbeat stopped (a killed worker) become interrupted."""
+        with self.write():
+            stale = []
+            for r in self.db.query("select id, heartbeat_at from jobs where status = 'running'"):
+                beat = datetime.fromisoformat(r["heartbeat_at"]) if r["heartbeat_at"] else None
+                if beat is None or (datetime.now(timezone.utc) - beat).total_seconds() > older_than_s:
+                    stale.append(r["id"])
+            for job_id in stale:
+                self.db["jobs"].update(job_id, {"status": "interrupted", "pid": None})
+        return stale
+
+    def log(self, job_id: int, message: str, level: str = "info") -> None:
+        with self.write():
+            self.db["job_events"].insert({"job_id": job_id, "at": now(), "level": level, "message": message})
+
+    def events(self, job_id: int, after_id: int = 0, limit: int = 200) -> list[dict]:
+        return list(self.db.query(
+            "select * from (select * from job_events where job_id = ? and id > ? order by id desc limit ?) order by id",
+            [job_id, after_id, limit]))
+
+    # rounds
+    def round(self, job_id: int, round: int) -> Round | None:
+        row = self._one("select * from rounds where job_id = ? and round = ?", [job_id, round])
+        if row is None:
+            return None
+        row = dict(row)
+        row["stages_done"] = json.loads(row["stages_done"] or "[]")
+        return _row_to(Round, row)
+
+    def rounds(self, job_id: int) -> list[Round]:
+        return [self.round(job_id, r["round"]) for r in
+                self.db.query("select round from rounds where job_id = ? order by round", [job_id])]
+
+    def stage_done(self, job_id: int, round: int, stage: str, **values) -> None:
+        """Record a completed stage; resume starts after the last one recorded."""
+        with self.write():
+            current = self.round(job_id, round) or Round(job_id=job_id, round=round, started_at=now())
+            if stage not in current.stages_done:
+                current.stages_done.append(stage)
+            row = {"job_id": job_id, "round": round, "status": values.pop("status", current.status),
+                   "stages_done": json.dumps(current.stages_done), "adapter_path": current.adapter_path,
+                   "started_at": current.started_at, "finished_at": current.finished_at}
+            row.update(values)
+            if current.id is None:
+                self.db["rounds"].insert(row)
+            else:
+                self.db["rounds"].update(current.id, row)
+
+    def set_round_status(self, job_id: int, round: int, status: str) -> None:
+        with self.write():
+            if self.round(job_id, round) is None:
+                self.db["rounds"].insert({"job_id": job_id, "round": round, "status": status, "stages_done": "[]",
+                                          "adapter_path": "", "started_at": now()})
+            else:
+                self.db.execute("update rounds set status = ? where job_id = ? and round = ?", [status, job_id, round])
+
+    # metrics and artifacts
+    def add_metrics(self, metrics: list[Metric]) -> None:
+        rows = []
+        for m in metrics:
+            row = asdict(m)
+            row.pop("id")
+            row["at"] = row["at"] or now()
+            rows.append(row)
+        with self.write():
+            self.db["metrics"].insert_all(rows)
+
+    def metrics(self, job_id: int, names: list[str] | None = None) -> list[Metric]:
+        sql, params = "select * from metrics where job_id = ?", [job_id]
+        if names:
+            sql += f" and name in ({','.join('?' * len(names))})"
+            params += names
+        return [_row_to(Metric, r) for r in self.db.query(sql + " order by id", params)]
+
+    def add_artifact(self, a: Artifact) -> int:
+        row = asdict(a)
+        row.pop("id")
+        row["meta"] = json.dumps(a.meta)
+        row["created_at"] = a.created_at or now()
+        with self.write():
+            return self.db["artifacts"].insert(row).last_pk
+
+    def artifacts(self, project_id: int, kind: str | None = None, job_id: int | None = None) -> list[Artifact]:
+        sql, params = "select * from artifacts where project_id = ?", [project_id]
+        if kind:
+            sql += " and kind = ?"
+            params.append(kind)
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        out = []
+        for r in self.db.query(sql + " order by id", params):
+            r = dict(r)
+            r["meta"] = json.loads(r["meta"] or "{}")
+            out.append(_row_to(Artifact, r))
+        return out
