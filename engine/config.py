@@ -118,9 +118,6 @@ class RunConfig:
         lambdas = self.refine.lambdas
         return lambdas[min(i, len(lambdas)) - 1] if lambdas else 0.0
 
-    def output_path(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.project}")
-
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
 

@@ -390,6 +390,13 @@ class Store:
             else:
                 self.db["rounds"].update(current.id, row)
 
+    def approve_review(self, job_id: int, round: int, actor: str = "human") -> None:
+        """The person is done reviewing a round paused at its gate: training may go on."""
+        with self.write():
+            self.stage_done(job_id, round, "review")
+            self.log(job_id, f"[round {round} review] approved by {actor}")
+            self.requeue(job_id)
+
     def set_round_status(self, job_id: int, round: int, status: str) -> None:
         with self.write():
             if self.round(job_id, round) is None:

@@ -1,0 +1,80 @@
+"""Where each round's model lives on disk and how it comes back: an adapter with LoRA, full weights without."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine import models
+from engine.config import RunConfig
+
+
+@dataclass
+class Policy:
+    """A loaded π_i with the means to compute π_init beside it."""
+    model: torch.nn.Module
+    tokenizer: object
+    init_model: torch.nn.Module | None = None  # full fine-tune only; with LoRA π_init is the adapters switched off
+
+    def init_view(self):
+        return models.init_policy(self.model, self.init_model)
+
+
+def lora_settings(cfg: RunConfig) -> models.LoraSettings:
+    return models.LoraSettings(enabled=cfg.lora.enabled, r=cfg.lora.r, alpha=cfg.lora.alpha,
+                               dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules)
+
+
+def round_model_dir(out_dir: Path, round: int) -> Path:
+    """round_N/adapter with LoRA, round_N/model for a full fine-tune."""
+    return out_dir / f"round_{round}"
+
+
+def saved_weights(out_dir: Path, round: int, cfg: RunConfig) -> Path:
+    return round_model_dir(out_dir, round) / ("adapter" if cfg.lora.enabled else "model")
+
+
+def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | None, trainable: bool = False,
+                with_reference: bool = False, need_init: bool = True) -> Policy:
+    """π_round (None or -1: π_init). With LoRA, trainable continues the round's adapter and `with_reference`
+    loads a frozen copy of it as the "reference" adapter (π_{i-1} for the next round's training)."""
+    device = models.pick_device(cfg.device)
+    dtype = models.pick_dtype(device, cfg.dtype)
+    tokenizer = models.load_tokenizer(model_path, cfg.trust_remote_code)
+    has_round = round is not None and round >= 0
+    if cfg.lora.enabled:
+        base = models.load_base_model(model_path, device, dtype, cfg.trust_remote_code)
+        adapter = str(saved_weights(out_dir, round, cfg)) if has_round else None
+        model = models.with_lora(base, lora_settings(cfg), adapter_dir=adapter, trainable=trainable)
+        if with_reference and adapter:
+            models.add_reference_adapter(model, adapter)
+        return Policy(model, tokenizer)
+    path = str(saved_weights(out_dir, round, cfg)) if has_round else model_path
+    model = models.load_base_model(path, device, dtype, cfg.trust_remote_code)
+    if trainable:
+        model.train()
+    init_model = None
+    if need_init:
+        init_model = model if not has_round and not trainable else models.load_base_model(
+            model_path, device, dtype, cfg.trust_remote_code)
+    return Policy(model, tokenizer, init_model)
+
+
+def save_policy(policy: Policy, cfg: RunConfig, out_dir: Path, round: int) -> Path:
+    """Write π_round (adapter or full weights, plus the tokenizer) atomically: temp folder, then rename."""
+    target = saved_weights(out_dir, round, cfg)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.lora.enabled:
+        policy.model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True)
+    else:
+        policy.model.save_pretrained(tmp, safe_serialization=True)
+    policy.tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target

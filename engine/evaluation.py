@@ -1,0 +1,98 @@
+"""After each round, on held-out prompts: self-judge accuracy, reward margin, response length, and (when a
+gold reward exists) gold score and win rate against π_init. Everything lands in metrics."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from engine import generation, method, scoring
+from engine.checkpoints import Policy
+from storage.records import Example, Messages, Pair
+
+Gold = Callable[[Messages, str], float]
+
+
+@dataclass
+class EvalSettings:
+    beta: float
+    max_prompts: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+
+
+def sample_eval(policy: Policy, prompts: list[Messages], s: EvalSettings, use_init: bool = False,
+                progress=None) -> list[generation.Sample]:
+    settings = generation.SamplingSettings(samples_per_prompt=1, temperature=s.temperature, top_p=s.top_p,
+                                           max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, seed=s.seed)
+    if use_init:
+        with policy.init_view() as init:
+            samples = generation.generate(init, policy.tokenizer, prompts, settings, progress)
+    else:
+        samples = generation.generate(policy.model, policy.tokenizer, prompts, settings, progress)
+    return [group[0] for group in samples]
+
+
+def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache: Path) -> list[str]:
+    """π_init's answers to the eval prompts, sampled once per run and kept, so every round compares
+    against the same baseline answers."""
+    if cache.exists():
+        return json.loads(cache.read_text())
+    texts = [x.text for x in sample_eval(policy, prompts, s, use_init=True)]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(texts))
+    return texts
+
+
+def judge_accuracy(policy: Policy, pairs: list[Example], beta: float, batch_size: int) -> dict[str, float]:
+    """How often π's implicit reward against π_init prefers the labelled chosen answer."""
+    if not pairs:
+        return {}
+    prompts = [e.prompt for e in pairs]
+    pc, pr = scoring.pair_logps(policy.model, policy.tokenizer, prompts, [e.chosen for e in pairs],
+                                [e.rejected for e in pairs], batch_size)
+    with policy.init_view() as init:
+        ic, ir = scoring.pair_logps(init, policy.tokenizer, prompts, [e.chosen for e in pairs],
+                                    [e.rejected for e in pairs], batch_size)
+    rc = method.implicit_reward(torch.tensor(pc, dtype=torch.float64), torch.tensor(ic, dtype=torch.float64), beta)
+    rr = method.implicit_reward(torch.tensor(pr, dtype=torch.float64), torch.tensor(ir, dtype=torch.float64), beta)
+    return {"eval/judge_accuracy": float((rc > rr).double().mean()),
+            "eval/reward_margin": float((rc - rr).mean())}
+
+
+def gold_comparison(prompts: list[Messages], policy_texts: list[str], init_texts: list[str], gold: Gold) -> dict:
+    g_pol = [gold(p, t) for p, t in zip(prompts, policy_texts)]
+    g_ini = [gold(p, t) for p, t in zip(prompts, init_texts)]
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(g_pol, g_ini)]
+    return {"eval/gold_score": sum(g_pol) / len(g_pol), "eval/init_gold_score": sum(g_ini) / len(g_ini),
+            "eval/win_rate_vs_init": sum(wins) / len(wins)}
+
+
+def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
+    """What the self-judge did this round, measured against gold where the demo world provides it."""
+    stats: dict[str, float] = {"round/pairs": len(pairs)}
+    if not pairs:
+        return stats
+    flagged = [p for p in pairs if p.noisy is not None]
+    if flagged:
+        stats["round/flagged_fraction"] = sum(bool(p.noisy) for p in flagged) / len(flagged)
+    stats["round/human_labels"] = sum(p.label_source == "human" for p in pairs)
+    conf = [p.confidence for p in pairs if p.confidence is not None]
+    if conf:
+        stats["round/mean_confidence"] = sum(conf) / len(conf)
+    decided = [p for p in pairs if p.gold_a is not None and p.gold_b is not None and p.gold_a != p.gold_b
+               and p.judge_label in ("a", "b")]
+    if decided:
+        right = [(p.judge_label == "a") == (p.gold_a > p.gold_b) for p in decided]
+        stats["round/self_label_accuracy"] = sum(right) / len(right)
+        noisy = [p for p in decided if p.noisy]
+        if noisy:
+            stats["round/flagged_label_accuracy"] = sum(
+                (p.judge_label == "a") == (p.gold_a > p.gold_b) for p in noisy) / len(noisy)
+    return stats

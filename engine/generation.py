@@ -1,0 +1,115 @@
+"""Sampling responses with `transformers` generate: the CPU (and fallback GPU) generation backend.
+
+Prompts go through engine.encoding.prompt_ids, the same ids the judge and the trainer score, and are
+LEFT-padded by hand so the tokenizer is never mutated. Each batch is seeded from settings.seed and its
+index, inside a forked RNG, so the same call reproduces the same samples and the caller's RNG is untouched."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from engine.encoding import prompt_ids
+from storage.records import Messages
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Sample:
+    text: str
+    n_tokens: int  # generated tokens up to and including the stop token (all of them when unfinished)
+    finished: bool  # stopped at EOS within max_new_tokens
+
+
+@dataclass
+class SamplingSettings:
+    samples_per_prompt: int = 2
+    temperature: float = 0.7  # 0 means greedy decoding
+    top_p: float = 1.0
+    max_new_tokens: int = 300
+    batch_size: int = 32  # sequences per generate call, not prompts
+    seed: int = 0
+
+
+def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettings,
+             progress: Progress | None = None) -> list[list[Sample]]:
+    """settings.samples_per_prompt samples for each prompt, in prompt order. Progress counts sequences."""
+    if settings.samples_per_prompt < 1 or settings.batch_size < 1 or settings.max_new_tokens < 1:
+        raise ValueError("samples_per_prompt, batch_size and max_new_tokens must all be at least 1")
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    jobs = [(i, k) for i in range(len(prompts)) for k in range(settings.samples_per_prompt)]
+    # Longest prompts first so a batch holds similar lengths; the sort is stable, so batches are deterministic.
+    jobs.sort(key=lambda job: len(encoded[job[0]]), reverse=True)
+    stop_ids = _stop_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    options = _generate_options(settings, stop_ids, pad_id)
+    device = next(model.parameters()).device
+    results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
+                batch = jobs[start:start + settings.batch_size]
+                input_ids, attention_mask = _left_pad([encoded[i] for i, _ in batch], pad_id, device)
+                with torch.random.fork_rng(devices=_rng_devices(device)):
+                    torch.manual_seed(settings.seed + batch_index)
+                    output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+                new_tokens = output[:, input_ids.shape[1]:].tolist()
+                for (i, k), tokens in zip(batch, new_tokens):
+                    results[i][k] = _to_sample(tokenizer, tokens, stop_ids)
+                if progress is not None:
+                    progress(min(start + settings.batch_size, len(jobs)), len(jobs))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _stop_ids(model, tokenizer) -> list[int]:
+    """The tokenizer's EOS and every EOS the model's generation config declares (chat models often add one)."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for token in [declared] if isinstance(declared, int) else (declared or []):
+        if token not in ids:
+            ids.append(token)
+    if not ids:
+        raise ValueError("neither the tokenizer nor the model's generation config names an EOS token")
+    return ids
+
+
+def _generate_options(settings: SamplingSettings, stop_ids: list[int], pad_id: int) -> dict:
+    """Sampling exactly as configured: top_k is switched off (transformers would default it to 50), so
+    temperature and top_p mean what they mean in the paper's (vLLM) setup."""
+    options = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,
+                   num_return_sequences=1)
+    if settings.temperature > 0:
+        options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    else:
+        options.update(do_sample=False, temperature=1.0, top_p=1.0)
+    return options
+
+
+def _left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[row, width - len(seq):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _rng_devices(device: torch.device) -> list:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _to_sample(tokenizer, tokens: list[int], stop_ids: list[int]) -> Sample:
+    """Cut at the first stop token (what follows is padding), decode without special tokens, strip."""
+    stop = next((pos for pos, token in enumerate(tokens) if token in stop_ids), None)
+    kept = tokens if stop is None else tokens[:stop]
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return Sample(text=text, n_tokens=len(tokens) if stop is None else stop + 1, finished=stop is not None)

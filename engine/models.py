@@ -1,0 +1,115 @@
+"""Loading the models the engine works with: the base (π_init), LoRA adapters on top of it (π_i), and
+the frozen reference adapter that training against π_{i-1} needs. With LoRA one set of base weights in
+memory serves π_init (adapters off), the trained policy and its reference."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+REFERENCE_ADAPTER = "reference"
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+}
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = True
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """`auto` takes the GPU when there is one; an explicit CUDA request without CUDA is an error, not a fallback."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {preference!r} was asked for but CUDA is not available on this machine")
+    return device
+
+
+def pick_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
+    """`auto`: bf16 on a GPU that supports it, float32 otherwise (fp16 without loss scaling is unsafe for DPO)."""
+    if preference == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if preference not in _DTYPES:
+        raise ValueError(f"unknown dtype {preference!r}; use auto or one of {sorted(_DTYPES)}")
+    return _DTYPES[preference]
+
+
+def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The model's own tokenizer and chat template; padding needs a pad token, so EOS stands in when missing."""
+    tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(path_or_id: str, device: torch.device, dtype: torch.dtype,
+                    trust_remote_code: bool = False) -> PreTrainedModel:
+    """π_init in eval mode. Safetensors only: pickled checkpoints can run code when loaded."""
+    model = AutoModelForCausalLM.from_pretrained(
+        path_or_id, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
+    )
+    return model.to(device).eval()
+
+
+def with_lora(base: PreTrainedModel, lora: LoraSettings, adapter_dir: str | None = None,
+              trainable: bool = True) -> PeftModel:
+    """Wrap `base` (modified in place) with the "default" adapter: a fresh one, or a saved one (π_{i-1})
+    to continue from. A fresh adapter starts as the identity (LoRA B = 0), so it equals π_init."""
+    if not lora.enabled:
+        raise ValueError("LoRA is disabled in the settings; train the full model instead of calling with_lora")
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=trainable)
+    else:
+        config = LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+            bias="none", task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, config)
+        if not trainable:
+            model.requires_grad_(False)
+    return model if trainable else model.eval()
+
+
+def add_reference_adapter(peft_model: PeftModel, adapter_dir: str) -> None:
+    """Load a frozen copy of a saved adapter as "reference" (π_{i-1}) next to the "default" adapter that
+    trains; "default" stays active and keeps its gradients and the model keeps its train/eval mode."""
+    was_training = peft_model.training
+    active = peft_model.active_adapter
+    peft_model.load_adapter(adapter_dir, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    for name, param in peft_model.named_parameters():
+        if f".{REFERENCE_ADAPTER}." in name:
+            param.requires_grad_(False)
+    if peft_model.active_adapter != active:
+        peft_model.set_adapter(active)
+    peft_model.train(was_training)
+
+
+@contextmanager
+def init_policy(model: torch.nn.Module, init_model: torch.nn.Module | None = None) -> Iterator[torch.nn.Module]:
+    """A model that computes π_init. For a PEFT model it is the same model with every adapter switched off
+    for the duration of the block. A full fine-tune has no adapters to switch off, so the caller keeps the
+    starting weights loaded separately and passes them as `init_model`."""
+    if isinstance(model, PeftModel):
+        with model.disable_adapter():
+            yield model
+    elif init_model is not None:
+        yield init_model
+    else:
+        raise ValueError("a fully fine-tuned model has no adapters to disable: pass the separately loaded "
+                         "π_init as init_model")

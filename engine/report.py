@@ -1,0 +1,44 @@
+"""The per-round table a run prints at the end (and the studio and benchmarks show)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage import Store
+
+COLUMNS = [
+    ("round", "round"),
+    ("pairs", "round/pairs"),
+    ("judge acc (eval)", "eval/judge_accuracy"),
+    ("self-label acc (gold)", "round/self_label_accuracy"),
+    ("flagged", "round/flagged_fraction"),
+    ("gold score", "eval/gold_score"),
+    ("win rate vs SFT", "eval/win_rate_vs_init"),
+]
+
+
+@dataclass
+class RoundRow:
+    round: int
+    values: dict[str, float]
+
+
+def round_rows(store: Store, job_id: int) -> list[RoundRow]:
+    rows: dict[int, dict[str, float]] = {}
+    for m in store.metrics(job_id):
+        if m.round is not None and (m.name.startswith("eval/") or m.name.startswith("round/")):
+            rows.setdefault(m.round, {})[m.name] = m.value
+    return [RoundRow(r, v) for r, v in sorted(rows.items())]
+
+
+def round_table(store: Store, job_id: int) -> str:
+    """A Markdown table, one row per round."""
+    head = "| " + " | ".join(title for title, _ in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    lines = [head, rule]
+    for row in round_rows(store, job_id):
+        cells = [str(row.round)]
+        for _, key in COLUMNS[1:]:
+            v = row.values.get(key)
+            cells.append("" if v is None else (f"{v:.0f}" if key == "round/pairs" else f"{v:.3f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""SPA rounds as idempotent stages: prepare → seed DPO → evaluate, then per round generate → judge →
+(review gate) → train → evaluate, and finalize. Each stage reads and writes storage only, so a stage that
+was killed can simply run again."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine import checkpoints, generation, scoring
+from engine.config import RunConfig, resolve_path, uses_demo_world
+from engine.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
+from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
+from engine.runtime import StageCallback, StageContext
+from engine.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
+from storage import Artifact, Pair
+
+GENERATE_CHUNK = 64  # prompts per committed chunk: a resumed generate stage redoes at most one chunk
+JUDGE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class StageRef:
+    round: int
+    stage: str
+
+
+def plan(cfg: RunConfig) -> list[StageRef]:
+    stages = [StageRef(0, "prepare"), StageRef(0, "seed"), StageRef(0, "evaluate")]
+    for i in range(1, cfg.rounds + 1):
+        names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
+        stages += [StageRef(i, s) for s in names]
+    stages.append(StageRef(cfg.rounds, "finalize"))
+    return stages
+
+
+def demo_root() -> Path:
+    from engine.demo_world import default_demo_dir
+    return default_demo_dir()
+
+
+def paths(cfg: RunConfig) -> dict[str, str]:
+    root = demo_root() if uses_demo_world(cfg) else None
+    return {k: resolve_path(getattr(cfg, k), root) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
+
+
+def gold_for(cfg: RunConfig):
+    """The gold reward exists only in the demo world."""
+    if not uses_demo_world(cfg):
+        return None
+    from engine.demo_world import gold_score_messages
+    return gold_score_messages
+
+
+def load(ctx: StageContext, round: int | None, **kw) -> checkpoints.Policy:
+    return checkpoints.load_policy(ctx.cfg, paths(ctx.cfg)["model"], ctx.out_dir, round, **kw)
+
+
+def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
+    cfg = ctx.cfg
+    return TrainSettings(beta=cfg.beta, learning_rate=cfg.lr, epochs=epochs, batch_size=cfg.batch_size,
+                         micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
+                         warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + ctx.round,
+                         bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
+                         gradient_checkpointing=cfg.train.gradient_checkpointing)
+
+
+# stages -------------------------------------------------------------------------------------------------
+
+def stage_prepare(ctx: StageContext) -> None:
+    """Build the demo world when the config names it, and import the config's data into the project."""
+    from engine.importers import load_examples
+    cfg = ctx.cfg
+    if uses_demo_world(cfg):
+        from engine.demo_world import build_demo_world
+        build_demo_world(demo_root(), progress=lambda stage, done, total: ctx.progress(done, total))
+    p = paths(cfg)
+    for key, role in (("seed_data", "seed"), ("prompt_pool", "pool"), ("eval_data", "eval")):
+        if not p[key]:
+            continue
+        result = load_examples(p[key], role)
+        added, skipped = ctx.store.add_examples(ctx.project_id, result.examples)
+        ctx.log(f"{p[key]}: {result.format}, {added} {role} rows imported, {skipped} already present, "
+                f"{len(result.duplicates)} duplicates skipped")
+    if ctx.store.count_examples(ctx.project_id, "seed") == 0:
+        raise ValueError("the project has no seed pairs: import some or set seed_data")
+
+
+def stage_seed(ctx: StageContext) -> None:
+    """π_0 = DPO(init = π_init, reference = π_init, data = seed pairs): plain sigmoid DPO."""
+    seeds = ctx.store.examples(ctx.project_id, "seed")
+    policy = load(ctx, None, trainable=True)
+    prompts = [e.prompt for e in seeds]
+    with policy.init_view() as init:
+        ref_c, ref_r = scoring.pair_logps(init, policy.tokenizer, prompts, [e.chosen for e in seeds],
+                                          [e.rejected for e in seeds], ctx.cfg.judge.batch_size)
+    rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, ref_chosen_logp=c,
+                     ref_rejected_logp=r, trusted=True) for e, c, r in zip(seeds, ref_c, ref_r)]
+    ctx.log(f"seed DPO on {len(rows)} pairs, {ctx.cfg.epochs} epochs, lr {ctx.cfg.lr:g}")
+    if ctx.cfg.epochs > 0:
+        result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx, ctx.cfg.epochs), None,
+                           reference="adapters_disabled" if ctx.cfg.lora.enabled else "model",
+                           ref_model=policy.init_model, callbacks=[StageCallback(ctx)])
+        if result.stopped:
+            ctx.stop.check()
+    saved = checkpoints.save_policy(policy, ctx.cfg, ctx.out_dir, 0)
+    register(ctx, saved, 0)
+
+
+def prompt_slice(ctx: StageContext) -> list:
+    """Round i's fresh slice of the pool; once the pool runs out it wraps around (logged)."""
+    pool = ctx.store.examples(ctx.project_id, "pool")
+    if not pool:
+        raise ValueError("the project has no pool prompts: import some or set prompt_pool")
+    offset = sum(ctx.cfg.prompts_for_round(j) for j in range(1, ctx.round))
+    n = min(ctx.cfg.prompts_for_round(ctx.round), len(pool))
+    if offset + n > len(pool):
+        ctx.log(f"the pool has {len(pool)} prompts; round {ctx.round} wraps around to its start", "warning")
+    return [pool[(offset + k) % len(pool)] for k in range(n)]
+
+
+def stage_generate(ctx: StageContext) -> None:
+    """Two samples per prompt from π_{i-1}; pairs whose two responses are identical are dropped."""
+    cfg = ctx.cfg
+    prompts = prompt_slice(ctx)
+    done_ids = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
+    chunks = [prompts[k:k + GENERATE_CHUNK] for k in range(0, len(prompts), GENERATE_CHUNK)]
+    todo = [(i, c) for i, c in enumerate(chunks) if not any(e.id in done_ids for e in c)]
+    if not todo:
+        return
+    policy = load(ctx, ctx.round - 1)
+    gold = gold_for(cfg)
+    dropped, written = 0, 0
+    ctx.progress(len(chunks) - len(todo), len(chunks), force=True)
+    for n_done, (index, chunk) in enumerate(todo, start=len(chunks) - len(todo)):
+        settings = generation.SamplingSettings(
+            samples_per_prompt=cfg.generation.samples_per_prompt, temperature=cfg.generation.temperature,
+            top_p=cfg.generation.top_p, max_new_tokens=cfg.generation.max_new_tokens,
+            batch_size=cfg.generation.batch_size, seed=cfg.seed * 1_000_003 + ctx.round * 10_007 + index)
+        samples = generation.generate(policy.model, policy.tokenizer, [e.prompt for e in chunk], settings)
+        pairs = []
+        for ex, group in zip(chunk, samples):
+            a, b = group[0], next((s for s in group[1:] if s.text != group[0].text), group[1])
+            if a.text == b.text:
+                dropped += 1
+                continue
+            pairs.append(Pair(job_id=ctx.job_id, round=ctx.round, prompt=ex.prompt, response_a=a.text,
+                              response_b=b.text, example_id=ex.id, project_id=ctx.project_id,
+                              tokens_a=a.n_tokens, tokens_b=b.n_tokens,
+                              gold_a=gold(ex.prompt, a.text) if gold else None,
+                              gold_b=gold(ex.prompt, b.text) if gold else None))
+        written += ctx.store.add_pairs(pairs)
+        ctx.progress(n_done + 1, len(chunks))
+    ctx.log(f"{written} pairs written, {dropped} identical pairs dropped")
+    ctx.metrics({"round/dropped_identical": dropped})
+
+
+def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
+    kind = ctx.cfg.judge.kind
+    if kind == "implicit":
+        return ImplicitRewardJudge(policy, ctx.cfg.beta, ctx.cfg.judge.batch_size)
+    if kind == "gold":
+        gold = gold_for(ctx.cfg)
+        if gold is None:
+            raise ValueError("judge.kind gold exists only in the demo world")
+        return GoldJudge(gold)
+    from engine.judges_extra import make_external_judge
+    return make_external_judge(ctx.cfg, paths(ctx.cfg)["model"])
+
+
+def stage_judge(ctx: StageContext) -> None:
+    """Score every unjudged pair: the four log-probs (π_{i-1} and π_init for both responses) are always
+    stored, since π_{i-1}'s are the training reference; the label comes from the configured judge."""
+    pending = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.judge_label is None]
+    if not pending:
+        return
+    policy = load(ctx, ctx.round - 1)
+    judge = make_judge(ctx, policy)
+    implicit = judge if isinstance(judge, ImplicitRewardJudge) else ImplicitRewardJudge(
+        policy, ctx.cfg.beta, ctx.cfg.judge.batch_size)
+    total = len(pending)
+    for start in range(0, total, JUDGE_CHUNK):
+        chunk = pending[start:start + JUDGE_CHUNK]
+        args = ([p.prompt for p in chunk], [p.response_a for p in chunk], [p.response_b for p in chunk])
+        prefs = judge.judge(*args)
+        logps = prefs if judge is implicit else implicit.judge(*args)
+        updates = {}
+        for p, pref, lp in zip(chunk, prefs, logps):
+            label = "a" if pref.a_preferred else "b"
+            values = dict(logp_policy_a=lp.logp_policy_a, logp_policy_b=lp.logp_policy_b,
+                          logp_init_a=lp.logp_init_a, logp_init_b=lp.logp_init_b, reward_a=pref.score_a,
+                          reward_b=pref.score_b, margin=pref.margin, confidence=pref.confidence,
+                          judge_label=label)
+            if p.label_source != "human":
+                values.update(label=label, label_source="gold" if judge.name == "gold" else "self")
+            updates[p.id] = values
+        ctx.store.update_pairs(updates)
+        ctx.progress(min(start + JUDGE_CHUNK, total), total)
+    ctx.log(f"judged {total} pairs with the {judge.name} judge")
+
+
+def training_rows(ctx: StageContext) -> list[TrainRow]:
+    """This round's labelled pairs plus every human-labelled pair of earlier rounds (gold, ỹ = 1).
+    Stored π_{i-1} log-probs are the reference; rewrites and earlier rounds' pairs need fresh ones."""
+    this_round = ctx.store.pairs(ctx.job_id, ctx.round)
+    earlier = ctx.store.human_pairs(ctx.project_id, before_round=ctx.round, job_id=ctx.job_id)
+    rows = []
+    for p in this_round + earlier:
+        if p.label not in ("a", "b"):
+            continue  # tie and both-bad carry no preference
+        chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)
+        ref_c, ref_r = (p.logp_policy_a, p.logp_policy_b) if p.label == "a" else (p.logp_policy_b, p.logp_policy_a)
+        if p.human_response:
+            chosen, ref_c, rejected, ref_r = p.human_response, None, rejected, ref_r
+        if p.round != ctx.round:
+            ref_c = ref_r = None
+        rows.append(TrainRow(pair_id=p.id, prompt=p.prompt, chosen=chosen, rejected=rejected, ref_chosen_logp=ref_c,
+                             ref_rejected_logp=ref_r, trusted=p.label_source in ("human", "gold")))
+    return rows
+
+
+def fill_missing_reference(policy: checkpoints.Policy, rows: list[TrainRow], batch_size: int) -> None:
+    """Reference log-probs under π_{i-1} (the policy as loaded, before any step) where none are stored."""
+    missing = [r for r in rows if r.ref_chosen_logp is None or r.ref_rejected_logp is None]
+    if not missing:
+        return
+    lc, lr = scoring.pair_logps(policy.model, policy.tokenizer, [r.prompt for r in missing],
+                                [r.chosen for r in missing], [r.rejected for r in missing], batch_size)
+    for r, c, j in zip(missing, lc, lr):
+        r.ref_chosen_logp, r.ref_rejected_logp = c, j
+
+
+def stage_train(ctx: StageContext) -> None:
+    """π_i from π_{i-1} with reference π_{i-1}, self-refinement loss and de-coupled noise detection."""
+    cfg = ctx.cfg
+    rows = training_rows(ctx)
+    if not rows:
+        raise ValueError(f"round {ctx.round} has no labelled pairs to train on")
+    policy = load(ctx, ctx.round - 1, trainable=True, with_reference=cfg.lora.enabled, need_init=False)
+    if not cfg.lora.enabled:
+        policy.init_model = load(ctx, ctx.round - 1, need_init=False).model  # frozen π_{i-1} as reference
+    policy.model.eval()
+    fill_missing_reference(policy, rows, cfg.judge.batch_size)
+    policy.model.train()
+    refine = RefineSettings(enabled=cfg.refine.enabled, k_fraction=cfg.refine.k_fraction, alpha=cfg.refine.alpha,
+                            lam=cfg.lam_for_round(ctx.round), warmup_fraction=cfg.refine.warmup_fraction,
+                            window=cfg.refine.window)
+    trusted = sum(r.trusted for r in rows)
+    ctx.log(f"training on {len(rows)} pairs ({trusted} human or gold), λ = {refine.lam:g}, refine "
+            f"{'on' if refine.enabled else 'off'}")
+    result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx, cfg.round_epochs), refine,
+                       reference="ref_adapter" if cfg.lora.enabled else "model", ref_model=policy.init_model,
+                       callbacks=[StageCallback(ctx)])
+    if result.stopped:
+        partial = ctx.round_dir(ctx.round) / "partial"
+        policy.model.save_pretrained(partial, safe_serialization=True)
+        ctx.log(f"stopped; the partly trained weights are kept under {partial}; a resume retrains the round")
+        ctx.stop.check()
+    this_round = {p.id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
+    ctx.store.update_pairs({n.pair_id: {"ext_margin": n.ext_margin, "noisy": n.noisy} for n in result.noise
+                            if n.pair_id in this_round})
+    saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round)
+    register(ctx, saved, ctx.round)
+
+
+def stage_evaluate(ctx: StageContext) -> None:
+    cfg = ctx.cfg
+    s = EvalSettings(beta=cfg.beta, max_prompts=cfg.eval.max_prompts, temperature=cfg.generation.temperature,
+                     top_p=cfg.generation.top_p, max_new_tokens=cfg.generation.max_new_tokens,
+                     batch_size=cfg.generation.batch_size, seed=cfg.seed + 7)
+    evals = ctx.store.examples(ctx.project_id, "eval", limit=cfg.eval.max_prompts)
+    policy = load(ctx, ctx.round)
+    values = round_pair_stats(ctx.store.pairs(ctx.job_id, ctx.round)) if ctx.round > 0 else {}
+    labelled = [e for e in evals if e.chosen and e.rejected]
+    values.update(judge_accuracy(policy, labelled, cfg.beta, cfg.judge.batch_size))
+    ctx.progress(1, 3, force=True)
+    if evals:
+        prompts = [e.prompt for e in evals]
+        texts = [x for x in sample_eval(policy, prompts, s)]
+        values["eval/response_tokens"] = sum(x.n_tokens for x in texts) / len(texts)
+        ctx.progress(2, 3, force=True)
+        gold = gold_for(cfg)
+        if gold:
+            baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
+            values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
+    ctx.metrics(values)
+    ctx.progress(3, 3, force=True)
+    ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+
+
+def stage_finalize(ctx: StageContext) -> None:
+    """A merged final model under output_dir/final that AutoModelForCausalLM.from_pretrained loads."""
+    policy = load(ctx, ctx.round, need_init=False)
+    final = ctx.out_dir / "final"
+    tmp = final.with_name("final.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = policy.model.merge_and_unload() if ctx.cfg.lora.enabled else policy.model
+    model.save_pretrained(tmp, safe_serialization=True)
+    policy.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    ctx.store.add_artifact(Artifact(project_id=ctx.project_id, job_id=ctx.job_id, round=ctx.round, kind="model",
+                                    path=str(final.resolve())))
+    ctx.log(f"final model at {final}")
+
+
+def register(ctx: StageContext, path: Path, round: int) -> None:
+    kind = "adapter" if ctx.cfg.lora.enabled else "model"
+    ctx.store.add_artifact(Artifact(project_id=ctx.project_id, job_id=ctx.job_id, round=round, kind=kind,
+                                    path=str(path.resolve()), meta={"base_model": paths(ctx.cfg)["model"]}))
+
+
+STAGES = {"prepare": stage_prepare, "seed": stage_seed, "generate": stage_generate, "judge": stage_judge,
+          "train": stage_train, "evaluate": stage_evaluate, "finalize": stage_finalize}
+
+
+def run_stage(ctx: StageContext) -> None:
+    STAGES[ctx.stage](ctx)
