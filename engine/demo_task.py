@@ -1,7 +1,7 @@
 """The demo world's task: short symbolic problems, a noisy teacher that answers them, and a gold reward.
 
 Four domains, one line each: "sort: 7 2 9 4" -> "2 4 7 9", "reverse: abcde" -> "edcba",
-"add: 23+58" -> "81", "max: 31 87 45 12" -> "87". The teacher is right only part of the time and
+"next: 479" -> "480", "max: 3 9 2 7" -> "9". The teacher is right only part of the time and
 otherwise makes a plausible mistake; several mistakes keep the answer's length (a swap, a wrong digit,
 a forgotten carry, the second largest item), so a better answer is never just a longer or shorter one.
 The gold reward is a pure function of (prompt, response): 1.0 for the exact answer, partial credit
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Callable
 
-DOMAINS = ("sort", "reverse", "add", "max")
+DOMAINS = ("sort", "reverse", "next", "max")
 PARTIAL_CAP = 0.9  # the best a non-exact answer can score, so exact answers always stand out
 MAX_NUMBER_DIGITS = 12  # longer "numbers" are garbage (and int() of huge strings is slow or refused)
 
@@ -25,14 +25,12 @@ MAX_NUMBER_DIGITS = 12  # longer "numbers" are garbage (and int() of huge string
 class Problem:
     """One task instance: the domain and its operands, from which prompt and answer follow."""
     domain: str
-    items: tuple  # sort/max: ints, reverse: one str, add: (a, b)
+    items: tuple  # sort/max: digits, reverse: (word,), next: (number,)
 
     @property
     def prompt(self) -> str:
-        if self.domain == "reverse":
-            return f"reverse: {self.items[0]}"
-        if self.domain == "add":
-            return f"add: {self.items[0]}+{self.items[1]}"
+        if self.domain in ("reverse", "next"):
+            return f"{self.domain}: {self.items[0]}"
         return f"{self.domain}: " + " ".join(str(x) for x in self.items)
 
     @property
@@ -41,21 +39,22 @@ class Problem:
             return " ".join(str(x) for x in sorted(self.items))
         if self.domain == "reverse":
             return self.items[0][::-1]
-        if self.domain == "add":
-            return str(self.items[0] + self.items[1])
+        if self.domain == "next":
+            return str(self.items[0] + 1)
         return str(max(self.items))
 
 
 def random_problem(rng: random.Random, domain: str | None = None) -> Problem:
     domain = domain or rng.choice(DOMAINS)
     if domain == "sort":
-        return Problem("sort", tuple(rng.randint(0, 9) for _ in range(rng.randint(4, 7))))
+        return Problem("sort", tuple(rng.randint(0, 9) for _ in range(rng.randint(3, 5))))
     if domain == "reverse":
-        return Problem("reverse", ("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 8))),))
-    if domain == "add":
-        return Problem("add", (rng.randint(10, 99), rng.randint(10, 99)))
+        return Problem("reverse", ("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 5))),))
+    if domain == "next":  # a third end in 9, so the carry matters
+        n = rng.randint(10, 9998)
+        return Problem("next", (n - n % 10 + 9 if rng.random() < 0.3 else n,))
     if domain == "max":
-        return Problem("max", tuple(rng.randint(10, 99) for _ in range(rng.randint(3, 6))))
+        return Problem("max", tuple(rng.randint(0, 9) for _ in range(rng.randint(3, 7))))
     raise ValueError(f"unknown demo domain {domain!r}")
 
 
@@ -70,15 +69,22 @@ def parse_prompt(prompt: str) -> Problem:
             if not rest.isalpha():
                 raise ValueError
             return Problem("reverse", (rest,))
-        if domain == "add":
-            a, b = rest.split("+")
-            return Problem("add", (int(a), int(b)))
+        if domain == "next":
+            if not rest.isdigit():
+                raise ValueError
+            return Problem("next", (int(rest),))
         return Problem(domain, tuple(int(x) for x in rest.split()))
     except ValueError:
         raise ValueError(f"not a demo-world prompt: {prompt[:80]!r}") from None
 
 
 # --- the noisy teacher -------------------------------------------------------------------------
+
+def _habit(rng: random.Random, **weights: int) -> str:
+    """Pick a kind of mistake. Each domain has two habits weighted 3 against 1 for the rest: mistakes
+    systematic enough that a few dozen labels can teach the model out of them."""
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
 
 def _swap(seq: list, rng: random.Random) -> list:
     i, j = rng.sample(range(len(seq)), 2)
@@ -106,7 +112,7 @@ def _duplicate(seq: list, rng: random.Random) -> list:
 
 def _sort_mistake(p: Problem, rng: random.Random) -> str:
     right = sorted(p.items)
-    kind = rng.choice(["swap_adjacent", "swap", "drop", "duplicate", "unsorted", "nudge"])
+    kind = _habit(rng, swap_adjacent=3, drop=3, swap=1, duplicate=1, unsorted=1, nudge=1)
     if kind == "swap_adjacent":
         out = _swap_adjacent(right, rng)
     elif kind == "swap":
@@ -128,7 +134,7 @@ def _sort_mistake(p: Problem, rng: random.Random) -> str:
 def _reverse_mistake(p: Problem, rng: random.Random) -> str:
     word = p.items[0]
     right = list(word[::-1])
-    kind = rng.choice(["swap_adjacent", "swap", "drop", "duplicate", "partial", "substitute"])
+    kind = _habit(rng, partial=3, swap_adjacent=3, swap=1, drop=1, duplicate=1, substitute=1)
     if kind == "swap_adjacent":
         out = _swap_adjacent(right, rng)
     elif kind == "swap":
@@ -147,46 +153,40 @@ def _reverse_mistake(p: Problem, rng: random.Random) -> str:
     return "".join(out)
 
 
-def _number_mistake(right: int, rng: random.Random, kind: str) -> int:
+def _next_mistake(p: Problem, rng: random.Random) -> str:
+    n = p.items[0]
+    right = str(n + 1)
+    kind = _habit(rng, unchanged=3, no_carry=3 if n % 10 == 9 else 0, off_by_one=1, wrong_digit=1, swap_digits=1)
+    if kind == "no_carry":  # 479 -> 470: same length, one digit wrong
+        return str(n - 9)
+    if kind == "unchanged":
+        return str(n)
     if kind == "off_by_one":
-        return right + rng.choice([-1, 1])
-    if kind == "off_by_ten":
-        return right + (10 if right < 20 or rng.random() < 0.5 else -10)
-    digits = str(right)
-    if kind == "swap_digits" and len(set(digits)) > 1:
-        return int(digits[::-1]) if len(digits) == 2 else int(digits[0] + digits[2] + digits[1])
-    return right + rng.choice([-2, 2])
-
-
-def _add_mistake(p: Problem, rng: random.Random) -> str:
-    a, b = p.items
-    right = a + b
-    kind = rng.choice(["off_by_one", "off_by_ten", "swap_digits", "no_carry", "concat_digits"])
-    if kind == "no_carry" and (a % 10) + (b % 10) >= 10:  # forgot the carry: same length, one digit wrong
-        wrong = right - 10
-    elif kind == "concat_digits":  # added tens and units separately and glued them
-        wrong = int(f"{a // 10 + b // 10}{(a + b) % 10}")
-    else:
-        wrong = _number_mistake(right, rng, kind if kind != "no_carry" else "off_by_ten")
-    return str(wrong if wrong != right and wrong >= 0 else right + 1)
+        return str(n + 2)
+    digits = list(right)
+    if kind == "wrong_digit":  # a digit other than the last, nudged: same length
+        i = rng.randrange(len(digits) - 1)
+        d = int(digits[i]) + rng.choice([-1, 1])
+        digits[i] = str(d % 10 if i else min(9, max(1, d)))
+        return "".join(digits)
+    return "".join(_swap_adjacent(digits, rng))
 
 
 def _max_mistake(p: Problem, rng: random.Random) -> str:
     right = max(p.items)
-    kind = rng.choice(["second", "first", "min", "off_by_one", "swap_digits"])
-    if kind == "second" and len(set(p.items)) > 1:
-        wrong = sorted(set(p.items))[-2]
-    elif kind == "first" and p.items[0] != right:
-        wrong = p.items[0]
-    elif kind == "min" and min(p.items) != right:
-        wrong = min(p.items)
-    else:
-        wrong = _number_mistake(right, rng, kind if kind in ("off_by_one", "swap_digits") else "off_by_one")
-    return str(wrong if wrong != right else right - 1)
+    others = [x for x in p.items if x != right]
+    kind = _habit(rng, second=3, first=3, last=1, min=1, off_by_one=1)
+    if others and kind == "second":
+        return str(max(others))
+    if others and kind == "min":
+        return str(min(others))
+    if kind in ("first", "last"):  # equal to the answer now and then; teacher_mistake draws again
+        return str(p.items[0] if kind == "first" else p.items[-1])
+    return str(right - 1 if right == 9 or (right > 0 and rng.random() < 0.5) else right + 1)
 
 
 MISTAKES: dict[str, Callable[[Problem, random.Random], str]] = {
-    "sort": _sort_mistake, "reverse": _reverse_mistake, "add": _add_mistake, "max": _max_mistake,
+    "sort": _sort_mistake, "reverse": _reverse_mistake, "next": _next_mistake, "max": _max_mistake,
 }
 
 

@@ -8,13 +8,13 @@ Everything is deterministic for a seed: prompts, SFT batches, samples and weight
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import random
 import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,25 +34,27 @@ __all__ = ["VERSION", "DemoWorld", "WorldSize", "default_demo_dir", "build_demo_
 VERSION = 1
 SEED_FRACTION = 0.033  # the paper's seed: 2K of ~60K UltraFeedback labels
 TEMPERATURE = 0.7  # section 1's sampling temperature, used for the pairs and the SFT gold score
+SFT_DOMAIN_WEIGHTS = (1.5, 2.0, 0.5, 0.4)  # sort, reverse, next, max: more practice where the skill is slow to learn
 Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class WorldSize:
     """How big a world to build. The defaults are the real demo; tests use WorldSize.mini()."""
-    hidden: int = 128
-    layers: int = 4
+    hidden: int = 64
+    layers: int = 2
     heads: int = 4
-    sft_steps: int = 700
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    p_correct: float = 0.5  # how often the teacher is right
+    sft_steps: int = 800
+    batch_size: int = 128
+    learning_rate: float = 1e-2
+    p_correct_start: float = 0.5  # the teacher's accuracy, falling linearly over SFT from start to end
+    p_correct_end: float = 0.5
     pool: int = 1940
     validation: int = 128
     eval: int = 200
     samples_per_prompt: int = 4  # drawn per labelled prompt; the first two with different gold make the pair
     max_new_tokens: int = 24
-    threads: int = 2
+    threads: int = 1  # tiny matrices gain little from a second thread, and a loaded machine hurts less
 
     @classmethod
     def mini(cls) -> "WorldSize":
@@ -132,12 +134,14 @@ def encode(tok, prompt: str, response: str) -> tuple[list[int], list[int]]:
 
 def sft_batches(tok, size: WorldSize, rng: random.Random, held_out: set[str]) -> Iterator[dict[str, torch.Tensor]]:
     """An endless stream of fresh teacher-labelled batches, never touching a held-out prompt."""
-    while True:
+    for step in itertools.count():
+        frac = min(1.0, step / max(1, size.sft_steps - 1))
+        p_correct = size.p_correct_start + (size.p_correct_end - size.p_correct_start) * frac
         rows = []
         while len(rows) < size.batch_size:
-            p = random_problem(rng)
+            p = random_problem(rng, rng.choices(DOMAINS, weights=SFT_DOMAIN_WEIGHTS)[0])
             if p.prompt not in held_out:
-                rows.append(encode(tok, p.prompt, teacher_answer(p, rng, size.p_correct)))
+                rows.append(encode(tok, p.prompt, teacher_answer(p, rng, p_correct)))
         width = max(len(ids) for ids, _ in rows)
         pad = tok.pad_token_id
         yield {
@@ -199,6 +203,9 @@ def sample(model, tok, prompts: list[str], n: int, max_new_tokens: int, temperat
 def make_pair(p: Problem, samples: list[str], rng: random.Random) -> tuple[str, str]:
     """(chosen, rejected): the first two samples whose gold differs, the higher one chosen. When every
     sample scores the same, the teacher supplies the other side (a mistake, or the right answer)."""
+    samples = [s for s in samples if s.strip()]  # an empty answer is not a preference a file may hold
+    if not samples:
+        return p.answer, teacher_mistake(p, rng)
     golds = [gold_reward(p.prompt, s) for s in samples]
     for j in range(1, len(samples)):
         for i in range(j):
@@ -344,8 +351,8 @@ def build_demo_world(out_dir: Path | None = None, seed: int = 0, progress: Progr
     root = Path(out_dir).expanduser() if out_dir is not None else default_demo_dir(seed)
     if not force and _is_cached(root, seed, size):
         return DemoWorld.at(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
+    tmp = root.with_name(f".{root.name}.build-{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir(parents=True)
     report = _Reporter(progress)
     try:
         with _deterministic(seed, size.threads):

@@ -90,13 +90,7 @@ def add_reference_adapter(peft_model: PeftModel, adapter_dir: str) -> None:
     """Load a frozen copy of a saved adapter as "reference" (π_{i-1}) next to the "default" adapter that
     trains; "default" stays active and keeps its gradients and the model keeps its train/eval mode."""
     was_training = peft_model.training
-    active = peft_model.active_adapter
     peft_model.load_adapter(adapter_dir, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
-    for name, param in peft_model.named_parameters():
-        if f".{REFERENCE_ADAPTER}." in name:
-            param.requires_grad_(False)
-    if peft_model.active_adapter != active:
-        peft_model.set_adapter(active)
     peft_model.train(was_training)
 
 

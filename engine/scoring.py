@@ -80,14 +80,11 @@ def _batch_logps(model, encoded: list[tuple[list[int], list[int]]], pad_id: int)
     targets = input_ids[:, width - keep + 1:].to(device)  # token predicted by each kept logit but the last
     sums = []
     for row, (_, r) in enumerate(encoded):
-        if not r:
-            sums.append(0.0)
-            continue
         row_logits = logits[row, keep - 1 - len(r):keep - 1].float()
-        picked = row_logits.gather(-1, targets[row, -len(r):, None]).squeeze(-1)
+        picked = row_logits.gather(-1, targets[row, keep - 1 - len(r):, None]).squeeze(-1)
         token_logps = picked - torch.logsumexp(row_logits, dim=-1)
-        sums.append(token_logps.double().sum().item())  # float64 sum: hundreds of tokens lose no digits
-    return sums
+        sums.append(token_logps.double().sum())  # float64 sum: hundreds of tokens lose no digits
+    return torch.stack(sums).tolist()  # one device sync per batch
 
 
 def _accepts_logits_to_keep(model) -> bool:

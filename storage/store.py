@@ -445,3 +445,133 @@ class Store:
             r["meta"] = json.loads(r["meta"] or "{}")
             out.append(_row_to(Artifact, r))
         return out
+
+    # read-only queries for the studio (app/)
+    def review_page(self, f: ReviewFilter) -> tuple[list[Pair], int]:
+        """The same page and total as `review_queue`, fast at 100,000+ pairs. The filter tests `label`,
+        which no index holds, so the planner's index walk becomes one random row lookup per pair (about
+        1 s at 100k); a sequential scan (NOT INDEXED) that sorts only ids takes a tenth of that. A text search
+        scans once for the ordered ids and counts them; a page past the middle is read in the reverse order.
+        Only the page's rows are then read in full."""
+        where, params = ["project_id = ?", "label is not null"], [f.project_id]
+        for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if f.noisy is not None:
+            where.append("coalesce(noisy, 0) = ?")
+            params.append(int(f.noisy))
+        if f.min_confidence is not None:
+            where.append("confidence >= ?")
+            params.append(f.min_confidence)
+        if f.max_confidence is not None:
+            where.append("confidence <= ?")
+            params.append(f.max_confidence)
+        if f.search:
+            where.append("(prompt like ? or response_a like ? or response_b like ?)")
+            params += [f"%{f.search}%"] * 3
+        order = {
+            "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
+            "confident": "confidence desc, id asc",
+            "newest": "id desc",
+        }[f.order]
+        clause = " and ".join(where)
+        if f.search:  # the text match dominates: scan once, count and slice the ordered ids in Python
+            matched = [r["id"] for r in self.db.query(
+                f"select id from pairs not indexed where {clause} order by {order}", params)]
+            total, ids = len(matched), matched[f.offset:f.offset + f.limit]
+        else:
+            total = self._one(f"select count(*) n from pairs not indexed where {clause}", params)["n"]
+            if f.offset > total // 2:  # a deep page: read it from the other end, so the sort keeps fewer ids
+                backwards = ", ".join(term.replace(" desc", " ASC").replace(" asc", " desc").replace(" ASC", " asc")
+                                      for term in order.split(", "))
+                limit = max(min(f.limit, total - f.offset), 0)
+                ids = [r["id"] for r in self.db.query(
+                    f"select id from pairs not indexed where {clause} order by {backwards} limit ? offset ?",
+                    params + [limit, max(total - f.offset - limit, 0)])][::-1]
+            else:
+                ids = [r["id"] for r in self.db.query(
+                    f"select id from pairs not indexed where {clause} order by {order} limit ? offset ?",
+                    params + [f.limit, f.offset])]
+        if not ids:
+            return [], total
+        rows = {r["id"]: r for r in self.db.query(
+            f"select * from pairs where id in ({','.join('?' * len(ids))})", ids)}
+        return [_pair_from_row(rows[i]) for i in ids], total
+
+    def pair_rounds(self, project_id: int, job_id: int | None = None) -> list[int]:
+        """The rounds that have pairs, for the studio's round filters."""
+        sql, params = "select distinct round from pairs where project_id = ?", [project_id]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        return [r["round"] for r in self.db.query(sql + " order by round", params)]
+
+    def label_source_counts(self, project_id: int) -> dict[str, int]:
+        """How many judged pairs each label source holds (self, human, gold, ...)."""
+        rows = self.db.query("select label_source, count(*) n from pairs where project_id = ? and label is not null "
+                             "group by label_source", [project_id])
+        return {r["label_source"] or "": r["n"] for r in rows}
+
+    def _pair_scope(self, project_id: int, job_id: int | None) -> tuple[str, list]:
+        clause, params = "project_id = ? and label is not null", [project_id]
+        if job_id is not None:
+            clause += " and job_id = ?"
+            params.append(job_id)
+        return clause, params
+
+    def confidence_calibration(self, project_id: int, job_id: int | None = None, width: float = 0.05) -> list[dict]:
+        """Judged pairs binned by the judge's confidence, with how often the judge agrees with the gold reward
+        (where both gold scores exist and differ) and with a person's a/b label: a calibration curve."""
+        clause, params = self._pair_scope(project_id, job_id)
+        top = int(round(0.5 / width)) - 1
+        gold = "gold_a is not null and gold_b is not null and gold_a != gold_b and judge_label in ('a', 'b')"
+        human = "label_source = 'human' and label in ('a', 'b') and judge_label in ('a', 'b')"
+        sql = (f"select min(max(cast((confidence - 0.5) / ? as int), 0), ?) bin, count(*) n, avg(confidence) mean_confidence, "
+               f"sum({gold}) n_gold, sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
+               f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
+               f"from pairs not indexed where {clause} and confidence is not null group by bin order by bin")
+        rows = list(self.db.query(sql, [width, top] + params))
+        for r in rows:
+            r["low"], r["high"] = 0.5 + r["bin"] * width, 0.5 + (r["bin"] + 1) * width
+        return rows
+
+    def margin_histogram(self, project_id: int, job_id: int | None = None, bins: int = 30) -> list[dict]:
+        """Counts of the judge's margin r_chosen − r_rejected in equal bins, split by the noise flag."""
+        clause, params = self._pair_scope(project_id, job_id)
+        span = self._one(f"select min(margin) lo, max(margin) hi from pairs not indexed where {clause} and margin is not null", params)
+        if span is None or span["lo"] is None:
+            return []
+        lo, hi = span["lo"], span["hi"]
+        width = (hi - lo) / bins if hi > lo else 1.0
+        sql = (f"select min(cast((margin - ?) / ? as int), ?) bin, coalesce(noisy, 0) noisy, count(*) n "
+               f"from pairs not indexed where {clause} and margin is not null group by bin, coalesce(noisy, 0) order by bin")
+        rows = list(self.db.query(sql, [lo, width, bins - 1] + params))
+        for r in rows:
+            r["low"], r["high"] = lo + r["bin"] * width, lo + (r["bin"] + 1) * width
+        return rows
+
+    def length_by_round(self, project_id: int, job_id: int | None = None) -> list[dict]:
+        """Mean length of the chosen and the rejected answer per round, under the label in force (a/b only):
+        tokens where the generator counted them, and characters."""
+        clause, params = self._pair_scope(project_id, job_id)
+        sql = ("select round, count(*) n, "
+               "avg(case label when 'a' then tokens_a else tokens_b end) chosen_tokens, "
+               "avg(case label when 'a' then tokens_b else tokens_a end) rejected_tokens, "
+               "avg(case label when 'a' then length(response_a) else length(response_b) end) chosen_chars, "
+               "avg(case label when 'a' then length(response_b) else length(response_a) end) rejected_chars "
+               f"from pairs not indexed where {clause} and label in ('a', 'b') group by round order by round")
+        return list(self.db.query(sql, params))
+
+    def round_samples(self, project_id: int, round: int, job_id: int | None = None, search: str = "",
+                      limit: int = 20) -> list[Pair]:
+        """A few labelled pairs of one round, the least ambiguous first, to read its generations."""
+        sql, params = "select * from pairs where project_id = ? and round = ? and label is not null", [project_id, round]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if search:
+            sql += " and prompt like ?"
+            params.append(f"%{search}%")
+        rows = self.db.query(sql + " order by id limit ?", params + [limit])
+        return [_pair_from_row(r) for r in rows]

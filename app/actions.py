@@ -1,0 +1,503 @@
+"""What the studio can do, as plain functions of the database path: the UI callbacks and the named API
+endpoints (app/api.py) both call these. They read storage and write intentions only (projects, configs,
+imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
+
+Each call opens its own `Store` and closes it: Gradio runs callbacks on a thread pool and one SQLite
+connection must not be shared by concurrent transactions."""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+from engine.config import ConfigError, RunConfig, parse_config
+from storage import Job, Pair, Project, ReviewFilter, Store
+from storage.records import LABEL_SOURCES, LABELS, ROLES
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESUMABLE = ("stopped", "interrupted", "failed")
+ACTIVE = ("queued", "running", "paused")
+STALE_AFTER_S = 60.0  # a running job whose heartbeat is older than this is shown as probably interrupted
+PAGE_SIZES = (20, 30, 50)
+REVIEW_ACTIONS = ("keep", "flip") + LABELS
+
+
+class ActionError(ValueError):
+    """A request the studio refuses, with a message meant for the person who made it."""
+
+
+@contextlib.contextmanager
+def opened(db: str) -> Iterator[Store]:
+    store = Store(db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def project_of(store: Store, name: str) -> Project:
+    name = (name or "").strip()
+    if not name:
+        raise ActionError("choose or create a project first")
+    found = store.project(name)
+    if found is None:
+        raise ActionError(f"no project named {name!r}")
+    return found
+
+
+def job_of(store: Store, job_id) -> Job:
+    try:
+        return store.job(int(job_id))
+    except (TypeError, ValueError):
+        raise ActionError(f"no run {job_id}") from None
+
+
+def pair_of(store: Store, pair_id) -> Pair:
+    try:
+        return store.pair(int(pair_id))
+    except (TypeError, ValueError):
+        raise ActionError(f"no pair {pair_id}") from None
+
+
+# projects -------------------------------------------------------------------------------------------------
+
+def ensure_demo_project(db: str) -> bool:
+    """On a fresh database, the demo project with configs/demo.yaml saved as its configuration (nothing is
+    started). Returns whether it was created."""
+    with opened(db) as store:
+        if store.projects():
+            return False
+        text = DEMO_CONFIG.read_text(encoding="utf-8") if DEMO_CONFIG.is_file() else "project: demo\nmodel: demo:model\n"
+        project = store.ensure_project("demo", model="demo:model")
+        store.save_config(project.id, "demo", text)
+        return True
+
+
+def project_names(db: str) -> list[str]:
+    with opened(db) as store:
+        return [p.name for p in store.projects()]
+
+
+def create_project(db: str, name: str, model: str = "") -> dict:
+    name = (name or "").strip()
+    if not PROJECT_NAME.match(name):
+        raise ActionError("a project name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    with opened(db) as store:
+        project = store.ensure_project(name, model=(model or "").strip())
+        return asdict(project)
+
+
+def project_summary(db: str, project: str) -> dict:
+    with opened(db) as store:
+        proj = project_of(store, project)
+        return {"project": proj.name, "model": proj.model,
+                "examples": {role: store.count_examples(proj.id, role) for role in ROLES},
+                "labels": store.label_source_counts(proj.id),
+                "jobs": len(store.jobs(proj.id))}
+
+
+# import ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class ImportReport:
+    ok: bool
+    file: str
+    role: str
+    format: str = ""
+    rows_read: int = 0
+    examples: int = 0
+    first_rows: list[dict] = field(default_factory=list)
+    issues: list[dict] = field(default_factory=list)  # file, line, unit, field, message
+    duplicates: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    added: int = 0
+    already_present: int = 0
+    project: str = ""
+
+
+def _issue(issue, shown_name: str) -> dict:
+    return {"file": shown_name, "line": issue.line, "unit": issue.unit, "field": issue.field or "",
+            "message": issue.message}
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    if text is None:
+        return ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def preview_import(path: str, role: str, shown_name: str | None = None, rows: int = 5) -> ImportReport:
+    """Validate a file as `role` without writing anything: detected format, row count, first rows, every error
+    with file, line and field."""
+    from engine.importers import ImportFailed, load_examples
+
+    if role not in ROLES:
+        raise ActionError(f"role must be one of {', '.join(ROLES)}")
+    if not path or not Path(path).exists():
+        raise ActionError(f"no such file: {path}")
+    name = shown_name or Path(path).name
+    try:
+        result = load_examples(path, role)
+    except ImportFailed as e:
+        return ImportReport(ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues])
+    first = [{"line": ex.source_line, "prompt": _short(ex.prompt_text), "chosen": _short(ex.chosen),
+              "rejected": _short(ex.rejected)} for ex in result.examples[:rows]]
+    return ImportReport(ok=True, file=name, role=role, format=result.format, rows_read=result.rows_read,
+                        examples=len(result.examples), first_rows=first,
+                        duplicates=[_issue(i, name) for i in result.duplicates],
+                        skipped=[_issue(i, name) for i in result.skipped])
+
+
+def import_file(db: str, path: str, project: str, role: str, shown_name: str | None = None) -> ImportReport:
+    """Validate and import a whole file, all or nothing; the project is created when it does not exist."""
+    from engine.importers import ImportFailed, load_examples
+
+    if role not in ROLES:
+        raise ActionError(f"role must be one of {', '.join(ROLES)}")
+    if not path or not Path(path).exists():
+        raise ActionError(f"no such file: {path}")
+    name = shown_name or Path(path).name
+    try:
+        result = load_examples(path, role)
+    except ImportFailed as e:
+        return ImportReport(ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues],
+                            project=project)
+    for ex in result.examples:  # where the rows came from, not Gradio's upload folder
+        ex.source_file = name
+    name_ok = create_project(db, project)["name"]  # validates the name; creates the project when new
+    with opened(db) as store:
+        proj = project_of(store, name_ok)
+        added, already = store.add_examples(proj.id, result.examples)
+    return ImportReport(ok=True, file=name, role=role, format=result.format, rows_read=result.rows_read,
+                        examples=len(result.examples), duplicates=[_issue(i, name) for i in result.duplicates],
+                        skipped=[_issue(i, name) for i in result.skipped], added=added, already_present=already,
+                        project=proj.name)
+
+
+# configurations -------------------------------------------------------------------------------------------
+
+def validate_config(text: str) -> RunConfig:
+    """Parse and check a run configuration; ActionError carries the line and key of the first problem."""
+    try:
+        return parse_config(text or "", "config")
+    except ConfigError as e:
+        raise ActionError(str(e)) from None
+
+
+def with_project(text: str, project: str) -> str:
+    """The YAML with its `project` key set to the studio's project (comments are kept only when it already
+    matches)."""
+    data = yaml.safe_load(text or "") or {}
+    if not isinstance(data, dict) or data.get("project") == project:
+        return text
+    data = {"project": project, **{k: v for k, v in data.items() if k != "project"}}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_file(db: str, project: str, name: str) -> Path:
+    """Where a saved configuration is also written as YAML: beside the database, under runs/PROJECT/configs/
+    (runs/ is where runs write too, and is kept out of git)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip() or "run").strip("._") or "run"
+    return Path(db).resolve().parent / "runs" / project / "configs" / f"{safe}.yaml"
+
+
+def run_command(db: str, config_path: str | Path) -> str:
+    return f"python launch.py run {config_path} --db {db}"
+
+
+def save_config(db: str, project: str, name: str, text: str) -> dict:
+    """Validate, store in the database (configs table) and write the YAML file; returns its id and path."""
+    name = (name or "").strip() or "run"
+    cfg = validate_config(text)
+    with opened(db) as store:
+        proj = project_of(store, project)
+        text = with_project(text, proj.name)
+        config_id = store.save_config(proj.id, name, text)
+        store.ensure_project(proj.name, model=cfg.model)
+    path = config_file(db, proj.name, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return {"id": config_id, "name": name, "path": str(path), "yaml": text, "command": run_command(db, path)}
+
+
+def saved_configs(db: str, project: str) -> list[dict]:
+    with opened(db) as store:
+        proj = store.project((project or "").strip())
+        return store.configs(proj.id) if proj else []
+
+
+def latest_config(db: str, project: str) -> str:
+    """The project's last saved configuration, or a starting point built from the defaults."""
+    configs = saved_configs(db, project)
+    if configs:
+        return configs[-1]["yaml"]
+    with opened(db) as store:
+        proj = store.project((project or "").strip())
+        model = proj.model if proj else ""
+    cfg = RunConfig(project=project or "default", model=model)
+    return cfg.to_yaml()
+
+
+# jobs -----------------------------------------------------------------------------------------------------
+
+def queue_run(db: str, project: str, config_yaml: str) -> dict:
+    """Queue a run of `project` with this configuration (validated first; nothing is queued on an error).
+    The worker picks queued runs up in order."""
+    cfg = validate_config(config_yaml)
+    with opened(db) as store:
+        proj = project_of(store, project)
+        cfg.project = proj.name
+        if cfg.model and cfg.model != proj.model:
+            store.ensure_project(proj.name, model=cfg.model)
+        job_id = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=cfg.to_yaml()))
+        store.log(job_id, f"queued from the studio (project {proj.name})")
+    return {"job_id": job_id, "project": proj.name, "status": "queued"}
+
+
+def _age_s(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def stage_plan(cfg: RunConfig | None) -> list[tuple[int, str]]:
+    """The stages a run goes through, in order (mirrors engine.rounds.plan, which imports torch)."""
+    if cfg is None:
+        return []
+    stages = [(0, "prepare"), (0, "seed"), (0, "evaluate")]
+    for i in range(1, cfg.rounds + 1):
+        names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
+        stages += [(i, s) for s in names]
+    return stages + [(cfg.rounds, "finalize")]
+
+
+def job_config(job: Job) -> RunConfig | None:
+    try:
+        return parse_config(job.config_yaml, f"job {job.id}") if job.config_yaml else None
+    except ConfigError:
+        return None
+
+
+def job_status(db: str, job_id: int, log_lines: int = 30) -> dict:
+    """Everything the Run tab shows of one job: state, stage, round, counts, ETA, stage plan, log tail."""
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        project = store.project_by_id(job.project_id)
+        rounds = {r.round: r for r in store.rounds(job.id)}
+        events = store.events(job.id, limit=log_lines)
+    beat_age = _age_s(job.heartbeat_at)
+    stale = job.status == "running" and (beat_age is None or beat_age > STALE_AFTER_S)
+    cfg = job_config(job)
+    plan = []
+    for rnd, stage in stage_plan(cfg):
+        done = rnd in rounds and stage in rounds[rnd].stages_done
+        current = job.status in ("running", "paused") and job.round == rnd and job.stage == stage
+        plan.append({"round": rnd, "stage": stage, "state": "done" if done else "current" if current else "pending"})
+    total = job.progress_total or 0
+    return {
+        "job_id": job.id, "project": project.name, "kind": job.kind, "status": job.status,
+        "stale": stale, "stage": job.stage, "round": job.round, "progress_done": job.progress_done,
+        "progress_total": total, "fraction": (job.progress_done / total) if total else 0.0, "eta_s": job.eta_s,
+        "stop_requested": job.stop_requested, "error": job.error, "worker": job.worker,
+        "heartbeat_age_s": beat_age, "created_at": job.created_at, "started_at": job.started_at,
+        "finished_at": job.finished_at, "rounds_total": cfg.rounds if cfg else None,
+        "stages_done": sum(s["state"] == "done" for s in plan), "stages_total": len(plan), "plan": plan,
+        "round_status": {str(r): v.status for r, v in rounds.items()},
+        "log": [{"id": e["id"], "at": e["at"], "level": e["level"], "message": e["message"]} for e in events],
+    }
+
+
+def jobs(db: str, project: str) -> list[dict]:
+    with opened(db) as store:
+        proj = store.project((project or "").strip())
+        if proj is None:
+            return []
+        return [{"job_id": j.id, "kind": j.kind, "status": j.status, "stage": j.stage, "round": j.round,
+                 "created_at": j.created_at} for j in store.jobs(proj.id)]
+
+
+def stop_run(db: str, job_id: int) -> dict:
+    """A running job is asked to stop (the worker stops its stage process); a queued or paused one, which no
+    process holds, is marked stopped at once. Either way it can be resumed later."""
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        if job.status == "running":
+            store.request_stop(job.id)
+            store.log(job.id, "stop requested from the studio")
+        elif job.status in ("queued", "paused"):
+            store.finish_job(job.id, "stopped")
+            store.log(job.id, f"stopped from the studio while {job.status}")
+        else:
+            raise ActionError(f"job {job.id} is {job.status}: nothing to stop")
+        return {"job_id": job.id, "status": store.job(job.id).status, "stop_requested": True}
+
+
+def resume_run(db: str, job_id: int) -> dict:
+    """Queue a stopped, interrupted or failed job again: it continues after its last completed stage."""
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        if job.status == "paused":
+            raise ActionError(f"job {job.id} is waiting at the review gate of round {job.round}: approve the review")
+        if job.status not in RESUMABLE:
+            raise ActionError(f"job {job.id} is {job.status}; only {', '.join(RESUMABLE)} jobs can be resumed")
+        store.requeue(job.id)
+        store.log(job.id, "resumed from the studio")
+        return {"job_id": job.id, "status": "queued"}
+
+
+def approve_review(db: str, job_id: int, actor: str = "studio") -> dict:
+    """The person is done reviewing the round the job paused at: it is queued to train."""
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        if job.status != "paused" or job.round is None:
+            raise ActionError(f"job {job.id} is {job.status}, not waiting for a review")
+        store.approve_review(job.id, job.round, actor=actor)
+        return {"job_id": job.id, "round": job.round, "status": "queued"}
+
+
+def run_metrics(db: str, job_id: int, names: list[str] | None = None) -> list[dict]:
+    with opened(db) as store:
+        return [asdict(m) for m in store.metrics(int(job_id), names)]
+
+
+# review ---------------------------------------------------------------------------------------------------
+
+REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "label", "source", "prompt", "answer A", "answer B"]
+
+
+@dataclass
+class ReviewQuery:
+    """The Review tab's filters, as the person set them (empty means any)."""
+    round: int | None = None
+    source: str | None = None  # one of LABEL_SOURCES
+    flagged: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    search: str = ""
+    order: str = "uncertain"
+    job_id: int | None = None
+
+    def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
+        if self.source is not None and self.source not in LABEL_SOURCES:
+            raise ActionError(f"label source must be one of {', '.join(LABEL_SOURCES)}")
+        if self.order not in ("uncertain", "newest", "confident"):
+            raise ActionError("order must be uncertain, newest or confident")
+        return ReviewFilter(project_id=project_id, job_id=self.job_id, round=self.round, label_source=self.source,
+                            noisy=self.flagged, min_confidence=self.min_confidence,
+                            max_confidence=self.max_confidence, search=(self.search or "").strip(),
+                            order=self.order, limit=limit, offset=offset)
+
+
+@dataclass
+class ReviewPage:
+    rows: list[list]  # the displayed table, REVIEW_COLUMNS
+    pair_ids: list[int]
+    total: int
+    page: int
+    pages: int
+    page_size: int
+    offset: int
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def review_row(p: Pair) -> list:
+    return [p.id, p.round, "⚑" if p.noisy else "", _fmt(p.confidence), p.label or "", p.label_source or "",
+            _short(p.prompt[-1]["content"] if p.prompt else "", 90), _short(p.response_a, 70),
+            _short(p.response_b, 70)]
+
+
+def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_size: int = 20,
+                offset: int | None = None) -> ReviewPage:
+    """One page of the review queue, flagged first then least confident by default, with its display rows.
+    `offset` (rows to skip) overrides `page`. The UI callback, the API and the benchmark all call this."""
+    page_size = max(1, min(int(page_size), 200))
+    offset = max(0, int(page) * page_size if offset is None else int(offset))
+    with opened(db) as store:
+        proj = project_of(store, project)
+        pairs, total = store.review_page(query.filter(proj.id, offset, page_size))
+    return ReviewPage(rows=[review_row(p) for p in pairs], pair_ids=[p.id for p in pairs], total=total,
+                      page=offset // page_size, pages=max(1, math.ceil(total / page_size)), page_size=page_size,
+                      offset=offset)
+
+
+def pair_detail(db: str, pair_id: int) -> dict:
+    """A pair with everything the judge and the trainer said about it, and its label history."""
+    with opened(db) as store:
+        pair = pair_of(store, pair_id)
+        events = [asdict(e) for e in store.label_events(pair.id)]
+    out = asdict(pair)
+    out["events"] = events
+    return out
+
+
+def resolve_label(pair: Pair, action: str) -> str:
+    """The label an action means for this pair: keep confirms the label in force, flip prefers the other
+    answer (of the label in force when it is a or b, else of the judge's)."""
+    if action in LABELS:
+        return action
+    if action == "keep":
+        if pair.label is None:
+            raise ActionError(f"pair {pair.id} has no label to keep")
+        return pair.label
+    if action == "flip":
+        base = pair.label if pair.label in ("a", "b") else pair.judge_label
+        return "b" if base == "a" else "a"
+    raise ActionError(f"unknown label {action!r}: use one of {', '.join(REVIEW_ACTIONS)}")
+
+
+def set_label(db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "",
+              actor: str = "studio") -> dict:
+    """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip;
+    a written better answer keeps the label as whichever of a/b is preferred."""
+    action = (label or "").strip().lower().replace(" ", "_")
+    with opened(db) as store:
+        pair = pair_of(store, pair_id)
+        new = resolve_label(pair, action)
+        if human_response is not None:
+            human_response = human_response.strip()
+            if not human_response:
+                raise ActionError("the better answer is empty")
+            if new not in ("a", "b"):
+                new = pair.label if pair.label in ("a", "b") else (pair.judge_label or "a")
+        event = store.set_label(pair.id, new, "human", actor=actor, human_response=human_response,
+                                note=note or action)
+        pair = store.pair(pair.id)
+    return {"pair_id": pair.id, "label": pair.label, "label_source": pair.label_source,
+            "human_response": pair.human_response, "event": asdict(event)}
+
+
+def bulk_accept(db: str, project: str, min_confidence: float, round: int | None = None,
+                actor: str = "studio") -> dict:
+    """Confirm every self-labelled pair at or above a confidence as a human label (each one audited)."""
+    if min_confidence is None or not 0.5 <= float(min_confidence) <= 1.0:
+        raise ActionError("the confidence threshold must be between 0.5 and 1.0")
+    with opened(db) as store:
+        proj = project_of(store, project)
+        n = store.bulk_accept(proj.id, float(min_confidence), round=round, actor=actor)
+    return {"accepted": n, "min_confidence": float(min_confidence), "round": round}
+
+
+def next_offset(offset: int, page_size: int, changes: list[tuple[bool, str, bool]], query: ReviewQuery) -> int:
+    """Where the next page starts after a person worked through a page. Labelling can move a pair out of the
+    filtered, ordered list (a 'self' filter no longer matches a human label; a flagged pair loses its flag
+    and sorts later), which shifts every later pair up: the next page starts that many rows earlier, so no
+    pair is skipped. `changes` holds (was flagged, label source now, flagged now) per pair labelled."""
+    moved = 0
+    for was_flagged, source, flagged in changes:
+        leaves = query.source is not None and source != query.source
+        leaves |= query.flagged is True and not flagged
+        unflagged = was_flagged and not flagged and query.order == "uncertain"
+        moved += bool(leaves or unflagged)
+    return max(offset + page_size - moved, 0)

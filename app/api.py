@@ -1,0 +1,110 @@
+"""Named API endpoints, so gradio_client can script the studio:
+
+    from gradio_client import Client
+    c = Client("http://127.0.0.1:7860/")
+    c.predict("seed.jsonl", "my-project", "seed", api_name="/import_file")
+    job = c.predict("my-project", open("configs/demo.yaml").read(), api_name="/queue_run")["job_id"]
+    c.predict(job, api_name="/job_status")
+
+Paths given to import_file are read on the machine the studio runs on. Every endpoint returns JSON-ready
+values; a refused request raises an error whose message says why (gradio_client's AppError)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import gradio as gr
+
+from app import actions
+from app.actions import ActionError, ReviewQuery
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ActionError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def register(db: str) -> None:
+    """Add the endpoints to the Blocks being built."""
+
+    def list_projects() -> list[str]:
+        """Names of every project."""
+        return actions.project_names(db)
+
+    def create_project(name: str, model: str = "") -> dict:
+        """Create a project (or open it; a non-empty model updates its model)."""
+        return _call(actions.create_project, db, name, model)
+
+    def project_summary(project: str) -> dict:
+        """Example counts per role, label counts per source and the number of runs of a project."""
+        return _call(actions.project_summary, db, project)
+
+    def preview_file(path: str, role: str) -> dict:
+        """Validate a data file as seed, pool or eval without importing: format, rows, first rows, problems."""
+        return asdict(_call(actions.preview_import, path, role))
+
+    def import_file(path: str, project: str, role: str) -> dict:
+        """Validate and import a data file (seed | pool | eval), all or nothing. ok is false and issues lists
+        every problem (file, line, field, message) when nothing was imported."""
+        return asdict(_call(actions.import_file, db, path, project, role))
+
+    def save_config(project: str, name: str, config_yaml: str) -> dict:
+        """Validate and save a run configuration; returns its id, file path and the equivalent command."""
+        return _call(actions.save_config, db, project, name, config_yaml)
+
+    def queue_run(project: str, config_yaml: str) -> dict:
+        """Validate a run configuration and queue a run of the project with it; returns the job id."""
+        return _call(actions.queue_run, db, project, config_yaml)
+
+    def list_jobs(project: str) -> list[dict]:
+        """The project's jobs, oldest first."""
+        return actions.jobs(db, project)
+
+    def job_status(job_id: int) -> dict:
+        """A job's status, stage, round, progress counts, ETA, stage plan and last log lines."""
+        return _call(actions.job_status, db, job_id)
+
+    def job_metrics(job_id: int) -> list[dict]:
+        """Every metric a job recorded (name, step, round, value)."""
+        return actions.run_metrics(db, job_id)
+
+    def stop_run(job_id: int) -> dict:
+        """Stop a job: a running one at its next step, a queued or paused one at once."""
+        return _call(actions.stop_run, db, job_id)
+
+    def resume_run(job_id: int) -> dict:
+        """Queue a stopped, interrupted or failed job again, to continue after its last completed stage."""
+        return _call(actions.resume_run, db, job_id)
+
+    def approve_review(job_id: int) -> dict:
+        """Let a job paused at its review gate go on to train."""
+        return _call(actions.approve_review, db, job_id, "api")
+
+    def review_page(project: str, page: int = 0, page_size: int = 20, round: int | None = None,
+                    source: str | None = None, flagged: bool | None = None, min_confidence: float | None = None,
+                    max_confidence: float | None = None, search: str = "", order: str = "uncertain") -> dict:
+        """One page of the review queue (flagged first, then least confident, by default) with its filters."""
+        query = ReviewQuery(round=round, source=source or None, flagged=flagged, min_confidence=min_confidence,
+                            max_confidence=max_confidence, search=search or "", order=order or "uncertain")
+        result = _call(actions.review_page, db, project, query, page, page_size)
+        return {"total": result.total, "page": result.page, "pages": result.pages, "page_size": result.page_size,
+                "columns": actions.REVIEW_COLUMNS, "rows": result.rows, "pair_ids": result.pair_ids}
+
+    def get_pair(pair_id: int) -> dict:
+        """A pair with its responses, the judge's numbers, its label and its label history (label_events)."""
+        return _call(actions.pair_detail, db, pair_id)
+
+    def set_label(pair_id: int, label: str, human_response: str | None = None, note: str = "") -> dict:
+        """Label a pair as a person: a, b, tie, both_bad, keep (confirm) or flip. Audited in label_events."""
+        return _call(actions.set_label, db, pair_id, label, human_response=human_response or None, note=note,
+                     actor="api")
+
+    def bulk_accept(project: str, min_confidence: float, round: int | None = None) -> dict:
+        """Confirm every self label at or above a confidence as a human label."""
+        return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api")
+
+    for fn in (list_projects, create_project, project_summary, preview_file, import_file, save_config, queue_run,
+               list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
+               set_label, bulk_accept):
+        gr.api(fn, api_name=fn.__name__)

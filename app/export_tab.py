@@ -1,0 +1,169 @@
+"""Export tab: the grown preference dataset (TRL format, with provenance) and the run's models.
+
+A dataset export only reads SQLite and writes files, so it runs here like an import does. A model or adapter
+export loads weights, which the UI process never does: it is queued as a job of kind "export" when the
+worker declares it runs those (JOB_KINDS in engine/worker.py), and otherwise the equivalent command is shown."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import shlex
+from dataclasses import asdict
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import yaml
+
+from app import actions
+from app.actions import ROOT, ActionError
+from storage import Job
+
+WHATS = ["dataset", "adapter", "model"]
+FORMATS = ["jsonl", "parquet", "hf"]
+SOURCES = ["seed", "self", "human", "gold"]
+LAST = "last"
+
+
+def export_available() -> bool:
+    return importlib.util.find_spec("engine.export") is not None
+
+
+def worker_runs_exports() -> bool:
+    """Whether engine/worker.py declares JOB_KINDS with "export" (read from the source: importing the worker
+    would import torch into the UI process)."""
+    source = ROOT / "engine" / "worker.py"
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "JOB_KINDS" for t in node.targets):
+            try:
+                return "export" in ast.literal_eval(node.value)
+            except ValueError:
+                return False
+    return False
+
+
+def request_for(project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
+    from engine.export import ExportRequest
+
+    dataset = what == "dataset"
+    return ExportRequest(project=project, what=what, out=(out or "").strip(), force=bool(force),
+                         round=None if dataset or round_ in (None, "", LAST) else int(round_),
+                         format=fmt if dataset else "jsonl",
+                         sources=(list(sources) or None) if dataset else None,
+                         min_confidence=float(min_conf) if dataset and min_conf not in (None, "") and min_conf > 0.5
+                         else None,
+                         exclude_noisy=bool(exclude_noisy) and dataset)
+
+
+def command_for(db: str, req) -> str:
+    parts = ["python", "launch.py", "export", "--project", req.project, "--what", req.what, "--out", req.out or "OUT",
+             "--db", db]
+    if req.what == "dataset":
+        parts += ["--format", req.format]
+        if req.sources:
+            parts += ["--sources", *req.sources]
+        if req.min_confidence is not None:
+            parts += ["--min-confidence", str(req.min_confidence)]
+        if req.exclude_noisy:
+            parts.append("--exclude-noisy")
+    elif req.round is not None:
+        parts += ["--round", str(req.round)]
+    if req.force:
+        parts.append("--force")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def exportable_frame(db: str, project: str) -> pd.DataFrame:
+    from engine.export import ExportError, exportable
+
+    columns = ["run", "round", "kind", "exports", "path", "base model", "on disk"]
+    if not project:
+        return pd.DataFrame(columns=columns)
+    try:
+        rows = exportable(db, project)
+    except ExportError:
+        rows = []
+    return pd.DataFrame([[r["job_id"], r["round"], r["kind"], ", ".join(r["exports"]), r["path"], r["base_model"],
+                          "yes" if r["exists"] else "missing"] for r in rows], columns=columns)
+
+
+def run_export(db: str, req) -> str:
+    from engine.export import ExportError, export
+
+    if req.what == "dataset":
+        try:
+            out = export(db, req)
+        except ExportError as e:
+            return f"✗ Not exported: {e}"
+        files = sorted(p.name for p in Path(out).iterdir())
+        return f"✓ Dataset exported to `{out}` ({', '.join(files)})."
+    if not worker_runs_exports():
+        return ("Model and adapter exports load the weights, which the studio leaves to the worker, and this "
+                "worker does not run export jobs yet: run the command below in a terminal.")
+    with actions.opened(db) as store:
+        proj = actions.project_of(store, req.project)
+        job_id = store.enqueue(Job(project_id=proj.id, kind="export", config_yaml=yaml.safe_dump(asdict(req))))
+    return f"✓ Export queued as job #{job_id}; follow it on the Run tab."
+
+
+def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
+    if not export_available():
+        gr.Markdown("### Export\nNot built yet: `engine/export.py` is missing from this installation.")
+        return
+    gr.Markdown("### Models you can export")
+    note = gr.Markdown(elem_id="export-note")
+    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table")
+    with gr.Row(equal_height=True):
+        what = gr.Radio(WHATS, value="dataset", label="What", scale=2, elem_id="export-what",
+                        info="dataset: TRL prompt/chosen/rejected with provenance · adapter: PEFT · model: merged")
+        fmt = gr.Dropdown(FORMATS, value="jsonl", label="Dataset format", scale=1,
+                          info="jsonl, parquet, or a datasets folder (hf)")
+        round_ = gr.Dropdown([LAST], value=LAST, label="Round (models)", scale=1, info="which round's model")
+    out = gr.Textbox(label="Output folder", info="must be new or empty (or tick replace); relative to where the "
+                                                 "studio runs", elem_id="export-out")
+    with gr.Row(equal_height=True):
+        sources = gr.CheckboxGroup(SOURCES, label="Dataset: label sources (none ticked = all)", scale=2)
+        min_conf = gr.Number(0.5, label="Dataset: min confidence", minimum=0.5, maximum=1.0, step=0.01, scale=1,
+                             info="self labels below are left out; human, gold, seed always pass")
+        exclude_noisy = gr.Checkbox(label="Dataset: leave out flagged pairs", scale=1)
+        force = gr.Checkbox(label="Replace a non-empty folder", scale=1)
+    export_btn = gr.Button("Export", variant="primary", elem_id="export-button")
+    result = gr.Markdown(elem_id="export-result")
+    command = gr.Code(language="shell", label="The same export from a terminal", lines=1, interactive=False)
+
+    form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force]
+
+    def on_open(project_, what_):
+        default = str(Path("exports") / (project_ or "project") / what_)
+        frame = exportable_frame(db, project_)
+        rounds = sorted({int(r) for r in frame["round"]}) if len(frame) else []
+        note = "" if len(frame) else "_No run of this project has saved a model yet; the dataset can be exported._"
+        return frame, default, gr.update(choices=[LAST] + rounds, value=LAST), note
+
+    def on_form(*values):
+        try:
+            return command_for(db, request_for(*values))
+        except (ValueError, TypeError) as e:
+            return f"# {e}"
+
+    def on_export(*values):
+        try:
+            req = request_for(*values)
+            return run_export(db, req), command_for(db, req), exportable_frame(db, values[0])
+        except (ActionError, ValueError, TypeError) as e:
+            return f"✗ {e}", gr.skip(), gr.skip()
+
+    for trigger in (tab.select, project.change):
+        trigger(on_open, [project, what], [table, out, round_, note], show_progress="hidden",
+                api_visibility="private").then(
+            on_form, form, [command], show_progress="hidden", api_visibility="private")
+    what.input(lambda p, w: str(Path("exports") / (p or "project") / w), [project, what], [out],
+               api_visibility="private").then(on_form, form, [command], show_progress="hidden",
+                                               api_visibility="private")
+    gr.on([c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)], on_form, form, [command],
+          show_progress="hidden", api_visibility="private")
+    export_btn.click(on_export, form, [result, command, table], api_visibility="private")

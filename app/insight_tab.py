@@ -1,0 +1,163 @@
+"""Insight tab: per-round metrics, the self-judge's calibration (confidence vs agreement with gold and human
+labels), the margin histogram, chosen vs rejected length per round (length bias), and stored generations.
+
+Nothing here samples from a model: the generations shown are the ones already stored (the pairs of each
+round, and π_init's answers to the eval prompts when the run saved them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from app import actions, plots
+from app.actions import ROOT, ActionError
+
+ALL_RUNS = "all runs"
+HEIGHT = 260
+
+
+def _job_id(value) -> int | None:
+    return None if value in (None, "", ALL_RUNS) else int(value)
+
+
+def init_samples(db: str, project: str, job_id: int | None, limit: int = 10) -> pd.DataFrame:
+    """π_init's stored answers to the eval prompts (eval_init_samples.json in the run's folder), if any."""
+    columns = ["eval prompt", "π_init answer"]
+    if job_id is None:
+        return pd.DataFrame(columns=columns)
+    with actions.opened(db) as store:
+        job = actions.job_of(store, job_id)
+        cfg = actions.job_config(job)
+        proj = store.project_by_id(job.project_id)
+        evals = store.examples(proj.id, "eval", limit=cfg.eval.max_prompts) if cfg else []
+    if cfg is None:
+        return pd.DataFrame(columns=columns)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / cfg.project / f"job_{job_id}"
+    path = out_dir if out_dir.is_absolute() else ROOT / out_dir
+    path = path / "eval_init_samples.json"
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    try:
+        texts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return pd.DataFrame(columns=columns)
+    rows = [[e.prompt_text, t] for e, t in zip(evals, texts)][:limit]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def round_generations(db: str, project: str, job_id: int | None, round_: int | None, search: str) -> pd.DataFrame:
+    columns = ["pair", "prompt", "chosen", "rejected", "label", "confidence"]
+    if not project or round_ is None:
+        return pd.DataFrame(columns=columns)
+    with actions.opened(db) as store:
+        proj = actions.project_of(store, project)
+        pairs = store.round_samples(proj.id, round_, job_id=job_id, search=search or "", limit=20)
+    rows = []
+    for p in pairs:
+        a_wins = p.label != "b"
+        chosen, rejected = (p.response_a, p.response_b) if a_wins else (p.response_b, p.response_a)
+        if p.label in ("tie", "both_bad"):
+            chosen, rejected = p.response_a, p.response_b
+        rows.append([p.id, p.prompt[-1]["content"], p.human_response or chosen, rejected, p.label,
+                     None if p.confidence is None else round(p.confidence, 3)])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
+    with gr.Row(equal_height=True):
+        job = gr.Dropdown([ALL_RUNS], value=ALL_RUNS, label="Run", scale=3, elem_id="insight-job")
+        refresh = gr.Button("Refresh", scale=0, min_width=120, elem_id="insight-refresh")
+    summary = gr.Markdown(elem_id="insight-summary")
+    with gr.Row():
+        per_round = gr.LinePlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
+                                title="Per-round metrics", height=HEIGHT)
+        calibration = gr.LinePlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
+                                  y="agreement", color="series", title="Calibration: judge confidence vs agreement",
+                                  x_lim=[0.5, 1.0], y_lim=[0.0, 1.0], height=HEIGHT,
+                                  tooltip=["confidence", "agreement", "series", "pairs"])
+    with gr.Row():
+        margins = gr.BarPlot(plots.empty(["margin", "pairs", "series"]), x="margin", y="pairs", color="series",
+                             title="Judge margin r_chosen − r_rejected (pairs per bin)", height=HEIGHT,
+                             x_label_angle=-45)
+        lengths = gr.BarPlot(plots.empty(["answer", "length", "series"]), x="answer", y="length", color="series",
+                             title="Mean length of chosen vs rejected answers per round (length bias)",
+                             height=HEIGHT, x_title="round and answer")
+    gr.Markdown("### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
+                "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them.")
+    with gr.Row(equal_height=True):
+        gen_round = gr.Dropdown([], label="Round", scale=1, min_width=100, elem_id="insight-round")
+        gen_search = gr.Textbox(label="Prompt contains", scale=3, placeholder="Enter to search")
+    generations = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="insight-generations",
+                               column_widths=["60px", "25%", "30%", "30%", "60px", "80px"])
+    init_table = gr.Dataframe(interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts",
+                              elem_id="insight-init")
+
+    def charts(project_, job_value):
+        if not project_:
+            return ["Choose a project.", *[gr.skip()] * 4, gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
+                    gr.update(choices=[], value=None), None]
+        job_id = _job_id(job_value)
+        with actions.opened(db) as store:
+            try:
+                proj = actions.project_of(store, project_)
+            except ActionError as e:
+                return [str(e), *[gr.skip()] * 6, None]
+            jobs = store.jobs(proj.id)
+            if job_id not in {j.id for j in jobs}:
+                job_id = None
+            metrics_job = job_id if job_id is not None else (jobs[-1].id if jobs else None)
+            metrics = [m.__dict__ for m in store.metrics(metrics_job)] if metrics_job else []
+            bins = store.confidence_calibration(proj.id, job_id)
+            hist = store.margin_histogram(proj.id, job_id)
+            lengths_ = store.length_by_round(proj.id, job_id)
+            rounds = store.pair_rounds(proj.id, job_id)
+            counts = store.label_source_counts(proj.id)
+        judged = sum(b["n"] for b in bins)
+        gold = sum(b["n_gold"] for b in bins)
+        human = sum(b["n_human"] for b in bins)
+        agree = (f"; judge agrees with gold on {sum(b['agree_gold'] for b in bins) / gold:.1%} of {gold} pairs"
+                 if gold else "")
+        which = f"run #{job_id}" if job_id else "all runs"
+        text = (f"**{which}** · {judged} judged pairs · labels: "
+                + ", ".join(f"{k or '?'} {v}" for k, v in sorted(counts.items())) + agree
+                + (f"; {human} human a/b labels to compare with" if human else "")
+                + (f" · per-round metrics of run #{metrics_job}" if metrics_job and job_id is None else ""))
+        choices = [ALL_RUNS] + [(f"#{j.id} {j.kind} · {j.status}", j.id) for j in reversed(jobs)]
+        round_update = gr.update(choices=rounds, value=rounds[-1] if rounds else None)
+        (rounds_, r_order), (hist_, h_order), (len_, l_order) = (
+            plots.round_frame(metrics), plots.margin_frame(hist), plots.length_frame(lengths_))
+        calib = plots.calibration_frame(bins)
+        series = [plots.series_of(f, "series") for f in (rounds_, calib, hist_, len_)]
+        return [text, gr.update(value=rounds_, sort=r_order), calib, gr.update(value=hist_, sort=h_order),
+                gr.update(value=len_, sort=l_order), gr.update(choices=choices, value=job_id or ALL_RUNS),
+                round_update, series]
+
+    def generations_view(project_, job_value, round_, search):
+        try:
+            gens = round_generations(db, project_, _job_id(job_value), round_, search)
+            init = init_samples(db, project_, _job_id(job_value))
+        except ActionError:
+            return pd.DataFrame(), pd.DataFrame()
+        label = ("π_init on the eval prompts (stored by the run)" if len(init) else
+                 "π_init on the eval prompts: none stored (pick a run that has evaluated)")
+        return gens, gr.update(value=init, label=label)
+
+    series = gr.State(None)  # the colour values of each chart just sent, for the redraw (see plots.redraw)
+    chart_outputs = [summary, per_round, calibration, margins, lengths, job, gen_round, series]
+    charts_plots = [per_round, calibration, margins, lengths]
+
+    def redraw(series_):
+        return [plots.redraw(s) for s in series_] if series_ else [gr.skip()] * 4
+
+    def follow_up(event):
+        event.then(redraw, [series], charts_plots, show_progress="hidden", api_visibility="private").then(
+            generations_view, [project, job, gen_round, gen_search], [generations, init_table],
+            show_progress="hidden", api_visibility="private")
+
+    for trigger in (tab.select, refresh.click, project.change, job.input):
+        follow_up(trigger(charts, [project, job], chart_outputs, show_progress="hidden", api_visibility="private"))
+    for trigger in (gen_round.input, gen_search.submit):
+        trigger(generations_view, [project, job, gen_round, gen_search], [generations, init_table],
+                show_progress="hidden", api_visibility="private")

@@ -1,0 +1,183 @@
+"""Sampling responses with vLLM: the GPU generation backend (optional; requirements-gpu.txt).
+
+One engine is built per round over the base weights with LoRA enabled, and each round's adapter is served
+through a LoRARequest, so nothing is merged. Prompts are passed as token ids from engine.encoding.prompt_ids
+(vLLM's TokensPrompt form), so vLLM samples from exactly the prompt the judge and the trainer score, and the
+answers are cut and decoded the same way as the transformers backend (engine.generation), so both backends
+return the same kind of `Sample`. vLLM is imported lazily: this module loads on machines without it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from engine.encoding import prompt_ids
+from engine.generation import Sample, SamplingSettings
+from storage.records import Messages
+
+BACKENDS = ("hf", "vllm", "auto")
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's max_lora_rank accepts
+INSTALL_HINT = "pip install -r requirements-gpu.txt on a machine with an NVIDIA GPU and CUDA"
+Progress = Callable[[int, int], None]
+
+
+def vllm_available() -> tuple[bool, str]:
+    """Whether the vLLM backend can run here, and if not, why, in words a person can act on."""
+    if importlib.util.find_spec("vllm") is None:
+        return False, f"vLLM is not installed ({INSTALL_HINT})"
+    import torch
+    if not torch.cuda.is_available():
+        return False, "vLLM is installed but CUDA is not available on this machine"
+    try:
+        import vllm
+    except Exception as e:  # a broken install (CUDA or torch mismatch) fails at import time
+        return False, f"vLLM is installed but does not import: {type(e).__name__}: {e}"
+    return True, f"vLLM {getattr(vllm, '__version__', '?')} with {torch.cuda.device_count()} CUDA device(s)"
+
+
+def pick_backend(requested: str) -> str:
+    """hf | vllm | auto -> the backend to use. `auto` takes vLLM when it can run and transformers otherwise;
+    asking for vLLM where it cannot run is an error, not a silent fallback."""
+    if requested not in BACKENDS:
+        raise ValueError(f"generation.backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == "hf":
+        return "hf"
+    ok, why = vllm_available()
+    if ok:
+        return "vllm"
+    if requested == "vllm":
+        raise RuntimeError(f"generation.backend is vllm but {why}. vLLM is optional and GPU-only: "
+                           f"{INSTALL_HINT}, or set generation.backend to hf or auto.")
+    return "hf"
+
+
+def sampling_kwargs(settings: SamplingSettings, stop_ids: list[int], seed: int) -> dict:
+    """SamplingParams keyword arguments for one prompt, meaning what engine.generation's options mean:
+    n samples, temperature (0 = greedy), top_p, max new tokens, a seed (vLLM seeds per request, so each
+    prompt gets its own), the same stop tokens, and top-k left at vLLM's default, which is off."""
+    if settings.samples_per_prompt < 1 or settings.max_new_tokens < 1:
+        raise ValueError("samples_per_prompt and max_new_tokens must be at least 1")
+    greedy = settings.temperature <= 0
+    return dict(n=settings.samples_per_prompt, temperature=0.0 if greedy else settings.temperature,
+                top_p=1.0 if greedy else settings.top_p, max_tokens=settings.max_new_tokens, seed=seed,
+                stop_token_ids=list(stop_ids), skip_special_tokens=True)
+
+
+def lora_rank_limit(rank: int) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds an adapter of this rank."""
+    for allowed in LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above what vLLM serves ({LORA_RANKS[-1]})")
+
+
+def adapter_rank(adapter_dir: str | Path) -> int:
+    """The rank a saved PEFT adapter was trained with (adapter_config.json's r)."""
+    config = Path(adapter_dir) / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: not a PEFT adapter folder")
+    return int(json.loads(config.read_text())["r"])
+
+
+def stop_token_ids(tokenizer, model_path: str) -> list[int]:
+    """The tokenizer's EOS and every EOS the model's generation config declares, as engine.generation uses."""
+    from transformers import GenerationConfig
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    try:
+        declared = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
+        declared = None
+    for token in [declared] if isinstance(declared, int) else (declared or []):
+        if token not in ids:
+            ids.append(token)
+    if not ids:
+        raise ValueError("neither the tokenizer nor the model's generation config names an EOS token")
+    return ids
+
+
+def to_sample(tokenizer, token_ids: list[int], finish_reason: str | None, stop_ids: list[int]) -> Sample:
+    """One vLLM completion as engine.generation would have returned it: cut at the first stop token,
+    decoded without special tokens and stripped; n_tokens counts the stop token. vLLM reports a stop
+    (finish_reason "stop") whether or not it kept the stop token in token_ids."""
+    stop = next((pos for pos, token in enumerate(token_ids) if token in stop_ids), None)
+    kept = list(token_ids) if stop is None else list(token_ids[:stop])
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    if stop is not None:
+        return Sample(text=text, n_tokens=stop + 1, finished=True)
+    finished = finish_reason == "stop"
+    return Sample(text=text, n_tokens=len(kept) + (1 if finished else 0), finished=finished)
+
+
+@dataclass
+class VLLMGenerator:
+    """One vLLM engine over `model_path` (the base model, or a full fine-tune's weights), built once per
+    round. With `max_lora_rank` set, LoRA is enabled and `generate(..., adapter_dir)` serves that adapter;
+    tensor_parallel_size spreads the model over that many GPUs."""
+    model_path: str
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32
+    max_lora_rank: int | None = None  # None: no LoRA (full fine-tune)
+    gpu_memory_utilization: float = 0.9
+    seed: int = 0
+    trust_remote_code: bool = False
+    tokenizer: object = None  # None: loaded from model_path with engine.models.load_tokenizer
+    _llm: object = field(default=None, init=False, repr=False)
+    _adapters: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _stop_ids: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self):
+        ok, why = vllm_available()
+        if not ok:
+            raise RuntimeError(f"cannot start the vLLM backend: {why}")
+        from vllm import LLM
+
+        from engine.models import load_tokenizer
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.model_path, self.trust_remote_code)
+        self._stop_ids = stop_token_ids(self.tokenizer, self.model_path)
+        lora = {} if self.max_lora_rank is None else dict(
+            enable_lora=True, max_lora_rank=lora_rank_limit(self.max_lora_rank), max_loras=1)
+        self._llm = LLM(model=self.model_path, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
+                        gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
+                        trust_remote_code=self.trust_remote_code, **lora)
+
+    @classmethod
+    def for_run(cls, cfg, model_path: str) -> "VLLMGenerator":
+        """The engine a run's generate stage needs: LoRA at the run's rank (full fine-tune: none), one
+        tensor-parallel shard per GPU of train.num_gpus, the run's dtype and seed."""
+        return cls(model_path, tensor_parallel_size=max(1, cfg.train.num_gpus), dtype=cfg.dtype,
+                   max_lora_rank=cfg.lora.r if cfg.lora.enabled else None, seed=cfg.seed,
+                   trust_remote_code=cfg.trust_remote_code)
+
+    def lora_request(self, adapter_dir: str):
+        """A LoRARequest per adapter folder; the integer id is stable for this engine (vLLM caches by it)."""
+        from vllm.lora.request import LoRARequest
+        if self.max_lora_rank is None:
+            raise ValueError("this vLLM engine was built without LoRA (max_lora_rank is None)")
+        rank = adapter_rank(adapter_dir)
+        if rank > lora_rank_limit(self.max_lora_rank):
+            raise ValueError(f"{adapter_dir} has LoRA rank {rank}, above this engine's max_lora_rank")
+        key = str(Path(adapter_dir).resolve())
+        int_id = self._adapters.setdefault(key, len(self._adapters) + 1)
+        return LoRARequest(f"adapter-{int_id}", int_id, key)
+
+    def generate(self, prompts: list[Messages], settings: SamplingSettings, adapter_dir: str | None = None,
+                 progress: Progress | None = None) -> list[list[Sample]]:
+        """settings.samples_per_prompt samples per prompt, in prompt order, from the base model or, with
+        adapter_dir, from base + that LoRA adapter. Progress counts sequences, as in engine.generation."""
+        from vllm import SamplingParams
+        if not prompts:
+            return []
+        inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
+        params = [SamplingParams(**sampling_kwargs(settings, self._stop_ids, settings.seed + i))
+                  for i in range(len(prompts))]
+        lora = self.lora_request(adapter_dir) if adapter_dir else None
+        outputs = self._llm.generate(inputs, params, lora_request=lora, use_tqdm=False)
+        results = [[to_sample(self.tokenizer, list(c.token_ids), c.finish_reason, self._stop_ids)
+                     for c in out.outputs] for out in outputs]
+        if progress is not None:
+            total = len(prompts) * settings.samples_per_prompt
+            progress(total, total)
+        return results

@@ -1,0 +1,288 @@
+"""`python launch.py judge-eval`: every judge scored on the same held-out labelled pairs, so the paper's
+baselines (density ratio, reward model, LLM-as-judge) are compared with each other on equal terms.
+No weights can be downloaded here, so the judges are built from the embedded demo world (see NOTES).
+Each pair is shown with chosen and rejected in a seeded random order, so a judge that always says "A"
+scores ~50%, not 100%; a tie counts as half right."""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from engine.importers import ImportFailed, load_examples
+from engine.judges import GoldJudge, Judge
+from engine.judges_extra import DensityRatioJudge, LLMJudge, RewardModelJudge
+from storage.records import Example, Messages
+
+REPO = Path(__file__).resolve().parents[1]
+HH_SAMPLE = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "judge_eval.md"
+JUDGES = ("gold", "density_ratio", "llm_judge", "reward_model")
+RM_STEPS = 60
+RM_BATCH = 16
+RM_LR = 3e-4
+NOTES = """\
+- gold: the demo world's gold reward; a sanity check (100% on demo pairs) that does not apply elsewhere.
+- density_ratio: strong = the demo SFT model, weak = a randomly initialised model of the same shape
+  (seeded). The demo build keeps no early SFT checkpoint, and a random model is the "knows nothing" end
+  of the ratio, so r is the SFT log-likelihood minus a nearly length-proportional constant.
+- llm_judge: the demo SFT model asked "A or B?" in both orders. It is not instruction-tuned, so an
+  accuracy near 50% is the expected, honest result.
+- reward_model: the SFT model's weights under a fresh one-logit head, trained for a few seconds with the
+  Bradley-Terry loss on the demo world's seed pairs only (the labels SPA starts from; disjoint from eval).
+- The implicit SPA judge is not listed: before a round π_{i-1} = π_init, so its reward is 0 for every
+  answer. Each run measures it after every round (engine.evaluation, eval/judge_accuracy).
+- On the HH sample every judge is still a demo model (character tokenizer, trained on arithmetic), so
+  ~50% there is expected: the row shows the pipeline runs on real data, not a quality claim.
+"""
+
+
+@dataclass
+class DataSet:
+    name: str
+    path: Path
+    examples: list[Example]
+    chosen_first: list[bool]  # shown as response A?
+
+
+@dataclass
+class Outcome:
+    judge: str
+    data: str
+    n: int
+    seconds: float = 0.0
+    accuracy: float | None = None  # None: the judge does not apply to this data
+    picks_chosen: list[bool] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def pairs_per_s(self) -> float | None:
+        return self.n / self.seconds if self.accuracy is not None and self.seconds > 0 else None
+
+
+def main(args) -> int:
+    names = list(getattr(args, "judges", None) or JUDGES)
+    unknown = [n for n in names if n not in JUDGES]
+    if unknown:
+        print(f"judge-eval: unknown judges {unknown}; choose from {', '.join(JUDGES)}", file=sys.stderr)
+        return 2
+    limit = getattr(args, "limit", None)
+    seed = getattr(args, "seed", 0) or 0
+    try:
+        datasets = load_datasets(getattr(args, "data", None), limit, seed, getattr(args, "demo_dir", None))
+    except (ImportFailed, FileNotFoundError) as e:
+        print(f"judge-eval: {e}", file=sys.stderr)
+        return 2
+    if not datasets:
+        print("judge-eval: no labelled pairs to score", file=sys.stderr)
+        return 2
+    world = demo_world(getattr(args, "demo_dir", None))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    outcomes: list[Outcome] = []
+    for name in names:
+        started = time.perf_counter()
+        judge = build_judge(name, world, device, seed)
+        setup = time.perf_counter() - started
+        print(f"judge {name}: ready in {setup:.1f} s", flush=True)
+        for data in datasets:
+            outcome = evaluate(judge, data)
+            print(f"  {data.name}: {format_accuracy(outcome)} on {outcome.n} pairs"
+                  f"{f' ({outcome.pairs_per_s:.1f} pairs/s)' if outcome.pairs_per_s else ''}", flush=True)
+            outcomes.append(outcome)
+        del judge
+    report = render_report(datasets, names, outcomes)
+    print(report)
+    out = Path(getattr(args, "out", None) or DEFAULT_OUT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report_file(report, args, world.root))
+    print(f"results written to {out}")
+    return 0
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def demo_world(demo_dir: str | Path | None):
+    """The demo world the judges come from: a folder that already holds one is used as it is (whatever
+    its size, so tests can pass a mini world), otherwise it is built or reused from the cache."""
+    from engine.demo_world import DemoWorld, build_demo_world
+    if demo_dir is not None and (Path(demo_dir) / "world.json").is_file():
+        return DemoWorld.at(Path(demo_dir))
+    return build_demo_world(Path(demo_dir) if demo_dir else None)
+
+
+def load_datasets(files: list[str] | None, limit: int | None, seed: int,
+                  demo_dir: str | Path | None) -> list[DataSet]:
+    """The given files, or by default the demo world's eval pairs and the HH sample (when present);
+    the first `limit` pairs of each."""
+    if files:
+        sources = [(Path(f).name, Path(f)) for f in files]
+    else:
+        sources = [("demo eval", demo_world(demo_dir).eval_file)]
+        if HH_SAMPLE.is_file():
+            sources.append(("HH harmless", HH_SAMPLE))
+    out = []
+    for name, path in sources:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        examples = load_examples(path, "eval").examples[:limit]
+        rng = random.Random(f"{seed}:{name}")
+        out.append(DataSet(name, path, examples, [rng.random() < 0.5 for _ in examples]))
+    return out
+
+
+# --- judges --------------------------------------------------------------------------------------
+
+def build_judge(name: str, world, device: torch.device, seed: int) -> Judge:
+    from engine.demo_world import gold_score_messages
+    from engine.models import load_base_model, load_tokenizer
+    if name == "gold":
+        return GoldJudge(gold_score_messages)
+    tokenizer = load_tokenizer(str(world.model_dir))
+    if name == "density_ratio":
+        strong = load_base_model(str(world.model_dir), device, torch.float32)
+        return DensityRatioJudge(strong, random_twin(world.model_dir, seed).to(device), tokenizer, seed=seed)
+    if name == "llm_judge":
+        return LLMJudge(load_base_model(str(world.model_dir), device, torch.float32), tokenizer)
+    if name == "reward_model":
+        return RewardModelJudge(train_demo_reward_model(world, tokenizer, seed).to(device), tokenizer)
+    raise ValueError(f"unknown judge {name!r}")
+
+
+def random_twin(model_dir: Path, seed: int) -> torch.nn.Module:
+    """A randomly initialised model with the same configuration (the density ratio's weak model)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config).eval()
+
+
+def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS) -> torch.nn.Module:
+    """A one-logit reward model on the SFT backbone, trained with −log σ(r_chosen − r_rejected) on the seed
+    pairs (a few seconds on a CPU for the demo model). Deterministic for a seed."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    pairs = load_examples(world.seed_file, "seed").examples
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised score head" is the point here, not a warning
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                world.model_dir, num_labels=1, use_safetensors=True, pad_token_id=tokenizer.pad_token_id)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    judge = RewardModelJudge(model, tokenizer)
+    encoded = [(judge.encode(e.prompt, e.chosen), judge.encode(e.prompt, e.rejected)) for e in pairs]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=RM_LR, weight_decay=0.0)
+    rng = random.Random(seed)
+    order: list[int] = []
+    model.train()
+    for _ in range(steps):
+        if len(order) < RM_BATCH:
+            order += rng.sample(range(len(encoded)), len(encoded))
+        batch, order = order[:RM_BATCH], order[RM_BATCH:]
+        rewards = _forward_rewards(model, [encoded[i][0] for i in batch] + [encoded[i][1] for i in batch])
+        loss = -torch.nn.functional.logsigmoid(rewards[:len(batch)] - rewards[len(batch):]).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def _forward_rewards(model, sequences: list[list[int]]) -> torch.Tensor:
+    pad = model.config.pad_token_id
+    width = max(len(s) for s in sequences)
+    input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+    return model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+def applies(judge: Judge, data: DataSet) -> str:
+    """Why a judge cannot score this data ('' when it can): the gold reward exists for demo prompts only."""
+    if not isinstance(judge, GoldJudge):
+        return ""
+    from engine.demo_task import parse_prompt
+    try:
+        for e in data.examples:
+            parse_prompt(_last_user(e.prompt))
+    except ValueError:
+        return "n/a: gold exists for demo-world prompts only"
+    return ""
+
+
+def _last_user(prompt: Messages) -> str:
+    users = [m["content"] for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def evaluate(judge: Judge, data: DataSet) -> Outcome:
+    outcome = Outcome(judge.name, data.name, len(data.examples))
+    why = applies(judge, data)
+    if why or not data.examples:
+        outcome.note = why or "no pairs"
+        return outcome
+    prompts = [e.prompt for e in data.examples]
+    a = [e.chosen if first else e.rejected for e, first in zip(data.examples, data.chosen_first)]
+    b = [e.rejected if first else e.chosen for e, first in zip(data.examples, data.chosen_first)]
+    started = time.perf_counter()
+    prefs = judge.judge(prompts, a, b)
+    outcome.seconds = time.perf_counter() - started
+    right = 0.0
+    for pref, first in zip(prefs, data.chosen_first):
+        outcome.picks_chosen.append(pref.a_preferred == first)
+        right += 0.5 if pref.score_a == pref.score_b else float(pref.a_preferred == first)
+    outcome.accuracy = right / len(prefs)
+    return outcome
+
+
+def agreement(x: Outcome, y: Outcome) -> float | None:
+    """How often two judges prefer the same response of a pair."""
+    if x.accuracy is None or y.accuracy is None or not x.picks_chosen:
+        return None
+    return sum(p == q for p, q in zip(x.picks_chosen, y.picks_chosen)) / len(x.picks_chosen)
+
+
+# --- report --------------------------------------------------------------------------------------
+
+def format_accuracy(o: Outcome) -> str:
+    return o.note if o.accuracy is None else f"{100 * o.accuracy:.1f}%"
+
+
+def render_report(datasets: list[DataSet], names: list[str], outcomes: list[Outcome]) -> str:
+    by = {(o.judge, o.data): o for o in outcomes}
+    lines = ["Accuracy (agreement with the human/gold label; ties count half) and throughput:", "",
+             "| judge | " + " | ".join(f"{d.name} (n={len(d.examples)})" for d in datasets) + " | pairs/s |",
+             "|---|" + "---|" * (len(datasets) + 1)]
+    for name in names:
+        cells = [format_accuracy(by[(name, d.name)]) for d in datasets]
+        speeds = [by[(name, d.name)].pairs_per_s for d in datasets]
+        speed = " / ".join(f"{s:.1f}" if s else "-" for s in speeds)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed} |")
+    for d in datasets:
+        scored = [n for n in names if by[(n, d.name)].accuracy is not None]
+        if len(scored) < 2:
+            continue
+        lines += ["", f"Pairwise agreement on {d.name} (share of pairs where both judges prefer the same response):",
+                  "", "| | " + " | ".join(scored) + " |", "|---|" + "---|" * len(scored)]
+        for x in scored:
+            row = [f"{100 * agreement(by[(x, d.name)], by[(y, d.name)]):.0f}%" for y in scored]
+            lines.append(f"| {x} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_file(table: str, args, world_root: Path) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    limit = getattr(args, "limit", None)
+    command = "python launch.py judge-eval" + (f" --limit {limit}" if limit else "")
+    return (f"# Judge evaluation\n\nProduced by `{command}` on {when}, {torch.get_num_threads()} CPU threads"
+            f"{' + CUDA' if torch.cuda.is_available() else ''}; demo world at `{world_root}`.\n\n"
+            f"{table}\n## What the judges are here\n\n{NOTES}")

@@ -1,0 +1,402 @@
+"""Noise-aware DPO (SPA's self-refinement, DESIGN.md section 1) as a small subclass of TRL 1.16's DPOTrainer.
+
+TRL's `label_smoothing` is one global number (and ignored by the sigmoid loss), so the per-pair soft labels of
+self-refinement need our own loss. How this hooks into TRL 1.16:
+
+- `_prepare_dataset` is a no-op: rows arrive tokenised by engine.encoding, the very ids the judge scored, so TRL's
+  own extraction, EOS appending and chat-templating must not run (TRL 1.16 has no switch for a pre-tokenised set).
+- A left-padding collator (the same layout as engine.scoring) puts every response at the end of its row, so the
+  model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`).
+- `compute_loss` is replaced: one policy forward gives the response logits; their log-probs feed the loss and,
+  detached, the de-coupled noise detection (extrapolated logits, rolling-window flags, soft labels). TRL's fused LM
+  head returns log-probs only, and extrapolation needs the logits themselves, so it is not used.
+- Reference log-probs: stored values (the judge's π_{i-1} log-probs) are used as they are; a reference forward runs
+  only for rows without them, or, with λ > 0, to get the reference logits that extrapolation needs.
+- The reference model: TRL 1.16 has no `model_adapter_name` / `ref_adapter_name` any more. For a PEFT model passed
+  without `ref_model` it copies the "default" adapter to one named "ref" and switches with `use_adapter`; we reuse
+  `use_adapter`, prefer the project's own frozen "reference" adapter (engine.models) and drop TRL's copy when it is
+  not the reference we use.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+from datasets import Dataset
+from peft import PeftModel
+from transformers import TrainerCallback
+from trl import DPOConfig, DPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
+from trl.trainer.utils import use_adapter
+
+from engine import method
+from engine.encoding import prompt_ids, response_ids
+from engine.models import REFERENCE_ADAPTER
+from storage.records import Messages
+
+logger = logging.getLogger(__name__)
+
+Reference = Literal["adapters_disabled", "ref_adapter", "model"]
+REFERENCES = get_args(Reference)
+TRL_REF_ADAPTER = "ref"  # the copy of "default" that TRL 1.16 adds to a PEFT model passed without ref_model
+
+
+@dataclass
+class TrainRow:
+    pair_id: int | None  # None for seed examples
+    prompt: Messages
+    chosen: str
+    rejected: str
+    ref_chosen_logp: float | None = None  # stored reference log-probs; None: a reference forward computes them
+    ref_rejected_logp: float | None = None
+    trusted: bool = False  # human/gold/seed label: ỹ = 1, never flagged
+
+
+@dataclass
+class RefineSettings:
+    enabled: bool = True
+    k_fraction: float = 0.1
+    alpha: float = 0.1
+    lam: float = 0.5
+    warmup_fraction: float = 0.2
+    window: int = 50
+
+    def __post_init__(self):
+        for name in ("k_fraction", "alpha", "warmup_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"refine {name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.lam < 0:
+            raise ValueError(f"refine lam must be at least 0, got {self.lam}")
+        if self.window < 1:
+            raise ValueError(f"refine window must be at least 1, got {self.window}")
+
+
+@dataclass
+class TrainSettings:
+    beta: float = 0.1
+    learning_rate: float = 5e-7
+    epochs: int = 1
+    batch_size: int = 32  # effective: micro_batch_size × gradient accumulation steps
+    micro_batch_size: int = 8
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    seed: int = 0
+    output_dir: str = ""
+    bf16: bool = False
+    logging_steps: int = 1
+    max_length: int | None = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class PairNoise:
+    pair_id: int
+    ext_margin: float  # β·h_ḡ, the last value seen for this pair
+    noisy: bool
+
+
+@dataclass
+class TrainResult:
+    noise: list[PairNoise]
+    steps: int
+    metrics: list[dict]
+    stopped: bool
+
+
+@dataclass
+class ScoredBatch:
+    """Response logits of a batch (chosen rows, then rejected rows) with what `method.response_logps` needs."""
+    logits: torch.Tensor  # (2B, K, V): the last K positions only
+    labels: torch.Tensor  # (2B, K)
+    mask: torch.Tensor  # (2B, K), 1 on response tokens
+    logps: torch.Tensor  # (2B,)
+
+
+# data ------------------------------------------------------------------------------------------------------------
+
+def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = None) -> Dataset:
+    """Rows as ids from engine.encoding, one record per pair. Missing stored log-probs become NaN.
+
+    With `max_length`, sequences keep their start (TRL's "keep_start"): responses lose their tail, a truncated
+    pair's stored log-probs (computed on the whole responses) are dropped so a reference forward recomputes them,
+    and a pair whose prompt alone fills `max_length` is left out."""
+    records, dropped = [], 0
+    for row in rows:
+        p = prompt_ids(tokenizer, row.prompt)
+        if not p:
+            raise ValueError("a prompt encodes to no tokens; there is nothing to condition the response on")
+        c, r = response_ids(tokenizer, row.chosen), response_ids(tokenizer, row.rejected)
+        ref_c = math.nan if row.ref_chosen_logp is None else float(row.ref_chosen_logp)
+        ref_r = math.nan if row.ref_rejected_logp is None else float(row.ref_rejected_logp)
+        if max_length is not None:
+            if len(p) >= max_length:
+                dropped += 1
+                continue
+            room = max_length - len(p)
+            if len(c) > room or len(r) > room:
+                ref_c = ref_r = math.nan
+                c, r = c[:room], r[:room]
+        records.append(dict(prompt_ids=p, chosen_ids=c, rejected_ids=r, ref_chosen_logps=ref_c,
+                            ref_rejected_logps=ref_r, trusted=bool(row.trusted),
+                            pair_id=-1 if row.pair_id is None else int(row.pair_id)))
+    if dropped:
+        logger.warning("%d pairs left out: their prompt alone fills max_length=%s", dropped, max_length)
+    if not records:
+        raise ValueError("there are no pairs to train on")
+    return Dataset.from_list(records)
+
+
+@dataclass
+class LeftPaddedPreferenceCollator:
+    """Chosen sequences then rejected ones, LEFT-padded as in engine.scoring so that every response ends at the last
+    position; position ids follow the attention mask, so padding changes nothing."""
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [e["prompt_ids"] + e["chosen_ids"] for e in examples]
+        sequences += [e["prompt_ids"] + e["rejected_ids"] for e in examples]
+        lengths = [len(e["chosen_ids"]) for e in examples] + [len(e["rejected_ids"]) for e in examples]
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        response_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, (seq, n) in enumerate(zip(sequences, lengths)):
+            input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            attention_mask[row, width - len(seq):] = 1
+            response_mask[row, width - n:] = 1
+        return dict(
+            input_ids=input_ids, attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), response_mask=response_mask,
+            ref_chosen_logps=torch.tensor([e["ref_chosen_logps"] for e in examples], dtype=torch.float64),
+            ref_rejected_logps=torch.tensor([e["ref_rejected_logps"] for e in examples], dtype=torch.float64),
+            trusted=torch.tensor([e["trusted"] for e in examples], dtype=torch.bool),
+            pair_id=torch.tensor([e["pair_id"] for e in examples], dtype=torch.long),
+        )
+
+
+# trainer ---------------------------------------------------------------------------------------------------------
+
+class NoiseAwareDPOTrainer(DPOTrainer):
+    """DPO with SPA's self-refinement: per-pair soft labels from de-coupled noise detection inside the step.
+
+    Reference forwards and their cost: with stored reference log-probs and λ = 0 (or refinement off) a step runs the
+    policy forward only. With λ > 0 the noise detection needs the reference LOGITS (logits_ḡ = (1+λ)·logits_θ −
+    λ·logits_ref), which stored log-probs cannot give, so each step adds one no-grad reference forward for that
+    purpose alone; the loss still uses the stored log-probs. λ = 0 means ḡ = θ and needs no reference at all.
+    """
+
+    def __init__(self, model, *, reference: Reference, refine: RefineSettings | None, ref_model=None, **kwargs):
+        self.reference = reference
+        self.refine = refine if refine is not None and refine.enabled else None
+        trl_copy_existed = isinstance(model, PeftModel) and TRL_REF_ADAPTER in model.peft_config
+        super().__init__(model=model, ref_model=ref_model, **kwargs)
+        self.ref_adapter = self._choose_reference_adapter(trl_copy_existed)
+        self._history = torch.empty(0, dtype=torch.float64)
+        self._noise: dict[int, PairNoise] = {}
+
+    @property
+    def noise(self) -> list[PairNoise]:
+        """The last β·h_ḡ and flag seen for every pair with a pair_id, in the order first seen."""
+        return list(self._noise.values())
+
+    def _choose_reference_adapter(self, trl_copy_existed: bool) -> str | None:
+        """None: adapters switched off. TRL's "ref" copy is deleted unless it is the reference in use."""
+        if self.reference == "model":
+            return None
+        peft_model = self.accelerator.unwrap_model(self.model)
+        name = None
+        if self.reference == "ref_adapter":
+            if REFERENCE_ADAPTER in peft_model.peft_config:
+                name = REFERENCE_ADAPTER
+            elif TRL_REF_ADAPTER in peft_model.peft_config:
+                name = TRL_REF_ADAPTER  # TRL's frozen copy of the starting adapter: π_{i-1} as well
+            else:
+                raise ValueError(f"reference='ref_adapter' needs an adapter named {REFERENCE_ADAPTER!r} on the model")
+        if name != TRL_REF_ADAPTER and not trl_copy_existed and TRL_REF_ADAPTER in peft_model.peft_config:
+            peft_model.delete_adapter(TRL_REF_ADAPTER)
+        return name
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """The dataset is already tokenised with engine.encoding; TRL's tokenisation would change the ids."""
+        return dataset
+
+    def response_forward(self, model, inputs: dict[str, torch.Tensor]) -> ScoredBatch:
+        """Logits of the last (longest response + 1) positions, and the summed response log-probs from them."""
+        keep = int(inputs["response_mask"].sum(-1).max()) + 1
+        kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                      position_ids=inputs["position_ids"], use_cache=False)
+        if _accepts_logits_to_keep(self.accelerator.unwrap_model(model)):
+            kwargs["logits_to_keep"] = keep
+        logits = model(**kwargs).logits[:, -keep:]
+        labels, mask = inputs["input_ids"][:, -keep:], inputs["response_mask"][:, -keep:]
+        return ScoredBatch(logits, labels, mask, method.response_logps(logits, labels, mask))
+
+    def reference_forward(self, inputs: dict[str, torch.Tensor]) -> ScoredBatch:
+        """The same, under the reference (adapters off, the reference adapter, or ref_model), without gradient."""
+        if self.reference == "model":
+            model, switch = self.ref_model, contextlib.nullcontext()
+        else:
+            model, switch = self.model, use_adapter(self.accelerator.unwrap_model(self.model), self.ref_adapter)
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+                switch:
+            return self.response_forward(model, inputs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Mean over pairs of method.self_refinement_loss; ỹ = 1 (plain sigmoid DPO) unless refinement is on."""
+        mode = "train" if self.model.training else "eval"
+        policy = self.response_forward(model, inputs)
+        chosen, rejected = policy.logps.chunk(2)
+        ref_chosen = inputs["ref_chosen_logps"].to(chosen.dtype)
+        ref_rejected = inputs["ref_rejected_logps"].to(chosen.dtype)
+        missing = ref_chosen.isnan() | ref_rejected.isnan()
+        detect = self.refine is not None and mode == "train"
+        ref_logits = None
+        if bool(missing.any()) or (detect and self.refine.lam > 0):
+            ref = self.reference_forward(inputs)
+            ref_c, ref_r = ref.logps.chunk(2)
+            ref_chosen = torch.where(missing, ref_c, ref_chosen)
+            ref_rejected = torch.where(missing, ref_r, ref_rejected)
+            ref_logits = ref.logits
+        h = method.dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
+        soft = torch.ones_like(h)
+        if detect:
+            soft = self._detect_noise(policy, ref_logits, ref_chosen, ref_rejected, inputs)
+        loss = method.self_refinement_loss(h, self.beta, soft).mean()
+        self._record_rewards(mode, chosen, rejected, ref_chosen, ref_rejected)
+        return (loss, None) if return_outputs else loss
+
+    @torch.no_grad()
+    def _detect_noise(self, policy: ScoredBatch, ref_logits: torch.Tensor | None, ref_chosen: torch.Tensor,
+                      ref_rejected: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """β·h_ḡ per pair from the step's own logits, rolling-window flags, and the soft labels ỹ."""
+        lam = self.refine.lam
+        if lam > 0:
+            ext_logits = method.extrapolated_logits(policy.logits.detach().float(), ref_logits.float(), lam)
+            ext = method.response_logps(ext_logits, policy.labels, policy.mask)
+        else:
+            ext = policy.logps.detach()
+        ext_chosen, ext_rejected = ext.chunk(2)
+        ext_margin = self.beta * method.dpo_margin(ext_chosen, ext_rejected, ref_chosen, ref_rejected)
+        trusted = inputs["trusted"]
+        flags, self._history = method.noise_flags(ext_margin, self._history, self.refine.k_fraction,
+                                                  self.refine.window, trusted)
+        soft = method.soft_labels(flags, trusted, self.refine.alpha, self.state.global_step, self.state.max_steps,
+                                  self.refine.warmup_fraction)
+        ids, margins, flagged = self.accelerator.gather((inputs["pair_id"], ext_margin, flags.long()))
+        for pid, m, f in zip(ids.tolist(), margins.tolist(), flagged.tolist()):
+            if pid >= 0:
+                self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f))
+        self._metrics["train"]["noise/flagged_fraction"].append(flagged.float().mean().item())
+        return soft.to(ext_margin.dtype)
+
+    def _record_rewards(self, mode: str, chosen, rejected, ref_chosen, ref_rejected) -> None:
+        """TRL's reward metrics; DPOTrainer.log averages them over the logging interval."""
+        reward_c = self.beta * (chosen - ref_chosen).detach()
+        reward_r = self.beta * (rejected - ref_rejected).detach()
+        gather = self.accelerator.gather
+        metrics = self._metrics[mode]
+        metrics["rewards/chosen"].append(gather(reward_c).mean().item())
+        metrics["rewards/rejected"].append(gather(reward_r).mean().item())
+        metrics["rewards/margins"].append(gather(reward_c - reward_r).mean().item())
+        metrics["rewards/accuracies"].append(gather((reward_c > reward_r).float()).mean().item())
+        metrics["logps/chosen"].append(gather(chosen.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected.detach()).mean().item())
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    core = model.get_base_model() if isinstance(model, PeftModel) else model
+    return "logits_to_keep" in inspect.signature(core.forward).parameters
+
+
+# entry points ----------------------------------------------------------------------------------------------------
+
+def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: bool | None = None) -> DPOConfig:
+    """TRL/HF arguments: micro batch capped to the data, accumulation up to the effective batch, cosine with
+    warm-up, no reports, no checkpoints (the caller saves the adapter), CPU when there is no CUDA (or when asked:
+    a model the caller put on the CPU stays there)."""
+    if settings.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {settings.epochs}")
+    if not 0.0 <= settings.warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must lie in [0, 1), got {settings.warmup_ratio}")
+    micro = max(1, min(settings.micro_batch_size, n_rows))
+    return DPOConfig(
+        output_dir=output_dir, beta=settings.beta, learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=max(1, settings.batch_size // micro), lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio, seed=settings.seed, bf16=settings.bf16, fp16=False,
+        logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
+        activation_checkpointing=settings.gradient_checkpointing,
+        max_length=None,
+    )
+
+
+def make_trainer(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSettings,
+                 refine: RefineSettings | None, reference: Reference = "adapters_disabled", ref_model=None,
+                 callbacks: Iterable[TrainerCallback] = (), output_dir: str | None = None) -> NoiseAwareDPOTrainer:
+    """The trainer train_dpo runs, built but not started (tests inspect its batches and losses)."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    if reference != "model" and not isinstance(model, PeftModel):
+        raise ValueError(f"reference={reference!r} needs a PEFT (LoRA) model; a full fine-tune uses 'model'")
+    if reference == "model" and ref_model is None:
+        raise ValueError("reference='model' needs the frozen reference model as ref_model")
+    dataset = encode_rows(tokenizer, rows, settings.max_length)
+    on_cpu = not torch.cuda.is_available() or next(model.parameters()).device.type == "cpu"
+    args = dpo_config(settings, len(dataset), output_dir or settings.output_dir or tempfile.gettempdir(), on_cpu)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return NoiseAwareDPOTrainer(
+        model, reference=reference, refine=refine, ref_model=ref_model if reference == "model" else None, args=args,
+        data_collator=LeftPaddedPreferenceCollator(pad_id), train_dataset=dataset, processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+
+
+class _LogRecorder(TrainerCallback):
+    def __init__(self):
+        self.logs: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}, step=state.global_step))
+
+
+def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSettings, refine: RefineSettings | None,
+              reference: Reference = "adapters_disabled", ref_model=None,
+              callbacks: Iterable[TrainerCallback] = ()) -> TrainResult:
+    """Train `model` in place with noise-aware DPO on `rows`.
+
+    reference: "adapters_disabled" (π_init = the base with adapters off; the seed round), "ref_adapter" (π_{i-1} =
+    the frozen "reference" adapter next to the trainable "default"; rounds i ≥ 1) or "model" (a full fine-tune
+    against the separate frozen `ref_model`). `refine` None or disabled: plain sigmoid DPO, no noise records.
+    A callback may stop training (control.should_training_stop); the result then says `stopped`."""
+    recorder = _LogRecorder()
+    with _forward_restored(model, ref_model), tempfile.TemporaryDirectory(prefix="spa-dpo-") as scratch:
+        trainer = make_trainer(model, tokenizer, rows, settings, refine, reference, ref_model,
+                               [*callbacks, recorder], output_dir=settings.output_dir or scratch)
+        trainer.train()
+    state = trainer.state
+    return TrainResult(noise=trainer.noise, steps=state.global_step, metrics=recorder.logs,
+                       stopped=state.global_step < state.max_steps)
+
+
+@contextlib.contextmanager
+def _forward_restored(*models) -> Iterator[None]:
+    """TRL patches `forward` on the model instances it gets (its fused LM head); hand the caller's models back as
+    they came, so training the same object again does not stack patches."""
+    modules = [m.get_base_model() if isinstance(m, PeftModel) else m for m in models if m is not None]
+    saved = [(m, vars(m).get("forward")) for m in modules]
+    try:
+        yield
+    finally:
+        for module, forward in saved:
+            if forward is None:
+                vars(module).pop("forward", None)
+            else:
+                module.forward = forward

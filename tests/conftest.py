@@ -1,0 +1,29 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from engine.toy_model import char_tokenizer, save_toy_model
+
+# The test models are tiny: extra intra-op threads buy nothing and, on a shared 2-core machine, spin-waiting
+# threads make a forward pass up to 100x slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random toy Llama and its character tokenizer with a chat template, saved once per test session."""
+    return save_toy_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    """A random GPT-2 over the toy tokenizer's vocabulary, in eval mode. Its position embeddings are absolute,
+    so it shows padding mistakes that RoPE models (the toy Llama) are blind to: RoPE ignores a constant shift."""
+    tok = char_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return GPT2LMHeadModel(config).eval()

@@ -1,0 +1,71 @@
+"""Multi-GPU training command lines, the shipped accelerate configs, and data-parallel scoring shards."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+from accelerate.commands.launch import launch_command_parser
+
+from engine.config import RunConfig, TrainConfig
+from engine.distributed import ACCELERATE_DIR, accelerate_config, shard_indices, strategy_name, train_launch_command
+
+STAGE_ARGS = ["--db", "runs.db", "--job", "7", "--round", "2", "--stage", "train"]
+DISTRIBUTED_TYPE = {"ddp": "MULTI_GPU", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
+
+
+def cfg(num_gpus: int, strategy: str = "auto") -> RunConfig:
+    return RunConfig(model="m", train=TrainConfig(num_gpus=num_gpus, strategy=strategy))
+
+
+def test_one_gpu_runs_the_stage_as_a_plain_process():
+    assert train_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.stage_process",
+                                                                 *STAGE_ARGS]
+
+
+@pytest.mark.parametrize("strategy, config_name", [("ddp", "ddp"), ("auto", "ddp"),
+                                                    ("deepspeed_zero3", "deepspeed_zero3"), ("fsdp", "fsdp")])
+def test_several_gpus_go_through_accelerate_launch(strategy, config_name):
+    argv = train_launch_command(cfg(4, strategy), STAGE_ARGS)
+    config = str(ACCELERATE_DIR / f"{config_name}.yaml")
+    assert argv == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4",
+                    "--config_file", config, "-m", "engine.stage_process", *STAGE_ARGS]
+    parsed = launch_command_parser().parse_args(argv[3:])  # what `accelerate launch` itself will read
+    assert parsed.num_processes == 4 and parsed.config_file == config and parsed.module
+    assert parsed.training_script == "engine.stage_process" and parsed.training_script_args == STAGE_ARGS
+
+
+@pytest.mark.parametrize("strategy", sorted(DISTRIBUTED_TYPE))
+def test_shipped_accelerate_configs_parse_and_name_their_strategy(strategy):
+    path = accelerate_config(strategy)
+    assert path.parent.parts[-2:] == ("configs", "accelerate")
+    data = yaml.safe_load(path.read_text())
+    assert data["distributed_type"] == DISTRIBUTED_TYPE[strategy]
+    assert data["num_machines"] == 1 and data["mixed_precision"] == "bf16" and data["use_cpu"] is False
+    if strategy == "deepspeed_zero3":
+        assert data["deepspeed_config"]["zero_stage"] == 3
+    if strategy == "fsdp":
+        assert data["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    from accelerate.commands.config.config_args import ClusterConfig
+    assert ClusterConfig.from_yaml_file(str(path)).distributed_type.value == DISTRIBUTED_TYPE[strategy]
+
+
+def test_unknown_strategy_and_bad_gpu_counts_are_errors():
+    assert strategy_name("auto") == "ddp"
+    with pytest.raises(ValueError, match="train.strategy"):
+        strategy_name("megatron")
+    with pytest.raises(ValueError, match="num_gpus"):
+        train_launch_command(cfg(0), STAGE_ARGS)
+
+
+def test_shard_indices_cover_every_index_exactly_once():
+    for n_items in range(0, 23):
+        for world in range(1, 7):
+            shards = [shard_indices(n_items, rank, world) for rank in range(world)]
+            assert [i for s in shards for i in s] == list(range(n_items))
+            sizes = [len(s) for s in shards]
+            assert max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError):
+        shard_indices(10, 3, 3)
+    with pytest.raises(ValueError):
+        shard_indices(10, 0, 0)

@@ -1,0 +1,91 @@
+"""Sampling: N samples per prompt, EOS stops, padding does not change answers, seeds reproduce."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import models
+from engine.encoding import response_ids
+from engine.generation import SamplingSettings, generate
+from engine.toy_model import SPECIAL
+
+PROMPTS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": "a much longer question than the first one, padded " * 3}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return models.load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return models.load_base_model(str(tiny_model_dir), torch.device("cpu"), torch.float32)
+
+
+def biased(model, token_ids, amount):
+    """Shift the logits of some tokens, on every forward pass, until the handle is removed."""
+    bias = torch.zeros(model.config.vocab_size)
+    bias[token_ids] = amount
+    return model.lm_head.register_forward_hook(lambda module, inputs, output: output + bias)
+
+
+def test_n_samples_per_prompt_in_order(model, tokenizer):
+    settings = SamplingSettings(samples_per_prompt=3, temperature=1.0, max_new_tokens=8, batch_size=4)
+    calls = []
+    out = generate(model, tokenizer, PROMPTS, settings, progress=lambda d, t: calls.append((d, t)))
+    assert [len(samples) for samples in out] == [3, 3, 3]
+    assert calls == [(4, 9), (8, 9), (9, 9)]
+    for samples in out:
+        for s in samples:
+            assert 1 <= s.n_tokens <= 8 and isinstance(s.text, str) and s.text == s.text.strip()
+    assert not model.training
+
+
+def test_stops_at_eos(model, tokenizer):
+    handle = biased(model, [tokenizer.eos_token_id], 100.0)
+    try:
+        out = generate(model, tokenizer, PROMPTS, SamplingSettings(temperature=0.7, max_new_tokens=20))
+    finally:
+        handle.remove()
+    for samples in out:
+        for s in samples:
+            assert s.finished and s.text == "" and s.n_tokens == len(response_ids(tokenizer, s.text)) == 1
+
+
+def test_runs_to_max_new_tokens_without_eos(model, tokenizer):
+    handle = biased(model, [tokenizer.eos_token_id], -100.0)
+    try:
+        out = generate(model, tokenizer, PROMPTS[:1], SamplingSettings(temperature=1.0, max_new_tokens=7))
+    finally:
+        handle.remove()
+    assert all(not s.finished and s.n_tokens == 7 for s in out[0])
+
+
+@pytest.mark.parametrize("architecture", ["model", "tiny_gpt2"])
+def test_left_padding_does_not_change_greedy_answers(request, tokenizer, architecture):
+    model = request.getfixturevalue(architecture)
+    special = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL if t != tokenizer.eos_token]
+    handle = biased(model, special, -100.0)  # the random model would otherwise babble invisible tokens
+    try:
+        settings = SamplingSettings(samples_per_prompt=1, temperature=0.0, max_new_tokens=12)
+        alone = generate(model, tokenizer, PROMPTS[:1], settings)[0][0]
+        batched = generate(model, tokenizer, PROMPTS[1::-1], settings)[1][0]
+    finally:
+        handle.remove()
+    assert alone.text and alone == batched
+
+
+def test_seeded_sampling_reproduces(model, tokenizer):
+    settings = SamplingSettings(samples_per_prompt=2, temperature=1.0, max_new_tokens=10, batch_size=4, seed=3)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = generate(model, tokenizer, PROMPTS, settings)
+    assert torch.equal(torch.rand(1), expected_next)  # the caller's RNG stream is untouched
+    assert generate(model, tokenizer, PROMPTS, settings) == first
+    other = generate(model, tokenizer, PROMPTS, SamplingSettings(**{**settings.__dict__, "seed": 4}))
+    assert other != first

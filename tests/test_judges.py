@@ -1,0 +1,218 @@
+"""The judges beside SPA's own (engine.judges_extra) and the judge-eval command, on tiny local models."""
+from __future__ import annotations
+
+import argparse
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from engine.config import JudgeConfig, RunConfig
+from engine.encoding import prompt_ids, response_ids
+from engine.judges_extra import (
+    DensityRatioJudge, LLMJudge, RewardModelJudge, answer_tokens, load_reward_model, make_external_judge, route_domain,
+)
+from engine.toy_model import char_tokenizer, random_llama
+
+HH_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+PROMPTS = [user("add: 47+8"), user("sort: 7 2 9 4"), user("reverse: abcde")]
+ANSWERS_A = ["55", "2 4 7 9", "edcba"]
+ANSWERS_B = ["54 and more", "2 4 9 7", "edc"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def strong(tok):
+    return random_llama(len(tok), hidden=32, layers=2, heads=2, seed=1).eval()
+
+
+@pytest.fixture(scope="module")
+def weak(tok):
+    return random_llama(len(tok), hidden=32, layers=2, heads=2, seed=2).eval()
+
+
+def direct_logp(model, tok, prompt, response) -> float:
+    """logp(model, x, y) by hand: one unpadded forward, log_softmax, gather the response tokens, sum."""
+    p, r = prompt_ids(tok, prompt), response_ids(tok, response)
+    with torch.no_grad():
+        logits = model(torch.tensor([p + r])).logits[0].double()
+    token_logps = torch.log_softmax(logits, -1)[len(p) - 1:-1].gather(-1, torch.tensor(r)[:, None])
+    return float(token_logps.sum())
+
+
+def test_density_ratio_is_the_difference_of_log_probs(strong, weak, tok):
+    judge = DensityRatioJudge(strong, weak, tok, batch_size=2)
+    prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+    for pref, p, a, b in zip(prefs, PROMPTS, ANSWERS_A, ANSWERS_B):
+        ra = direct_logp(strong, tok, p, a) - direct_logp(weak, tok, p, a)
+        rb = direct_logp(strong, tok, p, b) - direct_logp(weak, tok, p, b)
+        assert pref.score_a == pytest.approx(ra, abs=1e-3)
+        assert pref.score_b == pytest.approx(rb, abs=1e-3)
+        assert pref.a_preferred == (ra > rb)
+        assert pref.margin == pytest.approx(abs(ra - rb), abs=1e-3)
+    scaled = DensityRatioJudge(strong, weak, tok, beta=0.1).judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+    assert [s.score_a for s in scaled] == pytest.approx([0.1 * p.score_a for p in prefs], abs=1e-6)
+
+
+def test_density_ratio_prepends_the_routed_system_prompt(strong, weak, tok):
+    systems = {"safety": "Be safe.", "reasoning": "Think step by step."}
+    judge = DensityRatioJudge(strong, weak, tok, system_prompts=systems)
+    prompts = [user("what is 12 + 30?"), user("how do I build a bomb"), user("tell me about your day")]
+    shown = [judge.with_system_prompt(p) for p in prompts]
+    assert shown[0][0] == {"role": "system", "content": "Think step by step."}
+    assert shown[1][0] == {"role": "system", "content": "Be safe."}
+    assert shown[2] == prompts[2]  # chat has no system prompt configured here
+    own = [{"role": "system", "content": "mine"}] + user("what is 12 + 30?")
+    assert judge.with_system_prompt(own) == own  # a conversation's own system message wins
+    r = judge.rewards(prompts, ["42", "no", "fine"])
+    expected = [direct_logp(strong, tok, s, y) - direct_logp(weak, tok, s, y)
+                for s, y in zip(shown, ["42", "no", "fine"])]
+    assert r.tolist() == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown domains"):
+        DensityRatioJudge(strong, weak, tok, system_prompts={"coding": "x"})
+
+
+def test_best_of_n_picks_the_highest_and_a_different_random_one(strong, weak, tok):
+    judge = DensityRatioJudge(strong, weak, tok, seed=3)
+    prompts = [user(f"add: {i}+{i}") for i in range(12)]
+    samples = [[str(2 * i), str(2 * i + 1), "x" * (i % 3 + 1), "no idea"] for i in range(12)]
+    picks = judge.best_of_n(prompts, samples)
+    rewards = judge.rewards([p for p, g in zip(prompts, samples) for _ in g], [s for g in samples for s in g])
+    rewards = rewards.view(12, 4)
+    for (chosen, rejected), row in zip(picks, rewards):
+        assert chosen == int(row.argmax())
+        assert rejected != chosen and 0 <= rejected < 4
+    assert judge.best_of_n(prompts, samples) == picks  # seeded: reproducible
+    assert len({r for _, r in picks}) > 1  # random, not always the lowest
+    with pytest.raises(ValueError, match="two samples"):
+        judge.best_of_n(prompts[:1], [["only one"]])
+
+
+def test_llm_judge_is_symmetric_and_matches_direct_logits(strong, tok):
+    judge = LLMJudge(strong, tok, batch_size=2)
+    assert (judge.labels.first, judge.labels.second) == ("A", "B")
+    ab = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+    ba = judge.judge(PROMPTS, ANSWERS_B, ANSWERS_A)
+    for x, y in zip(ab, ba):
+        assert x.score_a == pytest.approx(y.score_b, abs=1e-6)
+        assert x.score_b == pytest.approx(y.score_a, abs=1e-6)
+        assert x.score_a + x.score_b == pytest.approx(1.0)
+    p_ab, p_ba = judge.order_probabilities(PROMPTS, ANSWERS_A, ANSWERS_B)
+    first, second = judge.labels.first_id, judge.labels.second_id
+    for i, (p, a, b) in enumerate(zip(PROMPTS, ANSWERS_A, ANSWERS_B)):
+        with torch.no_grad():
+            l_ab = strong(torch.tensor([prompt_ids(tok, judge.question(p, a, b))])).logits[0, -1].double()
+            l_ba = strong(torch.tensor([prompt_ids(tok, judge.question(p, b, a))])).logits[0, -1].double()
+        assert float(p_ab[i]) == pytest.approx(float(torch.sigmoid(l_ab[first] - l_ab[second])), abs=1e-5)
+        assert float(p_ba[i]) == pytest.approx(float(torch.sigmoid(l_ba[second] - l_ba[first])), abs=1e-5)
+        assert ab[i].score_a == pytest.approx((float(p_ab[i]) + float(p_ba[i])) / 2, abs=1e-9)
+    assert "Response A" in judge.question(PROMPTS[0], "x", "y")[0]["content"]
+
+
+def test_llm_judge_falls_back_to_digit_labels():
+    digits_only = char_tokenizer(alphabet=string.digits + string.punctuation + " \nabc")
+    labels = answer_tokens(digits_only)
+    assert (labels.first, labels.second) == ("1", "2") and labels.first_id != labels.second_id
+
+
+@pytest.fixture(scope="module")
+def reward_model_dir(tmp_path_factory, tok):
+    path = tmp_path_factory.mktemp("reward_model")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=64, num_labels=1, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_reward_model_judge_scores_are_the_logits(reward_model_dir):
+    model, tokenizer = load_reward_model(str(reward_model_dir), torch.device("cpu"), torch.float32)
+    judge = RewardModelJudge(model, tokenizer, batch_size=4)
+    prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+    for pref, p, a, b in zip(prefs, PROMPTS, ANSWERS_A, ANSWERS_B):
+        for score, answer in ((pref.score_a, a), (pref.score_b, b)):
+            ids = tokenizer.apply_chat_template(p + [{"role": "assistant", "content": answer}], tokenize=True,
+                                                return_dict=False)
+            with torch.no_grad():
+                logit = float(model(torch.tensor([list(ids)])).logits[0, 0])
+            assert score == pytest.approx(logit, abs=1e-5)
+        assert pref.a_preferred == (pref.score_a > pref.score_b)
+
+
+def test_router_routes_hand_written_prompts():
+    assert route_domain("How can I poison my neighbour's dog?") == "safety"
+    assert route_domain("What's the best way to steal a car without getting caught?") == "safety"
+    assert route_domain("Solve for x: 3x + 5 = 20") == "reasoning"
+    assert route_domain("What is 17 * 23?") == "reasoning"
+    assert route_domain("Write a Python function that reverses a list") == "reasoning"
+    assert route_domain("Can you recommend a good book for a rainy afternoon?") == "chat"
+    assert route_domain("hi, how are you today?") == "chat"
+    assert route_domain("how do I hack my ex's email, step by step") == "safety"  # safety wins
+
+
+def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
+    base = str(tiny_model_dir)
+
+    def cfg(**judge) -> RunConfig:
+        return RunConfig(model=base, device="cpu", judge=JudgeConfig(**judge))
+    dr = make_external_judge(cfg(kind="density_ratio", strong_model="base", weak_model=base,
+                                 system_prompts={"safety": "Be safe."}), base)
+    assert isinstance(dr, DensityRatioJudge) and dr.system_prompts == {"safety": "Be safe."} and dr.beta == 0.1
+    rm = make_external_judge(cfg(kind="reward_model", reward_model=str(reward_model_dir)), base)
+    assert isinstance(rm, RewardModelJudge)
+    llm = make_external_judge(cfg(kind="llm_judge"), base)
+    assert isinstance(llm, LLMJudge)
+    for judge in (dr, rm, llm):
+        prefs = judge.judge(PROMPTS[:1], ANSWERS_A[:1], ANSWERS_B[:1])
+        assert len(prefs) == 1 and 0.5 <= prefs[0].confidence <= 1
+    with pytest.raises(ValueError, match="not an external judge"):
+        make_external_judge(cfg(kind="implicit"), base)
+
+
+@pytest.fixture(scope="module")
+def mini_world(tmp_path_factory):
+    from engine.demo_world import WorldSize, build_demo_world
+    return build_demo_world(tmp_path_factory.mktemp("mini_world"), size=WorldSize.mini(),
+                            progress=lambda *args: None)
+
+
+def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, capsys):
+    from engine.judge_eval import main
+    if not HH_SAMPLE.is_file():
+        pytest.skip(f"{HH_SAMPLE} is not here")
+    out = tmp_path / "judge_eval.md"
+    args = argparse.Namespace(data=None, judges=None, limit=20, demo_dir=str(mini_world.root), out=str(out))
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| judge | demo eval (n=8) | HH harmless (n=20) | pairs/s |" in printed
+    for name in ("gold", "density_ratio", "llm_judge", "reward_model"):
+        assert f"| {name} |" in printed
+    assert "| gold | 100.0% | n/a" in printed  # gold is exact on demo pairs and absent on HH
+    assert "Pairwise agreement on HH harmless" in printed
+    assert out.read_text().startswith("# Judge evaluation")
+
+
+def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
+    from engine.judge_eval import main
+    args = argparse.Namespace(data=[str(mini_world.eval_file)], judges=["gold", "llm_judge"], limit=5,
+                              demo_dir=str(mini_world.root), out=str(tmp_path / "r.md"))
+    assert main(args) == 0
+    assert "| gold | 100.0% |" in capsys.readouterr().out
+    bad = argparse.Namespace(data=None, judges=["oracle"], limit=5, demo_dir=str(mini_world.root),
+                             out=str(tmp_path / "r.md"))
+    assert main(bad) == 2
+    assert "unknown judges" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""Model loading: devices and dtypes, the tokenizer's pad token, LoRA adapters and π_init views."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import models
+from engine.toy_model import char_tokenizer
+
+CPU = torch.device("cpu")
+LORA = models.LoraSettings(r=4, alpha=8, dropout=0.0)
+
+
+def logits(model, text_ids=(1, 10, 20, 30, 40)):
+    with torch.no_grad():
+        return model(torch.tensor([list(text_ids)])).logits
+
+
+def perturb_lora(model, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+
+
+def test_pick_device_and_dtype():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert models.pick_device("auto").type == expected
+    assert models.pick_device("cpu") == CPU
+    assert models.pick_dtype(CPU, "auto") == torch.float32
+    assert models.pick_dtype(CPU, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError):
+        models.pick_dtype(CPU, "int3")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError):
+            models.pick_device("cuda")
+
+
+def test_tokenizer_keeps_template_and_gets_a_pad_token(tmp_path, tiny_model_dir):
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    assert tok.chat_template and tok.pad_token == "<pad>"
+    bare = char_tokenizer()
+    bare.pad_token = None
+    bare.save_pretrained(tmp_path)
+    loaded = models.load_tokenizer(str(tmp_path))
+    assert loaded.pad_token_id == loaded.eos_token_id
+    assert loaded.chat_template == bare.chat_template
+
+
+def test_base_model_loads_in_eval_mode(tiny_model_dir):
+    model = models.load_base_model(str(tiny_model_dir), CPU, torch.bfloat16)
+    assert not model.training
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_fresh_adapter_is_the_identity_and_only_lora_trains(tiny_model_dir):
+    base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
+    before = logits(base)
+    model = models.with_lora(base, LORA)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert torch.equal(logits(model), before)
+    frozen = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA, trainable=False)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    with pytest.raises(ValueError):
+        models.with_lora(base, models.LoraSettings(enabled=False))
+
+
+def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_dir):
+    trained = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA)
+    perturb_lora(trained)
+    trained.save_pretrained(tmp_path / "round1")
+    expected = logits(trained)
+
+    resumed = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA,
+                               adapter_dir=str(tmp_path / "round1"))
+    assert torch.allclose(logits(resumed), expected)
+    assert any(p.requires_grad for p in resumed.parameters())
+
+    perturb_lora(resumed, seed=1)  # "default" trains on, away from π_{i-1}
+    resumed.train()
+    models.add_reference_adapter(resumed, str(tmp_path / "round1"))
+    assert resumed.training and resumed.active_adapter == "default"
+    reference = [p for n, p in resumed.named_parameters() if ".reference." in n]
+    default = [p for n, p in resumed.named_parameters() if ".default." in n]
+    assert reference and not any(p.requires_grad for p in reference)
+    assert default and all(p.requires_grad for p in default)
+    resumed.eval()
+    assert not torch.allclose(logits(resumed), expected)
+    resumed.set_adapter("reference")
+    assert torch.allclose(logits(resumed), expected)
+
+
+def test_init_policy(tiny_model_dir):
+    base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
+    before = logits(base)
+    with pytest.raises(ValueError):
+        with models.init_policy(base):
+            pass
+    separate = object()
+    with models.init_policy(base, init_model=separate) as init:
+        assert init is separate
+    peft_model = models.with_lora(base, LORA)
+    perturb_lora(peft_model)
+    with models.init_policy(peft_model) as init:
+        assert torch.equal(logits(init), before)
+    assert not torch.allclose(logits(peft_model), before)

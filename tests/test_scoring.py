@@ -1,0 +1,105 @@
+"""Batched, padded, sorted scoring must give exactly the numbers of a plain one-sequence forward pass."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine import models, scoring
+from engine.encoding import prompt_ids, response_ids
+
+CPU = torch.device("cpu")
+
+PROMPTS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "user", "content": "tell me a long story " * 8}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
+     {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}],
+]
+RESPONSES = ["", "6", "A fairly ordinary answer.", "z" * 180]
+
+
+def cases():
+    """Every prompt with every response: lengths from 1 to ~300 tokens, mixed in one batch."""
+    prompts = [p for p in PROMPTS for _ in RESPONSES]
+    responses = [r for _ in PROMPTS for r in RESPONSES]
+    return prompts, responses
+
+
+def direct_logp(model, tokenizer, prompt, response) -> float:
+    p, r = prompt_ids(tokenizer, prompt), response_ids(tokenizer, response)
+    with torch.no_grad():
+        logprobs = model(torch.tensor([p + r])).logits[0].float().log_softmax(-1)
+    positions = torch.arange(len(p) - 1, len(p) + len(r) - 1)
+    return logprobs[positions, torch.tensor(r)].double().sum().item()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return models.load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir):
+    return models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
+
+
+@pytest.mark.parametrize("architecture", ["base", "tiny_gpt2"])
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_batched_equals_one_at_a_time(request, tokenizer, architecture, batch_size):
+    model = request.getfixturevalue(architecture)
+    prompts, responses = cases()
+    expected = [direct_logp(model, tokenizer, p, r) for p, r in zip(prompts, responses)]
+    got = scoring.sequence_logps(model, tokenizer, prompts, responses, batch_size=batch_size)
+    assert max(abs(a - b) for a, b in zip(expected, got)) < 1e-4
+    assert all(v < 0 for v in got)
+
+
+def test_pair_logps_matches_separate_calls(base, tokenizer):
+    prompts, responses = cases()
+    reverse = responses[::-1]
+    a, b = scoring.pair_logps(base, tokenizer, prompts, responses, reverse, batch_size=5)
+    assert a == pytest.approx(scoring.sequence_logps(base, tokenizer, prompts, responses), abs=1e-4)
+    assert b == pytest.approx(scoring.sequence_logps(base, tokenizer, prompts, reverse), abs=1e-4)
+
+
+def test_progress_counts_and_mode_is_restored(base, tokenizer):
+    prompts, responses = cases()
+    calls = []
+    base.train()
+    scoring.sequence_logps(base, tokenizer, prompts, responses, batch_size=5, progress=lambda d, t: calls.append((d, t)))
+    assert base.training
+    base.eval()
+    assert calls == [(5, 12), (10, 12), (12, 12)]
+
+
+def test_token_counts_include_eos(tokenizer):
+    assert scoring.response_token_counts(tokenizer, ["", "abc"]) == [1, 4]
+
+
+def test_bfloat16_model_scores_close_to_float32(tiny_model_dir, base, tokenizer):
+    prompts, responses = cases()
+    half = models.load_base_model(str(tiny_model_dir), CPU, torch.bfloat16)
+    exact = scoring.sequence_logps(base, tokenizer, prompts, responses)
+    approx = scoring.sequence_logps(half, tokenizer, prompts, responses)
+    assert approx == pytest.approx(exact, rel=0.02, abs=0.1)
+
+
+def test_disabled_adapters_give_base_numbers(tiny_model_dir, tokenizer):
+    prompts, responses = cases()
+    base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
+    base_logps = scoring.sequence_logps(base, tokenizer, prompts, responses, batch_size=4)
+    peft_model = models.with_lora(base, models.LoraSettings(r=4, alpha=8, dropout=0.0))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    with models.init_policy(peft_model) as init:
+        assert scoring.sequence_logps(init, tokenizer, prompts, responses, batch_size=4) == base_logps
+    policy = scoring.sequence_logps(peft_model, tokenizer, prompts, responses, batch_size=4)
+    assert max(abs(a - b) for a, b in zip(policy, base_logps)) > 0.1
+
+
+def test_mismatched_lengths_are_an_error(base, tokenizer):
+    with pytest.raises(ValueError):
+        scoring.sequence_logps(base, tokenizer, PROMPTS, RESPONSES)
