@@ -141,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--data", nargs="*", default=None, help="labelled pair files (default: demo eval + HH sample)")
     s.add_argument("--judges", nargs="*", default=None, help="which judges (default: all available)")
     s.add_argument("--limit", type=int, default=200, help="pairs per data set")
+    s.add_argument("--out", default=None, help="report file (default benchmarks/results/judge_eval.md)")
     s.set_defaults(func=cmd_judge_eval)
     return p
 

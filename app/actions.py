@@ -214,6 +214,16 @@ def run_command(db: str, config_path: str | Path) -> str:
     return f"python launch.py run {config_path} --db {db}"
 
 
+def train_command(db: str, text: str) -> str:
+    """The command line the worker builds for a training stage of this configuration (accelerate launch
+    past one GPU); empty while the YAML does not validate."""
+    from engine.distributed import shown_train_command
+    try:
+        return shown_train_command(validate_config(text), db)
+    except (ActionError, ValueError, FileNotFoundError):
+        return ""
+
+
 def save_config(db: str, project: str, name: str, text: str) -> dict:
     """Validate, store in the database (configs table) and write the YAML file; returns its id and path."""
     name = (name or "").strip() or "run"

@@ -189,6 +189,9 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                                              elem_id="config-download")
             command = gr.Code(language="shell", label="The same run from a terminal", lines=1, interactive=False,
                               elem_id="config-command")
+            train_command = gr.Code(language="shell", label="Training stage command line "
+                                    "(from train.num_gpus and train.strategy)", lines=1, interactive=False,
+                                    elem_id="config-train-command")
 
     # import ------------------------------------------------------------------------------------------
     def on_preview(path, role_):
@@ -297,4 +300,6 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         return [text] + values_from(text) + [Path(path).stem if path else "run"]
 
     upload_yaml.upload(on_open, [upload_yaml], [editor] + fields + [status, name], api_visibility="private")
+    editor.change(lambda text: actions.train_command(db, text), [editor], [train_command], show_progress="hidden",
+                  api_visibility="private")
     return ProjectTab(yaml_editor=editor, counts=counts)

@@ -4,8 +4,12 @@ Four domains, one line each: "sort: 7 2 9 4" -> "2 4 7 9", "reverse: abcde" -> "
 "next: 479" -> "480", "max: 3 9 2 7" -> "9". The teacher is right only part of the time and
 otherwise makes a plausible mistake; several mistakes keep the answer's length (a swap, a wrong digit,
 a forgotten carry, the second largest item), so a better answer is never just a longer or shorter one.
-The gold reward is a pure function of (prompt, response): 1.0 for the exact answer, partial credit
-below PARTIAL_CAP for near misses, 0 for garbage.
+The teacher also hedges half of its answers ("maybe 480"), and the gold reward marks a hedged answer
+down by HEDGE_FACTOR: a preference about how to answer that holds across every prompt, the kind a few
+dozen labels can teach (as style and helpfulness are in real preference data), beside correctness,
+which is harder to learn from few labels.
+The gold reward is a pure function of (prompt, response): 1.0 for the exact, unhedged answer, partial
+credit below PARTIAL_CAP for near misses, 0 for garbage.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from typing import Callable
 
 DOMAINS = ("sort", "reverse", "next", "max")
 PARTIAL_CAP = 0.9  # the best a non-exact answer can score, so exact answers always stand out
+HEDGES = ("maybe ", "i think ", "um, ")
+HEDGE_FACTOR = 0.6  # a hedged answer is worth this fraction of the same answer given plainly
+P_HEDGE = 0.5  # how often the teacher hedges
 MAX_NUMBER_DIGITS = 12  # longer "numbers" are garbage (and int() of huge strings is slow or refused)
 
 
@@ -199,9 +206,17 @@ def teacher_mistake(p: Problem, rng: random.Random) -> str:
     raise AssertionError(f"no mistake found for {p.prompt!r}")
 
 
-def teacher_answer(p: Problem, rng: random.Random, p_correct: float) -> str:
-    """The noisy teacher the SFT model imitates: right with probability p_correct."""
-    return p.answer if rng.random() < p_correct else teacher_mistake(p, rng)
+def teacher_answer(p: Problem, rng: random.Random, p_correct: float, p_hedge: float = P_HEDGE) -> str:
+    """The noisy teacher the SFT model imitates: right with probability p_correct, hedged with p_hedge."""
+    answer = p.answer if rng.random() < p_correct else teacher_mistake(p, rng)
+    return rng.choice(HEDGES) + answer if rng.random() < p_hedge else answer
+
+
+def split_hedge(text: str) -> tuple[bool, str]:
+    for hedge in HEDGES:
+        if text.startswith(hedge):
+            return True, text[len(hedge):]
+    return False, text
 
 
 # --- the gold reward ---------------------------------------------------------------------------
@@ -231,7 +246,11 @@ def _number_score(got: str, want: int) -> float:
 
 
 def score(p: Problem, response: str) -> float:
-    text = response.strip()
+    hedged, text = split_hedge(response.strip())
+    return (HEDGE_FACTOR if hedged else 1.0) * _core_score(p, text.strip())
+
+
+def _core_score(p: Problem, text: str) -> float:
     if p.domain == "sort":
         return _sequence_score(text.split(), p.answer.split())
     if p.domain == "reverse":

@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 import torch
 
 from engine.demo_task import (
-    DOMAINS, Problem, gold_reward, gold_score_messages, parse_prompt, random_problem, teacher_answer, teacher_mistake,
+    DOMAINS, Problem, gold_reward, gold_score_messages, parse_prompt, random_problem, split_hedge, teacher_answer,
+    teacher_mistake,
 )
 from engine.encoding import prompt_ids, response_ids
 from engine.toy_model import char_tokenizer, random_llama
@@ -31,7 +32,7 @@ from engine.toy_model import char_tokenizer, random_llama
 __all__ = ["VERSION", "DemoWorld", "WorldSize", "default_demo_dir", "build_demo_world", "gold_reward",
            "gold_score_messages", "load_jsonl"]
 
-VERSION = 1
+VERSION = 2
 SEED_FRACTION = 0.033  # the paper's seed: 2K of ~60K UltraFeedback labels
 TEMPERATURE = 0.7  # section 1's sampling temperature, used for the pairs and the SFT gold score
 SFT_DOMAIN_WEIGHTS = (1.5, 2.0, 0.5, 0.4)  # sort, reverse, next, max: more practice where the skill is slow to learn
@@ -310,7 +311,8 @@ def _write_world(tmp: Path, seed: int, size: WorldSize, report: Progress) -> Non
         "seed": seed,
         "task": "Short symbolic problems in four domains: sort digits, reverse a word, add two numbers, "
                 "max of numbers. The SFT model imitates a teacher that is right half of the time and "
-                "otherwise makes a plausible mistake; gold_reward scores any answer in [0, 1].",
+                "otherwise makes a plausible mistake, and hedges half of its answers ('maybe 480'); "
+                "gold_reward scores any answer in [0, 1] and marks hedged answers down.",
         "domains": list(DOMAINS),
         "gold_reward": "engine.demo_task.gold_reward(prompt, response)",
         "counts": {"seed": len(splits.seed), "pool": len(splits.pool), "validation": n_val, "eval": n_eval},
@@ -321,6 +323,7 @@ def _write_world(tmp: Path, seed: int, size: WorldSize, report: Progress) -> Non
             "samples_per_eval_prompt": size.samples_per_prompt,
             "gold_mean": round(statistics.mean(g for gs in gold for g in gs), 4),
             "exact_rate": round(statistics.mean(g == 1.0 for gs in gold for g in gs), 4),
+            "hedged_rate": round(statistics.mean(split_hedge(s.strip())[0] for ss in eval_samples for s in ss), 4),
             "gold_by_domain": {d: round(statistics.mean(v), 4) if v else None for d, v in by_domain.items()},
             "pair_gold_differs": round(statistics.mean(gs[0] != gs[1] for gs in gold), 4),
         },

@@ -3,10 +3,12 @@ ZeRO-3 or FSDP, with the configs shipped in configs/accelerate/), and the split 
 data-parallel ranks. On one GPU or the CPU a stage is a plain Python process, as before."""
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
-ACCELERATE_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+ROOT = Path(__file__).resolve().parents[1]  # the worker starts stages here
+ACCELERATE_DIR = ROOT / "configs" / "accelerate"
 STRATEGIES = ("ddp", "deepspeed_zero3", "fsdp")
 STAGE_MODULE = "engine.stage_process"
 
@@ -39,6 +41,15 @@ def train_launch_command(cfg, stage_args: list[str]) -> list[str]:
         return [sys.executable, "-m", STAGE_MODULE, *stage_args]
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus),
             "--config_file", str(accelerate_config(cfg.train.strategy)), "-m", STAGE_MODULE, *stage_args]
+
+
+def shown_train_command(cfg, db: str, job: int | str = "JOB", round: int | str = "ROUND") -> str:
+    """train_launch_command as a person reads it (the UI shows it): this interpreter as `python` and the
+    accelerate config relative to the repository, where the worker runs stages; the same argv otherwise."""
+    argv = train_launch_command(cfg, ["--db", str(db), "--job", str(job), "--round", str(round), "--stage", "train"])
+    shown = ["python" if a == sys.executable else a for a in argv]
+    shown = [str(Path(a).relative_to(ROOT)) if a.startswith(str(ACCELERATE_DIR)) else a for a in shown]
+    return shlex.join(shown)
 
 
 def shard_indices(n_items: int, rank: int, world_size: int) -> range:

@@ -4,7 +4,8 @@ One engine is built per round over the base weights with LoRA enabled, and each 
 through a LoRARequest, so nothing is merged. Prompts are passed as token ids from engine.encoding.prompt_ids
 (vLLM's TokensPrompt form), so vLLM samples from exactly the prompt the judge and the trainer score, and the
 answers are cut and decoded the same way as the transformers backend (engine.generation), so both backends
-return the same kind of `Sample`. vLLM is imported lazily: this module loads on machines without it."""
+return the same kind of `Sample`. vLLM is imported lazily: this module loads on machines without it.
+`round_sampler` is the one place a generate stage picks its backend (generation.backend hf | vllm | auto)."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,10 +16,11 @@ from typing import Callable
 
 from engine.encoding import prompt_ids
 from engine.generation import Sample, SamplingSettings
+from engine.generation import generate as hf_generate
 from storage.records import Messages
 
 BACKENDS = ("hf", "vllm", "auto")
-LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's max_lora_rank accepts
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's max_lora_rank accepts (MaxLoRARanks)
 INSTALL_HINT = "pip install -r requirements-gpu.txt on a machine with an NVIDIA GPU and CUDA"
 Progress = Callable[[int, int], None]
 
@@ -110,6 +112,17 @@ def to_sample(tokenizer, token_ids: list[int], finish_reason: str | None, stop_i
     return Sample(text=text, n_tokens=len(kept) + (1 if finished else 0), finished=finished)
 
 
+def engine_settings(cfg, model_path: str) -> dict:
+    """VLLMGenerator arguments for a run: LoRA at the run's rank (full fine-tune: none), one tensor-parallel
+    shard per GPU of train.num_gpus, the run's dtype and seed. When the generate stage also holds the
+    density-ratio judge's two models (best-of-N), vLLM leaves half the GPU memory to them."""
+    best_of_n = cfg.judge.kind == "density_ratio" and cfg.generation.samples_per_prompt > 2
+    return dict(model_path=model_path, tensor_parallel_size=max(1, cfg.train.num_gpus), dtype=cfg.dtype,
+                max_lora_rank=cfg.lora.r if cfg.lora.enabled else None,
+                gpu_memory_utilization=0.5 if best_of_n else 0.9, seed=cfg.seed,
+                trust_remote_code=cfg.trust_remote_code)
+
+
 @dataclass
 class VLLMGenerator:
     """One vLLM engine over `model_path` (the base model, or a full fine-tune's weights), built once per
@@ -145,11 +158,8 @@ class VLLMGenerator:
 
     @classmethod
     def for_run(cls, cfg, model_path: str) -> "VLLMGenerator":
-        """The engine a run's generate stage needs: LoRA at the run's rank (full fine-tune: none), one
-        tensor-parallel shard per GPU of train.num_gpus, the run's dtype and seed."""
-        return cls(model_path, tensor_parallel_size=max(1, cfg.train.num_gpus), dtype=cfg.dtype,
-                   max_lora_rank=cfg.lora.r if cfg.lora.enabled else None, seed=cfg.seed,
-                   trust_remote_code=cfg.trust_remote_code)
+        """The engine a run's generate stage needs (see engine_settings)."""
+        return cls(**engine_settings(cfg, model_path))
 
     def lora_request(self, adapter_dir: str):
         """A LoRARequest per adapter folder; the integer id is stable for this engine (vLLM caches by it)."""
@@ -181,3 +191,36 @@ class VLLMGenerator:
             total = len(prompts) * settings.samples_per_prompt
             progress(total, total)
         return results
+
+
+Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=None), as engine.generation.generate
+
+
+@dataclass
+class RoundSampler:
+    """What a round's generate stage samples π_{i-1} with, whichever backend generation.backend picked."""
+    backend: str  # hf | vllm
+    generate: Generate
+    note: str  # why this backend, for the stage's log
+
+
+def round_sampler(cfg, base_model_path: str, weights_dir: Path, load_policy: Callable[[], object]) -> RoundSampler:
+    """The backend for one generate stage. hf: `load_policy()` (π_{i-1} through transformers). vllm: one
+    engine for the stage over the base model with π_{i-1}'s LoRA adapter in `weights_dir` served through a
+    LoRARequest (no merge), or over a full fine-tune's weights in `weights_dir`. The policy is not loaded
+    for vLLM, so the GPU is vLLM's. Same SamplingSettings either way."""
+    backend = pick_backend(cfg.generation.backend)
+    if backend == "hf":
+        policy = load_policy()
+        why = "requested" if cfg.generation.backend == "hf" else vllm_available()[1]
+        return RoundSampler("hf", lambda prompts, s, progress=None: hf_generate(policy.model, policy.tokenizer,
+                                                                                 prompts, s, progress),
+                            f"transformers generate ({why})")
+    if cfg.lora.enabled:
+        generator = VLLMGenerator.for_run(cfg, base_model_path)
+        adapter = str(weights_dir)
+        return RoundSampler("vllm", lambda prompts, s, progress=None: generator.generate(prompts, s, adapter, progress),
+                            f"vLLM over {base_model_path} with the LoRA adapter {adapter}")
+    generator = VLLMGenerator.for_run(cfg, str(weights_dir))
+    return RoundSampler("vllm", lambda prompts, s, progress=None: generator.generate(prompts, s, None, progress),
+                        f"vLLM over {weights_dir}")

@@ -8,35 +8,48 @@ from __future__ import annotations
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from engine.importers import ImportFailed, load_examples
-from engine.judges import GoldJudge, Judge
+from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.judges_extra import DensityRatioJudge, LLMJudge, RewardModelJudge
 from storage.records import Example, Messages
 
 REPO = Path(__file__).resolve().parents[1]
 HH_SAMPLE = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "judge_eval.md"
-JUDGES = ("gold", "density_ratio", "llm_judge", "reward_model")
-RM_STEPS = 60
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+JUDGES = ("gold", "implicit", "density_ratio", "llm_judge", "reward_model")
+RM_PAIRS = 2000  # the stand-in external reward model's training pairs (teacher answers, gold-labelled)
+RM_STEPS = 200
 RM_BATCH = 16
-RM_LR = 3e-4
+RM_LR = 1e-3  # chosen on the demo world's validation pairs, never on the eval pairs
+# The demo models are tiny: a second intra-op thread buys little on a CPU and, on a shared machine, its
+# spin-waiting made reward-model training 7x slower here (the demo world builds with one thread too).
+CPU_THREADS = 1
 NOTES = """\
 - gold: the demo world's gold reward; a sanity check (100% on demo pairs) that does not apply elsewhere.
+- implicit: SPA's own judge as round 1 uses it, r = β·[logp(π_0) − logp(π_init)], where π_0 is the seed
+  DPO of configs/demo.yaml (LoRA, the 64 gold-labelled seed pairs, 3 epochs) trained here, on the spot.
+  With so few pairs π_0 moves with the LoRA's random initialisation (58-65% on demo eval over the three
+  initialisations tried), so it is seeded with the config's seed.
 - density_ratio: strong = the demo SFT model, weak = a randomly initialised model of the same shape
   (seeded). The demo build keeps no early SFT checkpoint, and a random model is the "knows nothing" end
-  of the ratio, so r is the SFT log-likelihood minus a nearly length-proportional constant.
+  of the ratio, so r is the SFT log-likelihood plus a nearly length-proportional constant: in practice a
+  length judge (see the length-bias table), right or wrong as often as the longer answer is the better.
 - llm_judge: the demo SFT model asked "A or B?" in both orders. It is not instruction-tuned, so an
   accuracy near 50% is the expected, honest result.
-- reward_model: the SFT model's weights under a fresh one-logit head, trained for a few seconds with the
-  Bradley-Terry loss on the demo world's seed pairs only (the labels SPA starts from; disjoint from eval).
-- The implicit SPA judge is not listed: before a round π_{i-1} = π_init, so its reward is 0 for every
-  answer. Each run measures it after every round (engine.evaluation, eval/judge_accuracy).
+- reward_model: the stand-in for an external reward model (the paper's PairRM is trained on large external
+  preference data): the SFT model's weights under a fresh one-logit head, trained with the Bradley-Terry
+  loss on 2,000 gold-labelled pairs of two answers by the demo's noisy teacher (the one the SFT model
+  imitates) to fresh prompts, none of them an eval, validation or seed prompt. Trained on the 64 seed pairs alone it
+  scores at chance on the validation pairs (48-53%), so more labels, not the same ones, are the fair foil.
 - On the HH sample every judge is still a demo model (character tokenizer, trained on arithmetic), so
   ~50% there is expected: the row shows the pipeline runs on real data, not a quality claim.
 """
@@ -84,24 +97,37 @@ def main(args) -> int:
     world = demo_world(getattr(args, "demo_dir", None))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     outcomes: list[Outcome] = []
-    for name in names:
-        started = time.perf_counter()
-        judge = build_judge(name, world, device, seed)
-        setup = time.perf_counter() - started
-        print(f"judge {name}: ready in {setup:.1f} s", flush=True)
-        for data in datasets:
-            outcome = evaluate(judge, data)
-            print(f"  {data.name}: {format_accuracy(outcome)} on {outcome.n} pairs"
-                  f"{f' ({outcome.pairs_per_s:.1f} pairs/s)' if outcome.pairs_per_s else ''}", flush=True)
-            outcomes.append(outcome)
-        del judge
+    started_all = time.perf_counter()
+    with _cpu_threads(CPU_THREADS if device.type == "cpu" else None) as threads:
+        for name in names:
+            started = time.perf_counter()
+            judge = build_judge(name, world, device, seed)
+            print(f"judge {name}: ready in {time.perf_counter() - started:.1f} s", flush=True)
+            for data in datasets:
+                outcome = evaluate(judge, data)
+                print(f"  {data.name}: {format_accuracy(outcome)} on {outcome.n} pairs"
+                      f"{f' ({outcome.pairs_per_s:.1f} pairs/s)' if outcome.pairs_per_s else ''}", flush=True)
+                outcomes.append(outcome)
+            del judge
     report = render_report(datasets, names, outcomes)
     print(report)
     out = Path(getattr(args, "out", None) or DEFAULT_OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report_file(report, args, world.root))
+    out.write_text(report_file(report, args, world.root, threads, time.perf_counter() - started_all))
     print(f"results written to {out}")
     return 0
+
+
+@contextmanager
+def _cpu_threads(n: int | None) -> Iterator[int]:
+    """torch's intra-op threads set to n for the block (None: left alone), the caller's count back after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -142,6 +168,8 @@ def build_judge(name: str, world, device: torch.device, seed: int) -> Judge:
     from engine.models import load_base_model, load_tokenizer
     if name == "gold":
         return GoldJudge(gold_score_messages)
+    if name == "implicit":
+        return seed_round_judge(world)
     tokenizer = load_tokenizer(str(world.model_dir))
     if name == "density_ratio":
         strong = load_base_model(str(world.model_dir), device, torch.float32)
@@ -162,13 +190,58 @@ def random_twin(model_dir: Path, seed: int) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config).eval()
 
 
-def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS) -> torch.nn.Module:
-    """A one-logit reward model on the SFT backbone, trained with −log σ(r_chosen − r_rejected) on the seed
-    pairs (a few seconds on a CPU for the demo model). Deterministic for a seed."""
+def seed_round_judge(world) -> ImplicitRewardJudge:
+    """SPA's judge for round 1: π_0 = plain sigmoid DPO of π_init on the seed pairs with configs/demo.yaml's
+    settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off)."""
+    from engine.checkpoints import load_policy
+    from engine.config import load_config
+    from engine.trainer import TrainRow, TrainSettings, train_dpo
+
+    cfg = load_config(DEMO_CONFIG)
+    rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, trusted=True)
+            for e in load_examples(world.seed_file, "seed").examples]
+    settings = TrainSettings(beta=cfg.beta, learning_rate=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                             micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
+                             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the fresh LoRA's random A matrices: the same π_0 on every run
+        policy = load_policy(cfg, str(world.model_dir), world.root, None, trainable=True)
+        train_dpo(policy.model, policy.tokenizer, rows, settings, None, reference="adapters_disabled")
+    policy.model.eval()
+    return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size)
+
+
+def teacher_pairs(world, n: int, seed: int) -> list[Example]:
+    """n gold-labelled preference pairs on fresh demo prompts (none held out by the world): two answers of
+    the noisy teacher the SFT model imitates, chosen = the higher gold reward; equal gold is redrawn."""
+    from engine.demo_task import gold_reward, random_problem, teacher_answer
+    held = {_last_user(e.prompt) for path, role in ((world.eval_file, "eval"), (world.validation_file, "eval"),
+                                                    (world.seed_file, "seed"))
+            for e in load_examples(path, role).examples}
+    p_correct = world.manifest["size"]["p_correct_end"]  # the teacher as the SFT model last saw it
+    rng = random.Random(f"teacher-pairs:{seed}")
+    pairs: list[Example] = []
+    while len(pairs) < n:
+        p = random_problem(rng)
+        if p.prompt in held:
+            continue
+        a, b = teacher_answer(p, rng, p_correct), teacher_answer(p, rng, p_correct)
+        ga, gb = gold_reward(p.prompt, a), gold_reward(p.prompt, b)
+        if ga != gb:
+            chosen, rejected = (a, b) if ga > gb else (b, a)
+            pairs.append(Example(role="seed", prompt=[{"role": "user", "content": p.prompt}], chosen=chosen,
+                                 rejected=rejected))
+    return pairs
+
+
+def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS,
+                            pairs: list[Example] | None = None) -> torch.nn.Module:
+    """A one-logit reward model on the SFT backbone, trained with −log σ(r_chosen − r_rejected) on `pairs`
+    (default: RM_PAIRS teacher pairs; some seconds on a CPU for the demo model). Deterministic for a seed."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    pairs = load_examples(world.seed_file, "seed").examples
+    pairs = teacher_pairs(world, RM_PAIRS, seed) if pairs is None else pairs
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised score head" is the point here, not a warning
     try:
@@ -244,6 +317,16 @@ def evaluate(judge: Judge, data: DataSet) -> Outcome:
     return outcome
 
 
+def longer_share(data: DataSet, picks_chosen: list[bool] | None = None) -> float | None:
+    """Among pairs whose answers differ in length, how often the longer one is picked: by a judge's picks,
+    or (None) by the labels. Length is the classic shortcut a judge takes, so the report shows it."""
+    rows = [(e, pick) for e, pick in zip(data.examples, picks_chosen or [True] * len(data.examples))
+            if len(e.chosen) != len(e.rejected)]
+    if not rows:
+        return None
+    return sum((len(e.chosen) > len(e.rejected)) == pick for e, pick in rows) / len(rows)
+
+
 def agreement(x: Outcome, y: Outcome) -> float | None:
     """How often two judges prefer the same response of a pair."""
     if x.accuracy is None or y.accuracy is None or not x.picks_chosen:
@@ -276,13 +359,23 @@ def render_report(datasets: list[DataSet], names: list[str], outcomes: list[Outc
         for x in scored:
             row = [f"{100 * agreement(by[(x, d.name)], by[(y, d.name)]):.0f}%" for y in scored]
             lines.append(f"| {x} | " + " | ".join(row) + " |")
+    lines += ["", "Length bias (among pairs whose answers differ in length, how often the longer one is picked):",
+              "", "| | " + " | ".join(d.name for d in datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for name, picks in [("labels", None)] + [(n, n) for n in names]:
+        cells = []
+        for d in datasets:
+            o = by[(picks, d.name)] if picks else None
+            share = None if o is not None and o.accuracy is None else longer_share(d, o.picks_chosen if o else None)
+            cells.append("-" if share is None else f"{100 * share:.0f}%")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def report_file(table: str, args, world_root: Path) -> str:
+def report_file(table: str, args, world_root: Path, threads: int, seconds: float) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     limit = getattr(args, "limit", None)
     command = "python launch.py judge-eval" + (f" --limit {limit}" if limit else "")
-    return (f"# Judge evaluation\n\nProduced by `{command}` on {when}, {torch.get_num_threads()} CPU threads"
-            f"{' + CUDA' if torch.cuda.is_available() else ''}; demo world at `{world_root}`.\n\n"
+    return (f"# Judge evaluation\n\nProduced by `{command}` on {when} in {seconds:.0f} s, {threads} CPU "
+            f"thread{'s' if threads != 1 else ''}{' + CUDA' if torch.cuda.is_available() else ''}; demo world at "
+            f"`{world_root}`. Pairs/s include no model loading or training.\n\n"
             f"{table}\n## What the judges are here\n\n{NOTES}")

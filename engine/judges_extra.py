@@ -7,7 +7,6 @@ compared with it on the same held-out labelled pairs (the paper's baselines):
 """
 from __future__ import annotations
 
-import inspect
 import random
 import re
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
-from peft import PeftModel
 
 from engine import scoring
 from engine.encoding import prompt_ids, response_ids
@@ -109,10 +107,12 @@ class DensityRatioJudge:
         r = self.rewards(prompts + prompts, responses_a + responses_b, progress)
         return preferences_from_scores(r[:len(prompts)], r[len(prompts):])
 
-    def best_of_n(self, prompts: list[Messages], samples: list[list[str]],
-                  progress: Progress | None = None) -> list[tuple[int, int]]:
+    def best_of_n(self, prompts: list[Messages], samples: list[list[str]], progress: Progress | None = None,
+                  seed: int | None = None) -> list[tuple[int, int] | None]:
         """(chosen, rejected) indices per prompt: chosen = the highest r (the first on ties), rejected = a
-        uniformly random other sample, drawn from an RNG seeded with `seed`, so a call is reproducible."""
+        uniformly random other sample whose text differs from the chosen one (a pair of equal texts would be
+        dropped), drawn from an RNG seeded with `seed` (default: the judge's), so a call is reproducible.
+        None: all samples are the same text."""
         if len(prompts) != len(samples):
             raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample lists")
         if any(len(group) < 2 for group in samples):
@@ -120,15 +120,40 @@ class DensityRatioJudge:
         flat_prompts = [p for p, group in zip(prompts, samples) for _ in group]
         flat = [s for group in samples for s in group]
         r = self.rewards(flat_prompts, flat, progress).tolist()
-        rng = random.Random(self.seed)
-        picks, start = [], 0
+        rng = random.Random(self.seed if seed is None else seed)
+        picks: list[tuple[int, int] | None] = []
+        start = 0
         for group in samples:
             scores = r[start:start + len(group)]
             start += len(group)
             chosen = max(range(len(group)), key=lambda k: (scores[k], -k))
-            rejected = rng.choice([k for k in range(len(group)) if k != chosen])
-            picks.append((chosen, rejected))
+            others = [k for k in range(len(group)) if group[k] != group[chosen]]
+            picks.append((chosen, rng.choice(others)) if others else None)
         return picks
+
+
+def first_distinct_pair(texts: list[str]) -> tuple[int, int] | None:
+    """Section 1's pair without a selecting judge: the first sample and the first later one that differs
+    from it; None when every sample is the same text (the pair is dropped)."""
+    return next(((0, k) for k in range(1, len(texts)) if texts[k] != texts[0]), None)
+
+
+def select_pairs(prompts: list[Messages], samples: list[list[str]], selector: DensityRatioJudge | None = None,
+                 seed: int | None = None, progress: Progress | None = None) -> list[tuple[int, int] | None]:
+    """Which two of each prompt's samples become its pair (indices; None: drop the prompt). With a
+    density-ratio selector and more than two samples, best-of-N; otherwise the first two that differ."""
+    if selector is not None and any(len(group) > 2 for group in samples):
+        return selector.best_of_n(prompts, samples, progress, seed)
+    return [first_distinct_pair(group) for group in samples]
+
+
+def pair_selector(cfg, base_model_path: str) -> DensityRatioJudge | None:
+    """The judge that picks each prompt's pair in the generate stage: only the density ratio does best-of-N
+    (chosen = highest r, rejected = a random other), and only with samples_per_prompt > 2. The judge stage
+    then labels the stored pair with the same judge, so its label agrees with the choice made here."""
+    if cfg.judge.kind != "density_ratio" or cfg.generation.samples_per_prompt <= 2:
+        return None
+    return make_external_judge(cfg, base_model_path)
 
 
 @dataclass
@@ -269,11 +294,6 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.train(was_training)
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    core = model.get_base_model() if isinstance(model, PeftModel) else model
-    return "logits_to_keep" in inspect.signature(core.forward).parameters
-
-
 def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size: int = 8,
                       progress: Progress | None = None) -> torch.Tensor:
     """The logits after the last token of each sequence, float32 on the CPU, in input order. Left padding
@@ -283,7 +303,7 @@ def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size
     device = next(model.parameters()).device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     out: list[torch.Tensor | None] = [None] * len(sequences)
-    keep = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    keep = {"logits_to_keep": 1} if scoring._accepts_logits_to_keep(model) else {}
     with _eval_mode(model), torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]

@@ -4,7 +4,6 @@ was killed can simply run again."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ import torch
 from engine import checkpoints, generation, scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world
 from engine.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
+from engine.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.runtime import StageCallback, StageContext
 from engine.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
@@ -19,21 +19,6 @@ from storage import Artifact, Pair
 
 GENERATE_CHUNK = 64  # prompts per committed chunk: a resumed generate stage redoes at most one chunk
 JUDGE_CHUNK = 256
-
-
-@dataclass(frozen=True)
-class StageRef:
-    round: int
-    stage: str
-
-
-def plan(cfg: RunConfig) -> list[StageRef]:
-    stages = [StageRef(0, "prepare"), StageRef(0, "seed"), StageRef(0, "evaluate")]
-    for i in range(1, cfg.rounds + 1):
-        names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
-        stages += [StageRef(i, s) for s in names]
-    stages.append(StageRef(cfg.rounds, "finalize"))
-    return stages
 
 
 def demo_root() -> Path:
@@ -122,7 +107,10 @@ def prompt_slice(ctx: StageContext) -> list:
 
 
 def stage_generate(ctx: StageContext) -> None:
-    """Two samples per prompt from π_{i-1}; pairs whose two responses are identical are dropped."""
+    """samples_per_prompt samples per prompt from π_{i-1} with the configured backend (transformers or vLLM);
+    the pair is the first two that differ, or best-of-N under a density-ratio judge; all-equal samples drop."""
+    from engine.generation_vllm import round_sampler
+    from engine.judges_extra import pair_selector, select_pairs
     cfg = ctx.cfg
     prompts = prompt_slice(ctx)
     done_ids = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
@@ -130,29 +118,39 @@ def stage_generate(ctx: StageContext) -> None:
     todo = [(i, c) for i, c in enumerate(chunks) if not any(e.id in done_ids for e in c)]
     if not todo:
         return
-    policy = load(ctx, ctx.round - 1)
+    sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
+                            lambda: load(ctx, ctx.round - 1))
+    ctx.log(f"sampling with {sampler.note}")
+    selector = pair_selector(cfg, paths(cfg)["model"])
     gold = gold_for(cfg)
     dropped, written = 0, 0
-    ctx.progress(len(chunks) - len(todo), len(chunks), force=True)
-    for n_done, (index, chunk) in enumerate(todo, start=len(chunks) - len(todo)):
+    per_prompt = cfg.generation.samples_per_prompt
+    total = len(prompts) * per_prompt  # progress counts sequences, so a stop is noticed after every batch
+    done = (len(prompts) - sum(len(c) for _, c in todo)) * per_prompt
+    ctx.progress(done, total, force=True)
+    for index, chunk in todo:
         settings = generation.SamplingSettings(
-            samples_per_prompt=cfg.generation.samples_per_prompt, temperature=cfg.generation.temperature,
+            samples_per_prompt=per_prompt, temperature=cfg.generation.temperature,
             top_p=cfg.generation.top_p, max_new_tokens=cfg.generation.max_new_tokens,
             batch_size=cfg.generation.batch_size, seed=cfg.seed * 1_000_003 + ctx.round * 10_007 + index)
-        samples = generation.generate(policy.model, policy.tokenizer, [e.prompt for e in chunk], settings)
+        samples = sampler.generate([e.prompt for e in chunk], settings,
+                                   progress=lambda n, _, base=done: ctx.progress(base + n, total))
+        done += len(chunk) * per_prompt
+        picks = select_pairs([e.prompt for e in chunk], [[s.text for s in group] for group in samples], selector,
+                             seed=settings.seed)
         pairs = []
-        for ex, group in zip(chunk, samples):
-            a, b = group[0], next((s for s in group[1:] if s.text != group[0].text), group[1])
-            if a.text == b.text:
+        for ex, group, pick in zip(chunk, samples, picks):
+            if pick is None:
                 dropped += 1
                 continue
+            a, b = group[pick[0]], group[pick[1]]
             pairs.append(Pair(job_id=ctx.job_id, round=ctx.round, prompt=ex.prompt, response_a=a.text,
                               response_b=b.text, example_id=ex.id, project_id=ctx.project_id,
                               tokens_a=a.n_tokens, tokens_b=b.n_tokens,
                               gold_a=gold(ex.prompt, a.text) if gold else None,
                               gold_b=gold(ex.prompt, b.text) if gold else None))
         written += ctx.store.add_pairs(pairs)
-        ctx.progress(n_done + 1, len(chunks))
+        ctx.progress(done, total)
     ctx.log(f"{written} pairs written, {dropped} identical pairs dropped")
     ctx.metrics({"round/dropped_identical": dropped})
 
@@ -193,10 +191,9 @@ def stage_judge(ctx: StageContext) -> None:
                           logp_init_a=lp.logp_init_a, logp_init_b=lp.logp_init_b, reward_a=pref.score_a,
                           reward_b=pref.score_b, margin=pref.margin, confidence=pref.confidence,
                           judge_label=label)
-            if p.label_source != "human":
-                values.update(label=label, label_source="gold" if judge.name == "gold" else "self")
+            values.update(label=label, label_source="gold" if judge.name == "gold" else "self")
             updates[p.id] = values
-        ctx.store.update_pairs(updates)
+        ctx.store.update_pairs(updates, keep_human=True)  # a person's label, even one set while this ran, wins
         ctx.progress(min(start + JUDGE_CHUNK, total), total)
     ctx.log(f"judged {total} pairs with the {judge.name} judge")
 
@@ -260,7 +257,7 @@ def stage_train(ctx: StageContext) -> None:
         ctx.stop.check()
     this_round = {p.id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
     ctx.store.update_pairs({n.pair_id: {"ext_margin": n.ext_margin, "noisy": n.noisy} for n in result.noise
-                            if n.pair_id in this_round})
+                            if n.pair_id in this_round}, keep_human=True)  # corrections made while it trained
     saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round)
     register(ctx, saved, ctx.round)
 

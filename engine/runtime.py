@@ -35,6 +35,30 @@ class StopFlag:
 
 
 @dataclass
+class JobProgress:
+    """Throttled writes of one stage's progress and ETA into its job row; also the point where a stop is
+    noticed. Shared by SPA stages and export jobs, so progress and ETA mean the same everywhere."""
+    store: Store
+    job_id: int
+    round: int
+    stage: str
+    stop: StopFlag
+    min_interval_s: float = 0.5
+    _started: float = field(default_factory=time.monotonic)
+    _last_write: float = 0.0
+
+    def __call__(self, done: int, total: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or done >= total or now - self._last_write > self.min_interval_s:
+            elapsed = now - self._started
+            eta = elapsed / done * (total - done) if done else None
+            self.store.update_job(self.job_id, stage=self.stage, round=self.round, progress_done=done,
+                                  progress_total=total, eta_s=eta)
+            self._last_write = now
+        self.stop.check()
+
+
+@dataclass
 class StageContext:
     store: Store
     job_id: int
@@ -44,8 +68,10 @@ class StageContext:
     stage: str
     stop: StopFlag = field(default_factory=StopFlag)
     echo: bool = False  # also print log lines (headless runs)
-    _started: float = field(default_factory=time.monotonic)
-    _last_write: float = 0.0
+    _progress: JobProgress = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._progress = JobProgress(self.store, self.job_id, self.round, self.stage, self.stop)
 
     @property
     def out_dir(self) -> Path:
@@ -62,14 +88,7 @@ class StageContext:
 
     def progress(self, done: int, total: int, force: bool = False) -> None:
         """Throttled write of stage progress and ETA; also the point where a stop is noticed."""
-        now = time.monotonic()
-        if force or done >= total or now - self._last_write > 0.5:
-            elapsed = now - self._started
-            eta = elapsed / done * (total - done) if done else None
-            self.store.update_job(self.job_id, stage=self.stage, round=self.round, progress_done=done,
-                                  progress_total=total, eta_s=eta)
-            self._last_write = now
-        self.stop.check()
+        self._progress(done, total, force)
 
     def metrics(self, values: dict[str, float], step: int = 0) -> None:
         self.store.add_metrics([Metric(job_id=self.job_id, name=k, value=float(v), step=step, round=self.round,

@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 import torch
 from datasets import Dataset
 from peft import PeftModel
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
@@ -334,7 +334,7 @@ def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: b
         logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
         activation_checkpointing=settings.gradient_checkpointing,
-        max_length=None,
+        max_length=None, disable_tqdm=True,
     )
 
 
@@ -352,11 +352,13 @@ def make_trainer(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSett
     on_cpu = not torch.cuda.is_available() or next(model.parameters()).device.type == "cpu"
     args = dpo_config(settings, len(dataset), output_dir or settings.output_dir or tempfile.gettempdir(), on_cpu)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return NoiseAwareDPOTrainer(
+    trainer = NoiseAwareDPOTrainer(
         model, reference=reference, refine=refine, ref_model=ref_model if reference == "model" else None, args=args,
         data_collator=LeftPaddedPreferenceCollator(pad_id), train_dataset=dataset, processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    trainer.remove_callback(PrinterCallback)  # progress and metrics go to storage, not to stdout
+    return trainer
 
 
 class _LogRecorder(TrainerCallback):

@@ -1,38 +1,27 @@
 """The job worker: claims queued jobs, runs each stage as a child process in its own process group,
-heartbeats, stops (gracefully, then by force), and resumes interrupted jobs from their last stage."""
+heartbeats, stops (gracefully, then by force), and resumes interrupted jobs from their last stage.
+
+The worker itself never imports torch: it only schedules stages (see engine.stage_process), so it starts
+fast and its memory stays at its idle level whatever the stages load."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, parse_config
-from engine.rounds import plan
-from engine.stage_process import EXIT_STOPPED
+from engine.config import ConfigError
+from engine.jobs import job_plan, launch_command
+from engine.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
 from storage import Job, Store
 
-ROOT = Path(__file__).resolve().parents[1]
+RESUMING = "resuming after an interruption"  # the log line that counts automatic resumes
+JOB_KINDS = ("run", "export")  # what this worker executes (the studio reads this to offer export jobs)
+LOST = -1  # run_stage: the job was taken from this worker while its stage ran
 
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except OSError:
-        return True
+__all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]
 
 
 @dataclass
@@ -41,13 +30,15 @@ class WorkerSettings:
     stale_after_s: float = 60.0  # a heartbeat older than this (from another host) means the worker died
     stop_grace_s: float = 20.0  # after SIGTERM, the stage has this long to save and exit before SIGKILL
     max_auto_resumes: int = 3  # an interrupted job is resumed automatically at most this often
+    recover_every_s: float = 10.0  # while idle, look this often for jobs of dead workers to resume
 
 
 class Worker:
     def __init__(self, db: str | Path, name: str | None = None, settings: WorkerSettings | None = None,
                  echo: bool = False):
-        self.db = str(db)
-        self.store = Store(db)
+        # absolute: stage processes must open this very file whatever their working directory
+        self.db = str(Path(db).resolve())
+        self.store = Store(self.db)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.settings = settings or WorkerSettings()
         self.echo = echo
@@ -59,20 +50,29 @@ class Worker:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def _dead_here(self, job: Job) -> bool | None:
+        """Whether the job's worker ran on this host and is gone; None when it ran elsewhere (or under a
+        custom name), where only its heartbeat can tell."""
+        worker_host, _, worker_pid = (job.worker or "").rpartition(":")
+        if worker_host != socket.gethostname() or not worker_pid.isdigit():
+            return None
+        return int(worker_pid) != os.getpid() and not pid_alive(int(worker_pid))
+
     def recover(self) -> list[int]:
         """Jobs left running by a dead worker become interrupted, then queued again to resume."""
-        host = socket.gethostname()
+        alive_here = []
         for job in self.store.jobs(statuses=("running",)):
-            worker_host, _, worker_pid = (job.worker or "").rpartition(":")
-            if worker_host == host and worker_pid.isdigit() and not pid_alive(int(worker_pid)):
-                self.store.update_job(job.id, status="interrupted", pid=None)
-        self.store.mark_stale_jobs(self.settings.stale_after_s)
+            dead = self._dead_here(job)
+            if dead:
+                self.store.interrupt_job(job.id, job.worker)
+            elif dead is False:
+                alive_here.append(job.worker)
+        self.store.mark_stale_jobs(self.settings.stale_after_s, keep_workers=tuple(alive_here))
         resumed = []
         for job in self.store.jobs(statuses=("interrupted",)):
-            tries = sum("resuming after an interruption" in e["message"] for e in self.store.events(job.id, limit=10_000))
-            if tries < self.settings.max_auto_resumes:
-                self.store.log(job.id, f"{self.name}: resuming after an interruption")
-                self.store.requeue(job.id)
+            tries = sum(RESUMING in e["message"] for e in self.store.events(job.id, limit=10_000))
+            if tries < self.settings.max_auto_resumes and self.store.requeue(job.id, ("interrupted",)):
+                self.store.log(job.id, f"{self.name}: {RESUMING}")
                 resumed.append(job.id)
         return resumed
 
@@ -80,11 +80,15 @@ class Worker:
         """Run jobs until the queue is empty (once) or forever; with job_id, run only that job."""
         self.install_signal_handlers()
         self.recover()
+        last_recover = time.monotonic()
         while not self.shutting_down:
             job = self.store.claim_job(self.name, os.getpid(), job_id)
             if job is None:
                 if once or job_id is not None:
                     return
+                if time.monotonic() - last_recover > self.settings.recover_every_s:
+                    self.recover()  # another worker on this database may have died meanwhile
+                    last_recover = time.monotonic()
                 time.sleep(poll_s)
                 continue
             self.execute(job)
@@ -93,79 +97,136 @@ class Worker:
 
     def execute(self, job: Job) -> None:
         try:
-            cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
+            if job.kind not in JOB_KINDS:
+                raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
+            stages = job_plan(job)
         except ConfigError as e:
             self.store.log(job.id, str(e), "error")
-            self.store.finish_job(job.id, "failed", str(e))
+            self._release(job, "failed", error=str(e))
             return
         self.store.log(job.id, f"claimed by {self.name}")
-        stages = plan(cfg)
+        runs = job.kind == "run"
         for k, ref in enumerate(stages):
             done = self.store.round(job.id, ref.round)
             if done and ref.stage in done.stages_done:
                 continue
-            if ref.stage == "review":
-                self.store.set_round_status(job.id, ref.round, "review")
-                self.store.update_job(job.id, status="paused", stage="review", round=ref.round, pid=None)
-                self.store.log(job.id, f"[round {ref.round} review] paused for review; approve to train")
+            if self._interrupted(job, ref.round):
                 return
-            self.store.set_round_status(job.id, ref.round, "running")
+            if ref.stage == "review":
+                if self._release(job, "paused", stage="review", round=ref.round):
+                    self.store.set_round_status(job.id, ref.round, "review")
+                    self.store.log(job.id, f"[round {ref.round} review] paused for review; approve to train")
+                return
+            if runs:
+                self.store.set_round_status(job.id, ref.round, "running")
             code = self.run_stage(job, ref.round, ref.stage)
-            if self.shutting_down and code != 0:
-                self.store.update_job(job.id, status="interrupted", pid=None)
-                self.store.log(job.id, f"{self.name} shut down; the job resumes when a worker starts", "warning")
+            if code == LOST:
+                self._lost(job)
+                return
+            if code != 0 and self.shutting_down:
+                self._requeue_on_shutdown(job)
                 return
             if code == EXIT_STOPPED:
-                self.store.set_round_status(job.id, ref.round, "stopped")
-                self.store.finish_job(job.id, "stopped")
+                if self._release(job, "stopped") and runs:
+                    self.store.set_round_status(job.id, ref.round, "stopped")
                 return
             if code != 0:
                 errors = [e["message"] for e in self.store.events(job.id, limit=50) if e["level"] == "error"]
-                self.store.set_round_status(job.id, ref.round, "failed")
-                self.store.finish_job(job.id, "failed", (errors[-1] if errors else f"stage exited with {code}")[:4000])
+                error = (errors[-1] if errors else f"stage exited with {code}")[:4000]
+                if self._release(job, "failed", error=error) and runs:
+                    self.store.set_round_status(job.id, ref.round, "failed")
                 return
             last_of_round = k + 1 == len(stages) or stages[k + 1].round != ref.round
-            if last_of_round:
+            if runs and last_of_round:
                 self.store.set_round_status(job.id, ref.round, "done")
-        self.store.update_job(job.id, progress_done=1, progress_total=1, eta_s=0)
-        self.store.finish_job(job.id, "done")
-        self.store.log(job.id, "run finished")
+        if self._release(job, "done", progress_done=1, progress_total=1, eta_s=0):
+            self.store.log(job.id, f"{job.kind} finished")
+
+    def _release(self, job: Job, status: str, **values) -> bool:
+        """Hand the job back in `status` (done, failed, stopped, paused, queued), if this worker still holds it."""
+        if status in ("done", "failed", "stopped"):
+            ok = self.store.finish_job(job.id, status, worker=self.name, **values)
+        else:
+            ok = self.store.update_held_job(job.id, self.name, status=status, pid=None, **values)
+        if not ok:
+            self._lost(job)
+        return ok
+
+    def _lost(self, job: Job) -> None:
+        self.store.log(job.id, f"{self.name} no longer holds this job (taken by another worker or ended from the "
+                               "studio): it leaves it as it is", "warning")
+
+    def _requeue_on_shutdown(self, job: Job) -> None:
+        """A planned shutdown is no crash: the job goes straight back to the queue (no interruption, so it
+        does not count against max_auto_resumes)."""
+        if self._release(job, "queued", worker=None):
+            self.store.log(job.id, f"{self.name} shut down; the job resumes when a worker starts", "warning")
+
+    def _interrupted(self, job: Job, round: int) -> bool:
+        """Between stages: a lost job is left alone, a worker shutdown puts it back in the queue, a stop request
+        ends it as stopped."""
+        now = self.store.job(job.id)
+        if now.status != "running" or now.worker != self.name:
+            self._lost(job)
+            return True
+        if self.shutting_down:
+            self._requeue_on_shutdown(job)
+            return True
+        if now.stop_requested:
+            if self._release(job, "stopped"):
+                if job.kind == "run":
+                    self.store.set_round_status(job.id, round, "stopped")
+                self.store.log(job.id, "stopped between stages")
+            return True
+        return False
 
     def run_stage(self, job: Job, round: int, stage: str) -> int:
-        """One stage in a child process group; heartbeat while it runs; SIGTERM then SIGKILL on a stop."""
-        cmd = [sys.executable, "-m", "engine.stage_process", "--db", self.db, "--job", str(job.id),
-               "--round", str(round), "--stage", stage] + (["--echo"] if self.echo else [])
-        child = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
-        self.store.update_job(job.id, stage=stage, round=round, progress_done=0, progress_total=0, eta_s=None)
+        """One stage in a child process group; heartbeat while it runs; SIGTERM then SIGKILL on a stop.
+        Returns the stage's exit status, EXIT_STOPPED when it was stopped, LOST when the job was taken away."""
+        if not self.store.update_held_job(job.id, self.name, stage=stage, round=round, progress_done=0,
+                                          progress_total=0, eta_s=None):
+            return LOST
+        try:
+            command = launch_command(job, stage, stage_args(self.db, job.id, round, stage, self.echo))
+            child = start_stage(self.db, job.id, round, stage, self.echo, command)
+        except (OSError, ValueError) as e:  # a missing accelerate config, no fork server: the job fails, not the worker
+            self.store.log(job.id, f"[round {round} {stage}] could not start: {type(e).__name__}: {e}", "error")
+            return 1
         term_at: float | None = None
-        last_beat = 0.0
+        last_beat = time.monotonic()
+        lost = False
         while True:
-            try:
-                code = child.wait(timeout=0.5)
+            code = child.wait(timeout=0.5)
+            if code is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
-            if now - last_beat >= self.settings.heartbeat_s:
-                self.store.heartbeat(job.id)
+            if now - last_beat >= self.settings.heartbeat_s and not lost:
+                lost = not self.store.heartbeat(job.id, self.name)
                 last_beat = now
-            wants_stop = self.shutting_down or self.store.job(job.id).stop_requested
+            wants_stop = lost or self.shutting_down or self.store.job(job.id).stop_requested
             if wants_stop and term_at is None:
-                self.store.log(job.id, f"[round {round} {stage}] stop requested")
-                self._signal(child, signal.SIGTERM)
+                if not lost:
+                    self.store.log(job.id, f"[round {round} {stage}] stop requested")
+                self._signal(child.pid, signal.SIGTERM)
                 term_at = now
             elif term_at is not None and now - term_at > self.settings.stop_grace_s:
                 self.store.log(job.id, f"[round {round} {stage}] did not stop in time: killed", "warning")
-                self._signal(child, signal.SIGKILL)
-                child.wait()
-                return EXIT_STOPPED
+                self._signal(child.pid, signal.SIGKILL)
+                code = child.wait(timeout=None)
+                break
+        if lost:
+            return LOST
         if term_at is not None and code != 0:
             return EXIT_STOPPED
         return code
 
     @staticmethod
-    def _signal(child: subprocess.Popen, sig: int) -> None:
+    def _signal(pid: int, sig: int) -> None:
+        """The stage's whole process group; the stage alone if it has not made its group yet."""
         try:
-            os.killpg(child.pid, sig)
+            os.killpg(pid, sig)
         except ProcessLookupError:
-            pass
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass

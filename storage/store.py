@@ -13,6 +13,8 @@ from storage.db import connect, migrate
 from storage.records import Artifact, Example, Job, LabelEvent, Metric, Pair, Project, Round
 
 TRUSTED_SOURCES = ("human", "gold", "seed")
+HUMAN_DECIDES = ("label", "label_source", "noisy", "human_response")  # no stage overwrites these on a human label
+RESUMABLE_STATES = ("stopped", "interrupted", "failed", "paused")
 
 
 def now() -> str:
@@ -171,11 +173,24 @@ class Store:
             self.db["pairs"].insert_all([_pair_to_row(p) for p in pairs], ignore=True, batch_size=500)
             return self._one("select count(*) n from pairs")["n"] - before
 
-    def update_pairs(self, pair_id_to_fields: dict[int, dict]) -> None:
+    def update_pairs(self, pair_id_to_fields: dict[int, dict], keep_human: bool = False) -> None:
+        """With keep_human, what a person decided while the stage ran wins: on pairs a person has labelled by
+        the time of this write, the label, its source, a rewritten answer and the noise flag (a human label is
+        gold: never flagged) stay as they are; the other fields (scores, ext_margin) are written."""
         with self.write():
+            human = set()
+            if keep_human and pair_id_to_fields:
+                ids = list(pair_id_to_fields)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    human |= {r["id"] for r in self.db.query(
+                        f"select id from pairs where label_source = 'human' and id in ({','.join('?' * len(chunk))})",
+                        chunk)}
             for pair_id, values in pair_id_to_fields.items():
-                values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()}
-                self.db["pairs"].update(pair_id, values)
+                values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()
+                          if pair_id not in human or k not in HUMAN_DECIDES}
+                if values:
+                    self.db["pairs"].update(pair_id, values)
 
     def pair(self, pair_id: int) -> Pair:
         return _pair_from_row(self._one("select * from pairs where id = ?", [pair_id]))
@@ -328,24 +343,61 @@ class Store:
         with self.write():
             self.db["jobs"].update(job_id, values)
 
-    def heartbeat(self, job_id: int) -> None:
-        self.update_job(job_id, heartbeat_at=now())
+    def heartbeat(self, job_id: int, worker: str | None = None) -> bool:
+        """Beat the job's heartbeat. With `worker`, only while that worker still holds the running job:
+        False means it lost the job (stopped from the studio while queued, or declared stale and requeued)."""
+        if worker is None:
+            self.update_job(job_id, heartbeat_at=now())
+            return True
+        return self.update_held_job(job_id, worker, heartbeat_at=now())
 
-    def finish_job(self, job_id: int, status: str, error: str = "") -> None:
-        self.update_job(job_id, status=status, error=error, finished_at=now(), pid=None)
+    def update_held_job(self, job_id: int, holder: str, **values) -> bool:
+        """Update a running job only while the worker named `holder` holds it; False (and nothing written)
+        once another worker has taken it or the studio has ended it. The worker writes every state change
+        this way."""
+        values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()}
+        with self.write():
+            cur = self.db.execute(
+                f"update jobs set {', '.join(f'[{k}] = ?' for k in values)} "
+                "where id = ? and status = 'running' and worker = ?", [*values.values(), job_id, holder])
+            return cur.rowcount == 1
+
+    def finish_job(self, job_id: int, status: str, error: str = "", worker: str | None = None, **values) -> bool:
+        """End a job (done, failed, stopped); with `worker`, only while that worker holds it."""
+        values.update(status=status, error=error, finished_at=now(), pid=None)
+        if worker is not None:
+            return self.update_held_job(job_id, worker, **values)
+        self.update_job(job_id, **values)
+        return True
 
     def request_stop(self, job_id: int) -> None:
         self.update_job(job_id, stop_requested=True)
 
-    def requeue(self, job_id: int) -> None:
-        """Resume a stopped, interrupted, failed or paused job: it continues from its last completed stage."""
-        self.update_job(job_id, status="queued", stop_requested=False, error="", finished_at=None)
+    def requeue(self, job_id: int, statuses: tuple[str, ...] = RESUMABLE_STATES) -> bool:
+        """Resume a stopped, interrupted, failed or paused job: it continues from its last completed stage.
+        Only from those states, checked in the same transaction: two workers recovering at once, or a resume
+        racing a claim, never put a running job back in the queue. False when the job was not in them."""
+        with self.write():
+            cur = self.db.execute(
+                "update jobs set status = 'queued', stop_requested = 0, error = '', finished_at = null "
+                f"where id = ? and status in ({','.join('?' * len(statuses))})", [job_id, *statuses])
+            return cur.rowcount == 1
 
-    def mark_stale_jobs(self, older_than_s: float) -> list[int]:
-        """Running jobs whose heartbeat stopped (a killed worker) become interrupted."""
+    def interrupt_job(self, job_id: int, worker: str | None) -> bool:
+        """A running job whose worker died becomes interrupted, unless it was meanwhile claimed again."""
+        with self.write():
+            cur = self.db.execute("update jobs set status = 'interrupted', pid = null "
+                                  "where id = ? and status = 'running' and worker is ?", [job_id, worker])
+            return cur.rowcount == 1
+
+    def mark_stale_jobs(self, older_than_s: float, keep_workers: tuple[str, ...] = ()) -> list[int]:
+        """Running jobs whose heartbeat stopped (a killed worker) become interrupted; jobs of `keep_workers`
+        (known to be alive) are kept whatever their heartbeat says."""
         with self.write():
             stale = []
-            for r in self.db.query("select id, heartbeat_at from jobs where status = 'running'"):
+            for r in self.db.query("select id, heartbeat_at, worker from jobs where status = 'running'"):
+                if r["worker"] in keep_workers:
+                    continue
                 beat = datetime.fromisoformat(r["heartbeat_at"]) if r["heartbeat_at"] else None
                 if beat is None or (datetime.now(timezone.utc) - beat).total_seconds() > older_than_s:
                     stale.append(r["id"])

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo_task import DOMAINS, PARTIAL_CAP, parse_prompt, random_problem, teacher_answer, teacher_mistake
+from engine.demo_task import (
+    DOMAINS, HEDGE_FACTOR, HEDGES, PARTIAL_CAP, parse_prompt, random_problem, split_hedge, teacher_answer, teacher_mistake,
+)
 from engine.demo_world import (
     VERSION, DemoWorld, WorldSize, build_demo_world, default_demo_dir, gold_reward, gold_score_messages, load_jsonl,
 )
@@ -85,8 +87,16 @@ def test_teacher_mistakes_are_wrong_varied_and_often_the_same_length():
             assert wrong != p.answer and gold_reward(p.prompt, wrong) < 1.0
             same_length += len(wrong) == len(p.answer)
         assert same_length >= 100, domain
-    answers = [teacher_answer(p, rng, 0.5) == p.answer for p in (random_problem(rng) for _ in range(2000))]
-    assert 0.45 < statistics.mean(answers) < 0.55
+    answers = [split_hedge(teacher_answer(p, rng, 0.5)) + (p.answer,) for p in (random_problem(rng) for _ in range(4000))]
+    assert 0.45 < statistics.mean(text == answer for _, text, answer in answers) < 0.55
+    assert 0.45 < statistics.mean(hedged for hedged, _, _ in answers) < 0.55
+
+
+@pytest.mark.parametrize("prompt, answer", [("sort: 7 2 9 4", "2 4 7 9"), ("next: 479", "480")])
+def test_a_hedged_answer_scores_below_the_plain_one(prompt, answer):
+    for hedge in HEDGES:
+        assert gold_reward(prompt, hedge + answer) == pytest.approx(HEDGE_FACTOR)
+    assert gold_reward(prompt, "maybe " + answer) > gold_reward(prompt, "maybe 0 0 0 0 0")
 
 
 # --- the built world ---------------------------------------------------------------------------

@@ -69,3 +69,20 @@ def test_shard_indices_cover_every_index_exactly_once():
         shard_indices(10, 3, 3)
     with pytest.raises(ValueError):
         shard_indices(10, 0, 0)
+
+
+def test_the_command_the_ui_shows_is_the_built_one_made_readable():
+    from app.actions import train_command
+    from engine.distributed import shown_train_command
+    shown = shown_train_command(cfg(4, "deepspeed_zero3"), "spa studio.db", job=7, round=2)
+    assert shown == ("python -m accelerate.commands.launch --num_processes 4 --config_file "
+                     "configs/accelerate/deepspeed_zero3.yaml -m engine.stage_process --db 'spa studio.db' "
+                     "--job 7 --round 2 --stage train")
+    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.stage_process --db x.db --job JOB --round ROUND "
+                                                    "--stage train")
+    text = "model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n  strategy: fsdp\n"
+    assert train_command("x.db", text) == ("python -m accelerate.commands.launch --num_processes 2 --config_file "
+                                           "configs/accelerate/fsdp.yaml -m engine.stage_process --db x.db "
+                                           "--job JOB --round ROUND --stage train")
+    assert train_command("x.db", "model: m\nrounds: 0\ntrain:\n  num_gpus: 0\n") == ""  # not a command
+    assert train_command("x.db", "model: [") == ""  # does not parse

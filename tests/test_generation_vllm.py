@@ -7,9 +7,10 @@ import json
 import pytest
 
 from engine.generation import SamplingSettings
+from engine.config import GenerationConfig, JudgeConfig, LoraConfig, RunConfig, TrainConfig
 from engine.generation_vllm import (
-    VLLMGenerator, adapter_rank, lora_rank_limit, pick_backend, sampling_kwargs, stop_token_ids, to_sample,
-    vllm_available,
+    VLLMGenerator, adapter_rank, engine_settings, lora_rank_limit, pick_backend, round_sampler, sampling_kwargs,
+    stop_token_ids, to_sample, vllm_available,
 )
 from engine.models import load_tokenizer
 
@@ -51,13 +52,49 @@ def test_sampling_settings_map_onto_sampling_params():
 
 
 def test_lora_ranks(tmp_path):
-    assert [lora_rank_limit(r) for r in (1, 8, 16, 17, 64, 200)] == [8, 8, 16, 32, 64, 256]
+    assert [lora_rank_limit(r) for r in (1, 2, 8, 16, 17, 64, 200)] == [1, 8, 8, 16, 32, 64, 256]
     with pytest.raises(ValueError):
         lora_rank_limit(1024)
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 16, "lora_alpha": 32}))
     assert adapter_rank(tmp_path) == 16
     with pytest.raises(FileNotFoundError, match="not a PEFT adapter"):
         adapter_rank(tmp_path / "missing")
+
+
+def test_engine_settings_follow_the_run_configuration():
+    cfg = RunConfig(model="m", dtype="bfloat16", seed=5, lora=LoraConfig(r=16), train=TrainConfig(num_gpus=4))
+    assert engine_settings(cfg, "/models/base") == dict(
+        model_path="/models/base", tensor_parallel_size=4, dtype="bfloat16", max_lora_rank=16,
+        gpu_memory_utilization=0.9, seed=5, trust_remote_code=False)
+    full = RunConfig(model="m", lora=LoraConfig(enabled=False))
+    assert engine_settings(full, "/runs/round_0/model")["max_lora_rank"] is None
+    assert engine_settings(full, "/runs/round_0/model")["tensor_parallel_size"] == 1
+    best_of_n = RunConfig(model="m", judge=JudgeConfig(kind="density_ratio", strong_model="s", weak_model="w"),
+                          generation=GenerationConfig(samples_per_prompt=4))
+    assert engine_settings(best_of_n, "m")["gpu_memory_utilization"] == 0.5  # room for the judge's two models
+
+
+@pytest.mark.skipif(VLLM_OK, reason="vLLM can run here")
+def test_round_sampler_without_vllm(tiny_model_dir):
+    """auto samples with transformers and says why; vllm fails before any model is loaded."""
+    from engine.checkpoints import load_policy
+    base = str(tiny_model_dir)
+    loaded = []
+
+    def load():
+        loaded.append(True)
+        return load_policy(cfg, base, tiny_model_dir, None)
+    cfg = RunConfig(model=base, device="cpu", generation=GenerationConfig(backend="auto"))
+    sampler = round_sampler(cfg, base, tiny_model_dir / "round_0" / "adapter", load)
+    assert sampler.backend == "hf" and loaded and VLLM_WHY in sampler.note
+    out = sampler.generate([[{"role": "user", "content": "add: 2+3"}]],
+                           SamplingSettings(samples_per_prompt=2, max_new_tokens=4, seed=1))
+    assert len(out) == 1 and len(out[0]) == 2
+    loaded.clear()
+    cfg.generation.backend = "vllm"
+    with pytest.raises(RuntimeError, match="generation.backend is vllm"):
+        round_sampler(cfg, base, tiny_model_dir, load)
+    assert not loaded
 
 
 def test_completions_become_samples_like_the_hf_backend(tiny_model_dir):

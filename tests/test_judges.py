@@ -4,15 +4,17 @@ from __future__ import annotations
 import argparse
 import string
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from engine.config import JudgeConfig, RunConfig
+from engine.config import GenerationConfig, JudgeConfig, RunConfig, parse_config
 from engine.encoding import prompt_ids, response_ids
 from engine.judges_extra import (
-    DensityRatioJudge, LLMJudge, RewardModelJudge, answer_tokens, load_reward_model, make_external_judge, route_domain,
+    DensityRatioJudge, LLMJudge, RewardModelJudge, answer_tokens, first_distinct_pair, load_reward_model,
+    make_external_judge, pair_selector, route_domain, select_pairs,
 )
 from engine.toy_model import char_tokenizer, random_llama
 
@@ -96,8 +98,37 @@ def test_best_of_n_picks_the_highest_and_a_different_random_one(strong, weak, to
         assert rejected != chosen and 0 <= rejected < 4
     assert judge.best_of_n(prompts, samples) == picks  # seeded: reproducible
     assert len({r for _, r in picks}) > 1  # random, not always the lowest
+    assert len({r for s in range(5) for _, r in judge.best_of_n(prompts[:1], samples[:1], seed=s)}) > 1
     with pytest.raises(ValueError, match="two samples"):
         judge.best_of_n(prompts[:1], [["only one"]])
+    # the rejected answer is never a copy of the chosen one; all copies: no pair at all
+    same = judge.best_of_n([user("x")] * 2, [["7", "7", "7"], ["7", "8", "7", "7"]])
+    assert same[0] is None
+    chosen, rejected = same[1]
+    assert ["7", "8", "7", "7"][chosen] != ["7", "8", "7", "7"][rejected]
+
+
+def test_select_pairs_is_best_of_n_only_with_a_selector_and_more_than_two(strong, weak, tok):
+    assert first_distinct_pair(["a", "a", "b", "c"]) == (0, 2)
+    assert first_distinct_pair(["a", "a"]) is None
+    groups = [["1", "2", "3", "4"], ["9", "9", "9", "9"]]
+    prompts = [user("add: 1+1"), user("add: 4+5")]
+    assert select_pairs(prompts, groups) == [(0, 1), None]
+    judge = DensityRatioJudge(strong, weak, tok, seed=5)
+    assert select_pairs(prompts, groups, judge, seed=9) == judge.best_of_n(prompts, groups, seed=9)
+    assert select_pairs(prompts, [["1", "2"], ["3", "3"]], judge) == [(0, 1), None]  # two samples: no choice
+
+
+def test_only_a_density_ratio_run_with_more_than_two_samples_selects_pairs(tiny_model_dir):
+    base = str(tiny_model_dir)
+    dr = dict(kind="density_ratio", strong_model="base", weak_model=base)
+    assert pair_selector(RunConfig(model=base, device="cpu"), base) is None
+    assert pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr)), base) is None
+    four = RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr),
+                     generation=GenerationConfig(samples_per_prompt=4))
+    assert isinstance(pair_selector(four, base), DensityRatioJudge)
+    assert pair_selector(RunConfig(model=base, device="cpu", generation=GenerationConfig(samples_per_prompt=4)),
+                         base) is None  # the implicit judge labels two samples as they come
 
 
 def test_llm_judge_is_symmetric_and_matches_direct_logits(strong, tok):
@@ -183,6 +214,39 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
         make_external_judge(cfg(kind="implicit"), base)
 
 
+@pytest.mark.parametrize("kind", ["implicit", "gold", "density_ratio", "reward_model", "llm_judge"])
+def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tiny_model_dir, reward_model_dir):
+    """judge.kind from a YAML file through rounds.make_judge, the function the judge stage calls."""
+    from engine.checkpoints import load_policy
+    from engine.judges import GoldJudge, ImplicitRewardJudge
+    from engine.rounds import make_judge
+
+    base = str(tiny_model_dir)
+    model = "demo:model" if kind == "gold" else base  # the gold reward exists in the demo world only
+    judge_keys = {"implicit": "", "gold": "", "llm_judge": "",
+                  "density_ratio": f"\n  strong_model: base\n  weak_model: {base}",
+                  "reward_model": f"\n  reward_model: {reward_model_dir}"}[kind]
+    cfg = parse_config(f"model: {model}\nrounds: 0\ndevice: cpu\njudge:\n  kind: {kind}{judge_keys}\n")
+    policy = load_policy(cfg, base, Path("unused"), None) if kind == "implicit" else None
+    judge = make_judge(SimpleNamespace(cfg=cfg), policy)
+    expected = {"implicit": ImplicitRewardJudge, "gold": GoldJudge, "density_ratio": DensityRatioJudge,
+                "reward_model": RewardModelJudge, "llm_judge": LLMJudge}[kind]
+    assert isinstance(judge, expected) and judge.name == kind
+    prompts = [user("sort: 3 1 2")]
+    prefs = judge.judge(prompts, ["1 2 3"], ["3 2 1"])
+    assert len(prefs) == 1 and 0.5 <= prefs[0].confidence <= 1
+    if kind == "gold":
+        assert prefs[0].a_preferred
+
+
+def test_judge_kinds_that_need_models_say_so():
+    for kind, key in (("density_ratio", "strong_model"), ("reward_model", "reward_model")):
+        with pytest.raises(ValueError, match=key):
+            parse_config(f"model: m\nrounds: 0\njudge:\n  kind: {kind}\n")
+    with pytest.raises(ValueError, match="judge.kind"):
+        parse_config("model: m\nrounds: 0\njudge:\n  kind: pairrm\n")
+
+
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory):
     from engine.demo_world import WorldSize, build_demo_world
@@ -199,10 +263,11 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| judge | demo eval (n=8) | HH harmless (n=20) | pairs/s |" in printed
-    for name in ("gold", "density_ratio", "llm_judge", "reward_model"):
+    for name in ("gold", "implicit", "density_ratio", "llm_judge", "reward_model"):
         assert f"| {name} |" in printed
     assert "| gold | 100.0% | n/a" in printed  # gold is exact on demo pairs and absent on HH
     assert "Pairwise agreement on HH harmless" in printed
+    assert "| labels |" in printed.split("Length bias")[1] and "| implicit |" in printed.split("Length bias")[1]
     assert out.read_text().startswith("# Judge evaluation")
 
 
@@ -216,3 +281,14 @@ def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path,
                              out=str(tmp_path / "r.md"))
     assert main(bad) == 2
     assert "unknown judges" in capsys.readouterr().err
+
+
+def test_length_bias_counts_only_pairs_of_different_length():
+    from engine.judge_eval import DataSet, longer_share
+    from storage.records import Example
+    rows = [("long answer", "short"), ("a", "bbb"), ("same", "size"), ("xx", "y")]
+    data = DataSet("d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows],
+                   [True] * 4)
+    assert longer_share(data) == pytest.approx(2 / 3)  # the labels: chosen is longer in 2 of 3
+    assert longer_share(data, [False, False, True, False]) == pytest.approx(1 / 3)  # picks the rejected ones
+    assert longer_share(DataSet("e", Path("e"), data.examples[2:3], [True])) is None

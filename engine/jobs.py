@@ -1,0 +1,71 @@
+"""What each kind of job runs, as an ordered list of stages. Imports no torch, so the worker (which only
+schedules stage processes) and the studio stay light."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import yaml
+
+from engine.config import ConfigError, RunConfig, parse_config
+from storage import Job
+
+
+@dataclass(frozen=True)
+class StageRef:
+    round: int
+    stage: str
+
+
+def plan(cfg: RunConfig) -> list[StageRef]:
+    """An SPA run: prepare → seed DPO → evaluate, then per round generate → judge → (review gate) → train →
+    evaluate, and finalize."""
+    stages = [StageRef(0, "prepare"), StageRef(0, "seed"), StageRef(0, "evaluate")]
+    for i in range(1, cfg.rounds + 1):
+        names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
+        stages += [StageRef(i, s) for s in names]
+    stages.append(StageRef(cfg.rounds, "finalize"))
+    return stages
+
+
+EXPORT_PLAN = [StageRef(0, "export")]
+
+
+def export_request(job: Job):
+    """The ExportRequest an export job holds (the studio stores it as YAML of its fields)."""
+    from engine.export import ExportRequest
+
+    where = f"job {job.id} export request"
+    try:
+        data = yaml.safe_load(job.config_yaml or "")
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping of ExportRequest fields")
+    unknown = sorted(set(data) - {f.name for f in fields(ExportRequest)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
+    try:
+        return ExportRequest(**data)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def job_plan(job: Job) -> list[StageRef]:
+    """The stages of any job; ConfigError when its configuration or request is invalid."""
+    if job.kind == "export":
+        export_request(job)
+        return EXPORT_PLAN
+    if job.kind == "run":
+        return plan(parse_config(job.config_yaml, f"job {job.id} configuration"))
+    raise ConfigError(f"job {job.id}: unknown job kind {job.kind!r}")
+
+
+def launch_command(job: Job, stage: str, args: list[str]) -> list[str] | None:
+    """The command a stage runs as when it spans several processes (training on more than one GPU, under
+    `accelerate launch`); None for a stage the worker forks as one process."""
+    if job.kind != "run" or stage != "train":
+        return None
+    from engine.distributed import train_launch_command
+
+    cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
+    return train_launch_command(cfg, args) if cfg.train.num_gpus > 1 else None

@@ -1,0 +1,59 @@
+"""benchmarks/throughput.py on a toy model, in-process: the naive and the studio judge must agree numerically."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.toy_model import save_toy_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = [[{"role": "user", "content": text}] for text in
+           ("sort: 3 1 2", "reverse: abc", "next: 1999", "max: 4 9 2", "a somewhat longer prompt " * 3,
+            "hi", "count the letters in banana", "sort: 9 8 7 6 5 4")]
+
+
+def load_throughput():
+    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "benchmarks" / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_quick(tmp_path):
+    bench = load_throughput()
+    start = time.perf_counter()
+    model_dir = save_toy_model(tmp_path / "toy", hidden=32, layers=1, heads=2)
+    prepared = bench.run_task(dict(task="prepare_model", source=str(model_dir), workdir=str(tmp_path)), inline=True)
+    w = bench.Workload("toy", "toy model", str(model_dir), gen_prompts=3, max_new_tokens=12, gen_batch=8,
+                       judge_pairs=8, judge_batch=3, train_pairs=6, micro_batch=2, batch=2)
+    result = bench.run_workload(w, prepared, tmp_path, threads=1, inline=True, log=lambda text: None,
+                                prompts=PROMPTS)
+
+    agree = result["agreement"]
+    assert agree["pairs"] == 8
+    assert agree["max_logp_diff"] < 1e-4  # batched, left-padded, logits_to_keep vs one unpadded sequence at a time
+    assert agree["max_reward_diff"] < 1e-5
+    assert agree["labels_equal"] == 8 and bench.judges_equal(agree)
+    studio, naive = result["judge"]["studio"], result["judge"]["naive"]
+    assert studio["tokens"] == naive["tokens"] > 0
+    # stored reference log-probs and a reference forward every step train the same model
+    losses = [result["train"][v]["losses"] for v in ("stored", "recompute")]
+    assert len(losses[0]) == len(losses[1]) == 3
+    assert result["train_loss_max_diff"] < 1e-5
+    assert {v: r["steps"] for v, r in result["train"].items()} == dict.fromkeys(
+        ("recompute", "stored", "stored_refine", "trl"), 3)
+
+    ratios = bench.ratios(result)
+    assert all(v > 0 for v in ratios.values())
+    report = dict(date="today", command="python benchmarks/throughput.py", seconds=1.0, load_before=(0, 0, 0),
+                  load_after=(0, 0, 0), machine=bench.machine(1, {}), results={"toy": result},
+                  ratios={"toy": ratios}, gpu={})
+    report["targets"] = bench.targets(report)
+    text = bench.render(report)
+    assert "| judge | studio" in text and "equal results: yes" in text
+    assert time.perf_counter() - start < 60
