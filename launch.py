@@ -23,6 +23,8 @@ def cmd_import(args) -> int:
     added, already = store.add_examples(project.id, result.examples)
     print(f"{args.file}: format {result.format}; read {result.rows_read} rows; "
           f"imported {added} {args.role} rows into project '{args.project}'")
+    for issue in result.skipped[:20]:
+        print(f"  row skipped: {issue}")
     for issue in result.duplicates[:20]:
         print(f"  duplicate skipped: {issue}")
     if len(result.duplicates) > 20:
@@ -62,7 +64,8 @@ def cmd_export(args) -> int:
         out = export(args.db, ExportRequest(project=args.project, what=args.what, out=args.out, round=args.round,
                                             format=args.format, force=args.force, rounds=args.rounds,
                                             sources=args.sources, min_confidence=args.min_confidence,
-                                            exclude_noisy=args.exclude_noisy))
+                                            exclude_noisy=args.exclude_noisy, job_id=args.job,
+                                            max_shard_size=args.max_shard_size))
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2
@@ -129,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sources", nargs="*", default=None, choices=["seed", "self", "human", "gold"])
     s.add_argument("--min-confidence", type=float, default=None)
     s.add_argument("--exclude-noisy", action="store_true")
+    s.add_argument("--job", type=int, default=None, help="which run (default: the project's latest with models)")
+    s.add_argument("--max-shard-size", default="5GB", help="merged model: safetensors shard size (e.g. 2GB)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("demo", help="build (or reuse) the embedded demo world")

@@ -1,0 +1,204 @@
+"""The paper's table in miniature, on the embedded demo world: does SPA with 3.3% of the labels reach DPO
+trained on all of them?
+
+    python benchmarks/spa_table.py                 # 3 seeds, held-out eval prompts (~20 min on 2 CPU cores)
+    python benchmarks/spa_table.py --split validation --seeds 1   # what tuning looks at
+
+Every row runs the real stages (engine.rounds) in this process from configs/demo.yaml, changing only
+what the row is about; the seed varies sampling, LoRA initialisation and data order. Writes
+benchmarks/results/spa_table.md and .json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.inline import AfterStage, InlineRun, human_corrections, run_inline, with_overrides  # noqa: E402
+from engine.config import RunConfig, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@dataclass
+class Variant:
+    name: str
+    changes: Callable[[RunConfig, Path], dict]  # (base config, scratch folder) -> overrides
+    labels: Callable[[InlineRun, RunConfig], int]  # human/gold labels the row consumed
+    after_stage: Callable[[int], AfterStage | None] = lambda seed: None
+    rounds_shown: bool = True
+
+
+def seed_labels(run: InlineRun, cfg: RunConfig) -> int:
+    return run.store.count_examples(run.project_id, "seed")
+
+
+def seed_plus_gold_pairs(run: InlineRun, cfg: RunConfig) -> int:
+    return seed_labels(run, cfg) + sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
+
+
+def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
+    return seed_labels(run, cfg) + run.store.label_source_counts(run.project_id).get("human", 0)
+
+
+def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
+    """The PairRM-style baseline: a one-logit reward model on the SFT backbone, trained on the seed pairs only."""
+    from engine.demo_world import DemoWorld, default_demo_dir
+    from engine.importers import load_examples
+    from engine.judge_eval import train_demo_reward_model
+    from engine.models import load_tokenizer
+    world = DemoWorld.at(default_demo_dir())
+    tokenizer = load_tokenizer(str(world.model_dir))
+    seeds = load_examples(world.seed_file, "seed").examples
+    model = train_demo_reward_model(world, tokenizer, cfg.seed, pairs=seeds)
+    out = scratch / "reward_model"
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return {"judge__kind": "reward_model", "judge__reward_model": str(out), "refine__enabled": False}
+
+
+def human_budget(cfg: RunConfig) -> int:
+    """1% of the pool, spread evenly over the rounds."""
+    from engine.demo_world import DemoWorld, default_demo_dir
+    pool = DemoWorld.at(default_demo_dir()).manifest["counts"]["pool"]
+    return max(1, round(0.01 * pool / cfg.rounds))
+
+
+def variants(base: RunConfig) -> list[Variant]:
+    all_prompts = sum(base.prompts_for_round(i) for i in range(1, base.rounds + 1))
+    per_round = human_budget(base)
+    return [
+        Variant("SFT (π_init)", lambda c, s: {"rounds": 0}, lambda r, c: 0, rounds_shown=False),
+        Variant("DPO on the 3.3% seed", lambda c, s: {"rounds": 0}, seed_labels, rounds_shown=False),
+        Variant("DPO on 100% gold labels (same prompts, one pass)",
+                lambda c, s: {"rounds": 1, "prompts_per_round": [all_prompts], "judge__kind": "gold",
+                              "refine__enabled": False}, seed_plus_gold_pairs),
+        Variant("Iterative DPO, gold judge (oracle)",
+                lambda c, s: {"judge__kind": "gold", "refine__enabled": False}, seed_plus_gold_pairs),
+        Variant("Iterative DPO, reward model trained on the seed", reward_model_on_seed, seed_labels),
+        Variant("Iterative DPO, LLM-as-judge (SFT model, both orders)",
+                lambda c, s: {"judge__kind": "llm_judge", "refine__enabled": False}, seed_labels),
+        Variant("SPA without noise detection", lambda c, s: {"refine__enabled": False}, seed_labels),
+        Variant("SPA", lambda c, s: {}, seed_labels),
+        Variant(f"SPA + {per_round * base.rounds} human labels, lowest confidence", lambda c, s: {}, seed_plus_human,
+                lambda seed: human_corrections(per_round, "confidence", seed)),
+        Variant(f"SPA + {per_round * base.rounds} human labels, at random", lambda c, s: {}, seed_plus_human,
+                lambda seed: human_corrections(per_round, "random", seed)),
+    ]
+
+
+@dataclass
+class Outcome:
+    gold: float
+    win: float
+    judge_by_round: dict[int, float] = field(default_factory=dict)
+    labels: int = 0
+    seconds: float = 0.0
+
+
+def run_variant(v: Variant, base: RunConfig, seed: int) -> Outcome:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        cfg = with_overrides(base, seed=seed, output_dir=str(scratch / "out"))
+        cfg = with_overrides(cfg, **v.changes(cfg, scratch))
+        run = run_inline(cfg, scratch / "table.db", v.after_stage(seed))
+        last = cfg.rounds
+        if v.name.startswith("SFT"):
+            gold, win = run.metric("eval/init_gold_score", 0), 0.5
+        else:
+            gold, win = run.metric("eval/gold_score", last), run.metric("eval/win_rate_vs_init", last)
+        judged = run.metrics_by_round("round/self_label_accuracy") if v.rounds_shown else {}
+        out = Outcome(gold=gold, win=win, judge_by_round=judged, labels=v.labels(run, cfg),
+                      seconds=time.monotonic() - started)
+        run.store.close()
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float) -> str:
+    rounds = list(range(1, base.rounds + 1))
+    head = ("| method | labels used | gold score | win rate vs SFT | "
+            + " | ".join(f"label acc. r{r}" for r in rounds) + " |")
+    lines = [head, "|" + "---|" * (4 + len(rounds))]
+    for name, outs in rows.items():
+        accs = []
+        for r in rounds:
+            vals = [o.judge_by_round[r] for o in outs if r in o.judge_by_round]
+            accs.append(f"{statistics.mean(vals):.3f}" if vals else "")
+        labels = sorted({o.labels for o in outs})
+        lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
+                     f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + " |")
+    spa = statistics.mean(o.gold for o in rows["SPA"])
+    full = statistics.mean(o.gold for o in rows["DPO on 100% gold labels (same prompts, one pass)"])
+    verdict = ("reached: SPA's mean gold score is at or above DPO on 100% gold labels"
+               if spa >= full else "NOT reached: SPA's mean gold score is below DPO on 100% gold labels")
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join([
+        f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
+        f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"`python benchmarks/spa_table.py {' '.join(sys.argv[1:])}`, {seconds / 60:.1f} min.",
+        "", *lines, "",
+        f"Headline (SPA with the 3.3% seed vs DPO on 100% gold labels): {verdict} "
+        f"({spa:.3f} vs {full:.3f}).",
+        "Gold score: mean gold reward of one sampled answer per held-out prompt (1 = exact, unhedged). "
+        "Win rate: against π_init's answer to the same prompt by gold reward (ties count half). "
+        "Label acc.: the round's judge labels against gold, on pairs whose gold differs.",
+    ]) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
+    p.add_argument("--split", choices=["eval", "validation"], default="eval")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--only", nargs="*", default=None, help="rows whose name starts with one of these")
+    p.add_argument("--out", default=str(RESULTS / "spa_table.md"))
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from engine.demo_world import build_demo_world
+    build_demo_world()
+    base = with_overrides(load_config(args.config), eval_data=f"demo:{args.split}.jsonl")
+    started = time.monotonic()
+    rows: dict[str, list[Outcome]] = {}
+    for v in variants(base):
+        if args.only and not any(v.name.startswith(o) for o in args.only):
+            continue
+        for seed in range(args.seeds):
+            out = run_variant(v, base, seed)
+            rows.setdefault(v.name, []).append(out)
+            print(f"{v.name} seed {seed}: gold {out.gold:.3f}, win {out.win:.3f}, label acc "
+                  f"{[round(x, 3) for x in out.judge_by_round.values()]}, {out.seconds:.0f}s", flush=True)
+    if "SPA" not in rows or "DPO on 100% gold labels (same prompts, one pass)" not in rows:
+        return 0
+    text = render(rows, args, base, time.monotonic() - started)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(
+        {name: [o.__dict__ for o in outs] for name, outs in rows.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
