@@ -20,6 +20,7 @@ import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
 from engine.report import round_rows
+from engine.stage_process import pid_alive
 from storage import Artifact, Example, Job, Pair, Project, Store
 from storage.records import LABEL_SOURCES, Messages
 
@@ -308,22 +309,12 @@ def _inside(root: Path, name: str) -> Path:
     return target
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale(out: Path) -> None:
     """Remove temp folders that killed exports into `out` left; those of exports still running are kept."""
     for kind in ("tmp", "old"):
         for leftover in out.parent.glob(f".{glob_escape(out.name)}.{kind}-*"):
             match = re.match(rf"\.{re.escape(out.name)}\.{kind}-(\d+)-", leftover.name)
-            if match and leftover.is_dir() and not leftover.is_symlink() and not _pid_alive(int(match.group(1))):
+            if match and leftover.is_dir() and not leftover.is_symlink() and not pid_alive(int(match.group(1))):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -71,6 +71,34 @@ def _job_from_row(row: dict) -> Job:
     return job
 
 
+
+def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
+    """The review filter as a WHERE clause, its parameters and an ORDER BY (shared by both page readers)."""
+    where, params = ["project_id = ?", "label is not null"], [f.project_id]
+    for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.noisy is not None:
+        where.append("coalesce(noisy, 0) = ?")
+        params.append(int(f.noisy))
+    if f.min_confidence is not None:
+        where.append("confidence >= ?")
+        params.append(f.min_confidence)
+    if f.max_confidence is not None:
+        where.append("confidence <= ?")
+        params.append(f.max_confidence)
+    if f.search:
+        where.append("(prompt like ? or response_a like ? or response_b like ?)")
+        params += [f"%{f.search}%"] * 3
+    order = {
+        "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
+        "confident": "confidence desc, id asc",
+        "newest": "id desc",
+    }[f.order]
+    clause = " and ".join(where)
+    return clause, params, order
+
 class Store:
     """One open database. Cheap to create; each process (UI, worker, stage) opens its own."""
 
@@ -231,29 +259,7 @@ class Store:
 
     def review_queue(self, f: ReviewFilter) -> tuple[list[Pair], int]:
         """One page of pairs for a person to review, and how many match in all."""
-        where, params = ["project_id = ?", "label is not null"], [f.project_id]
-        for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if f.noisy is not None:
-            where.append("coalesce(noisy, 0) = ?")
-            params.append(int(f.noisy))
-        if f.min_confidence is not None:
-            where.append("confidence >= ?")
-            params.append(f.min_confidence)
-        if f.max_confidence is not None:
-            where.append("confidence <= ?")
-            params.append(f.max_confidence)
-        if f.search:
-            where.append("(prompt like ? or response_a like ? or response_b like ?)")
-            params += [f"%{f.search}%"] * 3
-        order = {
-            "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
-            "confident": "confidence desc, id asc",
-            "newest": "id desc",
-        }[f.order]
-        clause = " and ".join(where)
+        clause, params, order = _review_sql(f)
         total = self._one(f"select count(*) n from pairs where {clause}", params)["n"]
         rows = self.db.query(f"select * from pairs where {clause} order by {order} limit ? offset ?",
                              params + [f.limit, f.offset])
@@ -505,29 +511,7 @@ class Store:
         1 s at 100k); a sequential scan (NOT INDEXED) that sorts only ids takes a tenth of that. A text search
         scans once for the ordered ids and counts them; a page past the middle is read in the reverse order.
         Only the page's rows are then read in full."""
-        where, params = ["project_id = ?", "label is not null"], [f.project_id]
-        for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if f.noisy is not None:
-            where.append("coalesce(noisy, 0) = ?")
-            params.append(int(f.noisy))
-        if f.min_confidence is not None:
-            where.append("confidence >= ?")
-            params.append(f.min_confidence)
-        if f.max_confidence is not None:
-            where.append("confidence <= ?")
-            params.append(f.max_confidence)
-        if f.search:
-            where.append("(prompt like ? or response_a like ? or response_b like ?)")
-            params += [f"%{f.search}%"] * 3
-        order = {
-            "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
-            "confident": "confidence desc, id asc",
-            "newest": "id desc",
-        }[f.order]
-        clause = " and ".join(where)
+        clause, params, order = _review_sql(f)
         if f.search:  # the text match dominates: scan once, count and slice the ordered ids in Python
             matched = [r["id"] for r in self.db.query(
                 f"select id from pairs not indexed where {clause} order by {order}", params)]
