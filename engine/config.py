@@ -84,6 +84,7 @@ class RunConfig:
     learning_rate: float | None = None  # None: 5e-7 for a full fine-tune, 5e-5 for LoRA
     epochs: int = 3  # seed round
     round_epochs: int = 1
+    round_learning_rate: float | None = None  # rounds 1..T; None: the same as learning_rate
     batch_size: int = 32  # effective batch
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
@@ -106,6 +107,10 @@ class RunConfig:
         if self.learning_rate is not None:
             return self.learning_rate
         return 5e-5 if self.lora.enabled else 5e-7
+
+    def lr_for_round(self, i: int) -> float:
+        """The seed round (0) trains at `lr`; rounds 1..T at round_learning_rate when it is set."""
+        return self.round_learning_rate if i > 0 and self.round_learning_rate is not None else self.lr
 
     def prompts_for_round(self, i: int) -> int:
         """Prompts in round i (1-based); a list shorter than the rounds repeats its last value."""
@@ -207,6 +212,7 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
         fail("model", "is required (a local path, a hub id, or demo:model)")
     positive = {"rounds": cfg.rounds >= 0, "beta": cfg.beta > 0, "batch_size": cfg.batch_size > 0,
                 "epochs": cfg.epochs >= 0, "round_epochs": cfg.round_epochs > 0,
+                "round_learning_rate": cfg.round_learning_rate is None or cfg.round_learning_rate > 0,
                 "generation.samples_per_prompt": cfg.generation.samples_per_prompt >= 2,
                 "generation.max_new_tokens": cfg.generation.max_new_tokens > 0,
                 "generation.temperature": cfg.generation.temperature >= 0,

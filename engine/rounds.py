@@ -45,7 +45,7 @@ def load(ctx: StageContext, round: int | None, **kw) -> checkpoints.Policy:
 
 def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
     cfg = ctx.cfg
-    return TrainSettings(beta=cfg.beta, learning_rate=cfg.lr, epochs=epochs, batch_size=cfg.batch_size,
+    return TrainSettings(beta=cfg.beta, learning_rate=cfg.lr_for_round(ctx.round), epochs=epochs, batch_size=cfg.batch_size,
                          micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
                          warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + ctx.round,
                          bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),

@@ -49,3 +49,11 @@ def test_round_trip_through_yaml_and_shipped_configs_load():
     assert again == cfg and again.learning_rate == 1e-4
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         assert load_config(path).model
+
+
+def test_round_learning_rate_applies_to_rounds_only_and_must_be_positive():
+    cfg = parse_config("model: m\nlearning_rate: 1.0e-4\nround_learning_rate: 2.0e-5\nprompt_pool: p\n", "r.yaml")
+    assert cfg.lr_for_round(0) == 1e-4 and cfg.lr_for_round(1) == cfg.lr_for_round(3) == 2e-5
+    assert parse_config("model: m\nlearning_rate: 1.0e-4\nprompt_pool: p\n", "r.yaml").lr_for_round(2) == 1e-4
+    with pytest.raises(ConfigError, match=r"r.yaml:2: key 'round_learning_rate'"):
+        parse_config("model: m\nround_learning_rate: -1.0\nprompt_pool: p\n", "r.yaml")
