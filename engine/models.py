@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -50,8 +51,16 @@ def pick_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
     return _DTYPES[preference]
 
 
+def check_local(path_or_id: str) -> None:
+    """A path that is plainly local ('/', '.', '~') and missing is a typo, not a hub id: say so plainly
+    instead of the hub client's "Repo id must be in the form 'repo_name'" error."""
+    if path_or_id.startswith(("/", "./", "../", "~")) and not Path(path_or_id).expanduser().exists():
+        raise FileNotFoundError(f"model folder {path_or_id} does not exist (a hub id looks like 'org/name')")
+
+
 def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The model's own tokenizer and chat template; padding needs a pad token, so EOS stands in when missing."""
+    check_local(path_or_id)
     tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -61,6 +70,7 @@ def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrain
 def load_base_model(path_or_id: str, device: torch.device, dtype: torch.dtype,
                     trust_remote_code: bool = False) -> PreTrainedModel:
     """π_init in eval mode. Safetensors only: pickled checkpoints can run code when loaded."""
+    check_local(path_or_id)
     model = AutoModelForCausalLM.from_pretrained(
         path_or_id, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
     )

@@ -106,3 +106,12 @@ def test_init_policy(tiny_model_dir):
     with models.init_policy(peft_model) as init:
         assert torch.equal(logits(init), before)
     assert not torch.allclose(logits(peft_model), before)
+
+
+def test_a_missing_local_model_folder_is_named_plainly(tmp_path):
+    from engine.models import load_base_model, load_tokenizer
+    missing = str(tmp_path / "no-such-model")
+    with pytest.raises(FileNotFoundError, match="no-such-model does not exist"):
+        load_tokenizer(missing)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_base_model(missing, torch.device("cpu"), torch.float32)
