@@ -50,7 +50,10 @@ def request_for(project, what, fmt, round_, out, min_conf, exclude_noisy, source
     from engine.export import ExportRequest
 
     dataset = what == "dataset"
-    return ExportRequest(project=project, what=what, out=(out or "").strip(), force=bool(force),
+    out = (out or "").strip()
+    if out:  # the worker runs in the repository folder: a relative folder means the studio's own folder
+        out = str(Path(out).expanduser().resolve())
+    return ExportRequest(project=project, what=what, out=out, force=bool(force),
                          round=None if dataset or round_ in (None, "", LAST) else int(round_),
                          format=fmt if dataset else "jsonl",
                          sources=(list(sources) or None) if dataset else None,
