@@ -280,14 +280,9 @@ def _age_s(stamp: str | None) -> float | None:
 
 
 def stage_plan(cfg: RunConfig | None) -> list[tuple[int, str]]:
-    """The stages a run goes through, in order (mirrors engine.rounds.plan, which imports torch)."""
-    if cfg is None:
-        return []
-    stages = [(0, "prepare"), (0, "seed"), (0, "evaluate")]
-    for i in range(1, cfg.rounds + 1):
-        names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
-        stages += [(i, s) for s in names]
-    return stages + [(cfg.rounds, "finalize")]
+    """The stages a run goes through, in order (engine.jobs.plan, which imports no torch)."""
+    from engine.jobs import plan
+    return [(ref.round, ref.stage) for ref in plan(cfg)] if cfg is not None else []
 
 
 def job_config(job: Job) -> RunConfig | None:
