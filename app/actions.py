@@ -135,15 +135,19 @@ def _short(text: str | None, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _check_import_args(path: str, role: str) -> None:
+    if role not in ROLES:
+        raise ActionError(f"role must be one of {', '.join(ROLES)}")
+    if not path or not Path(path).exists():
+        raise ActionError(f"no such file: {path}")
+
+
 def preview_import(path: str, role: str, shown_name: str | None = None, rows: int = 5) -> ImportReport:
     """Validate a file as `role` without writing anything: detected format, row count, first rows, every error
     with file, line and field."""
     from engine.importers import ImportFailed, load_examples
 
-    if role not in ROLES:
-        raise ActionError(f"role must be one of {', '.join(ROLES)}")
-    if not path or not Path(path).exists():
-        raise ActionError(f"no such file: {path}")
+    _check_import_args(path, role)
     name = shown_name or Path(path).name
     try:
         result = load_examples(path, role)
@@ -161,10 +165,7 @@ def import_file(db: str, path: str, project: str, role: str, shown_name: str | N
     """Validate and import a whole file, all or nothing; the project is created when it does not exist."""
     from engine.importers import ImportFailed, load_examples
 
-    if role not in ROLES:
-        raise ActionError(f"role must be one of {', '.join(ROLES)}")
-    if not path or not Path(path).exists():
-        raise ActionError(f"no such file: {path}")
+    _check_import_args(path, role)
     name = shown_name or Path(path).name
     try:
         result = load_examples(path, role)

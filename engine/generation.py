@@ -69,8 +69,13 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
 
 def _stop_ids(model, tokenizer) -> list[int]:
     """The tokenizer's EOS and every EOS the model's generation config declares (chat models often add one)."""
-    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    return merge_stop_ids(tokenizer.eos_token_id, declared)
+
+
+def merge_stop_ids(tokenizer_eos: int | None, declared: int | list[int] | None) -> list[int]:
+    """The tokenizer's EOS first, then each EOS a generation config declares, without repeats."""
+    ids = [] if tokenizer_eos is None else [tokenizer_eos]
     for token in [declared] if isinstance(declared, int) else (declared or []):
         if token not in ids:
             ids.append(token)

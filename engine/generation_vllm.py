@@ -86,17 +86,13 @@ def adapter_rank(adapter_dir: str | Path) -> int:
 def stop_token_ids(tokenizer, model_path: str) -> list[int]:
     """The tokenizer's EOS and every EOS the model's generation config declares, as engine.generation uses."""
     from transformers import GenerationConfig
-    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+
+    from engine.generation import merge_stop_ids
     try:
         declared = GenerationConfig.from_pretrained(model_path).eos_token_id
     except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
         declared = None
-    for token in [declared] if isinstance(declared, int) else (declared or []):
-        if token not in ids:
-            ids.append(token)
-    if not ids:
-        raise ValueError("neither the tokenizer nor the model's generation config names an EOS token")
-    return ids
+    return merge_stop_ids(tokenizer.eos_token_id, declared)
 
 
 def to_sample(tokenizer, token_ids: list[int], finish_reason: str | None, stop_ids: list[int]) -> Sample:
