@@ -13,6 +13,7 @@ import pandas as pd
 
 from app import actions, plots
 from app.actions import ROOT, ActionError
+from engine.jobs import run_dir
 
 ALL_RUNS = "all runs"
 HEIGHT = 260
@@ -34,14 +35,13 @@ def init_samples(db: str, project: str, job_id: int | None, limit: int = 10) -> 
         evals = store.examples(proj.id, "eval", limit=cfg.eval.max_prompts) if cfg else []
     if cfg is None:
         return pd.DataFrame(columns=columns)
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / cfg.project / f"job_{job_id}"
-    path = out_dir if out_dir.is_absolute() else ROOT / out_dir
-    path = path / "eval_init_samples.json"
+    out_dir = run_dir(cfg, db, job_id)
+    path = (out_dir if out_dir.is_absolute() else ROOT / out_dir) / "eval_init_samples.json"
     if not path.is_file():
         return pd.DataFrame(columns=columns)
     try:
-        texts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        texts = json.loads(path.read_text(encoding="utf-8"))["texts"]
+    except (OSError, ValueError, KeyError, TypeError):
         return pd.DataFrame(columns=columns)
     rows = [[e.prompt_text, t] for e, t in zip(evals, texts)][:limit]
     return pd.DataFrame(rows, columns=columns)

@@ -42,11 +42,15 @@ def sample_eval(policy: Policy, prompts: list[Messages], s: EvalSettings, use_in
 def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache: Path) -> list[str]:
     """π_init's answers to the eval prompts, sampled once per run and kept, so every round compares
     against the same baseline answers."""
-    if cache.exists():
-        return json.loads(cache.read_text())
+    try:
+        kept = json.loads(cache.read_text())
+        if kept["prompts"] == prompts:  # a folder reused by another run holds other prompts: sample afresh
+            return kept["texts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     texts = [x.text for x in sample_eval(policy, prompts, s, use_init=True)]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(texts))
+    cache.write_text(json.dumps({"prompts": prompts, "texts": texts}))
     return texts
 
 

@@ -3,6 +3,7 @@ schedules stage processes) and the studio stay light."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import yaml
 
@@ -14,6 +15,15 @@ from storage import Job
 class StageRef:
     round: int
     stage: str
+
+
+def run_dir(cfg: RunConfig, db: str | Path, job_id: int) -> Path:
+    """Where a run writes its rounds and final model: the config's output_dir, else runs/<database>/<project>/
+    job_<id> beside the database, so two databases (or a recreated one) never share a folder."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    db = Path(db).resolve()
+    return db.parent / "runs" / db.stem / cfg.project / f"job_{job_id}"
 
 
 def plan(cfg: RunConfig) -> list[StageRef]:

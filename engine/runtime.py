@@ -10,6 +10,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from engine.config import RunConfig
+from engine.jobs import run_dir
 from storage import Metric, Store
 
 
@@ -76,7 +77,7 @@ class StageContext:
     @property
     def out_dir(self) -> Path:
         """The config's output_dir, or runs/<project>/job_<id> so that two runs never share a folder."""
-        return Path(self.cfg.output_dir) if self.cfg.output_dir else Path("runs") / self.cfg.project / f"job_{self.job_id}"
+        return run_dir(self.cfg, self.store.path, self.job_id)
 
     def round_dir(self, round: int) -> Path:
         return self.out_dir / f"round_{round}"
