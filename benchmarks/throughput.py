@@ -56,6 +56,7 @@ import torch  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
 from engine import generation, method, models  # noqa: E402
+from engine.config import LoraConfig  # noqa: E402
 from engine.checkpoints import Policy  # noqa: E402
 from engine.encoding import prompt_ids, response_ids  # noqa: E402
 from engine.judges import ImplicitRewardJudge  # noqa: E402
@@ -63,7 +64,7 @@ from engine.toy_model import char_tokenizer, random_llama  # noqa: E402
 from engine.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
 
 BETA = 0.1
-LORA = models.LoraSettings(r=16, alpha=32, dropout=0.0, target_modules="all-linear")  # configs/demo.yaml's
+LORA = LoraConfig(r=16, alpha=32, dropout=0.0, target_modules="all-linear")  # configs/demo.yaml's
 ADAPTER_SPREAD = 0.01  # std of the random LoRA B: the policy (π_{i-1}) differs from π_init, so rewards are not all 0
 LLAMA_100M = dict(hidden=768, layers=12, heads=12, intermediate=2560)  # 99.2M parameters with the char vocabulary
 JUDGE_TARGET, TRAIN_TARGET = 5.0, 1.3

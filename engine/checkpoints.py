@@ -22,11 +22,6 @@ class Policy:
         return models.init_policy(self.model, self.init_model)
 
 
-def lora_settings(cfg: RunConfig) -> models.LoraSettings:
-    return models.LoraSettings(enabled=cfg.lora.enabled, r=cfg.lora.r, alpha=cfg.lora.alpha,
-                               dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules)
-
-
 def round_model_dir(out_dir: Path, round: int) -> Path:
     """round_N/adapter with LoRA, round_N/model for a full fine-tune."""
     return out_dir / f"round_{round}"
@@ -47,7 +42,7 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
     if cfg.lora.enabled:
         base = models.load_base_model(model_path, device, dtype, cfg.trust_remote_code)
         adapter = str(saved_weights(out_dir, round, cfg)) if has_round else None
-        model = models.with_lora(base, lora_settings(cfg), adapter_dir=adapter, trainable=trainable)
+        model = models.with_lora(base, cfg.lora, adapter_dir=adapter, trainable=trainable)
         if with_reference and adapter:
             models.add_reference_adapter(model, adapter)
         return Policy(model, tokenizer)

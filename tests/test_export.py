@@ -121,7 +121,7 @@ def world(tmp_path_factory, tiny_model_dir) -> World:
 def studio_policy(world: World, round: int):
     """π_round exactly as the studio loads it: the base with the round's adapter on top."""
     base = models.load_base_model(str(world.base), CPU, torch.float32)
-    return models.with_lora(base, models.LoraSettings(r=4, alpha=8), adapter_dir=str(world.adapters[round]),
+    return models.with_lora(base, RunLora(r=4, alpha=8), adapter_dir=str(world.adapters[round]),
                             trainable=False)
 
 

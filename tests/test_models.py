@@ -4,11 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.config import LoraConfig
 from engine import models
 from engine.toy_model import char_tokenizer
 
 CPU = torch.device("cpu")
-LORA = models.LoraSettings(r=4, alpha=8, dropout=0.0)
+LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
 
 
 def logits(model, text_ids=(1, 10, 20, 30, 40)):
@@ -64,7 +65,7 @@ def test_fresh_adapter_is_the_identity_and_only_lora_trains(tiny_model_dir):
     frozen = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA, trainable=False)
     assert not any(p.requires_grad for p in frozen.parameters())
     with pytest.raises(ValueError):
-        models.with_lora(base, models.LoraSettings(enabled=False))
+        models.with_lora(base, LoraConfig(enabled=False))
 
 
 def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.config import LoraConfig
 from engine import models, scoring
 from engine.encoding import prompt_ids, response_ids
 
@@ -88,7 +89,7 @@ def test_disabled_adapters_give_base_numbers(tiny_model_dir, tokenizer):
     prompts, responses = cases()
     base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
     base_logps = scoring.sequence_logps(base, tokenizer, prompts, responses, batch_size=4)
-    peft_model = models.with_lora(base, models.LoraSettings(r=4, alpha=8, dropout=0.0))
+    peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
