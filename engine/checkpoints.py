@@ -9,6 +9,7 @@ import torch
 
 from engine import models
 from engine.config import RunConfig
+from engine.distributed import Ranks
 
 
 @dataclass
@@ -35,7 +36,7 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
                 with_reference: bool = False, need_init: bool = True) -> Policy:
     """π_round (None or -1: π_init). With LoRA, trainable continues the round's adapter and `with_reference`
     loads a frozen copy of it as the "reference" adapter (π_{i-1} for the next round's training)."""
-    device = models.pick_device(cfg.device)
+    device = models.pick_device(cfg.device, Ranks.from_env().local_rank)
     dtype = models.pick_dtype(device, cfg.dtype)
     tokenizer = models.load_tokenizer(model_path, cfg.trust_remote_code)
     has_round = round is not None and round >= 0
@@ -57,17 +58,19 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
     return Policy(model, tokenizer, init_model)
 
 
-def save_policy(policy: Policy, cfg: RunConfig, out_dir: Path, round: int) -> Path:
-    """Write π_round (adapter or full weights, plus the tokenizer) atomically: temp folder, then rename."""
+def save_policy(policy: Policy, cfg: RunConfig, out_dir: Path, round: int, state_dict: dict | None = None) -> Path:
+    """Write π_round (adapter or full weights, plus the tokenizer) atomically: temp folder, then rename.
+    `state_dict`: the full weights gathered from ranks that sharded them (DeepSpeed ZeRO-3, FSDP)."""
     target = saved_weights(out_dir, round, cfg)
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     if cfg.lora.enabled:
-        policy.model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True)
+        policy.model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True,
+                                     state_dict=state_dict)
     else:
-        policy.model.save_pretrained(tmp, safe_serialization=True)
+        policy.model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     policy.tokenizer.save_pretrained(tmp)
     if target.exists():
         shutil.rmtree(target)

@@ -71,11 +71,11 @@ def job_plan(job: Job) -> list[StageRef]:
 
 
 def launch_command(job: Job, stage: str, args: list[str]) -> list[str] | None:
-    """The command a stage runs as when it spans several processes (training on more than one GPU, under
-    `accelerate launch`); None for a stage the worker forks as one process."""
-    if job.kind != "run" or stage != "train":
-        return None
-    from engine.distributed import train_launch_command
+    """The command a stage runs as when it spans several processes (training and judging on more than one
+    GPU, under `accelerate launch`); None for a stage the worker forks as one process."""
+    from engine.distributed import MULTI_PROCESS_STAGES, train_launch_command
 
+    if job.kind != "run" or stage not in MULTI_PROCESS_STAGES:
+        return None
     cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
-    return train_launch_command(cfg, args) if cfg.train.num_gpus > 1 else None
+    return train_launch_command(cfg, args, stage) if cfg.train.num_gpus > 1 else None

@@ -352,10 +352,11 @@ def load_reward_model(path: str, device: torch.device, dtype: torch.dtype, trust
 def make_external_judge(cfg, base_model_path: str) -> Judge:
     """The judge cfg.judge.kind names (density_ratio | reward_model | llm_judge), its models loaded per
     cfg.judge on cfg.device. 'base' (or an empty judge_model) means the run's base model."""
+    from engine.distributed import Ranks
     from engine.models import load_base_model, load_tokenizer, pick_device, pick_dtype
 
     j = cfg.judge
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, Ranks.from_env().local_rank)
     dtype = pick_dtype(device, cfg.dtype)
     remote = cfg.trust_remote_code
     if j.kind == "density_ratio":

@@ -23,13 +23,16 @@ _DTYPES = {
 }
 
 
-def pick_device(preference: str = "auto") -> torch.device:
-    """`auto` takes the GPU when there is one; an explicit CUDA request without CUDA is an error, not a fallback."""
+def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto` takes the GPU when there is one; an explicit CUDA request without CUDA is an error, not a fallback.
+    In a multi-process stage a bare `cuda` means this process's own GPU, cuda:<local_rank>."""
     if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {preference!r} was asked for but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None and local_rank:
+        device = torch.device("cuda", local_rank)
     return device
 
 

@@ -10,10 +10,11 @@ import torch
 
 from engine import checkpoints, generation, scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world
+from engine.distributed import barrier, shard_indices
 from engine.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
 from engine.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
-from engine.runtime import StageCallback, StageContext
+from engine.runtime import StageCallback, StageContext, Stopped
 from engine.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
 from storage import Artifact, Pair
 
@@ -49,7 +50,7 @@ def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
                          micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
                          warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + ctx.round,
                          bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
-                         gradient_checkpointing=cfg.train.gradient_checkpointing)
+                         gradient_checkpointing=cfg.train.gradient_checkpointing, processes=ctx.ranks.world_size)
 
 
 # stages -------------------------------------------------------------------------------------------------
@@ -84,14 +85,17 @@ def stage_seed(ctx: StageContext) -> None:
     rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, ref_chosen_logp=c,
                      ref_rejected_logp=r, trusted=True) for e, c, r in zip(seeds, ref_c, ref_r)]
     ctx.log(f"seed DPO on {len(rows)} pairs, {ctx.cfg.epochs} epochs, lr {ctx.cfg.lr:g}")
+    state_dict = None
     if ctx.cfg.epochs > 0:
         result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx, ctx.cfg.epochs), None,
                            reference="adapters_disabled" if ctx.cfg.lora.enabled else "model",
                            ref_model=policy.init_model, callbacks=[StageCallback(ctx)])
         if result.stopped:
-            ctx.stop.check()
-    saved = checkpoints.save_policy(policy, ctx.cfg, ctx.out_dir, 0)
-    register(ctx, saved, 0)
+            raise Stopped()
+        state_dict = result.state_dict
+    if ctx.ranks.is_main:
+        saved = checkpoints.save_policy(policy, ctx.cfg, ctx.out_dir, 0, state_dict)
+        register(ctx, saved, 0)
 
 
 def prompt_slice(ctx: StageContext) -> list:
@@ -174,6 +178,10 @@ def stage_judge(ctx: StageContext) -> None:
     pending = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.judge_label is None]
     if not pending:
         return
+    n_pending = len(pending)
+    if ctx.ranks.distributed:  # data parallel: each rank scores and writes its own block of the same list
+        barrier(ctx.ranks)  # every rank has read the list before any rank writes
+        pending = [pending[i] for i in shard_indices(n_pending, ctx.ranks.rank, ctx.ranks.world_size)]
     policy = load(ctx, ctx.round - 1)
     judge = make_judge(ctx, policy)
     implicit = judge if isinstance(judge, ImplicitRewardJudge) else ImplicitRewardJudge(
@@ -195,7 +203,8 @@ def stage_judge(ctx: StageContext) -> None:
             updates[p.id] = values
         ctx.store.update_pairs(updates, keep_human=True)  # a person's label, even one set while this ran, wins
         ctx.progress(min(start + JUDGE_CHUNK, total), total)
-    ctx.log(f"judged {total} pairs with the {judge.name} judge")
+    ctx.log(f"judged {n_pending} pairs with the {judge.name} judge"
+            + (f" on {ctx.ranks.world_size} data-parallel ranks" if ctx.ranks.distributed else ""))
 
 
 def training_rows(ctx: StageContext) -> list[TrainRow]:
@@ -251,14 +260,17 @@ def stage_train(ctx: StageContext) -> None:
                        reference="ref_adapter" if cfg.lora.enabled else "model", ref_model=policy.init_model,
                        callbacks=[StageCallback(ctx)])
     if result.stopped:
-        partial = ctx.round_dir(ctx.round) / "partial"
-        policy.model.save_pretrained(partial, safe_serialization=True)
-        ctx.log(f"stopped; the partly trained weights are kept under {partial}; a resume retrains the round")
-        ctx.stop.check()
+        if ctx.ranks.is_main and result.state_dict is None:
+            partial = ctx.round_dir(ctx.round) / "partial"
+            policy.model.save_pretrained(partial, safe_serialization=True)
+            ctx.log(f"stopped; the partly trained weights are kept under {partial}; a resume retrains the round")
+        raise Stopped()
+    if not ctx.ranks.is_main:  # rank 0 holds every rank's noise records and the trained weights
+        return
     this_round = {p.id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
     ctx.store.update_pairs({n.pair_id: {"ext_margin": n.ext_margin, "noisy": n.noisy} for n in result.noise
                             if n.pair_id in this_round}, keep_human=True)  # corrections made while it trained
-    saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round)
+    saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round, result.state_dict)
     register(ctx, saved, ctx.round)
 
 

@@ -115,21 +115,28 @@ def child_main(db: str, job_id: int, round: int, stage: str, echo: bool, worker_
 
 
 def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int:
-    """Run one stage of a job and record it done; the exit status for the worker."""
+    """Run one stage of a job and record it done; the exit status for the worker. Under a multi-process
+    launch every rank runs this; rank 0 alone logs and records the stage done, after every rank has finished."""
+    from engine.distributed import Ranks, barrier, init_process_group, leave_process_group
     from engine.runtime import StopFlag, Stopped
     from storage import Store
 
+    ranks = Ranks.from_env()
     stop = StopFlag()
     stop.install_signal_handler()
     store = Store(db)
     job = store.job(job_id)
+    where = f"[round {round} {stage}]" + ("" if ranks.is_main else f" [rank {ranks.rank}]")
 
-    def say(message: str, level: str = "info") -> None:
-        store.log(job_id, f"[round {round} {stage}] {message}", level)
+    def say(message: str, level: str = "info", every_rank: bool = False) -> None:
+        if not (ranks.is_main or every_rank):
+            return
+        store.log(job_id, f"{where} {message}", level)
         if echo:
-            print(f"[round {round} {stage}] {message}", flush=True)
+            print(f"{where} {message}", flush=True)
 
     try:
+        init_process_group(ranks)
         say("started")
         if job.kind == "export":
             run_export(store, job, stop, say)
@@ -139,8 +146,11 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
             from engine.runtime import StageContext
 
             cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
-            run_stage(StageContext(store, job.id, job.project_id, cfg, round, stage, stop=stop, echo=echo))
-        store.stage_done(job.id, round, stage)
+            run_stage(StageContext(store, job.id, job.project_id, cfg, round, stage, stop=stop, echo=echo,
+                                   ranks=ranks))
+        barrier(ranks)  # a stage is done when every rank's share is
+        if ranks.is_main:
+            store.stage_done(job.id, round, stage)
         say("done")
         return 0
     except Stopped:
@@ -150,9 +160,10 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         store.log(job_id, traceback.format_exc(), "debug")
         if echo:
             traceback.print_exc()
-        say(f"failed: {type(e).__name__}: {e}", "error")
+        say(f"failed: {type(e).__name__}: {e}", "error", every_rank=True)
         return 1
     finally:
+        leave_process_group()
         store.close()
 
 

@@ -93,6 +93,7 @@ class TrainSettings:
     logging_steps: int = 1
     max_length: int | None = None
     gradient_checkpointing: bool = False
+    processes: int = 1  # data-parallel ranks; batch_size stays the effective batch over all of them
 
 
 @dataclass
@@ -108,6 +109,7 @@ class TrainResult:
     steps: int
     metrics: list[dict]
     stopped: bool
+    state_dict: dict | None = None  # the gathered full weights when DeepSpeed ZeRO-3 or FSDP sharded them
 
 
 @dataclass
@@ -284,16 +286,19 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             ext = policy.logps.detach()
         ext_chosen, ext_rejected = ext.chunk(2)
         ext_margin = self.beta * method.dpo_margin(ext_chosen, ext_rejected, ref_chosen, ref_rejected)
-        trusted = inputs["trusted"]
-        flags, self._history = method.noise_flags(ext_margin, self._history, self.refine.k_fraction,
-                                                  self.refine.window, trusted)
-        soft = method.soft_labels(flags, trusted, self.refine.alpha, self.state.global_step, self.state.max_steps,
-                                  self.refine.warmup_fraction)
-        ids, margins, flagged = self.accelerator.gather((inputs["pair_id"], ext_margin, flags.long()))
-        for pid, m, f in zip(ids.tolist(), margins.tolist(), flagged.tolist()):
+        # The flags are decided on the whole data-parallel batch (every rank's pairs, in rank order), so every
+        # rank keeps the same rolling window and a pair's flag does not depend on which rank it landed on.
+        local = ext_margin.shape[0]
+        ids, margins, trusted = self.accelerator.gather((inputs["pair_id"], ext_margin, inputs["trusted"].long()))
+        flags, self._history = method.noise_flags(margins, self._history, self.refine.k_fraction,
+                                                  self.refine.window, trusted.bool())
+        for pid, m, f in zip(ids.tolist(), margins.tolist(), flags.tolist()):
             if pid >= 0:
                 self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f))
-        self._metrics["train"]["noise/flagged_fraction"].append(flagged.float().mean().item())
+        self._metrics["train"]["noise/flagged_fraction"].append(flags.float().mean().item())
+        mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
+        soft = method.soft_labels(flags[mine], inputs["trusted"], self.refine.alpha, self.state.global_step,
+                                  self.state.max_steps, self.refine.warmup_fraction)
         return soft.to(ext_margin.dtype)
 
     def _record_rewards(self, mode: str, chosen, rejected, ref_chosen, ref_rejected) -> None:
@@ -318,7 +323,8 @@ def _accepts_logits_to_keep(model) -> bool:
 # entry points ----------------------------------------------------------------------------------------------------
 
 def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: bool | None = None) -> DPOConfig:
-    """TRL/HF arguments: micro batch capped to the data, accumulation up to the effective batch, cosine with
+    """TRL/HF arguments: micro batch capped to the data, accumulation up to the effective batch (over every
+    data-parallel rank), cosine with
     warm-up, no reports, no checkpoints (the caller saves the adapter), CPU when there is no CUDA (or when asked:
     a model the caller put on the CPU stays there)."""
     if settings.epochs < 1:
@@ -329,7 +335,7 @@ def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: b
     return DPOConfig(
         output_dir=output_dir, beta=settings.beta, learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=max(1, settings.batch_size // micro), lr_scheduler_type=settings.lr_scheduler,
+        gradient_accumulation_steps=max(1, settings.batch_size // (micro * settings.processes)), lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio, seed=settings.seed, bf16=settings.bf16, fp16=False,
         logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
@@ -383,9 +389,13 @@ def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSetting
         trainer = make_trainer(model, tokenizer, rows, settings, refine, reference, ref_model,
                                [*callbacks, recorder], output_dir=settings.output_dir or scratch)
         trainer.train()
+        state_dict = None
+        if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:  # every rank takes part; rank 0 gets the weights
+            state_dict = trainer.accelerator.get_state_dict(
+                trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model)
     state = trainer.state
     return TrainResult(noise=trainer.noise, steps=state.global_step, metrics=recorder.logs,
-                       stopped=state.global_step < state.max_steps)
+                       stopped=state.global_step < state.max_steps, state_dict=state_dict)
 
 
 @contextlib.contextmanager

@@ -86,3 +86,17 @@ def test_the_command_the_ui_shows_is_the_built_one_made_readable():
                                            "--job JOB --round ROUND --stage train")
     assert train_command("x.db", "model: m\nrounds: 0\ntrain:\n  num_gpus: 0\n") == ""  # not a command
     assert train_command("x.db", "model: [") == ""  # does not parse
+
+
+def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_single():
+    argv = train_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="judge")
+    assert argv[argv.index("--config_file") + 1] == str(ACCELERATE_DIR / "ddp.yaml")
+    seed = train_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="seed")
+    assert seed[seed.index("--config_file") + 1] == str(ACCELERATE_DIR / "fsdp.yaml")
+    with pytest.raises(ValueError, match="generate"):
+        train_launch_command(cfg(2), STAGE_ARGS, stage="generate")
+    from engine.jobs import launch_command
+    from storage import Job
+    job = Job(project_id=1, kind="run", config_yaml="model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n")
+    assert launch_command(job, "generate", STAGE_ARGS) is None  # vLLM shards generation itself
+    assert launch_command(job, "judge", STAGE_ARGS)[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
