@@ -30,7 +30,7 @@ from engine.encoding import prompt_ids, response_ids
 from engine.toy_model import char_tokenizer, random_llama
 
 __all__ = ["VERSION", "DemoWorld", "WorldSize", "default_demo_dir", "build_demo_world", "gold_reward",
-           "gold_score_messages", "load_jsonl"]
+           "gold_score_messages", "load_jsonl", "fully_labelled_pairs"]
 
 VERSION = 2
 SEED_FRACTION = 0.033  # the paper's seed: 2K of ~60K UltraFeedback labels
@@ -365,3 +365,26 @@ def build_demo_world(out_dir: Path | None = None, seed: int = 0, progress: Progr
         report.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return DemoWorld.at(root)
+
+
+def fully_labelled_pairs(world: DemoWorld) -> Path:
+    """For benchmarks only: the seed pairs plus a pair for every pool prompt made exactly as the seed's are
+    (π_init samples, gold-labelled by make_pair) — the analogue of the whole labelled UltraFeedback set, of which
+    the seed is 3.3%. Deterministic for the world, written once beside it as all_pairs.jsonl."""
+    out = world.root / "all_pairs.jsonl"
+    if out.is_file():
+        return out
+    manifest = world.manifest
+    seed, size = manifest["seed"], WorldSize(**manifest["size"])
+    pool = draw_splits(size, random.Random(seed)).pool
+    with _deterministic(seed + 3, size.threads):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained(world.model_dir).eval()
+        tok = AutoTokenizer.from_pretrained(world.model_dir)
+        samples = sample(model, tok, [p.prompt for p in pool], size.samples_per_prompt, size.max_new_tokens)
+    pair_rng = random.Random(seed + 4)
+    rows = [pair_row(p.prompt, *make_pair(p, s, pair_rng)) for p, s in zip(pool, samples)]
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(world.seed_file.read_text() + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.rename(out)
+    return out

@@ -163,6 +163,21 @@ def test_pairs_are_gold_ordered_and_prompts_disjoint(mini_world):
     assert len(everything) == len(set(everything))
 
 
+def test_fully_labelled_pairs_extend_the_seed_to_the_whole_pool_the_same_way(tmp_path):
+    from engine.demo_world import fully_labelled_pairs
+    world = build_demo_world(tmp_path / "world", seed=0, progress=quiet, size=MINI)
+    path = fully_labelled_pairs(world)
+    rows, seeds, pool = load_jsonl(path), load_jsonl(world.seed_file), load_jsonl(world.pool_file)
+    assert rows[:len(seeds)] == seeds and len(rows) == len(seeds) + len(pool)
+    assert [r["prompt"] for r in rows[len(seeds):]] == [r["prompt"] for r in pool]
+    for row in rows:
+        prompt = row["prompt"][0]["content"]
+        assert gold_reward(prompt, row["chosen"][0]["content"]) > gold_reward(prompt, row["rejected"][0]["content"])
+    text = path.read_text()
+    path.unlink()
+    assert fully_labelled_pairs(world).read_text() == text  # deterministic for the world
+
+
 def test_second_call_reuses_the_cache(mini_world):
     stamp = (mini_world.root / "world.json").stat().st_mtime_ns
     calls = []
