@@ -50,7 +50,12 @@ def test_throughput_quick(tmp_path):
     assert all(v > 0 for v in ratios.values())
     report = dict(date="today", command="python benchmarks/throughput.py", seconds=1.0, load_before=(0, 0, 0),
                   load_after=(0, 0, 0), machine=bench.machine(1, {}), results={"toy": result},
-                  ratios={"toy": ratios}, gpu={})
+                  ratios={"toy": ratios}, ceiling={})
+    ceiling = bench.run_task(dict(task="matmul", device="cpu", dtype="float32", threads=1), inline=True)
+    assert ceiling["n"] == 2048 and ceiling["tflops"] > 0
+    report["ceiling"]["toy"] = dict(ceiling_tflops=ceiling["tflops"], n=ceiling["n"], judge_tokens_per_s=100.0,
+                                    judge_tflops=0.002, naive_tflops=0.001, fraction=0.5, naive_fraction=0.25)
     report["targets"] = bench.targets(report)
     text = bench.render(report)
     assert "| judge | studio" in text and "equal results: yes" in text
+    assert "matmul rate on the cpu" in text and "= 50.0% of the ceiling" in text and "= 25.0%." in text
