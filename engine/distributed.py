@@ -96,7 +96,7 @@ def accelerate_config(strategy: str) -> Path:
     return path
 
 
-def train_launch_command(cfg, stage_args: list[str], stage: str = "train") -> list[str]:
+def stage_launch_command(cfg, stage_args: list[str], stage: str = "train") -> list[str]:
     """argv for one training (seed or train) or judge stage. train.num_gpus > 1: `accelerate launch --num_processes N
     --config_file configs/accelerate/<strategy>.yaml -m engine.stage_process ARGS` (run through this
     interpreter as `python -m accelerate.commands.launch`, the module the `accelerate` script calls, so the
@@ -115,9 +115,9 @@ def train_launch_command(cfg, stage_args: list[str], stage: str = "train") -> li
 
 
 def shown_train_command(cfg, db: str, job: int | str = "JOB", round: int | str = "ROUND") -> str:
-    """train_launch_command as a person reads it (the UI shows it): this interpreter as `python` and the
+    """stage_launch_command as a person reads it (the UI shows it): this interpreter as `python` and the
     accelerate config relative to the repository, where the worker runs stages; the same argv otherwise."""
-    argv = train_launch_command(cfg, ["--db", str(db), "--job", str(job), "--round", str(round), "--stage", "train"])
+    argv = stage_launch_command(cfg, ["--db", str(db), "--job", str(job), "--round", str(round), "--stage", "train"])
     shown = ["python" if a == sys.executable else a for a in argv]
     shown = [str(Path(a).relative_to(ROOT)) if a.startswith(str(ACCELERATE_DIR)) else a for a in shown]
     return shlex.join(shown)

@@ -73,9 +73,9 @@ def job_plan(job: Job) -> list[StageRef]:
 def launch_command(job: Job, stage: str, args: list[str]) -> list[str] | None:
     """The command a stage runs as when it spans several processes (training and judging on more than one
     GPU, under `accelerate launch`); None for a stage the worker forks as one process."""
-    from engine.distributed import MULTI_PROCESS_STAGES, train_launch_command
+    from engine.distributed import MULTI_PROCESS_STAGES, stage_launch_command
 
     if job.kind != "run" or stage not in MULTI_PROCESS_STAGES:
         return None
     cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
-    return train_launch_command(cfg, args, stage) if cfg.train.num_gpus > 1 else None
+    return stage_launch_command(cfg, args, stage) if cfg.train.num_gpus > 1 else None

@@ -8,7 +8,8 @@ import yaml
 from accelerate.commands.launch import launch_command_parser
 
 from engine.config import RunConfig, TrainConfig
-from engine.distributed import ACCELERATE_DIR, accelerate_config, shard_indices, strategy_name, train_launch_command
+from engine.distributed import (ACCELERATE_DIR, accelerate_config, shard_indices, stage_launch_command,
+                                strategy_name)
 
 STAGE_ARGS = ["--db", "runs.db", "--job", "7", "--round", "2", "--stage", "train"]
 DISTRIBUTED_TYPE = {"ddp": "MULTI_GPU", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
@@ -19,14 +20,14 @@ def cfg(num_gpus: int, strategy: str = "auto") -> RunConfig:
 
 
 def test_one_gpu_runs_the_stage_as_a_plain_process():
-    assert train_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.stage_process",
+    assert stage_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.stage_process",
                                                                  *STAGE_ARGS]
 
 
 @pytest.mark.parametrize("strategy, config_name", [("ddp", "ddp"), ("auto", "ddp"),
                                                     ("deepspeed_zero3", "deepspeed_zero3"), ("fsdp", "fsdp")])
 def test_several_gpus_go_through_accelerate_launch(strategy, config_name):
-    argv = train_launch_command(cfg(4, strategy), STAGE_ARGS)
+    argv = stage_launch_command(cfg(4, strategy), STAGE_ARGS)
     config = str(ACCELERATE_DIR / f"{config_name}.yaml")
     assert argv == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4",
                     "--config_file", config, "-m", "engine.stage_process", *STAGE_ARGS]
@@ -55,7 +56,7 @@ def test_unknown_strategy_and_bad_gpu_counts_are_errors():
     with pytest.raises(ValueError, match="train.strategy"):
         strategy_name("megatron")
     with pytest.raises(ValueError, match="num_gpus"):
-        train_launch_command(cfg(0), STAGE_ARGS)
+        stage_launch_command(cfg(0), STAGE_ARGS)
 
 
 def test_shard_indices_cover_every_index_exactly_once():
@@ -89,12 +90,12 @@ def test_the_command_the_ui_shows_is_the_built_one_made_readable():
 
 
 def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_single():
-    argv = train_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="judge")
+    argv = stage_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="judge")
     assert argv[argv.index("--config_file") + 1] == str(ACCELERATE_DIR / "ddp.yaml")
-    seed = train_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="seed")
+    seed = stage_launch_command(cfg(2, "fsdp"), STAGE_ARGS, stage="seed")
     assert seed[seed.index("--config_file") + 1] == str(ACCELERATE_DIR / "fsdp.yaml")
     with pytest.raises(ValueError, match="generate"):
-        train_launch_command(cfg(2), STAGE_ARGS, stage="generate")
+        stage_launch_command(cfg(2), STAGE_ARGS, stage="generate")
     from engine.jobs import launch_command
     from storage import Job
     job = Job(project_id=1, kind="run", config_yaml="model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n")
