@@ -335,7 +335,8 @@ def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: b
     return DPOConfig(
         output_dir=output_dir, beta=settings.beta, learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs, per_device_train_batch_size=micro,
-        gradient_accumulation_steps=max(1, settings.batch_size // (micro * settings.processes)), lr_scheduler_type=settings.lr_scheduler,
+        gradient_accumulation_steps=max(1, settings.batch_size // (micro * settings.processes)),
+        lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio, seed=settings.seed, bf16=settings.bf16, fp16=False,
         logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,

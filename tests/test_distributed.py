@@ -101,3 +101,10 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
     job = Job(project_id=1, kind="run", config_yaml="model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n")
     assert launch_command(job, "generate", STAGE_ARGS) is None  # vLLM shards generation itself
     assert launch_command(job, "judge", STAGE_ARGS)[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def test_the_effective_batch_is_shared_by_every_data_parallel_rank(tmp_path):
+    from engine.trainer import TrainSettings, dpo_config
+    one = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8), 100, str(tmp_path))
+    four = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8, processes=4), 100, str(tmp_path))
+    assert (one.gradient_accumulation_steps, four.gradient_accumulation_steps) == (4, 1)

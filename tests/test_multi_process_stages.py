@@ -40,7 +40,8 @@ def launch(db: Path, job_id: int, round: int, stage: str, ranks: int) -> subproc
 
 
 def stage_lines(store: Store, job_id: int, round: int, stage: str) -> list[str]:
-    return [e["message"] for e in store.events(job_id, limit=1000) if e["message"].startswith(f"[round {round} {stage}]")]
+    prefix = f"[round {round} {stage}]"
+    return [e["message"] for e in store.events(job_id, limit=1000) if e["message"].startswith(prefix)]
 
 
 @pytest.fixture(scope="module")
