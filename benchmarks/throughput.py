@@ -4,10 +4,11 @@ For two models — the embedded demo model and a randomly initialised ~100M-para
 for speed) — this measures, each variant in its own forked process so that peak memory is comparable:
 
 - generation tokens/s: engine.generation batched and left-padded, against one prompt per `generate` call;
-- judge pairs/s: the studio's ImplicitRewardJudge (one LoRA model, adapters switched off for π_init, batched
-  left-padded scoring that projects only the response positions onto the vocabulary), against the naive judge
-  (a second full copy of the reference model in memory, each sequence scored alone with full logits), with the
-  largest reward difference and the label agreement between the two ("at equal results");
+- judge pairs/s: the studio's ImplicitRewardJudge as a round runs it (π_{i-1}'s log-probs kept from sampling,
+  generation.Sample.logp, so only π_init runs: the LoRA model with its adapters switched off, each prompt run
+  once for both answers, only response positions projected onto the vocabulary), the same judge rescoring
+  π_{i-1} too, and the naive judge (a second full copy of the reference model in memory, each sequence scored
+  alone with full logits), with the largest reward difference and the label agreement ("at equal results");
 - training pairs/s: train_dpo with the reference log-probs the judge stored, against the same trainer computing
   them with a reference forward pass every step (what TRL's DPOTrainer does by default), and against a stock
   `trl.DPOTrainer`; same rows, same steps, same seed.
@@ -238,7 +239,7 @@ def task_prepare_pairs(task: dict) -> dict:
                                                seed=1000 + used)
         for prompt, (a, b) in zip(chunk, generation.generate(policy, tok, chunk, settings)):
             if a.text != b.text and len(pairs) < need:
-                pairs.append(dict(prompt=prompt, a=a.text, b=b.text))
+                pairs.append(dict(prompt=prompt, a=a.text, b=b.text, logp_a=a.logp, logp_b=b.logp))
     Path(task["pairs_file"]).write_text(json.dumps(pairs))
     return dict(pairs=len(pairs), prompts_sampled=used)
 
@@ -269,21 +270,35 @@ def naive_logp(model, tok, prompt, response, device) -> float:
     return logprobs[positions, torch.tensor(r, device=device)].double().sum().item()
 
 
+def work_tokens(tok, prompts, resp_a, resp_b, variant: str, sampled) -> int:
+    """Tokens the variant runs through a model (unpadded), the arithmetic behind its FLOP/s: naive, every
+    sequence under both models; rescore, each prompt once and both answers under both models; studio, the same
+    under π_init and under π_{i-1} only for pairs that lack sampled log-probs."""
+    lengths = [(len(prompt_ids(tok, p)), len(response_ids(tok, a)), len(response_ids(tok, b)))
+               for p, a, b in zip(prompts, resp_a, resp_b)]
+    if variant == "naive":
+        return sum(2 * (2 * p + a + b) for p, a, b in lengths)
+    rescored = [i for i, (x, y) in enumerate(sampled or [(None, None)] * len(lengths)) if x is None or y is None]
+    return sum(p + a + b for p, a, b in lengths) + sum(sum(lengths[i]) for i in rescored)
+
+
 def task_judge(task: dict) -> dict:
-    """Judge pairs/s. studio: ImplicitRewardJudge on one LoRA model. naive: the LoRA policy plus a second full copy
-    of π_init, one sequence at a time, for both responses under both models."""
+    """Judge pairs/s. studio: ImplicitRewardJudge on one LoRA model with π_{i-1}'s log-probs from sampling, as the
+    judge stage gets them; rescore: the same judge computing π_{i-1}'s too. naive: the LoRA policy plus a second
+    full copy of π_init, one sequence at a time, for both responses under both models."""
     w = Workload(**task["w"])
     device = setup_torch(task["threads"], w.device)
     meter = Meter(device)
     pairs = read_pairs(task, w.judge_pairs)
     prompts, resp_a, resp_b = [p["prompt"] for p in pairs], [p["a"] for p in pairs], [p["b"] for p in pairs]
     base, tok = load_base(task, device)
-    if task["variant"] == "studio":
+    sampled = [(p["logp_a"], p["logp_b"]) for p in pairs] if task["variant"] == "studio" else None
+    if task["variant"] in ("studio", "rescore"):
         policy = models.with_lora(base, LORA, adapter_dir=task["adapter_dir"], trainable=False)
         judge = ImplicitRewardJudge(Policy(policy, tok), beta=BETA, batch_size=w.judge_batch)
         judge.judge(prompts[:2], resp_a[:2], resp_b[:2])  # warm-up
         with meter:
-            prefs = judge.judge(prompts, resp_a, resp_b)
+            prefs = judge.judge(prompts, resp_a, resp_b, policy_logps=sampled)
         logps = {k: [getattr(p, k) for p in prefs] for k in ("logp_policy_a", "logp_policy_b", "logp_init_a",
                                                               "logp_init_b")}
     else:
@@ -305,10 +320,10 @@ def task_judge(task: dict) -> dict:
     reward_a = method.implicit_reward(t["logp_policy_a"], t["logp_init_a"], BETA)
     reward_b = method.implicit_reward(t["logp_policy_b"], t["logp_init_b"], BETA)
     a_preferred, _, _ = method.judge_preference(reward_a, reward_b)
-    tokens = 2 * sum(len(prompt_ids(tok, p)) + len(response_ids(tok, r))
-                     for p, r in zip(prompts + prompts, resp_a + resp_b))  # policy and π_init, unpadded
+    tokens = work_tokens(tok, prompts, resp_a, resp_b, task["variant"], sampled)
     return dict(seconds=meter.seconds, pairs=len(pairs), pairs_per_s=len(pairs) / meter.seconds, tokens=tokens,
-                tokens_per_s=tokens / meter.seconds, reward_a=reward_a.tolist(), reward_b=reward_b.tolist(),
+                tokens_per_s=tokens / meter.seconds, sampled_logps=sum(a is not None and b is not None
+                                                                     for a, b in sampled or []), reward_a=reward_a.tolist(), reward_b=reward_b.tolist(),
                 a_preferred=a_preferred.tolist(), **logps, **meter.memory())
 
 
@@ -478,7 +493,7 @@ def run_workload(w: Workload, prepared: dict, workdir: Path, threads: int, inlin
     out["pairs_made"] = run_task(dict(base_task, task="prepare_pairs"), inline)
     log(f"[{w.key}] {out['pairs_made']['pairs']} pairs sampled for judging and training "
         f"({time.perf_counter() - t0:.0f} s)")
-    for stage, variants in (("generate", ("naive", "studio")), ("judge", ("naive", "studio"))):
+    for stage, variants in (("generate", ("naive", "studio")), ("judge", ("naive", "rescore", "studio"))):
         out[stage] = {}
         for v in variants:
             r = run_task(dict(base_task, task=stage, variant=v), inline)
@@ -486,8 +501,10 @@ def run_workload(w: Workload, prepared: dict, workdir: Path, threads: int, inlin
             rate = f"{r['tokens_per_s']:.1f} tok/s" if stage == "generate" else f"{r['pairs_per_s']:.2f} pairs/s"
             log(f"[{w.key}] {stage} {v}: {rate}, {r['seconds']:.1f} s, peak RSS +{r['delta_rss_mb']:.0f} MB")
     out["agreement"] = agreement(out["judge"]["studio"], out["judge"]["naive"])
-    log(f"[{w.key}] judges agree: max |Δr| = {out['agreement']['max_reward_diff']:.2e}, labels "
-        f"{out['agreement']['labels_equal']}/{out['agreement']['pairs']}")
+    out["agreement_rescore"] = agreement(out["judge"]["rescore"], out["judge"]["naive"])
+    for key in ("agreement", "agreement_rescore"):
+        log(f"[{w.key}] judges agree ({key}): max |Δr| = {out[key]['max_reward_diff']:.2e}, labels "
+            f"{out[key]['labels_equal']}/{out[key]['pairs']}")
     judged = {k: out["judge"]["studio"][k] for k in ("a_preferred", "logp_policy_a", "logp_policy_b")}
     out["train"] = {}
     for v in ("recompute", "stored", "stored_refine") + (("trl",) if w.trl_stock else ()):
@@ -505,6 +522,7 @@ def ratios(r: dict) -> dict:
     g, j, t = r["generate"], r["judge"], r["train"]
     out = dict(generate=g["studio"]["tokens_per_s"] / g["naive"]["tokens_per_s"],
                judge=j["studio"]["pairs_per_s"] / j["naive"]["pairs_per_s"],
+               judge_rescore=j["rescore"]["pairs_per_s"] / j["naive"]["pairs_per_s"],
                judge_memory=j["studio"]["delta_rss_mb"] / max(j["naive"]["delta_rss_mb"], 1e-9),
                train=t["stored"]["pairs_per_s"] / t["recompute"]["pairs_per_s"],
                train_refine=t["stored_refine"]["pairs_per_s"] / t["recompute"]["pairs_per_s"])
@@ -569,7 +587,11 @@ def render(report: dict) -> str:
                       f"{g['studio']['tokens_per_s']:.1f} tokens/s", f"**{q['generate']:.2f}×**"),
                   row("judge", "naive: 2nd full π_init model, batch 1, full logits", j["naive"],
                       pairs(j["naive"], True), "1.00"),
-                  row("judge", f"studio: one LoRA model, batch {w['judge_batch']}, response logits only", j["studio"],
+                  row("judge", f"studio rescoring π_{{i-1}} too: one LoRA model, batch {w['judge_batch']}, "
+                      "prompt run once per pair, response logits only", j["rescore"], pairs(j["rescore"], True),
+                      f"{q['judge_rescore']:.2f}×"),
+                  row("judge", f"studio as a round runs it: π_{{i-1}}'s log-probs kept from sampling "
+                      f"({j['studio']['sampled_logps']}/{j['studio']['pairs']} pairs), π_init pass only", j["studio"],
                       pairs(j["studio"], True), f"**{q['judge']:.2f}×**"),
                   row("training", "reference forward every step (TRL's default)", t["recompute"],
                       pairs(t["recompute"]), "1.00"),
@@ -582,13 +604,17 @@ def render(report: dict) -> str:
                              f"{q['train_vs_trl']:.2f}× (studio / this)"))
         loss_diff = r["train_loss_max_diff"]
         lines += ["", f"Workload: {2 * w['gen_prompts']} samples of up to {w['max_new_tokens']} new tokens; "
-                  f"{j['studio']['pairs']} pairs judged ({j['studio']['tokens']} tokens scored, policy and π_init); "
+                  f"{j['studio']['pairs']} pairs judged (tokens run through a model: naive {j['naive']['tokens']}, "
+                  f"rescoring {j['rescore']['tokens']}, studio {j['studio']['tokens']}); "
                   f"{t['stored']['pairs']} pairs trained, {t['stored']['steps']} optimiser steps of {w['batch']} "
                   f"(micro-batches of {w['micro_batch']}).", "",
                   f"Equal results: largest |reward difference| studio vs naive judge {a['max_reward_diff']:.1e} "
                   f"(log-probs {a['max_logp_diff']:.1e}); labels equal on {a['labels_equal']}/{a['pairs']} pairs "
                   f"(smallest reward margin {a['min_reward_margin']:.1e}; flips on margins > {CLEAR_MARGIN:g}: "
-                  f"{a['clear_label_flips']}). Training losses, stored vs recomputed "
+                  f"{a['clear_label_flips']}); rescoring: {r['agreement_rescore']['max_reward_diff']:.1e}, labels "
+                  f"equal on {r['agreement_rescore']['labels_equal']}/{r['agreement_rescore']['pairs']}. "
+                  f"Generation keeps the sampled log-probs in the studio row (one step past max_new_tokens for "
+                  f"the EOS log-prob of a cut answer). Training losses, stored vs recomputed "
                   f"reference: largest difference {'n/a' if loss_diff is None else f'{loss_diff:.1e}'}. "
                   f"Judge memory added: studio {j['studio']['delta_rss_mb']:.0f} MB, naive "
                   f"{j['naive']['delta_rss_mb']:.0f} MB ({q['judge_memory']:.2f}×).", ""]
@@ -598,7 +624,9 @@ def render(report: dict) -> str:
                       f"{1000 * c['ceiling_tflops']:.1f} GFLOP/s ({c['n']}×{c['n']}); the studio judge scores "
                       f"{c['judge_tokens_per_s']:.0f} tokens/s ≈ {1000 * c['judge_tflops']:.1f} GFLOP/s "
                       f"(2·params·tokens/s) = {100 * c['fraction']:.1f}% of the ceiling; the naive judge "
-                      f"{1000 * c['naive_tflops']:.1f} GFLOP/s = {100 * c['naive_fraction']:.1f}%.", ""]
+                      f"{1000 * c['naive_tflops']:.1f} GFLOP/s = {100 * c['naive_fraction']:.1f}%. "
+                      f"{JUDGE_TARGET:g}× the naive pairs/s at the studio's tokens per pair would take "
+                      f"{100 * c['target_fraction']:.0f}% of the ceiling.", ""]
     lines += ["## Targets", ""]
     for line in report["targets"]:
         lines.append(f"- {line}")
@@ -610,7 +638,7 @@ def targets(report: dict) -> list[str]:
     for key, q in report["ratios"].items():
         r = report["results"][key]
         if r["workload"]["device"] == "cpu" and r["workload"]["dtype"] == "float32":
-            equal = judges_equal(r["agreement"])
+            equal = judges_equal(r["agreement"]) and judges_equal(r["agreement_rescore"])
             out.append(f"{r['workload']['title']}: judge {q['judge']:.2f}× naive pairs/s on CPU "
                        f"(target ≥ {JUDGE_TARGET:g}×, equal results: {'yes' if equal else 'NO'}) — "
                        f"{'met' if q['judge'] >= JUDGE_TARGET and equal else 'NOT met'}")
@@ -675,7 +703,10 @@ def main(argv: list[str] | None = None) -> int:
                     judge_tflops=flops * studio["tokens_per_s"] / 1e12,
                     naive_tflops=flops * naive["tokens_per_s"] / 1e12,
                     fraction=flops * studio["tokens_per_s"] / 1e12 / ceiling["tflops"],
-                    naive_fraction=flops * naive["tokens_per_s"] / 1e12 / ceiling["tflops"])
+                    naive_fraction=flops * naive["tokens_per_s"] / 1e12 / ceiling["tflops"],
+                    # the share of the ceiling that the target's pairs/s would take at the studio's tokens per pair
+                    target_fraction=JUDGE_TARGET * naive["pairs_per_s"] * studio["tokens"] / studio["pairs"]
+                    * flops / 1e12 / ceiling["tflops"])
                 log(f"[{w.key}] matmul ceiling {ceiling['tflops']:.3f} TFLOP/s; judge "
                     f"{report['ceiling'][w.key]['judge_tflops']:.3f} TFLOP/s")
     report["load_after"] = os.getloadavg()
@@ -689,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"written: {args.out} and {args.out.with_suffix('.json')}")
     bad = [k for k, r in report["results"].items()
-           if r["workload"]["dtype"] == "float32" and not judges_equal(r["agreement"])]
+           if r["workload"]["dtype"] == "float32"
+           and not (judges_equal(r["agreement"]) and judges_equal(r["agreement_rescore"]))]
     if bad:
         print(f"the studio and naive judges disagree on {bad}", file=sys.stderr)
         return 1

@@ -2,15 +2,24 @@
 
 Prompts go through engine.encoding.prompt_ids, the same ids the judge and the trainer score, and are
 LEFT-padded by hand so the tokenizer is never mutated. Each batch is seeded from settings.seed and its
-index, inside a forked RNG, so the same call reproduces the same samples and the caller's RNG is untouched."""
+index, inside a forked RNG, so the same call reproduces the same samples and the caller's RNG is untouched.
+
+Sampling already runs the policy over every response token, so each Sample carries logp(π, x, y) read from the
+model's logits on the way (`Sample.logp`): the judge needs π_{i-1}'s log-prob of each response and takes it from
+here instead of a second forward pass. The scorer appends EOS to an answer cut at max_new_tokens, so generate
+runs one step past the limit (that step's token is dropped) to read the EOS log-prob after the cut. The number
+is kept only where it is exactly the scorer's: a float32 model, and the ids the scorer reads (the re-encoded
+text plus EOS) equal to the sampled ones (an answer that stopped on another stop token, a non-canonical merge,
+a skipped special token or a stripped space get None, and the judge scores those pairs itself)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
+from peft import PeftModel
 
-from engine.encoding import prompt_ids
+from engine.encoding import prompt_ids, response_ids
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -21,6 +30,7 @@ class Sample:
     text: str
     n_tokens: int  # generated tokens up to and including the stop token (all of them when unfinished)
     finished: bool  # stopped at EOS within max_new_tokens
+    logp: float | None = None  # logp(π, x, y) as engine.scoring computes it, when sampling gave exactly that
 
 
 @dataclass
@@ -44,8 +54,9 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     jobs.sort(key=lambda job: len(encoded[job[0]]), reverse=True)
     stop_ids = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    options = _generate_options(settings, stop_ids, pad_id)
+    options = _generate_options(replace(settings, max_new_tokens=settings.max_new_tokens + 1), stop_ids, pad_id)
     device = next(model.parameters()).device
+    exact_logps = next(model.parameters()).dtype == torch.float32
     results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
     was_training = model.training
     model.eval()
@@ -54,12 +65,21 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
             for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
                 batch = jobs[start:start + settings.batch_size]
                 input_ids, attention_mask = _left_pad([encoded[i] for i, _ in batch], pad_id, device)
-                with torch.random.fork_rng(devices=_rng_devices(device)):
-                    torch.manual_seed(settings.seed + batch_index)
-                    output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
-                new_tokens = output[:, input_ids.shape[1]:].tolist()
-                for (i, k), tokens in zip(batch, new_tokens):
-                    results[i][k] = _to_sample(tokenizer, tokens, stop_ids)
+                recorder = SampledTokenLogps(model, tokenizer.eos_token_id)
+                try:
+                    with torch.random.fork_rng(devices=_rng_devices(device)):
+                        torch.manual_seed(settings.seed + batch_index)
+                        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+                finally:
+                    recorder.remove()
+                drawn, eos = (t.double().tolist() for t in recorder.finish(output))
+                new_tokens = output[:, input_ids.shape[1]:input_ids.shape[1] + settings.max_new_tokens].tolist()
+                for (i, k), tokens, drawn_row, eos_row in zip(batch, new_tokens, drawn, eos):
+                    sample = _to_sample(tokenizer, tokens, stop_ids)
+                    if exact_logps and _scored_as_sampled(tokenizer, sample, tokens):
+                        n = sample.n_tokens
+                        sample.logp = sum(drawn_row[:n]) + (0.0 if sample.finished else eos_row[n])
+                    results[i][k] = sample
                 if progress is not None:
                     progress(min(start + settings.batch_size, len(jobs)), len(jobs))
     finally:
@@ -82,6 +102,34 @@ def merge_stop_ids(tokenizer_eos: int | None, declared: int | list[int] | None) 
     if not ids:
         raise ValueError("neither the tokenizer nor the model's generation config names an EOS token")
     return ids
+
+
+class SampledTokenLogps:
+    """A forward hook on the transformers model that generate() calls once per step: takes the log-softmax of
+    each step's last-position logits (the model's own output, before temperature, top-p or any penalty), keeps
+    the EOS entry, and one step later, when the drawn token comes back as input, that token's log-prob."""
+
+    def __init__(self, model, eos_id: int | None):
+        core = model.get_base_model() if isinstance(model, PeftModel) else model
+        self.eos_id = eos_id if eos_id is not None else 0
+        self.drawn: list[torch.Tensor] = []
+        self.eos: list[torch.Tensor] = []
+        self._last: torch.Tensor | None = None
+        self._handle = core.register_forward_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs, output) -> None:
+        if self._last is not None:
+            self.drawn.append(self._last.gather(-1, kwargs["input_ids"][:, -1:]).squeeze(-1))
+        self._last = output.logits[:, -1].float().log_softmax(-1)
+        self.eos.append(self._last[:, self.eos_id])
+
+    def finish(self, sequences: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, steps) each: the log-prob of every drawn token, and of EOS at every step."""
+        drawn = self.drawn + [self._last.gather(-1, sequences[:, -1:]).squeeze(-1)]
+        return torch.stack(drawn, dim=1).cpu(), torch.stack(self.eos, dim=1).cpu()
+
+    def remove(self) -> None:
+        self._handle.remove()
 
 
 def _generate_options(settings: SamplingSettings, stop_ids: list[int], pad_id: int) -> dict:
@@ -110,6 +158,13 @@ def _rng_devices(device: torch.device) -> list:
     if device.type != "cuda":
         return []
     return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _scored_as_sampled(tokenizer, sample: Sample, tokens: list[int]) -> bool:
+    """Whether the ids the scorer reads (engine.encoding.response_ids: the text, then EOS) are the sampled ones:
+    the tokens up to the stop, or up to the cut plus the EOS the scorer appends."""
+    scored = tokens[:sample.n_tokens] if sample.finished else tokens[:sample.n_tokens] + [tokenizer.eos_token_id]
+    return response_ids(tokenizer, sample.text) == scored
 
 
 def _to_sample(tokenizer, tokens: list[int], stop_ids: list[int]) -> Sample:

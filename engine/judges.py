@@ -49,18 +49,30 @@ class ImplicitRewardJudge:
     batch_size: int = 16
     name: str = "implicit"
 
-    def judge(self, prompts, responses_a, responses_b, progress=None) -> list[Preference]:
+    def judge(self, prompts, responses_a, responses_b, progress=None,
+              policy_logps: list[tuple[float | None, float | None]] | None = None) -> list[Preference]:
+        """policy_logps: π_{i-1}'s (logp_a, logp_b) per pair where sampling already computed them
+        (generation.Sample.logp); only the pairs with a missing one get a π_{i-1} forward pass here."""
         tok = self.policy.tokenizer
         n = len(prompts)
+        known = policy_logps if policy_logps is not None else [(None, None)] * n
+        if len(known) != n:
+            raise ValueError(f"{n} pairs but {len(known)} policy log-prob pairs")
+        missing = [i for i, (a, b) in enumerate(known) if a is None or b is None]
+        total = len(missing) + n
 
-        def half(done, total, offset):
-            if progress:
-                progress(offset + done, 2 * total)
-        pol_a, pol_b = scoring.pair_logps(self.policy.model, tok, prompts, responses_a, responses_b,
-                                          self.batch_size, progress=lambda d, t: half(d, n, 0))
+        def step(offset):
+            return lambda done, _: progress(offset + done, total) if progress else None
+        pol_a, pol_b = [a for a, _ in known], [b for _, b in known]
+        if missing:
+            got_a, got_b = scoring.pair_logps(self.policy.model, tok, [prompts[i] for i in missing],
+                                              [responses_a[i] for i in missing], [responses_b[i] for i in missing],
+                                              self.batch_size, progress=step(0))
+            for i, a, b in zip(missing, got_a, got_b):
+                pol_a[i], pol_b[i] = a, b
         with self.policy.init_view() as init:
             ini_a, ini_b = scoring.pair_logps(init, tok, prompts, responses_a, responses_b, self.batch_size,
-                                              progress=lambda d, t: half(d, n, n))
+                                              progress=step(len(missing)))
         pa, pb, ia, ib = (torch.tensor(v, dtype=torch.float64) for v in (pol_a, pol_b, ini_a, ini_b))
         ra, rb = method.implicit_reward(pa, ia, self.beta), method.implicit_reward(pb, ib, self.beta)
         return preferences_from_scores(ra, rb, logp_policy_a=pa, logp_policy_b=pb, logp_init_a=ia, logp_init_b=ib)

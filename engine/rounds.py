@@ -150,7 +150,7 @@ def stage_generate(ctx: StageContext) -> None:
             a, b = group[pick[0]], group[pick[1]]
             pairs.append(Pair(job_id=ctx.job_id, round=ctx.round, prompt=ex.prompt, response_a=a.text,
                               response_b=b.text, example_id=ex.id, project_id=ctx.project_id,
-                              tokens_a=a.n_tokens, tokens_b=b.n_tokens,
+                              tokens_a=a.n_tokens, tokens_b=b.n_tokens, logp_policy_a=a.logp, logp_policy_b=b.logp,
                               gold_a=gold(ex.prompt, a.text) if gold else None,
                               gold_b=gold(ex.prompt, b.text) if gold else None))
         written += ctx.store.add_pairs(pairs)
@@ -190,8 +190,9 @@ def stage_judge(ctx: StageContext) -> None:
     for start in range(0, total, JUDGE_CHUNK):
         chunk = pending[start:start + JUDGE_CHUNK]
         args = ([p.prompt for p in chunk], [p.response_a for p in chunk], [p.response_b for p in chunk])
-        prefs = judge.judge(*args)
-        logps = prefs if judge is implicit else implicit.judge(*args)
+        sampled = [(p.logp_policy_a, p.logp_policy_b) for p in chunk]  # π_{i-1}'s, kept by the generate stage
+        prefs = judge.judge(*args, policy_logps=sampled) if judge is implicit else judge.judge(*args)
+        logps = prefs if judge is implicit else implicit.judge(*args, policy_logps=sampled)
         updates = {}
         for p, pref, lp in zip(chunk, prefs, logps):
             label = "a" if pref.a_preferred else "b"

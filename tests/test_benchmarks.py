@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from engine import models
+from engine.encoding import prompt_ids, response_ids
 from engine.toy_model import save_toy_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +40,16 @@ def test_throughput_quick(tmp_path):
     assert agree["max_logp_diff"] < 1e-4  # batched, left-padded, logits_to_keep vs one unpadded sequence at a time
     assert agree["max_reward_diff"] < 1e-5
     assert agree["labels_equal"] == 8 and bench.judges_equal(agree)
-    studio, naive = result["judge"]["studio"], result["judge"]["naive"]
-    assert studio["tokens"] == naive["tokens"] > 0
+    assert bench.judges_equal(result["agreement_rescore"]) and result["agreement_rescore"]["labels_equal"] == 8
+    studio, rescore, naive = (result["judge"][v] for v in ("studio", "rescore", "naive"))
+    pairs = json.loads((tmp_path / "toy-pairs.json").read_text())
+    tok = models.load_tokenizer(str(model_dir))
+    lengths = [(len(prompt_ids(tok, x["prompt"])), len(response_ids(tok, x["a"])), len(response_ids(tok, x["b"])),
+                x["logp_a"] is not None and x["logp_b"] is not None) for x in pairs[:8]]
+    assert studio["sampled_logps"] == sum(kept for *_, kept in lengths) > 0  # from sampling, cut answers too
+    assert naive["tokens"] == sum(2 * (2 * p + a + b) for p, a, b, _ in lengths)  # each sequence, both models
+    assert rescore["tokens"] == sum(2 * (p + a + b) for p, a, b, _ in lengths)  # the prompt once per pair
+    assert studio["tokens"] == sum((1 if kept else 2) * (p + a + b) for p, a, b, kept in lengths)
     # stored reference log-probs and a reference forward every step train the same model
     losses = [result["train"][v]["losses"] for v in ("stored", "recompute")]
     assert len(losses[0]) == len(losses[1]) == 3
@@ -54,8 +65,10 @@ def test_throughput_quick(tmp_path):
     ceiling = bench.run_task(dict(task="matmul", device="cpu", dtype="float32", threads=1), inline=True)
     assert ceiling["n"] == 2048 and ceiling["tflops"] > 0
     report["ceiling"]["toy"] = dict(ceiling_tflops=ceiling["tflops"], n=ceiling["n"], judge_tokens_per_s=100.0,
-                                    judge_tflops=0.002, naive_tflops=0.001, fraction=0.5, naive_fraction=0.25)
+                                    judge_tflops=0.002, naive_tflops=0.001, fraction=0.5, naive_fraction=0.25,
+                                    target_fraction=1.5)
     report["targets"] = bench.targets(report)
     text = bench.render(report)
     assert "| judge | studio" in text and "equal results: yes" in text
     assert "matmul rate on the cpu" in text and "= 50.0% of the ceiling" in text and "= 25.0%." in text
+    assert "would take 150% of the ceiling" in text and "studio rescoring" in text

@@ -292,3 +292,24 @@ def test_length_bias_counts_only_pairs_of_different_length():
     assert longer_share(data) == pytest.approx(2 / 3)  # the labels: chosen is longer in 2 of 3
     assert longer_share(data, [False, False, True, False]) == pytest.approx(1 / 3)  # picks the rejected ones
     assert longer_share(DataSet("e", Path("e"), data.examples[2:3], [True])) is None
+
+
+def test_implicit_judge_takes_sampled_policy_logps_and_scores_the_rest(strong, weak, tok):
+    """r = β·[logp(π_{i-1}) − logp(π_init)]; π_{i-1}'s numbers given per pair (from sampling) are used as they
+    are, a pair with a missing one gets its π_{i-1} forward pass."""
+    from engine.checkpoints import Policy
+    from engine.judges import ImplicitRewardJudge
+    judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3)
+    given = [(-1.5, -2.5), (None, -7.0), (None, None)]
+    prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B, policy_logps=given)
+    for (ga, gb), pref, p, a, b in zip(given, prefs, PROMPTS, ANSWERS_A, ANSWERS_B):
+        pol_a = ga if ga is not None and gb is not None else direct_logp(strong, tok, p, a)
+        pol_b = gb if ga is not None and gb is not None else direct_logp(strong, tok, p, b)
+        assert pref.logp_policy_a == pytest.approx(pol_a, abs=1e-4)
+        assert pref.logp_policy_b == pytest.approx(pol_b, abs=1e-4)
+        assert pref.score_a == pytest.approx(0.1 * (pol_a - direct_logp(weak, tok, p, a)), abs=1e-5)
+        assert pref.score_b == pytest.approx(0.1 * (pol_b - direct_logp(weak, tok, p, b)), abs=1e-5)
+    plain = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+    assert [x.score_a for x in plain[1:]] == pytest.approx([x.score_a for x in prefs[1:]], abs=1e-6)
+    with pytest.raises(ValueError, match="2 policy log-prob pairs"):
+        judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B, policy_logps=given[:2])

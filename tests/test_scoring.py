@@ -55,12 +55,33 @@ def test_batched_equals_one_at_a_time(request, tokenizer, architecture, batch_si
     assert all(v < 0 for v in got)
 
 
-def test_pair_logps_matches_separate_calls(base, tokenizer):
+@pytest.mark.parametrize("architecture", ["base", "tiny_gpt2"])
+@pytest.mark.parametrize("batch_size", [1, 5, 16])
+def test_pair_logps_with_shared_prompt_equal_direct_passes(request, tokenizer, architecture, batch_size):
+    """The prompt runs once and its KV cache serves both responses: same numbers as full sequences."""
+    model = request.getfixturevalue(architecture)
     prompts, responses = cases()
     reverse = responses[::-1]
-    a, b = scoring.pair_logps(base, tokenizer, prompts, responses, reverse, batch_size=5)
-    assert a == pytest.approx(scoring.sequence_logps(base, tokenizer, prompts, responses), abs=1e-4)
-    assert b == pytest.approx(scoring.sequence_logps(base, tokenizer, prompts, reverse), abs=1e-4)
+    a, b = scoring.pair_logps(model, tokenizer, prompts, responses, reverse, batch_size=batch_size)
+    assert a == pytest.approx([direct_logp(model, tokenizer, p, r) for p, r in zip(prompts, responses)], abs=1e-4)
+    assert b == pytest.approx([direct_logp(model, tokenizer, p, r) for p, r in zip(prompts, reverse)], abs=1e-4)
+
+
+def test_pair_logps_under_disabled_adapters(tiny_model_dir, tokenizer):
+    prompts, responses = cases()
+    base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
+    expected = scoring.pair_logps(base, tokenizer, prompts, responses, responses[::-1], batch_size=6)
+    peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    policy = scoring.pair_logps(peft_model, tokenizer, prompts, responses, responses[::-1], batch_size=6)
+    assert policy[0] == pytest.approx(scoring.sequence_logps(peft_model, tokenizer, prompts, responses), abs=1e-4)
+    with models.init_policy(peft_model) as init:
+        got = scoring.pair_logps(init, tokenizer, prompts, responses, responses[::-1], batch_size=6)
+    assert got[0] == pytest.approx(expected[0], abs=1e-5) and got[1] == pytest.approx(expected[1], abs=1e-5)
+    assert max(abs(x - y) for x, y in zip(policy[0], expected[0])) > 0.1
 
 
 def test_progress_counts_and_mode_is_restored(base, tokenizer):
