@@ -50,6 +50,8 @@ def test_throughput_quick(tmp_path):
     assert naive["tokens"] == sum(2 * (2 * p + a + b) for p, a, b, _ in lengths)  # each sequence, both models
     assert rescore["tokens"] == sum(2 * (p + a + b) for p, a, b, _ in lengths)  # the prompt once per pair
     assert studio["tokens"] == sum((1 if kept else 2) * (p + a + b) for p, a, b, kept in lengths)
+    assert result["judge"]["studio_all"]["tokens"] == sum(p + a + b for p, a, b, _ in lengths)  # π_init only
+    assert bench.judges_equal(result["agreement_all"])
     # stored reference log-probs and a reference forward every step train the same model
     losses = [result["train"][v]["losses"] for v in ("stored", "recompute")]
     assert len(losses[0]) == len(losses[1]) == 3
