@@ -327,10 +327,10 @@ def task_judge(task: dict) -> dict:
     reward_b = method.implicit_reward(t["logp_policy_b"], t["logp_init_b"], BETA)
     a_preferred, _, _ = method.judge_preference(reward_a, reward_b)
     tokens = work_tokens(tok, prompts, resp_a, resp_b, task["variant"], sampled)
+    kept = sum(a is not None and b is not None for a, b in sampled or [])
     return dict(seconds=meter.seconds, pairs=len(pairs), pairs_per_s=len(pairs) / meter.seconds, tokens=tokens,
-                tokens_per_s=tokens / meter.seconds, sampled_logps=sum(a is not None and b is not None
-                                                                     for a, b in sampled or []), reward_a=reward_a.tolist(), reward_b=reward_b.tolist(),
-                a_preferred=a_preferred.tolist(), **logps, **meter.memory())
+                tokens_per_s=tokens / meter.seconds, sampled_logps=kept, reward_a=reward_a.tolist(),
+                reward_b=reward_b.tolist(), a_preferred=a_preferred.tolist(), **logps, **meter.memory())
 
 
 class Clock(TrainerCallback):

@@ -54,9 +54,11 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     jobs.sort(key=lambda job: len(encoded[job[0]]), reverse=True)
     stop_ids = _stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    options = _generate_options(replace(settings, max_new_tokens=settings.max_new_tokens + 1), stop_ids, pad_id)
     device = next(model.parameters()).device
-    exact_logps = next(model.parameters()).dtype == torch.float32
+    keep_logps = next(model.parameters()).dtype == torch.float32  # reduced precision: the judge rescores
+    extra_step = 1 if keep_logps else 0  # for the EOS log-prob after an answer cut at max_new_tokens
+    options = _generate_options(replace(settings, max_new_tokens=settings.max_new_tokens + extra_step), stop_ids,
+                                pad_id)
     results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
     was_training = model.training
     model.eval()
@@ -65,20 +67,20 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
             for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
                 batch = jobs[start:start + settings.batch_size]
                 input_ids, attention_mask = _left_pad([encoded[i] for i, _ in batch], pad_id, device)
-                recorder = SampledTokenLogps(model, tokenizer.eos_token_id)
+                recorder = SampledTokenLogps(model, tokenizer.eos_token_id) if keep_logps else None
                 try:
                     with torch.random.fork_rng(devices=_rng_devices(device)):
                         torch.manual_seed(settings.seed + batch_index)
                         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
                 finally:
-                    recorder.remove()
-                drawn, eos = (t.double().tolist() for t in recorder.finish(output))
-                new_tokens = output[:, input_ids.shape[1]:input_ids.shape[1] + settings.max_new_tokens].tolist()
-                for (i, k), tokens, drawn_row, eos_row in zip(batch, new_tokens, drawn, eos):
-                    sample = _to_sample(tokenizer, tokens, stop_ids)
-                    if exact_logps and _scored_as_sampled(tokenizer, sample, tokens):
-                        n = sample.n_tokens
-                        sample.logp = sum(drawn_row[:n]) + (0.0 if sample.finished else eos_row[n])
+                    if recorder is not None:
+                        recorder.remove()
+                width = input_ids.shape[1]
+                new_tokens = output[:, width:width + settings.max_new_tokens].tolist()
+                samples = [_to_sample(tokenizer, tokens, stop_ids) for tokens in new_tokens]
+                if recorder is not None:
+                    _keep_logps(tokenizer, samples, new_tokens, *recorder.finish(output))
+                for (i, k), sample in zip(batch, samples):
                     results[i][k] = sample
                 if progress is not None:
                     progress(min(start + settings.batch_size, len(jobs)), len(jobs))
@@ -158,6 +160,16 @@ def _rng_devices(device: torch.device) -> list:
     if device.type != "cuda":
         return []
     return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _keep_logps(tokenizer, samples: list[Sample], new_tokens: list[list[int]], drawn: torch.Tensor,
+                eos: torch.Tensor) -> None:
+    """Sample.logp = the drawn tokens' log-probs up to the stop, plus EOS after a cut, where that is what the
+    scorer reads."""
+    for sample, tokens, drawn_row, eos_row in zip(samples, new_tokens, drawn.double().tolist(), eos.double().tolist()):
+        if _scored_as_sampled(tokenizer, sample, tokens):
+            n = sample.n_tokens
+            sample.logp = sum(drawn_row[:n]) + (0.0 if sample.finished else eos_row[n])
 
 
 def _scored_as_sampled(tokenizer, sample: Sample, tokens: list[int]) -> bool:

@@ -60,7 +60,7 @@ def test_throughput_quick(tmp_path):
         ("recompute", "stored", "stored_refine", "trl"), 3)
 
     ratios = bench.ratios(result)
-    assert all(v > 0 for v in ratios.values())
+    assert all(v > 0 for k, v in ratios.items() if k != "judge_memory")  # in-process, a peak RSS may not move
     report = dict(date="today", command="python benchmarks/throughput.py", seconds=1.0, load_before=(0, 0, 0),
                   load_after=(0, 0, 0), machine=bench.machine(1, {}), results={"toy": result},
                   ratios={"toy": ratios}, ceiling={})

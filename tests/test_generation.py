@@ -76,7 +76,8 @@ def test_left_padding_does_not_change_greedy_answers(request, tokenizer, archite
         batched = generate(model, tokenizer, PROMPTS[1::-1], settings)[1][0]
     finally:
         handle.remove()
-    assert alone.text and (alone.text, alone.n_tokens, alone.finished) == (batched.text, batched.n_tokens, batched.finished)
+    assert alone.text
+    assert (alone.text, alone.n_tokens, alone.finished) == (batched.text, batched.n_tokens, batched.finished)
     assert alone.logp == pytest.approx(batched.logp, abs=1e-4)  # padding moves float32 sums by ~1e-6
 
 
