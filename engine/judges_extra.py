@@ -303,7 +303,7 @@ def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size
     device = next(model.parameters()).device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     out: list[torch.Tensor | None] = [None] * len(sequences)
-    keep = {"logits_to_keep": 1} if scoring._accepts_logits_to_keep(model) else {}
+    keep = {"logits_to_keep": 1} if scoring.accepts_logits_to_keep(model) else {}
     with _eval_mode(model), torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]

@@ -90,58 +90,73 @@ def pair_logps(model, tokenizer, prompts: list[Messages], responses_a: list[str]
 
 
 def _shared_prompt_logps(model, encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> list[float]:
-    """[a_0, b_0, a_1, b_1, ...]: prompts left-padded (so each one's last token is the last column, whose
-    logits predict the first response token), responses right-padded after the repeated prompt cache."""
+    """[a_0, b_0, a_1, b_1, ...] for the pairs' (prompt, a, b) ids."""
     device = next(model.parameters()).device
-    n = len(encoded)
-    width = max(len(p) for p, _, _ in encoded)
-    prompt_ids_ = torch.full((n, width), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((n, width), dtype=torch.long)
-    for row, (p, _, _) in enumerate(encoded):
-        prompt_ids_[row, width - len(p):] = torch.tensor(p)
-        prompt_mask[row, width - len(p):] = 1
-    inputs = dict(input_ids=prompt_ids_.to(device), attention_mask=prompt_mask.to(device),
-                  position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0).to(device), use_cache=True)
-    if _accepts_logits_to_keep(model):
-        inputs["logits_to_keep"] = 1
-    out = model(**inputs)
-    first_logits = out.logits[:, -1].float()  # predicts each response's first token
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(2)
+    prompts, prompt_mask = left_pad([p for p, _, _ in encoded], pad_id)
     responses = [r for _, a, b in encoded for r in (a, b)]
-    length = max(len(r) for r in responses)
-    resp_ids = torch.full((2 * n, length), pad_id, dtype=torch.long)
-    resp_mask = torch.zeros((2 * n, length), dtype=torch.long)
-    for row, r in enumerate(responses):
-        resp_ids[row, :len(r)] = torch.tensor(r)
-        resp_mask[row, :len(r)] = 1
-    prompt_lengths = prompt_mask.sum(-1).repeat_interleave(2)
-    position_ids = prompt_lengths[:, None] + torch.arange(length)[None, :]
-    mask = torch.cat([prompt_mask.repeat_interleave(2, dim=0), resp_mask], dim=-1)
-    resp_logits = model(input_ids=resp_ids.to(device), attention_mask=mask.to(device),
-                        position_ids=position_ids.to(device), past_key_values=cache, use_cache=True).logits
+    resp_ids, resp_mask = right_pad(responses, pad_id)
+    rows = torch.arange(len(encoded)).repeat_interleave(2)
+    logits = shared_prompt_logits(model, prompts.to(device), prompt_mask.to(device), resp_ids.to(device),
+                                  resp_mask.to(device), rows.to(device))
     sums = []
     for row, r in enumerate(responses):
-        row_logits = torch.cat([first_logits[row // 2, None], resp_logits[row, :len(r) - 1].float()])
+        row_logits = logits[row, :len(r)].float()
         targets = resp_ids[row, :len(r), None].to(device)
         token_logps = row_logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(row_logits, dim=-1)
         sums.append(token_logps.double().sum())  # float64 sum: hundreds of tokens lose no digits
     return torch.stack(sums).tolist()  # one device sync per batch
 
 
+def shared_prompt_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
+                         response_mask: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Logits for responses that continue shared prompts, each prompt run once: (N, K + 1, V), where position 0 is
+    the output at the prompt's last token (it predicts the first response token) and position j ≥ 1 the output at
+    response token j − 1. Prompts are LEFT-padded (B, P), so every prompt's last token is the last column;
+    responses RIGHT-padded (N, K) after their prompt's KV cache, picked by `rows` (N,) from the B prompts.
+    Differentiable: training uses it with gradients flowing through the cache."""
+    inputs = dict(input_ids=prompt_ids, attention_mask=prompt_mask,
+                  position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    if accepts_logits_to_keep(model):
+        inputs["logits_to_keep"] = 1
+    out = model(**inputs)
+    cache = out.past_key_values
+    cache.batch_select_indices(rows)
+    position_ids = prompt_mask.sum(-1)[rows, None] + torch.arange(response_ids.shape[1], device=rows.device)
+    mask = torch.cat([prompt_mask[rows], response_mask], dim=-1)
+    logits = model(input_ids=response_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache,
+                   use_cache=True).logits
+    return torch.cat([out.logits[rows][:, -1:], logits], dim=1)
+
+
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, :len(seq)] = 1
+    return ids, mask
+
+
 def _batch_logps(model, encoded: list[tuple[list[int], list[int]]], pad_id: int) -> list[float]:
     device = next(model.parameters()).device
     width = max(len(p) + len(r) for p, r in encoded)
     keep = max(len(r) for _, r in encoded) + 1  # the logit before the first response token, up to the last one
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (p, r) in enumerate(encoded):
-        input_ids[row, width - len(p) - len(r):] = torch.tensor(p + r)
-        attention_mask[row, width - len(p) - len(r):] = 1
+    input_ids, attention_mask = left_pad([p + r for p, r in encoded], pad_id)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     inputs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                   position_ids=position_ids.to(device), use_cache=False)
-    if _accepts_logits_to_keep(model):
+    if accepts_logits_to_keep(model):
         inputs["logits_to_keep"] = keep
     logits = model(**inputs).logits[:, -keep:]
     targets = input_ids[:, width - keep + 1:].to(device)  # token predicted by each kept logit but the last
@@ -154,7 +169,7 @@ def _batch_logps(model, encoded: list[tuple[list[int], list[int]]], pad_id: int)
     return torch.stack(sums).tolist()  # one device sync per batch
 
 
-def _accepts_logits_to_keep(model) -> bool:
+def accepts_logits_to_keep(model) -> bool:
     """Most causal LMs in transformers can skip the vocabulary projection for positions nobody reads."""
     core = model.get_base_model() if isinstance(model, PeftModel) else model
     return "logits_to_keep" in inspect.signature(core.forward).parameters

@@ -20,7 +20,6 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
 import tempfile
@@ -39,6 +38,7 @@ from trl.trainer.utils import use_adapter
 from engine import method
 from engine.encoding import prompt_ids, response_ids
 from engine.models import REFERENCE_ADAPTER
+from engine.scoring import accepts_logits_to_keep, left_pad, right_pad, shared_prompt_logits
 from storage.records import Messages
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
 @dataclass
 class LeftPaddedPreferenceCollator:
     """Chosen sequences then rejected ones, LEFT-padded as in engine.scoring so that every response ends at the last
-    position; position ids follow the attention mask, so padding changes nothing."""
+    position; position ids follow the attention mask, so padding changes nothing. The same batch also comes split,
+    prompts (left-padded) apart from the responses (right-padded), for the forward that runs each prompt once."""
     pad_token_id: int
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -173,9 +174,13 @@ class LeftPaddedPreferenceCollator:
             input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, width - len(seq):] = 1
             response_mask[row, width - n:] = 1
+        prompts, prompt_mask = left_pad([e["prompt_ids"] for e in examples], self.pad_token_id)
+        responses, responses_mask = right_pad([e["chosen_ids"] for e in examples]
+                                              + [e["rejected_ids"] for e in examples], self.pad_token_id)
         return dict(
             input_ids=input_ids, attention_mask=attention_mask,
             position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), response_mask=response_mask,
+            prompt_ids=prompts, prompt_mask=prompt_mask, responses=responses, responses_mask=responses_mask,
             ref_chosen_logps=torch.tensor([e["ref_chosen_logps"] for e in examples], dtype=torch.float64),
             ref_rejected_logps=torch.tensor([e["ref_rejected_logps"] for e in examples], dtype=torch.float64),
             trusted=torch.tensor([e["trusted"] for e in examples], dtype=torch.bool),
@@ -202,6 +207,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         self.ref_adapter = self._choose_reference_adapter(trl_copy_existed)
         self._history = torch.empty(0, dtype=torch.float64)
         self._noise: dict[int, PairNoise] = {}
+        self.share_prompts = self.accelerator.num_processes == 1 and not self.args.gradient_checkpointing
 
     @property
     def noise(self) -> list[PairNoise]:
@@ -230,11 +236,23 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         return dataset
 
     def response_forward(self, model, inputs: dict[str, torch.Tensor]) -> ScoredBatch:
-        """Logits of the last (longest response + 1) positions, and the summed response log-probs from them."""
+        """Logits of the last (longest response + 1) positions, and the summed response log-probs from them.
+        In one process each prompt runs once for its two responses (scoring.shared_prompt_logits, gradients
+        through the KV cache); gradient checkpointing turns the cache off, and DDP, ZeRO-3 and FSDP expect one
+        forward per backward, so those run the concatenated sequences."""
+        if self.share_prompts:
+            n = inputs["prompt_ids"].shape[0]
+            rows = torch.arange(n, device=inputs["prompt_ids"].device).repeat(2)  # chosen rows, then rejected
+            logits = shared_prompt_logits(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["responses"],
+                                          inputs["responses_mask"], rows)
+            edge = torch.zeros_like(inputs["responses"][:, :1])  # position 0: the prompt's last token, never scored
+            labels = torch.cat([edge, inputs["responses"]], dim=1)
+            mask = torch.cat([edge, inputs["responses_mask"]], dim=1)
+            return ScoredBatch(logits, labels, mask, method.response_logps(logits, labels, mask))
         keep = int(inputs["response_mask"].sum(-1).max()) + 1
         kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                       position_ids=inputs["position_ids"], use_cache=False)
-        if _accepts_logits_to_keep(self.accelerator.unwrap_model(model)):
+        if accepts_logits_to_keep(self.accelerator.unwrap_model(model)):
             kwargs["logits_to_keep"] = keep
         logits = model(**kwargs).logits[:, -keep:]
         labels, mask = inputs["input_ids"][:, -keep:], inputs["response_mask"][:, -keep:]
@@ -313,11 +331,6 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         metrics["rewards/accuracies"].append(gather((reward_c > reward_r).float()).mean().item())
         metrics["logps/chosen"].append(gather(chosen.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected.detach()).mean().item())
-
-
-def _accepts_logits_to_keep(model) -> bool:
-    core = model.get_base_model() if isinstance(model, PeftModel) else model
-    return "logits_to_keep" in inspect.signature(core.forward).parameters
 
 
 # entry points ----------------------------------------------------------------------------------------------------

@@ -115,6 +115,43 @@ def test_step0_policy_logps_equal_direct_computation(architecture, tiny_gpt2):
     assert max(abs(a - b) for a, b in zip(judge_c, logps[:6])) < 1e-4
 
 
+@pytest.mark.parametrize("architecture", ["lora_llama", "full_gpt2"])
+def test_prompt_run_once_gives_the_concatenated_loss_and_gradients(architecture, tiny_gpt2):
+    """One process runs each prompt once and both responses on its KV cache (gradients through the cache);
+    multi-process runs concatenated sequences. Same log-probs, noise margins, loss and gradients."""
+    rows = make_rows(6, seed=11)
+    if architecture == "lora_llama":
+        model, kw = lora_model(spread=0.3), dict(reference="adapters_disabled")
+    else:  # the policy moved away from its reference, so the noise flags are not decided by rounding
+        model, kw = copy.deepcopy(tiny_gpt2), dict(reference="model", ref_model=copy.deepcopy(tiny_gpt2))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    refine = RefineSettings(k_fraction=0.5, lam=0.5, warmup_fraction=0.0)
+    results = []
+    for share in (True, False):
+        trainer = make_trainer(model, TOK, rows, settings(micro_batch_size=6), refine, **kw)
+        assert trainer.share_prompts  # one process, no gradient checkpointing
+        trainer.share_prompts = share
+        trainer.state.global_step, trainer.state.max_steps = 5, 10
+        model.train()
+        model.zero_grad()
+        batch = first_batch(trainer, 6)
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        with torch.no_grad():
+            logps = trainer.response_forward(trainer.model, batch).logps
+        results.append((loss.item(), logps, grads, [n.ext_margin for n in trainer.noise]))
+    model.zero_grad()
+    (loss_a, logps_a, grads_a, noise_a), (loss_b, logps_b, grads_b, noise_b) = results
+    assert abs(loss_a - loss_b) < 1e-6
+    assert torch.allclose(logps_a, logps_b, atol=1e-4)
+    assert noise_a == pytest.approx(noise_b, abs=1e-5)
+    assert grads_a.keys() == grads_b.keys() and max(g.abs().max().item() for g in grads_a.values()) > 1e-4
+    assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6, rtol=1e-4) for n in grads_a)
+
+
 def test_encode_rows_uses_engine_encoding_and_truncation_drops_stored_logps():
     rows = make_rows(3, seed=2)
     rows[0].ref_chosen_logp, rows[0].ref_rejected_logp = -1.0, -2.0
