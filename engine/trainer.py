@@ -6,7 +6,8 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
 - `_prepare_dataset` is a no-op: rows arrive tokenised by engine.encoding, the very ids the judge scored, so TRL's
   own extraction, EOS appending and chat-templating must not run (TRL 1.16 has no switch for a pre-tokenised set).
 - A left-padding collator (the same layout as engine.scoring) puts every response at the end of its row, so the
-  model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`).
+  model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`). In one
+  process the forward instead runs each prompt once and both answers on its KV cache (same logits, less work).
 - `compute_loss` is replaced: one policy forward gives the response logits; their log-probs feed the loss and,
   detached, the de-coupled noise detection (extrapolated logits, rolling-window flags, soft labels). TRL's fused LM
   head returns log-probs only, and extrapolation needs the logits themselves, so it is not used.
