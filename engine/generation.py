@@ -20,6 +20,7 @@ import torch
 from peft import PeftModel
 
 from engine.encoding import prompt_ids, response_ids
+from engine.scoring import left_pad
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -66,7 +67,7 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
         with torch.inference_mode():
             for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
                 batch = jobs[start:start + settings.batch_size]
-                input_ids, attention_mask = _left_pad([encoded[i] for i, _ in batch], pad_id, device)
+                input_ids, attention_mask = (t.to(device) for t in left_pad([encoded[i] for i, _ in batch], pad_id))
                 recorder = SampledTokenLogps(model, tokenizer.eos_token_id) if keep_logps else None
                 try:
                     with torch.random.fork_rng(devices=_rng_devices(device)):
@@ -144,16 +145,6 @@ def _generate_options(settings: SamplingSettings, stop_ids: list[int], pad_id: i
     else:
         options.update(do_sample=False, temperature=1.0, top_p=1.0)
     return options
-
-
-def _left_pad(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[row, width - len(seq):] = 1
-    return input_ids.to(device), attention_mask.to(device)
 
 
 def _rng_devices(device: torch.device) -> list:

@@ -30,28 +30,9 @@ def sequence_logps(model, tokenizer, prompts: list[Messages], responses: list[st
     prompt, in the input order. Runs in eval mode (dropout off) and puts the model's mode back after."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
     encoded = [(prompt_ids(tokenizer, p), response_ids(tokenizer, r)) for p, r in zip(prompts, responses)]
-    if any(not p for p, _ in encoded):
-        raise ValueError("a prompt encodes to no tokens; there is nothing to condition the response on")
-    # Longest first: similar lengths share a batch, and an out-of-memory error shows up on the first batch.
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]), reverse=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    logps = [0.0] * len(encoded)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                for i, value in zip(chunk, _batch_logps(model, [encoded[i] for i in chunk], pad_id)):
-                    logps[i] = value
-                if progress is not None:
-                    progress(min(start + batch_size, len(order)), len(order))
-    finally:
-        model.train(was_training)
-    return logps
+    pad_id = _pad_id(tokenizer)
+    return _in_batches(model, encoded, batch_size, lambda chunk: _batch_logps(model, chunk, pad_id), progress)
 
 
 def pair_logps(model, tokenizer, prompts: list[Messages], responses_a: list[str], responses_b: list[str],
@@ -62,31 +43,44 @@ def pair_logps(model, tokenizer, prompts: list[Messages], responses_a: list[str]
     batch_size counts sequences, as in sequence_logps (so batch_size // 2 pairs per forward)."""
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError("prompts, responses_a and responses_b must have the same length")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
     encoded = [(prompt_ids(tokenizer, p), response_ids(tokenizer, a), response_ids(tokenizer, b))
                for p, a, b in zip(prompts, responses_a, responses_b)]
-    if any(not p for p, _, _ in encoded):
+    pad_id = _pad_id(tokenizer)
+
+    def score(chunk):
+        flat = _shared_prompt_logps(model, chunk, pad_id)
+        return list(zip(flat[0::2], flat[1::2]))
+    pairs = _in_batches(model, encoded, batch_size // 2 if batch_size > 1 else batch_size, score, progress)
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _in_batches(model, encoded: list[tuple[list[int], ...]], per_batch: int, score, progress: Progress | None) -> list:
+    """score(a batch of (prompt ids, response ids...)) for every item, returned in the input order; longest first,
+    so similar lengths share a batch and an out-of-memory error shows up on the first one. Eval mode, no grad."""
+    if per_batch < 1:
+        raise ValueError("batch_size must be at least 1")
+    if any(not item[0] for item in encoded):
         raise ValueError("a prompt encodes to no tokens; there is nothing to condition the response on")
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + max(map(len, encoded[i][1:])),
                    reverse=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    pairs_per_batch = max(1, batch_size // 2)
-    logps_a, logps_b = [0.0] * len(encoded), [0.0] * len(encoded)
+    out: list = [None] * len(encoded)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), pairs_per_batch):
-                chunk = order[start:start + pairs_per_batch]
-                values = _shared_prompt_logps(model, [encoded[i] for i in chunk], pad_id)
-                for k, i in enumerate(chunk):
-                    logps_a[i], logps_b[i] = values[2 * k], values[2 * k + 1]
+            for start in range(0, len(order), per_batch):
+                chunk = order[start:start + per_batch]
+                for i, value in zip(chunk, score([encoded[i] for i in chunk])):
+                    out[i] = value
                 if progress is not None:
-                    progress(min(start + pairs_per_batch, len(order)), len(order))
+                    progress(min(start + per_batch, len(order)), len(order))
     finally:
         model.train(was_training)
-    return logps_a, logps_b
+    return out
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _shared_prompt_logps(model, encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> list[float]:

@@ -27,3 +27,20 @@ def tiny_gpt2():
     config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=512,
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="session")
+def random_lora():
+    """wrap(base, std): the model under a rank-4 LoRA with a random B, so the policy differs from its base."""
+    from engine import models
+    from engine.config import LoraConfig
+
+    def wrap(base, std: float):
+        peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=std)
+        return peft_model
+    return wrap

@@ -113,16 +113,8 @@ def test_sampled_logp_equals_the_scorers(request, tokenizer, architecture):
 
 
 @pytest.fixture()
-def lora_policy(tiny_model_dir):
-    from engine.config import LoraConfig
-    base = models.load_base_model(str(tiny_model_dir), torch.device("cpu"), torch.float32)
-    peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.3)
-    return peft_model
+def lora_policy(tiny_model_dir, random_lora):
+    return random_lora(models.load_base_model(str(tiny_model_dir), torch.device("cpu"), torch.float32), 0.3)
 
 
 def test_reduced_precision_keeps_no_sampled_logp(tiny_model_dir, tokenizer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import LoraConfig
 from engine import models, scoring
 from engine.encoding import prompt_ids, response_ids
 
@@ -67,15 +66,11 @@ def test_pair_logps_with_shared_prompt_equal_direct_passes(request, tokenizer, a
     assert b == pytest.approx([direct_logp(model, tokenizer, p, r) for p, r in zip(prompts, reverse)], abs=1e-4)
 
 
-def test_pair_logps_under_disabled_adapters(tiny_model_dir, tokenizer):
+def test_pair_logps_under_disabled_adapters(tiny_model_dir, tokenizer, random_lora):
     prompts, responses = cases()
     base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
     expected = scoring.pair_logps(base, tokenizer, prompts, responses, responses[::-1], batch_size=6)
-    peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.5)
+    peft_model = random_lora(base, 0.5)
     policy = scoring.pair_logps(peft_model, tokenizer, prompts, responses, responses[::-1], batch_size=6)
     assert policy[0] == pytest.approx(scoring.sequence_logps(peft_model, tokenizer, prompts, responses), abs=1e-4)
     with models.init_policy(peft_model) as init:
@@ -106,16 +101,11 @@ def test_bfloat16_model_scores_close_to_float32(tiny_model_dir, base, tokenizer)
     assert approx == pytest.approx(exact, rel=0.02, abs=0.1)
 
 
-def test_disabled_adapters_give_base_numbers(tiny_model_dir, tokenizer):
+def test_disabled_adapters_give_base_numbers(tiny_model_dir, tokenizer, random_lora):
     prompts, responses = cases()
     base = models.load_base_model(str(tiny_model_dir), CPU, torch.float32)
     base_logps = scoring.sequence_logps(base, tokenizer, prompts, responses, batch_size=4)
-    peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.5)
+    peft_model = random_lora(base, 0.5)
     with models.init_policy(peft_model) as init:
         assert scoring.sequence_logps(init, tokenizer, prompts, responses, batch_size=4) == base_logps
     policy = scoring.sequence_logps(peft_model, tokenizer, prompts, responses, batch_size=4)
