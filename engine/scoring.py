@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 from peft import PeftModel
+from transformers import Cache
 
 from engine.encoding import prompt_ids, response_ids
 from storage.records import Messages
@@ -50,8 +51,16 @@ def pair_logps(model, tokenizer, prompts: list[Messages], responses_a: list[str]
     def score(chunk):
         flat = _shared_prompt_logps(model, chunk, pad_id)
         return list(zip(flat[0::2], flat[1::2]))
-    pairs = _in_batches(model, encoded, batch_size // 2 if batch_size > 1 else batch_size, score, progress)
+    try:
+        pairs = _in_batches(model, encoded, batch_size // 2 if batch_size > 1 else batch_size, score, progress)
+    except NoSharedPromptCache:  # e.g. remote code with its own cache format: both sequences whole
+        logps = sequence_logps(model, tokenizer, prompts + prompts, responses_a + responses_b, batch_size, progress)
+        return logps[:len(prompts)], logps[len(prompts):]
     return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+class NoSharedPromptCache(TypeError):
+    """The model's forward gave no transformers Cache to continue a prompt from."""
 
 
 def _in_batches(model, encoded: list[tuple[list[int], ...]], per_batch: int, score, progress: Progress | None) -> list:
@@ -114,6 +123,8 @@ def shared_prompt_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Ten
         inputs["logits_to_keep"] = 1
     out = model(**inputs)
     cache = out.past_key_values
+    if not isinstance(cache, Cache):
+        raise NoSharedPromptCache(f"{type(model).__name__} returned no transformers Cache ({type(cache).__name__})")
     cache.batch_select_indices(rows)
     position_ids = prompt_mask.sum(-1)[rows, None] + torch.arange(response_ids.shape[1], device=rows.device)
     mask = torch.cat([prompt_mask[rows], response_mask], dim=-1)

@@ -39,7 +39,8 @@ from trl.trainer.utils import use_adapter
 from engine import method
 from engine.encoding import prompt_ids, response_ids
 from engine.models import REFERENCE_ADAPTER
-from engine.scoring import accepts_logits_to_keep, left_pad, right_pad, shared_prompt_logits
+from engine.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, right_pad,
+                            shared_prompt_logits)
 from storage.records import Messages
 
 logger = logging.getLogger(__name__)
@@ -244,8 +245,13 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         if self.share_prompts:
             n = inputs["prompt_ids"].shape[0]
             rows = torch.arange(n, device=inputs["prompt_ids"].device).repeat(2)  # chosen rows, then rejected
-            logits = shared_prompt_logits(model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["responses"],
-                                          inputs["responses_mask"], rows)
+            try:
+                logits = shared_prompt_logits(model, inputs["prompt_ids"], inputs["prompt_mask"],
+                                              inputs["responses"], inputs["responses_mask"], rows)
+            except NoSharedPromptCache as e:
+                logger.warning("running whole sequences: %s", e)
+                self.share_prompts = False
+                return self.response_forward(model, inputs)
             edge = torch.zeros_like(inputs["responses"][:, :1])  # position 0: the prompt's last token, never scored
             labels = torch.cat([edge, inputs["responses"]], dim=1)
             mask = torch.cat([edge, inputs["responses_mask"]], dim=1)

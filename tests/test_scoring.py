@@ -115,3 +115,22 @@ def test_disabled_adapters_give_base_numbers(tiny_model_dir, tokenizer, random_l
 def test_mismatched_lengths_are_an_error(base, tokenizer):
     with pytest.raises(ValueError):
         scoring.sequence_logps(base, tokenizer, PROMPTS, RESPONSES)
+
+
+class NoCacheModel(torch.nn.Module):
+    """A causal LM whose forward never returns a transformers Cache (as some remote-code models)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **kwargs):
+        return self.inner(**{**kwargs, "use_cache": False})
+
+
+def test_pair_logps_without_a_cache_scores_whole_sequences(base, tokenizer):
+    prompts, responses = cases()
+    a, b = scoring.pair_logps(NoCacheModel(base), tokenizer, prompts, responses, responses[::-1], batch_size=4)
+    assert a == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses)], abs=1e-4)
+    assert b == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses[::-1])],
+                              abs=1e-4)

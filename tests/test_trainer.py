@@ -152,6 +152,18 @@ def test_prompt_run_once_gives_the_concatenated_loss_and_gradients(architecture,
     assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6, rtol=1e-4) for n in grads_a)
 
 
+def test_a_model_without_a_cache_trains_on_whole_sequences():
+    from tests.test_scoring import NoCacheModel
+    rows = make_rows(4, seed=12)
+    model = lora_model(spread=0.3)
+    trainer = make_trainer(model, TOK, rows, settings(), None)
+    batch = first_batch(trainer, 4)
+    with torch.no_grad():
+        expected = trainer.response_forward(model, batch).logps
+        got = trainer.response_forward(NoCacheModel(model), batch).logps
+    assert not trainer.share_prompts and torch.allclose(got, expected, atol=1e-4)
+
+
 def test_encode_rows_uses_engine_encoding_and_truncation_drops_stored_logps():
     rows = make_rows(3, seed=2)
     rows[0].ref_chosen_logp, rows[0].ref_rejected_logp = -1.0, -2.0
