@@ -168,14 +168,10 @@ class LeftPaddedPreferenceCollator:
         sequences = [e["prompt_ids"] + e["chosen_ids"] for e in examples]
         sequences += [e["prompt_ids"] + e["rejected_ids"] for e in examples]
         lengths = [len(e["chosen_ids"]) for e in examples] + [len(e["rejected_ids"]) for e in examples]
-        width = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        response_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, (seq, n) in enumerate(zip(sequences, lengths)):
-            input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[row, width - len(seq):] = 1
-            response_mask[row, width - n:] = 1
+        input_ids, attention_mask = left_pad(sequences, self.pad_token_id)
+        response_mask = torch.zeros_like(attention_mask)
+        for row, n in enumerate(lengths):
+            response_mask[row, response_mask.shape[1] - n:] = 1
         prompts, prompt_mask = left_pad([e["prompt_ids"] for e in examples], self.pad_token_id)
         responses, responses_mask = right_pad([e["chosen_ids"] for e in examples]
                                               + [e["rejected_ids"] for e in examples], self.pad_token_id)
