@@ -16,6 +16,7 @@ ROUND_METRICS = {
     "eval/win_rate_vs_init": "win rate vs π_init (eval)",
     "round/self_label_accuracy": "self-label accuracy (gold)",
     "round/flagged_fraction": "flagged fraction",
+    "round/chose_less_likely": "judge chose π_init's less likely answer",
 }
 
 

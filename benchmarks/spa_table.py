@@ -113,6 +113,8 @@ class Outcome:
     gold: float
     win: float
     judge_by_round: dict[int, float] = field(default_factory=dict)
+    less_likely_by_round: dict[int, float] = field(default_factory=dict)  # judge chose π_init's less likely answer
+    gold_less_likely_by_round: dict[int, float] = field(default_factory=dict)  # gold did
     labels: int = 0
     seconds: float = 0.0
 
@@ -129,11 +131,18 @@ def run_variant(v: Variant, base: RunConfig, seed: int) -> Outcome:
             gold, win = run.metric("eval/init_gold_score", 0), 0.5
         else:
             gold, win = run.metric("eval/gold_score", last), run.metric("eval/win_rate_vs_init", last)
-        judged = run.metrics_by_round("round/self_label_accuracy") if v.rounds_shown else {}
-        out = Outcome(gold=gold, win=win, judge_by_round=judged, labels=v.labels(run, cfg),
-                      seconds=time.monotonic() - started)
+        by_round = (lambda name: run.metrics_by_round(name) if v.rounds_shown else {})
+        out = Outcome(gold=gold, win=win, judge_by_round=by_round("round/self_label_accuracy"),
+                      less_likely_by_round=by_round("round/chose_less_likely"),
+                      gold_less_likely_by_round=by_round("round/gold_prefers_less_likely"),
+                      labels=v.labels(run, cfg), seconds=time.monotonic() - started)
         run.store.close()
     return out
+
+
+def round_mean(outs: list[Outcome], attr: str, r: int) -> str:
+    vals = [getattr(o, attr)[r] for o in outs if r in getattr(o, attr)]
+    return f"{statistics.mean(vals):.3f}" if vals else ""
 
 
 def mean_std(values: list[float]) -> str:
@@ -145,16 +154,15 @@ def mean_std(values: list[float]) -> str:
 def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float) -> str:
     rounds = list(range(1, base.rounds + 1))
     head = ("| method | labels used | gold score | win rate vs SFT | "
-            + " | ".join(f"label acc. r{r}" for r in rounds) + " |")
-    lines = [head, "|" + "---|" * (4 + len(rounds))]
+            + " | ".join(f"label acc. r{r}" for r in rounds) + " | chose π_init's less likely, r1/r2/r3 |")
+    lines = [head, "|" + "---|" * (5 + len(rounds))]
     for name, outs in rows.items():
-        accs = []
-        for r in rounds:
-            vals = [o.judge_by_round[r] for o in outs if r in o.judge_by_round]
-            accs.append(f"{statistics.mean(vals):.3f}" if vals else "")
+        accs = [round_mean(outs, "judge_by_round", r) for r in rounds]
+        less = "/".join(round_mean(outs, "less_likely_by_round", r) for r in rounds).strip("/")
         labels = sorted({o.labels for o in outs})
         lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
-                     f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + " |")
+                     f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
+    gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
     spa = statistics.mean(o.gold for o in rows["SPA"])
     verdicts = []
     for name in (OFFLINE_100, ON_POLICY_100):
@@ -172,7 +180,11 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
         f"{'; '.join(verdicts)}.",
         "Gold score: mean gold reward of one sampled answer per held-out prompt (1 = exact, unhedged). "
         "Win rate: against π_init's answer to the same prompt by gold reward (ties count half). "
-        "Label acc.: the round's judge labels against gold, on pairs whose gold differs.",
+        "Label acc.: the round's judge labels against gold, on pairs whose gold differs. "
+        "Chose π_init's less likely: share of the round's pairs where the judge chose the answer π_init gives the "
+        "lower log-prob (needs no gold; the studio shows it per round)"
+        + (f"; on SPA's pairs gold prefers that answer {statistics.mean(gold_less):.3f} of the time." if gold_less
+           else "."),
     ]) + "\n"
 
 

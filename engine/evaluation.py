@@ -79,7 +79,11 @@ def gold_comparison(prompts: list[Messages], policy_texts: list[str], init_texts
 
 
 def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
-    """What the self-judge did this round, measured against gold where the demo world provides it."""
+    """What the self-judge did this round, measured against gold where the demo world provides it.
+    `chose_less_likely` needs no gold: the share of pairs where the judge chose the answer π_init finds less
+    likely. A policy that drifts flat raises its ratio most on answers π_init thought unlikely, so a value
+    climbing over rounds is the implicit reward rewarding the drift; `gold_prefers_less_likely` (demo world)
+    says whether that direction is right there."""
     stats: dict[str, float] = {"round/pairs": len(pairs)}
     if not pairs:
         return stats
@@ -90,13 +94,26 @@ def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
     conf = [p.confidence for p in pairs if p.confidence is not None]
     if conf:
         stats["round/mean_confidence"] = sum(conf) / len(conf)
+    scored = [p for p in pairs if p.judge_label in ("a", "b") and _init_ordered(p)]
+    if scored:
+        stats["round/chose_less_likely"] = sum(
+            (p.judge_label == "a") == (p.logp_init_a < p.logp_init_b) for p in scored) / len(scored)
     decided = [p for p in pairs if p.gold_a is not None and p.gold_b is not None and p.gold_a != p.gold_b
                and p.judge_label in ("a", "b")]
     if decided:
         right = [(p.judge_label == "a") == (p.gold_a > p.gold_b) for p in decided]
         stats["round/self_label_accuracy"] = sum(right) / len(right)
+        by_likelihood = [p for p in decided if _init_ordered(p)]
+        if by_likelihood:
+            stats["round/gold_prefers_less_likely"] = sum(
+                (p.gold_a > p.gold_b) == (p.logp_init_a < p.logp_init_b) for p in by_likelihood) / len(by_likelihood)
         noisy = [p for p in decided if p.noisy]
         if noisy:
             stats["round/flagged_label_accuracy"] = sum(
                 (p.judge_label == "a") == (p.gold_a > p.gold_b) for p in noisy) / len(noisy)
     return stats
+
+
+def _init_ordered(p: Pair) -> bool:
+    """π_init scored both answers and likes one more."""
+    return p.logp_init_a is not None and p.logp_init_b is not None and p.logp_init_a != p.logp_init_b

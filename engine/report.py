@@ -11,6 +11,7 @@ COLUMNS = [
     ("judge acc (eval)", "eval/judge_accuracy"),
     ("self-label acc (gold)", "round/self_label_accuracy"),
     ("flagged", "round/flagged_fraction"),
+    ("chose less likely", "round/chose_less_likely"),
     ("gold score", "eval/gold_score"),
     ("win rate vs SFT", "eval/win_rate_vs_init"),
 ]
