@@ -39,6 +39,7 @@ class GenerationConfig:
 @dataclass
 class JudgeConfig:
     kind: str = "implicit"  # implicit | density_ratio | reward_model | llm_judge | gold
+    reference: str = "init"  # implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; "none": β·logp(π_{i-1}) (authors' ablation)
     strong_model: str = ""  # density_ratio
     weak_model: str = ""
     reward_model: str = ""  # reward_model: a sequence-classification checkpoint
@@ -130,6 +131,7 @@ class RunConfig:
 CHOICES = {
     "generation.backend": ("hf", "vllm", "auto"),
     "judge.kind": ("implicit", "density_ratio", "reward_model", "llm_judge", "gold"),
+    "judge.reference": ("init", "none"),
     "train.strategy": ("auto", "ddp", "deepspeed_zero3", "fsdp"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "dtype": ("auto", "float32", "bfloat16", "float16"),

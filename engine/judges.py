@@ -43,11 +43,14 @@ def preferences_from_scores(score_a: torch.Tensor, score_b: torch.Tensor, **logp
 
 @dataclass
 class ImplicitRewardJudge:
-    """SPA's direct preference judgement: r(x, y) = β·[logp(π_{i-1}, x, y) − logp(π_init, x, y)]."""
+    """SPA's direct preference judgement: r(x, y) = β·[logp(π_{i-1}, x, y) − logp(π_init, x, y)].
+    reference="none" is the authors' no-reference ablation, r = β·logp(π_{i-1}, x, y); π_init's log-probs are
+    still computed and stored, as every round stores all four."""
     policy: object  # checkpoints.Policy: π_{i-1} with its π_init view
     beta: float = 0.1
     batch_size: int = 16
     name: str = "implicit"
+    reference: str = "init"  # init | none
 
     def judge(self, prompts, responses_a, responses_b, progress=None,
               policy_logps: list[tuple[float | None, float | None]] | None = None) -> list[Preference]:
@@ -74,7 +77,8 @@ class ImplicitRewardJudge:
             ini_a, ini_b = scoring.pair_logps(init, tok, prompts, responses_a, responses_b, self.batch_size,
                                               progress=step(len(missing)))
         pa, pb, ia, ib = (torch.tensor(v, dtype=torch.float64) for v in (pol_a, pol_b, ini_a, ini_b))
-        ra, rb = method.implicit_reward(pa, ia, self.beta), method.implicit_reward(pb, ib, self.beta)
+        ref_a, ref_b = (ia, ib) if self.reference == "init" else (torch.zeros_like(ia), torch.zeros_like(ib))
+        ra, rb = method.implicit_reward(pa, ref_a, self.beta), method.implicit_reward(pb, ref_b, self.beta)
         return preferences_from_scores(ra, rb, logp_policy_a=pa, logp_policy_b=pb, logp_init_a=ia, logp_init_b=ib)
 
 

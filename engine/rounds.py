@@ -162,7 +162,7 @@ def stage_generate(ctx: StageContext) -> None:
 def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
     kind = ctx.cfg.judge.kind
     if kind == "implicit":
-        return ImplicitRewardJudge(policy, ctx.cfg.beta, ctx.cfg.judge.batch_size)
+        return ImplicitRewardJudge(policy, ctx.cfg.beta, ctx.cfg.judge.batch_size, reference=ctx.cfg.judge.reference)
     if kind == "gold":
         gold = gold_for(ctx.cfg)
         if gold is None:
