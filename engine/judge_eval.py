@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 HH_SAMPLE = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "judge_eval.md"
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
-JUDGES = ("gold", "implicit", "density_ratio", "llm_judge", "reward_model")
+JUDGES = ("gold", "implicit", "implicit_no_ref", "density_ratio", "llm_judge", "reward_model")
 RM_PAIRS = 2000  # the stand-in external reward model's training pairs (teacher answers, gold-labelled)
 RM_STEPS = 200
 RM_BATCH = 16
@@ -168,8 +168,8 @@ def build_judge(name: str, world, device: torch.device, seed: int) -> Judge:
     from engine.models import load_base_model, load_tokenizer
     if name == "gold":
         return GoldJudge(gold_score_messages)
-    if name == "implicit":
-        return seed_round_judge(world)
+    if name in ("implicit", "implicit_no_ref"):
+        return seed_round_judge(world, reference="init" if name == "implicit" else "none")
     tokenizer = load_tokenizer(str(world.model_dir))
     if name == "density_ratio":
         strong = load_base_model(str(world.model_dir), device, torch.float32)
@@ -190,9 +190,10 @@ def random_twin(model_dir: Path, seed: int) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config).eval()
 
 
-def seed_round_judge(world) -> ImplicitRewardJudge:
+def seed_round_judge(world, reference: str = "init") -> ImplicitRewardJudge:
     """SPA's judge for round 1: π_0 = plain sigmoid DPO of π_init on the seed pairs with configs/demo.yaml's
-    settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off)."""
+    settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off), or with
+    no reference (reference="none", the authors' ablation)."""
     from engine.checkpoints import load_policy
     from engine.config import load_config
     from engine.trainer import TrainRow, TrainSettings, train_dpo
@@ -208,7 +209,8 @@ def seed_round_judge(world) -> ImplicitRewardJudge:
         policy = load_policy(cfg, str(world.model_dir), world.root, None, trainable=True)
         train_dpo(policy.model, policy.tokenizer, rows, settings, None, reference="adapters_disabled")
     policy.model.eval()
-    return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size)
+    return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size, name="implicit" if reference == "init"
+                               else "implicit_no_ref", reference=reference)
 
 
 def teacher_pairs(world, n: int, seed: int) -> list[Example]:

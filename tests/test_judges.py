@@ -263,7 +263,7 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| judge | demo eval (n=8) | HH harmless (n=20) | pairs/s |" in printed
-    for name in ("gold", "implicit", "density_ratio", "llm_judge", "reward_model"):
+    for name in ("gold", "implicit", "implicit_no_ref", "density_ratio", "llm_judge", "reward_model"):
         assert f"| {name} |" in printed
     assert "| gold | 100.0% | n/a" in printed  # gold is exact on demo pairs and absent on HH
     assert "Pairwise agreement on HH harmless" in printed
