@@ -24,6 +24,8 @@ FORM_ROWS = [
     [("generation.samples_per_prompt", "Samples per prompt", "int", "answers per prompt (≥ 2); the pair is the first two that differ"),
      ("generation.temperature", "Temperature", "number", "sampling temperature of generation (paper: 0.7)"),
      ("judge.kind", "Judge", "choice", "who labels new pairs: implicit = the model's own DPO reward (SPA)"),
+     ("judge.reference", "Judge reference", "choice", "implicit judge: init = β·(logp π − logp π_init) (SPA); "
+      "none = β·logp π (the authors' ablation)"),
      ("review_gate", "Review gate", "bool", "pause after judging each round until you approve the review")],
     [("refine.enabled", "Self-refinement", "bool", "smooth the labels of pairs flagged as likely noisy"),
      ("refine.k_fraction", "Flag fraction K", "number", "share flagged: the lowest extrapolated margins (paper: 0.1)"),

@@ -223,7 +223,7 @@ def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tin
 
     base = str(tiny_model_dir)
     model = "demo:model" if kind == "gold" else base  # the gold reward exists in the demo world only
-    judge_keys = {"implicit": "", "gold": "", "llm_judge": "",
+    judge_keys = {"implicit": "\n  reference: none", "gold": "", "llm_judge": "",
                   "density_ratio": f"\n  strong_model: base\n  weak_model: {base}",
                   "reward_model": f"\n  reward_model: {reward_model_dir}"}[kind]
     cfg = parse_config(f"model: {model}\nrounds: 0\ndevice: cpu\njudge:\n  kind: {kind}{judge_keys}\n")
@@ -232,6 +232,8 @@ def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tin
     expected = {"implicit": ImplicitRewardJudge, "gold": GoldJudge, "density_ratio": DensityRatioJudge,
                 "reward_model": RewardModelJudge, "llm_judge": LLMJudge}[kind]
     assert isinstance(judge, expected) and judge.name == kind
+    if kind == "implicit":
+        assert judge.reference == "none"  # judge.reference reaches the judge the stage builds
     prompts = [user("sort: 3 1 2")]
     prefs = judge.judge(prompts, ["1 2 3"], ["3 2 1"])
     assert len(prefs) == 1 and 0.5 <= prefs[0].confidence <= 1
