@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from engine import generation, method, scoring
+from engine import generation
 from engine.checkpoints import Policy
+from engine.judges import ImplicitRewardJudge
 from storage.records import Example, Messages, Pair
 
 Gold = Callable[[Messages, str], float]
@@ -54,20 +53,16 @@ def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache
     return texts
 
 
-def judge_accuracy(policy: Policy, pairs: list[Example], beta: float, batch_size: int) -> dict[str, float]:
-    """How often π's implicit reward against π_init prefers the labelled chosen answer."""
+def judge_accuracy(policy: Policy, pairs: list[Example], beta: float, batch_size: int,
+                   reference: str = "init") -> dict[str, float]:
+    """How often the round's implicit judge (π against π_init, or π alone with reference "none") prefers the
+    labelled chosen answer."""
     if not pairs:
         return {}
-    prompts = [e.prompt for e in pairs]
-    pc, pr = scoring.pair_logps(policy.model, policy.tokenizer, prompts, [e.chosen for e in pairs],
-                                [e.rejected for e in pairs], batch_size)
-    with policy.init_view() as init:
-        ic, ir = scoring.pair_logps(init, policy.tokenizer, prompts, [e.chosen for e in pairs],
-                                    [e.rejected for e in pairs], batch_size)
-    rc = method.implicit_reward(torch.tensor(pc, dtype=torch.float64), torch.tensor(ic, dtype=torch.float64), beta)
-    rr = method.implicit_reward(torch.tensor(pr, dtype=torch.float64), torch.tensor(ir, dtype=torch.float64), beta)
-    return {"eval/judge_accuracy": float((rc > rr).double().mean()),
-            "eval/reward_margin": float((rc - rr).mean())}
+    judge = ImplicitRewardJudge(policy, beta, batch_size, reference=reference)
+    prefs = judge.judge([e.prompt for e in pairs], [e.chosen for e in pairs], [e.rejected for e in pairs])
+    return {"eval/judge_accuracy": sum(p.score_a > p.score_b for p in prefs) / len(prefs),
+            "eval/reward_margin": sum(p.score_a - p.score_b for p in prefs) / len(prefs)}
 
 
 def gold_comparison(prompts: list[Messages], policy_texts: list[str], init_texts: list[str], gold: Gold) -> dict:

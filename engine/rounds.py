@@ -284,7 +284,7 @@ def stage_evaluate(ctx: StageContext) -> None:
     policy = load(ctx, ctx.round)
     values = round_pair_stats(ctx.store.pairs(ctx.job_id, ctx.round)) if ctx.round > 0 else {}
     labelled = [e for e in evals if e.chosen and e.rejected]
-    values.update(judge_accuracy(policy, labelled, cfg.beta, cfg.judge.batch_size))
+    values.update(judge_accuracy(policy, labelled, cfg.beta, cfg.judge.batch_size, cfg.judge.reference))
     ctx.progress(1, 3, force=True)
     if evals:
         prompts = [e.prompt for e in evals]

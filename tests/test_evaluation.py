@@ -34,3 +34,24 @@ def test_no_gold_and_no_init_logps_leave_their_shares_out():
     assert stats["round/chose_less_likely"] == 1.0
     assert "round/self_label_accuracy" not in stats and "round/gold_prefers_less_likely" not in stats
     assert round_pair_stats([]) == {"round/pairs": 0}
+
+
+@pytest.mark.parametrize("reference", ["init", "none"])
+def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
+    """eval/judge_accuracy with the judge the rounds use: β·(logp π − logp π_init), or β·logp π alone."""
+    from engine.checkpoints import Policy
+    from engine.evaluation import judge_accuracy
+    from engine.toy_model import char_tokenizer, random_llama
+    from storage import Example
+    from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp
+    tok = char_tokenizer()
+    policy = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=1).eval()
+    init = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=2).eval()
+    pairs = [Example(role="eval", prompt=p, chosen=a, rejected=b) for p, a, b in zip(PROMPTS, ANSWERS_A, ANSWERS_B)]
+
+    def reward(p, y):
+        return 0.1 * (direct_logp(policy, tok, p, y) - (direct_logp(init, tok, p, y) if reference == "init" else 0))
+    margins = [reward(e.prompt, e.chosen) - reward(e.prompt, e.rejected) for e in pairs]
+    got = judge_accuracy(Policy(policy, tok, init_model=init), pairs, beta=0.1, batch_size=2, reference=reference)
+    assert got["eval/judge_accuracy"] == pytest.approx(sum(m > 0 for m in margins) / len(margins))
+    assert got["eval/reward_margin"] == pytest.approx(sum(margins) / len(margins), abs=1e-5)
