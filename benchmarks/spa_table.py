@@ -152,7 +152,9 @@ def run_variant(v: Variant, base: RunConfig, seed: int) -> Outcome:
             gold, win = run.metric("eval/init_gold_score", 0), 0.5
         else:
             gold, win = run.metric("eval/gold_score", last), run.metric("eval/win_rate_vs_init", last)
-        by_round = (lambda name: run.metrics_by_round(name) if v.rounds_shown else {})
+
+        def by_round(name: str) -> dict[int, float]:
+            return run.metrics_by_round(name) if v.rounds_shown else {}
         out = Outcome(gold=gold, win=win, judge_by_round=by_round("round/self_label_accuracy"),
                       less_likely_by_round=by_round("round/chose_less_likely"),
                       gold_less_likely_by_round=by_round("round/gold_prefers_less_likely"),

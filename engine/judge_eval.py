@@ -98,10 +98,13 @@ def main(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     outcomes: list[Outcome] = []
     started_all = time.perf_counter()
+    seed_policy = None
     with _cpu_threads(CPU_THREADS if device.type == "cpu" else None) as threads:
         for name in names:
             started = time.perf_counter()
-            judge = build_judge(name, world, device, seed)
+            judge = build_judge(name, world, device, seed, seed_policy)
+            if isinstance(judge, ImplicitRewardJudge):
+                seed_policy = judge.policy  # both implicit judges score with the same π_0: trained once
             print(f"judge {name}: ready in {time.perf_counter() - started:.1f} s", flush=True)
             for data in datasets:
                 outcome = evaluate(judge, data)
@@ -163,13 +166,14 @@ def load_datasets(files: list[str] | None, limit: int | None, seed: int,
 
 # --- judges --------------------------------------------------------------------------------------
 
-def build_judge(name: str, world, device: torch.device, seed: int) -> Judge:
+def build_judge(name: str, world, device: torch.device, seed: int, seed_policy=None) -> Judge:
+    """seed_policy: π_0 from an implicit judge built before, reused instead of trained again."""
     from engine.demo_world import gold_score_messages
     from engine.models import load_base_model, load_tokenizer
     if name == "gold":
         return GoldJudge(gold_score_messages)
     if name in ("implicit", "implicit_no_ref"):
-        return seed_round_judge(world, reference="init" if name == "implicit" else "none")
+        return seed_round_judge(world, reference="init" if name == "implicit" else "none", policy=seed_policy)
     tokenizer = load_tokenizer(str(world.model_dir))
     if name == "density_ratio":
         strong = load_base_model(str(world.model_dir), device, torch.float32)
@@ -190,7 +194,7 @@ def random_twin(model_dir: Path, seed: int) -> torch.nn.Module:
         return AutoModelForCausalLM.from_config(config).eval()
 
 
-def seed_round_judge(world, reference: str = "init") -> ImplicitRewardJudge:
+def seed_round_judge(world, reference: str = "init", policy=None) -> ImplicitRewardJudge:
     """SPA's judge for round 1: π_0 = plain sigmoid DPO of π_init on the seed pairs with configs/demo.yaml's
     settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off), or with
     no reference (reference="none", the authors' ablation)."""
@@ -199,6 +203,9 @@ def seed_round_judge(world, reference: str = "init") -> ImplicitRewardJudge:
     from engine.trainer import TrainRow, TrainSettings, train_dpo
 
     cfg = load_config(DEMO_CONFIG)
+    name = "implicit" if reference == "init" else "implicit_no_ref"
+    if policy is not None:
+        return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size, name=name, reference=reference)
     rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, trusted=True)
             for e in load_examples(world.seed_file, "seed").examples]
     settings = TrainSettings(beta=cfg.beta, learning_rate=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -209,8 +216,7 @@ def seed_round_judge(world, reference: str = "init") -> ImplicitRewardJudge:
         policy = load_policy(cfg, str(world.model_dir), world.root, None, trainable=True)
         train_dpo(policy.model, policy.tokenizer, rows, settings, None, reference="adapters_disabled")
     policy.model.eval()
-    return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size, name="implicit" if reference == "init"
-                               else "implicit_no_ref", reference=reference)
+    return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size, name=name, reference=reference)
 
 
 def teacher_pairs(world, n: int, seed: int) -> list[Example]:
