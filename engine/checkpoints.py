@@ -43,7 +43,7 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
     if cfg.lora.enabled:
         base = models.load_base_model(model_path, device, dtype, cfg.trust_remote_code)
         adapter = str(saved_weights(out_dir, round, cfg)) if has_round else None
-        model = models.with_lora(base, cfg.lora, adapter_dir=adapter, trainable=trainable)
+        model = models.with_lora(base, cfg.lora, adapter_dir=adapter, trainable=trainable, seed=cfg.seed)
         if with_reference and adapter:
             models.add_reference_adapter(model, adapter)
         return Policy(model, tokenizer)

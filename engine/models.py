@@ -74,9 +74,11 @@ def load_base_model(path_or_id: str, device: torch.device, dtype: torch.dtype,
 
 
 def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None = None,
-              trainable: bool = True) -> PeftModel:
+              trainable: bool = True, seed: int = 0) -> PeftModel:
     """Wrap `base` (modified in place) with the "default" adapter: a fresh one, or a saved one (π_{i-1})
-    to continue from. A fresh adapter starts as the identity (LoRA B = 0), so it equals π_init."""
+    to continue from. A fresh adapter starts as the identity (LoRA B = 0), so it equals π_init; its random A
+    comes from `seed` alone, not from whatever drew from torch's generator earlier in the process, so a run
+    is the same whether it runs in a fresh stage process or after others in one (the benchmarks)."""
     if not lora.enabled:
         raise ValueError("LoRA is disabled in the settings; train the full model instead of calling with_lora")
     if adapter_dir is not None:
@@ -86,7 +88,9 @@ def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None =
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
             bias="none", task_type="CAUSAL_LM",
         )
-        model = get_peft_model(base, config)
+        with torch.random.fork_rng(devices=[]):  # PEFT initialises on the CPU; the caller's RNG is left as it was
+            torch.manual_seed(seed)
+            model = get_peft_model(base, config)
         if not trainable:
             model.requires_grad_(False)
     return model if trainable else model.eval()

@@ -68,6 +68,20 @@ def test_fresh_adapter_is_the_identity_and_only_lora_trains(tiny_model_dir):
         models.with_lora(base, LoraConfig(enabled=False))
 
 
+def test_fresh_adapter_init_depends_on_the_seed_not_on_earlier_draws(tiny_model_dir):
+    def lora_a(seed: int, draws: int) -> dict:
+        torch.randn(draws)  # whatever ran earlier in the process
+        model = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA, seed=seed)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+    first, again, other = lora_a(3, 1), lora_a(3, 1000), lora_a(4, 1)
+    assert first and all(torch.equal(first[n], again[n]) for n in first)
+    assert all(not torch.equal(first[n], other[n]) for n in first)
+    state = torch.get_rng_state()
+    lora_a(3, 0)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is left as it was
+
+
 def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_dir):
     trained = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA)
     perturb_lora(trained)
