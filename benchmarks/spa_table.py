@@ -88,6 +88,7 @@ OFFLINE_LR, OFFLINE_LR_TEXT = 5e-4, "5e-4"
 OFFLINE_100_TUNED = f"DPO on 100% gold labels, offline, lr {OFFLINE_LR_TEXT}"
 ON_POLICY_100_TUNED = f"DPO on 100% gold labels, on-policy, round lr {ROUND_LR_TEXT}"
 SPA_NO_REF = f"SPA, judge without reference (authors' ablation), round lr {ROUND_LR_TEXT}"
+SPA_NO_REF_HUMAN = f"{SPA_NO_REF} + {{n}} human labels, lowest confidence"
 FULL_LABEL_ROWS = (OFFLINE_100, ON_POLICY_100, OFFLINE_100_TUNED, ON_POLICY_100_TUNED)
 
 
@@ -124,7 +125,7 @@ def variants(base: RunConfig) -> list[Variant]:
                 lambda c, s: {"judge__kind": "gold", "refine__enabled": False, **hot}, seed_plus_gold_pairs),
         Variant(f"SPA, round lr {ROUND_LR_TEXT}", lambda c, s: hot, seed_labels),
         Variant(SPA_NO_REF, lambda c, s: no_ref, seed_labels),
-        Variant(f"{SPA_NO_REF} + {humans} human labels, lowest confidence", lambda c, s: no_ref, seed_plus_human,
+        Variant(SPA_NO_REF_HUMAN.format(n=humans), lambda c, s: no_ref, seed_plus_human,
                 lambda seed: human_corrections(per_round, "confidence", seed)),
     ]
 
@@ -175,13 +176,22 @@ def mean_std(values: list[float]) -> str:
 
 
 def verdict(rows: dict[str, list[Outcome]], spa_row: str) -> str:
-    spa = statistics.mean(o.gold for o in rows[spa_row])
+    """Reached or not against each DPO-on-100% row, with the difference of the means and its standard error
+    over seeds (√(s²/n + s²/n)), so a gap smaller than the seed spread reads as one."""
+    spa = [o.gold for o in rows[spa_row]]
+    labels = "/".join(str(n) for n in sorted({o.labels for o in rows[spa_row]}))
     parts = []
     for name in FULL_LABEL_ROWS:
         if name in rows:
-            full = statistics.mean(o.gold for o in rows[name])
-            parts.append(f"{'reached' if spa >= full else 'NOT reached'} against \"{name}\" ({spa:.3f} vs {full:.3f})")
-    return f"{spa_row}: " + "; ".join(parts)
+            full = [o.gold for o in rows[name]]
+            delta = statistics.mean(spa) - statistics.mean(full)
+            spread = ""
+            if len(spa) > 1 and len(full) > 1:
+                se = (statistics.variance(spa) / len(spa) + statistics.variance(full) / len(full)) ** 0.5
+                spread = f", standard error {se:.3f}"
+            parts.append(f"{'reached' if delta >= 0 else 'NOT reached'} against \"{name}\" "
+                         f"({statistics.mean(spa):.3f} vs {statistics.mean(full):.3f}: Δ {delta:+.3f}{spread})")
+    return f"{spa_row} ({labels} labels): " + "; ".join(parts)
 
 
 def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float) -> str:
@@ -196,14 +206,16 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
         lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
                      f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
     gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
-    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF) if spa in rows]
+    human = SPA_NO_REF_HUMAN.format(n=human_budget(base) * base.rounds)
+    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, human) if spa in rows]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
         f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
         f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}; "
         f"`python benchmarks/spa_table.py {' '.join(sys.argv[1:])}`, {seconds / 60:.1f} min.",
         "", *lines, "",
-        "Headline (SPA's mean gold score with the 3.3% seed at or above DPO on 100% gold labels):",
+        "Headline (SPA's mean gold score with the 3.3% seed, or a few more human labels, at or above DPO on 100% "
+        "gold labels):",
         *[f"- {v}" for v in verdicts], "",
         "Gold score: mean gold reward of one sampled answer per held-out prompt (1 = exact, unhedged). "
         "Win rate: against π_init's answer to the same prompt by gold reward (ties count half). "
