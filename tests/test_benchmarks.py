@@ -74,3 +74,19 @@ def test_throughput_quick(tmp_path):
     assert "| judge | studio" in text and "equal results: yes" in text
     assert "matmul rate on the cpu" in text and "= 50.0% of the ceiling" in text and "= 25.0%." in text
     assert "would take 150% of the ceiling" in text and "studio rescoring" in text
+
+
+def test_spa_table_verdict_gives_the_gap_and_its_standard_error():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import spa_table
+
+    def outs(golds, labels):
+        return [spa_table.Outcome(gold=g, win=0.5, labels=labels) for g in golds]
+    rows = {"SPA": outs([0.60, 0.62, 0.64], 64), spa_table.OFFLINE_100_TUNED: outs([0.61, 0.63, 0.65], 2004),
+            spa_table.ON_POLICY_100: outs([0.50, 0.52, 0.54], 1800)}
+    text = spa_table.verdict(rows, "SPA")
+    # Δ = 0.62 − 0.63; both sample variances 0.0004, so the standard error is √(2 · 0.0004 / 3) = 0.0163
+    assert text.startswith("SPA (64 labels): ")
+    assert f'NOT reached against "{spa_table.OFFLINE_100_TUNED}" (0.620 vs 0.630: Δ -0.010, standard error 0.016)' in text
+    assert f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016)' in text
+    assert spa_table.OFFLINE_100 not in text  # rows that did not run get no verdict
