@@ -89,7 +89,7 @@ def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None =
             bias="none", task_type="CAUSAL_LM",
         )
         with torch.random.fork_rng(devices=[]):  # PEFT initialises on the CPU; the caller's RNG is left as it was
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             model = get_peft_model(base, config)
         if not trainable:
             model.requires_grad_(False)
