@@ -88,8 +88,11 @@ OFFLINE_LR, OFFLINE_LR_TEXT = 5e-4, "5e-4"
 OFFLINE_100_TUNED = f"DPO on 100% gold labels, offline, lr {OFFLINE_LR_TEXT}"
 ON_POLICY_100_TUNED = f"DPO on 100% gold labels, on-policy, round lr {ROUND_LR_TEXT}"
 SPA_NO_REF = f"SPA, judge without reference (authors' ablation), round lr {ROUND_LR_TEXT}"
-SPA_NO_REF_HUMAN = f"{SPA_NO_REF} + {{n}} human labels, lowest confidence"
 FULL_LABEL_ROWS = (OFFLINE_100, ON_POLICY_100, OFFLINE_100_TUNED, ON_POLICY_100_TUNED)
+
+
+def spa_no_ref_human(base: RunConfig) -> str:
+    return f"{SPA_NO_REF} + {human_budget(base) * base.rounds} human labels, lowest confidence"
 
 
 def variants(base: RunConfig) -> list[Variant]:
@@ -125,7 +128,7 @@ def variants(base: RunConfig) -> list[Variant]:
                 lambda c, s: {"judge__kind": "gold", "refine__enabled": False, **hot}, seed_plus_gold_pairs),
         Variant(f"SPA, round lr {ROUND_LR_TEXT}", lambda c, s: hot, seed_labels),
         Variant(SPA_NO_REF, lambda c, s: no_ref, seed_labels),
-        Variant(SPA_NO_REF_HUMAN.format(n=humans), lambda c, s: no_ref, seed_plus_human,
+        Variant(spa_no_ref_human(base), lambda c, s: no_ref, seed_plus_human,
                 lambda seed: human_corrections(per_round, "confidence", seed)),
     ]
 
@@ -206,8 +209,7 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
         lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
                      f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
     gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
-    human = SPA_NO_REF_HUMAN.format(n=human_budget(base) * base.rounds)
-    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, human) if spa in rows]
+    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base)) if spa in rows]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
         f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "

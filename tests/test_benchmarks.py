@@ -77,7 +77,6 @@ def test_throughput_quick(tmp_path):
 
 
 def test_spa_table_verdict_gives_the_gap_and_its_standard_error():
-    sys.path.insert(0, str(ROOT))
     from benchmarks import spa_table
 
     def outs(golds, labels):
