@@ -110,9 +110,9 @@ def to_sample(tokenizer, token_ids: list[int], finish_reason: str | None, stop_i
 
 def engine_settings(cfg, model_path: str) -> dict:
     """VLLMGenerator arguments for a run: LoRA at the run's rank (full fine-tune: none), one tensor-parallel
-    shard per GPU of train.num_gpus, the run's dtype and seed. When the generate stage also holds the
-    density-ratio judge's two models (best-of-N), vLLM leaves half the GPU memory to them."""
-    best_of_n = cfg.judge.kind == "density_ratio" and cfg.generation.samples_per_prompt > 2
+    shard per GPU of train.num_gpus, the run's dtype and seed. When the generate stage also holds a judge's
+    models to pick best-of-N (density ratio, or the implicit judge's π_{i-1}), vLLM leaves half the GPU to them."""
+    best_of_n = cfg.judge.kind in ("density_ratio", "implicit") and cfg.generation.samples_per_prompt > 2
     return dict(model_path=model_path, tensor_parallel_size=max(1, cfg.train.num_gpus), dtype=cfg.dtype,
                 max_lora_rank=cfg.lora.r if cfg.lora.enabled else None,
                 gpu_memory_utilization=0.5 if best_of_n else 0.9, seed=cfg.seed,

@@ -81,6 +81,52 @@ class ImplicitRewardJudge:
         ra, rb = method.implicit_reward(pa, ref_a, self.beta), method.implicit_reward(pb, ref_b, self.beta)
         return preferences_from_scores(ra, rb, logp_policy_a=pa, logp_policy_b=pb, logp_init_a=ia, logp_init_b=ib)
 
+    def rewards(self, prompts: list[Messages], responses: list[str], policy_logps: list[float | None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """r(x, y) per (prompt, response), float64, on the same formula as `judge`. policy_logps: π_{i-1}'s
+        log-prob where sampling kept it (None: scored here). With reference "none" π_init is not run."""
+        n = len(prompts)
+        pol = list(policy_logps) if policy_logps is not None else [None] * n
+        if not n == len(responses) == len(pol):
+            raise ValueError("prompts, responses and policy_logps must have the same length")
+        missing = [i for i, v in enumerate(pol) if v is None]
+        if missing:
+            got = scoring.sequence_logps(self.policy.model, self.policy.tokenizer, [prompts[i] for i in missing],
+                                         [responses[i] for i in missing], self.batch_size, progress)
+            for i, v in zip(missing, got):
+                pol[i] = v
+        ref = torch.zeros(n, dtype=torch.float64)
+        if self.reference == "init":
+            with self.policy.init_view() as init:
+                ref = torch.tensor(scoring.sequence_logps(init, self.policy.tokenizer, prompts, responses,
+                                                          self.batch_size, progress), dtype=torch.float64)
+        return method.implicit_reward(torch.tensor(pol, dtype=torch.float64), ref, self.beta)
+
+    def best_of_n(self, prompts: list[Messages], samples: list[list[str]],
+                  policy_logps: list[list[float | None]] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[tuple[int, int] | None]:
+        """(chosen, rejected) indices per prompt: the samples this judge rewards most and least (the spread
+        pair, as iterative DPO with a reward model picks it). None: all samples are the same text. `judge`
+        then labels the pair alike, up to float32 rounding (~1e-7) between its shared-prompt pass and this one."""
+        if len(prompts) != len(samples):
+            raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample lists")
+        flat_prompts = [p for p, group in zip(prompts, samples) for _ in group]
+        flat = [s for group in samples for s in group]
+        known = [v for group in policy_logps for v in group] if policy_logps is not None else None
+        r = self.rewards(flat_prompts, flat, known, progress).tolist()
+        picks, start = [], 0
+        for group in samples:
+            picks.append(spread_pair(group, r[start:start + len(group)]))
+            start += len(group)
+        return picks
+
+
+def spread_pair(texts: list[str], scores: list[float]) -> tuple[int, int] | None:
+    """The highest-scored sample and the lowest-scored one whose text differs from it (first on ties)."""
+    chosen = max(range(len(texts)), key=lambda k: (scores[k], -k))
+    others = [k for k in range(len(texts)) if texts[k] != texts[chosen]]
+    return (chosen, min(others, key=lambda k: (scores[k], k))) if others else None
+
 
 @dataclass
 class GoldJudge:
@@ -94,3 +140,13 @@ class GoldJudge:
         if progress:
             progress(len(prompts), len(prompts))
         return preferences_from_scores(sa, sb)
+
+    def best_of_n(self, prompts: list[Messages], samples: list[list[str]], policy_logps=None,
+                  progress: Callable[[int, int], None] | None = None) -> list[tuple[int, int] | None]:
+        """The spread pair by gold reward: the oracle for best-of-N selection (policy_logps: not needed)."""
+        if len(prompts) != len(samples):
+            raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample lists")
+        picks = [spread_pair(group, [self.gold(p, y) for y in group]) for p, group in zip(prompts, samples)]
+        if progress:
+            progress(len(prompts), len(prompts))
+        return picks

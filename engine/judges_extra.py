@@ -17,7 +17,7 @@ import torch
 
 from engine import scoring
 from engine.encoding import prompt_ids, response_ids
-from engine.judges import Judge, Preference, preferences_from_scores
+from engine.judges import GoldJudge, ImplicitRewardJudge, Judge, Preference, preferences_from_scores
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -138,22 +138,39 @@ def first_distinct_pair(texts: list[str]) -> tuple[int, int] | None:
     return next(((0, k) for k in range(1, len(texts)) if texts[k] != texts[0]), None)
 
 
-def select_pairs(prompts: list[Messages], samples: list[list[str]], selector: DensityRatioJudge | None = None,
-                 seed: int | None = None, progress: Progress | None = None) -> list[tuple[int, int] | None]:
-    """Which two of each prompt's samples become its pair (indices; None: drop the prompt). With a
-    density-ratio selector and more than two samples, best-of-N; otherwise the first two that differ."""
-    if selector is not None and any(len(group) > 2 for group in samples):
+def select_pairs(prompts: list[Messages], samples: list[list[str]],
+                 selector: DensityRatioJudge | ImplicitRewardJudge | GoldJudge | None = None, seed: int | None = None,
+                 progress: Progress | None = None,
+                 policy_logps: list[list[float | None]] | None = None) -> list[tuple[int, int] | None]:
+    """Which two of each prompt's samples become its pair (indices; None: drop the prompt). With a selecting
+    judge and more than two samples, best-of-N; otherwise the first two that differ. policy_logps: the
+    samples' π_{i-1} log-probs as sampling kept them, which the implicit judge reuses."""
+    if selector is None or all(len(group) <= 2 for group in samples):
+        return [first_distinct_pair(group) for group in samples]
+    if isinstance(selector, DensityRatioJudge):
         return selector.best_of_n(prompts, samples, progress, seed)
-    return [first_distinct_pair(group) for group in samples]
+    return selector.best_of_n(prompts, samples, policy_logps, progress)
 
 
-def pair_selector(cfg, base_model_path: str) -> DensityRatioJudge | None:
-    """The judge that picks each prompt's pair in the generate stage: only the density ratio does best-of-N
-    (chosen = highest r, rejected = a random other), and only with samples_per_prompt > 2. The judge stage
-    then labels the stored pair with the same judge, so its label agrees with the choice made here."""
-    if cfg.judge.kind != "density_ratio" or cfg.generation.samples_per_prompt <= 2:
+def pair_selector(cfg, base_model_path: str, load_policy: Callable[[], object] | None = None,
+                  gold: Callable[[Messages, str], float] | None = None):
+    """The judge that picks each prompt's pair in the generate stage, only with samples_per_prompt > 2:
+    the density ratio (chosen = highest r, rejected = a random other, as Dr.SoW does), SPA's implicit judge
+    on π_{i-1} from `load_policy()` or the demo world's gold reward (both: chosen = highest, rejected =
+    lowest). The judge stage then labels the stored pair with the same judge, so its label agrees."""
+    if cfg.generation.samples_per_prompt <= 2:
         return None
-    return make_external_judge(cfg, base_model_path)
+    if cfg.judge.kind == "density_ratio":
+        return make_external_judge(cfg, base_model_path)
+    if cfg.judge.kind == "implicit":
+        if load_policy is None:
+            raise ValueError("best-of-N under the implicit judge needs π_{i-1} (load_policy)")
+        return ImplicitRewardJudge(load_policy(), cfg.beta, cfg.judge.batch_size, reference=cfg.judge.reference)
+    if cfg.judge.kind == "gold":
+        if gold is None:
+            raise ValueError("judge.kind gold exists only in the demo world")
+        return GoldJudge(gold)
+    return None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 was killed can simply run again."""
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def prompt_slice(ctx: StageContext) -> list:
 
 def stage_generate(ctx: StageContext) -> None:
     """samples_per_prompt samples per prompt from π_{i-1} with the configured backend (transformers or vLLM);
-    the pair is the first two that differ, or best-of-N under a density-ratio judge; all-equal samples drop."""
+    the pair is the first two that differ, or with more than two samples best-of-N under the run's judge
+    (implicit, density ratio or gold); all-equal samples drop."""
     from engine.generation_vllm import round_sampler
     from engine.judges_extra import pair_selector, select_pairs
     cfg = ctx.cfg
@@ -122,11 +124,12 @@ def stage_generate(ctx: StageContext) -> None:
     todo = [(i, c) for i, c in enumerate(chunks) if not any(e.id in done_ids for e in c)]
     if not todo:
         return
+    policy = functools.cache(lambda: load(ctx, ctx.round - 1))  # the sampler and an implicit selector share it
     sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
-                            lambda: load(ctx, ctx.round - 1))
+                            policy)
     ctx.log(f"sampling with {sampler.note}")
-    selector = pair_selector(cfg, paths(cfg)["model"])
     gold = gold_for(cfg)
+    selector = pair_selector(cfg, paths(cfg)["model"], policy, gold)
     dropped, written = 0, 0
     per_prompt = cfg.generation.samples_per_prompt
     total = len(prompts) * per_prompt  # progress counts sequences, so a stop is noticed after every batch
@@ -141,7 +144,7 @@ def stage_generate(ctx: StageContext) -> None:
                                    progress=lambda n, _, base=done: ctx.progress(base + n, total))
         done += len(chunk) * per_prompt
         picks = select_pairs([e.prompt for e in chunk], [[s.text for s in group] for group in samples], selector,
-                             seed=settings.seed)
+                             seed=settings.seed, policy_logps=[[s.logp for s in group] for group in samples])
         pairs = []
         for ex, group, pick in zip(chunk, samples, picks):
             if pick is None:

@@ -322,6 +322,14 @@ def test_a_run_stopped_during_generation_and_training_resumes_to_the_end(world, 
     assert set(starts) == all_stages(config)
     per_round = pairs_per_round(shared.db, job_id)
     assert set(per_round) == {1, 2} and 0 < len(per_round[1]) <= 40 and 0 < len(per_round[2]) <= 16
+    store = shared.store()
+    # four samples under the implicit judge: each stored pair is its best and worst sample, response a first
+    # (the judge stage rescores π_init with the shared-prompt pass: equal to float32 rounding, ~1e-7 here)
+    rounding = 1e-5
+    pairs = store.pairs(job_id)
+    assert all(p.reward_a >= p.reward_b - rounding for p in pairs)
+    assert all(p.judge_label == "a" for p in pairs if p.reward_a - p.reward_b > rounding)
+    assert sum(p.reward_a - p.reward_b > rounding for p in pairs if p.round == 2) > 8
     assert integrity_ok(shared.db)
 
 

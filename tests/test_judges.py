@@ -119,16 +119,71 @@ def test_select_pairs_is_best_of_n_only_with_a_selector_and_more_than_two(strong
     assert select_pairs(prompts, [["1", "2"], ["3", "3"]], judge) == [(0, 1), None]  # two samples: no choice
 
 
-def test_only_a_density_ratio_run_with_more_than_two_samples_selects_pairs(tiny_model_dir):
+def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, strong, weak, tok):
+    from engine.checkpoints import Policy
+    from engine.judges import ImplicitRewardJudge
     base = str(tiny_model_dir)
     dr = dict(kind="density_ratio", strong_model="base", weak_model=base)
-    assert pair_selector(RunConfig(model=base, device="cpu"), base) is None
-    assert pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr)), base) is None
-    four = RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr),
-                     generation=GenerationConfig(samples_per_prompt=4))
-    assert isinstance(pair_selector(four, base), DensityRatioJudge)
-    assert pair_selector(RunConfig(model=base, device="cpu", generation=GenerationConfig(samples_per_prompt=4)),
-                         base) is None  # the implicit judge labels two samples as they come
+    loaded = []
+
+    def load():
+        loaded.append(1)
+        return Policy(strong, tok, init_model=weak)
+    assert pair_selector(RunConfig(model=base, device="cpu"), base, load) is None
+    assert pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr)), base, load) is None
+    four = GenerationConfig(samples_per_prompt=4)
+    assert isinstance(pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr), generation=four),
+                                    base, load), DensityRatioJudge)
+    assert loaded == []  # a run that does not pick with the implicit judge never loads π_{i-1} for it
+    implicit = pair_selector(RunConfig(model=base, device="cpu", beta=0.3, generation=four,
+                                       judge=JudgeConfig(reference="none")), base, load)
+    assert isinstance(implicit, ImplicitRewardJudge) and loaded == [1]
+    assert (implicit.beta, implicit.reference, implicit.policy.model) == (0.3, "none", strong)
+    with pytest.raises(ValueError, match="load_policy"):
+        pair_selector(RunConfig(model=base, device="cpu", generation=four), base)
+    gold_cfg = RunConfig(model=base, device="cpu", generation=four, judge=JudgeConfig(kind="gold"))
+    with pytest.raises(ValueError, match="demo world"):
+        pair_selector(gold_cfg, base, load)
+    by_length = pair_selector(gold_cfg, base, load, gold=lambda prompt, y: -len(y))
+    assert by_length.best_of_n([user("x"), user("y")], [["aa", "a", "aaa", "b"], ["c", "c", "c"]]) == [(1, 2), None]
+    assert pair_selector(RunConfig(model=base, device="cpu", generation=four,
+                                   judge=JudgeConfig(kind="llm_judge", judge_model=base)), base, load) is None
+
+
+def test_spread_pair_is_the_highest_and_the_lowest_different_text():
+    from engine.judges import spread_pair
+    assert spread_pair(["a", "b", "c", "d"], [0.2, -1.0, 3.0, -1.0]) == (2, 1)  # ties: the first
+    assert spread_pair(["a", "b", "a"], [5.0, 1.0, 0.5]) == (0, 1)  # the lowest is a copy of the chosen text
+    assert spread_pair(["z", "z"], [1.0, 2.0]) is None
+
+
+@pytest.mark.parametrize("reference", ["init", "none"])
+def test_implicit_best_of_n_picks_by_the_judges_own_reward(strong, weak, tok, reference):
+    """rewards() is judge()'s formula one response at a time; best_of_n keeps the max and the min, reusing
+    sampled π_{i-1} log-probs where given."""
+    from engine.checkpoints import Policy
+    from engine.judges import ImplicitRewardJudge
+    judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3, reference=reference)
+    prompts = [user(f"add: {i}+{i}") for i in range(6)]
+    samples = [[str(2 * i), str(2 * i + 1), "x" * (i % 3 + 1), "no idea"] for i in range(6)]
+
+    def reward(p, y, pol=None):
+        pol = direct_logp(strong, tok, p, y) if pol is None else pol
+        return 0.1 * (pol - (direct_logp(weak, tok, p, y) if reference == "init" else 0.0))
+    r = judge.rewards([prompts[0]] * 4, samples[0])
+    assert r.tolist() == pytest.approx([reward(prompts[0], y) for y in samples[0]], abs=1e-5)
+    pair = judge.judge([prompts[0]], [samples[0][0]], [samples[0][1]])[0]
+    assert (pair.score_a, pair.score_b) == pytest.approx(r[:2].tolist(), abs=1e-6)
+    given = [[None, -0.5, None, -40.0] for _ in samples]
+    picks = judge.best_of_n(prompts, samples, given)
+    for p, group, (chosen, rejected), known in zip(prompts, samples, picks, given):
+        expected = [reward(p, y, pol) for y, pol in zip(group, known)]
+        assert expected[chosen] == pytest.approx(max(expected), abs=1e-5)
+        assert expected[rejected] == pytest.approx(min(expected), abs=1e-5)
+        assert rejected == 3  # the sampled −40 makes "no idea" the worst everywhere
+    assert select_pairs(prompts, samples, judge, policy_logps=given) == picks
+    with pytest.raises(ValueError, match="same length"):
+        judge.rewards(prompts, ["x"] * 6, [None])
 
 
 def test_llm_judge_is_symmetric_and_matches_direct_logits(strong, tok):
