@@ -21,7 +21,7 @@ FORM_ROWS = [
      ("learning_rate", "Learning rate", "optional", "optimiser step size; empty: 5e-5 with LoRA, 5e-7 full fine-tune"),
      ("rounds", "Rounds", "int", "SPA rounds after the seed round (paper: 3)"),
      ("prompts_per_round", "Prompts per round", "list_int", "fresh pool prompts per round: one number or one per round")],
-    [("generation.samples_per_prompt", "Samples per prompt", "int", "answers per prompt (≥ 2); the pair is the first two that differ"),
+    [("generation.samples_per_prompt", "Samples per prompt", "int", "answers per prompt (≥ 2); above 2, the implicit, gold or density-ratio judge picks the pair from them"),
      ("generation.temperature", "Temperature", "number", "sampling temperature of generation (paper: 0.7)"),
      ("judge.kind", "Judge", "choice", "who labels new pairs: implicit = the model's own DPO reward (SPA)"),
      ("judge.reference", "Judge reference", "choice", "implicit judge: init = β·(logp π − logp π_init) (SPA); "

@@ -7,8 +7,9 @@ trained on all of them?
 Every row runs the real stages (engine.rounds) in this process from configs/demo.yaml, changing only
 what the row is about; the seed varies sampling, LoRA initialisation and data order. A second block reruns
 the full-label rows, the oracle and SPA with the learning rates tuned on validation for the reference-free
-judge (each DPO-on-100% row at its own best), so the headline is read against DPO at its best too. Writes
-benchmarks/results/spa_table.md and .json.
+judge (each DPO-on-100% row at its own best), so the headline is read against DPO at its best too; a third
+block draws 8 samples per prompt and keeps the best and worst by the row's judge (SPA's own, or gold for
+DPO on 100%). Writes benchmarks/results/spa_table.md and .json.
 """
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def seed_plus_gold_pairs(run: InlineRun, cfg: RunConfig) -> int:
     return seed_labels(run, cfg) + sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
 
 
+def seed_plus_gold_scores(run: InlineRun, cfg: RunConfig) -> int:
+    """Best-of-N by gold reads the gold reward of every sample, not one label per pair."""
+    pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
+    return seed_labels(run, cfg) + cfg.generation.samples_per_prompt * pairs
+
+
 def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
     return seed_labels(run, cfg) + run.store.label_source_counts(run.project_id).get("human", 0)
 
@@ -88,7 +95,15 @@ OFFLINE_LR, OFFLINE_LR_TEXT = 5e-4, "5e-4"
 OFFLINE_100_TUNED = f"DPO on 100% gold labels, offline, lr {OFFLINE_LR_TEXT}"
 ON_POLICY_100_TUNED = f"DPO on 100% gold labels, on-policy, round lr {ROUND_LR_TEXT}"
 SPA_NO_REF = f"SPA, judge without reference (authors' ablation), round lr {ROUND_LR_TEXT}"
-FULL_LABEL_ROWS = (OFFLINE_100, ON_POLICY_100, OFFLINE_100_TUNED, ON_POLICY_100_TUNED)
+# The third block: the "samples" lever, tuned on validation. N samples per prompt, and the judge keeps its
+# highest- and lowest-rewarded one as the pair (engine.judges.spread_pair); DPO on 100% gets the same
+# selection by gold, so the gain that selection alone brings is visible beside SPA's.
+BEST_OF, BEST_OF_LR, BEST_OF_LR_TEXT = 8, 5e-4, "5e-4"
+GOLD_BEST_OF_LR, GOLD_BEST_OF_LR_TEXT = 3e-4, "3e-4"
+SPA_NO_REF_BEST = f"SPA, judge without reference, best of {BEST_OF} samples, round lr {BEST_OF_LR_TEXT}"
+ON_POLICY_100_BEST = (f"DPO on 100% gold labels, on-policy, best of {BEST_OF} samples by gold, "
+                      f"round lr {GOLD_BEST_OF_LR_TEXT}")
+FULL_LABEL_ROWS = (OFFLINE_100, ON_POLICY_100, OFFLINE_100_TUNED, ON_POLICY_100_TUNED, ON_POLICY_100_BEST)
 
 
 def spa_no_ref_human(base: RunConfig) -> str:
@@ -103,6 +118,7 @@ def variants(base: RunConfig) -> list[Variant]:
     hot = {"round_learning_rate": ROUND_LR}
     no_ref = {**hot, "judge__reference": "none"}
     humans = per_round * base.rounds
+    best_of = {"generation__samples_per_prompt": BEST_OF}
     return [
         Variant("SFT (π_init)", lambda c, s: {"rounds": 0}, lambda r, c: 0, rounds_shown=False),
         Variant("DPO on the 3.3% seed", lambda c, s: {"rounds": 0}, seed_labels, rounds_shown=False),
@@ -130,6 +146,9 @@ def variants(base: RunConfig) -> list[Variant]:
         Variant(SPA_NO_REF, lambda c, s: no_ref, seed_labels),
         Variant(spa_no_ref_human(base), lambda c, s: no_ref, seed_plus_human,
                 lambda seed: human_corrections(per_round, "confidence", seed)),
+        Variant(ON_POLICY_100_BEST, lambda c, s: {**on_policy, **best_of, "round_learning_rate": GOLD_BEST_OF_LR},
+                seed_plus_gold_scores),
+        Variant(SPA_NO_REF_BEST, lambda c, s: {**no_ref, **best_of, "round_learning_rate": BEST_OF_LR}, seed_labels),
     ]
 
 
@@ -209,7 +228,8 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
         lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
                      f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
     gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
-    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base)) if spa in rows]
+    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base), SPA_NO_REF_BEST)
+                if spa in rows]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
         f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
@@ -252,7 +272,7 @@ def main() -> int:
             rows.setdefault(v.name, []).append(out)
             print(f"{v.name} seed {seed}: gold {out.gold:.3f}, win {out.win:.3f}, label acc "
                   f"{[round(x, 3) for x in out.judge_by_round.values()]}, {out.seconds:.0f}s", flush=True)
-    if not {"SPA", SPA_NO_REF} & set(rows) or not set(FULL_LABEL_ROWS) & set(rows):
+    if not {"SPA", SPA_NO_REF, SPA_NO_REF_BEST} & set(rows) or not set(FULL_LABEL_ROWS) & set(rows):
         return 0
     text = render(rows, args, base, time.monotonic() - started)
     print(text)
