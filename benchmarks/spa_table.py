@@ -1,7 +1,7 @@
 """The paper's table in miniature, on the embedded demo world: does SPA with 3.3% of the labels reach DPO
 trained on all of them?
 
-    python benchmarks/spa_table.py                 # 3 seeds, held-out eval prompts (~20 min on 2 CPU cores)
+    python benchmarks/spa_table.py                 # 3 seeds, held-out eval prompts (~26 min on 2 CPU cores)
     python benchmarks/spa_table.py --split validation --seeds 1   # what tuning looks at
 
 Every row runs the real stages (engine.rounds) in this process from configs/demo.yaml, changing only

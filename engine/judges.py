@@ -90,16 +90,20 @@ class ImplicitRewardJudge:
         if not n == len(responses) == len(pol):
             raise ValueError("prompts, responses and policy_logps must have the same length")
         missing = [i for i, v in enumerate(pol) if v is None]
+        total = len(missing) + (n if self.reference == "init" else 0)
+
+        def step(offset):
+            return (lambda done, _: progress(offset + done, total)) if progress else None
         if missing:
             got = scoring.sequence_logps(self.policy.model, self.policy.tokenizer, [prompts[i] for i in missing],
-                                         [responses[i] for i in missing], self.batch_size, progress)
+                                         [responses[i] for i in missing], self.batch_size, step(0))
             for i, v in zip(missing, got):
                 pol[i] = v
         ref = torch.zeros(n, dtype=torch.float64)
         if self.reference == "init":
             with self.policy.init_view() as init:
                 ref = torch.tensor(scoring.sequence_logps(init, self.policy.tokenizer, prompts, responses,
-                                                          self.batch_size, progress), dtype=torch.float64)
+                                                          self.batch_size, step(len(missing))), dtype=torch.float64)
         return method.implicit_reward(torch.tensor(pol, dtype=torch.float64), ref, self.beta)
 
     def best_of_n(self, prompts: list[Messages], samples: list[list[str]],

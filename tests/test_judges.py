@@ -175,7 +175,11 @@ def test_implicit_best_of_n_picks_by_the_judges_own_reward(strong, weak, tok, re
     pair = judge.judge([prompts[0]], [samples[0][0]], [samples[0][1]])[0]
     assert (pair.score_a, pair.score_b) == pytest.approx(r[:2].tolist(), abs=1e-6)
     given = [[None, -0.5, None, -40.0] for _ in samples]
-    picks = judge.best_of_n(prompts, samples, given)
+    seen = []
+    picks = judge.best_of_n(prompts, samples, given, progress=lambda done, total: seen.append((done, total)))
+    scored = 12 + (24 if reference == "init" else 0)  # π_{i-1} for the 12 unsampled, π_init for all 24
+    assert seen[-1] == (scored, scored) and all(t == scored for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # one count from 0 to the end, never restarting
     for p, group, (chosen, rejected), known in zip(prompts, samples, picks, given):
         expected = [reward(p, y, pol) for y, pol in zip(group, known)]
         assert expected[chosen] == pytest.approx(max(expected), abs=1e-5)
