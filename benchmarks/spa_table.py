@@ -3,6 +3,9 @@ trained on all of them?
 
     python benchmarks/spa_table.py                 # 3 seeds, held-out eval prompts (~26 min on 2 CPU cores)
     python benchmarks/spa_table.py --split validation --seeds 1   # what tuning looks at
+    python benchmarks/spa_table.py --seeds 12 --out benchmarks/results/headline_12_seeds.md --only \
+        "DPO on 100% gold labels, offline, lr" "DPO on 100% gold labels, on-policy, round lr" \
+        "SPA, judge without reference, best of"          # the headline's closest rows on 12 seeds (~17 min)
 
 Every row runs the real stages (engine.rounds) in this process from configs/demo.yaml, changing only
 what the row is about; the seed varies sampling, LoRA initialisation and data order. A second block reruns
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -197,11 +201,18 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def labels_used(outs: list[Outcome]) -> str:
+    """On-policy rows label every pair whose gold differs, so the count moves a little with the seed."""
+    counts = sorted({o.labels for o in outs})
+    return "/".join(map(str, counts)) if len(counts) <= 3 else f"{counts[0]}–{counts[-1]}"
+
+
 def verdict(rows: dict[str, list[Outcome]], spa_row: str) -> str:
     """Reached or not against each DPO-on-100% row, with the difference of the means and its standard error
-    over seeds (√(s²/n + s²/n)), so a gap smaller than the seed spread reads as one."""
+    over seeds (√(s²/n + s²/n)), so a gap smaller than the seed spread reads as one; rows run on the same seeds
+    are also compared seed by seed (the paired standard error, smaller when seeds move both rows alike)."""
     spa = [o.gold for o in rows[spa_row]]
-    labels = "/".join(str(n) for n in sorted({o.labels for o in rows[spa_row]}))
+    labels = labels_used(rows[spa_row])
     parts = []
     for name in FULL_LABEL_ROWS:
         if name in rows:
@@ -211,6 +222,10 @@ def verdict(rows: dict[str, list[Outcome]], spa_row: str) -> str:
             if len(spa) > 1 and len(full) > 1:
                 se = (statistics.variance(spa) / len(spa) + statistics.variance(full) / len(full)) ** 0.5
                 spread = f", standard error {se:.3f}"
+            if len(spa) == len(full) > 1:  # same seeds: the eval sampling draws alike, so its luck is common to both
+                diffs = [a - b for a, b in zip(spa, full)]
+                spread += (f"; paired by seed: {sum(d > 0 for d in diffs)}/{len(diffs)} seeds above, "
+                           f"standard error {statistics.stdev(diffs) / len(diffs) ** 0.5:.3f}")
             parts.append(f"{'reached' if delta >= 0 else 'NOT reached'} against \"{name}\" "
                          f"({statistics.mean(spa):.3f} vs {statistics.mean(full):.3f}: Δ {delta:+.3f}{spread})")
     return f"{spa_row} ({labels} labels): " + "; ".join(parts)
@@ -224,8 +239,7 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
     for name, outs in rows.items():
         accs = [round_mean(outs, "judge_by_round", r) for r in rounds]
         less = "/".join(round_mean(outs, "less_likely_by_round", r) for r in rounds).strip("/")
-        labels = sorted({o.labels for o in outs})
-        lines.append(f"| {name} | {'/'.join(map(str, labels))} | {mean_std([o.gold for o in outs])} | "
+        lines.append(f"| {name} | {labels_used(outs)} | {mean_std([o.gold for o in outs])} | "
                      f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
     gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
     verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base), SPA_NO_REF_BEST)
@@ -234,7 +248,7 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
     return "\n".join([
         f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
         f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"`python benchmarks/spa_table.py {' '.join(sys.argv[1:])}`, {seconds / 60:.1f} min.",
+        f"`{shlex.join(['python', 'benchmarks/spa_table.py', *sys.argv[1:]])}`, {seconds / 60:.1f} min.",
         "", *lines, "",
         "Headline (SPA's mean gold score with the 3.3% seed, or a few more human labels, at or above DPO on 100% "
         "gold labels):",

@@ -81,11 +81,27 @@ def test_spa_table_verdict_gives_the_gap_and_its_standard_error():
 
     def outs(golds, labels):
         return [spa_table.Outcome(gold=g, win=0.5, labels=labels) for g in golds]
-    rows = {"SPA": outs([0.60, 0.62, 0.64], 64), spa_table.OFFLINE_100_TUNED: outs([0.61, 0.63, 0.65], 2004),
-            spa_table.ON_POLICY_100: outs([0.50, 0.52, 0.54], 1800)}
+    rows = {"SPA": outs([0.60, 0.62, 0.64], 64), spa_table.OFFLINE_100_TUNED: outs([0.61, 0.62, 0.66], 2004),
+            spa_table.ON_POLICY_100: outs([0.50, 0.52, 0.54], 1800),
+            spa_table.ON_POLICY_100_TUNED: outs([0.55, 0.57], 1800)}
     text = spa_table.verdict(rows, "SPA")
-    # Δ = 0.62 − 0.63; both sample variances 0.0004, so the standard error is √(2 · 0.0004 / 3) = 0.0163
     assert text.startswith("SPA (64 labels): ")
-    assert f'NOT reached against "{spa_table.OFFLINE_100_TUNED}" (0.620 vs 0.630: Δ -0.010, standard error 0.016)' in text
-    assert f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016)' in text
+    # Δ = 0.62 − 0.63; sample variances 0.0004 and 0.0007: √(0.0004/3 + 0.0007/3) = 0.0191. Seed by seed the
+    # differences are −0.01, 0, −0.02 (none above): standard deviation 0.01, so 0.01/√3 = 0.0058.
+    assert (f'NOT reached against "{spa_table.OFFLINE_100_TUNED}" (0.620 vs 0.630: Δ -0.010, standard error 0.019; '
+            f'paired by seed: 0/3 seeds above, standard error 0.006)') in text
+    assert (f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016; '
+            f'paired by seed: 3/3 seeds above, standard error 0.000)') in text
+    # different seed counts cannot pair: √(0.0004/3 + 0.0002/2) = 0.0153
+    assert f'reached against "{spa_table.ON_POLICY_100_TUNED}" (0.620 vs 0.560: Δ +0.060, standard error 0.015)' in text
     assert spa_table.OFFLINE_100 not in text  # rows that did not run get no verdict
+
+
+def test_spa_table_labels_column_gives_a_range_when_seeds_differ():
+    from benchmarks import spa_table
+
+    def outs(*labels):
+        return [spa_table.Outcome(gold=0.5, win=0.5, labels=n) for n in labels]
+    assert spa_table.labels_used(outs(64, 64, 64)) == "64"
+    assert spa_table.labels_used(outs(1825, 1789, 1816)) == "1789/1816/1825"
+    assert spa_table.labels_used(outs(1821, 1789, 1833, 1810)) == "1789–1833"
