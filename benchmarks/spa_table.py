@@ -231,7 +231,7 @@ def verdict(rows: dict[str, list[Outcome]], spa_row: str) -> str:
     return f"{spa_row} ({labels} labels): " + "; ".join(parts)
 
 
-def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float) -> str:
+def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float, world: str) -> str:
     rounds = list(range(1, base.rounds + 1))
     head = ("| method | labels used | gold score | win rate vs SFT | "
             + " | ".join(f"label acc. r{r}" for r in rounds) + " | chose π_init's less likely, r1/r2/r3 |")
@@ -246,7 +246,7 @@ def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float
                 if spa in rows]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
-        f"Demo world, {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
+        f"Demo world ({world}), {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
         f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}; "
         f"`{shlex.join(['python', 'benchmarks/spa_table.py', *sys.argv[1:]])}`, {seconds / 60:.1f} min.",
         "", *lines, "",
@@ -274,7 +274,8 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from engine.demo_world import build_demo_world, fully_labelled_pairs
-    fully_labelled_pairs(build_demo_world())
+    world = build_demo_world()
+    fully_labelled_pairs(world)
     base = with_overrides(load_config(args.config), eval_data=f"demo:{args.split}.jsonl")
     started = time.monotonic()
     rows: dict[str, list[Outcome]] = {}
@@ -288,7 +289,7 @@ def main() -> int:
                   f"{[round(x, 3) for x in out.judge_by_round.values()]}, {out.seconds:.0f}s", flush=True)
     if not {"SPA", SPA_NO_REF, SPA_NO_REF_BEST} & set(rows) or not set(FULL_LABEL_ROWS) & set(rows):
         return 0
-    text = render(rows, args, base, time.monotonic() - started)
+    text = render(rows, args, base, time.monotonic() - started, world.fingerprint())
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ Everything is deterministic for a seed: prompts, SFT batches, samples and weight
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -83,6 +84,15 @@ class DemoWorld:
     @property
     def manifest(self) -> dict:
         return json.loads((self.root / "world.json").read_text())
+
+    def fingerprint(self) -> str:
+        """Which draw of the world a figure came from: the build is deterministic on one machine, but another
+        CPU's float kernels train a different SFT model from the same seed."""
+        digest = hashlib.sha256()
+        for path in sorted(self.model_dir.glob("*.safetensors")):
+            digest.update(path.read_bytes())
+        sft = self.manifest["sft"]
+        return f"SFT weights sha256 {digest.hexdigest()[:12]}, SFT gold {sft['gold_mean']:.3f}"
 
 
 def default_demo_dir(seed: int = 0) -> Path:

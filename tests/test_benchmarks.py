@@ -105,3 +105,18 @@ def test_spa_table_labels_column_gives_a_range_when_seeds_differ():
     assert spa_table.labels_used(outs(64, 64, 64)) == "64"
     assert spa_table.labels_used(outs(1825, 1789, 1816)) == "1789/1816/1825"
     assert spa_table.labels_used(outs(1821, 1789, 1833, 1810)) == "1789–1833"
+
+
+def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch):
+    import argparse
+
+    from benchmarks import spa_table
+    from engine.config import load_config
+
+    monkeypatch.setattr("sys.argv", ["spa_table.py", "--seeds", "2", "--only", "SPA, judge without reference"])
+    rows = {spa_table.SPA_NO_REF_BEST: [spa_table.Outcome(gold=0.6, win=0.5, labels=64)] * 2}
+    text = spa_table.render(rows, argparse.Namespace(split="eval", seeds=2), load_config(ROOT / "configs" / "demo.yaml"),
+                            60.0, "SFT weights sha256 0123456789ab, SFT gold 0.522")
+    first = text.splitlines()[0]
+    assert first.startswith("Demo world (SFT weights sha256 0123456789ab, SFT gold 0.522), eval prompts, seeds [0, 1]")
+    assert "`python benchmarks/spa_table.py --seeds 2 --only 'SPA, judge without reference'`, 1.0 min." in first

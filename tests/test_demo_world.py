@@ -124,6 +124,10 @@ def test_build_is_deterministic_for_a_seed(mini_world, tmp_path):
     assert first.keys() == different.keys()
     assert first["model/model.safetensors"] != different["model/model.safetensors"]
     assert first["pool.jsonl"] != different["pool.jsonl"]
+    assert mini_world.fingerprint() == again.fingerprint() != other.fingerprint()
+    assert mini_world.fingerprint().startswith("SFT weights sha256 ")
+    sft_gold = json.loads(first["world.json"])["sft"]["gold_mean"]
+    assert mini_world.fingerprint().endswith(f"SFT gold {sft_gold:.3f}")
 
 
 def test_world_files_load_with_transformers(mini_world):
