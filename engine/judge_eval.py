@@ -16,6 +16,7 @@ from typing import Iterator
 
 import torch
 
+from engine.demo_world import DemoWorld, build_demo_world
 from engine.importers import ImportFailed, load_examples
 from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.judges_extra import DensityRatioJudge, LLMJudge, RewardModelJudge
@@ -116,7 +117,7 @@ def main(args) -> int:
     print(report)
     out = Path(getattr(args, "out", None) or DEFAULT_OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report_file(report, args, world.root, threads, time.perf_counter() - started_all))
+    out.write_text(report_file(report, args, world, threads, time.perf_counter() - started_all))
     print(f"results written to {out}")
     return 0
 
@@ -135,10 +136,9 @@ def _cpu_threads(n: int | None) -> Iterator[int]:
 
 # --- data ----------------------------------------------------------------------------------------
 
-def demo_world(demo_dir: str | Path | None):
+def demo_world(demo_dir: str | Path | None) -> DemoWorld:
     """The demo world the judges come from: a folder that already holds one is used as it is (whatever
     its size, so tests can pass a mini world), otherwise it is built or reused from the cache."""
-    from engine.demo_world import DemoWorld, build_demo_world
     if demo_dir is not None and (Path(demo_dir) / "world.json").is_file():
         return DemoWorld.at(Path(demo_dir))
     return build_demo_world(Path(demo_dir) if demo_dir else None)
@@ -379,11 +379,11 @@ def render_report(datasets: list[DataSet], names: list[str], outcomes: list[Outc
     return "\n".join(lines) + "\n"
 
 
-def report_file(table: str, args, world_root: Path, threads: int, seconds: float) -> str:
+def report_file(table: str, args, world: DemoWorld, threads: int, seconds: float) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     limit = getattr(args, "limit", None)
     command = "python launch.py judge-eval" + (f" --limit {limit}" if limit else "")
     return (f"# Judge evaluation\n\nProduced by `{command}` on {when} in {seconds:.0f} s, {threads} CPU "
             f"thread{'s' if threads != 1 else ''}{' + CUDA' if torch.cuda.is_available() else ''}; demo world at "
-            f"`{world_root}`. Pairs/s include no model loading or training.\n\n"
+            f"`{world.root}` ({world.fingerprint()}). Pairs/s include no model loading or training.\n\n"
             f"{table}\n## What the judges are here\n\n{NOTES}")

@@ -330,6 +330,7 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
     assert "Pairwise agreement on HH harmless" in printed
     assert "| labels |" in printed.split("Length bias")[1] and "| implicit |" in printed.split("Length bias")[1]
     assert out.read_text().startswith("# Judge evaluation")
+    assert f"({mini_world.fingerprint()})" in out.read_text()  # which draw of the world the figures came from
 
 
 def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
