@@ -3,7 +3,8 @@
 A fresh machine has no weights and no internet, so the studio builds this world itself (about two
 minutes on two CPU cores) and caches it. The SFT model imitates a teacher that is right only part of
 the time, so its samples vary in gold reward and a few dozen gold-labelled pairs carry real signal.
-Everything is deterministic for a seed: prompts, SFT batches, samples and weights.
+Everything is deterministic for a seed on one machine: prompts, SFT batches, samples and weights. Another
+CPU's float kernels train a different SFT model from the same seed (`DemoWorld.fingerprint` tells them apart).
 """
 from __future__ import annotations
 

@@ -93,7 +93,8 @@ def test_spa_table_verdict_gives_the_gap_and_its_standard_error():
     assert (f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016; '
             f'paired by seed: 3/3 seeds above, standard error 0.000)') in text
     # different seed counts cannot pair: √(0.0004/3 + 0.0002/2) = 0.0153
-    assert f'reached against "{spa_table.ON_POLICY_100_TUNED}" (0.620 vs 0.560: Δ +0.060, standard error 0.015)' in text
+    assert (f'reached against "{spa_table.ON_POLICY_100_TUNED}" '
+            f'(0.620 vs 0.560: Δ +0.060, standard error 0.015)') in text
     assert spa_table.OFFLINE_100 not in text  # rows that did not run get no verdict
 
 
@@ -115,8 +116,9 @@ def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch)
 
     monkeypatch.setattr("sys.argv", ["spa_table.py", "--seeds", "2", "--only", "SPA, judge without reference"])
     rows = {spa_table.SPA_NO_REF_BEST: [spa_table.Outcome(gold=0.6, win=0.5, labels=64)] * 2}
-    text = spa_table.render(rows, argparse.Namespace(split="eval", seeds=2), load_config(ROOT / "configs" / "demo.yaml"),
-                            60.0, "SFT weights sha256 0123456789ab, SFT gold 0.522")
+    base = load_config(ROOT / "configs" / "demo.yaml")
+    text = spa_table.render(rows, argparse.Namespace(split="eval", seeds=2), base, 60.0,
+                            "SFT weights sha256 0123456789ab, SFT gold 0.522")
     first = text.splitlines()[0]
     assert first.startswith("Demo world (SFT weights sha256 0123456789ab, SFT gold 0.522), eval prompts, seeds [0, 1]")
     assert "`python benchmarks/spa_table.py --seeds 2 --only 'SPA, judge without reference'`, 1.0 min." in first
