@@ -10,7 +10,7 @@ DEFAULT_DB = os.environ.get("SPA_DB", "spa_studio.db")
 
 
 def cmd_import(args) -> int:
-    from engine.importers import ImportFailed, load_examples
+    from engine.data.importers import ImportFailed, load_examples
     from storage import Store
 
     try:
@@ -35,7 +35,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from engine.demo_world import build_demo_world
+    from engine.worlds.demo_world import build_demo_world
 
     world = build_demo_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force)
     print(f"demo world ready at {world.root}")
@@ -45,20 +45,20 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from engine.runner import run_headless
+    from engine.runtime.runner import run_headless
 
     return run_headless(args.config, db=args.db, project=args.project)
 
 
 def cmd_worker(args) -> int:
-    from engine.worker import Worker
+    from engine.runtime.worker import Worker
 
     Worker(args.db, name=args.name).serve(once=args.once, poll_s=args.poll)
     return 0
 
 
 def cmd_export(args) -> int:
-    from engine.export import ExportRequest, ExportError, export
+    from engine.data.export import ExportRequest, ExportError, export
 
     try:
         out = export(args.db, ExportRequest(project=args.project, what=args.what, out=args.out, round=args.round,
@@ -74,7 +74,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_judge_eval(args) -> int:
-    from engine.judge_eval import main as judge_eval_main
+    from benchmarks.judge_eval import main as judge_eval_main
 
     return judge_eval_main(args)
 

@@ -17,6 +17,10 @@ from typing import Iterator
 import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
+from engine.data.export import ExportError as ExportError, ExportRequest as ExportRequest  # handed on to the tabs
+from engine.data.export import export as export, exportable as exportable
+from engine.data.report import round_rows as round_rows, round_table as round_table
+from engine.runtime.jobs import JOB_KINDS as JOB_KINDS, run_dir as run_dir
 from storage import Job, Pair, Project, ReviewFilter, Store
 from storage.records import LABEL_SOURCES, LABELS, ROLES
 
@@ -145,7 +149,7 @@ def _check_import_args(path: str, role: str) -> None:
 def preview_import(path: str, role: str, shown_name: str | None = None, rows: int = 5) -> ImportReport:
     """Validate a file as `role` without writing anything: detected format, row count, first rows, every error
     with file, line and field."""
-    from engine.importers import ImportFailed, load_examples
+    from engine.data.importers import ImportFailed, load_examples
 
     _check_import_args(path, role)
     name = shown_name or Path(path).name
@@ -163,7 +167,7 @@ def preview_import(path: str, role: str, shown_name: str | None = None, rows: in
 
 def import_file(db: str, path: str, project: str, role: str, shown_name: str | None = None) -> ImportReport:
     """Validate and import a whole file, all or nothing; the project is created when it does not exist."""
-    from engine.importers import ImportFailed, load_examples
+    from engine.data.importers import ImportFailed, load_examples
 
     _check_import_args(path, role)
     name = shown_name or Path(path).name
@@ -218,7 +222,7 @@ def run_command(db: str, config_path: str | Path) -> str:
 def train_command(db: str, text: str) -> str:
     """The command line the worker builds for a training stage of this configuration (accelerate launch
     past one GPU); empty while the YAML does not validate."""
-    from engine.distributed import shown_train_command
+    from engine.runtime.distributed import shown_train_command
     try:
         return shown_train_command(validate_config(text), db)
     except (ActionError, ValueError, FileNotFoundError):
@@ -281,8 +285,8 @@ def _age_s(stamp: str | None) -> float | None:
 
 
 def stage_plan(cfg: RunConfig | None) -> list[tuple[int, str]]:
-    """The stages a run goes through, in order (engine.jobs.plan, which imports no torch)."""
-    from engine.jobs import plan
+    """The stages a run goes through, in order (engine.runtime.jobs.plan, which imports no torch)."""
+    from engine.runtime.jobs import plan
     return [(ref.round, ref.stage) for ref in plan(cfg)] if cfg is not None else []
 
 

@@ -2,10 +2,9 @@
 
 A dataset export only reads SQLite and writes files, so it runs here like an import does. A model or adapter
 export loads weights, which the UI process never does: it is queued as a job of kind "export" when the
-worker declares it runs those (JOB_KINDS in engine/worker.py), and otherwise the equivalent command is shown."""
+worker declares it runs those (JOB_KINDS, the registry in engine/runtime/jobs.py), and otherwise the equivalent command is shown."""
 from __future__ import annotations
 
-import ast
 import importlib.util
 import shlex
 from dataclasses import asdict
@@ -26,28 +25,16 @@ LAST = "last"
 
 
 def export_available() -> bool:
-    return importlib.util.find_spec("engine.export") is not None
+    return importlib.util.find_spec("engine.data.export") is not None
 
 
 def worker_runs_exports() -> bool:
-    """Whether engine/worker.py declares JOB_KINDS with "export" (read from the source: importing the worker
-    would import torch into the UI process)."""
-    source = ROOT / "engine" / "worker.py"
-    try:
-        tree = ast.parse(source.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return False
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "JOB_KINDS" for t in node.targets):
-            try:
-                return "export" in ast.literal_eval(node.value)
-            except ValueError:
-                return False
-    return False
+    """Whether the worker runs export jobs: the job-kind registry both sides import."""
+    return "export" in actions.JOB_KINDS
 
 
 def request_for(project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
-    from engine.export import ExportRequest
+    from app.actions import ExportRequest
 
     dataset = what == "dataset"
     out = (out or "").strip()
@@ -81,7 +68,7 @@ def command_for(db: str, req) -> str:
 
 
 def exportable_frame(db: str, project: str) -> pd.DataFrame:
-    from engine.export import ExportError, exportable
+    from app.actions import ExportError, exportable
 
     columns = ["run", "round", "kind", "exports", "path", "base model", "on disk"]
     if not project:
@@ -95,7 +82,7 @@ def exportable_frame(db: str, project: str) -> pd.DataFrame:
 
 
 def run_export(db: str, req) -> str:
-    from engine.export import ExportError, export
+    from app.actions import ExportError, export
 
     if req.what == "dataset":
         try:

@@ -12,8 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from app import actions, plots
-from app.actions import ROOT, ActionError
-from engine.jobs import run_dir
+from app.actions import ROOT, ActionError, run_dir
 
 ALL_RUNS = "all runs"
 HEIGHT = 260

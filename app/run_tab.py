@@ -192,7 +192,7 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
 
 def round_table(db: str, job_id: int) -> str:
     """The same table `launch.py run` prints at the end."""
-    from engine.report import round_rows, round_table as table
+    from app.actions import round_rows, round_table as table
 
     with actions.opened(db) as store:
         return table(store, job_id) if round_rows(store, job_id) else "_No evaluation yet._"

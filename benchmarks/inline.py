@@ -1,5 +1,5 @@
 """Run the SPA stages in this process, on a scratch database: the benchmarks' way to run many variants
-without paying a fresh interpreter per stage. Same stage code as the worker runs (engine.rounds)."""
+without paying a fresh interpreter per stage. Same stage code as the worker runs (engine.runtime.stages)."""
 from __future__ import annotations
 
 import random
@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import RunConfig
-from engine.rounds import plan, run_stage
-from engine.runtime import StageContext
+from engine.runtime.stages import plan, run_stage
+from engine.runtime.context import StageContext
 from storage import Job, Store
 
 AfterStage = Callable[[StageContext], None]

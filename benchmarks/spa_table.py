@@ -7,7 +7,7 @@ trained on all of them?
         "DPO on 100% gold labels, offline, lr" "DPO on 100% gold labels, on-policy, round lr" \
         "SPA, judge without reference, best of"          # the headline's closest rows on 12 seeds (10-19 min)
 
-Every row runs the real stages (engine.rounds) in this process from configs/demo.yaml, changing only
+Every row runs the real stages (engine.runtime.stages) in this process from configs/demo.yaml, changing only
 what the row is about; the seed varies sampling, LoRA initialisation and data order. A second block reruns
 the full-label rows, the oracle and SPA with the learning rates tuned on validation for the reference-free
 judge (each DPO-on-100% row at its own best), so the headline is read against DPO at its best too; a third
@@ -69,10 +69,10 @@ def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
 
 def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
     """The PairRM-style baseline: a one-logit reward model on the SFT backbone, trained on the seed pairs only."""
-    from engine.demo_world import DemoWorld, default_demo_dir
-    from engine.importers import load_examples
-    from engine.judge_eval import train_demo_reward_model
-    from engine.models import load_tokenizer
+    from engine.worlds.demo_world import DemoWorld, default_demo_dir
+    from engine.data.importers import load_examples
+    from benchmarks.judge_eval import train_demo_reward_model
+    from engine.method.models import load_tokenizer
     world = DemoWorld.at(default_demo_dir())
     tokenizer = load_tokenizer(str(world.model_dir))
     seeds = load_examples(world.seed_file, "seed").examples
@@ -85,7 +85,7 @@ def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
 
 def human_budget(cfg: RunConfig) -> int:
     """1% of the pool, spread evenly over the rounds."""
-    from engine.demo_world import DemoWorld, default_demo_dir
+    from engine.worlds.demo_world import DemoWorld, default_demo_dir
     pool = DemoWorld.at(default_demo_dir()).manifest["counts"]["pool"]
     return max(1, round(0.01 * pool / cfg.rounds))
 
@@ -104,7 +104,7 @@ ON_POLICY_LR_B, ON_POLICY_LR_B_TEXT = 5e-4, "5e-4"
 ON_POLICY_100_TUNED_B = f"DPO on 100% gold labels, on-policy, round lr {ON_POLICY_LR_B_TEXT}"
 SPA_NO_REF = f"SPA, judge without reference (authors' ablation), round lr {ROUND_LR_TEXT}"
 # The third block: the "samples" lever, tuned on validation. N samples per prompt, and the judge keeps its
-# highest- and lowest-rewarded one as the pair (engine.judges.spread_pair); DPO on 100% gets the same
+# highest- and lowest-rewarded one as the pair (engine.method.judges.spread_pair); DPO on 100% gets the same
 # selection by gold, so the gain that selection alone brings is visible beside SPA's.
 BEST_OF, BEST_OF_LR, BEST_OF_LR_TEXT = 8, 5e-4, "5e-4"
 GOLD_BEST_OF_LR, GOLD_BEST_OF_LR_TEXT = 3e-4, "3e-4"
@@ -280,7 +280,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from engine.demo_world import build_demo_world, fully_labelled_pairs
+    from engine.worlds.demo_world import build_demo_world, fully_labelled_pairs
     world = build_demo_world()
     fully_labelled_pairs(world)
     base = with_overrides(load_config(args.config), eval_data=f"demo:{args.split}.jsonl")

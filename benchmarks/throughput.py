@@ -3,7 +3,7 @@
 For two models — the embedded demo model and a randomly initialised ~100M-parameter Llama (weights do not matter
 for speed) — this measures, each variant in its own forked process so that peak memory is comparable:
 
-- generation tokens/s: engine.generation batched and left-padded, against one prompt per `generate` call;
+- generation tokens/s: engine.method.generation batched and left-padded, against one prompt per `generate` call;
 - judge pairs/s: the studio's ImplicitRewardJudge as a round runs it (π_{i-1}'s log-probs kept from sampling,
   generation.Sample.logp, so only π_init runs: the LoRA model with its adapters switched off, each prompt run
   once for both answers, only response positions projected onto the vocabulary), the same judge rescoring
@@ -56,13 +56,14 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
-from engine import generation, method, models  # noqa: E402
+from engine.method import formulas as method  # noqa: E402
+from engine.method import generation, models  # noqa: E402
 from engine.config import LoraConfig  # noqa: E402
-from engine.checkpoints import Policy  # noqa: E402
-from engine.encoding import prompt_ids, response_ids  # noqa: E402
-from engine.judges import ImplicitRewardJudge  # noqa: E402
-from engine.toy_model import char_tokenizer, random_llama  # noqa: E402
-from engine.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
+from engine.method.models import Policy  # noqa: E402
+from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
+from engine.method.judges import ImplicitRewardJudge  # noqa: E402
+from engine.worlds.toy_model import char_tokenizer, random_llama  # noqa: E402
+from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
 
 BETA = 0.1
 LORA = LoraConfig(r=16, alpha=32, dropout=0.0, target_modules="all-linear")  # configs/demo.yaml's
@@ -175,7 +176,7 @@ def prompts_for(task: dict, n: int | None = None) -> list[list[dict]]:
     if task.get("prompts") is not None:
         rows = task["prompts"]
     else:
-        from engine.demo_world import build_demo_world, load_jsonl
+        from engine.worlds.demo_world import build_demo_world, load_jsonl
         rows = [r["prompt"] for r in load_jsonl(build_demo_world().pool_file)]
     if n is not None and n > len(rows):
         raise ValueError(f"{len(rows)} prompts available, {n} asked for")
@@ -197,7 +198,7 @@ def task_prepare_model(task: dict) -> dict:
     """The base model folder and a LoRA adapter (random B: the policy π_{i-1} ≠ π_init) saved next to it."""
     work = Path(task["workdir"])
     if task["source"] == "demo":
-        from engine.demo_world import build_demo_world
+        from engine.worlds.demo_world import build_demo_world
         model_dir = build_demo_world().model_dir
         base = models.load_base_model(str(model_dir), torch.device("cpu"), torch.float32)
     elif task["source"] != "llama100m":  # a model folder (the tests' toy model)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from engine.toy_model import char_tokenizer, save_toy_model
+from engine.worlds.toy_model import char_tokenizer, save_toy_model
 
 # The test models are tiny: extra intra-op threads buy nothing and, on a shared 2-core machine, spin-waiting
 # threads make a forward pass up to 100x slower.
@@ -32,7 +32,7 @@ def tiny_gpt2():
 @pytest.fixture(scope="session")
 def random_lora():
     """wrap(base, std): the model under a rank-4 LoRA with a random B, so the policy differs from its base."""
-    from engine import models
+    from engine.method import models
     from engine.config import LoraConfig
 
     def wrap(base, std: float):

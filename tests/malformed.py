@@ -1,7 +1,7 @@
 """A corpus of malformed import files, written at test time (one is 10 MB, too big to commit).
 
 Each case names the file, the role it is imported as, and where its first reported problem must be:
-the line (or row / element, see engine.importers) and the field; None where the problem has no line
+the line (or row / element, see engine.data.importers) and the field; None where the problem has no line
 or no single field."""
 from __future__ import annotations
 

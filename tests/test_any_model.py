@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from engine.toy_model import char_tokenizer
+from engine.worlds.toy_model import char_tokenizer
 from storage import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import models
-from engine.encoding import prompt_ids, response_ids
-from engine.toy_model import save_toy_model
+from engine.method import models
+from engine.method.encoding import prompt_ids, response_ids
+from engine.worlds.toy_model import save_toy_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [[{"role": "user", "content": text}] for text in

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo_task import (
+from engine.worlds.demo_task import (
     DOMAINS, HEDGE_FACTOR, HEDGES, PARTIAL_CAP, parse_prompt, random_problem, split_hedge, teacher_answer, teacher_mistake,
 )
-from engine.demo_world import (
+from engine.worlds.demo_world import (
     VERSION, DemoWorld, WorldSize, build_demo_world, default_demo_dir, gold_reward, gold_score_messages, load_jsonl,
 )
 
@@ -133,8 +133,8 @@ def test_build_is_deterministic_for_a_seed(mini_world, tmp_path):
 def test_world_files_load_with_transformers(mini_world):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from engine.encoding import prompt_ids
-    from engine.toy_model import char_tokenizer
+    from engine.method.encoding import prompt_ids
+    from engine.worlds.toy_model import char_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(mini_world.model_dir)
     tok = AutoTokenizer.from_pretrained(mini_world.model_dir)
@@ -168,7 +168,7 @@ def test_pairs_are_gold_ordered_and_prompts_disjoint(mini_world):
 
 
 def test_fully_labelled_pairs_extend_the_seed_to_the_whole_pool_the_same_way(tmp_path):
-    from engine.demo_world import fully_labelled_pairs
+    from engine.worlds.demo_world import fully_labelled_pairs
     world = build_demo_world(tmp_path / "world", seed=0, progress=quiet, size=MINI)
     path = fully_labelled_pairs(world)
     rows, seeds, pool = load_jsonl(path), load_jsonl(world.seed_file), load_jsonl(world.pool_file)
@@ -235,7 +235,7 @@ def test_dpo_on_the_seed_pairs_raises_held_out_gold(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from engine.demo_world import sample
+    from engine.worlds.demo_world import sample
 
     world = build_demo_world(tmp_path / "world", seed=0, progress=quiet)
     tok = AutoTokenizer.from_pretrained(world.model_dir)

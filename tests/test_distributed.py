@@ -8,7 +8,7 @@ import yaml
 from accelerate.commands.launch import launch_command_parser
 
 from engine.config import RunConfig, TrainConfig
-from engine.distributed import (ACCELERATE_DIR, accelerate_config, shard_indices, stage_launch_command,
+from engine.runtime.distributed import (ACCELERATE_DIR, accelerate_config, shard_indices, stage_launch_command,
                                 strategy_name)
 
 STAGE_ARGS = ["--db", "runs.db", "--job", "7", "--round", "2", "--stage", "train"]
@@ -20,7 +20,7 @@ def cfg(num_gpus: int, strategy: str = "auto") -> RunConfig:
 
 
 def test_one_gpu_runs_the_stage_as_a_plain_process():
-    assert stage_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.stage_process",
+    assert stage_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.runtime.stage_process",
                                                                  *STAGE_ARGS]
 
 
@@ -30,10 +30,10 @@ def test_several_gpus_go_through_accelerate_launch(strategy, config_name):
     argv = stage_launch_command(cfg(4, strategy), STAGE_ARGS)
     config = str(ACCELERATE_DIR / f"{config_name}.yaml")
     assert argv == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4",
-                    "--config_file", config, "-m", "engine.stage_process", *STAGE_ARGS]
+                    "--config_file", config, "-m", "engine.runtime.stage_process", *STAGE_ARGS]
     parsed = launch_command_parser().parse_args(argv[3:])  # what `accelerate launch` itself will read
     assert parsed.num_processes == 4 and parsed.config_file == config and parsed.module
-    assert parsed.training_script == "engine.stage_process" and parsed.training_script_args == STAGE_ARGS
+    assert parsed.training_script == "engine.runtime.stage_process" and parsed.training_script_args == STAGE_ARGS
 
 
 @pytest.mark.parametrize("strategy", sorted(DISTRIBUTED_TYPE))
@@ -74,16 +74,16 @@ def test_shard_indices_cover_every_index_exactly_once():
 
 def test_the_command_the_ui_shows_is_the_built_one_made_readable():
     from app.actions import train_command
-    from engine.distributed import shown_train_command
+    from engine.runtime.distributed import shown_train_command
     shown = shown_train_command(cfg(4, "deepspeed_zero3"), "spa studio.db", job=7, round=2)
     assert shown == ("python -m accelerate.commands.launch --num_processes 4 --config_file "
-                     "configs/accelerate/deepspeed_zero3.yaml -m engine.stage_process --db 'spa studio.db' "
+                     "configs/accelerate/deepspeed_zero3.yaml -m engine.runtime.stage_process --db 'spa studio.db' "
                      "--job 7 --round 2 --stage train")
-    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.stage_process --db x.db --job JOB --round ROUND "
+    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.runtime.stage_process --db x.db --job JOB --round ROUND "
                                                     "--stage train")
     text = "model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n  strategy: fsdp\n"
     assert train_command("x.db", text) == ("python -m accelerate.commands.launch --num_processes 2 --config_file "
-                                           "configs/accelerate/fsdp.yaml -m engine.stage_process --db x.db "
+                                           "configs/accelerate/fsdp.yaml -m engine.runtime.stage_process --db x.db "
                                            "--job JOB --round ROUND --stage train")
     assert train_command("x.db", "model: m\nrounds: 0\ntrain:\n  num_gpus: 0\n") == ""  # not a command
     assert train_command("x.db", "model: [") == ""  # does not parse
@@ -96,7 +96,7 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
     assert seed[seed.index("--config_file") + 1] == str(ACCELERATE_DIR / "fsdp.yaml")
     with pytest.raises(ValueError, match="generate"):
         stage_launch_command(cfg(2), STAGE_ARGS, stage="generate")
-    from engine.jobs import launch_command
+    from engine.runtime.jobs import launch_command
     from storage import Job
     job = Job(project_id=1, kind="run", config_yaml="model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n")
     assert launch_command(job, "generate", STAGE_ARGS) is None  # vLLM shards generation itself
@@ -104,7 +104,7 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
 
 
 def test_the_effective_batch_is_shared_by_every_data_parallel_rank(tmp_path):
-    from engine.trainer import TrainSettings, dpo_config
+    from engine.method.trainer import TrainSettings, dpo_config
     one = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8), 100, str(tmp_path))
     four = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8, processes=4), 100, str(tmp_path))
     assert (one.gradient_accumulation_steps, four.gradient_accumulation_steps) == (4, 1)

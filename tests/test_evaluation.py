@@ -1,7 +1,7 @@
-"""engine.evaluation.round_pair_stats: what a round's judge did, pinned to hand-counted pairs."""
+"""engine.method.evaluation.round_pair_stats: what a round's judge did, pinned to hand-counted pairs."""
 import pytest
 
-from engine.evaluation import round_pair_stats
+from engine.method.evaluation import round_pair_stats
 from storage import Pair
 
 
@@ -39,9 +39,9 @@ def test_no_gold_and_no_init_logps_leave_their_shares_out():
 @pytest.mark.parametrize("reference", ["init", "none"])
 def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
     """eval/judge_accuracy with the judge the rounds use: β·(logp π − logp π_init), or β·logp π alone."""
-    from engine.checkpoints import Policy
-    from engine.evaluation import judge_accuracy
-    from engine.toy_model import char_tokenizer, random_llama
+    from engine.method.models import Policy
+    from engine.method.evaluation import judge_accuracy
+    from engine.worlds.toy_model import char_tokenizer, random_llama
     from storage import Example
     from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp
     tok = char_tokenizer()

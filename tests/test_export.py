@@ -20,11 +20,11 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from engine import models
+from engine.method import models
 from engine.config import LoraConfig as RunLora
 from engine.config import RunConfig
-from engine.export import ExportError, ExportRequest, _inside, export, exportable
-from engine.scoring import sequence_logps
+from engine.data.export import ExportError, ExportRequest, _inside, export, exportable
+from engine.method.scoring import sequence_logps
 from storage import Artifact, Example, Job, Metric, Pair, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,7 +348,7 @@ def test_requests_that_make_no_sense_are_refused(world, tmp_path):
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from engine.export import ExportRequest, export
+from engine.data.export import ExportRequest, export
 def slow(stage, done, total):
     if stage == "write":
         Path(sys.argv[3]).touch()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import models
-from engine.encoding import response_ids
-from engine.generation import SamplingSettings, generate
-from engine.toy_model import SPECIAL
+from engine.method import models
+from engine.method.encoding import response_ids
+from engine.method.generation import SamplingSettings, generate
+from engine.worlds.toy_model import SPECIAL
 
 PROMPTS = [
     [{"role": "user", "content": "hi"}],
@@ -97,7 +97,7 @@ def test_seeded_sampling_reproduces(model, tokenizer):
 def test_sampled_logp_equals_the_scorers(request, tokenizer, architecture):
     """Sample.logp, read from the model's logits while sampling, is logp(π, x, y) as the judge would compute it
     (so the judge skips π_{i-1}'s forward pass), for answers that stopped and answers cut at max_new_tokens."""
-    from engine import scoring
+    from engine.method import scoring
     model = request.getfixturevalue(architecture)
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     handle = biased(core, [tokenizer.eos_token_id], 1.0)

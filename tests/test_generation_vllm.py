@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from engine.generation import SamplingSettings
+from engine.method.generation import SamplingSettings
 from engine.config import GenerationConfig, JudgeConfig, LoraConfig, RunConfig, TrainConfig
-from engine.generation_vllm import (
+from engine.method.generation_vllm import (
     VLLMGenerator, adapter_rank, engine_settings, lora_rank_limit, pick_backend, round_sampler, sampling_kwargs,
     stop_token_ids, to_sample, vllm_available,
 )
-from engine.models import load_tokenizer
+from engine.method.models import load_tokenizer
 
 VLLM_OK, VLLM_WHY = vllm_available()
 
@@ -46,7 +46,7 @@ def test_sampling_settings_map_onto_sampling_params():
         n=4, temperature=0.7, top_p=0.9, max_tokens=300, seed=12, stop_token_ids=[2, 7], skip_special_tokens=True)
     greedy = sampling_kwargs(SamplingSettings(samples_per_prompt=1, temperature=0.0, top_p=0.5), [2], seed=0)
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and greedy["n"] == 1
-    assert "top_k" not in greedy  # vLLM's default top-k is off, as engine.generation sets it
+    assert "top_k" not in greedy  # vLLM's default top-k is off, as engine.method.generation sets it
     with pytest.raises(ValueError):
         sampling_kwargs(SamplingSettings(max_new_tokens=0), [2], seed=0)
 
@@ -77,7 +77,7 @@ def test_engine_settings_follow_the_run_configuration():
 @pytest.mark.skipif(VLLM_OK, reason="vLLM can run here")
 def test_round_sampler_without_vllm(tiny_model_dir):
     """auto samples with transformers and says why; vllm fails before any model is loaded."""
-    from engine.checkpoints import load_policy
+    from engine.runtime.checkpoints import load_policy
     base = str(tiny_model_dir)
     loaded = []
 
@@ -116,7 +116,7 @@ def test_vllm_generates_from_base_and_adapter(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from engine.toy_model import save_toy_model
+    from engine.worlds.toy_model import save_toy_model
     base = save_toy_model(tmp_path / "base", hidden=256, layers=2, heads=4)
     peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.importers import ImportFailed, ImportIssue, ImportResult, detect_format, load_examples
+from engine.data.importers import ImportFailed, ImportIssue, ImportResult, detect_format, load_examples
 from storage.records import Example
 from tests import malformed
 

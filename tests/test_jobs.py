@@ -32,7 +32,7 @@ slow = pytest.mark.slow  # every test that starts worker processes
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from engine.demo_world import WorldSize, build_demo_world
+    from engine.worlds.demo_world import WorldSize, build_demo_world
     return build_demo_world(tmp_path_factory.mktemp("jobs_world"), size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -213,7 +213,7 @@ def integrity_ok(db: Path) -> bool:
 
 
 def all_stages(config_yaml: str) -> set[tuple[int, str]]:
-    from engine.jobs import plan
+    from engine.runtime.jobs import plan
     return {(s.round, s.stage) for s in plan(parse_config(config_yaml))}
 
 
@@ -365,8 +365,8 @@ def test_a_stop_releases_the_stage_memory(world, tmp_path, shared):
 
 @slow
 def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_round(world, tmp_path, shared):
-    from engine.rounds import training_rows
-    from engine.runtime import StageContext
+    from engine.runtime.stages import training_rows
+    from engine.runtime.context import StageContext
 
     config = run_config(world, tmp_path / "out", **SLOW_TRAIN)
     job_id = enqueue(shared.db, config)
@@ -446,8 +446,8 @@ def finished_run(world, tmp_path, shared) -> int:
 
 @slow
 def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
-    from engine.export import ExportRequest
-    from engine.worker import JOB_KINDS
+    from engine.data.export import ExportRequest
+    from engine.runtime.worker import JOB_KINDS
 
     assert JOB_KINDS == ("run", "export")
     run_id = finished_run(world, tmp_path, shared)
@@ -467,8 +467,8 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     assert any(f"to {tmp_path / 'adapter'}" in e["message"] for e in events(shared.db, ids[1]))
     assert not list(tmp_path.glob(".bad*")) and not (tmp_path / "bad").exists()
 
-    # the same stage started as a command, the way a multi-GPU training stage is launched (engine.distributed)
-    from engine.stage_process import stage_args, start_stage
+    # the same stage started as a command, the way a multi-GPU training stage is launched (engine.runtime.distributed)
+    from engine.runtime.stage_process import stage_args, start_stage
     store = shared.store()
     request = ExportRequest(project="jobs", what="dataset", format="parquet", out=str(tmp_path / "by_command"))
     with store.write():  # queued and held by this test in one transaction, so the shared worker never sees it
@@ -476,7 +476,7 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
                                   config_yaml=yaml.safe_dump(asdict(request))))
         store.claim_job("by-hand:1", os.getpid(), again)
     handle = start_stage(str(shared.db), again, 0, "export", command=[
-        sys.executable, "-m", "engine.stage_process", *stage_args(str(shared.db), again, 0, "export")])
+        sys.executable, "-m", "engine.runtime.stage_process", *stage_args(str(shared.db), again, 0, "export")])
     code = None
     deadline = time.monotonic() + 120
     while code is None and time.monotonic() < deadline:

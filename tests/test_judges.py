@@ -1,4 +1,4 @@
-"""The judges beside SPA's own (engine.judges_extra) and the judge-eval command, on tiny local models."""
+"""The judges beside SPA's own (engine.method.baseline_judges) and the judge-eval command, on tiny local models."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +11,13 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from engine.config import GenerationConfig, JudgeConfig, RunConfig, parse_config
-from engine.encoding import prompt_ids, response_ids
-from engine.judges_extra import (
+from engine.method.encoding import prompt_ids, response_ids
+from engine.method.baseline_judges import (
     DensityRatioJudge, LLMJudge, RewardModelJudge, answer_tokens, first_distinct_pair, load_reward_model,
-    make_external_judge, pair_selector, route_domain, select_pairs,
+    route_domain, select_pairs,
 )
-from engine.toy_model import char_tokenizer, random_llama
+from engine.runtime.judge_setup import make_external_judge, pair_selector
+from engine.worlds.toy_model import char_tokenizer, random_llama
 
 HH_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-test.jsonl.gz"
 
@@ -120,8 +121,8 @@ def test_select_pairs_is_best_of_n_only_with_a_selector_and_more_than_two(strong
 
 
 def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, strong, weak, tok):
-    from engine.checkpoints import Policy
-    from engine.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+    from engine.method.judges import ImplicitRewardJudge
     base = str(tiny_model_dir)
     dr = dict(kind="density_ratio", strong_model="base", weak_model=base)
     loaded = []
@@ -151,7 +152,7 @@ def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, stron
 
 
 def test_spread_pair_is_the_highest_and_the_lowest_different_text():
-    from engine.judges import spread_pair
+    from engine.method.judges import spread_pair
     assert spread_pair(["a", "b", "c", "d"], [0.2, -1.0, 3.0, -1.0]) == (2, 1)  # ties: the first
     assert spread_pair(["a", "b", "a"], [5.0, 1.0, 0.5]) == (0, 1)  # the lowest is a copy of the chosen text
     assert spread_pair(["z", "z"], [1.0, 2.0]) is None
@@ -161,8 +162,8 @@ def test_spread_pair_is_the_highest_and_the_lowest_different_text():
 def test_implicit_best_of_n_picks_by_the_judges_own_reward(strong, weak, tok, reference):
     """rewards() is judge()'s formula one response at a time; best_of_n keeps the max and the min, reusing
     sampled π_{i-1} log-probs where given."""
-    from engine.checkpoints import Policy
-    from engine.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+    from engine.method.judges import ImplicitRewardJudge
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3, reference=reference)
     prompts = [user(f"add: {i}+{i}") for i in range(6)]
     samples = [[str(2 * i), str(2 * i + 1), "x" * (i % 3 + 1), "no idea"] for i in range(6)]
@@ -276,9 +277,9 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
 @pytest.mark.parametrize("kind", ["implicit", "gold", "density_ratio", "reward_model", "llm_judge"])
 def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tiny_model_dir, reward_model_dir):
     """judge.kind from a YAML file through rounds.make_judge, the function the judge stage calls."""
-    from engine.checkpoints import load_policy
-    from engine.judges import GoldJudge, ImplicitRewardJudge
-    from engine.rounds import make_judge
+    from engine.runtime.checkpoints import load_policy
+    from engine.method.judges import GoldJudge, ImplicitRewardJudge
+    from engine.runtime.stages import make_judge
 
     base = str(tiny_model_dir)
     model = "demo:model" if kind == "gold" else base  # the gold reward exists in the demo world only
@@ -310,13 +311,13 @@ def test_judge_kinds_that_need_models_say_so():
 
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory):
-    from engine.demo_world import WorldSize, build_demo_world
+    from engine.worlds.demo_world import WorldSize, build_demo_world
     return build_demo_world(tmp_path_factory.mktemp("mini_world"), size=WorldSize.mini(),
                             progress=lambda *args: None)
 
 
 def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, capsys):
-    from engine.judge_eval import main
+    from benchmarks.judge_eval import main
     if not HH_SAMPLE.is_file():
         pytest.skip(f"{HH_SAMPLE} is not here")
     out = tmp_path / "judge_eval.md"
@@ -334,7 +335,7 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
 
 
 def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
-    from engine.judge_eval import main
+    from benchmarks.judge_eval import main
     args = argparse.Namespace(data=[str(mini_world.eval_file)], judges=["gold", "llm_judge"], limit=5,
                               demo_dir=str(mini_world.root), out=str(tmp_path / "r.md"))
     assert main(args) == 0
@@ -346,7 +347,7 @@ def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path,
 
 
 def test_length_bias_counts_only_pairs_of_different_length():
-    from engine.judge_eval import DataSet, longer_share
+    from benchmarks.judge_eval import DataSet, longer_share
     from storage.records import Example
     rows = [("long answer", "short"), ("a", "bbb"), ("same", "size"), ("xx", "y")]
     data = DataSet("d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows],
@@ -359,8 +360,8 @@ def test_length_bias_counts_only_pairs_of_different_length():
 def test_implicit_judge_takes_sampled_policy_logps_and_scores_the_rest(strong, weak, tok):
     """r = β·[logp(π_{i-1}) − logp(π_init)]; π_{i-1}'s numbers given per pair (from sampling) are used as they
     are, a pair with a missing one gets its π_{i-1} forward pass."""
-    from engine.checkpoints import Policy
-    from engine.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+    from engine.method.judges import ImplicitRewardJudge
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3)
     given = [(-1.5, -2.5), (None, -7.0), (None, None)]
     prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B, policy_logps=given)
@@ -379,8 +380,8 @@ def test_implicit_judge_takes_sampled_policy_logps_and_scores_the_rest(strong, w
 
 def test_implicit_judge_without_reference_scores_beta_logp_and_still_stores_init(strong, weak, tok):
     """judge.reference: none (the authors' ablation): r = β·logp(π_{i-1}); π_init's log-probs are still stored."""
-    from engine.checkpoints import Policy
-    from engine.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+    from engine.method.judges import ImplicitRewardJudge
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=2, reference="none")
     for pref, p, a, b in zip(judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B), PROMPTS, ANSWERS_A, ANSWERS_B):
         pol_a, pol_b = direct_logp(strong, tok, p, a), direct_logp(strong, tok, p, b)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from engine import method
+from engine.method import formulas as method
 
 
 def sigmoid(x: float) -> float:

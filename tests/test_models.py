@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from engine.config import LoraConfig
-from engine import models
-from engine.toy_model import char_tokenizer
+from engine.method import models
+from engine.worlds.toy_model import char_tokenizer
 
 CPU = torch.device("cpu")
 LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
@@ -124,7 +124,7 @@ def test_init_policy(tiny_model_dir):
 
 
 def test_a_missing_local_model_folder_is_named_plainly(tmp_path):
-    from engine.models import load_base_model, load_tokenizer
+    from engine.method.models import load_base_model, load_tokenizer
     missing = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="no-such-model does not exist"):
         load_tokenizer(missing)

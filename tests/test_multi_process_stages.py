@@ -13,12 +13,13 @@ import pytest
 import torch
 import yaml
 
-from engine import checkpoints, scoring
+from engine.runtime import checkpoints
+from engine.method import scoring
 from engine.config import parse_config
-from engine.distributed import MULTI_PROCESS_STAGES, Ranks, any_rank
-from engine.jobs import run_dir
-from engine.models import pick_device
-from engine.stage_process import stage_args
+from engine.runtime.distributed import MULTI_PROCESS_STAGES, Ranks, any_rank
+from engine.runtime.jobs import run_dir
+from engine.method.models import pick_device
+from engine.runtime.stage_process import stage_args
 from storage import Job, Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ RANKS = 2
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from engine.demo_world import WorldSize, build_demo_world
+    from engine.worlds.demo_world import WorldSize, build_demo_world
     return build_demo_world(tmp_path_factory.mktemp("ranks_world"), size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -35,7 +36,7 @@ def launch(db: Path, job_id: int, round: int, stage: str, ranks: int) -> subproc
     """One stage as its own process, or as `ranks` processes under torchrun."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
-    argv = [sys.executable, *launcher, "-m", "engine.stage_process", *stage_args(str(db), job_id, round, stage)]
+    argv = [sys.executable, *launcher, "-m", "engine.runtime.stage_process", *stage_args(str(db), job_id, round, stage)]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

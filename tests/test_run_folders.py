@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from engine.checkpoints import load_policy
+from engine.runtime.checkpoints import load_policy
 from engine.config import parse_config
-from engine.evaluation import EvalSettings, init_samples
-from engine.jobs import run_dir
+from engine.method.evaluation import EvalSettings, init_samples
+from engine.runtime.jobs import run_dir
 
 
 def test_run_dir_is_per_database_and_job_unless_configured(tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import models, scoring
-from engine.encoding import prompt_ids, response_ids
+from engine.method import models
+from engine.method import scoring
+from engine.method.encoding import prompt_ids, response_ids
 
 CPU = torch.device("cpu")
 

@@ -10,10 +10,11 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import TrainerCallback
 
-from engine import models, scoring
-from engine.encoding import prompt_ids, response_ids
-from engine.toy_model import char_tokenizer, random_llama
-from engine.trainer import (RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows, make_trainer,
+from engine.method import models
+from engine.method import scoring
+from engine.method.encoding import prompt_ids, response_ids
+from engine.worlds.toy_model import char_tokenizer, random_llama
+from engine.method.trainer import (RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows, make_trainer,
                             train_dpo)
 
 TOK = char_tokenizer()

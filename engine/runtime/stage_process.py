@@ -3,8 +3,8 @@ really stops it and its memory goes back to the system when it exits.
 
 The worker forks stage processes from a fork server that has imported torch, transformers and the engine
 once (`stage_server`), so a stage starts in well under a second instead of paying those imports (10-20 s)
-every time. `python -m engine.stage_process` runs one stage the same way: by hand, or as the command a
-multi-GPU training stage is launched with (engine.distributed)."""
+every time. `python -m engine.runtime.stage_process` runs one stage the same way: by hand, or as the command a
+multi-GPU training stage is launched with (engine.runtime.distributed)."""
 from __future__ import annotations
 
 import argparse
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # the worker imports this module: nothing heavy at import time
-    from engine.runtime import StopFlag
+    from engine.runtime.context import StopFlag
     from storage import Job, Store
 
 EXIT_STOPPED = 3
-ROOT = Path(__file__).resolve().parents[1]  # where launched stage commands run (`-m engine.stage_process`)
-PRELOAD = ["engine.stage_process", "engine.rounds", "engine.export"]  # imported once, by the fork server
+ROOT = Path(__file__).resolve().parents[2]  # where launched stage commands run (`-m engine.runtime.stage_process`)
+PRELOAD = ["engine.runtime.stage_process", "engine.runtime.stages", "engine.data.export"]  # imported once, by the fork server
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -117,8 +117,8 @@ def child_main(db: str, job_id: int, round: int, stage: str, echo: bool, worker_
 def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int:
     """Run one stage of a job and record it done; the exit status for the worker. Under a multi-process
     launch every rank runs this; rank 0 alone logs and records the stage done, after every rank has finished."""
-    from engine.distributed import Ranks, barrier, init_process_group, leave_process_group
-    from engine.runtime import StopFlag, Stopped
+    from engine.runtime.distributed import Ranks, barrier, init_process_group, leave_process_group
+    from engine.runtime.context import StopFlag, Stopped
     from storage import Store
 
     ranks = Ranks.from_env()
@@ -142,8 +142,8 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
             run_export(store, job, stop, say)
         else:
             from engine.config import parse_config
-            from engine.rounds import run_stage
-            from engine.runtime import StageContext
+            from engine.runtime.stages import run_stage
+            from engine.runtime.context import StageContext
 
             cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
             run_stage(StageContext(store, job.id, job.project_id, cfg, round, stage, stop=stop, echo=echo,
@@ -169,9 +169,9 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
 
 def run_export(store: Store, job: Job, stop: StopFlag, say: Callable[[str], None]) -> None:
     """An export job: `engine.export.export` with its progress on the job row and a stop between steps."""
-    from engine.export import export
-    from engine.jobs import export_request
-    from engine.runtime import JobProgress
+    from engine.data.export import export
+    from engine.runtime.jobs import export_request
+    from engine.runtime.context import JobProgress
 
     req = export_request(job)
     progress = JobProgress(store, job.id, 0, "export", stop)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine import generation
-from engine.checkpoints import Policy
-from engine.judges import ImplicitRewardJudge
+from engine.method import generation
+from engine.method.models import Policy
+from engine.method.judges import ImplicitRewardJudge
 from storage.records import Example, Messages, Pair
 
 Gold = Callable[[Messages, str], float]

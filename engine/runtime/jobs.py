@@ -1,9 +1,11 @@
-"""What each kind of job runs, as an ordered list of stages. Imports no torch, so the worker (which only
-schedules stage processes) and the studio stay light."""
+"""The job kinds and what each runs, as an ordered list of stages: the one registry the worker executes and
+the studio offers. Imports no torch, so the worker (which only schedules stage processes) and the studio stay
+light."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -42,7 +44,7 @@ EXPORT_PLAN = [StageRef(0, "export")]
 
 def export_request(job: Job):
     """The ExportRequest an export job holds (the studio stores it as YAML of its fields)."""
-    from engine.export import ExportRequest
+    from engine.data.export import ExportRequest
 
     where = f"job {job.id} export request"
     try:
@@ -60,20 +62,30 @@ def export_request(job: Job):
         raise ConfigError(f"{where}: {e}") from None
 
 
+def _run_plan(job: Job) -> list[StageRef]:
+    return plan(parse_config(job.config_yaml, f"job {job.id} configuration"))
+
+
+def _export_plan(job: Job) -> list[StageRef]:
+    export_request(job)
+    return EXPORT_PLAN
+
+
+JOB_PLANS: dict[str, Callable[[Job], list[StageRef]]] = {"run": _run_plan, "export": _export_plan}
+JOB_KINDS = tuple(JOB_PLANS)  # what a worker executes; the studio reads it to offer export jobs
+
+
 def job_plan(job: Job) -> list[StageRef]:
-    """The stages of any job; ConfigError when its configuration or request is invalid."""
-    if job.kind == "export":
-        export_request(job)
-        return EXPORT_PLAN
-    if job.kind == "run":
-        return plan(parse_config(job.config_yaml, f"job {job.id} configuration"))
-    raise ConfigError(f"job {job.id}: unknown job kind {job.kind!r}")
+    """The stages of any job; ConfigError when its kind is unknown or its configuration or request is invalid."""
+    if job.kind not in JOB_PLANS:
+        raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
+    return JOB_PLANS[job.kind](job)
 
 
 def launch_command(job: Job, stage: str, args: list[str]) -> list[str] | None:
     """The command a stage runs as when it spans several processes (training and judging on more than one
     GPU, under `accelerate launch`); None for a stage the worker forks as one process."""
-    from engine.distributed import MULTI_PROCESS_STAGES, stage_launch_command
+    from engine.runtime.distributed import MULTI_PROCESS_STAGES, stage_launch_command
 
     if job.kind != "run" or stage not in MULTI_PROCESS_STAGES:
         return None

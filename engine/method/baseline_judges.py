@@ -15,9 +15,9 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine import scoring
-from engine.encoding import prompt_ids, response_ids
-from engine.judges import GoldJudge, ImplicitRewardJudge, Judge, Preference, preferences_from_scores
+from engine.method import scoring
+from engine.method.encoding import prompt_ids, response_ids
+from engine.method.judges import GoldJudge, ImplicitRewardJudge, Preference, preferences_from_scores
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -64,7 +64,7 @@ def _check_domains(system_prompts: dict[str, str]) -> None:
 class DensityRatioJudge:
     """Dr.SoW's density ratio: r(x, y) = β·[logp(strong, x, y) − logp(weak, x, y)] for any two models that
     share a vocabulary (e.g. an instruct model over its base). SPA's own judge is the special case
-    strong = π_{i-1}, weak = π_init (engine.judges.ImplicitRewardJudge, which gets both from one LoRA model).
+    strong = π_{i-1}, weak = π_init (engine.method.judges.ImplicitRewardJudge, which gets both from one LoRA model).
 
     With `system_prompts`, each prompt is routed to a domain (safety / reasoning / chat) and that domain's
     system prompt is prepended as a system message before both models score it; a conversation that already
@@ -150,27 +150,6 @@ def select_pairs(prompts: list[Messages], samples: list[list[str]],
     if isinstance(selector, DensityRatioJudge):
         return selector.best_of_n(prompts, samples, progress, seed)
     return selector.best_of_n(prompts, samples, policy_logps, progress)
-
-
-def pair_selector(cfg, base_model_path: str, load_policy: Callable[[], object] | None = None,
-                  gold: Callable[[Messages, str], float] | None = None):
-    """The judge that picks each prompt's pair in the generate stage, only with samples_per_prompt > 2:
-    the density ratio (chosen = highest r, rejected = a random other, as Dr.SoW does), SPA's implicit judge
-    on π_{i-1} from `load_policy()` or the demo world's gold reward (both: chosen = highest, rejected =
-    lowest). The judge stage then labels the stored pair with the same judge, so its label agrees."""
-    if cfg.generation.samples_per_prompt <= 2:
-        return None
-    if cfg.judge.kind == "density_ratio":
-        return make_external_judge(cfg, base_model_path)
-    if cfg.judge.kind == "implicit":
-        if load_policy is None:
-            raise ValueError("best-of-N under the implicit judge needs π_{i-1} (load_policy)")
-        return ImplicitRewardJudge(load_policy(), cfg.beta, cfg.judge.batch_size, reference=cfg.judge.reference)
-    if cfg.judge.kind == "gold":
-        if gold is None:
-            raise ValueError("judge.kind gold exists only in the demo world")
-        return GoldJudge(gold)
-    return None
 
 
 @dataclass
@@ -340,57 +319,14 @@ def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size
     return torch.stack(out)
 
 
-# --- building judges from a run configuration ---------------------------------------------------------
-
-def _resolve(value: str, base_model_path: str) -> str:
-    """'base' names the run's base model; 'demo:NAME' a file of the demo world; anything else is a path or hub id."""
-    from engine.config import DEMO_PREFIX, resolve_path
-    if value in ("", "base"):
-        return base_model_path
-    if value.startswith(DEMO_PREFIX):
-        from engine.demo_world import default_demo_dir
-        return resolve_path(value, default_demo_dir())
-    return value
-
-
 def load_reward_model(path: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
     """A sequence-classification checkpoint and its tokenizer, in eval mode. Safetensors only."""
     from transformers import AutoModelForSequenceClassification
 
-    from engine.models import load_tokenizer
+    from engine.method.models import load_tokenizer
     tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
-
-
-def make_external_judge(cfg, base_model_path: str) -> Judge:
-    """The judge cfg.judge.kind names (density_ratio | reward_model | llm_judge), its models loaded per
-    cfg.judge on cfg.device. 'base' (or an empty judge_model) means the run's base model."""
-    from engine.distributed import Ranks
-    from engine.models import load_base_model, load_tokenizer, pick_device, pick_dtype
-
-    j = cfg.judge
-    device = pick_device(cfg.device, Ranks.from_env().local_rank)
-    dtype = pick_dtype(device, cfg.dtype)
-    remote = cfg.trust_remote_code
-    if j.kind == "density_ratio":
-        strong_path, weak_path = _resolve(j.strong_model, base_model_path), _resolve(j.weak_model, base_model_path)
-        strong_tok = load_tokenizer(strong_path, remote)
-        weak_tok = strong_tok if weak_path == strong_path else load_tokenizer(weak_path, remote)
-        return DensityRatioJudge(load_base_model(strong_path, device, dtype, remote),
-                                 load_base_model(weak_path, device, dtype, remote), strong_tok, weak_tok,
-                                 system_prompts=dict(j.system_prompts), beta=cfg.beta, batch_size=j.batch_size,
-                                 seed=cfg.seed)
-    if j.kind == "reward_model":
-        if not j.reward_model:
-            raise ValueError("judge.kind reward_model needs judge.reward_model (a sequence-classification checkpoint)")
-        model, tokenizer = load_reward_model(_resolve(j.reward_model, base_model_path), device, dtype, remote)
-        return RewardModelJudge(model, tokenizer, batch_size=j.batch_size)
-    if j.kind == "llm_judge":
-        path = _resolve(j.judge_model, base_model_path)
-        return LLMJudge(load_base_model(path, device, dtype, remote), load_tokenizer(path, remote),
-                        batch_size=j.batch_size)
-    raise ValueError(f"judge.kind {j.kind!r} is not an external judge; external kinds are {', '.join(EXTERNAL_KINDS)}")

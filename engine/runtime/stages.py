@@ -9,14 +9,16 @@ from pathlib import Path
 
 import torch
 
-from engine import checkpoints, generation, scoring
+from engine.runtime import checkpoints
+from engine.method import generation
+from engine.method import scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world
-from engine.distributed import barrier, shard_indices
-from engine.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
-from engine.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
-from engine.judges import GoldJudge, ImplicitRewardJudge, Judge
-from engine.runtime import StageCallback, StageContext, Stopped
-from engine.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
+from engine.runtime.distributed import barrier, shard_indices
+from engine.method.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
+from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
+from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
+from engine.runtime.context import StageCallback, StageContext, Stopped
+from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
 from storage import Artifact, Pair
 
 GENERATE_CHUNK = 64  # prompts per committed chunk: a resumed generate stage redoes at most one chunk
@@ -24,7 +26,7 @@ JUDGE_CHUNK = 256
 
 
 def demo_root() -> Path:
-    from engine.demo_world import default_demo_dir
+    from engine.worlds.demo_world import default_demo_dir
     return default_demo_dir()
 
 
@@ -37,7 +39,7 @@ def gold_for(cfg: RunConfig):
     """The gold reward exists only in the demo world."""
     if not uses_demo_world(cfg):
         return None
-    from engine.demo_world import gold_score_messages
+    from engine.worlds.demo_world import gold_score_messages
     return gold_score_messages
 
 
@@ -58,10 +60,10 @@ def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
 
 def stage_prepare(ctx: StageContext) -> None:
     """Build the demo world when the config names it, and import the config's data into the project."""
-    from engine.importers import load_examples
+    from engine.data.importers import load_examples
     cfg = ctx.cfg
     if uses_demo_world(cfg):
-        from engine.demo_world import build_demo_world
+        from engine.worlds.demo_world import build_demo_world
         build_demo_world(demo_root(), progress=lambda stage, done, total: ctx.progress(done, total))
     p = paths(cfg)
     for key, role in (("seed_data", "seed"), ("prompt_pool", "pool"), ("eval_data", "eval")):
@@ -115,8 +117,9 @@ def stage_generate(ctx: StageContext) -> None:
     """samples_per_prompt samples per prompt from π_{i-1} with the configured backend (transformers or vLLM);
     the pair is the first two that differ, or with more than two samples best-of-N under the run's judge
     (implicit, density ratio or gold); all-equal samples drop."""
-    from engine.generation_vllm import round_sampler
-    from engine.judges_extra import pair_selector, select_pairs
+    from engine.method.generation_vllm import round_sampler
+    from engine.method.baseline_judges import select_pairs
+    from engine.runtime.judge_setup import pair_selector
     cfg = ctx.cfg
     prompts = prompt_slice(ctx)
     done_ids = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
@@ -171,7 +174,7 @@ def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
         if gold is None:
             raise ValueError("judge.kind gold exists only in the demo world")
         return GoldJudge(gold)
-    from engine.judges_extra import make_external_judge
+    from engine.runtime.judge_setup import make_external_judge
     return make_external_judge(ctx.cfg, paths(ctx.cfg)["model"])
 
 

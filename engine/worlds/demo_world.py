@@ -24,12 +24,12 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine.demo_task import (
+from engine.worlds.demo_task import (
     DOMAINS, Problem, gold_reward, gold_score_messages, parse_prompt, random_problem, split_hedge, teacher_answer,
     teacher_mistake,
 )
-from engine.encoding import prompt_ids, response_ids
-from engine.toy_model import char_tokenizer, random_llama
+from engine.method.encoding import prompt_ids, response_ids
+from engine.worlds.toy_model import char_tokenizer, random_llama
 
 __all__ = ["VERSION", "DemoWorld", "WorldSize", "default_demo_dir", "build_demo_world", "gold_reward",
            "gold_score_messages", "load_jsonl", "fully_labelled_pairs"]
@@ -325,7 +325,7 @@ def _write_world(tmp: Path, seed: int, size: WorldSize, report: Progress) -> Non
                 "otherwise makes a plausible mistake, and hedges half of its answers ('maybe 480'); "
                 "gold_reward scores any answer in [0, 1] and marks hedged answers down.",
         "domains": list(DOMAINS),
-        "gold_reward": "engine.demo_task.gold_reward(prompt, response)",
+        "gold_reward": "engine.worlds.demo_task.gold_reward(prompt, response)",
         "counts": {"seed": len(splits.seed), "pool": len(splits.pool), "validation": n_val, "eval": n_eval},
         "size": asdict(size),
         "sft": {

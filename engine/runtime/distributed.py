@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the worker starts stages here
+ROOT = Path(__file__).resolve().parents[2]  # the worker starts stages here
 ACCELERATE_DIR = ROOT / "configs" / "accelerate"
 STRATEGIES = ("ddp", "deepspeed_zero3", "fsdp")
-STAGE_MODULE = "engine.stage_process"
+STAGE_MODULE = "engine.runtime.stage_process"
 MULTI_PROCESS_STAGES = ("seed", "train", "judge")  # judge: data-parallel scoring, always plain DDP
 
 
@@ -98,9 +98,9 @@ def accelerate_config(strategy: str) -> Path:
 
 def stage_launch_command(cfg, stage_args: list[str], stage: str = "train") -> list[str]:
     """argv for one training (seed or train) or judge stage. train.num_gpus > 1: `accelerate launch --num_processes N
-    --config_file configs/accelerate/<strategy>.yaml -m engine.stage_process ARGS` (run through this
+    --config_file configs/accelerate/<strategy>.yaml -m engine.runtime.stage_process ARGS` (run through this
     interpreter as `python -m accelerate.commands.launch`, the module the `accelerate` script calls, so the
-    stage gets the same environment without depending on PATH); otherwise `python -m engine.stage_process ARGS`.
+    stage gets the same environment without depending on PATH); otherwise `python -m engine.runtime.stage_process ARGS`.
     A judge stage scores disjoint shards of the pairs, one per GPU, so it always runs as plain DDP."""
     if stage not in MULTI_PROCESS_STAGES:
         raise ValueError(f"only the {' and '.join(MULTI_PROCESS_STAGES)} stages span several processes, not {stage!r}")

@@ -16,11 +16,11 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psutil
 import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
-from engine.report import round_rows
-from engine.stage_process import pid_alive
+from engine.data.report import round_rows
 from storage import Artifact, Example, Job, Pair, Project, Store
 from storage.records import LABEL_SOURCES, Messages
 
@@ -309,12 +309,20 @@ def _inside(root: Path, name: str) -> Path:
     return target
 
 
+def _exporter_alive(pid: int) -> bool:
+    """Whether the export that named a temp folder with its process id may still be writing it (a zombie is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _clean_stale(out: Path) -> None:
     """Remove temp folders that killed exports into `out` left; those of exports still running are kept."""
     for kind in ("tmp", "old"):
         for leftover in out.parent.glob(f".{glob_escape(out.name)}.{kind}-*"):
             match = re.match(rf"\.{re.escape(out.name)}\.{kind}-(\d+)-", leftover.name)
-            if match and leftover.is_dir() and not leftover.is_symlink() and not pid_alive(int(match.group(1))):
+            if match and leftover.is_dir() and not leftover.is_symlink() and not _exporter_alive(int(match.group(1))):
                 shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -1,6 +1,6 @@
 """Sampling responses with `transformers` generate: the CPU (and fallback GPU) generation backend.
 
-Prompts go through engine.encoding.prompt_ids, the same ids the judge and the trainer score, and are
+Prompts go through engine.method.encoding.prompt_ids, the same ids the judge and the trainer score, and are
 LEFT-padded by hand so the tokenizer is never mutated. Each batch is seeded from settings.seed and its
 index, inside a forked RNG, so the same call reproduces the same samples and the caller's RNG is untouched.
 
@@ -19,8 +19,8 @@ from typing import Callable
 import torch
 from peft import PeftModel
 
-from engine.encoding import prompt_ids, response_ids
-from engine.scoring import left_pad
+from engine.method.encoding import prompt_ids, response_ids
+from engine.method.scoring import left_pad
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -31,7 +31,7 @@ class Sample:
     text: str
     n_tokens: int  # generated tokens up to and including the stop token (all of them when unfinished)
     finished: bool  # stopped at EOS within max_new_tokens
-    logp: float | None = None  # logp(π, x, y) as engine.scoring computes it, when sampling gave exactly that
+    logp: float | None = None  # logp(π, x, y) as engine.method.scoring computes it, when sampling gave exactly that
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _keep_logps(tokenizer, samples: list[Sample], new_tokens: list[list[int]], d
 
 
 def _scored_as_sampled(tokenizer, sample: Sample, tokens: list[int]) -> bool:
-    """Whether the ids the scorer reads (engine.encoding.response_ids: the text, then EOS) are the sampled ones:
+    """Whether the ids the scorer reads (engine.method.encoding.response_ids: the text, then EOS) are the sampled ones:
     the tokens up to the stop, or up to the cut plus the EOS the scorer appends."""
     scored = tokens[:sample.n_tokens] if sample.finished else tokens[:sample.n_tokens] + [tokenizer.eos_token_id]
     return response_ids(tokenizer, sample.text) == scored

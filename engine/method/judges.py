@@ -7,7 +7,8 @@ from typing import Callable, Protocol
 
 import torch
 
-from engine import method, scoring
+from engine.method import formulas as method
+from engine.method import scoring
 from storage.records import Messages
 
 
@@ -46,7 +47,7 @@ class ImplicitRewardJudge:
     """SPA's direct preference judgement: r(x, y) = β·[logp(π_{i-1}, x, y) − logp(π_init, x, y)].
     reference="none" is the authors' no-reference ablation, r = β·logp(π_{i-1}, x, y); π_init's log-probs are
     still computed and stored, as every round stores all four."""
-    policy: object  # checkpoints.Policy: π_{i-1} with its π_init view
+    policy: object  # models.Policy: π_{i-1} with its π_init view
     beta: float = 0.1
     batch_size: int = 16
     name: str = "implicit"

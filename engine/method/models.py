@@ -4,6 +4,7 @@ memory serves π_init (adapters off), the trained policy and its reference."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -117,3 +118,14 @@ def init_policy(model: torch.nn.Module, init_model: torch.nn.Module | None = Non
     else:
         raise ValueError("a fully fine-tuned model has no adapters to disable: pass the separately loaded "
                          "π_init as init_model")
+
+
+@dataclass
+class Policy:
+    """A loaded π_i with the means to compute π_init beside it."""
+    model: torch.nn.Module
+    tokenizer: object
+    init_model: torch.nn.Module | None = None  # full fine-tune only; with LoRA π_init is the adapters switched off
+
+    def init_view(self):
+        return init_policy(self.model, self.init_model)

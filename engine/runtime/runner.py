@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from engine.config import ConfigError, load_config
-from engine.report import round_table
-from engine.worker import Worker
+from engine.data.report import round_table
+from engine.runtime.worker import Worker
 from storage import Job, Store
 
 

@@ -1,7 +1,7 @@
 """The job worker: claims queued jobs, runs each stage as a child process in its own process group,
 heartbeats, stops (gracefully, then by force), and resumes interrupted jobs from their last stage.
 
-The worker itself never imports torch: it only schedules stages (see engine.stage_process), so it starts
+The worker itself never imports torch: it only schedules stages (see engine.runtime.stage_process), so it starts
 fast and its memory stays at its idle level whatever the stages load."""
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import ConfigError
-from engine.jobs import job_plan, launch_command
-from engine.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
+from engine.runtime.jobs import JOB_KINDS, job_plan, launch_command
+from engine.runtime.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
 from storage import Job, Store
 
 RESUMING = "resuming after an interruption"  # the log line that counts automatic resumes
-JOB_KINDS = ("run", "export")  # what this worker executes (the studio reads this to offer export jobs)
 LOST = -1  # run_stage: the job was taken from this worker while its stage ran
 
 __all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]

@@ -14,7 +14,7 @@ import torch
 from peft import PeftModel
 from transformers import Cache
 
-from engine.encoding import prompt_ids, response_ids
+from engine.method.encoding import prompt_ids, response_ids
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]

@@ -10,8 +10,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from engine.config import RunConfig
-from engine.distributed import Ranks, any_rank
-from engine.jobs import run_dir
+from engine.runtime.distributed import Ranks, any_rank
+from engine.runtime.jobs import run_dir
 from storage import Metric, Store
 
 

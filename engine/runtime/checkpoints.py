@@ -2,25 +2,14 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine import models
+from engine.method import models
+from engine.method.models import Policy
 from engine.config import RunConfig
-from engine.distributed import Ranks
-
-
-@dataclass
-class Policy:
-    """A loaded π_i with the means to compute π_init beside it."""
-    model: torch.nn.Module
-    tokenizer: object
-    init_model: torch.nn.Module | None = None  # full fine-tune only; with LoRA π_init is the adapters switched off
-
-    def init_view(self):
-        return models.init_policy(self.model, self.init_model)
+from engine.runtime.distributed import Ranks
 
 
 def round_model_dir(out_dir: Path, round: int) -> Path:

@@ -3,9 +3,9 @@
 TRL's `label_smoothing` is one global number (and ignored by the sigmoid loss), so the per-pair soft labels of
 self-refinement need our own loss. How this hooks into TRL 1.16:
 
-- `_prepare_dataset` is a no-op: rows arrive tokenised by engine.encoding, the very ids the judge scored, so TRL's
+- `_prepare_dataset` is a no-op: rows arrive tokenised by engine.method.encoding, the very ids the judge scored, so TRL's
   own extraction, EOS appending and chat-templating must not run (TRL 1.16 has no switch for a pre-tokenised set).
-- A left-padding collator (the same layout as engine.scoring) puts every response at the end of its row, so the
+- A left-padding collator (the same layout as engine.method.scoring) puts every response at the end of its row, so the
   model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`). In one
   process the forward instead runs each prompt once and both answers on its KV cache (same logits, less work).
 - `compute_loss` is replaced: one policy forward gives the response logits; their log-probs feed the loss and,
@@ -15,7 +15,7 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
   only for rows without them, or, with λ > 0, to get the reference logits that extrapolation needs.
 - The reference model: TRL 1.16 has no `model_adapter_name` / `ref_adapter_name` any more. For a PEFT model passed
   without `ref_model` it copies the "default" adapter to one named "ref" and switches with `use_adapter`; we reuse
-  `use_adapter`, prefer the project's own frozen "reference" adapter (engine.models) and drop TRL's copy when it is
+  `use_adapter`, prefer the project's own frozen "reference" adapter (engine.method.models) and drop TRL's copy when it is
   not the reference we use.
 """
 from __future__ import annotations
@@ -36,10 +36,10 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from engine import method
-from engine.encoding import prompt_ids, response_ids
-from engine.models import REFERENCE_ADAPTER
-from engine.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, right_pad,
+from engine.method import formulas as method
+from engine.method.encoding import prompt_ids, response_ids
+from engine.method.models import REFERENCE_ADAPTER
+from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, right_pad,
                             shared_prompt_logits)
 from storage.records import Messages
 
@@ -126,7 +126,7 @@ class ScoredBatch:
 # data ------------------------------------------------------------------------------------------------------------
 
 def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = None) -> Dataset:
-    """Rows as ids from engine.encoding, one record per pair. Missing stored log-probs become NaN.
+    """Rows as ids from engine.method.encoding, one record per pair. Missing stored log-probs become NaN.
 
     With `max_length`, sequences keep their start (TRL's "keep_start"): responses lose their tail, a truncated
     pair's stored log-probs (computed on the whole responses) are dropped so a reference forward recomputes them,
@@ -159,7 +159,7 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
 
 @dataclass
 class LeftPaddedPreferenceCollator:
-    """Chosen sequences then rejected ones, LEFT-padded as in engine.scoring so that every response ends at the last
+    """Chosen sequences then rejected ones, LEFT-padded as in engine.method.scoring so that every response ends at the last
     position; position ids follow the attention mask, so padding changes nothing. The same batch also comes split,
     prompts (left-padded) apart from the responses (right-padded), for the forward that runs each prompt once."""
     pad_token_id: int
@@ -230,7 +230,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         return name
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        """The dataset is already tokenised with engine.encoding; TRL's tokenisation would change the ids."""
+        """The dataset is already tokenised with engine.method.encoding; TRL's tokenisation would change the ids."""
         return dataset
 
     def response_forward(self, model, inputs: dict[str, torch.Tensor]) -> ScoredBatch:

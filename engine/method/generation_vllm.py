@@ -1,9 +1,9 @@
 """Sampling responses with vLLM: the GPU generation backend (optional; requirements-gpu.txt).
 
 One engine is built per round over the base weights with LoRA enabled, and each round's adapter is served
-through a LoRARequest, so nothing is merged. Prompts are passed as token ids from engine.encoding.prompt_ids
+through a LoRARequest, so nothing is merged. Prompts are passed as token ids from engine.method.encoding.prompt_ids
 (vLLM's TokensPrompt form), so vLLM samples from exactly the prompt the judge and the trainer score, and the
-answers are cut and decoded the same way as the transformers backend (engine.generation), so both backends
+answers are cut and decoded the same way as the transformers backend (engine.method.generation), so both backends
 return the same kind of `Sample`. vLLM is imported lazily: this module loads on machines without it.
 `round_sampler` is the one place a generate stage picks its backend (generation.backend hf | vllm | auto)."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from engine.encoding import prompt_ids
-from engine.generation import Sample, SamplingSettings
-from engine.generation import generate as hf_generate
+from engine.method.encoding import prompt_ids
+from engine.method.generation import Sample, SamplingSettings
+from engine.method.generation import generate as hf_generate
 from storage.records import Messages
 
 BACKENDS = ("hf", "vllm", "auto")
@@ -56,7 +56,7 @@ def pick_backend(requested: str) -> str:
 
 
 def sampling_kwargs(settings: SamplingSettings, stop_ids: list[int], seed: int) -> dict:
-    """SamplingParams keyword arguments for one prompt, meaning what engine.generation's options mean:
+    """SamplingParams keyword arguments for one prompt, meaning what engine.method.generation's options mean:
     n samples, temperature (0 = greedy), top_p, max new tokens, a seed (vLLM seeds per request, so each
     prompt gets its own), the same stop tokens, and top-k left at vLLM's default, which is off."""
     if settings.samples_per_prompt < 1 or settings.max_new_tokens < 1:
@@ -84,10 +84,10 @@ def adapter_rank(adapter_dir: str | Path) -> int:
 
 
 def stop_token_ids(tokenizer, model_path: str) -> list[int]:
-    """The tokenizer's EOS and every EOS the model's generation config declares, as engine.generation uses."""
+    """The tokenizer's EOS and every EOS the model's generation config declares, as engine.method.generation uses."""
     from transformers import GenerationConfig
 
-    from engine.generation import merge_stop_ids
+    from engine.method.generation import merge_stop_ids
     try:
         declared = GenerationConfig.from_pretrained(model_path).eos_token_id
     except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
@@ -96,7 +96,7 @@ def stop_token_ids(tokenizer, model_path: str) -> list[int]:
 
 
 def to_sample(tokenizer, token_ids: list[int], finish_reason: str | None, stop_ids: list[int]) -> Sample:
-    """One vLLM completion as engine.generation would have returned it: cut at the first stop token,
+    """One vLLM completion as engine.method.generation would have returned it: cut at the first stop token,
     decoded without special tokens and stripped; n_tokens counts the stop token. vLLM reports a stop
     (finish_reason "stop") whether or not it kept the stop token in token_ids."""
     stop = next((pos for pos, token in enumerate(token_ids) if token in stop_ids), None)
@@ -131,7 +131,7 @@ class VLLMGenerator:
     gpu_memory_utilization: float = 0.9
     seed: int = 0
     trust_remote_code: bool = False
-    tokenizer: object = None  # None: loaded from model_path with engine.models.load_tokenizer
+    tokenizer: object = None  # None: loaded from model_path with engine.method.models.load_tokenizer
     _llm: object = field(default=None, init=False, repr=False)
     _adapters: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _stop_ids: list[int] = field(default_factory=list, init=False, repr=False)
@@ -142,7 +142,7 @@ class VLLMGenerator:
             raise RuntimeError(f"cannot start the vLLM backend: {why}")
         from vllm import LLM
 
-        from engine.models import load_tokenizer
+        from engine.method.models import load_tokenizer
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self.model_path, self.trust_remote_code)
         self._stop_ids = stop_token_ids(self.tokenizer, self.model_path)
@@ -172,7 +172,7 @@ class VLLMGenerator:
     def generate(self, prompts: list[Messages], settings: SamplingSettings, adapter_dir: str | None = None,
                  progress: Progress | None = None) -> list[list[Sample]]:
         """settings.samples_per_prompt samples per prompt, in prompt order, from the base model or, with
-        adapter_dir, from base + that LoRA adapter. Progress counts sequences, as in engine.generation."""
+        adapter_dir, from base + that LoRA adapter. Progress counts sequences, as in engine.method.generation."""
         from vllm import SamplingParams
         if not prompts:
             return []
@@ -189,7 +189,7 @@ class VLLMGenerator:
         return results
 
 
-Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=None), as engine.generation.generate
+Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=None), as engine.method.generation.generate
 
 
 @dataclass
