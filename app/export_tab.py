@@ -2,7 +2,8 @@
 
 A dataset export only reads SQLite and writes files, so it runs here like an import does. A model or adapter
 export loads weights, which the UI process never does: it is queued as a job of kind "export" when the
-worker declares it runs those (JOB_KINDS, the registry in engine/runtime/jobs.py), and otherwise the equivalent command is shown."""
+worker declares it runs those (JOB_KINDS, the registry in engine/runtime/jobs.py), and otherwise the equivalent
+command is shown."""
 from __future__ import annotations
 
 import importlib.util

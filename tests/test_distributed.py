@@ -9,7 +9,7 @@ from accelerate.commands.launch import launch_command_parser
 
 from engine.config import RunConfig, TrainConfig
 from engine.runtime.distributed import (ACCELERATE_DIR, accelerate_config, shard_indices, stage_launch_command,
-                                strategy_name)
+                                        strategy_name)
 
 STAGE_ARGS = ["--db", "runs.db", "--job", "7", "--round", "2", "--stage", "train"]
 DISTRIBUTED_TYPE = {"ddp": "MULTI_GPU", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
@@ -20,8 +20,8 @@ def cfg(num_gpus: int, strategy: str = "auto") -> RunConfig:
 
 
 def test_one_gpu_runs_the_stage_as_a_plain_process():
-    assert stage_launch_command(cfg(1, "fsdp"), STAGE_ARGS) == [sys.executable, "-m", "engine.runtime.stage_process",
-                                                                 *STAGE_ARGS]
+    argv = stage_launch_command(cfg(1, "fsdp"), STAGE_ARGS)
+    assert argv == [sys.executable, "-m", "engine.runtime.stage_process", *STAGE_ARGS]
 
 
 @pytest.mark.parametrize("strategy, config_name", [("ddp", "ddp"), ("auto", "ddp"),
@@ -79,8 +79,8 @@ def test_the_command_the_ui_shows_is_the_built_one_made_readable():
     assert shown == ("python -m accelerate.commands.launch --num_processes 4 --config_file "
                      "configs/accelerate/deepspeed_zero3.yaml -m engine.runtime.stage_process --db 'spa studio.db' "
                      "--job 7 --round 2 --stage train")
-    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.runtime.stage_process --db x.db --job JOB --round ROUND "
-                                                    "--stage train")
+    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.runtime.stage_process --db x.db --job JOB "
+                                                   "--round ROUND --stage train")
     text = "model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n  strategy: fsdp\n"
     assert train_command("x.db", text) == ("python -m accelerate.commands.launch --num_processes 2 --config_file "
                                            "configs/accelerate/fsdp.yaml -m engine.runtime.stage_process --db x.db "

@@ -23,7 +23,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from engine.method import models
 from engine.config import LoraConfig as RunLora
 from engine.config import RunConfig
-from engine.data.export import ExportError, ExportRequest, _inside, export, exportable
+from engine.data.export import ExportError, ExportRequest, export, exportable
+from engine.data.export.staging import inside
 from engine.method.scoring import sequence_logps
 from storage import Artifact, Example, Job, Metric, Pair, Store
 
@@ -318,8 +319,8 @@ def test_path_escapes_are_refused(world, tmp_path):
     (root / "link").symlink_to(tmp_path)
     for name in ("../evil", "/etc/passwd", "link/evil", "."):
         with pytest.raises(ExportError, match="outside"):
-            _inside(root.resolve(), name)
-    assert _inside(root.resolve(), "train.jsonl") == root.resolve() / "train.jsonl"
+            inside(root.resolve(), name)
+    assert inside(root.resolve(), "train.jsonl") == root.resolve() / "train.jsonl"
     with pytest.raises(ExportError, match="refusing to export into"):
         export(world.db, ExportRequest(project="p", what="adapter", out=str(world.adapters[1]), force=True))
     assert (world.adapters[1] / "adapter_model.safetensors").is_file()

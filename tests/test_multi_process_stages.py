@@ -36,7 +36,8 @@ def launch(db: Path, job_id: int, round: int, stage: str, ranks: int) -> subproc
     """One stage as its own process, or as `ranks` processes under torchrun."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
-    argv = [sys.executable, *launcher, "-m", "engine.runtime.stage_process", *stage_args(str(db), job_id, round, stage)]
+    stage_module = ["-m", "engine.runtime.stage_process", *stage_args(str(db), job_id, round, stage)]
+    argv = [sys.executable, *launcher, *stage_module]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -15,7 +15,7 @@ from engine.method import scoring
 from engine.method.encoding import prompt_ids, response_ids
 from engine.worlds.toy_model import char_tokenizer, random_llama
 from engine.method.trainer import (RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows, make_trainer,
-                            train_dpo)
+                                   train_dpo)
 
 TOK = char_tokenizer()
 BETA = 0.1

@@ -189,7 +189,7 @@ class VLLMGenerator:
         return results
 
 
-Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=None), as engine.method.generation.generate
+Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=None), as generation.generate
 
 
 @dataclass

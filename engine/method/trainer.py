@@ -3,7 +3,7 @@
 TRL's `label_smoothing` is one global number (and ignored by the sigmoid loss), so the per-pair soft labels of
 self-refinement need our own loss. How this hooks into TRL 1.16:
 
-- `_prepare_dataset` is a no-op: rows arrive tokenised by engine.method.encoding, the very ids the judge scored, so TRL's
+- `_prepare_dataset` is a no-op: rows arrive tokenised by method.encoding, the very ids the judge scored, so TRL's
   own extraction, EOS appending and chat-templating must not run (TRL 1.16 has no switch for a pre-tokenised set).
 - A left-padding collator (the same layout as engine.method.scoring) puts every response at the end of its row, so the
   model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`). In one
@@ -15,7 +15,7 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
   only for rows without them, or, with λ > 0, to get the reference logits that extrapolation needs.
 - The reference model: TRL 1.16 has no `model_adapter_name` / `ref_adapter_name` any more. For a PEFT model passed
   without `ref_model` it copies the "default" adapter to one named "ref" and switches with `use_adapter`; we reuse
-  `use_adapter`, prefer the project's own frozen "reference" adapter (engine.method.models) and drop TRL's copy when it is
+  `use_adapter`, prefer the project's own frozen "reference" adapter (method.models) and drop TRL's copy when it is
   not the reference we use.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from engine.method import formulas as method
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.models import REFERENCE_ADAPTER
 from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, right_pad,
-                            shared_prompt_logits)
+                                   shared_prompt_logits)
 from storage.records import Messages
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
 
 @dataclass
 class LeftPaddedPreferenceCollator:
-    """Chosen sequences then rejected ones, LEFT-padded as in engine.method.scoring so that every response ends at the last
+    """Chosen sequences then rejected ones, LEFT-padded as in method.scoring so that every response ends at the last
     position; position ids follow the attention mask, so padding changes nothing. The same batch also comes split,
     prompts (left-padded) apart from the responses (right-padded), for the forward that runs each prompt once."""
     pad_token_id: int

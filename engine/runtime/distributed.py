@@ -100,7 +100,8 @@ def stage_launch_command(cfg, stage_args: list[str], stage: str = "train") -> li
     """argv for one training (seed or train) or judge stage. train.num_gpus > 1: `accelerate launch --num_processes N
     --config_file configs/accelerate/<strategy>.yaml -m engine.runtime.stage_process ARGS` (run through this
     interpreter as `python -m accelerate.commands.launch`, the module the `accelerate` script calls, so the
-    stage gets the same environment without depending on PATH); otherwise `python -m engine.runtime.stage_process ARGS`.
+    stage gets the same environment without depending on PATH); otherwise
+    `python -m engine.runtime.stage_process ARGS`.
     A judge stage scores disjoint shards of the pairs, one per GPU, so it always runs as plain DDP."""
     if stage not in MULTI_PROCESS_STAGES:
         raise ValueError(f"only the {' and '.join(MULTI_PROCESS_STAGES)} stages span several processes, not {stage!r}")

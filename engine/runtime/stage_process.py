@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # the worker imports this module: nothing heavy at import tim
 
 EXIT_STOPPED = 3
 ROOT = Path(__file__).resolve().parents[2]  # where launched stage commands run (`-m engine.runtime.stage_process`)
-PRELOAD = ["engine.runtime.stage_process", "engine.runtime.stages", "engine.data.export"]  # imported once, by the fork server
+# imported once, by the fork server
+PRELOAD = ["engine.runtime.stage_process", "engine.runtime.stages", "engine.data.export"]
 
 
 def pid_alive(pid: int | None) -> bool:

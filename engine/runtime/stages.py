@@ -14,7 +14,8 @@ from engine.method import generation
 from engine.method import scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world
 from engine.runtime.distributed import barrier, shard_indices
-from engine.method.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
+from engine.method.evaluation import (EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats,
+                                      sample_eval)
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.runtime.context import StageCallback, StageContext, Stopped
