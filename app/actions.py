@@ -17,10 +17,14 @@ from typing import Iterator
 import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
-from engine.data.export import ExportError as ExportError, ExportRequest as ExportRequest  # handed on to the tabs
-from engine.data.export import export as export, exportable as exportable
-from engine.data.report import round_rows as round_rows, round_table as round_table
-from engine.runtime.jobs import JOB_KINDS as JOB_KINDS, run_dir as run_dir
+from engine.data.export import ExportError as ExportError  # handed on to the tabs
+from engine.data.export import ExportRequest as ExportRequest
+from engine.data.export import export as export
+from engine.data.export import exportable as exportable
+from engine.data.report import round_rows as round_rows
+from engine.data.report import round_table as round_table
+from engine.runtime.jobs import JOB_KINDS as JOB_KINDS
+from engine.runtime.jobs import run_dir as run_dir
 from storage import Job, Pair, Project, ReviewFilter, Store
 from storage.records import LABEL_SOURCES, LABELS, ROLES
 

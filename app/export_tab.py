@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from app import actions
-from app.actions import ROOT, ActionError
+from app.actions import ActionError
 from storage import Job
 
 WHATS = ["dataset", "adapter", "model"]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from engine.config import RunConfig
-from engine.runtime.stages import plan, run_stage
 from engine.runtime.context import StageContext
+from engine.runtime.stages import plan, run_stage
 from storage import Job, Store
 
 AfterStage = Callable[[StageContext], None]

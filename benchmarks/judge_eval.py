@@ -16,10 +16,10 @@ from typing import Iterator
 
 import torch
 
-from engine.worlds.demo_world import DemoWorld, build_demo_world
 from engine.data.importers import ImportFailed, load_examples
-from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.method.baseline_judges import DensityRatioJudge, LLMJudge, RewardModelJudge
+from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
+from engine.worlds.demo_world import DemoWorld, build_demo_world
 from storage.records import Example, Messages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,8 +168,8 @@ def load_datasets(files: list[str] | None, limit: int | None, seed: int,
 
 def build_judge(name: str, world, device: torch.device, seed: int, seed_policy=None) -> Judge:
     """seed_policy: π_0 from an implicit judge built before, reused instead of trained again."""
-    from engine.worlds.demo_world import gold_score_messages
     from engine.method.models import load_base_model, load_tokenizer
+    from engine.worlds.demo_world import gold_score_messages
     if name == "gold":
         return GoldJudge(gold_score_messages)
     if name in ("implicit", "implicit_no_ref"):
@@ -198,9 +198,9 @@ def seed_round_judge(world, reference: str = "init", policy=None) -> ImplicitRew
     """SPA's judge for round 1: π_0 = plain sigmoid DPO of π_init on the seed pairs with configs/demo.yaml's
     settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off), or with
     no reference (reference="none", the authors' ablation)."""
-    from engine.runtime.checkpoints import load_policy
     from engine.config import load_config
     from engine.method.trainer import TrainRow, TrainSettings, train_dpo
+    from engine.runtime.checkpoints import load_policy
 
     cfg = load_config(DEMO_CONFIG)
     name = "implicit" if reference == "init" else "implicit_no_ref"

@@ -69,10 +69,10 @@ def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
 
 def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
     """The PairRM-style baseline: a one-logit reward model on the SFT backbone, trained on the seed pairs only."""
-    from engine.worlds.demo_world import DemoWorld, default_demo_dir
-    from engine.data.importers import load_examples
     from benchmarks.judge_eval import train_demo_reward_model
+    from engine.data.importers import load_examples
     from engine.method.models import load_tokenizer
+    from engine.worlds.demo_world import DemoWorld, default_demo_dir
     world = DemoWorld.at(default_demo_dir())
     tokenizer = load_tokenizer(str(world.model_dir))
     seeds = load_examples(world.seed_file, "seed").examples

@@ -56,12 +56,11 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
-from engine.method import formulas as method  # noqa: E402
 from engine.method import generation, models  # noqa: E402
 from engine.config import LoraConfig  # noqa: E402
 from engine.method.models import Policy  # noqa: E402
 from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
-from engine.method.judges import ImplicitRewardJudge  # noqa: E402
+from engine.method.judges import ImplicitRewardJudge, implicit_reward, judge_preference  # noqa: E402
 from engine.worlds.toy_model import char_tokenizer, random_llama  # noqa: E402
 from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
 
@@ -324,9 +323,9 @@ def task_judge(task: dict) -> dict:
         with meter:
             logps = score(len(pairs))
     t = {k: torch.tensor(v, dtype=torch.float64) for k, v in logps.items()}
-    reward_a = method.implicit_reward(t["logp_policy_a"], t["logp_init_a"], BETA)
-    reward_b = method.implicit_reward(t["logp_policy_b"], t["logp_init_b"], BETA)
-    a_preferred, _, _ = method.judge_preference(reward_a, reward_b)
+    reward_a = implicit_reward(t["logp_policy_a"], t["logp_init_a"], BETA)
+    reward_b = implicit_reward(t["logp_policy_b"], t["logp_init_b"], BETA)
+    a_preferred, _, _ = judge_preference(reward_a, reward_b)
     tokens = work_tokens(tok, prompts, resp_a, resp_b, task["variant"], sampled)
     kept = sum(a is not None and b is not None for a, b in sampled or [])
     return dict(seconds=meter.seconds, pairs=len(pairs), pairs_per_s=len(pairs) / meter.seconds, tokens=tokens,

@@ -32,8 +32,8 @@ def tiny_gpt2():
 @pytest.fixture(scope="session")
 def random_lora():
     """wrap(base, std): the model under a rank-4 LoRA with a random B, so the policy differs from its base."""
-    from engine.method import models
     from engine.config import LoraConfig
+    from engine.method import models
 
     def wrap(base, std: float):
         peft_model = models.with_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))

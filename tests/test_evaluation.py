@@ -39,8 +39,8 @@ def test_no_gold_and_no_init_logps_leave_their_shares_out():
 @pytest.mark.parametrize("reference", ["init", "none"])
 def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
     """eval/judge_accuracy with the judge the rounds use: β·(logp π − logp π_init), or β·logp π alone."""
-    from engine.method.models import Policy
     from engine.method.evaluation import judge_accuracy
+    from engine.method.models import Policy
     from engine.worlds.toy_model import char_tokenizer, random_llama
     from storage import Example
     from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp

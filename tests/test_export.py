@@ -20,11 +20,11 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from engine.method import models
 from engine.config import LoraConfig as RunLora
 from engine.config import RunConfig
 from engine.data.export import ExportError, ExportRequest, export, exportable
 from engine.data.export.staging import inside
+from engine.method import models
 from engine.method.scoring import sequence_logps
 from storage import Artifact, Example, Job, Metric, Pair, Store
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from engine.runtime.checkpoints import load_policy
 from engine.config import parse_config
 from engine.method.evaluation import EvalSettings, init_samples
+from engine.runtime.checkpoints import load_policy
 from engine.runtime.jobs import run_dir
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.method import models
-from engine.method import scoring
+from engine.method import models, scoring
 from engine.method.encoding import prompt_ids, response_ids
 
 CPU = torch.device("cpu")

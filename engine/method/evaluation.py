@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from engine.method import generation
-from engine.method.models import Policy
 from engine.method.judges import ImplicitRewardJudge
+from engine.method.models import Policy
 from storage.records import Example, Messages, Pair
 
 Gold = Callable[[Messages, str], float]

@@ -7,9 +7,22 @@ from typing import Callable, Protocol
 
 import torch
 
-from engine.method import formulas as method
 from engine.method import scoring
 from storage.records import Messages
+
+
+def implicit_reward(logp_policy: torch.Tensor, logp_init: torch.Tensor, beta: float) -> torch.Tensor:
+    """r(x, y) = β · [logp(π, x, y) − logp(π_init, x, y)]: DPO's implicit reward, the SPA judge's score."""
+    return beta * (logp_policy - logp_init)
+
+
+def judge_preference(reward_a: torch.Tensor, reward_b: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chosen = higher r (a tie goes to 'a'); margin = r_chosen − r_rejected ≥ 0; confidence = σ(margin) ∈ [0.5, 1].
+    Returns (a_preferred, margin, confidence)."""
+    a_preferred = reward_a >= reward_b
+    margin = (reward_a - reward_b).abs()
+    return a_preferred, margin, torch.sigmoid(margin)
 
 
 @dataclass
@@ -33,7 +46,7 @@ class Judge(Protocol):
 
 
 def preferences_from_scores(score_a: torch.Tensor, score_b: torch.Tensor, **logps) -> list[Preference]:
-    a_pref, margin, conf = method.judge_preference(score_a, score_b)
+    a_pref, margin, conf = judge_preference(score_a, score_b)
     out = []
     for i in range(len(score_a)):
         extra = {k: float(v[i]) for k, v in logps.items()}
@@ -79,7 +92,7 @@ class ImplicitRewardJudge:
                                               progress=step(len(missing)))
         pa, pb, ia, ib = (torch.tensor(v, dtype=torch.float64) for v in (pol_a, pol_b, ini_a, ini_b))
         ref_a, ref_b = (ia, ib) if self.reference == "init" else (torch.zeros_like(ia), torch.zeros_like(ib))
-        ra, rb = method.implicit_reward(pa, ref_a, self.beta), method.implicit_reward(pb, ref_b, self.beta)
+        ra, rb = implicit_reward(pa, ref_a, self.beta), implicit_reward(pb, ref_b, self.beta)
         return preferences_from_scores(ra, rb, logp_policy_a=pa, logp_policy_b=pb, logp_init_a=ia, logp_init_b=ib)
 
     def rewards(self, prompts: list[Messages], responses: list[str], policy_logps: list[float | None] | None = None,
@@ -105,7 +118,7 @@ class ImplicitRewardJudge:
             with self.policy.init_view() as init:
                 ref = torch.tensor(scoring.sequence_logps(init, self.policy.tokenizer, prompts, responses,
                                                           self.batch_size, step(len(missing))), dtype=torch.float64)
-        return method.implicit_reward(torch.tensor(pol, dtype=torch.float64), ref, self.beta)
+        return implicit_reward(torch.tensor(pol, dtype=torch.float64), ref, self.beta)
 
     def best_of_n(self, prompts: list[Messages], samples: list[list[str]],
                   policy_logps: list[list[float | None]] | None = None,

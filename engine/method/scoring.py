@@ -20,6 +20,22 @@ from storage.records import Messages
 Progress = Callable[[int, int], None]
 
 
+def response_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed response log-probs, logp(π, x, y) = Σ_t mask[t] · log softmax(logits[t − 1])[labels[t]].
+
+    Causal-LM alignment: `logits[..., t, :]` is the model's output at position t, so it predicts `labels[..., t + 1]`.
+    `labels` are the input ids themselves (not shifted, no −100), `mask` is 1 on the response tokens of `labels`.
+    The first position can never be a scored token (nothing predicts it). Computed in float32.
+    Shapes: logits (..., T, V), labels and mask (..., T); returns (...).
+    """
+    logits = logits[..., :-1, :].float()
+    targets = labels[..., 1:]
+    scored = mask[..., 1:].bool()
+    picked = logits.gather(-1, torch.where(scored, targets, 0).unsqueeze(-1)).squeeze(-1)
+    token_logps = picked - logits.logsumexp(-1)
+    return torch.where(scored, token_logps, 0.0).sum(-1)
+
+
 def response_token_counts(tokenizer, responses: list[str]) -> list[int]:
     """How many tokens each response is scored on (its EOS included)."""
     return [len(response_ids(tokenizer, text)) for text in responses]

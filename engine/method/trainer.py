@@ -5,7 +5,7 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
 
 - `_prepare_dataset` is a no-op: rows arrive tokenised by method.encoding, the very ids the judge scored, so TRL's
   own extraction, EOS appending and chat-templating must not run (TRL 1.16 has no switch for a pre-tokenised set).
-- A left-padding collator (the same layout as engine.method.scoring) puts every response at the end of its row, so the
+- A left-padding collator (the same layout as method.scoring) puts every response at the end of its row, so the
   model projects only the last (longest response + 1) positions onto the vocabulary (`logits_to_keep`). In one
   process the forward instead runs each prompt once and both answers on its KV cache (same logits, less work).
 - `compute_loss` is replaced: one policy forward gives the response logits; their log-probs feed the loss and,
@@ -36,10 +36,11 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from engine.method import formulas as method
 from engine.method.encoding import prompt_ids, response_ids
+from engine.method.loss import dpo_margin, self_refinement_loss, soft_labels
 from engine.method.models import REFERENCE_ADAPTER
-from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, right_pad,
+from engine.method.noise import extrapolated_logits, noise_flags
+from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, response_logps, right_pad,
                                    shared_prompt_logits)
 from storage.records import Messages
 
@@ -116,7 +117,7 @@ class TrainResult:
 
 @dataclass
 class ScoredBatch:
-    """Response logits of a batch (chosen rows, then rejected rows) with what `method.response_logps` needs."""
+    """Response logits of a batch (chosen rows, then rejected rows) with what `response_logps` needs."""
     logits: torch.Tensor  # (2B, K, V): the last K positions only
     labels: torch.Tensor  # (2B, K)
     mask: torch.Tensor  # (2B, K), 1 on response tokens
@@ -159,7 +160,7 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
 
 @dataclass
 class LeftPaddedPreferenceCollator:
-    """Chosen sequences then rejected ones, LEFT-padded as in method.scoring so that every response ends at the last
+    """Chosen sequences then rejected ones, LEFT-padded as in scoring so that every response ends at the last
     position; position ids follow the attention mask, so padding changes nothing. The same batch also comes split,
     prompts (left-padded) apart from the responses (right-padded), for the forward that runs each prompt once."""
     pad_token_id: int
@@ -251,7 +252,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             edge = torch.zeros_like(inputs["responses"][:, :1])  # position 0: the prompt's last token, never scored
             labels = torch.cat([edge, inputs["responses"]], dim=1)
             mask = torch.cat([edge, inputs["responses_mask"]], dim=1)
-            return ScoredBatch(logits, labels, mask, method.response_logps(logits, labels, mask))
+            return ScoredBatch(logits, labels, mask, response_logps(logits, labels, mask))
         keep = int(inputs["response_mask"].sum(-1).max()) + 1
         kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                       position_ids=inputs["position_ids"], use_cache=False)
@@ -259,7 +260,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             kwargs["logits_to_keep"] = keep
         logits = model(**kwargs).logits[:, -keep:]
         labels, mask = inputs["input_ids"][:, -keep:], inputs["response_mask"][:, -keep:]
-        return ScoredBatch(logits, labels, mask, method.response_logps(logits, labels, mask))
+        return ScoredBatch(logits, labels, mask, response_logps(logits, labels, mask))
 
     def reference_forward(self, inputs: dict[str, torch.Tensor]) -> ScoredBatch:
         """The same, under the reference (adapters off, the reference adapter, or ref_model), without gradient."""
@@ -272,7 +273,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             return self.response_forward(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Mean over pairs of method.self_refinement_loss; ỹ = 1 (plain sigmoid DPO) unless refinement is on."""
+        """Mean over pairs of self_refinement_loss; ỹ = 1 (plain sigmoid DPO) unless refinement is on."""
         mode = "train" if self.model.training else "eval"
         policy = self.response_forward(model, inputs)
         chosen, rejected = policy.logps.chunk(2)
@@ -287,11 +288,11 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             ref_chosen = torch.where(missing, ref_c, ref_chosen)
             ref_rejected = torch.where(missing, ref_r, ref_rejected)
             ref_logits = ref.logits
-        h = method.dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
+        h = dpo_margin(chosen, rejected, ref_chosen, ref_rejected)
         soft = torch.ones_like(h)
         if detect:
             soft = self._detect_noise(policy, ref_logits, ref_chosen, ref_rejected, inputs)
-        loss = method.self_refinement_loss(h, self.beta, soft).mean()
+        loss = self_refinement_loss(h, self.beta, soft).mean()
         self._record_rewards(mode, chosen, rejected, ref_chosen, ref_rejected)
         return (loss, None) if return_outputs else loss
 
@@ -301,25 +302,25 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         """β·h_ḡ per pair from the step's own logits, rolling-window flags, and the soft labels ỹ."""
         lam = self.refine.lam
         if lam > 0:
-            ext_logits = method.extrapolated_logits(policy.logits.detach().float(), ref_logits.float(), lam)
-            ext = method.response_logps(ext_logits, policy.labels, policy.mask)
+            ext_logits = extrapolated_logits(policy.logits.detach().float(), ref_logits.float(), lam)
+            ext = response_logps(ext_logits, policy.labels, policy.mask)
         else:
             ext = policy.logps.detach()
         ext_chosen, ext_rejected = ext.chunk(2)
-        ext_margin = self.beta * method.dpo_margin(ext_chosen, ext_rejected, ref_chosen, ref_rejected)
+        ext_margin = self.beta * dpo_margin(ext_chosen, ext_rejected, ref_chosen, ref_rejected)
         # The flags are decided on the whole data-parallel batch (every rank's pairs, in rank order), so every
         # rank keeps the same rolling window and a pair's flag does not depend on which rank it landed on.
         local = ext_margin.shape[0]
         ids, margins, trusted = self.accelerator.gather((inputs["pair_id"], ext_margin, inputs["trusted"].long()))
-        flags, self._history = method.noise_flags(margins, self._history, self.refine.k_fraction,
-                                                  self.refine.window, trusted.bool())
+        flags, self._history = noise_flags(margins, self._history, self.refine.k_fraction,
+                                           self.refine.window, trusted.bool())
         for pid, m, f in zip(ids.tolist(), margins.tolist(), flags.tolist()):
             if pid >= 0:
                 self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f))
         self._metrics["train"]["noise/flagged_fraction"].append(flags.float().mean().item())
         mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
-        soft = method.soft_labels(flags[mine], inputs["trusted"], self.refine.alpha, self.state.global_step,
-                                  self.state.max_steps, self.refine.warmup_fraction)
+        soft = soft_labels(flags[mine], inputs["trusted"], self.refine.alpha, self.state.global_step,
+                           self.state.max_steps, self.refine.warmup_fraction)
         return soft.to(ext_margin.dtype)
 
     def _record_rewards(self, mode: str, chosen, rejected, ref_chosen, ref_rejected) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
+from engine.config import RunConfig
 from engine.method import models
 from engine.method.models import Policy
-from engine.config import RunConfig
 from engine.runtime.distributed import Ranks
 
 

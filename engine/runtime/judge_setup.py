@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from engine.method.baseline_judges import (EXTERNAL_KINDS, DensityRatioJudge, LLMJudge, RewardModelJudge,
-                                           load_reward_model)
+from engine.method.baseline_judges import (
+    EXTERNAL_KINDS,
+    DensityRatioJudge,
+    LLMJudge,
+    RewardModelJudge,
+    load_reward_model,
+)
 from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from storage.records import Messages
 
@@ -25,8 +30,8 @@ def _resolve(value: str, base_model_path: str) -> str:
 def make_external_judge(cfg, base_model_path: str) -> Judge:
     """The judge cfg.judge.kind names (density_ratio | reward_model | llm_judge), its models loaded per
     cfg.judge on cfg.device. 'base' (or an empty judge_model) means the run's base model."""
-    from engine.runtime.distributed import Ranks
     from engine.method.models import load_base_model, load_tokenizer, pick_device, pick_dtype
+    from engine.runtime.distributed import Ranks
 
     j = cfg.judge
     device = pick_device(cfg.device, Ranks.from_env().local_rank)

@@ -118,8 +118,8 @@ def child_main(db: str, job_id: int, round: int, stage: str, echo: bool, worker_
 def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int:
     """Run one stage of a job and record it done; the exit status for the worker. Under a multi-process
     launch every rank runs this; rank 0 alone logs and records the stage done, after every rank has finished."""
-    from engine.runtime.distributed import Ranks, barrier, init_process_group, leave_process_group
     from engine.runtime.context import StopFlag, Stopped
+    from engine.runtime.distributed import Ranks, barrier, init_process_group, leave_process_group
     from storage import Store
 
     ranks = Ranks.from_env()
@@ -143,8 +143,8 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
             run_export(store, job, stop, say)
         else:
             from engine.config import parse_config
-            from engine.runtime.stages import run_stage
             from engine.runtime.context import StageContext
+            from engine.runtime.stages import run_stage
 
             cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
             run_stage(StageContext(store, job.id, job.project_id, cfg, round, stage, stop=stop, echo=echo,
@@ -171,8 +171,8 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
 def run_export(store: Store, job: Job, stop: StopFlag, say: Callable[[str], None]) -> None:
     """An export job: `engine.export.export` with its progress on the job row and a stop between steps."""
     from engine.data.export import export
-    from engine.runtime.jobs import export_request
     from engine.runtime.context import JobProgress
+    from engine.runtime.jobs import export_request
 
     req = export_request(job)
     progress = JobProgress(store, job.id, 0, "export", stop)
