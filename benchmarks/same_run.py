@@ -46,13 +46,14 @@ def fingerprint(db: Path) -> dict:
     pairs = sorted(store.pairs(job.id), key=lambda p: (p.round, p.id))
     texts = [[p.round, p.prompt, p.response_a, p.response_b, p.judge_label, p.label, p.label_source] for p in pairs]
     scores = [[p.logp_policy_a, p.logp_policy_b, p.logp_init_a, p.logp_init_b, p.confidence] for p in pairs]
-    noise = [[p.ext_margin, p.noisy] for p in pairs]
+    # what the detector said: a flag stored apart as a warm-up flag (no effect on the label) is still its flag
+    noise = [[p.ext_margin, True if getattr(p, "warmup_flag", None) else p.noisy] for p in pairs]
     metrics = [[m.round, m.stage, m.name, m.step, m.value] for m in store.metrics(job.id)
                if not any(t in m.name for t in TIMING)]
     gold = [m.value for m in store.metrics(job.id) if m.name == "eval/gold_score"]
     return {"status": job.status, "pairs": len(pairs), "pairs_digest": digest(texts),
             "confidences_digest": digest(scores), "noise_digest": digest(noise), "metrics_digest": digest(metrics),
-            "metrics": len(metrics), "gold_scores": gold, "final_gold_score": gold[-1] if gold else None}
+            "warmup_flags": sum(bool(getattr(p, "warmup_flag", None)) for p in pairs), "metrics": len(metrics), "gold_scores": gold, "final_gold_score": gold[-1] if gold else None}
 
 
 def main() -> int:

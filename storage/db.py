@@ -64,7 +64,12 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["label_events"].create_index(["pair_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Noise flags raised during the α = 0 warm-up, kept apart from `noisy` (the flags that smoothed a label)."""
+    db["pairs"].add_column("warmup_flag", int)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

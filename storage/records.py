@@ -64,7 +64,8 @@ class Pair:
     label_source: str | None = None  # one of LABEL_SOURCES
     human_response: str | None = None  # a better answer written by a person
     ext_margin: float | None = None  # β·h_ḡ from de-coupled noise detection
-    noisy: bool | None = None
+    noisy: bool | None = None  # flagged by noise detection after the warm-up: its soft label was smoothed
+    warmup_flag: bool | None = None  # flagged during the α = 0 warm-up: recorded, but it changed nothing
     gold_a: float | None = None  # gold reward, demo world only
     gold_b: float | None = None
     id: int | None = None

@@ -13,7 +13,8 @@ from storage.db import connect, migrate
 from storage.records import Artifact, Example, Job, LabelEvent, Metric, Pair, Project, Round
 
 TRUSTED_SOURCES = ("human", "gold", "seed")
-HUMAN_DECIDES = ("label", "label_source", "noisy", "human_response")  # no stage overwrites these on a human label
+# no stage overwrites these on a human label
+HUMAN_DECIDES = ("label", "label_source", "noisy", "warmup_flag", "human_response")
 RESUMABLE_STATES = ("stopped", "interrupted", "failed", "paused")
 
 
@@ -50,16 +51,18 @@ def _row_to(cls, row: dict):
 def _pair_from_row(row: dict) -> Pair:
     row = dict(row)
     row["prompt"] = json.loads(row["prompt"])
-    if row.get("noisy") is not None:
-        row["noisy"] = bool(row["noisy"])
+    for flag in ("noisy", "warmup_flag"):
+        if row.get(flag) is not None:
+            row[flag] = bool(row[flag])
     return _row_to(Pair, row)
 
 
 def _pair_to_row(p: Pair) -> dict:
     row = asdict(p)
     row["prompt"] = json.dumps(p.prompt, ensure_ascii=False)
-    if p.noisy is not None:
-        row["noisy"] = int(p.noisy)
+    for flag in ("noisy", "warmup_flag"):
+        if row[flag] is not None:
+            row[flag] = int(row[flag])
     if row["id"] is None:
         del row["id"]
     return row
@@ -274,7 +277,7 @@ class Store:
             if human_response is not None:
                 values["human_response"] = human_response
             if source in ("human", "gold"):
-                values["noisy"] = 0
+                values["noisy"] = values["warmup_flag"] = 0
             self.db["pairs"].update(pair_id, values)
             event = LabelEvent(pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source,
                                new_source=source, actor=actor, note=note, at=now())

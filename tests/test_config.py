@@ -57,3 +57,24 @@ def test_round_learning_rate_applies_to_rounds_only_and_must_be_positive():
     assert parse_config("model: m\nlearning_rate: 1.0e-4\nprompt_pool: p\n", "r.yaml").lr_for_round(2) == 1e-4
     with pytest.raises(ConfigError, match=r"r.yaml:2: key 'round_learning_rate'"):
         parse_config("model: m\nround_learning_rate: -1.0\nprompt_pool: p\n", "r.yaml")
+
+
+def test_presets_paper_and_authors_code_differ_only_where_the_authors_code_does():
+    """configs/spa_paper.yaml is the paper (λ = 1/2, 1/4, 1/8; 3 rounds of 8K/20K/30K; the defaults of DESIGN.md
+    §1); configs/spa_authors_code.yaml is run_all.sh: extrapolation off (λ = 0) and 2 rounds, nothing else."""
+    from dataclasses import asdict
+
+    paper = load_config(ROOT / "configs" / "spa_paper.yaml")
+    authors = load_config(ROOT / "configs" / "spa_authors_code.yaml")
+    assert [paper.lam_for_round(i) for i in (1, 2, 3)] == [0.5, 0.25, 0.125]
+    assert [authors.lam_for_round(i) for i in (1, 2)] == [0.0, 0.0]
+    assert (paper.rounds, authors.rounds) == (3, 2)
+    assert [paper.prompts_for_round(i) for i in (1, 2, 3)] == [8000, 20000, 30000]
+    assert [authors.prompts_for_round(i) for i in (1, 2)] == [8000, 20000]
+    a, b = asdict(paper), asdict(authors)
+    differ = {k for k in a if a[k] != b[k]} | {f"refine.{k}" for k in a["refine"] if a["refine"][k] != b["refine"][k]}
+    assert differ == {"project", "rounds", "prompts_per_round", "refine", "refine.lambdas"}
+    defaults = parse_config(f"model: {paper.model}\nprompt_pool: p\nlora:\n  enabled: false\n")
+    for key in ("beta", "epochs", "round_epochs", "batch_size", "lr", "lr_scheduler", "warmup_ratio", "rounds",
+                "prompts_per_round", "generation", "refine", "judge"):
+        assert getattr(paper, key) == getattr(defaults, key), key

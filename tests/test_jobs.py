@@ -386,7 +386,7 @@ def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_r
     after = {p.id: p for p in store.pairs(job_id, 1)}
     assert {i: after[i].label for i in wanted} == wanted
     assert {after[i].label_source for i in wanted} == {"human"}
-    assert all(after[i].noisy is False for i in wanted)
+    assert all(after[i].noisy is False and after[i].warmup_flag is False for i in wanted)
     assert all(after[i].ext_margin is not None for i in wanted)  # the noise detector's numbers are kept
     assert Counter(e.pair_id for e in store.label_events() if e.pair_id in wanted) == Counter(set(wanted))
     at = {e["message"]: e["at"] for e in store.events(job_id, limit=10_000)}
@@ -572,11 +572,13 @@ def test_stage_writes_never_overwrite_a_human_label(tmp_path):
                           project_id=project.id) for e in ex])
     human, other = store.pairs(job_id, 1)
     store.set_label(human.id, "b", "human")
-    judged = {"label": "a", "label_source": "self", "noisy": True, "ext_margin": 0.3, "confidence": 0.9}
+    judged = {"label": "a", "label_source": "self", "noisy": True, "warmup_flag": True, "ext_margin": 0.3,
+              "confidence": 0.9}
     store.update_pairs({human.id: judged, other.id: judged}, keep_human=True)
     h, o = store.pair(human.id), store.pair(other.id)
     assert (h.label, h.label_source, h.noisy, h.ext_margin, h.confidence) == ("b", "human", False, 0.3, 0.9)
-    assert (o.label, o.label_source, o.noisy) == ("a", "self", True)
+    assert (o.label, o.label_source, o.noisy, o.warmup_flag) == ("a", "self", True, True)
+    assert h.warmup_flag is False
 
 
 # --- 3. two workers, one queue ---------------------------------------------------------------------------

@@ -65,8 +65,7 @@ def test_density_ratio_is_the_difference_of_log_probs(strong, weak, tok):
         assert pref.score_b == pytest.approx(rb, abs=1e-3)
         assert pref.a_preferred == (ra > rb)
         assert pref.margin == pytest.approx(abs(ra - rb), abs=1e-3)
-    scaled = DensityRatioJudge(strong, weak, tok, beta=0.1).judge(PROMPTS, ANSWERS_A, ANSWERS_B)
-    assert [s.score_a for s in scaled] == pytest.approx([0.1 * p.score_a for p in prefs], abs=1e-6)
+    assert not hasattr(judge, "beta")  # Dr.SoW's ratio has no β: logp(strong) − logp(weak)
 
 
 def test_density_ratio_prepends_the_routed_system_prompt(strong, weak, tok):
@@ -262,7 +261,7 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
         return RunConfig(model=base, device="cpu", judge=JudgeConfig(**judge))
     dr = make_external_judge(cfg(kind="density_ratio", strong_model="base", weak_model=base,
                                  system_prompts={"safety": "Be safe."}), base)
-    assert isinstance(dr, DensityRatioJudge) and dr.system_prompts == {"safety": "Be safe."} and dr.beta == 0.1
+    assert isinstance(dr, DensityRatioJudge) and dr.system_prompts == {"safety": "Be safe."}
     rm = make_external_judge(cfg(kind="reward_model", reward_model=str(reward_model_dir)), base)
     assert isinstance(rm, RewardModelJudge)
     llm = make_external_judge(cfg(kind="llm_judge"), base)
@@ -397,3 +396,22 @@ def test_judge_reference_is_validated():
     assert parse_config(base + "judge:\n  reference: none\n", "c.yaml").judge.reference == "none"
     with pytest.raises(ConfigError, match="judge.reference"):
         parse_config(base + "judge:\n  reference: previous\n", "c.yaml")
+
+
+def test_density_ratio_from_a_config_ignores_beta(strong, weak, tok, tmp_path):
+    """The run's β scales SPA's implicit reward, never Dr.SoW's ratio: configs that differ only in β build
+    density-ratio judges with the very same scores, logp(strong) − logp(weak)."""
+    for name, model in (("strong", strong), ("weak", weak)):
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    base = str(tmp_path / "strong")
+
+    def scores(beta: float) -> list[float]:
+        cfg = RunConfig(model=base, device="cpu", beta=beta,
+                        judge=JudgeConfig(kind="density_ratio", strong_model="base", weak_model=str(tmp_path / "weak")))
+        prefs = make_external_judge(cfg, base).judge(PROMPTS, ANSWERS_A, ANSWERS_B)
+        return [s for p in prefs for s in (p.score_a, p.score_b)]
+    direct = [direct_logp(strong, tok, p, y) - direct_logp(weak, tok, p, y)
+              for p, a, b in zip(PROMPTS, ANSWERS_A, ANSWERS_B) for y in (a, b)]
+    assert scores(0.1) == scores(0.5)
+    assert scores(0.1) == pytest.approx(direct, abs=1e-3)

@@ -54,6 +54,7 @@ def test_migrates_a_database_made_by_the_first_version(tmp_path):
     assert store.project("old").model == "m"
     old_pair = store.pairs(1)[0]
     assert (old_pair.response_a, old_pair.label, old_pair.human_response) == ("a", "a", None)
+    assert "warmup_flag" in store.db["pairs"].columns_dict and old_pair.warmup_flag is None
     store.set_label(old_pair.id, "b", human_response="better")
     assert store.pair(old_pair.id).human_response == "better"
 

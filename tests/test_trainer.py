@@ -208,6 +208,31 @@ def test_batch_loss_equals_hand_computed_self_refinement_loss():
     assert all(abs(noise[r.pair_id].ext_margin - BETA * hi) < 1e-4 for r, hi in zip(rows, h))
 
 
+def test_flags_raised_during_the_warmup_are_marked_and_change_no_label():
+    """α = 0 for the first warmup_fraction of the steps: the detector still flags (so the flag is recorded), but
+    ỹ stays 1 and the flag is marked warm-up; past the warm-up the same flags smooth the labels."""
+    rows = make_rows(4, seed=3)
+    model = lora_model(spread=0.5)
+    refine = RefineSettings(k_fraction=0.5, alpha=0.1, lam=0.0, warmup_fraction=0.5)
+    model.eval()
+    pol_c, pol_r = direct_pairs(model, TOK, rows)
+    with model.disable_adapter():
+        ref_c, ref_r = direct_pairs(model, TOK, rows)
+    h = [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+    lowest = sorted(range(4), key=lambda i: h[i])[:2]
+    for step, warm in ((4, True), (5, False)):  # 5 of 10 steps is where a 0.5 warm-up ends
+        trainer = make_trainer(model, TOK, rows, settings(), refine, reference="adapters_disabled")
+        trainer.state.global_step, trainer.state.max_steps = step, 10
+        model.train()
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model, first_batch(trainer, 4)).item()
+        y = [1.0 if warm or i not in lowest else 0.9 for i in range(4)]
+        assert abs(loss - sum(hand_loss(hi, yi) for hi, yi in zip(h, y)) / 4) < 1e-4
+        noise = {n.pair_id: n for n in trainer.noise}
+        assert {pid for pid, n in noise.items() if n.noisy} == {rows[i].pair_id for i in lowest}
+        assert {n.warmup for n in noise.values()} == {warm}
+
+
 def test_extrapolated_margin_uses_reference_logits(tmp_path):
     rows = make_rows(4, seed=4)
     model = with_reference_adapter(lora_model(spread=0.4), tmp_path)

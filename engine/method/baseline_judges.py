@@ -41,8 +41,9 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
 
 
 def route_domain(prompt_text: str) -> str:
-    """Which domain's system prompt a request gets: a keyword router, cheap and predictable; anything that
-    is neither a safety nor a reasoning request is chat."""
+    """Which domain's system prompt a request gets: a regular-expression keyword router (`_ROUTES`, checked in
+    order: safety words, then reasoning words or an arithmetic expression), cheap and predictable, and not the
+    authors' routing; anything that is neither a safety nor a reasoning request is chat."""
     for domain, pattern in _ROUTES:
         if pattern.search(prompt_text):
             return domain
@@ -62,20 +63,19 @@ def _check_domains(system_prompts: dict[str, str]) -> None:
 
 @dataclass
 class DensityRatioJudge:
-    """Dr.SoW's density ratio: r(x, y) = β·[logp(strong, x, y) − logp(weak, x, y)] for any two models that
+    """Dr.SoW's density ratio: r(x, y) = logp(strong, x, y) − logp(weak, x, y), with no β, for any two models that
     share a vocabulary (e.g. an instruct model over its base). SPA's own judge is the special case
     strong = π_{i-1}, weak = π_init (engine.method.judges.ImplicitRewardJudge, which gets both from one LoRA model).
 
     With `system_prompts`, each prompt is routed to a domain (safety / reasoning / chat) and that domain's
     system prompt is prepended as a system message before both models score it; a conversation that already
-    has a system message keeps its own. β = 1 is the paper's ratio; β = cfg.beta puts confidences on the
-    implicit judge's scale. Either way the chosen answer is the same."""
+    has a system message keeps its own (the routing is `route_domain`'s regular expressions, not the authors'
+    classifier)."""
     strong: torch.nn.Module
     weak: torch.nn.Module
     tokenizer: object
     weak_tokenizer: object | None = None  # None: the strong model's tokenizer
     system_prompts: dict[str, str] = field(default_factory=dict)
-    beta: float = 1.0
     batch_size: int = 16
     seed: int = 0  # best_of_n's random rejected sample
     name: str = "density_ratio"
@@ -99,7 +99,7 @@ class DensityRatioJudge:
         strong = scoring.sequence_logps(self.strong, self.tokenizer, shown, responses, self.batch_size, part(0))
         weak = scoring.sequence_logps(self.weak, self.weak_tokenizer or self.tokenizer, shown, responses,
                                       self.batch_size, part(n))
-        return self.beta * (torch.tensor(strong, dtype=torch.float64) - torch.tensor(weak, dtype=torch.float64))
+        return torch.tensor(strong, dtype=torch.float64) - torch.tensor(weak, dtype=torch.float64)
 
     def judge(self, prompts, responses_a, responses_b, progress=None) -> list[Preference]:
         if not len(prompts) == len(responses_a) == len(responses_b):

@@ -73,6 +73,11 @@ def gold_comparison(prompts: list[Messages], policy_texts: list[str], init_texts
             "eval/win_rate_vs_init": sum(wins) / len(wins)}
 
 
+def _flagged(p: Pair) -> bool:
+    """What the detector flagged, whether the flag acted (noisy) or fell in the α = 0 warm-up (warmup_flag)."""
+    return bool(p.noisy) or bool(p.warmup_flag)
+
+
 def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
     """What the self-judge did this round, measured against gold where the demo world provides it.
     `chose_less_likely` needs no gold: the share of pairs where the judge chose the answer π_init finds less
@@ -84,7 +89,7 @@ def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
         return stats
     flagged = [p for p in pairs if p.noisy is not None]
     if flagged:
-        stats["round/flagged_fraction"] = sum(bool(p.noisy) for p in flagged) / len(flagged)
+        stats["round/flagged_fraction"] = sum(_flagged(p) for p in flagged) / len(flagged)
     stats["round/human_labels"] = sum(p.label_source == "human" for p in pairs)
     conf = [p.confidence for p in pairs if p.confidence is not None]
     if conf:
@@ -102,7 +107,7 @@ def round_pair_stats(pairs: list[Pair]) -> dict[str, float]:
         if by_likelihood:
             stats["round/gold_prefers_less_likely"] = sum(
                 (p.gold_a > p.gold_b) == (p.logp_init_a < p.logp_init_b) for p in by_likelihood) / len(by_likelihood)
-        noisy = [p for p in decided if p.noisy]
+        noisy = [p for p in decided if _flagged(p)]
         if noisy:
             stats["round/flagged_label_accuracy"] = sum(
                 (p.judge_label == "a") == (p.gold_a > p.gold_b) for p in noisy) / len(noisy)

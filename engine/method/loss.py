@@ -12,11 +12,17 @@ def dpo_margin(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_c
     return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
 
 
+def in_warmup(step: int, total_steps: int, warmup_fraction: float) -> bool:
+    """Whether an optimiser step falls in the round's warm-up (the first warmup_fraction of its steps), where
+    α = 0: a pair flagged then keeps ỹ = 1, so its flag changed nothing."""
+    return step < warmup_fraction * total_steps
+
+
 def soft_labels(flags: torch.Tensor, trusted: torch.Tensor, alpha: float, step: int, total_steps: int,
                 warmup_fraction: float) -> torch.Tensor:
     """ỹ = 1 − α_eff · flag, with α_eff = 0 while step < warmup_fraction · total_steps and α after. Trusted pairs
     (human/gold labels) always get ỹ = 1. Labels are smoothed, never flipped."""
-    alpha_eff = 0.0 if step < warmup_fraction * total_steps else alpha
+    alpha_eff = 0.0 if in_warmup(step, total_steps, warmup_fraction) else alpha
     flagged = flags.bool() & ~trusted.bool()
     return 1.0 - alpha_eff * flagged.float()
 

@@ -37,7 +37,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
 from engine.method.encoding import prompt_ids, response_ids
-from engine.method.loss import dpo_margin, self_refinement_loss, soft_labels
+from engine.method.loss import dpo_margin, in_warmup, self_refinement_loss, soft_labels
 from engine.method.models import REFERENCE_ADAPTER
 from engine.method.noise import extrapolated_logits, noise_flags
 from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, response_logps, right_pad,
@@ -103,7 +103,8 @@ class TrainSettings:
 class PairNoise:
     pair_id: int
     ext_margin: float  # β·h_ḡ, the last value seen for this pair
-    noisy: bool
+    noisy: bool  # flagged; during the warm-up the flag changes nothing (ỹ stays 1)
+    warmup: bool = False  # the flag was decided during the α = 0 warm-up
 
 
 @dataclass
@@ -314,9 +315,10 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         ids, margins, trusted = self.accelerator.gather((inputs["pair_id"], ext_margin, inputs["trusted"].long()))
         flags, self._history = noise_flags(margins, self._history, self.refine.k_fraction,
                                            self.refine.window, trusted.bool())
+        warmup = in_warmup(self.state.global_step, self.state.max_steps, self.refine.warmup_fraction)
         for pid, m, f in zip(ids.tolist(), margins.tolist(), flags.tolist()):
             if pid >= 0:
-                self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f))
+                self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f), warmup=warmup)
         self._metrics["train"]["noise/flagged_fraction"].append(flags.float().mean().item())
         mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
         soft = soft_labels(flags[mine], inputs["trusted"], self.refine.alpha, self.state.global_step,

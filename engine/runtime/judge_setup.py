@@ -43,8 +43,7 @@ def make_external_judge(cfg, base_model_path: str) -> Judge:
         weak_tok = strong_tok if weak_path == strong_path else load_tokenizer(weak_path, remote)
         return DensityRatioJudge(load_base_model(strong_path, device, dtype, remote),
                                  load_base_model(weak_path, device, dtype, remote), strong_tok, weak_tok,
-                                 system_prompts=dict(j.system_prompts), beta=cfg.beta, batch_size=j.batch_size,
-                                 seed=cfg.seed)
+                                 system_prompts=dict(j.system_prompts), batch_size=j.batch_size, seed=cfg.seed)
     if j.kind == "reward_model":
         if not j.reward_model:
             raise ValueError("judge.kind reward_model needs judge.reward_model (a sequence-classification checkpoint)")

@@ -276,7 +276,9 @@ def stage_train(ctx: StageContext) -> None:
     if not ctx.ranks.is_main:  # rank 0 holds every rank's noise records and the trained weights
         return
     this_round = {p.id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
-    ctx.store.update_pairs({n.pair_id: {"ext_margin": n.ext_margin, "noisy": n.noisy} for n in result.noise
+    # a flag raised during the α = 0 warm-up changed nothing: kept apart, so it is not shown as acted upon
+    ctx.store.update_pairs({n.pair_id: {"ext_margin": n.ext_margin, "noisy": n.noisy and not n.warmup,
+                                         "warmup_flag": n.noisy and n.warmup} for n in result.noise
                             if n.pair_id in this_round}, keep_human=True)  # corrections made while it trained
     saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round, result.state_dict)
     register(ctx, saved, ctx.round)

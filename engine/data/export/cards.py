@@ -23,7 +23,8 @@ COLUMNS = {
     "chosen_score": "the judge's reward of the chosen answer, β·(logp_policy − logp_init); null where it "
                     "was never scored (seed pairs, a person's own answer)",
     "rejected_score": "the judge's reward of the rejected answer; null for seed pairs",
-    "noisy": "flagged as a likely wrong label by de-coupled noise detection during training",
+    "noisy": "flagged as a likely wrong label by de-coupled noise detection after the α = 0 warm-up, so its "
+             "label was smoothed in training (flags raised during the warm-up changed nothing and are not set)",
 }
 
 
