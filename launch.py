@@ -14,7 +14,7 @@ def cmd_import(args) -> int:
     from storage import Store
 
     try:
-        result = load_examples(args.file, args.role)
+        result = load_examples(args.file, args.role, max_bytes=int(args.max_mb * 2**20) if args.max_mb else None)
     except ImportFailed as e:
         print(f"import failed, nothing imported:\n{e}", file=sys.stderr)
         return 2
@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--project", required=True)
     s.add_argument("--role", required=True, choices=["seed", "pool", "eval"])
+    s.add_argument("--max-mb", type=float, default=2048, help="refuse a file over this many MiB (0: no limit)")
     s.set_defaults(func=cmd_import)
 
     s = with_db(sub.add_parser("export", help="export a model, an adapter or the grown dataset"))

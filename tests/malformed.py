@@ -165,6 +165,22 @@ _CORPUS: tuple[tuple[Case, Callable[[Path], None]], ...] = (
     (Case("not_a_dataset", None, None, why="a directory that is not a datasets folder"), _write_not_a_dataset),
     (Case("no_train_split", None, None, why="a DatasetDict with several splits and no 'train'"), _write_datasetdict),
     (Case("giant_truncated.jsonl", 1, None, why="a 10 MB single line cut short"), _write_giant_truncated),
+    (Case("prompt_as_chosen.jsonl", 2, "chosen", why="chosen repeats the prompt"),
+     _write_bytes(_jsonl([_pair(1), {"prompt": "Say hi.", "chosen": " Say hi.", "rejected": "Hi!"}]))),
+    (Case("prompt_as_rejected.csv", 1, "rejected", why="rejected repeats the prompt"),
+     _write_bytes((_CSV_HEADER + "Say hi.,Hi!,Say hi.\n").encode())),
+    (Case("prompt_as_answer_conversational.jsonl", 1, "rejected", why="a conversational answer repeats the prompt"),
+     _write_bytes(_jsonl([{"prompt": [_USER_HI], "chosen": [_ANSWER_A],
+                           "rejected": [{"role": "assistant", "content": "Hi"}]}]))),
+    (Case("nul_in_chosen.jsonl", 3, "chosen", why="a NUL character (JSON \\u0000) in an answer"),
+     _write_bytes(_jsonl([_pair(1), _pair(2), {"prompt": "Q?", "chosen": "A\x00B", "rejected": "No."}]))),
+    (Case("nul_in_message.jsonl", 1, "prompt[0].content", why="a NUL character in a prompt message"),
+     _write_bytes(_jsonl([{"prompt": [{"role": "user", "content": "H\x00i"}], "chosen": [_ANSWER_A],
+                           "rejected": [_ANSWER_B]}]))),
+    (Case("nul_in_cell.csv", 2, "prompt", why="a raw NUL byte in a CSV cell"),
+     _write_bytes(b"prompt,chosen,rejected\nq1,a,b\nq\x002,a,b\n")),
+    (Case("lone_surrogate.jsonl", 2, "rejected", why="an unpaired surrogate escape (\\ud800) in an answer"),
+     _write_bytes(_jsonl([_pair(1)]) + b'{"prompt": "Q?", "chosen": "Yes.", "rejected": "bad \\ud800 text"}\n')),
 )
 
 CASES: tuple[Case, ...] = tuple(case for case, _ in _CORPUS)

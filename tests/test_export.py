@@ -326,6 +326,26 @@ def test_path_escapes_are_refused(world, tmp_path):
     assert (world.adapters[1] / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("escape", ["dotdot", "absolute", "home", "symlink", "root_itself"])
+def test_an_export_root_confines_every_escape_after_resolution(world, tmp_path, escape):
+    """With a root (what the studio passes), the path is resolved first and then checked against the resolved
+    root: each way out is refused, nothing is written outside, and a folder under the root is fine."""
+    root = tmp_path / "exports"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "to_outside").symlink_to(outside)
+    out = {"dotdot": str(root / "a" / ".." / ".." / "outside" / "x"), "absolute": str(outside / "x"),
+           "home": "~/spa_export_escape", "symlink": str(root / "to_outside" / "x"), "root_itself": str(root)}[escape]
+    with pytest.raises(ExportError, match="outside the export folder"):
+        export(world.db, ExportRequest(project="p", what="dataset", out=out, root=str(root)))
+    assert list(outside.iterdir()) == [] and not (Path.home() / "spa_export_escape").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["to_outside"]  # no temp folder either
+    inner = export(world.db, ExportRequest(project="p", what="dataset", out=str(root / "run1" / "data"),
+                                           root=str(root)))
+    assert inner == (root / "run1" / "data").resolve() and (inner / "train.jsonl").is_file()
+
+
 def test_requests_that_make_no_sense_are_refused(world, tmp_path):
     out = str(tmp_path / "o")
     cases = [

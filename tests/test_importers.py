@@ -286,8 +286,9 @@ def test_real_hh_sample_imports_as_seed():
     assert isinstance(result, ImportResult) and result.format == "hh-transcript"
     assert result.rows_read == 2312
     assert result.duplicates == []
-    # Nine published rows are defective (empty final answer, or transcripts that part early): skipped, reported.
-    assert [s.line for s in result.skipped] == [87, 517, 926, 1104, 1255, 1689, 1951, 1953, 2037]
+    # Eleven published rows are defective (empty final answer, an answer that parrots the question: 357 and 1118,
+    # or transcripts that part early): skipped, reported.
+    assert [s.line for s in result.skipped] == [87, 357, 517, 926, 1104, 1118, 1255, 1689, 1951, 1953, 2037]
     assert len(result.examples) == 2312 - len(result.duplicates) - len(result.skipped)
     row = next(e for e in result.examples if e.source_line == 2)
     assert [m["role"] for m in row.prompt] == ["user", "assistant", "user", "assistant", "user"]
@@ -375,3 +376,69 @@ def test_malformed_file_is_refused_at_the_right_place(corpus, case):
     first = caught.value.issues[0]
     assert (first.file, first.line, first.field) == (str(path), case.line, case.field), case.why
     assert str(path) in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Input limits: what cannot be read safely is refused before it is read, naming the file
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: the importer must refuse it, not wait."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pairs.jsonl"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def attempt():
+        try:
+            load_examples(fifo, "seed")
+        except ImportFailed as e:
+            outcome.append(e)
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # unblock the reader so the test process can end
+        with open(fifo, "w"):
+            pass
+    assert outcome, "load_examples blocked on a FIFO"
+    issue = outcome[0].issues[0]
+    assert (issue.file, issue.line, issue.field) == (str(fifo), None, None) and "not a regular file" in issue.message
+
+
+def test_a_file_over_the_size_cap_is_refused_unread(tmp_path):
+    path = write(tmp_path, "jsonl", STANDARD)
+    size = path.stat().st_size
+    assert len(load_examples(path, "seed", max_bytes=size).examples) == len(STANDARD)
+    with pytest.raises(ImportFailed, match="over the import limit") as caught:
+        load_examples(path, "seed", max_bytes=size - 1)
+    assert caught.value.issues[0].file == str(path)
+    assert load_examples(path, "seed", max_bytes=None).examples  # None: no limit
+
+
+def test_an_unpaired_surrogate_message_is_readable(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"prompt": "Q?", "chosen": "Yes.", "rejected": "a \\ud800 b"}\n')
+    with pytest.raises(ImportFailed) as caught:
+        load_examples(path, "seed")
+    text = str(caught.value)
+    text.encode("utf-8")  # printable: no lone surrogate in the message itself
+    assert "unpaired surrogate (\\ud800" in text and f"{path}:1: field 'rejected'" in text
+
+
+@pytest.mark.parametrize("name", ["prompt_as_chosen.jsonl", "nul_in_chosen.jsonl", "lone_surrogate.jsonl",
+                                  "nul_in_cell.csv"])
+def test_a_refused_file_leaves_the_database_unchanged(corpus, tmp_path, name, capsys):
+    import launch
+    from storage import Store
+
+    db = tmp_path / "studio.db"
+    good = write(tmp_path, "jsonl", STANDARD)
+    assert launch.main(["import", str(good), "--project", "p", "--role", "seed", "--db", str(db)]) == 0
+    store = Store(db)
+    before = [(e.id, e.prompt, e.chosen, e.rejected) for e in store.examples(store.project("p").id, "seed")]
+    assert launch.main(["import", str(corpus / name), "--project", "p", "--role", "seed", "--db", str(db)]) == 2
+    assert f"{corpus / name}" in capsys.readouterr().err
+    after = [(e.id, e.prompt, e.chosen, e.rejected) for e in store.examples(store.project("p").id, "seed")]
+    assert after == before and len(before) == len(STANDARD)

@@ -34,7 +34,7 @@ def export(db: str | Path, req: ExportRequest, progress: Progress | None = None)
     anything when the request, the project, the run or the destination is wrong."""
     report = progress or (lambda stage, done, total: None)
     _check_request(req)
-    out = destination(req.out)
+    out = destination(req.out, req.root)
     store = _open(db)
     try:
         proj = _project(store, req.project)

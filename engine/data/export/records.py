@@ -39,6 +39,7 @@ class ExportRequest:
     exclude_noisy: bool = False
     job_id: int | None = None  # which run (default: the project's latest run with artifacts)
     max_shard_size: int | str = "5GB"  # merged model: safetensors shards past this size
+    root: str | None = None  # the export must land under this folder (checked after resolving); None: anywhere
 
 
 @dataclass

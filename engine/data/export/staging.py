@@ -20,13 +20,19 @@ from engine.data.export.records import ExportError
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})  # loading these can run code
 
 
-def destination(out: str) -> Path:
-    """`out` itself, with symlinks resolved; a `..` in it is refused rather than followed out of the folder."""
+def destination(out: str, root: str | None = None) -> Path:
+    """`out` itself, with `~`, symlinks and `..` resolved. With `root` (the studio's export folder) the resolved
+    path must lie under the resolved root: the check runs on where the path really leads, so no `..`, absolute
+    path, `~` or symlink inside the root can carry an export out of it. A `..` in `out` is refused either way."""
     if not str(out).strip():
         raise ExportError("out is empty: name the folder to export into")
+    target = Path(out).expanduser().resolve()
+    if root is not None:
+        base = Path(root).expanduser().resolve()
+        if target == base or base not in target.parents:
+            raise ExportError(f"refusing to export to {out!r}: it leads to {target}, outside the export folder {base}")
     if ".." in Path(out).parts:
         raise ExportError(f"out must not contain '..' (got {out!r}): name the export folder directly")
-    target = Path(out).expanduser().resolve()
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target} exists and is not a folder")
     return target

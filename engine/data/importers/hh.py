@@ -9,9 +9,9 @@ from storage.records import Messages
 def hh_transcript(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
     """Anthropic HH: the prompt is the transcript up to its last Assistant turn, the answer that turn.
 
-    Some published HH rows are defective (an empty final turn, or chosen and rejected transcripts that
-    part before the final turn); those rows are skipped and reported, not fatal, so the canonical data
-    imports."""
+    Some published HH rows are defective (an empty final turn, an answer that repeats the question, or chosen and
+    rejected transcripts that part before the final turn); those rows are skipped and reported, not fatal, so
+    the canonical data imports. In every other format an answer that repeats the prompt refuses the file."""
     chosen = text_field(rec, "chosen", chk)
     rejected = text_field(rec, "rejected", chk) if answers else None
     chosen_split = _hh_split(chosen, "chosen", chk) if chosen is not None else None
@@ -30,6 +30,9 @@ def hh_transcript(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
     for key, answer in (("chosen", chosen_answer), ("rejected", rejected_answer)):
         if not answer:
             chk.skip(key, "the final Assistant turn is empty; row skipped")
+            return None
+        if answer == prompt[-1]["content"]:
+            chk.skip(key, "the final Assistant turn repeats the Human turn before it; row skipped")
             return None
     return pair_fields(prompt, chosen_answer, rejected_answer, ("chosen", "rejected"), chk, conversational=False)
 

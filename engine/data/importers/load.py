@@ -35,6 +35,7 @@ from engine.data.importers.trl import (
     trl_standard_implicit,
 )
 from engine.data.importers.validation import (
+    MAX_IMPORT_BYTES,
     MAX_ISSUES,
     ImportFailed,
     ImportIssue,
@@ -42,8 +43,8 @@ from engine.data.importers.validation import (
     Parsed,
     Row,
     RowCheck,
-    not_utf8,
-    undecodable,
+    bad_character,
+    not_text,
 )
 from storage.records import ROLES, Example
 
@@ -62,16 +63,17 @@ _PARSERS: dict[str, Callable[[dict, RowCheck, bool], Parsed | None]] = {
 }
 
 
-def load_examples(path: str | Path, role: str) -> ImportResult:
+def load_examples(path: str | Path, role: str, max_bytes: int | None = MAX_IMPORT_BYTES) -> ImportResult:
     """Read a whole file as `role` (seed | pool | eval); raise ImportFailed listing every problem.
 
     Pools keep only the prompt of whatever format they come in; seed and eval need both answers.
-    Duplicate rows (same prompt and answers; same prompt for pools) are reported and skipped."""
+    Duplicate rows (same prompt and answers; same prompt for pools) are reported and skipped. A file (or datasets
+    folder) over `max_bytes` on disk is refused before it is read; None: no limit."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     path = Path(path)
     name = str(path)
-    source = open_source(path, name)
+    source = open_source(path, name, max_bytes)
     run = _Run(name, role, source.unit)
     for item in source.items:
         run.take(item)
@@ -106,10 +108,10 @@ class _Run:
             return
         self.rows_read += 1
         line, rec = item.line, item.record
-        bad = undecodable(rec)
+        bad = bad_character(rec)
         if bad is not None:
             where, char = bad
-            self.issue(line, where, not_utf8(char))
+            self.issue(line, where, not_text(char))
             return
         found = detect_format(rec)
         if self.format is None and not self._adopt(found, line, rec):

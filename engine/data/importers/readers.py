@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.data.importers.validation import (
-    SURROGATE,
+    BAD_CHARACTER,
     ImportFailed,
     ImportIssue,
     Row,
     Source,
     missing,
-    not_utf8,
+    not_text,
     refuse,
     value_kind,
 )
@@ -24,9 +24,17 @@ from engine.data.importers.validation import (
 _FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def open_source(path: Path, name: str) -> Source:
+def open_source(path: Path, name: str, max_bytes: int | None = None) -> Source:
+    """The file's rows. Refused before reading: a missing path, anything but a regular file or a folder (a FIFO
+    would block the import forever, a device never ends), and more than `max_bytes` on disk."""
     if not path.exists():
         raise refuse(name, "no such file or directory")
+    if not (path.is_file() or path.is_dir()):
+        raise refuse(name, "not a regular file (a FIFO, socket or device): import reads files and datasets folders")
+    size = _size_on_disk(path)
+    if max_bytes is not None and size > max_bytes:
+        raise refuse(name, f"{size / 2**20:.1f} MiB is over the import limit of {max_bytes / 2**20:.1f} MiB "
+                           "(raise it with --max-mb, or split the file)")
     if path.is_dir():
         return _dataset_dir(path, name)
     lower = path.name.lower()
@@ -42,6 +50,13 @@ def open_source(path: Path, name: str) -> Source:
     if kind == "csv":
         return Source(_csv_rows(path, name), "row")
     return Source(_parquet_rows(path, name), "row")
+
+
+def _size_on_disk(path: Path) -> int:
+    """A file's size, or the regular files' total under a datasets folder (the links and FIFOs are never read)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _binary(path: Path):
@@ -70,9 +85,9 @@ def _json_row(text: str, line: int, name: str, unit: str) -> Row | ImportIssue:
     try:
         rec = json.loads(text)
     except json.JSONDecodeError as exc:
-        bad = SURROGATE.search(text)
+        bad = BAD_CHARACTER.search(text)
         if bad:
-            return ImportIssue(name, line, None, not_utf8(bad.group()), unit)
+            return ImportIssue(name, line, None, not_text(bad.group()), unit)
         return ImportIssue(name, line, None, f"invalid JSON: {_json_error(exc)}; is the line cut short?", unit)
     except RecursionError:
         return ImportIssue(name, line, None, "invalid JSON: nested too deeply", unit)
@@ -99,10 +114,10 @@ def _json_source(path: Path, name: str) -> Source:
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             return Source(_jsonl_rows(path, name), "line")
-        bad = SURROGATE.search(text)
+        bad = BAD_CHARACTER.search(text)
         if bad:
             line = text.count("\n", 0, bad.start()) + 1
-            raise ImportFailed([ImportIssue(name, line, None, not_utf8(bad.group()))]) from None
+            raise ImportFailed([ImportIssue(name, line, None, not_text(bad.group()))]) from None
         raise ImportFailed([ImportIssue(name, exc.lineno, None, f"invalid JSON: {_json_error(exc)}")]) from None
     except RecursionError:
         raise refuse(name, "invalid JSON: nested too deeply") from None

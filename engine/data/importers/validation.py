@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from storage.records import Example, Messages
 
+MAX_IMPORT_BYTES = 2 * 2**30  # the default cap on a file's size on disk: 2 GiB
 MAX_ISSUES = 50  # enough to see a pattern, few enough to read
 
 
@@ -18,7 +19,9 @@ SHOWN_ISSUES = 10
 CHAT_ROLES = ("system", "user", "assistant")
 
 
-SURROGATE = re.compile("[\ud800-\udfff]")  # what undecodable bytes become under surrogateescape
+# what no text field may hold: undecodable bytes (surrogateescape turns them into U+DC80..U+DCFF), unpaired
+# surrogates from JSON escapes (\ud800) and NUL
+BAD_CHARACTER = re.compile("[\ud800-\udfff\x00]")
 
 
 @dataclass
@@ -217,6 +220,10 @@ def pair_fields(prompt: Messages | None, chosen: str | None, rejected: str | Non
             chk.fail(key, "empty answer")
     if chosen and chosen == rejected:
         chk.fail(keys[1], f"same text as '{keys[0]}': a pair needs two different answers")
+    asked = prompt[-1]["content"].strip() if prompt else ""
+    for key, answer in zip(keys, (chosen, rejected)):
+        if answer and answer == asked:
+            chk.fail(key, "same text as the prompt: an answer must answer it, not repeat it")
     if chk.issues:
         return None
     return Parsed(prompt, chosen, rejected, conversational)
@@ -227,33 +234,39 @@ def preview(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def undecodable(value: object, where: str = "") -> tuple[str, str] | None:
-    """(field path, first bad char) where bytes that were not UTF-8 landed, or None."""
+def bad_character(value: object, where: str = "") -> tuple[str, str] | None:
+    """(field path, first character no text may hold: see BAD_CHARACTER), or None."""
     if isinstance(value, str):
-        found = SURROGATE.search(value)
+        found = BAD_CHARACTER.search(value)
         return (where or None, found.group()) if found else None
     if isinstance(value, dict):
         for key, item in value.items():
             path = f"{where}.{key}" if where else str(key)
-            found = SURROGATE.search(str(key))
-            bad = (printable(path), found.group()) if found else undecodable(item, path)
+            found = BAD_CHARACTER.search(str(key))
+            bad = (printable(path), found.group()) if found else bad_character(item, path)
             if bad:
                 return bad
     if isinstance(value, list):
         for i, item in enumerate(value):
-            bad = undecodable(item, f"{where}[{i}]")
+            bad = bad_character(item, f"{where}[{i}]")
             if bad:
                 return bad
     return None
 
 
-def not_utf8(char: str) -> str:
-    return f"not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02X}); save the file as UTF-8"
+def not_text(char: str) -> str:
+    """Why a character of BAD_CHARACTER cannot be imported, in words that print (the character itself may not)."""
+    if char == "\x00":
+        return "contains a NUL character (U+0000), which no text field may hold"
+    if "\udc80" <= char <= "\udcff":
+        return f"not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02X}); save the file as UTF-8"
+    return (f"contains an unpaired surrogate (\\u{ord(char):04x}, from a JSON escape), which is not a character; "
+            "write the character itself or its surrogate pair")
 
 
 def printable(text: str) -> str:
-    """Undecodable bytes shown as U+FFFD, so a message about them can itself be printed."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """Undecodable bytes and unpaired surrogates shown as U+FFFD, so a message about them can itself be printed."""
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 def refuse(name: str, message: str) -> ImportFailed:
