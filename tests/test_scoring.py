@@ -134,3 +134,32 @@ def test_pair_logps_without_a_cache_scores_whole_sequences(base, tokenizer):
     assert a == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses)], abs=1e-4)
     assert b == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses[::-1])],
                               abs=1e-4)
+
+
+def test_the_log_prob_kernel_equals_a_direct_log_softmax():
+    """scoring.token_logps (TRL's selective_log_softmax, one float32 row at a time) and response_logps built on it
+    give what a float64 log_softmax-then-gather gives, for float32 and bfloat16 logits, with gradients."""
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 5, 11, generator=gen) * 4).requires_grad_()
+    labels = torch.randint(0, 11, (3, 5), generator=gen)
+    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    direct_tokens = torch.log_softmax(logits.double(), -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert torch.allclose(scoring.token_logps(logits, labels).double(), direct_tokens, atol=1e-5)
+    predicted = torch.log_softmax(logits[:, :-1].double(), -1).gather(-1, labels[:, 1:, None]).squeeze(-1)
+    direct = (predicted * mask[:, 1:]).sum(-1)  # output t predicts token t + 1
+    got = scoring.response_logps(logits, labels, mask)
+    assert got.dtype == torch.float32 and torch.allclose(got.double(), direct, atol=1e-5)
+    got.sum().backward()
+    assert logits.grad is not None and logits.grad[:, -1].abs().sum() == 0  # the last output predicts nothing
+    half = logits.detach().bfloat16()
+    half_direct = torch.log_softmax(half.double(), -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert torch.allclose(scoring.token_logps(half, labels).double(), half_direct, atol=1e-5)
+
+
+def test_padding_helpers_and_their_worked_examples():
+    import doctest
+
+    assert doctest.testmod(scoring).failed == 0 and doctest.testmod(scoring).attempted >= 3
+    ids, mask = scoring.left_pad([[1, 2], [3, 4, 5], [6]], pad_id=9)
+    assert ids.tolist() == [[9, 1, 2], [3, 4, 5], [9, 9, 6]] and mask.sum(-1).tolist() == [2, 3, 1]
+    assert (ids[:, -1].tolist(), ids.dtype, mask.dtype) == ([2, 5, 6], torch.long, torch.long)

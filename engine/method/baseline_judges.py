@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -184,15 +183,11 @@ class RewardModelJudge:
         device = next(self.model.parameters()).device
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         out = torch.zeros(len(encoded), dtype=torch.float64)
-        with _eval_mode(self.model), torch.inference_mode():
+        with scoring.eval_mode(self.model):
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
-                width = max(len(encoded[i]) for i in chunk)
-                input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, i in enumerate(chunk):  # right padding: a causal model's last real token never sees it
-                    input_ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[row, :len(encoded[i])] = 1
+                # right padding: a causal model's last real token never sees it
+                input_ids, mask = scoring.right_pad([encoded[i] for i in chunk], pad_id)
                 logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
                 out[chunk] = logits[:, 0].double().cpu()
                 if progress is not None:
@@ -279,17 +274,6 @@ class LLMJudge:
         return preferences_from_scores(p_a, 1 - p_a)
 
 
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Dropout off for the block; the model's own train/eval mode comes back after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size: int = 8,
                       progress: Progress | None = None) -> torch.Tensor:
     """The logits after the last token of each sequence, float32 on the CPU, in input order. Left padding
@@ -300,15 +284,10 @@ def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     out: list[torch.Tensor | None] = [None] * len(sequences)
     keep = {"logits_to_keep": 1} if scoring.accepts_logits_to_keep(model) else {}
-    with _eval_mode(model), torch.inference_mode():
+    with scoring.eval_mode(model):
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            width = max(len(sequences[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                input_ids[row, width - len(sequences[i]):] = torch.tensor(sequences[i])
-                mask[row, width - len(sequences[i]):] = 1
+            input_ids, mask = scoring.left_pad([sequences[i] for i in chunk], pad_id)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                            position_ids=positions.to(device), use_cache=False, **keep).logits[:, -1].float().cpu()

@@ -20,7 +20,7 @@ import torch
 from peft import PeftModel
 
 from engine.method.encoding import prompt_ids, response_ids
-from engine.method.scoring import left_pad
+from engine.method.scoring import eval_mode, left_pad
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -61,32 +61,27 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     options = _generate_options(replace(settings, max_new_tokens=settings.max_new_tokens + extra_step), stop_ids,
                                 pad_id)
     results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
-                batch = jobs[start:start + settings.batch_size]
-                input_ids, attention_mask = (t.to(device) for t in left_pad([encoded[i] for i, _ in batch], pad_id))
-                recorder = SampledTokenLogps(model, tokenizer.eos_token_id) if keep_logps else None
-                try:
-                    with torch.random.fork_rng(devices=_rng_devices(device)):
-                        torch.manual_seed(settings.seed + batch_index)
-                        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
-                finally:
-                    if recorder is not None:
-                        recorder.remove()
-                width = input_ids.shape[1]
-                new_tokens = output[:, width:width + settings.max_new_tokens].tolist()
-                samples = [_to_sample(tokenizer, tokens, stop_ids) for tokens in new_tokens]
+    with eval_mode(model):
+        for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
+            batch = jobs[start:start + settings.batch_size]
+            input_ids, attention_mask = (t.to(device) for t in left_pad([encoded[i] for i, _ in batch], pad_id))
+            recorder = SampledTokenLogps(model, tokenizer.eos_token_id) if keep_logps else None
+            try:
+                with torch.random.fork_rng(devices=_rng_devices(device)):
+                    torch.manual_seed(settings.seed + batch_index)
+                    output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+            finally:
                 if recorder is not None:
-                    _keep_logps(tokenizer, samples, new_tokens, *recorder.finish(output))
-                for (i, k), sample in zip(batch, samples):
-                    results[i][k] = sample
-                if progress is not None:
-                    progress(min(start + settings.batch_size, len(jobs)), len(jobs))
-    finally:
-        model.train(was_training)
+                    recorder.remove()
+            width = input_ids.shape[1]
+            new_tokens = output[:, width:width + settings.max_new_tokens].tolist()
+            samples = [_to_sample(tokenizer, tokens, stop_ids) for tokens in new_tokens]
+            if recorder is not None:
+                _keep_logps(tokenizer, samples, new_tokens, *recorder.finish(output))
+            for (i, k), sample in zip(batch, samples):
+                results[i][k] = sample
+            if progress is not None:
+                progress(min(start + settings.batch_size, len(jobs)), len(jobs))
     return results
 
 

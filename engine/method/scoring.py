@@ -8,11 +8,13 @@ A pair's two responses share their prompt: `pair_logps` runs it once and continu
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from peft import PeftModel
 from transformers import Cache
+from trl.trainer.utils import pad, selective_log_softmax
 
 from engine.method.encoding import prompt_ids, response_ids
 from storage.records import Messages
@@ -20,20 +22,26 @@ from storage.records import Messages
 Progress = Callable[[int, int], None]
 
 
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] at every position, in float32: the one log-prob kernel the judge's scorer and
+    the trainer share. TRL's `selective_log_softmax` (a logsumexp per row, no full-vocabulary log-softmax) on a
+    float32 copy of one row of the batch at a time, so no float32 copy of the whole batch's logits is built.
+    Shapes: logits (B, T, V), targets (B, T); returns (B, T)."""
+    return torch.cat([selective_log_softmax(row.float()[None], row_targets[None])
+                      for row, row_targets in zip(logits, targets)])
+
+
 def response_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Summed response log-probs, logp(π, x, y) = Σ_t mask[t] · log softmax(logits[t − 1])[labels[t]].
 
-    Causal-LM alignment: `logits[..., t, :]` is the model's output at position t, so it predicts `labels[..., t + 1]`.
+    Causal-LM alignment: `logits[:, t, :]` is the model's output at position t, so it predicts `labels[:, t + 1]`.
     `labels` are the input ids themselves (not shifted, no −100), `mask` is 1 on the response tokens of `labels`.
-    The first position can never be a scored token (nothing predicts it). Computed in float32.
-    Shapes: logits (..., T, V), labels and mask (..., T); returns (...).
+    The first position can never be a scored token (nothing predicts it). Computed in float32 (`token_logps`).
+    Shapes: logits (B, T, V), labels and mask (B, T); returns (B,).
     """
-    logits = logits[..., :-1, :].float()
-    targets = labels[..., 1:]
-    scored = mask[..., 1:].bool()
-    picked = logits.gather(-1, torch.where(scored, targets, 0).unsqueeze(-1)).squeeze(-1)
-    token_logps = picked - logits.logsumexp(-1)
-    return torch.where(scored, token_logps, 0.0).sum(-1)
+    targets = labels[:, 1:]
+    scored = mask[:, 1:].bool()
+    return torch.where(scored, token_logps(logits[:, :-1], torch.where(scored, targets, 0)), 0.0).sum(-1)
 
 
 def response_token_counts(tokenizer, responses: list[str]) -> list[int]:
@@ -89,19 +97,27 @@ def _in_batches(model, encoded: list[tuple[list[int], ...]], per_batch: int, sco
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + max(map(len, encoded[i][1:])),
                    reverse=True)
     out: list = [None] * len(encoded)
+    with eval_mode(model):
+        for start in range(0, len(order), per_batch):
+            chunk = order[start:start + per_batch]
+            for i, value in zip(chunk, score([encoded[i] for i in chunk])):
+                out[i] = value
+            if progress is not None:
+                progress(min(start + per_batch, len(order)), len(order))
+    return out
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Dropout off and no autograd for the block; the model's own train/eval mode comes back after. Every
+    no-gradient pass over a model (scoring, judging, sampling) runs under this."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), per_batch):
-                chunk = order[start:start + per_batch]
-                for i, value in zip(chunk, score([encoded[i] for i in chunk])):
-                    out[i] = value
-                if progress is not None:
-                    progress(min(start + per_batch, len(order)), len(order))
+            yield model
     finally:
         model.train(was_training)
-    return out
 
 
 def _pad_id(tokenizer) -> int:
@@ -117,13 +133,9 @@ def _shared_prompt_logps(model, encoded: list[tuple[list[int], list[int], list[i
     rows = torch.arange(len(encoded)).repeat_interleave(2)
     logits = shared_prompt_logits(model, prompts.to(device), prompt_mask.to(device), resp_ids.to(device),
                                   resp_mask.to(device), rows.to(device))
-    sums = []
-    for row, r in enumerate(responses):
-        row_logits = logits[row, :len(r)].float()
-        targets = resp_ids[row, :len(r), None].to(device)
-        token_logps = row_logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(row_logits, dim=-1)
-        sums.append(token_logps.double().sum())  # float64 sum: hundreds of tokens lose no digits
-    return torch.stack(sums).tolist()  # one device sync per batch
+    token = token_logps(logits[:, :resp_ids.shape[1]], resp_ids.to(device))
+    # float64 sums: hundreds of tokens lose no digits; one device sync per batch
+    return torch.stack([token[row, :len(r)].double().sum() for row, r in enumerate(responses)]).tolist()
 
 
 def shared_prompt_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_ids: torch.Tensor,
@@ -150,23 +162,27 @@ def shared_prompt_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Ten
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
-    return ids, mask
+    """Token id lists LEFT-padded into (ids, attention mask): every sequence ends at the last position, so the
+    responses at the ends of the rows line up and `logits_to_keep` can keep only the last positions. The scorer,
+    the trainer's collator, generation and the baseline judges all pad with this; position ids then follow the
+    mask ((mask.cumsum(-1) - 1).clamp(min=0)), so padding changes nothing.
+
+    >>> ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    rows = [torch.tensor(s, dtype=torch.long) for s in sequences]
+    return pad(rows, pad_id, padding_side="left"), pad([torch.ones_like(r) for r in rows], 0, padding_side="left")
 
 
 def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
-    return ids, mask
+    """RIGHT-padded (ids, attention mask), for responses that continue a shared prompt's KV cache.
+
+    >>> right_pad([[5, 6, 7], [8]], pad_id=0)[0].tolist()
+    [[5, 6, 7], [8, 0, 0]]
+    """
+    rows = [torch.tensor(s, dtype=torch.long) for s in sequences]
+    return pad(rows, pad_id, padding_side="right"), pad([torch.ones_like(r) for r in rows], 0, padding_side="right")
 
 
 def _batch_logps(model, encoded: list[tuple[list[int], list[int]]], pad_id: int) -> list[float]:
@@ -181,13 +197,9 @@ def _batch_logps(model, encoded: list[tuple[list[int], list[int]]], pad_id: int)
         inputs["logits_to_keep"] = keep
     logits = model(**inputs).logits[:, -keep:]
     targets = input_ids[:, width - keep + 1:].to(device)  # token predicted by each kept logit but the last
-    sums = []
-    for row, (_, r) in enumerate(encoded):
-        row_logits = logits[row, keep - 1 - len(r):keep - 1].float()
-        picked = row_logits.gather(-1, targets[row, keep - 1 - len(r):, None]).squeeze(-1)
-        token_logps = picked - torch.logsumexp(row_logits, dim=-1)
-        sums.append(token_logps.double().sum())  # float64 sum: hundreds of tokens lose no digits
-    return torch.stack(sums).tolist()  # one device sync per batch
+    token = token_logps(logits[:, :-1], targets)
+    # float64 sums: hundreds of tokens lose no digits; one device sync per batch
+    return torch.stack([token[row, keep - 1 - len(r):].double().sum() for row, (_, r) in enumerate(encoded)]).tolist()
 
 
 def accepts_logits_to_keep(model) -> bool:
