@@ -47,7 +47,7 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     from engine.runtime.runner import run_headless
 
-    return run_headless(args.config, db=args.db, project=args.project)
+    return run_headless(args.config, db=args.db, project=args.project, overrides=args.set or ())
 
 
 def cmd_worker(args) -> int:
@@ -107,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     s = with_db(sub.add_parser("run", help="a whole SPA run headless, with progress on the terminal"))
     s.add_argument("config", help="run configuration YAML (see configs/demo.yaml)")
     s.add_argument("--project", default=None, help="project name (default: the config's 'project')")
+    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override one config key, validated like the file (e.g. --set judge.kind=gold); repeatable")
     s.set_defaults(func=cmd_run)
 
     s = with_db(sub.add_parser("worker", help="claim and run queued jobs from the database"))

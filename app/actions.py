@@ -17,6 +17,7 @@ from typing import Iterator
 import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
+from engine.config import config_fields as config_fields  # handed on: the form's help and defaults
 from engine.data.export import ExportError as ExportError  # handed on to the tabs
 from engine.data.export import ExportRequest as ExportRequest
 from engine.data.export import export as export

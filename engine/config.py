@@ -2,9 +2,11 @@
 Unknown keys and wrong types are errors naming the file, the line and the key."""
 from __future__ import annotations
 
+import copy
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -17,91 +19,115 @@ class ConfigError(ValueError):
     pass
 
 
+def _field(default, help: str, check: tuple[Callable[[object], bool], str] | None = None):
+    """A config field with its help text (the form, `--help` and README read it from here, as TRL's configs do)
+    and, where a value can be out of range, its check and what it must be."""
+    metadata = {"help": help} if check is None else {"help": help, "check": check}
+    if isinstance(default, (list, dict)) or is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
+POSITIVE = (lambda v: v > 0, "positive")
+AT_LEAST_0 = (lambda v: v >= 0, "at least 0")
+
+
 @dataclass
 class LoraConfig:
-    enabled: bool = True  # false: full fine-tune
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
+    enabled: bool = _field(True, "train LoRA adapters; false: a full fine-tune")
+    r: int = _field(16, "LoRA rank", POSITIVE)
+    alpha: int = _field(32, "LoRA alpha (the adapter's scale is alpha / r)", POSITIVE)
+    dropout: float = _field(0.05, "dropout on the LoRA layers", UNIT)
+    target_modules: str | list[str] = _field("all-linear", "which modules get adapters: all-linear or a list of names")
 
 
 @dataclass
 class GenerationConfig:
-    backend: str = "auto"  # hf | vllm | auto (vllm when installed and CUDA is present)
-    samples_per_prompt: int = 2
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_new_tokens: int = 300
-    batch_size: int = 32
+    backend: str = _field("auto", "hf | vllm | auto (vllm when installed and CUDA is present)")
+    samples_per_prompt: int = _field(2, "answers sampled per prompt; more than 2: best-of-N picks the pair",
+                                     (lambda v: v >= 2, "at least 2"))
+    temperature: float = _field(0.7, "sampling temperature", AT_LEAST_0)
+    top_p: float = _field(1.0, "nucleus sampling mass", (lambda v: 0 < v <= 1, "in (0, 1]"))
+    max_new_tokens: int = _field(300, "longest answer, in tokens", POSITIVE)
+    batch_size: int = _field(32, "prompts per generate call", POSITIVE)
 
 
 @dataclass
 class JudgeConfig:
-    kind: str = "implicit"  # implicit | density_ratio | reward_model | llm_judge | gold
-    reference: str = "init"  # implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; "none": β·logp(π_{i-1}) (authors' ablation)
-    strong_model: str = ""  # density_ratio
-    weak_model: str = ""
-    reward_model: str = ""  # reward_model: a sequence-classification checkpoint
-    judge_model: str = ""  # llm_judge
-    system_prompts: dict[str, str] = field(default_factory=dict)  # density_ratio: domain -> system prompt
-    batch_size: int = 16
+    kind: str = _field("implicit", "implicit (SPA) | density_ratio | reward_model | llm_judge | gold (demo world)")
+    reference: str = _field("init", "implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; none: β·logp(π_{i-1}) "
+                                    "(the authors' ablation)")
+    strong_model: str = _field("", "density_ratio: the strong model (path, hub id, or base)")
+    weak_model: str = _field("", "density_ratio: the weak model; r = logp(strong) − logp(weak), no β")
+    reward_model: str = _field("", "reward_model: a sequence-classification checkpoint")
+    judge_model: str = _field("", "llm_judge: the model asked which answer is better (empty or base: the run's)")
+    system_prompts: dict[str, str] = _field({}, "density_ratio: domain (safety | reasoning | chat) -> system "
+                                                "prompt, chosen by a regular-expression router")
+    batch_size: int = _field(16, "sequences scored per forward pass", POSITIVE)
 
 
 @dataclass
 class RefineConfig:
-    enabled: bool = True
-    k_fraction: float = 0.1
-    alpha: float = 0.1
-    lambdas: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.125])
-    warmup_fraction: float = 0.2
-    window: int = 50  # rolling window (pairs) for the K-quantile, as in the authors' code
+    enabled: bool = _field(True, "self-refinement: noise detection and soft labels while training a round")
+    k_fraction: float = _field(0.1, "K: flag the pairs whose β·h_ḡ is among the lowest K of the rolling window",
+                               (lambda v: 0 <= v < 1, "in [0, 1)"))
+    alpha: float = _field(0.1, "α: a flagged pair's soft label is ỹ = 1 − α", UNIT)
+    lambdas: list[float] = _field([0.5, 0.25, 0.125], "λ per round for the extrapolated logits (1 + λ)·θ − λ·ref; "
+                                                      "the last repeats; 0: no extrapolation",
+                                  (lambda v: all(x >= 0 for x in v), "a list of values at least 0"))
+    warmup_fraction: float = _field(0.2, "α = 0 for this first fraction of a round's optimiser steps", UNIT)
+    window: int = _field(50, "rolling window (pairs) for the K-quantile, as in the authors' code", POSITIVE)
 
 
 @dataclass
 class TrainConfig:
-    num_gpus: int = 1
-    strategy: str = "auto"  # auto | ddp | deepspeed_zero3 | fsdp
-    micro_batch_size: int = 8
-    gradient_checkpointing: bool = False
+    num_gpus: int = _field(1, "GPUs for the seed and train stages (accelerate launch past 1)", POSITIVE)
+    strategy: str = _field("auto", "auto | ddp | deepspeed_zero3 | fsdp")
+    micro_batch_size: int = _field(8, "pairs per forward pass; gradient accumulation makes up batch_size", POSITIVE)
+    gradient_checkpointing: bool = _field(False, "trade compute for memory")
 
 
 @dataclass
 class EvalConfig:
-    max_prompts: int = 200
-    samples_per_prompt: int = 1
+    max_prompts: int = _field(200, "held-out eval prompts scored after each round", POSITIVE)
+    samples_per_prompt: int = _field(1, "answers per eval prompt", POSITIVE)
 
 
 @dataclass
 class RunConfig:
-    model: str = ""
-    project: str = "default"
-    seed_data: str = ""
-    prompt_pool: str = ""
-    eval_data: str = ""
-    rounds: int = 3
-    prompts_per_round: int | list[int] = field(default_factory=lambda: [8000, 20000, 30000])
-    beta: float = 0.1
-    learning_rate: float | None = None  # None: 5e-7 for a full fine-tune, 5e-5 for LoRA
-    epochs: int = 3  # seed round
-    round_epochs: int = 1
-    round_learning_rate: float | None = None  # rounds 1..T; None: the same as learning_rate
-    batch_size: int = 32  # effective batch
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    review_gate: bool = False
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = ""
-    db: str = ""
-    seed: int = 42
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
+    model: str = _field("", "the starting (SFT) model: a local folder, a hub id, or demo:model")
+    project: str = _field("default", "the studio project the run belongs to")
+    seed_data: str = _field("", "human-labelled seed pairs (any importable file)")
+    prompt_pool: str = _field("", "unlabelled prompts the rounds draw from")
+    eval_data: str = _field("", "held-out labelled pairs for evaluation")
+    rounds: int = _field(3, "SPA rounds after the seed round", AT_LEAST_0)
+    prompts_per_round: int | list[int] = _field([8000, 20000, 30000], "fresh prompts per round (a list: per "
+                                                "round, the last repeats)")
+    beta: float = _field(0.1, "β of DPO and of the implicit reward", POSITIVE)
+    learning_rate: float | None = _field(None, "the seed round's learning rate; empty: 5e-7 for a full "
+                                               "fine-tune, 5e-5 for LoRA", (lambda v: v is None or v > 0, "positive"))
+    epochs: int = _field(3, "seed round epochs", AT_LEAST_0)
+    round_epochs: int = _field(1, "epochs of each SPA round", POSITIVE)
+    round_learning_rate: float | None = _field(None, "rounds 1..T; empty: the same as learning_rate",
+                                               (lambda v: v is None or v > 0, "positive"))
+    batch_size: int = _field(32, "effective batch (pairs per optimiser step)", POSITIVE)
+    lr_scheduler: str = _field("cosine", "cosine | linear | constant | constant_with_warmup")
+    warmup_ratio: float = _field(0.1, "learning-rate warm-up, as a fraction of the steps", UNIT)
+    review_gate: bool = _field(False, "pause each round after judging until a person approves the review")
+    lora: LoraConfig = _field(LoraConfig(), "LoRA adapters (or a full fine-tune)")
+    generation: GenerationConfig = _field(GenerationConfig(), "sampling the answers")
+    judge: JudgeConfig = _field(JudgeConfig(), "who labels the sampled pairs")
+    refine: RefineConfig = _field(RefineConfig(), "self-refinement: de-coupled noise detection and soft labels")
+    train: TrainConfig = _field(TrainConfig(), "training machinery")
+    eval: EvalConfig = _field(EvalConfig(), "evaluation after each round")
+    output_dir: str = _field("", "where rounds and the final model go; empty: runs/ beside the database")
+    db: str = _field("", "the SQLite database; empty: spa_studio.db")
+    seed: int = _field(42, "random seed of sampling, training and evaluation")
+    device: str = _field("auto", "auto | cpu | cuda | mps")
+    dtype: str = _field("auto", "auto | float32 | bfloat16 | float16")
+    trust_remote_code: bool = _field(False, "run a model's own code from its folder or hub repo (off unless "
+                                            "you trust it)")
 
     @property
     def lr(self) -> float:
@@ -175,19 +201,20 @@ def _type_name(tp) -> str:
     return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def _build(cls, data: dict, where: str, path: str, lines: dict[str, int]):
+def _build(cls, data: dict, where: str, path: str, lines: dict[str, str]):
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}:{lines.get(path.rstrip('.'), 1)}: key '{path.rstrip('.')}' must be a mapping")
+        at = lines.get(path.rstrip('.'), f"{where}:1")
+        raise ConfigError(f"{at}: key '{path.rstrip('.')}' must be a mapping")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     values = {}
     for key, value in data.items():
         full = f"{path}{key}"
-        line = lines.get(full, 1)
+        at = lines.get(full, f"{where}:1")
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{path}{close[0]}'?)" if close else ""
-            raise ConfigError(f"{where}:{line}: unknown key '{full}'{hint}")
+            raise ConfigError(f"{at}: unknown key '{full}'{hint}")
         tp = hints[key]
         if is_dataclass(tp):
             values[key] = _build(tp, value or {}, where, full + ".", lines)
@@ -200,32 +227,33 @@ def _build(cls, data: dict, where: str, path: str, lines: dict[str, int]):
             except ValueError:
                 pass
         if not _matches(value, tp):
-            raise ConfigError(f"{where}:{line}: key '{full}' must be {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{at}: key '{full}' must be {_type_name(tp)}, got {value!r}")
         if full in CHOICES and value not in CHOICES[full]:
-            raise ConfigError(f"{where}:{line}: key '{full}' must be one of {', '.join(CHOICES[full])}, got {value!r}")
+            raise ConfigError(f"{at}: key '{full}' must be one of {', '.join(CHOICES[full])}, got {value!r}")
         values[key] = value
     return cls(**values)
 
 
-def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
+def field_problems(obj, prefix: str = "") -> list[tuple[str, str]]:
+    """(key path, what it must be) for every field of a config dataclass tree whose value fails its check: the
+    one place each range is stated (on the field), used by the loader (with lines) and by derived settings."""
+    problems = []
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            problems += field_problems(value, key + ".")
+        elif "check" in f.metadata and not f.metadata["check"][0](value):
+            problems.append((key, f"must be {f.metadata['check'][1]}, got {value!r}"))
+    return problems
+
+
+def _check(cfg: RunConfig, where: str, lines: dict[str, str]) -> None:
     def fail(key: str, message: str):
-        raise ConfigError(f"{where}:{lines.get(key, 1)}: key '{key}' {message}")
+        raise ConfigError(f"{lines.get(key, f'{where}:1')}: key '{key}' {message}")
     if not cfg.model:
         fail("model", "is required (a local path, a hub id, or demo:model)")
-    positive = {"rounds": cfg.rounds >= 0, "beta": cfg.beta > 0, "batch_size": cfg.batch_size > 0,
-                "epochs": cfg.epochs >= 0, "round_epochs": cfg.round_epochs > 0,
-                "round_learning_rate": cfg.round_learning_rate is None or cfg.round_learning_rate > 0,
-                "generation.samples_per_prompt": cfg.generation.samples_per_prompt >= 2,
-                "generation.max_new_tokens": cfg.generation.max_new_tokens > 0,
-                "generation.temperature": cfg.generation.temperature >= 0,
-                "refine.k_fraction": 0 <= cfg.refine.k_fraction < 1, "refine.alpha": 0 <= cfg.refine.alpha <= 1,
-                "refine.warmup_fraction": 0 <= cfg.refine.warmup_fraction <= 1,
-                "generation.top_p": 0 < cfg.generation.top_p <= 1}
-    for key, ok in positive.items():
-        if not ok:
-            fail(key, "is out of range")
-    if cfg.learning_rate is not None and cfg.learning_rate <= 0:
-        fail("learning_rate", "must be positive")
+    for key, message in field_problems(cfg):
+        fail(key, message)
     ppr = cfg.prompts_per_round
     if (isinstance(ppr, int) and ppr <= 0) or (isinstance(ppr, list) and (not ppr or min(ppr) <= 0)):
         fail("prompts_per_round", "must be a positive integer or a non-empty list of them")
@@ -237,7 +265,9 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
         fail("judge.kind", "reward_model needs judge.reward_model")
 
 
-def parse_config(text: str, where: str = "<config>") -> RunConfig:
+def parse_config(text: str, where: str = "<config>", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The YAML text as a validated RunConfig. `overrides` are `key.path=value` (as `launch.py run --set`), applied
+    on top of the text and validated the same way: an error about an overridden key names the override."""
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -245,17 +275,57 @@ def parse_config(text: str, where: str = "<config>") -> RunConfig:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise ConfigError(f"{where}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    lines = _lines(node) if node is not None else {}
-    cfg = _build(RunConfig, data or {}, where, "", lines)
+    lines = {key: f"{where}:{line}" for key, line in (_lines(node) if node is not None else {}).items()}
+    data = data or {}
+    for item in overrides:
+        _override(data, lines, item)
+    cfg = _build(RunConfig, data, where, "", lines)
     _check(cfg, where, lines)
     return cfg
 
 
-def load_config(path: str | Path) -> RunConfig:
+def _override(data: dict, lines: dict[str, str], item: str) -> None:
+    """Set one `key.path=value` (the value read as YAML: 0.1, true, [1, 2], text) in the parsed mapping."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item}: expected key.path=value, e.g. --set judge.kind=gold")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item}: the value is not valid YAML: {getattr(e, 'problem', e)}") from None
+    *parents, last = key.split(".")
+    node = data
+    for depth, name in enumerate(parents):
+        if not isinstance(node.get(name, {}), dict):
+            raise ConfigError(f"--set {item}: key '{'.'.join(parents[:depth + 1])}' is not a mapping")
+        node = node.setdefault(name, {})
+    node[last] = value
+    for depth in range(1, len(parents) + 1):
+        lines.setdefault(".".join(parents[:depth]), f"--set {item}")
+    lines[key] = f"--set {item}"
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
-    return parse_config(path.read_text(encoding="utf-8"), str(path))
+    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+
+
+def config_fields(cls=RunConfig, prefix: str = "") -> list[dict]:
+    """Every key of the run configuration with its default, help text and choices, in order: what the studio's
+    form, `--help` and README's table show, read from the one dataclass tree."""
+    out = []
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default is MISSING else f.default
+        if is_dataclass(default):
+            out += config_fields(type(default), key + ".")
+            continue
+        out.append({"key": key, "default": default, "help": f.metadata.get("help", ""),
+                    "choices": list(CHOICES.get(key, ()))})
+    return out
 
 
 def resolve_path(value: str, demo_root: Path | None) -> str:

@@ -78,3 +78,54 @@ def test_presets_paper_and_authors_code_differ_only_where_the_authors_code_does(
     for key in ("beta", "epochs", "round_epochs", "batch_size", "lr", "lr_scheduler", "warmup_ratio", "rounds",
                 "prompts_per_round", "generation", "refine", "judge"):
         assert getattr(paper, key) == getattr(defaults, key), key
+
+
+def test_every_config_key_has_help_text_and_the_form_reads_it_from_the_fields():
+    from engine.config import config_fields
+
+    keys = config_fields()
+    assert [k["key"] for k in keys if not k["help"].strip()] == []
+    by_key = {k["key"]: k for k in keys}
+    assert by_key["refine.k_fraction"]["default"] == 0.1 and "lowest K" in by_key["refine.k_fraction"]["help"]
+    assert by_key["judge.kind"]["choices"] == ["implicit", "density_ratio", "reward_model", "llm_judge", "gold"]
+    assert {"beta", "learning_rate", "lora.r", "generation.temperature", "refine.lambdas", "seed"} <= set(by_key)
+
+
+def test_set_overrides_go_through_the_same_validation_and_name_the_key():
+    text = "model: m\nprompt_pool: p\nrefine:\n  alpha: 0.2\n"
+    cfg = parse_config(text, "c.yaml", ["judge.kind=gold", "refine.k_fraction=0.25", "rounds=2", "refine.lambdas=[0]"])
+    assert (cfg.judge.kind, cfg.refine.k_fraction, cfg.refine.alpha, cfg.rounds) == ("gold", 0.25, 0.2, 2)
+    assert cfg.lam_for_round(1) == 0.0
+    for item, message in [("refine.k_fraction=1.5", "key 'refine.k_fraction' must be in [0, 1)"),
+                          ("judge.kind=oracle", "key 'judge.kind' must be one of"),
+                          ("refine.k_fractoin=0.2", "unknown key 'refine.k_fractoin' (did you mean 'refine.k_fraction'"),
+                          ("beta", "expected key.path=value"),
+                          ("model.name=x", "key 'model' is not a mapping")]:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "c.yaml", [item])
+        assert str(caught.value).startswith(f"--set {item}") and message in str(caught.value), str(caught.value)
+    with pytest.raises(ConfigError, match=r"^c.yaml:4: key 'refine.alpha' must be in \[0, 1\]"):
+        parse_config(text.replace("0.2", "2"), "c.yaml", ["refine.k_fraction=0.25"])
+
+
+def test_launch_run_set_rejects_a_bad_override_before_running(tmp_path, capsys):
+    import launch
+
+    db = tmp_path / "r.db"
+    assert launch.main(["run", str(ROOT / "configs" / "demo.yaml"), "--db", str(db), "--set", "refine.alpha=7"]) == 2
+    assert "--set refine.alpha=7: key 'refine.alpha' must be in [0, 1], got 7" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_trainer_refine_settings_take_the_configs_defaults_and_checks():
+    from dataclasses import asdict
+
+    from engine.config import RefineConfig
+    from engine.method.trainer import RefineSettings
+
+    settings = RefineSettings(**asdict(RefineConfig()), lam=0.25)
+    assert (settings.k_fraction, settings.alpha, settings.warmup_fraction, settings.window) == (0.1, 0.1, 0.2, 50)
+    with pytest.raises(ValueError, match=r"refine k_fraction must be in \[0, 1\)"):
+        RefineSettings(k_fraction=1.0)
+    with pytest.raises(ValueError, match="refine lam must be at least 0"):
+        RefineSettings(lam=-0.5)

@@ -25,7 +25,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
@@ -36,6 +36,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
+from engine.config import RefineConfig, field_problems
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.loss import dpo_margin, in_warmup, self_refinement_loss, soft_labels
 from engine.method.models import REFERENCE_ADAPTER
@@ -63,22 +64,15 @@ class TrainRow:
 
 
 @dataclass
-class RefineSettings:
-    enabled: bool = True
-    k_fraction: float = 0.1
-    alpha: float = 0.1
-    lam: float = 0.5
-    warmup_fraction: float = 0.2
-    window: int = 50
+class RefineSettings(RefineConfig):
+    """The run's refine configuration plus this round's λ: the defaults and range checks are the config's own
+    (engine.config), stated once on its fields."""
+    lam: float = field(default=0.5, metadata={"help": "this round's λ", "check": (lambda v: v >= 0, "at least 0")})
 
     def __post_init__(self):
-        for name in ("k_fraction", "alpha", "warmup_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"refine {name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.lam < 0:
-            raise ValueError(f"refine lam must be at least 0, got {self.lam}")
-        if self.window < 1:
-            raise ValueError(f"refine window must be at least 1, got {self.window}")
+        problems = field_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"refine {key} {message}" for key, message in problems))
 
 
 @dataclass

@@ -28,9 +28,11 @@ def follow(db: str, job_id: int, done: threading.Event) -> None:
     store.close()
 
 
-def run_headless(config_path: str, db: str | None = None, project: str | None = None) -> int:
+def run_headless(config_path: str, db: str | None = None, project: str | None = None,
+                 overrides: list[str] | tuple[str, ...] = ()) -> int:
+    """`overrides`: `key.path=value` on top of the file, validated with it (`launch.py run --set`)."""
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, overrides)
     except ConfigError as e:
         print(f"invalid configuration: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ was killed can simply run again."""
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict
 import shutil
 from pathlib import Path
 
@@ -258,9 +259,7 @@ def stage_train(ctx: StageContext) -> None:
     policy.model.eval()
     fill_missing_reference(policy, rows, cfg.judge.batch_size)
     policy.model.train()
-    refine = RefineSettings(enabled=cfg.refine.enabled, k_fraction=cfg.refine.k_fraction, alpha=cfg.refine.alpha,
-                            lam=cfg.lam_for_round(ctx.round), warmup_fraction=cfg.refine.warmup_fraction,
-                            window=cfg.refine.window)
+    refine = RefineSettings(**asdict(cfg.refine), lam=cfg.lam_for_round(ctx.round))
     trusted = sum(r.trusted for r in rows)
     ctx.log(f"training on {len(rows)} pairs ({trusted} human or gold), λ = {refine.lam:g}, refine "
             f"{'on' if refine.enabled else 'off'}")
