@@ -157,7 +157,8 @@ def test_merged_model_scores_like_the_studio_policy(world, tmp_path):
     assert not torch.allclose(base_weights[key], merged_weights[key])
 
     card = front_matter(out / "README.md")
-    assert card["base_model"] == str(world.base) and card["library_name"] == "transformers"
+    assert card["base_model"] == world.base.name and card["library_name"] == "transformers"  # a name, no path
+    assert str(world.base) not in (out / "README.md").read_text(encoding="utf-8")
     assert card["tags"] == ["spa", "dpo", "trl"]
     text = (out / "README.md").read_text(encoding="utf-8")
     for needle in ("| beta | 0.1 |", "| learning rate | 5e-05 |", "| prompts per round | 4, 6 |",
@@ -183,7 +184,10 @@ def test_adapter_loads_with_peft_and_round_picks_the_round(world, tmp_path):
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= {
         p.name for p in out.iterdir()}
     card = front_matter(out / "README.md")
-    assert card["library_name"] == "peft" and card["base_model"] == str(world.base)
+    assert card["library_name"] == "peft" and card["base_model"] == world.base.name
+    from huggingface_hub import ModelCard
+    assert ModelCard.load(out / "README.md").data.base_model == world.base.name  # valid hub metadata
+    assert str(world.base) not in (out / "README.md").read_text(encoding="utf-8")
     assert "# p: SPA round 0" in (out / "README.md").read_text(encoding="utf-8")
     base = AutoModelForCausalLM.from_pretrained(world.base, dtype=torch.float32)
     loaded = PeftModel.from_pretrained(base, out).eval()
@@ -397,3 +401,13 @@ def test_killed_export_leaves_no_partial_folder(world, tmp_path):
     export(world.db, ExportRequest(project="p", what="dataset", out=str(out)))
     assert len(rows_of(out)) == ALL_ROWS
     assert not list(tmp_path.glob(".out.*"))
+
+
+def test_cards_name_a_hub_model_by_its_id_and_a_local_one_by_its_folder_name(tmp_path):
+    from engine.data.export.cards import public_name
+
+    folder = tmp_path / "my-sft-model"
+    folder.mkdir()
+    assert public_name("alignment-handbook/zephyr-7b-sft-full") == "alignment-handbook/zephyr-7b-sft-full"
+    assert public_name(str(folder)) == "my-sft-model"
+    assert public_name(str(tmp_path / "gone" / "base-model")) == "base-model"  # an absolute path, even if moved

@@ -1,7 +1,9 @@
 """The README.md cards of exported models and datasets: hub metadata, the method's parameters, labels, metrics."""
 from __future__ import annotations
 
-import yaml
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
 from engine.config import RunConfig
 from engine.data.export.records import DATA_FILES, ExportRequest, PreferenceRow, RunCard
@@ -28,8 +30,13 @@ COLUMNS = {
 }
 
 
-def _front_matter(values: dict) -> str:
-    return "---\n" + yaml.safe_dump(values, sort_keys=False, allow_unicode=True) + "---\n"
+def public_name(model: str) -> str:
+    """How a card names a model: a hub id as it is, a local folder by its name only (an absolute path of the
+    exporting machine means nothing on the hub, and tells where its files lay)."""
+    path = Path(model).expanduser()
+    if path.is_absolute() or path.exists():
+        return path.resolve().name
+    return model
 
 
 def _cell(value) -> str:
@@ -72,13 +79,13 @@ def _method_rows(cfg: RunConfig) -> list[list]:
 
 def model_card(card: RunCard, adapter: bool) -> str:
     """README.md for an exported adapter or merged model: base model, method and parameters, labels, metrics."""
-    front = _front_matter({"base_model": card.base_model, "library_name": "peft" if adapter else "transformers",
-                           "tags": TAGS, "pipeline_tag": "text-generation"})
-    what = (f"A LoRA adapter for `{card.base_model}`" if adapter
-            else f"`{card.base_model}` with the round's LoRA adapter merged in")
+    base = public_name(card.base_model)
+    data = ModelCardData(base_model=base, library_name="peft" if adapter else "transformers", tags=TAGS,
+                         pipeline_tag="text-generation")
+    what = f"A LoRA adapter for `{base}`" if adapter else f"`{base}` with the round's LoRA adapter merged in"
     if not adapter and card.cfg is not None and not card.cfg.lora.enabled:
-        what = f"A full fine-tune of `{card.base_model}`"
-    parts = [front, f"# {card.project}: SPA round {card.round}\n",
+        what = f"A full fine-tune of `{base}`"
+    parts = [f"# {card.project}: SPA round {card.round}\n",
              f"{what}, aligned with Spread Preference Annotation (SPA) in SPA Studio: run {card.job_id}, "
              f"round {card.round} (round 0 is DPO on the seed pairs).\n", "## Method\n"]
     parts.append(_table(["parameter", "value"], _method_rows(card.cfg)) if card.cfg is not None
@@ -97,7 +104,7 @@ def model_card(card: RunCard, adapter: bool) -> str:
         parts.append("No evaluation metrics were recorded.")
     if adapter:
         usage = ("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-                 f"base = AutoModelForCausalLM.from_pretrained({card.base_model!r})\n"
+                 f"base = AutoModelForCausalLM.from_pretrained({base!r})  # the base model's hub id or folder\n"
                  "model = PeftModel.from_pretrained(base, \"path/to/this/folder\")\n"
                  "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")")
     else:
@@ -105,15 +112,15 @@ def model_card(card: RunCard, adapter: bool) -> str:
                  "model = AutoModelForCausalLM.from_pretrained(\"path/to/this/folder\")\n"
                  "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")")
     parts += ["\n## Use\n", f"```python\n{usage}\n```\n"]
-    return "\n".join(parts)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts)))
 
 
 def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, req: ExportRequest) -> str:
     """README.md for an exported dataset: counts per source and round, the filters, what each column means."""
-    meta: dict = {"tags": TAGS, "task_categories": ["text-generation"], "size_categories": [_size(len(rows))]}
-    if req.format in DATA_FILES:
-        meta["configs"] = [{"config_name": "default",
-                            "data_files": [{"split": "train", "path": DATA_FILES[req.format]}]}]
+    configs = ([{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES[req.format]}]}]
+               if req.format in DATA_FILES else None)
+    data = DatasetCardData(tags=TAGS, task_categories=["text-generation"], size_categories=[_size(len(rows))],
+                           configs=configs)
     counts: dict[tuple[str, int], int] = {}
     for r in rows:
         counts[(r.source, r.round)] = counts.get((r.source, r.round), 0) + 1
@@ -134,14 +141,14 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
     loading = {"jsonl": 'load_dataset("json", data_files="train.jsonl", split="train")',
                "parquet": 'load_dataset("parquet", data_files="train.parquet", split="train")',
                "hf": 'load_from_disk("path/to/this/folder")'}[req.format]
-    parts = [_front_matter(meta), f"# {project}: preference dataset\n",
+    parts = [f"# {project}: preference dataset\n",
              f"{len(rows)} preference pairs grown with Spread Preference Annotation (SPA) in SPA Studio, in TRL's "
              f"preference format, {style}. Pairs labelled tie or both_bad are left out: they state no preference.\n",
              "## Rows per source and round\n", table, "\n## Filters applied\n", "\n".join(filters),
              "\n## Columns\n", _table(["column", "meaning"], [[k, v] for k, v in COLUMNS.items()]),
              "\n## Use\n", f"```python\nfrom datasets import load_dataset, load_from_disk\n\nds = {loading}\n```\n",
              "TRL's `DPOTrainer` takes it as is; it drops the provenance columns itself.\n"]
-    return "\n".join(parts)
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts)))
 
 
 def _size(n: int) -> str:
