@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,7 +54,8 @@ def fingerprint(db: Path) -> dict:
     gold = [m.value for m in store.metrics(job.id) if m.name == "eval/gold_score"]
     return {"status": job.status, "pairs": len(pairs), "pairs_digest": digest(texts),
             "confidences_digest": digest(scores), "noise_digest": digest(noise), "metrics_digest": digest(metrics),
-            "warmup_flags": sum(bool(getattr(p, "warmup_flag", None)) for p in pairs), "metrics": len(metrics), "gold_scores": gold, "final_gold_score": gold[-1] if gold else None}
+            "warmup_flags": sum(bool(getattr(p, "warmup_flag", None)) for p in pairs),
+            "metrics": len(metrics), "gold_scores": gold, "final_gold_score": gold[-1] if gold else None}
 
 
 def main() -> int:
@@ -64,9 +66,9 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "same_run.db"
     db.unlink(missing_ok=True)
-    import launch
-
-    rc = launch.main(["run", str(overlaid_config(folder)), "--db", str(db)])
+    # the command line itself, as a person runs it: the fingerprint holds for any layout behind launch.py
+    command = [sys.executable, str(ROOT / "launch.py"), "run", str(overlaid_config(folder)), "--db", str(db)]
+    rc = subprocess.run(command, cwd=ROOT).returncode
     result = fingerprint(db)
     print(json.dumps(result, indent=1))
     return rc
