@@ -86,23 +86,30 @@ def cmd_studio(args) -> int:
                  with_worker=not args.no_worker)
 
 
+def with_db(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> argparse.ArgumentParser:
+    """--db on the bare command (with the default) and on each subcommand (without one, so that
+    `launch.py --db X run ...` keeps X)."""
+    p.add_argument("--db", default=default, help=f"SQLite database file (default {DEFAULT_DB}, env SPA_DB)")
+    return p
+
+
+def studio_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The studio's flags: on `studio` and on the bare command, which is the studio (DESIGN's command line)."""
+    with_db(p, DEFAULT_DB)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
+    p.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
+    p.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
+    p.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
+    p.set_defaults(func=cmd_studio)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="launch.py", description=__doc__)
-    p.set_defaults(func=cmd_studio, db=DEFAULT_DB, host="127.0.0.1", port=None, auth=None, share=False,
-                   no_worker=False)
+    p = studio_flags(argparse.ArgumentParser(prog="launch.py", description=__doc__))
     sub = p.add_subparsers(dest="command")
-
-    def with_db(sp):
-        sp.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default {DEFAULT_DB}, env SPA_DB)")
-        return sp
-
-    s = with_db(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)"))
-    s.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
-    s.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
-    s.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
-    s.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
-    s.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
-    s.set_defaults(func=cmd_studio)
+    studio_flags(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)",
+                                argument_default=argparse.SUPPRESS))  # unset flags keep the bare command's defaults
 
     s = with_db(sub.add_parser("run", help="a whole SPA run headless, with progress on the terminal"))
     s.add_argument("config", help="run configuration YAML (see configs/demo.yaml)")
