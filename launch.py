@@ -51,9 +51,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from engine.worker import Worker
+    from engine.worker import Worker, WorkerSettings
 
-    Worker(args.db, name=args.name).serve(once=args.once, poll_s=args.poll)
+    chosen = {"stale_after_s": args.stale_after, "max_auto_resumes": args.max_auto_resumes}
+    settings = WorkerSettings(**{k: v for k, v in chosen.items() if v is not None})
+    Worker(args.db, name=args.name, settings=settings).serve(once=args.once, poll_s=args.poll)
     return 0
 
 
@@ -120,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="worker name (default host:pid)")
     s.add_argument("--once", action="store_true", help="exit when the queue is empty")
     s.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
+    s.add_argument("--stale-after", type=float, default=None,
+                   help="seconds without a heartbeat after which a running job counts as interrupted (default 60)")
+    s.add_argument("--max-auto-resumes", type=int, default=None,
+                   help="resume an interrupted job automatically at most this often, then leave it to a person "
+                        "(default 3)")
     s.set_defaults(func=cmd_worker)
 
     s = with_db(sub.add_parser("import", help="validate and import a data file; imports nothing on error"))

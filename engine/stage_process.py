@@ -47,10 +47,21 @@ def pid_alive(pid: int | None) -> bool:
 
 def watch_worker(worker_pid: int) -> None:
     """Exit when the worker that asked for this stage is gone (kill -9): a new worker will redo the stage.
-    The worker, not the direct parent: under the fork server the parent is the server, which outlives it."""
+    The worker, not the direct parent: under the fork server the parent is the server, which outlives it.
+    psutil's `is_running` compares the start time too, so another process given the worker's PID is no worker."""
+    import psutil
+
+    try:
+        worker = psutil.Process(worker_pid)
+    except psutil.NoSuchProcess:
+        os._exit(EXIT_STOPPED)
+
     def loop():
         while True:
-            if not pid_alive(worker_pid):
+            try:
+                if not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE:
+                    os._exit(EXIT_STOPPED)
+            except psutil.NoSuchProcess:
                 os._exit(EXIT_STOPPED)
             time.sleep(1.0)
     threading.Thread(target=loop, daemon=True).start()

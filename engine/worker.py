@@ -12,12 +12,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from engine.config import ConfigError
 from engine.jobs import job_plan, launch_command
 from engine.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
 from storage import Job, Store
 
-RESUMING = "resuming after an interruption"  # the log line that counts automatic resumes
+RESUMING = "resuming after an interruption"  # the log line of an automatic resume
+SAME_PROCESS_S = 0.5  # start times closer than this are one process (psutil reads them to the clock tick)
 JOB_KINDS = ("run", "export")  # what this worker executes (the studio reads this to offer export jobs)
 LOST = -1  # run_stage: the job was taken from this worker while its stage ran
 
@@ -27,7 +30,7 @@ __all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]
 @dataclass
 class WorkerSettings:
     heartbeat_s: float = 2.0
-    stale_after_s: float = 60.0  # a heartbeat older than this (from another host) means the worker died
+    stale_after_s: float = 60.0  # a heartbeat older than this means the worker died or hung, whatever its PID says
     stop_grace_s: float = 20.0  # after SIGTERM, the stage has this long to save and exit before SIGKILL
     max_auto_resumes: int = 3  # an interrupted job is resumed automatically at most this often
     recover_every_s: float = 10.0  # while idle, look this often for jobs of dead workers to resume
@@ -50,29 +53,20 @@ class Worker:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
-    def _dead_here(self, job: Job) -> bool | None:
-        """Whether the job's worker ran on this host and is gone; None when it ran elsewhere (or under a
-        custom name), where only its heartbeat can tell."""
-        worker_host, _, worker_pid = (job.worker or "").rpartition(":")
-        if worker_host != socket.gethostname() or not worker_pid.isdigit():
-            return None
-        return int(worker_pid) != os.getpid() and not pid_alive(int(worker_pid))
-
     def recover(self) -> list[int]:
-        """Jobs left running by a dead worker become interrupted, then queued again to resume."""
-        alive_here = []
+        """Jobs left running by a dead worker become interrupted (its process gone, its PID now another process's,
+        or its heartbeat stale), then queued again to resume, at most max_auto_resumes times each."""
         for job in self.store.jobs(statuses=("running",)):
-            dead = self._dead_here(job)
-            if dead:
-                self.store.interrupt_job(job.id, job.worker)
-            elif dead is False:
-                alive_here.append(job.worker)
-        self.store.mark_stale_jobs(self.settings.stale_after_s, keep_workers=tuple(alive_here))
+            gone = worker_gone(job)
+            if gone:
+                self.store.interrupt_job(job.id, job.worker, f"interrupted: {gone}")
+        self.store.mark_stale_jobs(self.settings.stale_after_s)
         resumed = []
         for job in self.store.jobs(statuses=("interrupted",)):
-            tries = sum(RESUMING in e["message"] for e in self.store.events(job.id, limit=10_000))
-            if tries < self.settings.max_auto_resumes and self.store.requeue(job.id, ("interrupted",)):
-                self.store.log(job.id, f"{self.name}: {RESUMING}")
+            if job.auto_resumes >= self.settings.max_auto_resumes:
+                self.store.give_up_resuming(job.id, self.settings.max_auto_resumes)
+            elif self.store.requeue(job.id, ("interrupted",), cause=f"{self.name}: {RESUMING} "
+                                    f"({job.auto_resumes + 1} of {self.settings.max_auto_resumes})", auto=True):
                 resumed.append(job.id)
         return resumed
 
@@ -82,7 +76,7 @@ class Worker:
         self.recover()
         last_recover = time.monotonic()
         while not self.shutting_down:
-            job = self.store.claim_job(self.name, os.getpid(), job_id)
+            job = self.store.claim_job(self.name, os.getpid(), job_id, started=psutil.Process().create_time())
             if job is None:
                 if once or job_id is not None:
                     return
@@ -104,7 +98,6 @@ class Worker:
             self.store.log(job.id, str(e), "error")
             self._release(job, "failed", error=str(e))
             return
-        self.store.log(job.id, f"claimed by {self.name}")
         runs = job.kind == "run"
         for k, ref in enumerate(stages):
             done = self.store.round(job.id, ref.round)
@@ -230,3 +223,25 @@ class Worker:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+
+def worker_gone(job: Job) -> str | None:
+    """Why a running job's worker is known to be gone, judged on this host (psutil, as `Process.is_running`
+    does: the PID and the process's start time); None when it lives or ran on another host, where only its
+    heartbeat can tell."""
+    host, _, pid = (job.worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        process = psutil.Process(int(pid))
+        started = process.create_time()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return f"its worker {job.worker} has exited"
+    except psutil.NoSuchProcess:
+        return f"its worker {job.worker} has exited"
+    except psutil.AccessDenied:
+        return None
+    if job.worker_started is not None and abs(started - job.worker_started) > SAME_PROCESS_S:
+        return (f"its worker {job.worker} has exited and PID {pid} now belongs to another process "
+                f"({process.name()}, started {started - job.worker_started:+.0f} s after the worker)")
+    return None

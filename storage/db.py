@@ -64,7 +64,14 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["label_events"].create_index(["pair_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Worker liveness that survives PID reuse (the worker process's start time beside its PID) and the count of
+    automatic resumes, which the studio shows once the worker gives up."""
+    db["jobs"].add_column("worker_started", float)
+    db["jobs"].add_column("auto_resumes", int, not_null_default=0)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

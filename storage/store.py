@@ -328,8 +328,10 @@ class Store:
             params += list(statuses)
         return [_job_from_row(r) for r in self.db.query(sql + " order by id", params)]
 
-    def claim_job(self, worker: str, pid: int, job_id: int | None = None) -> Job | None:
-        """Atomically take the oldest queued job (or the given one): two workers never take the same job."""
+    def claim_job(self, worker: str, pid: int, job_id: int | None = None, started: float | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or the given one): two workers never take the same job.
+        `started`: the worker process's start time, so that a later process given the same PID is not taken for
+        it; the claim is logged in the same transaction."""
         with self.write():
             if job_id is None:
                 row = self._one("select id from jobs where status = 'queued' order by id limit 1")
@@ -339,9 +341,10 @@ class Store:
                 return None
             t = now()
             self.db.execute(
-                "update jobs set status = 'running', worker = ?, pid = ?, heartbeat_at = ?, "
+                "update jobs set status = 'running', worker = ?, pid = ?, worker_started = ?, heartbeat_at = ?, "
                 "started_at = coalesce(started_at, ?), stop_requested = 0, error = '' where id = ?",
-                [worker, pid, t, t, row["id"]])
+                [worker, pid, started, t, t, row["id"]])
+            self.log(row["id"], f"claimed by {worker}")
         return self.job(row["id"])
 
     def update_job(self, job_id: int, **values) -> None:
@@ -368,47 +371,87 @@ class Store:
                 "where id = ? and status = 'running' and worker = ?", [*values.values(), job_id, holder])
             return cur.rowcount == 1
 
-    def finish_job(self, job_id: int, status: str, error: str = "", worker: str | None = None, **values) -> bool:
-        """End a job (done, failed, stopped); with `worker`, only while that worker holds it."""
+    def finish_job(self, job_id: int, status: str, error: str = "", worker: str | None = None, cause: str = "",
+                   level: str = "info", **values) -> bool:
+        """End a job (done, failed, stopped); with `worker`, only while that worker holds it. Its rounds' states
+        follow, and `cause` goes into its log, in the same transaction: no round is left running by an ended job."""
         values.update(status=status, error=error, finished_at=now(), pid=None)
-        if worker is not None:
-            return self.update_held_job(job_id, worker, **values)
-        self.update_job(job_id, **values)
+        with self.write():
+            if worker is not None:
+                if not self.update_held_job(job_id, worker, **values):
+                    return False
+            else:
+                self.update_job(job_id, **values)
+            self._settle_rounds(job_id, status)
+            if cause:
+                self.log(job_id, cause, level)
         return True
+
+    def _settle_rounds(self, job_id: int, status: str) -> None:
+        """Rounds a job was working on take its end state: a done job's rounds are done; a stopped, failed or
+        interrupted job's running round (or one paused at review, once stopped) takes that state."""
+        if status == "done":
+            self.db.execute("update rounds set status = 'done', finished_at = coalesce(finished_at, ?) "
+                            "where job_id = ? and status != 'done'", [now(), job_id])
+        elif status in ("stopped", "failed", "interrupted"):
+            self.db.execute("update rounds set status = ? where job_id = ? and status in ('running', 'review')",
+                            [status, job_id])
 
     def request_stop(self, job_id: int) -> None:
         self.update_job(job_id, stop_requested=True)
 
-    def requeue(self, job_id: int, statuses: tuple[str, ...] = RESUMABLE_STATES) -> bool:
+    def requeue(self, job_id: int, statuses: tuple[str, ...] = RESUMABLE_STATES, cause: str = "",
+                auto: bool = False) -> bool:
         """Resume a stopped, interrupted, failed or paused job: it continues from its last completed stage.
         Only from those states, checked in the same transaction: two workers recovering at once, or a resume
-        racing a claim, never put a running job back in the queue. False when the job was not in them."""
+        racing a claim, never put a running job back in the queue. False when the job was not in them.
+        `auto`: a worker's automatic resume, counted in the job's auto_resumes."""
         with self.write():
             cur = self.db.execute(
-                "update jobs set status = 'queued', stop_requested = 0, error = '', finished_at = null "
-                f"where id = ? and status in ({','.join('?' * len(statuses))})", [job_id, *statuses])
+                "update jobs set status = 'queued', stop_requested = 0, error = '', finished_at = null, "
+                f"auto_resumes = auto_resumes + ? where id = ? and status in ({','.join('?' * len(statuses))})",
+                [int(auto), job_id, *statuses])
+            if cur.rowcount == 1 and cause:
+                self.log(job_id, cause)
             return cur.rowcount == 1
 
-    def interrupt_job(self, job_id: int, worker: str | None) -> bool:
-        """A running job whose worker died becomes interrupted, unless it was meanwhile claimed again."""
+    def give_up_resuming(self, job_id: int, limit: int) -> bool:
+        """An interrupted job resumed `limit` times already stays interrupted, with the reason as its error (the
+        studio shows it) and in its log, once. False when the job was not interrupted or had already been told."""
+        reason = (f"automatic resume gave up: interrupted again after {limit} automatic resumes "
+                  f"(the worker's max_auto_resumes); resume it by hand once the cause is fixed")
+        with self.write():
+            cur = self.db.execute("update jobs set error = ? where id = ? and status = 'interrupted' and error != ?",
+                                  [reason, job_id, reason])
+            if cur.rowcount == 1:
+                self.log(job_id, reason, "warning")
+            return cur.rowcount == 1
+
+    def interrupt_job(self, job_id: int, worker: str | None, cause: str = "") -> bool:
+        """A running job whose worker died becomes interrupted, unless it was meanwhile claimed again; its running
+        round and the cause are written in the same transaction."""
         with self.write():
             cur = self.db.execute("update jobs set status = 'interrupted', pid = null "
                                   "where id = ? and status = 'running' and worker is ?", [job_id, worker])
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            self._settle_rounds(job_id, "interrupted")
+            self.log(job_id, cause or f"interrupted: its worker {worker} is gone", "warning")
+            return True
 
-    def mark_stale_jobs(self, older_than_s: float, keep_workers: tuple[str, ...] = ()) -> list[int]:
-        """Running jobs whose heartbeat stopped (a killed worker) become interrupted; jobs of `keep_workers`
-        (known to be alive) are kept whatever their heartbeat says."""
+    def mark_stale_jobs(self, older_than_s: float) -> list[int]:
+        """Running jobs whose heartbeat is older than `older_than_s` (a dead or hung worker) become interrupted,
+        whatever their worker's PID says: a PID can be reused by another process."""
+        stale = []
         with self.write():
-            stale = []
             for r in self.db.query("select id, heartbeat_at, worker from jobs where status = 'running'"):
-                if r["worker"] in keep_workers:
-                    continue
                 beat = datetime.fromisoformat(r["heartbeat_at"]) if r["heartbeat_at"] else None
-                if beat is None or (datetime.now(timezone.utc) - beat).total_seconds() > older_than_s:
-                    stale.append(r["id"])
-            for job_id in stale:
-                self.db["jobs"].update(job_id, {"status": "interrupted", "pid": None})
+                age = (datetime.now(timezone.utc) - beat).total_seconds() if beat else None
+                if age is None or age > older_than_s:
+                    when = "never" if age is None else f"{age:.0f} s ago"
+                    if self.interrupt_job(r["id"], r["worker"], f"interrupted: the heartbeat of {r['worker']} last "
+                                          f"beat {when} (stale after {older_than_s:g} s)"):
+                        stale.append(r["id"])
         return stale
 
     def log(self, job_id: int, message: str, level: str = "info") -> None:
