@@ -1,4 +1,4 @@
-"""SPA Studio command line: studio (default), run, worker, import, export, demo, judge-eval."""
+"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, judge-eval."""
 from __future__ import annotations
 
 import argparse
@@ -73,6 +73,12 @@ def cmd_export(args) -> int:
         return 2
     print(f"exported {args.what} to {out}")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from engine.doctor import main as doctor_main
+
+    return doctor_main(args.db, repair=args.repair)
 
 
 def cmd_judge_eval(args) -> int:
@@ -155,6 +161,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="rebuild even when cached")
     s.set_defaults(func=cmd_demo)
+
+    s = with_db(sub.add_parser("doctor", help="check the database: integrity, rounds and jobs in step, files present"))
+    s.add_argument("--repair", action="store_true", help="put right what loses nothing (round states, dead jobs)")
+    s.set_defaults(func=cmd_doctor)
 
     s = with_db(sub.add_parser("judge-eval", help="score every judge on the same held-out labelled pairs"))
     s.add_argument("--data", nargs="*", default=None, help="labelled pair files (default: demo eval + HH sample)")

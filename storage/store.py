@@ -65,6 +65,12 @@ def _pair_to_row(p: Pair) -> dict:
     return row
 
 
+def _artifact_from_row(row: dict) -> Artifact:
+    row = dict(row)
+    row["meta"] = json.loads(row["meta"] or "{}")
+    return _row_to(Artifact, row)
+
+
 def _job_from_row(row: dict) -> Job:
     job = _row_to(Job, row)
     job.stop_requested = bool(row.get("stop_requested"))
@@ -439,20 +445,23 @@ class Store:
             self.log(job_id, cause or f"interrupted: its worker {worker} is gone", "warning")
             return True
 
-    def mark_stale_jobs(self, older_than_s: float) -> list[int]:
-        """Running jobs whose heartbeat is older than `older_than_s` (a dead or hung worker) become interrupted,
-        whatever their worker's PID says: a PID can be reused by another process."""
-        stale = []
-        with self.write():
-            for r in self.db.query("select id, heartbeat_at, worker from jobs where status = 'running'"):
-                beat = datetime.fromisoformat(r["heartbeat_at"]) if r["heartbeat_at"] else None
-                age = (datetime.now(timezone.utc) - beat).total_seconds() if beat else None
-                if age is None or age > older_than_s:
-                    when = "never" if age is None else f"{age:.0f} s ago"
-                    if self.interrupt_job(r["id"], r["worker"], f"interrupted: the heartbeat of {r['worker']} last "
-                                          f"beat {when} (stale after {older_than_s:g} s)"):
-                        stale.append(r["id"])
+    def stale_jobs(self, older_than_s: float) -> dict[int, str]:
+        """Running jobs whose heartbeat is older than `older_than_s` (or missing), each with how old it is."""
+        stale = {}
+        for r in self.db.query("select id, heartbeat_at, worker from jobs where status = 'running'"):
+            beat = datetime.fromisoformat(r["heartbeat_at"]) if r["heartbeat_at"] else None
+            age = (datetime.now(timezone.utc) - beat).total_seconds() if beat else None
+            if age is None or age > older_than_s:
+                when = "never" if age is None else f"{age:.0f} s ago"
+                stale[r["id"]] = f"the heartbeat of {r['worker']} last beat {when} (stale after {older_than_s:g} s)"
         return stale
+
+    def mark_stale_jobs(self, older_than_s: float) -> list[int]:
+        """Running jobs whose heartbeat is stale (a dead or hung worker) become interrupted, whatever their
+        worker's PID says: a PID can be reused by another process."""
+        with self.write():
+            return [job_id for job_id, why in self.stale_jobs(older_than_s).items()
+                    if self.interrupt_job(job_id, self.job(job_id).worker, f"interrupted: {why}")]
 
     def log(self, job_id: int, message: str, level: str = "info") -> None:
         with self.write():
@@ -506,6 +515,34 @@ class Store:
             else:
                 self.db.execute("update rounds set status = ? where job_id = ? and round = ?", [status, job_id, round])
 
+    # consistency (launch.py doctor)
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own check of the file, and rows whose foreign keys point nowhere."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+        problems += [f"{table} row {rowid} points to a missing {parent} row"
+                     for table, rowid, parent, _ in self.db.execute("PRAGMA foreign_key_check").fetchall()]
+        return problems
+
+    def rounds_out_of_step(self) -> list[dict]:
+        """Rounds whose state contradicts their job's: running while the job is not, at review while the job is
+        neither paused nor running, or of a job that does not exist. Each with job_status (None: no job)."""
+        return list(self.db.query(
+            "select r.job_id, r.round, r.status, j.status job_status "
+            "from rounds r left join jobs j on j.id = r.job_id "
+            "where j.id is null or (r.status = 'running' and j.status != 'running') "
+            "or (r.status = 'review' and j.status not in ('paused', 'running')) order by r.job_id, r.round"))
+
+    def orphaned_artifacts(self) -> list[Artifact]:
+        """Artifacts whose project, or job, no longer exists."""
+        rows = self.db.query(
+            "select a.* from artifacts a left join projects p on p.id = a.project_id "
+            "left join jobs j on j.id = a.job_id "
+            "where p.id is null or (a.job_id is not null and j.id is null) order by a.id")
+        return [_artifact_from_row(r) for r in rows]
+
+    def all_artifacts(self) -> list[Artifact]:
+        return [_artifact_from_row(r) for r in self.db.query("select * from artifacts order by id")]
+
     # metrics and artifacts
     def add_metrics(self, metrics: list[Metric]) -> None:
         rows = []
@@ -540,12 +577,7 @@ class Store:
         if job_id is not None:
             sql += " and job_id = ?"
             params.append(job_id)
-        out = []
-        for r in self.db.query(sql + " order by id", params):
-            r = dict(r)
-            r["meta"] = json.loads(r["meta"] or "{}")
-            out.append(_row_to(Artifact, r))
-        return out
+        return [_artifact_from_row(r) for r in self.db.query(sql + " order by id", params)]
 
     # read-only queries for the studio (app/)
     def review_page(self, f: ReviewFilter) -> tuple[list[Pair], int]:

@@ -74,3 +74,93 @@ def test_automatic_resume_gives_up_after_the_limit_and_says_so_once(store):
         "other:1: resuming after an interruption (1 of 2)", "other:1: resuming after an interruption (2 of 2)"]
     assert Worker(store.path, name="other:1", settings=WorkerSettings(max_auto_resumes=3)).recover() == [job_id]
     assert store.requeue(job_id, ("queued",)) and store.job(job_id).error == ""  # a resume clears the reason
+
+
+RUN_YAML = "project: p\nmodel: m\nrounds: 1\nprompt_pool: pool.jsonl\nseed_data: seed.jsonl\n"
+ALL_STAGES = ["prepare", "seed", "evaluate", "generate", "judge", "train", "evaluate", "finalize"]
+
+
+def test_a_job_killed_in_finalisation_ends_with_every_round_done(store):
+    """Killed after finalize was recorded, before the worker marked the round done: the next worker's doctor
+    interrupts the job, recover resumes it, every stage is skipped and the round ends done with its job."""
+    project = store.ensure_project("p")
+    job_id = store.enqueue(Job(project_id=project.id, kind="run", config_yaml=RUN_YAML))
+    store.claim_job("elsewhere:7", 7, job_id)
+    for round_index, stages in ((0, ALL_STAGES[:3]), (1, ALL_STAGES[3:])):
+        store.set_round_status(job_id, round_index, "running")
+        for stage in stages:
+            store.stage_done(job_id, round_index, stage)
+    store.set_round_status(job_id, 0, "done")
+    store.update_job(job_id, heartbeat_at="2000-01-01T00:00:00+00:00")  # the worker is dead
+    worker = Worker(store.path, name="other:1")
+    worker.check()
+    assert store.round(job_id, 1).status == "interrupted"  # with its job, in one transaction
+    worker.recover()
+    worker.execute(store.claim_job(worker.name, os.getpid(), job_id))
+    assert store.job(job_id).status == "done"
+    assert [r.status for r in store.rounds(job_id)] == ["done", "done"]
+
+
+def test_ending_a_job_settles_its_rounds_and_logs_the_cause_together(store):
+    project = store.ensure_project("p")
+    job_id = store.enqueue(Job(project_id=project.id, kind="run"))
+    store.claim_job("w:1", 1, job_id)
+    store.set_round_status(job_id, 0, "done")
+    store.set_round_status(job_id, 1, "running")
+    assert store.finish_job(job_id, "stopped", worker="w:1", cause="stopped between stages")
+    assert [r.status for r in store.rounds(job_id)] == ["done", "stopped"]
+    assert store.events(job_id)[-1]["message"] == "stopped between stages"
+    assert not store.finish_job(job_id, "done", worker="w:1", cause="x")  # no longer held: nothing written
+    assert store.events(job_id)[-1]["message"] == "stopped between stages"
+    store.set_round_status(job_id, 1, "review")
+    assert store.finish_job(job_id, "stopped", cause="stopped from the studio while paused")
+    assert store.round(job_id, 1).status == "stopped"
+
+
+def test_doctor_finds_and_repairs_rounds_dead_jobs_and_missing_files(store, tmp_path):
+    from engine.doctor import diagnose
+    from storage import Artifact
+
+    project = store.ensure_project("p")
+    done = store.enqueue(Job(project_id=project.id, kind="run"))
+    store.claim_job("w:1", 1, done)
+    store.finish_job(done, "done")
+    store.set_round_status(done, 2, "running")  # left running by an old finalisation
+    dead = running_job(store, worker="elsewhere:9", beat_age_s=300)
+    kept = tmp_path / "adapter"
+    kept.mkdir()
+    (kept / "adapter_model.safetensors").write_bytes(b"x")
+    store.add_artifact(Artifact(project_id=project.id, job_id=done, round=1, kind="adapter", path=str(kept),
+                                meta={"sha256": {"adapter_model.safetensors": "0" * 64, "adapter_config.json": "1"}}))
+    store.add_artifact(Artifact(project_id=project.id, job_id=done, round=2, kind="adapter",
+                                path=str(tmp_path / "gone")))
+    found = {(f.check, f.message) for f in diagnose(store)}
+    assert (("round", f"job {done} round 2 is running while the job is done (should be done)")) in found
+    assert any(check == "worker" and f"job {dead} is running without a live worker" in m for check, m in found)
+    assert ("file", f"artifact 1 (adapter of job {done} round 1): {kept / 'adapter_config.json'} is missing") in found
+    assert ("file", f"artifact 2 (adapter of job {done} round 2): {tmp_path / 'gone'} is missing") in found
+    assert len(found) == 4
+    assert store.round(done, 2).status == "running" and store.job(dead).status == "running"  # no repair asked
+    repaired = diagnose(store, repair=True)
+    assert sum(f.repaired for f in repaired) == 2
+    assert store.round(done, 2).status == "done" and store.job(dead).status == "interrupted"
+    assert {f.check for f in diagnose(store)} == {"file"}  # files are reported, never deleted
+
+
+def test_doctor_command_reports_integrity_and_exits_nonzero_on_findings(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    db = tmp_path / "d.db"
+    Store(db).close()
+    ok = subprocess.run([sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and "consistent" in ok.stderr
+    s = Store(db)
+    running_job(s, worker="elsewhere:9", beat_age_s=300)
+    s.close()
+    bad = subprocess.run([sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1 and "worker: job 1 is running without a live worker" in bad.stdout
