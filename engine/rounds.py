@@ -123,6 +123,7 @@ def stage_generate(ctx: StageContext) -> None:
     chunks = [prompts[k:k + GENERATE_CHUNK] for k in range(0, len(prompts), GENERATE_CHUNK)]
     todo = [(i, c) for i, c in enumerate(chunks) if not any(e.id in done_ids for e in c)]
     if not todo:
+        record_dropped(ctx, prompts, 0, 0)
         return
     policy = functools.cache(lambda: load(ctx, ctx.round - 1))  # the sampler and an implicit selector share it
     sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
@@ -158,8 +159,17 @@ def stage_generate(ctx: StageContext) -> None:
                               gold_b=gold(ex.prompt, b.text) if gold else None))
         written += ctx.store.add_pairs(pairs)
         ctx.progress(done, total)
-    ctx.log(f"{written} pairs written, {dropped} identical pairs dropped")
-    ctx.metrics({"round/dropped_identical": dropped})
+    record_dropped(ctx, prompts, written, dropped)
+
+
+def record_dropped(ctx: StageContext, prompts: list, written: int, dropped: int) -> None:
+    """The round's dropped-identical count from what is stored, not this attempt's tally: a resumed stage skips
+    the chunks done before it."""
+    kept = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
+    dropped_in_all = sum(e.id not in kept for e in prompts)
+    ctx.log(f"{written} pairs written, {dropped} identical pairs dropped"
+            + (f" ({dropped_in_all} in the whole round)" if dropped_in_all != dropped else ""))
+    ctx.metrics({"round/dropped_identical": dropped_in_all})
 
 
 def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
@@ -276,6 +286,7 @@ def stage_train(ctx: StageContext) -> None:
                             if n.pair_id in this_round}, keep_human=True)  # corrections made while it trained
     saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round, result.state_dict)
     register(ctx, saved, ctx.round)
+    shutil.rmtree(ctx.round_dir(ctx.round) / "partial", ignore_errors=True)  # a stopped attempt's weights
 
 
 def stage_evaluate(ctx: StageContext) -> None:

@@ -71,7 +71,15 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("auto_resumes", int, not_null_default=0)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """A metric point is keyed by (job, round, stage, name, step): a resumed stage replaces the points its killed
+    attempt wrote instead of adding a second series. Earlier duplicates keep their latest value."""
+    db.execute("delete from metrics where id not in (select max(id) from metrics "
+               "group by job_id, round, stage, name, step)")
+    db["metrics"].create_index(["job_id", "round", "stage", "name", "step"], unique=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -545,6 +545,8 @@ class Store:
 
     # metrics and artifacts
     def add_metrics(self, metrics: list[Metric]) -> None:
+        """Write metric points; a point with the key of one already stored (job, round, stage, name, step: a
+        resumed stage) replaces it."""
         rows = []
         for m in metrics:
             row = asdict(m)
@@ -552,7 +554,7 @@ class Store:
             row["at"] = row["at"] or now()
             rows.append(row)
         with self.write():
-            self.db["metrics"].insert_all(rows)
+            self.db["metrics"].insert_all(rows, replace=True)
 
     def metrics(self, job_id: int, names: list[str] | None = None) -> list[Metric]:
         sql, params = "select * from metrics where job_id = ?", [job_id]

@@ -187,6 +187,23 @@ def stage_starts(db: Path, job_id: int) -> Counter:
     return Counter((int(m.group(1)), m.group(2)) for m in found if m)
 
 
+def metric_keys(db: Path, job_id: int) -> list[tuple]:
+    """(round, stage, name, step) of every metric point the job stored."""
+    store = Store(db)
+    try:
+        return sorted((m.round, m.stage, m.name, m.step) for m in store.metrics(job_id))
+    finally:
+        store.close()
+
+
+def metric_values(db: Path, job_id: int, name: str) -> dict[int, float]:
+    store = Store(db)
+    try:
+        return {m.round: m.value for m in store.metrics(job_id, [name])}
+    finally:
+        store.close()
+
+
 def pairs_per_round(db: Path, job_id: int) -> dict[int, list[int]]:
     store = Store(db)
     try:
@@ -254,6 +271,13 @@ def test_a_worker_killed_during_round_2_training_is_resumed_by_the_next_worker(w
     assert [r.status for r in Store(db).rounds(victim)] == ["done", "done", "done"]
     assert (tmp_path / "victim" / "final" / "config.json").is_file()
     assert integrity_ok(db)
+    # the killed attempt's loss points were replaced, not appended: the same series as the uninterrupted run
+    series = {job: metric_keys(db, job) for job in (victim, reference)}
+    assert series[victim] == series[reference]
+    assert Counter(series[victim]).most_common(1)[0][1] == 1
+    dropped = "round/dropped_identical"
+    assert metric_values(db, victim, dropped) == metric_values(db, reference, dropped)
+    assert not (tmp_path / "victim" / "round_2" / "partial").exists()
 
 
 # --- a module-wide worker for the tests that need no killing ----------------------------------------------
@@ -322,6 +346,12 @@ def test_a_run_stopped_during_generation_and_training_resumes_to_the_end(world, 
     assert set(starts) == all_stages(config)
     per_round = pairs_per_round(shared.db, job_id)
     assert set(per_round) == {1, 2} and 0 < len(per_round[1]) <= 40 and 0 < len(per_round[2]) <= 16
+    # counted from the stored pairs, not from the resumed attempt alone; one loss series; no partial weights left
+    assert metric_values(shared.db, job_id, "round/dropped_identical") == {1: 40 - len(per_round[1]),
+                                                                            2: 16 - len(per_round[2])}
+    keys = metric_keys(shared.db, job_id)
+    assert len(keys) == len(set(keys)) and sum(k[2] == "train/loss" and k[0] == 1 for k in keys) > 0
+    assert not (tmp_path / "out" / "round_1" / "partial").exists()
     store = shared.store()
     # four samples under the implicit judge: each stored pair is its best and worst sample, response a first
     # (the judge stage rescores π_init with the shared-prompt pass: equal to float32 rounding, ~1e-7 here)
