@@ -8,6 +8,7 @@ multi-GPU training stage is launched with (engine.distributed)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -138,6 +139,7 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
     store = Store(db)
     job = store.job(job_id)
     where = f"[round {round} {stage}]" + ("" if ranks.is_main else f" [rank {ranks.rank}]")
+    handler = capture_library_warnings(store, job_id, where)
 
     def say(message: str, level: str = "info", every_rank: bool = False) -> None:
         if not (ranks.is_main or every_rank):
@@ -174,8 +176,47 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         say(f"failed: {type(e).__name__}: {e}", "error", every_rank=True)
         return 1
     finally:
+        release_library_warnings(handler)
         leave_process_group()
         store.close()
+
+
+class JobLogHandler(logging.Handler):
+    """Library warnings (PEFT's missing or unexpected adapter keys, transformers' load reports) into the job's
+    log, where the person running the job sees them, instead of a stage process's stderr that nobody reads."""
+
+    def __init__(self, store: Store, job_id: int, where: str):
+        super().__init__(logging.WARNING)
+        self.store, self.job_id, self.where = store, job_id, where
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage().strip()
+            if record.name == "py.warnings":  # "file:line: Category: message" as warnings.formatwarning wrote it
+                text = text.splitlines()[0]
+            self.store.log(self.job_id, f"{self.where} {record.name}: {text}",
+                           "warning" if record.levelno < logging.ERROR else "error")
+        except Exception:  # a log line must never fail the stage
+            self.handleError(record)
+
+
+LIBRARY_LOGGERS = ("", "transformers")  # transformers' loggers do not propagate to the root
+
+
+def capture_library_warnings(store: Store, job_id: int, where: str) -> JobLogHandler:
+    """Route `warnings.warn` (logging.captureWarnings) and warning-level log records into the job's log until
+    `release_library_warnings`."""
+    handler = JobLogHandler(store, job_id, where)
+    logging.captureWarnings(True)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    return handler
+
+
+def release_library_warnings(handler: JobLogHandler) -> None:
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    logging.captureWarnings(False)
 
 
 def run_export(store: Store, job: Job, stop: StopFlag, say: Callable[[str], None]) -> None:
