@@ -163,3 +163,12 @@ def test_the_metrics_migration_keeps_the_latest_of_duplicate_points(tmp_path):
                               "value": value})
     assert migrate(db) >= 4
     assert [r["value"] for r in db.query("select value from metrics")] == [2.0]
+
+
+def test_an_unknown_id_raises_not_found_naming_it(tmp_path):
+    from storage import NotFound
+
+    store = Store(tmp_path / "n.db")
+    for read, what in ((store.job, "job"), (store.pair, "pair"), (store.project_by_id, "project")):
+        with pytest.raises(NotFound, match=f"^{what} 999 does not exist$"):
+            read(999)
