@@ -53,7 +53,8 @@ def cmd_run(args) -> int:
 def cmd_worker(args) -> int:
     from engine.worker import Worker, WorkerSettings
 
-    chosen = {"stale_after_s": args.stale_after, "max_auto_resumes": args.max_auto_resumes}
+    chosen = {"stale_after_s": args.stale_after, "max_auto_resumes": args.max_auto_resumes,
+              "stage_server_idle_s": args.stage_server_idle}
     settings = WorkerSettings(**{k: v for k, v in chosen.items() if v is not None})
     Worker(args.db, name=args.name, settings=settings).serve(once=args.once, poll_s=args.poll)
     return 0
@@ -133,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-auto-resumes", type=int, default=None,
                    help="resume an interrupted job automatically at most this often, then leave it to a person "
                         "(default 3)")
+    s.add_argument("--stage-server-idle", type=float, default=None,
+                   help="seconds idle after which the stage fork server (torch in memory) is stopped (default 60)")
     s.set_defaults(func=cmd_worker)
 
     s = with_db(sub.add_parser("import", help="validate and import a data file; imports nothing on error"))

@@ -18,7 +18,7 @@ import psutil
 from engine.config import ConfigError
 from engine.doctor import STALE_AFTER_S, diagnose, worker_gone
 from engine.jobs import job_plan, launch_command
-from engine.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
+from engine.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage, stop_stage_server
 from storage import Job, Store
 
 RESUMING = "resuming after an interruption"  # the log line of an automatic resume
@@ -35,6 +35,7 @@ class WorkerSettings:
     stop_grace_s: float = 20.0  # after SIGTERM, the stage has this long to save and exit before SIGKILL
     max_auto_resumes: int = 3  # an interrupted job is resumed automatically at most this often
     recover_every_s: float = 10.0  # while idle, look this often for jobs of dead workers to resume
+    stage_server_idle_s: float = 60.0  # idle this long, the worker stops its fork server (torch's memory back)
 
 
 class Worker:
@@ -83,7 +84,7 @@ class Worker:
         self.install_signal_handlers()
         self.check()
         self.recover()
-        last_recover = time.monotonic()
+        last_recover = last_work = time.monotonic()
         while not self.shutting_down:
             job = self.store.claim_job(self.name, os.getpid(), job_id, started=psutil.Process().create_time())
             if job is None:
@@ -92,9 +93,13 @@ class Worker:
                 if time.monotonic() - last_recover > self.settings.recover_every_s:
                     self.recover()  # another worker on this database may have died meanwhile
                     last_recover = time.monotonic()
+                if time.monotonic() - last_work > self.settings.stage_server_idle_s and stop_stage_server():
+                    print(f"worker {self.name}: idle; stage server stopped (its memory returned)", file=sys.stderr,
+                          flush=True)
                 time.sleep(poll_s)
                 continue
             self.execute(job)
+            last_work = time.monotonic()
             if job_id is not None:
                 return
 

@@ -164,3 +164,23 @@ def test_doctor_command_reports_integrity_and_exits_nonzero_on_findings(tmp_path
     bad = subprocess.run([sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1 and "worker: job 1 is running without a live worker" in bad.stdout
+
+
+def test_an_idle_worker_can_stop_its_stage_server_and_start_it_again():
+    """The fork server holds torch (~440 MB) between stages; stop_stage_server gives that memory back."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from engine.stage_process import stop_stage_server
+
+    assert not stop_stage_server()  # none running
+    multiprocessing.get_context("forkserver")  # the server as a stage starts it, without the heavy preload
+    forkserver.set_forkserver_preload([])
+    forkserver.ensure_running()
+    pid = forkserver._forkserver._forkserver_pid
+    assert psutil.pid_exists(pid)
+    assert stop_stage_server()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    forkserver.ensure_running()  # the next stage starts a fresh one
+    assert forkserver._forkserver._forkserver_pid not in (None, pid)
+    assert stop_stage_server()
