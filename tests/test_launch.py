@@ -47,3 +47,9 @@ def test_readme_studio_flags_parse_on_the_bare_command():
     assert {f.split()[0] for f in flags} >= {"--host", "--share", "--auth"}
     args = launch.parser().parse_args(shlex.split(" ".join(flags)))
     assert args.func is launch.cmd_studio and args.host == "0.0.0.0" and args.share
+
+
+def test_every_subcommand_is_in_readme():
+    sub = next(a for a in launch.parser()._actions if a.dest == "command")
+    missing = [name for name in sub.choices if name != "studio" and f"python launch.py {name}" not in README]
+    assert missing == []  # `studio` is the bare `python launch.py`
