@@ -233,10 +233,11 @@ class JobStore(StoreBase):
         return problems
 
     def rounds_out_of_step(self) -> list[dict]:
-        """Rounds whose state contradicts their job's: running while the job is not, at review while the job is
-        neither paused nor running, or of a job that does not exist. Each with job_status (None: no job)."""
+        """Rounds whose state contradicts their job's: running while the job is not, at review while the job has
+        ended, or of a job that does not exist. Each with job_status (None: no job)."""
         return list(self.db.query(
             "select r.job_id, r.round, r.status, j.status job_status "
             "from rounds r left join jobs j on j.id = r.job_id "
             "where j.id is null or (r.status = 'running' and j.status != 'running') "
-            "or (r.status = 'review' and j.status not in ('paused', 'running')) order by r.job_id, r.round"))
+            "or (r.status = 'review' and j.status not in ('paused', 'queued', 'running')) "  # queued: approved
+            "order by r.job_id, r.round"))

@@ -184,3 +184,16 @@ def test_an_idle_worker_can_stop_its_stage_server_and_start_it_again():
     forkserver.ensure_running()  # the next stage starts a fresh one
     assert forkserver._forkserver._forkserver_pid not in (None, pid)
     assert stop_stage_server()
+
+
+def test_doctor_leaves_an_approved_review_alone(store):
+    from engine.doctor import diagnose
+
+    project = store.ensure_project("p")
+    job_id = store.enqueue(Job(project_id=project.id, kind="run"))
+    store.claim_job("w:1", 1, job_id)
+    store.update_held_job(job_id, "w:1", status="paused", round=1)
+    store.set_round_status(job_id, 1, "review")
+    assert diagnose(store) == []  # paused at its gate
+    store.approve_review(job_id, 1)
+    assert store.job(job_id).status == "queued" and diagnose(store) == []  # approved, waiting for a worker
