@@ -131,6 +131,20 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+def settled_rss_mb(pid: int, timeout: float = 60) -> float:
+    """A starting process's memory once it has stopped growing (its imports done: 3 s is not enough on a loaded
+    machine), at least 3 s after the call."""
+    time.sleep(3)
+    before, deadline = rss_mb(pid), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = rss_mb(pid)
+        if now - before < 1:
+            return now
+        before = now
+    return before
+
+
 def stage_children(worker_pid: int) -> list[psutil.Process]:
     """The worker's stage processes: children of its fork server that lead their own session."""
     out = []
@@ -299,8 +313,7 @@ def shared(tmp_path_factory):
     pool = Workers(tmp)
     db = tmp / "shared.db"
     proc = pool.start(Path(db.name), cwd=tmp)  # started outside the repository, with a relative --db
-    time.sleep(3)  # idle: started, recovered, polling an empty queue
-    yield SharedWorker(db, proc, rss_mb(proc.pid))
+    yield SharedWorker(db, proc, settled_rss_mb(proc.pid))
     pool.close()
 
 
@@ -561,7 +574,7 @@ def test_a_worker_shut_down_mid_stage_puts_its_job_back_in_the_queue(world, tmp_
     tree = descendants(shared.proc.pid)
     shared.proc.terminate()
     assert shared.proc.wait(STOP_WITHIN_S) == 0
-    gone, alive = psutil.wait_procs(tree, timeout=10)
+    gone, alive = psutil.wait_procs(tree, timeout=STOP_WITHIN_S)  # the stage saves its partial weights first
     assert alive == [], "the worker left processes behind"
     job = shared.store().job(job_id)
     assert (job.status, job.worker, job.pid) == ("queued", None, None)
