@@ -1,4 +1,4 @@
-"""SPA Studio command line: studio (default), run, worker, import, export, demo, judge-eval."""
+"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, judge-eval."""
 from __future__ import annotations
 
 import argparse
@@ -51,9 +51,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from engine.runtime.worker import Worker
+    from engine.runtime.worker import Worker, WorkerSettings
 
-    Worker(args.db, name=args.name).serve(once=args.once, poll_s=args.poll)
+    chosen = {"stale_after_s": args.stale_after, "max_auto_resumes": args.max_auto_resumes,
+              "stage_server_idle_s": args.stage_server_idle}
+    settings = WorkerSettings(**{k: v for k, v in chosen.items() if v is not None})
+    Worker(args.db, name=args.name, settings=settings).serve(once=args.once, poll_s=args.poll)
     return 0
 
 
@@ -73,6 +76,12 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from engine.runtime.doctor import main as doctor_main
+
+    return doctor_main(args.db, repair=args.repair)
+
+
 def cmd_judge_eval(args) -> int:
     from benchmarks.judge_eval import main as judge_eval_main
 
@@ -86,23 +95,30 @@ def cmd_studio(args) -> int:
                  with_worker=not args.no_worker)
 
 
+def with_db(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> argparse.ArgumentParser:
+    """--db on the bare command (with the default) and on each subcommand (without one, so that
+    `launch.py --db X run ...` keeps X)."""
+    p.add_argument("--db", default=default, help=f"SQLite database file (default {DEFAULT_DB}, env SPA_DB)")
+    return p
+
+
+def studio_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The studio's flags: on `studio` and on the bare command, which is the studio (DESIGN's command line)."""
+    with_db(p, DEFAULT_DB)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
+    p.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
+    p.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
+    p.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
+    p.set_defaults(func=cmd_studio)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="launch.py", description=__doc__)
-    p.set_defaults(func=cmd_studio, db=DEFAULT_DB, host="127.0.0.1", port=None, auth=None, share=False,
-                   no_worker=False)
+    p = studio_flags(argparse.ArgumentParser(prog="launch.py", description=__doc__))
     sub = p.add_subparsers(dest="command")
-
-    def with_db(sp):
-        sp.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default {DEFAULT_DB}, env SPA_DB)")
-        return sp
-
-    s = with_db(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)"))
-    s.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
-    s.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
-    s.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
-    s.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
-    s.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
-    s.set_defaults(func=cmd_studio)
+    studio_flags(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)",
+                                argument_default=argparse.SUPPRESS))  # unset flags keep the bare command's defaults
 
     s = with_db(sub.add_parser("run", help="a whole SPA run headless, with progress on the terminal"))
     s.add_argument("config", help="run configuration YAML (see configs/demo.yaml)")
@@ -115,6 +131,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="worker name (default host:pid)")
     s.add_argument("--once", action="store_true", help="exit when the queue is empty")
     s.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
+    s.add_argument("--stale-after", type=float, default=None,
+                   help="seconds without a heartbeat after which a running job counts as interrupted (default 60)")
+    s.add_argument("--max-auto-resumes", type=int, default=None,
+                   help="resume an interrupted job automatically at most this often, then leave it to a person "
+                        "(default 3)")
+    s.add_argument("--stage-server-idle", type=float, default=None,
+                   help="seconds idle after which the stage fork server (torch in memory) is stopped (default 60)")
     s.set_defaults(func=cmd_worker)
 
     s = with_db(sub.add_parser("import", help="validate and import a data file; imports nothing on error"))
@@ -144,6 +167,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="rebuild even when cached")
     s.set_defaults(func=cmd_demo)
+
+    s = with_db(sub.add_parser("doctor", help="check the database: integrity, rounds and jobs in step, files present"))
+    s.add_argument("--repair", action="store_true", help="put right what loses nothing (round states, dead jobs)")
+    s.set_defaults(func=cmd_doctor)
 
     s = with_db(sub.add_parser("judge-eval", help="score every judge on the same held-out labelled pairs"))
     s.add_argument("--data", nargs="*", default=None, help="labelled pair files (default: demo eval + HH sample)")

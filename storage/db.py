@@ -65,11 +65,26 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _v3(db: sqlite_utils.Database) -> None:
+    """Worker liveness that survives PID reuse (the worker process's start time beside its PID) and the count of
+    automatic resumes, which the studio shows once the worker gives up."""
+    db["jobs"].add_column("worker_started", float)
+    db["jobs"].add_column("auto_resumes", int, not_null_default=0)
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """A metric point is keyed by (job, round, stage, name, step): a resumed stage replaces the points its killed
+    attempt wrote instead of adding a second series. Earlier duplicates keep their latest value."""
+    db.execute("delete from metrics where id not in (select max(id) from metrics "
+               "group by job_id, round, stage, name, step)")
+    db["metrics"].create_index(["job_id", "round", "stage", "name", "step"], unique=True)
+
+
+def _v5(db: sqlite_utils.Database) -> None:
     """Noise flags raised during the α = 0 warm-up, kept apart from `noisy` (the flags that smoothed a label)."""
     db["pairs"].add_column("warmup_flag", int)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -98,6 +98,8 @@ class Job:
     heartbeat_at: str | None = None
     pid: int | None = None
     worker: str | None = None
+    worker_started: float | None = None  # the worker process's start time (psutil create_time): PID reuse shows
+    auto_resumes: int = 0  # how often a worker resumed it after an interruption
     stop_requested: bool = False
     error: str = ""
     created_at: str = ""
@@ -110,7 +112,7 @@ class Job:
 class Round:
     job_id: int
     round: int
-    status: str = "pending"  # pending | running | review | done | stopped
+    status: str = "pending"  # pending | running | review | done | stopped | failed | interrupted
     stages_done: list[str] = field(default_factory=list)
     adapter_path: str = ""
     started_at: str | None = None

@@ -108,12 +108,15 @@ def test_spa_table_labels_column_gives_a_range_when_seeds_differ():
     assert spa_table.labels_used(outs(1821, 1789, 1833, 1810)) == "1789–1833"
 
 
-def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch):
+def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch, tmp_path):
     import argparse
 
     from benchmarks import spa_table
     from engine.config import load_config
 
+    # a fresh machine has no demo world: fake the one file the human-label budget reads (1% of the pool)
+    (tmp_path / "world.json").write_text(json.dumps({"counts": {"pool": 1920}}))
+    monkeypatch.setenv("SPA_DEMO_DIR", str(tmp_path))
     monkeypatch.setattr("sys.argv", ["spa_table.py", "--seeds", "2", "--only", "SPA, judge without reference"])
     rows = {spa_table.SPA_NO_REF_BEST: [spa_table.Outcome(gold=0.6, win=0.5, labels=64)] * 2}
     base = load_config(ROOT / "configs" / "demo.yaml")
@@ -122,3 +125,4 @@ def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch)
     first = text.splitlines()[0]
     assert first.startswith("Demo world (SFT weights sha256 0123456789ab, SFT gold 0.522), eval prompts, seeds [0, 1]")
     assert "`python benchmarks/spa_table.py --seeds 2 --only 'SPA, judge without reference'`, 1.0 min." in first
+    assert spa_table.spa_no_ref_human(base).endswith("+ 18 human labels, lowest confidence")  # 19.2 → 6 × 3 rounds

@@ -135,3 +135,41 @@ def test_stages_and_review_approval(store):
     store.approve_review(job, 1)
     assert store.round(job, 1).stages_done[-1] == "review"
     assert store.job(job).status == "queued"
+
+
+def test_a_metric_point_written_again_replaces_the_first(tmp_path):
+    """A resumed stage writes its points again: (job, round, stage, name, step) keys one value, the latest."""
+    from storage import Job, Metric
+
+    store = Store(tmp_path / "m.db")
+    job_id = store.enqueue(Job(project_id=store.ensure_project("p").id, kind="run"))
+    first = [Metric(job_id=job_id, name="train/loss", value=value, step=step, round=1, stage="train")
+             for step, value in ((1, 0.7), (2, 0.6), (3, 0.4))]
+    store.add_metrics(first)
+    store.add_metrics([Metric(job_id=job_id, name="train/loss", value=0.5, step=1, round=1, stage="train"),
+                       Metric(job_id=job_id, name="train/loss", value=0.9, step=1, round=2, stage="train")])
+    points = [(m.round, m.step, m.value) for m in store.metrics(job_id)]
+    assert sorted(points) == [(1, 1, 0.5), (1, 2, 0.6), (1, 3, 0.4), (2, 1, 0.9)]
+
+
+def test_the_metrics_migration_keeps_the_latest_of_duplicate_points(tmp_path):
+    from storage.db import connect, migrate
+
+    db = connect(tmp_path / "old.db")
+    migrate(db, target=3)
+    db["projects"].insert({"id": 1, "name": "p"})
+    db["jobs"].insert({"id": 1, "project_id": 1, "kind": "run"})
+    for value in (1.0, 2.0):  # a killed attempt's point, then the resumed attempt's
+        db["metrics"].insert({"job_id": 1, "round": 1, "stage": "train", "name": "train/loss", "step": 5,
+                              "value": value})
+    assert migrate(db) >= 4
+    assert [r["value"] for r in db.query("select value from metrics")] == [2.0]
+
+
+def test_an_unknown_id_raises_not_found_naming_it(tmp_path):
+    from storage import NotFound
+
+    store = Store(tmp_path / "n.db")
+    for read, what in ((store.job, "job"), (store.pair, "pair"), (store.project_by_id, "project")):
+        with pytest.raises(NotFound, match=f"^{what} 999 does not exist$"):
+            read(999)

@@ -1,6 +1,7 @@
 """Where each round's model lives on disk and how it comes back: an adapter with LoRA, full weights without."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -63,3 +64,37 @@ def save_policy(policy: Policy, cfg: RunConfig, out_dir: Path, round: int, state
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+class DamagedCheckpoint(ValueError):
+    """A saved model file differs from what was written: the stage fails instead of training on garbage."""
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under a saved model folder, by path relative to it (what `artifacts` records)."""
+    return {str(path.relative_to(folder)): sha256_file(path) for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_saved(folder: Path, lora: bool, recorded: dict[str, str] | None = None) -> None:
+    """Before a saved round is loaded: the files it needs are there, and each file whose SHA-256 was recorded
+    when it was saved still has it. Each error names the file (not PEFT's hub-id error for a missing folder)."""
+    needed = ["adapter_config.json", "adapter_model.safetensors"] if lora else ["config.json"]
+    for name in needed + sorted(recorded or {}):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: the saved {'adapter' if lora else 'model'} "
+                                    f"of this round is incomplete; resume from an earlier round or retrain it")
+    if not lora and not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(f"{folder} holds no *.safetensors weights")
+    for name, expected in sorted((recorded or {}).items()):
+        found = sha256_file(folder / name)
+        if found != expected:
+            raise DamagedCheckpoint(f"{folder / name} is damaged: its SHA-256 is {found[:16]}…, not the "
+                                    f"{expected[:16]}… recorded when it was saved")

@@ -8,6 +8,7 @@ multi-GPU training stage is launched with (engine.runtime.distributed)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -48,10 +49,21 @@ def pid_alive(pid: int | None) -> bool:
 
 def watch_worker(worker_pid: int) -> None:
     """Exit when the worker that asked for this stage is gone (kill -9): a new worker will redo the stage.
-    The worker, not the direct parent: under the fork server the parent is the server, which outlives it."""
+    The worker, not the direct parent: under the fork server the parent is the server, which outlives it.
+    psutil's `is_running` compares the start time too, so another process given the worker's PID is no worker."""
+    import psutil
+
+    try:
+        worker = psutil.Process(worker_pid)
+    except psutil.NoSuchProcess:
+        os._exit(EXIT_STOPPED)
+
     def loop():
         while True:
-            if not pid_alive(worker_pid):
+            try:
+                if not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE:
+                    os._exit(EXIT_STOPPED)
+            except psutil.NoSuchProcess:
                 os._exit(EXIT_STOPPED)
             time.sleep(1.0)
     threading.Thread(target=loop, daemon=True).start()
@@ -68,6 +80,19 @@ def stage_server() -> multiprocessing.context.ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+def stop_stage_server() -> bool:
+    """Stop this worker's fork server if it runs: it holds torch and the engine (~440 MB) and computes nothing
+    itself, so an idle worker gives that memory back; the next stage starts it again (the imports, 10-20 s,
+    once). `_stop` is the standard library's own way to stop it (its tests use it); True when one was stopped."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None) is None:
+        return False
+    server._stop()
+    return True
 
 
 @dataclass
@@ -128,6 +153,7 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
     store = Store(db)
     job = store.job(job_id)
     where = f"[round {round} {stage}]" + ("" if ranks.is_main else f" [rank {ranks.rank}]")
+    handler = capture_library_warnings(store, job_id, where)
 
     def say(message: str, level: str = "info", every_rank: bool = False) -> None:
         if not (ranks.is_main or every_rank):
@@ -164,12 +190,51 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         say(f"failed: {type(e).__name__}: {e}", "error", every_rank=True)
         return 1
     finally:
+        release_library_warnings(handler)
         leave_process_group()
         store.close()
 
 
+class JobLogHandler(logging.Handler):
+    """Library warnings (PEFT's missing or unexpected adapter keys, transformers' load reports) into the job's
+    log, where the person running the job sees them, instead of a stage process's stderr that nobody reads."""
+
+    def __init__(self, store: Store, job_id: int, where: str):
+        super().__init__(logging.WARNING)
+        self.store, self.job_id, self.where = store, job_id, where
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage().strip()
+            if record.name == "py.warnings":  # "file:line: Category: message" as warnings.formatwarning wrote it
+                text = text.splitlines()[0]
+            self.store.log(self.job_id, f"{self.where} {record.name}: {text}",
+                           "warning" if record.levelno < logging.ERROR else "error")
+        except Exception:  # a log line must never fail the stage
+            self.handleError(record)
+
+
+LIBRARY_LOGGERS = ("", "transformers")  # transformers' loggers do not propagate to the root
+
+
+def capture_library_warnings(store: Store, job_id: int, where: str) -> JobLogHandler:
+    """Route `warnings.warn` (logging.captureWarnings) and warning-level log records into the job's log until
+    `release_library_warnings`."""
+    handler = JobLogHandler(store, job_id, where)
+    logging.captureWarnings(True)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    return handler
+
+
+def release_library_warnings(handler: JobLogHandler) -> None:
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    logging.captureWarnings(False)
+
+
 def run_export(store: Store, job: Job, stop: StopFlag, say: Callable[[str], None]) -> None:
-    """An export job: `engine.export.export` with its progress on the job row and a stop between steps."""
+    """An export job: `engine.data.export.export` with its progress on the job row and a stop between steps."""
     from engine.data.export import export
     from engine.runtime.context import JobProgress
     from engine.runtime.jobs import export_request

@@ -46,7 +46,19 @@ def gold_for(cfg: RunConfig):
 
 
 def load(ctx: StageContext, round: int | None, **kw) -> checkpoints.Policy:
+    verify(ctx, round)
     return checkpoints.load_policy(ctx.cfg, paths(ctx.cfg)["model"], ctx.out_dir, round, **kw)
+
+
+def verify(ctx: StageContext, round: int | None) -> None:
+    """A saved round's files are all there and unchanged since they were saved (SHA-256 from its artifact)."""
+    if round is None or round < 0:
+        return
+    folder = checkpoints.saved_weights(ctx.out_dir, round, ctx.cfg)
+    kind = "adapter" if ctx.cfg.lora.enabled else "model"
+    saved = [a for a in ctx.store.artifacts(ctx.project_id, kind, ctx.job_id)
+             if a.round == round and a.path == str(folder.resolve())]
+    checkpoints.verify_saved(folder, ctx.cfg.lora.enabled, saved[-1].meta.get("sha256") if saved else None)
 
 
 def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
@@ -128,8 +140,10 @@ def stage_generate(ctx: StageContext) -> None:
     chunks = [prompts[k:k + GENERATE_CHUNK] for k in range(0, len(prompts), GENERATE_CHUNK)]
     todo = [(i, c) for i, c in enumerate(chunks) if not any(e.id in done_ids for e in c)]
     if not todo:
+        record_dropped(ctx, prompts, 0, 0)
         return
     policy = functools.cache(lambda: load(ctx, ctx.round - 1))  # the sampler and an implicit selector share it
+    verify(ctx, ctx.round - 1)  # the vLLM sampler reads the files itself
     sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
                             policy)
     ctx.log(f"sampling with {sampler.note}")
@@ -163,8 +177,17 @@ def stage_generate(ctx: StageContext) -> None:
                               gold_b=gold(ex.prompt, b.text) if gold else None))
         written += ctx.store.add_pairs(pairs)
         ctx.progress(done, total)
-    ctx.log(f"{written} pairs written, {dropped} identical pairs dropped")
-    ctx.metrics({"round/dropped_identical": dropped})
+    record_dropped(ctx, prompts, written, dropped)
+
+
+def record_dropped(ctx: StageContext, prompts: list, written: int, dropped: int) -> None:
+    """The round's dropped-identical count from what is stored, not this attempt's tally: a resumed stage skips
+    the chunks done before it."""
+    kept = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
+    dropped_in_all = sum(e.id not in kept for e in prompts)
+    ctx.log(f"{written} pairs written, {dropped} identical pairs dropped"
+            + (f" ({dropped_in_all} in the whole round)" if dropped_in_all != dropped else ""))
+    ctx.metrics({"round/dropped_identical": dropped_in_all})
 
 
 def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
@@ -281,6 +304,7 @@ def stage_train(ctx: StageContext) -> None:
                             if n.pair_id in this_round}, keep_human=True)  # corrections made while it trained
     saved = checkpoints.save_policy(policy, cfg, ctx.out_dir, ctx.round, result.state_dict)
     register(ctx, saved, ctx.round)
+    shutil.rmtree(ctx.round_dir(ctx.round) / "partial", ignore_errors=True)  # a stopped attempt's weights
 
 
 def stage_evaluate(ctx: StageContext) -> None:
@@ -320,14 +344,15 @@ def stage_finalize(ctx: StageContext) -> None:
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     ctx.store.add_artifact(Artifact(project_id=ctx.project_id, job_id=ctx.job_id, round=ctx.round, kind="model",
-                                    path=str(final.resolve())))
+                                    path=str(final.resolve()), meta={"sha256": checkpoints.file_hashes(final)}))
     ctx.log(f"final model at {final}")
 
 
 def register(ctx: StageContext, path: Path, round: int) -> None:
     kind = "adapter" if ctx.cfg.lora.enabled else "model"
     ctx.store.add_artifact(Artifact(project_id=ctx.project_id, job_id=ctx.job_id, round=round, kind=kind,
-                                    path=str(path.resolve()), meta={"base_model": paths(ctx.cfg)["model"]}))
+                                    path=str(path.resolve()), meta={"base_model": paths(ctx.cfg)["model"],
+                                                                    "sha256": checkpoints.file_hashes(path)}))
 
 
 STAGES = {"prepare": stage_prepare, "seed": stage_seed, "generate": stage_generate, "judge": stage_judge,

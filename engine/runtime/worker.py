@@ -8,16 +8,20 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from engine.config import ConfigError
+from engine.runtime.doctor import STALE_AFTER_S, diagnose, worker_gone
 from engine.runtime.jobs import JOB_KINDS, job_plan, launch_command
-from engine.runtime.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage
+from engine.runtime.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage, stop_stage_server
 from storage import Job, Store
 
-RESUMING = "resuming after an interruption"  # the log line that counts automatic resumes
+RESUMING = "resuming after an interruption"  # the log line of an automatic resume
 LOST = -1  # run_stage: the job was taken from this worker while its stage ran
 
 __all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]
@@ -26,10 +30,11 @@ __all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]
 @dataclass
 class WorkerSettings:
     heartbeat_s: float = 2.0
-    stale_after_s: float = 60.0  # a heartbeat older than this (from another host) means the worker died
+    stale_after_s: float = STALE_AFTER_S  # a heartbeat this old: the worker died or hung, whatever its PID says
     stop_grace_s: float = 20.0  # after SIGTERM, the stage has this long to save and exit before SIGKILL
     max_auto_resumes: int = 3  # an interrupted job is resumed automatically at most this often
     recover_every_s: float = 10.0  # while idle, look this often for jobs of dead workers to resume
+    stage_server_idle_s: float = 60.0  # idle this long, the worker stops its fork server (torch's memory back)
 
 
 class Worker:
@@ -49,48 +54,51 @@ class Worker:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
-    def _dead_here(self, job: Job) -> bool | None:
-        """Whether the job's worker ran on this host and is gone; None when it ran elsewhere (or under a
-        custom name), where only its heartbeat can tell."""
-        worker_host, _, worker_pid = (job.worker or "").rpartition(":")
-        if worker_host != socket.gethostname() or not worker_pid.isdigit():
-            return None
-        return int(worker_pid) != os.getpid() and not pid_alive(int(worker_pid))
+    def check(self) -> None:
+        """`launch.py doctor` with repair, before any job is touched: rounds take their job's state, jobs of dead
+        workers become interrupted; what cannot be repaired is printed for a person."""
+        for finding in diagnose(self.store, repair=True, stale_after_s=self.settings.stale_after_s):
+            print(f"worker {self.name}: doctor: {finding.check}: {finding.message}"
+                  + (" [repaired]" if finding.repaired else ""), file=sys.stderr, flush=True)
 
     def recover(self) -> list[int]:
-        """Jobs left running by a dead worker become interrupted, then queued again to resume."""
-        alive_here = []
+        """Jobs left running by a dead worker become interrupted (its process gone, its PID now another process's,
+        or its heartbeat stale), then queued again to resume, at most max_auto_resumes times each."""
         for job in self.store.jobs(statuses=("running",)):
-            dead = self._dead_here(job)
-            if dead:
-                self.store.interrupt_job(job.id, job.worker)
-            elif dead is False:
-                alive_here.append(job.worker)
-        self.store.mark_stale_jobs(self.settings.stale_after_s, keep_workers=tuple(alive_here))
+            gone = worker_gone(job)
+            if gone:
+                self.store.interrupt_job(job.id, job.worker, f"interrupted: {gone}")
+        self.store.mark_stale_jobs(self.settings.stale_after_s)
         resumed = []
         for job in self.store.jobs(statuses=("interrupted",)):
-            tries = sum(RESUMING in e["message"] for e in self.store.events(job.id, limit=10_000))
-            if tries < self.settings.max_auto_resumes and self.store.requeue(job.id, ("interrupted",)):
-                self.store.log(job.id, f"{self.name}: {RESUMING}")
+            if job.auto_resumes >= self.settings.max_auto_resumes:
+                self.store.give_up_resuming(job.id, self.settings.max_auto_resumes)
+            elif self.store.requeue(job.id, ("interrupted",), cause=f"{self.name}: {RESUMING} "
+                                    f"({job.auto_resumes + 1} of {self.settings.max_auto_resumes})", auto=True):
                 resumed.append(job.id)
         return resumed
 
     def serve(self, once: bool = False, poll_s: float = 1.0, job_id: int | None = None) -> None:
         """Run jobs until the queue is empty (once) or forever; with job_id, run only that job."""
         self.install_signal_handlers()
+        self.check()
         self.recover()
-        last_recover = time.monotonic()
+        last_recover = last_work = time.monotonic()
         while not self.shutting_down:
-            job = self.store.claim_job(self.name, os.getpid(), job_id)
+            job = self.store.claim_job(self.name, os.getpid(), job_id, started=psutil.Process().create_time())
             if job is None:
                 if once or job_id is not None:
                     return
                 if time.monotonic() - last_recover > self.settings.recover_every_s:
                     self.recover()  # another worker on this database may have died meanwhile
                     last_recover = time.monotonic()
+                if time.monotonic() - last_work > self.settings.stage_server_idle_s and stop_stage_server():
+                    print(f"worker {self.name}: idle; stage server stopped (its memory returned)", file=sys.stderr,
+                          flush=True)
                 time.sleep(poll_s)
                 continue
             self.execute(job)
+            last_work = time.monotonic()
             if job_id is not None:
                 return
 
@@ -100,24 +108,24 @@ class Worker:
                 raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
             stages = job_plan(job)
         except ConfigError as e:
-            self.store.log(job.id, str(e), "error")
-            self._release(job, "failed", error=str(e))
+            self._release(job, "failed", error=str(e), cause=str(e), level="error")
             return
-        self.store.log(job.id, f"claimed by {self.name}")
         runs = job.kind == "run"
         for k, ref in enumerate(stages):
+            last_of_round = k + 1 == len(stages) or stages[k + 1].round != ref.round
             done = self.store.round(job.id, ref.round)
             if done and ref.stage in done.stages_done:
+                if runs and last_of_round and done.status != "done":  # killed after its last stage was recorded
+                    self.store.set_round_status(job.id, ref.round, "done")
                 continue
             if self._interrupted(job, ref.round):
                 return
             if ref.stage == "review":
-                if self._release(job, "paused", stage="review", round=ref.round):
-                    self.store.set_round_status(job.id, ref.round, "review")
-                    self.store.log(job.id, f"[round {ref.round} review] paused for review; approve to train")
+                with self.store.write():  # the job, its round and the reason move together
+                    if self._release(job, "paused", stage="review", round=ref.round,
+                                     cause=f"[round {ref.round} review] paused for review; approve to train"):
+                        self.store.set_round_status(job.id, ref.round, "review")
                 return
-            if runs:
-                self.store.set_round_status(job.id, ref.round, "running")
             code = self.run_stage(job, ref.round, ref.stage)
             if code == LOST:
                 self._lost(job)
@@ -126,27 +134,28 @@ class Worker:
                 self._requeue_on_shutdown(job)
                 return
             if code == EXIT_STOPPED:
-                if self._release(job, "stopped") and runs:
-                    self.store.set_round_status(job.id, ref.round, "stopped")
+                self._release(job, "stopped", cause=f"[round {ref.round} {ref.stage}] stopped")
                 return
             if code != 0:
                 errors = [e["message"] for e in self.store.events(job.id, limit=50) if e["level"] == "error"]
                 error = (errors[-1] if errors else f"stage exited with {code}")[:4000]
-                if self._release(job, "failed", error=error) and runs:
-                    self.store.set_round_status(job.id, ref.round, "failed")
+                self._release(job, "failed", error=error,
+                              cause=f"[round {ref.round} {ref.stage}] failed (exit status {code})", level="error")
                 return
-            last_of_round = k + 1 == len(stages) or stages[k + 1].round != ref.round
             if runs and last_of_round:
                 self.store.set_round_status(job.id, ref.round, "done")
-        if self._release(job, "done", progress_done=1, progress_total=1, eta_s=0):
-            self.store.log(job.id, f"{job.kind} finished")
+        self._release(job, "done", progress_done=1, progress_total=1, eta_s=0, cause=f"{job.kind} finished")
 
-    def _release(self, job: Job, status: str, **values) -> bool:
-        """Hand the job back in `status` (done, failed, stopped, paused, queued), if this worker still holds it."""
+    def _release(self, job: Job, status: str, cause: str = "", level: str = "info", **values) -> bool:
+        """Hand the job back in `status` (done, failed, stopped, paused, queued), if this worker still holds it;
+        the job's rounds follow its state and `cause` is logged, in the same transaction."""
         if status in ("done", "failed", "stopped"):
-            ok = self.store.finish_job(job.id, status, worker=self.name, **values)
+            ok = self.store.finish_job(job.id, status, worker=self.name, cause=cause, level=level, **values)
         else:
-            ok = self.store.update_held_job(job.id, self.name, status=status, pid=None, **values)
+            with self.store.write():
+                ok = self.store.update_held_job(job.id, self.name, status=status, pid=None, **values)
+                if ok and cause:
+                    self.store.log(job.id, cause, level)
         if not ok:
             self._lost(job)
         return ok
@@ -158,8 +167,8 @@ class Worker:
     def _requeue_on_shutdown(self, job: Job) -> None:
         """A planned shutdown is no crash: the job goes straight back to the queue (no interruption, so it
         does not count against max_auto_resumes)."""
-        if self._release(job, "queued", worker=None):
-            self.store.log(job.id, f"{self.name} shut down; the job resumes when a worker starts", "warning")
+        self._release(job, "queued", worker=None, level="warning",
+                      cause=f"{self.name} shut down; the job resumes when a worker starts")
 
     def _interrupted(self, job: Job, round: int) -> bool:
         """Between stages: a lost job is left alone, a worker shutdown puts it back in the queue, a stop request
@@ -172,19 +181,20 @@ class Worker:
             self._requeue_on_shutdown(job)
             return True
         if now.stop_requested:
-            if self._release(job, "stopped"):
-                if job.kind == "run":
-                    self.store.set_round_status(job.id, round, "stopped")
-                self.store.log(job.id, "stopped between stages")
+            self._release(job, "stopped", cause="stopped between stages")
             return True
         return False
 
     def run_stage(self, job: Job, round: int, stage: str) -> int:
         """One stage in a child process group; heartbeat while it runs; SIGTERM then SIGKILL on a stop.
         Returns the stage's exit status, EXIT_STOPPED when it was stopped, LOST when the job was taken away."""
-        if not self.store.update_held_job(job.id, self.name, stage=stage, round=round, progress_done=0,
-                                          progress_total=0, eta_s=None):
-            return LOST
+        with self.store.write():  # the job's stage and its round's state move together
+            if not self.store.update_held_job(job.id, self.name, stage=stage, round=round, progress_done=0,
+                                              progress_total=0, eta_s=None):
+                return LOST
+            self.store.heartbeat(job.id, self.name)
+            if job.kind == "run":
+                self.store.set_round_status(job.id, round, "running")
         try:
             command = launch_command(job, stage, stage_args(self.db, job.id, round, stage, self.echo))
             child = start_stage(self.db, job.id, round, stage, self.echo, command)
@@ -229,3 +239,4 @@ class Worker:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+

@@ -1,0 +1,143 @@
+"""What the reliability benchmarks share: a mini demo world, tiny run configurations, `launch.py` processes
+(workers, the studio) started and killed for real, and reading back what they wrote. No mocks: the figures come
+from real processes, a real SQLite file and real training."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+from storage import Job, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+
+
+def mini_world(folder: Path):
+    from engine.worlds.demo_world import WorldSize, build_demo_world
+    return build_demo_world(folder, size=WorldSize.mini(), progress=lambda *a: None)
+
+
+def run_config(world, out_dir: Path, **over) -> str:
+    """A tiny SPA run on the mini world: seed DPO, `rounds` rounds of 16 prompts (absolute paths)."""
+    base = {
+        "project": "bench", "model": str(world.model_dir), "seed_data": str(world.seed_file),
+        "prompt_pool": str(world.pool_file), "eval_data": str(world.eval_file), "rounds": 2,
+        "prompts_per_round": [16, 16, 16], "learning_rate": 5e-4, "epochs": 1, "round_epochs": 1, "batch_size": 8,
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "generation": {"backend": "hf", "max_new_tokens": 8, "batch_size": 16},
+        "judge": {"batch_size": 16}, "train": {"micro_batch_size": 8}, "eval": {"max_prompts": 4},
+        "output_dir": str(out_dir), "seed": 1, "device": "cpu",
+    }
+    base.update(over)
+    return yaml.safe_dump(base, sort_keys=False)
+
+
+def enqueue(db: Path, config_yaml: str, project: str = "bench") -> int:
+    store = Store(db)
+    try:
+        return store.enqueue(Job(project_id=store.ensure_project(project).id, kind="run", config_yaml=config_yaml))
+    finally:
+        store.close()
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    """`python launch.py ARGS` with its output in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def start_worker(db: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return start(["worker", "--db", str(db), "--poll", "0.2", *extra], log)
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """kill -9 a process and everything it started (its stage processes, its fork server)."""
+    procs = tree(proc.pid)
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 45) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc)
+
+
+def rss_mb(pids: list[psutil.Process]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def has_torch(pid: int) -> bool:
+    """Whether a process has torch's library mapped (imported torch)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def wait_for(db: Path, job_id: int, predicate, timeout: float = 600, procs: list[subprocess.Popen] = ()) -> Job:
+    """Poll the job row until `predicate(job)`; TimeoutError (with the log tail) otherwise."""
+    store = Store(db)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = store.job(job_id)
+            if predicate(job):
+                return job
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                tail = "\n".join(e["message"][:200] for e in store.events(job_id, limit=10))
+                raise TimeoutError(f"job {job_id}: status {job.status}, round {job.round} {job.stage}:\n{tail}")
+            time.sleep(0.05)
+    finally:
+        store.close()
+
+
+def finished(job: Job) -> bool:
+    return job.status not in ("queued", "running")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listens on port {port}")

@@ -1,0 +1,305 @@
+"""Pairs, their labels and the audit trail of label changes, the review queue, and the studio's read-only
+views of pairs (insight charts)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from storage.base import StoreBase, now, row_to
+from storage.records import LabelEvent, Pair
+
+TRUSTED_SOURCES = ("human", "gold", "seed")
+# no stage overwrites these on a human label
+HUMAN_DECIDES = ("label", "label_source", "noisy", "warmup_flag", "human_response")
+
+
+@dataclass
+class ReviewFilter:
+    """What the review queue shows; default order is flagged first, then least confident."""
+    project_id: int
+    job_id: int | None = None
+    round: int | None = None
+    label_source: str | None = None
+    noisy: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    search: str = ""
+    order: str = "uncertain"  # uncertain | newest | confident
+    limit: int = 50
+    offset: int = 0
+
+
+def _pair_from_row(row: dict) -> Pair:
+    row = dict(row)
+    row["prompt"] = json.loads(row["prompt"])
+    for flag in ("noisy", "warmup_flag"):
+        if row.get(flag) is not None:
+            row[flag] = bool(row[flag])
+    return row_to(Pair, row)
+
+
+def _pair_to_row(p: Pair) -> dict:
+    row = asdict(p)
+    row["prompt"] = json.dumps(p.prompt, ensure_ascii=False)
+    for flag in ("noisy", "warmup_flag"):
+        if row[flag] is not None:
+            row[flag] = int(row[flag])
+    if row["id"] is None:
+        del row["id"]
+    return row
+
+
+def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
+    """The review filter as a WHERE clause, its parameters and an ORDER BY (shared by both page readers)."""
+    where, params = ["project_id = ?", "label is not null"], [f.project_id]
+    for column, value in (("job_id", f.job_id), ("round", f.round), ("label_source", f.label_source)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.noisy is not None:
+        where.append("coalesce(noisy, 0) = ?")
+        params.append(int(f.noisy))
+    if f.min_confidence is not None:
+        where.append("confidence >= ?")
+        params.append(f.min_confidence)
+    if f.max_confidence is not None:
+        where.append("confidence <= ?")
+        params.append(f.max_confidence)
+    if f.search:
+        where.append("(prompt like ? or response_a like ? or response_b like ?)")
+        params += [f"%{f.search}%"] * 3
+    order = {
+        "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
+        "confident": "confidence desc, id asc",
+        "newest": "id desc",
+    }[f.order]
+    clause = " and ".join(where)
+    return clause, params, order
+
+
+class PairStore(StoreBase):
+    def add_pairs(self, pairs: list[Pair]) -> int:
+        """Insert pairs in one transaction; a pair already stored for (job, round, example) is kept, not duplicated."""
+        with self.write():
+            before = self._one("select count(*) n from pairs")["n"]
+            self.db["pairs"].insert_all([_pair_to_row(p) for p in pairs], ignore=True, batch_size=500)
+            return self._one("select count(*) n from pairs")["n"] - before
+
+    def update_pairs(self, pair_id_to_fields: dict[int, dict], keep_human: bool = False) -> None:
+        """With keep_human, what a person decided while the stage ran wins: on pairs a person has labelled by
+        the time of this write, the label, its source, a rewritten answer and the noise flag (a human label is
+        gold: never flagged) stay as they are; the other fields (scores, ext_margin) are written."""
+        with self.write():
+            human = set()
+            if keep_human and pair_id_to_fields:
+                ids = list(pair_id_to_fields)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    human |= {r["id"] for r in self.db.query(
+                        f"select id from pairs where label_source = 'human' and id in ({','.join('?' * len(chunk))})",
+                        chunk)}
+            for pair_id, values in pair_id_to_fields.items():
+                values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()
+                          if pair_id not in human or k not in HUMAN_DECIDES}
+                if values:
+                    self.db["pairs"].update(pair_id, values)
+
+    def pair(self, pair_id: int) -> Pair:
+        """The pair; NotFound when there is none with that id."""
+        return _pair_from_row(self._found("pair", pair_id, "select * from pairs where id = ?", [pair_id]))
+
+    def pairs(self, job_id: int, round: int | None = None) -> list[Pair]:
+        if round is None:
+            rows = self.db.query("select * from pairs where job_id = ? order by id", [job_id])
+        else:
+            rows = self.db.query("select * from pairs where job_id = ? and round = ? order by id", [job_id, round])
+        return [_pair_from_row(r) for r in rows]
+
+    def project_pairs(self, project_id: int, rounds: list[int] | None = None, sources: list[str] | None = None,
+                      min_confidence: float | None = None, exclude_noisy: bool = False) -> list[Pair]:
+        sql, params = "select * from pairs where project_id = ?", [project_id]
+        if rounds:
+            sql += f" and round in ({','.join('?' * len(rounds))})"
+            params += list(rounds)
+        if sources:
+            sql += f" and label_source in ({','.join('?' * len(sources))})"
+            params += list(sources)
+        if min_confidence is not None:
+            sql += " and (confidence >= ? or label_source in ('human', 'gold'))"
+            params.append(min_confidence)
+        if exclude_noisy:
+            sql += " and coalesce(noisy, 0) = 0"
+        return [_pair_from_row(r) for r in self.db.query(sql + " order by id", params)]
+
+    def human_pairs(self, project_id: int, before_round: int | None = None, job_id: int | None = None) -> list[Pair]:
+        """Pairs a person labelled: gold for every later round's training set."""
+        sql, params = "select * from pairs where project_id = ? and label_source = 'human'", [project_id]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if before_round is not None:
+            sql += " and round < ?"
+            params.append(before_round)
+        return [_pair_from_row(r) for r in self.db.query(sql + " order by id", params)]
+
+    def review_queue(self, f: ReviewFilter) -> tuple[list[Pair], int]:
+        """One page of pairs for a person to review, and how many match in all."""
+        clause, params, order = _review_sql(f)
+        total = self._one(f"select count(*) n from pairs where {clause}", params)["n"]
+        rows = self.db.query(f"select * from pairs where {clause} order by {order} limit ? offset ?",
+                             params + [f.limit, f.offset])
+        return [_pair_from_row(r) for r in rows], total
+
+    def set_label(self, pair_id: int, label: str, source: str = "human", actor: str = "human",
+                  human_response: str | None = None, note: str = "") -> LabelEvent:
+        """Change a pair's label and write the audit event, together."""
+        with self.write():
+            old = self.pair(pair_id)
+            values = {"label": label, "label_source": source}
+            if human_response is not None:
+                values["human_response"] = human_response
+            if source in ("human", "gold"):
+                values["noisy"] = values["warmup_flag"] = 0
+            self.db["pairs"].update(pair_id, values)
+            event = LabelEvent(pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source,
+                               new_source=source, actor=actor, note=note, at=now())
+            row = asdict(event)
+            del row["id"]
+            event.id = self.db["label_events"].insert(row).last_pk
+        return event
+
+    def bulk_accept(self, project_id: int, min_confidence: float, job_id: int | None = None,
+                    round: int | None = None, actor: str = "human") -> int:
+        """Confirm every self-labelled pair at or above a confidence as a human label."""
+        sql = "select id, label from pairs where project_id = ? and label_source = 'self' and confidence >= ?"
+        params: list = [project_id, min_confidence]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if round is not None:
+            sql += " and round = ?"
+            params.append(round)
+        with self.write():
+            rows = list(self.db.query(sql, params))
+            for r in rows:
+                self.set_label(r["id"], r["label"], "human", actor, note="bulk accept")
+        return len(rows)
+
+    def label_events(self, pair_id: int | None = None) -> list[LabelEvent]:
+        if pair_id is None:
+            rows = self.db.query("select * from label_events order by id")
+        else:
+            rows = self.db.query("select * from label_events where pair_id = ? order by id", [pair_id])
+        return [row_to(LabelEvent, r) for r in rows]
+
+    # read-only queries for the studio (app/)
+    def review_page(self, f: ReviewFilter) -> tuple[list[Pair], int]:
+        """The same page and total as `review_queue`, fast at 100,000+ pairs. The filter tests `label`,
+        which no index holds, so the planner's index walk becomes one random row lookup per pair (about
+        1 s at 100k); a sequential scan (NOT INDEXED) that sorts only ids takes a tenth of that. A text search
+        scans once for the ordered ids and counts them; a page past the middle is read in the reverse order.
+        Only the page's rows are then read in full."""
+        clause, params, order = _review_sql(f)
+        if f.search:  # the text match dominates: scan once, count and slice the ordered ids in Python
+            matched = [r["id"] for r in self.db.query(
+                f"select id from pairs not indexed where {clause} order by {order}", params)]
+            total, ids = len(matched), matched[f.offset:f.offset + f.limit]
+        else:
+            total = self._one(f"select count(*) n from pairs not indexed where {clause}", params)["n"]
+            if f.offset > total // 2:  # a deep page: read it from the other end, so the sort keeps fewer ids
+                backwards = ", ".join(term.replace(" desc", " ASC").replace(" asc", " desc").replace(" ASC", " asc")
+                                      for term in order.split(", "))
+                limit = max(min(f.limit, total - f.offset), 0)
+                ids = [r["id"] for r in self.db.query(
+                    f"select id from pairs not indexed where {clause} order by {backwards} limit ? offset ?",
+                    params + [limit, max(total - f.offset - limit, 0)])][::-1]
+            else:
+                ids = [r["id"] for r in self.db.query(
+                    f"select id from pairs not indexed where {clause} order by {order} limit ? offset ?",
+                    params + [f.limit, f.offset])]
+        if not ids:
+            return [], total
+        rows = {r["id"]: r for r in self.db.query(
+            f"select * from pairs where id in ({','.join('?' * len(ids))})", ids)}
+        return [_pair_from_row(rows[i]) for i in ids], total
+
+    def pair_rounds(self, project_id: int, job_id: int | None = None) -> list[int]:
+        """The rounds that have pairs, for the studio's round filters."""
+        sql, params = "select distinct round from pairs where project_id = ?", [project_id]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        return [r["round"] for r in self.db.query(sql + " order by round", params)]
+
+    def label_source_counts(self, project_id: int) -> dict[str, int]:
+        """How many judged pairs each label source holds (self, human, gold, ...)."""
+        rows = self.db.query("select label_source, count(*) n from pairs where project_id = ? and label is not null "
+                             "group by label_source", [project_id])
+        return {r["label_source"] or "": r["n"] for r in rows}
+
+    def _pair_scope(self, project_id: int, job_id: int | None) -> tuple[str, list]:
+        clause, params = "project_id = ? and label is not null", [project_id]
+        if job_id is not None:
+            clause += " and job_id = ?"
+            params.append(job_id)
+        return clause, params
+
+    def confidence_calibration(self, project_id: int, job_id: int | None = None, width: float = 0.05) -> list[dict]:
+        """Judged pairs binned by the judge's confidence, with how often the judge agrees with the gold reward
+        (where both gold scores exist and differ) and with a person's a/b label: a calibration curve."""
+        clause, params = self._pair_scope(project_id, job_id)
+        top = int(round(0.5 / width)) - 1
+        gold = "gold_a is not null and gold_b is not null and gold_a != gold_b and judge_label in ('a', 'b')"
+        human = "label_source = 'human' and label in ('a', 'b') and judge_label in ('a', 'b')"
+        sql = (f"select min(max(cast((confidence - 0.5) / ? as int), 0), ?) bin, count(*) n, "
+               f"avg(confidence) mean_confidence, sum({gold}) n_gold, "
+               f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
+               f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
+               f"from pairs not indexed where {clause} and confidence is not null group by bin order by bin")
+        rows = list(self.db.query(sql, [width, top] + params))
+        for r in rows:
+            r["low"], r["high"] = 0.5 + r["bin"] * width, 0.5 + (r["bin"] + 1) * width
+        return rows
+
+    def margin_histogram(self, project_id: int, job_id: int | None = None, bins: int = 30) -> list[dict]:
+        """Counts of the judge's margin r_chosen − r_rejected in equal bins, split by the noise flag."""
+        clause, params = self._pair_scope(project_id, job_id)
+        span = self._one(f"select min(margin) lo, max(margin) hi from pairs not indexed "
+                         f"where {clause} and margin is not null", params)
+        if span is None or span["lo"] is None:
+            return []
+        lo, hi = span["lo"], span["hi"]
+        width = (hi - lo) / bins if hi > lo else 1.0
+        sql = (f"select min(cast((margin - ?) / ? as int), ?) bin, coalesce(noisy, 0) noisy, count(*) n "
+               f"from pairs not indexed where {clause} and margin is not null "
+               "group by bin, coalesce(noisy, 0) order by bin")
+        rows = list(self.db.query(sql, [lo, width, bins - 1] + params))
+        for r in rows:
+            r["low"], r["high"] = lo + r["bin"] * width, lo + (r["bin"] + 1) * width
+        return rows
+
+    def length_by_round(self, project_id: int, job_id: int | None = None) -> list[dict]:
+        """Mean length of the chosen and the rejected answer per round, under the label in force (a/b only):
+        tokens where the generator counted them, and characters."""
+        clause, params = self._pair_scope(project_id, job_id)
+        sql = ("select round, count(*) n, "
+               "avg(case label when 'a' then tokens_a else tokens_b end) chosen_tokens, "
+               "avg(case label when 'a' then tokens_b else tokens_a end) rejected_tokens, "
+               "avg(case label when 'a' then length(response_a) else length(response_b) end) chosen_chars, "
+               "avg(case label when 'a' then length(response_b) else length(response_a) end) rejected_chars "
+               f"from pairs not indexed where {clause} and label in ('a', 'b') group by round order by round")
+        return list(self.db.query(sql, params))
+
+    def round_samples(self, project_id: int, round: int, job_id: int | None = None, search: str = "",
+                      limit: int = 20) -> list[Pair]:
+        """A few labelled pairs of one round, the least ambiguous first, to read its generations."""
+        sql = "select * from pairs where project_id = ? and round = ? and label is not null"
+        params: list = [project_id, round]
+        if job_id is not None:
+            sql += " and job_id = ?"
+            params.append(job_id)
+        if search:
+            sql += " and prompt like ?"
+            params.append(f"%{search}%")
+        rows = self.db.query(sql + " order by id limit ?", params + [limit])
+        return [_pair_from_row(r) for r in rows]
