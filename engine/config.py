@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 DEMO_PREFIX = "demo:"
+MAX_LEARNING_RATE = 1.0  # above it no optimiser step of these models means anything: a typo, refused
 
 
 class ConfigError(ValueError):
@@ -214,7 +215,6 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
         fail("model", "is required (a local path, a hub id, or demo:model)")
     positive = {"rounds": cfg.rounds >= 0, "beta": cfg.beta > 0, "batch_size": cfg.batch_size > 0,
                 "epochs": cfg.epochs >= 0, "round_epochs": cfg.round_epochs > 0,
-                "round_learning_rate": cfg.round_learning_rate is None or cfg.round_learning_rate > 0,
                 "generation.samples_per_prompt": cfg.generation.samples_per_prompt >= 2,
                 "generation.max_new_tokens": cfg.generation.max_new_tokens > 0,
                 "generation.temperature": cfg.generation.temperature >= 0,
@@ -224,13 +224,12 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
     for key, ok in positive.items():
         if not ok:
             fail(key, "is out of range")
-    if cfg.learning_rate is not None and cfg.learning_rate <= 0:
-        fail("learning_rate", "must be positive")
+    for key, rate in (("learning_rate", cfg.learning_rate), ("round_learning_rate", cfg.round_learning_rate)):
+        if rate is not None and not 0 < rate <= MAX_LEARNING_RATE:
+            fail(key, f"must be above 0 and at most {MAX_LEARNING_RATE:g}, got {rate:g}")
     ppr = cfg.prompts_per_round
     if (isinstance(ppr, int) and ppr <= 0) or (isinstance(ppr, list) and (not ppr or min(ppr) <= 0)):
         fail("prompts_per_round", "must be a positive integer or a non-empty list of them")
-    if cfg.rounds > 0 and not cfg.prompt_pool:
-        fail("prompt_pool", "is required when rounds > 0")
     if cfg.judge.kind == "density_ratio" and not (cfg.judge.strong_model and cfg.judge.weak_model):
         fail("judge.kind", "density_ratio needs judge.strong_model and judge.weak_model")
     if cfg.judge.kind == "reward_model" and not cfg.judge.reward_model:
