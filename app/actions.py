@@ -293,6 +293,11 @@ def queue_run(db: str, project: str, config_yaml: str) -> dict:
 def check_data(store: Store, proj: Project, cfg: RunConfig) -> None:
     """A run needs seed pairs, and pool prompts when it has rounds: from a data file the config names, or
     imported into the project. Refused here, before anything is queued."""
+    for key in ("model", "seed_data", "prompt_pool", "eval_data"):
+        value = getattr(cfg, key)
+        local = value.startswith(("/", "./", "../", "~"))
+        if local and not Path(value).expanduser().exists():
+            raise ActionError(f"key '{key}': no such {'folder' if key == 'model' else 'file'}: {value}")
     if not cfg.seed_data and store.count_examples(proj.id, "seed") == 0:
         raise ActionError(f"project {proj.name} has no seed pairs: import a seed file on the Project tab "
                           "(or set seed_data in the configuration)")

@@ -129,6 +129,12 @@ def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world)
         wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
         demo = store.project("demo")
 
+        # the demo project's configuration on the mini world (the full one takes minutes to build): its model
+        # folder and data files typed into the form
+        type_into(page, "cfg-model", str(mini_world.model_dir))
+        for elem, name in (("cfg-seed-data", "seed.jsonl"), ("cfg-prompt-pool", "pool.jsonl"),
+                           ("cfg-eval-data", "eval.jsonl")):
+            type_into(page, elem, str(mini_world.root / name))
         # change the learning rate and the rounds, keep the run small, pause for review after judging
         type_into(page, "cfg-learning-rate", "0.0003")
         type_into(page, "cfg-rounds", "1")
@@ -243,11 +249,15 @@ def test_a_new_project_from_uploaded_files_runs_with_the_defaults(browser, tmp_p
         page.reload()  # the defaults now size the rounds from the imported pool
         page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
         wait_until(lambda: "my-first" in page.inner_text("#project-counts"), what="the project after a reload")
-        queue(page)
-        assert "Queued run" in page.inner_text("#run-message"), page.inner_text("#run-message")
+        wait_until(lambda: field(page, "cfg-prompts-per-round").input_value() == "4", what="rounds sized by the pool")
+        # a model from a local folder (demo:model would build the full demo world first, minutes)
+        type_into(page, "cfg-model", str(mini_world.model_dir))
+        message = queue(page)
+        assert "Queued run" in message, message
         (job,) = store.jobs(proj.id)
         cfg = parse_config(job.config_yaml)
-        assert (cfg.project, cfg.model, cfg.prompt_pool, cfg.prompts_per_round) == ("my-first", "demo:model", "", 4)
+        assert (cfg.project, cfg.model, cfg.prompt_pool, cfg.prompts_per_round) == (
+            "my-first", str(mini_world.model_dir), "", 4)
         wait_for_status(store, job.id, ("done",))
         wait_until(lambda: "done" in page.inner_text("#run-progress"), what="the finished run on the Run tab")
         assert {p.round for p in store.pairs(job.id)} == {1, 2, 3}
