@@ -157,8 +157,8 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
 
     # import ------------------------------------------------------------------------------------------
     def on_preview(path, role_):
-        if not path:
-            return "", gr.update(visible=False), gr.update(visible=False), gr.update(interactive=False), ""
+        if not path:  # cleared, also after an import: the import's message stays
+            return "", gr.update(visible=False), gr.update(visible=False), gr.update(interactive=False), gr.skip()
         try:
             report = actions.preview_import(path, role_)
         except ActionError as e:
@@ -176,24 +176,24 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
 
     def on_import(path, role_, project_):
         if not path:
-            return "Choose a file first.", gr.skip(), gr.skip(), *[gr.skip()] * 4
+            return "Choose a file first.", gr.skip(), gr.skip(), *[gr.skip()] * 5
         try:
             report = actions.import_file(db, path, project_, role_)
         except ActionError as e:
-            return f"✗ {e}", gr.skip(), gr.skip(), *[gr.skip()] * 4
+            return f"✗ {e}", gr.skip(), gr.skip(), *[gr.skip()] * 5
         if not report.ok:
             return ("✗ Nothing imported: the file has problems (see the table above).",
                     gr.update(value=_issues_frame(report), visible=True), _counts_md(db, project_),
-                    *[gr.skip()] * 4)
+                    *[gr.skip()] * 5)
         already = f", {report.already_present} already in the project" if report.already_present else ""
         dups = f", {len(report.duplicates)} duplicates skipped" if report.duplicates else ""
         table, info, offset = data_view(db, project_, role_)
         return (f"✓ Imported **{report.added}** {role_} rows into **{report.project}** "
                 f"(format {report.format}{already}{dups}).", gr.skip(), _counts_md(db, project_),
-                role_, table, info, offset)
+                role_, table, info, offset, None)
 
     import_btn.click(on_import, [upload, role, project],
-                     [import_result, issues, counts, data_role, data_table, data_info, data_offset],
+                     [import_result, issues, counts, data_role, data_table, data_info, data_offset, upload],
                      api_visibility="private")
 
     def on_data(project_, role_, offset):

@@ -242,7 +242,8 @@ def test_a_new_project_from_uploaded_files_runs_with_the_defaults(browser, tmp_p
             # visible from the moment they are imported
             wait_until(lambda: f"of **{n}**" in page.inner_text("#data-info") or f"of {n}" in
                        page.inner_text("#data-info"), what=f"the imported {role} rows")
-            assert page.locator("#data-table tbody tr").count() == n
+            prompts = [row["prompt"][-1]["content"] for row in load_jsonl(path)]
+            wait_until(lambda: all(p in page.inner_text("#data-table") for p in prompts), what=f"the {role} rows")
         proj = store.project("my-first")
         assert [store.count_examples(proj.id, r) for r in ("seed", "pool", "eval")] == [len(load_jsonl(seed)), 12, 6]
 
@@ -250,17 +251,19 @@ def test_a_new_project_from_uploaded_files_runs_with_the_defaults(browser, tmp_p
         page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
         wait_until(lambda: "my-first" in page.inner_text("#project-counts"), what="the project after a reload")
         wait_until(lambda: field(page, "cfg-prompts-per-round").input_value() == "4", what="rounds sized by the pool")
-        # a model from a local folder (demo:model would build the full demo world first, minutes)
+        # a model from a local folder (demo:model would build the full demo world first, minutes); one round of
+        # the default three keeps the test short (the defaults as they stand are queued in test_studio_labels)
         type_into(page, "cfg-model", str(mini_world.model_dir))
+        type_into(page, "cfg-rounds", "1")
         message = queue(page)
         assert "Queued run" in message, message
         (job,) = store.jobs(proj.id)
         cfg = parse_config(job.config_yaml)
-        assert (cfg.project, cfg.model, cfg.prompt_pool, cfg.prompts_per_round) == (
-            "my-first", str(mini_world.model_dir), "", 4)
+        assert (cfg.project, cfg.model, cfg.prompt_pool, cfg.prompts_per_round, cfg.rounds) == (
+            "my-first", str(mini_world.model_dir), "", 4, 1)
         wait_for_status(store, job.id, ("done",))
         wait_until(lambda: "done" in page.inner_text("#run-progress"), what="the finished run on the Run tab")
-        assert {p.round for p in store.pairs(job.id)} == {1, 2, 3}
+        assert {p.round for p in store.pairs(job.id)} == {1} and len(store.pairs(job.id)) >= 2
         assert errors == []
     finally:
         store.close()
