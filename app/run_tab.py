@@ -23,7 +23,8 @@ class RunTab:
 
 
 # Scrolls the log to its newest line (a reload fills the box without scrolling it).
-SCROLL_LOG_JS = """() => { const t = document.querySelector('#run-log textarea'); if (t) t.scrollTop = t.scrollHeight; }"""
+SCROLL_LOG_JS = ("() => { const t = document.querySelector('#run-log textarea'); "
+                 "if (t) t.scrollTop = t.scrollHeight; }")
 
 
 def _duration(seconds: float | None) -> str:
@@ -105,7 +106,8 @@ def stop_message(job_id: int, before: str, after: dict, stage: str, round_: int 
         where = f" (round {round_}, {stage})" if stage else ""
         return (f"■ Stop requested for run #{job_id}: the worker stops its current stage{where} at its next step "
                 "and keeps every completed stage. **Resume** continues from there.")
-    return f"■ Run #{job_id} was {before} and is now {after['status']}; nothing was running. **Resume** queues it again."
+    return (f"■ Run #{job_id} was {before} and is now {after['status']}; nothing was running. **Resume** queues it "
+            "again.")
 
 
 def build(db: str, project: gr.Dropdown, config) -> RunTab:

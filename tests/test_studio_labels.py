@@ -211,3 +211,22 @@ def test_a_form_value_that_does_not_parse_is_refused_with_its_label():
     values[[path for path, *_ in config_form.FORM_FIELDS].index("rounds")] = "2.5"
     with pytest.raises(ActionError, match=r"^Rounds: '2.5' is not a valid value"):
         config_form.merged_yaml(text, values_of(text), values)
+
+
+def test_stop_says_what_it_did_and_exports_stay_off_the_run_view(tmp_path):
+    from app.run_tab import job_choices, stop_message
+
+    db = str(tmp_path / "s.db")
+    actions.ensure_demo_project(db)
+    with _opened(db) as store:
+        demo = store.project("demo")
+        run = store.enqueue(Job(project_id=demo.id, kind="run", config_yaml="model: m\n"))
+        store.claim_job("w", 1, run)
+        store.update_job(run, stage="train", round=2)
+        export = store.enqueue(Job(project_id=demo.id, kind="export"))
+    assert [job_id for _, job_id in job_choices(db, "demo")] == [run]  # the newer export is not followed here
+    assert export > run
+    said = stop_message(run, "running", actions.stop_run(db, run), "train", 2)
+    assert "Stop requested for run" in said and "(round 2, train)" in said and "Resume" in said
+    said = stop_message(export, "queued", actions.stop_run(db, export), "", None)
+    assert f"Run #{export} was queued and is now stopped" in said
