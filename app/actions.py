@@ -612,7 +612,7 @@ def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int 
         proj = project_of(store, project)
         rows = store.examples(proj.id, role, limit=limit, offset=max(0, int(offset)))
         total = store.count_examples(proj.id, role)
-    return [{"line": f"{ex.source_file}:{ex.source_line}", "prompt": _short(ex.prompt_text, 200),
+    return [{"line": f"{Path(ex.source_file).name}:{ex.source_line}", "prompt": _short(ex.prompt_text, 200),
              "chosen": _short(ex.chosen, 160), "rejected": _short(ex.rejected, 160)} for ex in rows], total
 
 

@@ -132,8 +132,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         gr.Markdown("### Export\nNot built yet: `engine/export.py` is missing from this installation.")
         return
     gr.Markdown("### Models you can export")
-    note = gr.Markdown(elem_id="export-note")
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table")
+    note = gr.Markdown(elem_id="export-note", visible=False)
+    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table",
+                         column_widths=["55px", "65px", "80px", "130px", "34%", "26%", "75px"])
     with gr.Row(equal_height=True):
         what = gr.Radio(WHATS, value="dataset", label="What", scale=2, elem_id="export-what",
                         info="dataset: TRL prompt/chosen/rejected with provenance · adapter: PEFT · model: merged")
@@ -154,7 +155,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         gr.Markdown("**Export jobs**")
         jobs_refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90, elem_id="export-jobs-refresh")
     jobs_md = gr.Markdown(elem_id="export-jobs")
-    command = gr.Code(language="shell", label="The same export from a terminal", lines=1, interactive=False)
+    with gr.Accordion("Export from a terminal instead", open=False):
+        command = gr.Code(language="shell", label="The same export", lines=1, interactive=False)
 
     form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force]
 
@@ -163,7 +165,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         frame = exportable_frame(db, project_)
         rounds = sorted({int(r) for r in frame["round"]}) if len(frame) else []
         note = "" if len(frame) else "_No run of this project has saved a model yet; the dataset can be exported._"
-        return frame, default, gr.update(choices=[LAST] + rounds, value=LAST), note
+        return (frame, default, gr.update(choices=[LAST] + rounds, value=LAST),
+                gr.update(value=note, visible=bool(note)))
 
     def on_form(*values):
         try:

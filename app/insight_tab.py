@@ -130,9 +130,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         refresh = gr.Button("Refresh", scale=0, min_width=120, elem_id="insight-refresh")
     summary = gr.Markdown(elem_id="insight-summary")
     with gr.Row():
-        per_round = gr.LinePlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
+        per_round = gr.ScatterPlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
                                 title="Per-round metrics", height=HEIGHT)
-        calibration = gr.LinePlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
+        calibration = gr.ScatterPlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
                                   y="agreement", color="series", title="Calibration: judge confidence vs agreement",
                                   x_lim=[0.5, 1.0], y_lim=[0.0, 1.0], height=HEIGHT,
                                   tooltip=["confidence", "agreement", "series", "pairs"])
@@ -147,14 +147,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         lengths = gr.BarPlot(plots.empty(["answer", "length", "series"]), x="answer", y="length", color="series",
                              title="Mean length of chosen vs rejected answers per round (length bias)",
                              height=HEIGHT, x_title="round and answer")
+    gr.Markdown("### Did it get better? The same held-out prompts, answered by π_init and by each round")
+    compare_info = gr.Markdown(elem_id="insight-compare-info")
+    compare = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="insight-compare")
     gr.Markdown("### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
                 "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them.")
     with gr.Row(equal_height=True):
         gen_round = gr.Dropdown([], label="Round", scale=1, min_width=100, elem_id="insight-round")
         gen_search = gr.Textbox(label="Prompt contains", scale=3, placeholder="Enter to search")
-    gr.Markdown("### Did it get better? The same held-out prompts, answered by π_init and by each round")
-    compare_info = gr.Markdown(elem_id="insight-compare-info")
-    compare = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="insight-compare")
     generations = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="insight-generations",
                                column_widths=["60px", "25%", "30%", "30%", "60px", "80px"])
     init_table = gr.Dataframe(interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts",

@@ -123,7 +123,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 data_next = gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="data-next")
             data_info = gr.Markdown(elem_id="data-info")
             data_table = gr.Dataframe(_data_frame([], "seed"), interactive=False, wrap=True, max_height=320,
-                                      elem_id="data-table")
+                                      elem_id="data-table", column_widths=["110px", "40%", "25%", "25%"])
             data_offset = gr.State(0)
         with gr.Column(scale=7, min_width=480):
             gr.Markdown("### Run configuration")

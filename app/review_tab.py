@@ -156,8 +156,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         round_ = gr.Dropdown([ANY], value=ANY, label="Round", min_width=90, scale=1, elem_id="review-round")
         source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=110, scale=1, elem_id="review-source")
         flagged = gr.Dropdown(list(FLAGS), value=ANY, label="Flag", min_width=110, scale=1, elem_id="review-flag")
-        rank = gr.Dropdown([ANY] + list(RANK_BANDS), value=ANY, label="Rank in round", min_width=120, scale=1,
-                           elem_id="review-rank", info="by the judge's margin")
+        rank = gr.Dropdown([ANY] + list(RANK_BANDS), value=ANY, label="Rank in round (margin)", min_width=130,
+                           scale=1, elem_id="review-rank")
         min_conf = gr.Number(0.5, label="Confidence ≥", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
         max_conf = gr.Number(1.0, label="Confidence ≤", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
         search = gr.Textbox(label="Search text", placeholder="words in the prompt or answers, Enter to search",
@@ -171,8 +171,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         page_info = gr.Markdown(elem_id="review-page-info")
     progress = gr.Markdown(elem_id="review-progress")
     table = gr.Dataframe(pd.DataFrame(columns=REVIEW_COLUMNS), interactive=False, max_height=300, wrap=False,
-                         elem_id="review-table", column_widths=["55px", "55px", "35px", "60px", "65px", "60px",
-                                                                "65px", "75px", "24%", "16%", "16%"])
+                         elem_id="review-table", column_widths=["55px", "70px", "35px", "60px", "75px", "75px",
+                                                                "60px", "90px", "22%", "15%", "15%"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             head = gr.HTML(elem_id="review-pair-head")

@@ -22,9 +22,11 @@ class RunTab:
     job: gr.Dropdown
 
 
-# Scrolls the log to its newest line (a reload fills the box without scrolling it).
-SCROLL_LOG_JS = ("() => { const t = document.querySelector('#run-log textarea'); "
-                 "if (t) t.scrollTop = t.scrollHeight; }")
+# Keeps the log at its newest line: once when it first fills (after a reload), then whenever the person has not
+# scrolled up to read.
+SCROLL_LOG_JS = ("() => { const t = document.querySelector('#run-log textarea'); if (!t || !t.value) return; "
+                 "const atEnd = t.scrollHeight - t.scrollTop - t.clientHeight < 40; "
+                 "if (!t.dataset.spaFilled || atEnd) { t.scrollTop = t.scrollHeight; t.dataset.spaFilled = '1'; } }")
 
 
 def _duration(seconds: float | None) -> str:
@@ -121,9 +123,9 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
     message = gr.Markdown(elem_id="run-message")
     progress = gr.HTML(progress_html(None), elem_id="run-progress")
     with gr.Row(equal_height=False):
-        log = gr.Textbox(label="Log", lines=12, max_lines=12, interactive=False, autoscroll=True, scale=1,
+        log = gr.Textbox(label="Log", lines=12, max_lines=12, interactive=False, autoscroll=True, scale=4,
                          min_width=420, elem_id="run-log")
-        with gr.Column(scale=1, min_width=520):
+        with gr.Column(scale=5, min_width=560):
             gr.Markdown("**Per round**")
             table = gr.Markdown(elem_id="run-round-table")
     with gr.Accordion("Configuration of this run, exactly as queued", open=False):
@@ -131,17 +133,18 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         job_yaml = gr.Code(language="yaml", interactive=False, lines=8, max_lines=30, show_label=False,
                            elem_id="run-config")
     with gr.Row():
-        loss = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        loss = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                            title="Training loss", height=PLOT_HEIGHT, y_title="loss")
-        margins = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        margins = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                               title="Reward margin (chosen − rejected)", height=PLOT_HEIGHT, y_title="margin")
     with gr.Row():
-        accuracies = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        accuracies = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                                  title="Reward accuracy", height=PLOT_HEIGHT, y_title="accuracy")
-        flagged = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        flagged = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                               title="Flagged fraction (noise detection)", height=PLOT_HEIGHT, y_title="fraction",
                               y_lim=[0.0, 1.0])
-    # points, not lines: after one round every series has a single point, which a line does not draw
+    # points, not lines, in every plot: a series with one point (one round, a round of one step) is invisible as a
+    # line
     per_round = gr.ScatterPlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
                                title="Per round: evaluation and self-labelling", height=PLOT_HEIGHT + 40)
     timer = gr.Timer(POLL_S)
@@ -179,7 +182,8 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         else:
             frames = [plots.train_frame(metrics, name) for name in plots.TRAIN_PLOTS]
             rounds, order = plots.round_frame(metrics)
-            figures = frames + [gr.update(value=rounds, sort=order)]
+            steps = plots.step_range(frames)  # one x axis for the four training plots, so they line up
+            figures = [gr.update(value=f, x_lim=steps) for f in frames] + [gr.update(value=rounds, sort=order)]
             state["series"] = [plots.series_of(f, "round") for f in frames] + [plots.series_of(rounds, "series")]
             table_md = round_table(db, job_id)
         return [job_update, progress_html(status), log_text(status), table_md, *figures, settings_md, config_text,
@@ -195,7 +199,8 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         event.then(redraw, [drawn], [*train_plots, per_round], show_progress="hidden", api_visibility="private")
         return event
 
-    then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden", api_visibility="private"))
+    then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden",
+                           api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(project.change(lambda p: refresh(p, None, None), [project], outputs, show_progress="hidden",
                                api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(job.input(lambda p, j: refresh(p, j, None), [project, job], outputs, show_progress="hidden",
