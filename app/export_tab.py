@@ -106,7 +106,7 @@ def run_export(db: str, req) -> str:
         return f"✓ Dataset exported to `{out}` ({', '.join(files)})."
     if not worker_runs_exports():
         return ("Model and adapter exports load the weights, which the studio leaves to the worker, and this "
-                "worker does not run export jobs yet: run the command below in a terminal.")
+                "worker does not run export jobs yet: use “Export from a terminal instead” below.")
     with actions.opened(db) as store:
         proj = actions.project_of(store, req.project)
         job_id = store.enqueue(Job(project_id=proj.id, kind="export", config_yaml=yaml.safe_dump(asdict(req))))
