@@ -154,11 +154,6 @@ def merged_yaml(text: str, baseline: list | None, values: list) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def form_to_yaml(text: str, values: list) -> str:
-    """The YAML with every form value written into its key (other keys kept as they are)."""
-    return merged_yaml(text, None, values)
-
-
 def baseline_json(values: list) -> str:
     return json.dumps(values)
 

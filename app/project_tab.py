@@ -43,8 +43,10 @@ def describe(cfg: RunConfig) -> str:
     rounds = ", ".join(str(cfg.prompts_for_round(i)) for i in range(1, cfg.rounds + 1)) or "none"
     tune = f"LoRA r{cfg.lora.r}" if cfg.lora.enabled else "full fine-tune"
     gate = ", review gate on" if cfg.review_gate else ""
+    files = [f"{key} `{getattr(cfg, key)}`" for key in ("seed_data", "prompt_pool", "eval_data") if getattr(cfg, key)]
+    data = ", ".join(files) if files else "the project's imported rows"
     return (f"✓ valid: model `{cfg.model}`, {cfg.rounds} rounds (prompts {rounds}), β {cfg.beta:g}, "
-            f"lr {cfg.lr:g}, {tune}, judge {cfg.judge.kind}{gate}")
+            f"lr {cfg.lr:g}, {cfg.epochs} seed epochs, {tune}, judge {cfg.judge.kind}{gate}; data: {data}")
 
 
 def _counts_md(db: str, project: str) -> str:

@@ -154,7 +154,7 @@ def render(db: str, state: dict | None, message: str = "") -> list:
 def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     with gr.Row(equal_height=True):
         round_ = gr.Dropdown([ANY], value=ANY, label="Round", min_width=90, scale=1, elem_id="review-round")
-        source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=110, scale=1, elem_id="review-source")
+        source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=120, scale=1, elem_id="review-source")
         flagged = gr.Dropdown(list(FLAGS), value=ANY, label="Flag", min_width=110, scale=1, elem_id="review-flag")
         rank = gr.Dropdown([ANY] + list(RANK_BANDS), value=ANY, label="Rank in round (margin)", min_width=130,
                            scale=1, elem_id="review-rank")
@@ -236,6 +236,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             rounds = store.pair_rounds(proj.id) if proj else []
         return gr.update(choices=[ANY] + [str(r) for r in rounds])
 
+    def source_choices(project_):
+        """The label sources the project's pairs have, with their counts (seed pairs are on the Project tab)."""
+        counts = actions.project_summary(db, project_)["labels"] if project_ else {}
+        return gr.update(choices=[(ANY, ANY)] + [(f"{name} ({counts[name]})", name) for name in SOURCES[1:]
+                                                if counts.get(name)])
+
     def guidelines_md(project_):
         text = actions.guidelines(db, project_) if project_ else ""
         return text or NO_GUIDELINES, text
@@ -252,13 +258,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     def on_tab(project_, *values):
         try:
-            guide_view = guidelines_md(project_)
+            guide_view, sources = guidelines_md(project_), source_choices(project_)
         except ActionError:
-            guide_view = (NO_GUIDELINES, "")
-        return [round_choices(project_), *guide_view] + apply(project_, *values)
+            guide_view, sources = (NO_GUIDELINES, ""), gr.skip()
+        return [round_choices(project_), sources, *guide_view] + apply(project_, *values)
 
     for trigger in (tab.select, project.change):
-        trigger(on_tab, [project] + filters, [round_, guide, guide_text] + view, show_progress="hidden",
+        trigger(on_tab, [project] + filters, [round_, source, guide, guide_text] + view, show_progress="hidden",
                 api_visibility="private")
     for trigger in (refresh_btn.click, search.submit, round_.input, source.input, flagged.input, rank.input,
                     order.input, page_size.input, min_conf.submit, max_conf.submit):
