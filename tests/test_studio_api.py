@@ -289,13 +289,19 @@ def test_next_page_starts_after_what_moved_away():
 @pytest.mark.slow
 def test_a_queued_run_reaches_the_worker_and_its_failure_comes_back(tmp_path):
     """UI → storage → worker → storage → UI with a worker that `serve` starts (and stops with the studio):
-    a run whose seed file does not exist fails in its prepare stage, and the studio reports why."""
+    a run whose seed file is broken fails in its prepare stage, and the studio reports why (a file that does not
+    exist at all is refused before anything is queued)."""
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     studio = start_studio(tmp_path / "worker.db")
     try:
         client = Client(studio.url, verbose=False)
-        config = f"model: {tmp_path / 'no-model'}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
+        missing = f"model: {tmp_path}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
+        with pytest.raises(AppError, match="key 'seed_data': no such file"):
+            client.predict("demo", missing, api_name="/queue_run")
+        (tmp_path / "missing.jsonl").write_text("this line is not JSON\n", encoding="utf-8")
+        config = f"model: {tmp_path}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
         job_id = client.predict("demo", config, api_name="/queue_run")["job_id"]
         deadline = time.monotonic() + 120
         status = client.predict(job_id, api_name="/job_status")
