@@ -155,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder (must be empty or new, unless --force)")
     s.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     s.add_argument("--rounds", type=int, nargs="*", default=None, help="dataset: only these rounds")
-    s.add_argument("--sources", nargs="*", default=None, choices=["seed", "self", "human", "gold"])
+    s.add_argument("--sources", nargs="*", default=None, choices=["seed", "self", "human", "accepted", "gold"])
     s.add_argument("--min-confidence", type=float, default=None)
     s.add_argument("--exclude-noisy", action="store_true")
     s.add_argument("--job", type=int, default=None, help="which run (default: the project's latest with models)")

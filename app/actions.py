@@ -65,8 +65,8 @@ def project_of(store: Store, name: str) -> Project:
 def job_of(store: Store, job_id) -> Job:
     try:
         return store.job(int(job_id))
-    except (TypeError, ValueError):
-        raise ActionError(f"no run {job_id}") from None
+    except (TypeError, ValueError, LookupError):
+        raise ActionError(f"no run with id {job_id!r}") from None
 
 
 def pair_of(store: Store, pair_id) -> Pair:
@@ -213,6 +213,13 @@ def with_project(text: str, project: str) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def validate_config_or_none(text: str) -> RunConfig | None:
+    try:
+        return parse_config(text, "config") if text else None
+    except ConfigError:
+        return None
+
+
 def config_file(db: str, project: str, name: str) -> Path:
     """Where a saved configuration is also written as YAML: beside the database, under runs/PROJECT/configs/
     (runs/ is where runs write too, and is kept out of git)."""
@@ -256,14 +263,22 @@ def saved_configs(db: str, project: str) -> list[dict]:
 
 
 def latest_config(db: str, project: str) -> str:
-    """The project's last saved configuration, or a starting point built from the defaults."""
+    """The project's last saved configuration, or a starting point that runs on its own data."""
     configs = saved_configs(db, project)
-    if configs:
-        return configs[-1]["yaml"]
+    return configs[-1]["yaml"] if configs else default_config(db, project)
+
+
+def default_config(db: str, project: str) -> str:
+    """A valid configuration for a project that has none: its model (the demo model until one is chosen), the
+    method's defaults, and as many prompts per round as its imported pool holds for three rounds. The data are
+    the project's imported rows, so no data file is named."""
     with opened(db) as store:
         proj = store.project((project or "").strip())
-        model = proj.model if proj else ""
-    cfg = RunConfig(project=project or "default", model=model)
+        model = (proj.model if proj else "") or "demo:model"
+        pool = store.count_examples(proj.id, "pool") if proj else 0
+    cfg = RunConfig(project=(project or "").strip() or "default", model=model)
+    if pool:
+        cfg.prompts_per_round = max(1, pool // cfg.rounds)
     return cfg.to_yaml()
 
 
@@ -275,12 +290,29 @@ def queue_run(db: str, project: str, config_yaml: str) -> dict:
     cfg = validate_config(config_yaml)
     with opened(db) as store:
         proj = project_of(store, project)
+        check_data(store, proj, cfg)
         cfg.project = proj.name
         if cfg.model and cfg.model != proj.model:
             store.ensure_project(proj.name, model=cfg.model)
         job_id = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=cfg.to_yaml()))
         store.log(job_id, f"queued from the studio (project {proj.name})")
     return {"job_id": job_id, "project": proj.name, "status": "queued"}
+
+
+def check_data(store: Store, proj: Project, cfg: RunConfig) -> None:
+    """A run needs seed pairs, and pool prompts when it has rounds: from a data file the config names, or
+    imported into the project. Refused here, before anything is queued."""
+    for key in ("model", "seed_data", "prompt_pool", "eval_data"):
+        value = getattr(cfg, key)
+        local = value.startswith(("/", "./", "../", "~"))
+        if local and not Path(value).expanduser().exists():
+            raise ActionError(f"key '{key}': no such {'folder' if key == 'model' else 'file'}: {value}")
+    if not cfg.seed_data and store.count_examples(proj.id, "seed") == 0:
+        raise ActionError(f"project {proj.name} has no seed pairs: import a seed file on the Project tab "
+                          "(or set seed_data in the configuration)")
+    if cfg.rounds > 0 and not cfg.prompt_pool and store.count_examples(proj.id, "pool") == 0:
+        raise ActionError(f"project {proj.name} has no pool prompts for its {cfg.rounds} rounds: import a pool "
+                          "file on the Project tab (or set prompt_pool in the configuration)")
 
 
 def _age_s(stamp: str | None) -> float | None:
@@ -326,7 +358,7 @@ def job_status(db: str, job_id: int, log_lines: int = 30) -> dict:
         "heartbeat_age_s": beat_age, "created_at": job.created_at, "started_at": job.started_at,
         "finished_at": job.finished_at, "rounds_total": cfg.rounds if cfg else None,
         "stages_done": sum(s["state"] == "done" for s in plan), "stages_total": len(plan), "plan": plan,
-        "round_status": {str(r): v.status for r, v in rounds.items()},
+        "round_status": {str(r): v.status for r, v in rounds.items()}, "config_yaml": job.config_yaml,
         "log": [{"id": e["id"], "at": e["at"], "level": e["level"], "message": e["message"]} for e in events],
     }
 
@@ -381,12 +413,15 @@ def approve_review(db: str, job_id: int, actor: str = "studio") -> dict:
 
 def run_metrics(db: str, job_id: int, names: list[str] | None = None) -> list[dict]:
     with opened(db) as store:
-        return [asdict(m) for m in store.metrics(int(job_id), names)]
+        return [asdict(m) for m in store.metrics(job_of(store, job_id).id, names)]
 
 
 # review ---------------------------------------------------------------------------------------------------
 
-REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "label", "source", "prompt", "answer A", "answer B"]
+REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A",
+                  "answer B"]
+RANK_BANDS = {"lowest 10%": (None, 0.1), "lowest 25%": (None, 0.25), "lowest 50%": (None, 0.5),
+              "top 50%": (0.5, None), "top 25%": (0.75, None), "top 10%": (0.9, None)}
 
 
 @dataclass
@@ -400,16 +435,20 @@ class ReviewQuery:
     search: str = ""
     order: str = "uncertain"
     job_id: int | None = None
+    rank_band: str | None = None  # one of RANK_BANDS: the within-round percentile of the judge's margin
 
     def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
         if self.source is not None and self.source not in LABEL_SOURCES:
             raise ActionError(f"label source must be one of {', '.join(LABEL_SOURCES)}")
         if self.order not in ("uncertain", "newest", "confident"):
             raise ActionError("order must be uncertain, newest or confident")
+        if self.rank_band is not None and self.rank_band not in RANK_BANDS:
+            raise ActionError(f"rank must be one of {', '.join(RANK_BANDS)}")
+        low, high = RANK_BANDS.get(self.rank_band, (None, None))
         return ReviewFilter(project_id=project_id, job_id=self.job_id, round=self.round, label_source=self.source,
                             noisy=self.flagged, min_confidence=self.min_confidence,
                             max_confidence=self.max_confidence, search=(self.search or "").strip(),
-                            order=self.order, limit=limit, offset=offset)
+                            order=self.order, limit=limit, offset=offset, min_rank=low, max_rank=high)
 
 
 @dataclass
@@ -427,10 +466,19 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def review_row(p: Pair) -> list:
-    return [p.id, p.round, "⚑" if p.noisy else "", _fmt(p.confidence), p.label or "", p.label_source or "",
-            _short(p.prompt[-1]["content"] if p.prompt else "", 90), _short(p.response_a, 70),
-            _short(p.response_b, 70)]
+def rank_percent(rank: float | None) -> str:
+    return "" if rank is None else f"{100 * rank:.0f}"
+
+
+def review_row(p: Pair, rank: float | None = None) -> list:
+    return [p.id, p.round, "⚑" if p.noisy else "", _fmt(p.confidence), _fmt(p.margin), rank_percent(rank),
+            p.label or "", p.label_source or "", _short(p.prompt[-1]["content"] if p.prompt else "", 90),
+            _short(p.response_a, 70), _short(p.response_b, 70)]
+
+
+def review_rows(store: Store, project_id: int, pairs: list[Pair]) -> list[list]:
+    ranks = store.pair_ranks(project_id, [p.id for p in pairs])
+    return [review_row(p, ranks.get(p.id)) for p in pairs]
 
 
 def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_size: int = 20,
@@ -442,18 +490,22 @@ def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_s
     with opened(db) as store:
         proj = project_of(store, project)
         pairs, total = store.review_page(query.filter(proj.id, offset, page_size))
-    return ReviewPage(rows=[review_row(p) for p in pairs], pair_ids=[p.id for p in pairs], total=total,
+        rows = review_rows(store, proj.id, pairs)
+    return ReviewPage(rows=rows, pair_ids=[p.id for p in pairs], total=total,
                       page=offset // page_size, pages=max(1, math.ceil(total / page_size)), page_size=page_size,
                       offset=offset)
 
 
 def pair_detail(db: str, pair_id: int) -> dict:
-    """A pair with everything the judge and the trainer said about it, and its label history."""
+    """A pair with everything the judge and the trainer said about it, its within-round rank (0-1) and its
+    label history."""
     with opened(db) as store:
         pair = pair_of(store, pair_id)
         events = [asdict(e) for e in store.label_events(pair.id)]
+        rank = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
     out = asdict(pair)
     out["events"] = events
+    out["rank"] = rank
     return out
 
 
@@ -472,20 +524,41 @@ def resolve_label(pair: Pair, action: str) -> str:
     raise ActionError(f"unknown label {action!r}: use one of {', '.join(REVIEW_ACTIONS)}")
 
 
+def written_label(pair: Pair, action: str) -> tuple[str, str]:
+    """For a written better answer, which shown answer becomes its rejected partner, as the a/b label that
+    export and training read (rejected = the answer the label does not prefer), and the audit note.
+
+    The written answer is always the chosen one. Its partner is the answer the person's own a/b choice rejects
+    (a/b pressed with it, or an earlier a/b label of theirs); without one, the answer the self-judge preferred:
+    the model's best attempt, which the person replaced. A self label nobody confirmed is never carried over."""
+    if action in ("a", "b"):
+        preferred = action
+    elif pair.label_source == "human" and pair.label in ("a", "b"):
+        preferred = pair.label
+    else:
+        judge_pick = pair.judge_label if pair.judge_label in ("a", "b") else "a"
+        preferred = "b" if judge_pick == "a" else "a"
+    rejected = "B" if preferred == "a" else "A"
+    return preferred, f"wrote a better answer; it is chosen, answer {rejected} is rejected"
+
+
 def set_label(db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "",
               actor: str = "studio") -> dict:
-    """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip;
-    a written better answer keeps the label as whichever of a/b is preferred."""
+    """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
+    a written better answer, the answer is chosen and `written_label` picks its rejected partner."""
     action = (label or "").strip().lower().replace(" ", "_")
     with opened(db) as store:
         pair = pair_of(store, pair_id)
-        new = resolve_label(pair, action)
         if human_response is not None:
             human_response = human_response.strip()
             if not human_response:
                 raise ActionError("the better answer is empty")
-            if new not in ("a", "b"):
-                new = pair.label if pair.label in ("a", "b") else (pair.judge_label or "a")
+            if action not in REVIEW_ACTIONS:
+                raise ActionError(f"unknown label {label!r}: use one of {', '.join(REVIEW_ACTIONS)}")
+            new, written_note = written_label(pair, action)
+            note = note or written_note
+        else:
+            new = resolve_label(pair, action)
         event = store.set_label(pair.id, new, "human", actor=actor, human_response=human_response,
                                 note=note or action)
         pair = store.pair(pair.id)
@@ -493,15 +566,63 @@ def set_label(db: str, pair_id: int, label: str, human_response: str | None = No
             "human_response": pair.human_response, "event": asdict(event)}
 
 
-def bulk_accept(db: str, project: str, min_confidence: float, round: int | None = None,
-                actor: str = "studio") -> dict:
-    """Confirm every self-labelled pair at or above a confidence as a human label (each one audited)."""
-    if min_confidence is None or not 0.5 <= float(min_confidence) <= 1.0:
+def bulk_accept(db: str, project: str, min_confidence: float | None = None, round: int | None = None,
+                actor: str = "studio", top: str | None = None) -> dict:
+    """Accept, unread, every self label at or above a confidence, or in a top rank band of its round ("top 50%"):
+    label source `accepted`, each pair audited. Training treats accepted pairs as self labels: a person did not
+    read them, so they are not gold, may be flagged as noisy, and are not replayed in later rounds."""
+    if min_confidence is None and top is None:
+        raise ActionError("choose a confidence threshold or a rank band (top 50%, ...)")
+    if min_confidence is not None and not 0.5 <= float(min_confidence) <= 1.0:
         raise ActionError("the confidence threshold must be between 0.5 and 1.0")
+    if top is not None and (top not in RANK_BANDS or RANK_BANDS[top][0] is None):
+        raise ActionError(f"bulk accept takes a top band: {', '.join(b for b in RANK_BANDS if b.startswith('top'))}")
+    min_rank = RANK_BANDS[top][0] if top is not None else None
     with opened(db) as store:
         proj = project_of(store, project)
-        n = store.bulk_accept(proj.id, float(min_confidence), round=round, actor=actor)
-    return {"accepted": n, "min_confidence": float(min_confidence), "round": round}
+        n = store.bulk_accept(proj.id, None if min_confidence is None else float(min_confidence), round=round,
+                              actor=actor, min_rank=min_rank)
+    return {"accepted": n, "min_confidence": min_confidence, "top": top, "round": round}
+
+
+def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
+    """Revert the newest label `actor` gave in the project (audited as an undo event)."""
+    with opened(db) as store:
+        proj = project_of(store, project)
+        event = store.undo_last_label(proj.id, actor)
+    if event is None:
+        raise ActionError("nothing to undo")
+    return {"pair_id": event.pair_id, "label": event.new_label, "label_source": event.new_source,
+            "undid": event.undoes}
+
+
+def review_progress(db: str, project: str) -> list[dict]:
+    """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
+    with opened(db) as store:
+        return store.review_progress(project_of(store, project).id)
+
+
+def guidelines(db: str, project: str) -> str:
+    with opened(db) as store:
+        return project_of(store, project).guidelines or ""
+
+
+def save_guidelines(db: str, project: str, text: str) -> str:
+    with opened(db) as store:
+        store.set_guidelines(project_of(store, project).id, (text or "").strip())
+    return guidelines(db, project)
+
+
+def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+    """Imported rows of one role (seed pairs, pool prompts, eval pairs), in import order, and their count."""
+    if role not in ROLES:
+        raise ActionError(f"role must be one of {', '.join(ROLES)}")
+    with opened(db) as store:
+        proj = project_of(store, project)
+        rows = store.examples(proj.id, role, limit=limit, offset=max(0, int(offset)))
+        total = store.count_examples(proj.id, role)
+    return [{"line": f"{Path(ex.source_file).name}:{ex.source_line}", "prompt": _short(ex.prompt_text, 200),
+             "chosen": _short(ex.chosen, 160), "rejected": _short(ex.rejected, 160)} for ex in rows], total
 
 
 def next_offset(offset: int, page_size: int, changes: list[tuple[bool, str, bool]], query: ReviewQuery) -> int:

@@ -67,7 +67,7 @@ def register(db: str) -> None:
 
     def job_metrics(job_id: int) -> list[dict]:
         """Every metric a job recorded (name, step, round, value)."""
-        return actions.run_metrics(db, job_id)
+        return _call(actions.run_metrics, db, job_id)
 
     def stop_run(job_id: int) -> dict:
         """Stop a job: a running one at its next step, a queued or paused one at once."""
@@ -83,10 +83,13 @@ def register(db: str) -> None:
 
     def review_page(project: str, page: int = 0, page_size: int = 20, round: int | None = None,
                     source: str | None = None, flagged: bool | None = None, min_confidence: float | None = None,
-                    max_confidence: float | None = None, search: str = "", order: str = "uncertain") -> dict:
-        """One page of the review queue (flagged first, then least confident, by default) with its filters."""
+                    max_confidence: float | None = None, search: str = "", order: str = "uncertain",
+                    rank: str | None = None) -> dict:
+        """One page of the review queue (flagged first, then least confident, by default) with its filters;
+        rank is a within-round band of the judge's margin: lowest 10% ... top 10%."""
         query = ReviewQuery(round=round, source=source or None, flagged=flagged, min_confidence=min_confidence,
-                            max_confidence=max_confidence, search=search or "", order=order or "uncertain")
+                            max_confidence=max_confidence, search=search or "", order=order or "uncertain",
+                            rank_band=rank or None)
         result = _call(actions.review_page, db, project, query, page, page_size)
         return {"total": result.total, "page": result.page, "pages": result.pages, "page_size": result.page_size,
                 "columns": actions.REVIEW_COLUMNS, "rows": result.rows, "pair_ids": result.pair_ids}
@@ -100,11 +103,21 @@ def register(db: str) -> None:
         return _call(actions.set_label, db, pair_id, label, human_response=human_response or None, note=note,
                      actor="api")
 
-    def bulk_accept(project: str, min_confidence: float, round: int | None = None) -> dict:
-        """Confirm every self label at or above a confidence as a human label."""
-        return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api")
+    def bulk_accept(project: str, min_confidence: float | None = None, round: int | None = None,
+                    top: str | None = None) -> dict:
+        """Accept, unread, every self label at or above a confidence or in a top rank band of its round
+        ("top 50%"): label source `accepted`, trained as self labels, each pair audited."""
+        return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api", top=top or None)
+
+    def undo_last_label(project: str) -> dict:
+        """Revert the newest label the API gave in the project (audited as an undo event)."""
+        return _call(actions.undo_last_label, db, project, "api")
+
+    def review_progress(project: str) -> list[dict]:
+        """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
+        return _call(actions.review_progress, db, project)
 
     for fn in (list_projects, create_project, project_summary, preview_file, import_file, save_config, queue_run,
                list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
-               set_label, bulk_accept):
+               set_label, bulk_accept, undo_last_label, review_progress):
         gr.api(fn, api_name=fn.__name__)

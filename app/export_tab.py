@@ -21,7 +21,7 @@ from storage import Job
 
 WHATS = ["dataset", "adapter", "model"]
 FORMATS = ["jsonl", "parquet", "hf"]
-SOURCES = ["seed", "self", "human", "gold"]
+SOURCES = ["seed", "self", "human", "accepted", "gold"]
 LAST = "last"
 
 
@@ -94,11 +94,25 @@ def run_export(db: str, req) -> str:
         return f"✓ Dataset exported to `{out}` ({', '.join(files)})."
     if not worker_runs_exports():
         return ("Model and adapter exports load the weights, which the studio leaves to the worker, and this "
-                "worker does not run export jobs yet: run the command below in a terminal.")
+                "worker does not run export jobs yet: use “Export from a terminal instead” below.")
     with actions.opened(db) as store:
         proj = actions.project_of(store, req.project)
         job_id = store.enqueue(Job(project_id=proj.id, kind="export", config_yaml=yaml.safe_dump(asdict(req))))
-    return f"✓ Export queued as job #{job_id}; follow it on the Run tab."
+    return f"✓ Export queued as job #{job_id}; it is listed under “Export jobs” below."
+
+
+def export_jobs_md(db: str, project: str) -> str:
+    """The project's model and adapter exports, newest first (the Run tab shows runs only)."""
+    rows = [j for j in actions.jobs(db, project) if j["kind"] == "export"] if project else []
+    if not rows:
+        return "_No model or adapter export queued yet._"
+    out = []
+    for j in reversed(rows[-10:]):
+        status = actions.job_status(db, j["job_id"])
+        counts = (f" · {status['progress_done']}/{status['progress_total']}" if status["progress_total"] else "")
+        error = f" · {status['error'][:200]}" if status["error"] else ""
+        out.append(f"- #{j['job_id']} **{status['status']}** {status['stage'] or ''}{counts}{error}")
+    return "\n".join(out)
 
 
 def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
@@ -106,8 +120,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         gr.Markdown("### Export\nNot built yet: `engine/export.py` is missing from this installation.")
         return
     gr.Markdown("### Models you can export")
-    note = gr.Markdown(elem_id="export-note")
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table")
+    note = gr.Markdown(elem_id="export-note", visible=False)
+    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table",
+                         column_widths=["55px", "65px", "80px", "130px", "34%", "26%", "75px"])
     with gr.Row(equal_height=True):
         what = gr.Radio(WHATS, value="dataset", label="What", scale=2, elem_id="export-what",
                         info="dataset: TRL prompt/chosen/rejected with provenance · adapter: PEFT · model: merged")
@@ -124,7 +139,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         force = gr.Checkbox(label="Replace a non-empty folder", scale=1)
     export_btn = gr.Button("Export", variant="primary", elem_id="export-button")
     result = gr.Markdown(elem_id="export-result")
-    command = gr.Code(language="shell", label="The same export from a terminal", lines=1, interactive=False)
+    with gr.Row(equal_height=True):
+        gr.Markdown("**Export jobs**")
+        jobs_refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90, elem_id="export-jobs-refresh")
+    jobs_md = gr.Markdown(elem_id="export-jobs")
+    with gr.Accordion("Export from a terminal instead", open=False):
+        command = gr.Code(language="shell", label="The same export", lines=1, interactive=False)
 
     form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force]
 
@@ -133,7 +153,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         frame = exportable_frame(db, project_)
         rounds = sorted({int(r) for r in frame["round"]}) if len(frame) else []
         note = "" if len(frame) else "_No run of this project has saved a model yet; the dataset can be exported._"
-        return frame, default, gr.update(choices=[LAST] + rounds, value=LAST), note
+        return (frame, default, gr.update(choices=[LAST] + rounds, value=LAST),
+                gr.update(value=note, visible=bool(note)))
 
     def on_form(*values):
         try:
@@ -157,4 +178,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                                                api_visibility="private")
     gr.on([c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)], on_form, form, [command],
           show_progress="hidden", api_visibility="private")
-    export_btn.click(on_export, form, [result, command, table], api_visibility="private")
+    export_btn.click(on_export, form, [result, command, table], api_visibility="private").then(
+        lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden", api_visibility="private")
+    for trigger in (tab.select, project.change, jobs_refresh.click):
+        trigger(lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden",
+                api_visibility="private")

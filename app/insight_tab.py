@@ -46,6 +46,65 @@ def init_samples(db: str, project: str, job_id: int | None, limit: int = 10) -> 
     return pd.DataFrame(rows, columns=columns)
 
 
+def _run_folder(db: str, job_id: int) -> Path | None:
+    with actions.opened(db) as store:
+        cfg = actions.job_config(actions.job_of(store, job_id))
+    if cfg is None:
+        return None
+    out_dir = run_dir(cfg, db, job_id)
+    return out_dir if out_dir.is_absolute() else ROOT / out_dir
+
+
+def _with_gold(text: str, gold: list | None, i: int) -> str:
+    return text if gold is None else f"{text}  [gold {gold[i]:.2f}]"
+
+
+def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[pd.DataFrame, str]:
+    """π_init's and each evaluated round's answer to the same held-out prompts (eval_answers_round_N.json, which
+    the evaluate stage writes), with gold scores where the world has a gold; and the mean gold per column."""
+    if job_id is None:
+        return pd.DataFrame(columns=["eval prompt"]), "Pick a run to compare its rounds' answers."
+    folder = _run_folder(db, job_id)
+    files = sorted(folder.glob("eval_answers_round_*.json"), key=lambda f: int(f.stem.rsplit("_", 1)[1])) \
+        if folder and folder.is_dir() else []
+    records = []
+    for f in files:
+        try:
+            records.append((int(f.stem.rsplit("_", 1)[1]), json.loads(f.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return pd.DataFrame(columns=["eval prompt"]), "No round of this run has been evaluated yet."
+    first = records[0][1]
+    prompts = [" ".join(m["content"] for m in p) for p in first["prompts"]]
+    columns = {"eval prompt": prompts,
+               "π_init": [_with_gold(t, first["init_gold"], i) for i, t in enumerate(first["init_texts"])]}
+    means = []
+    if first["init_gold"]:
+        means.append(f"π_init {sum(first['init_gold']) / len(first['init_gold']):.3f}")
+    for round_, rec in records:
+        if rec["prompts"] != first["prompts"]:
+            continue  # another eval set: not the same prompts
+        columns[f"round {round_}"] = [_with_gold(t, rec["gold"], i) for i, t in enumerate(rec["texts"])]
+        if rec["gold"]:
+            means.append(f"round {round_} {sum(rec['gold']) / len(rec['gold']):.3f}")
+    frame = pd.DataFrame(columns).head(limit)
+    summary = (f"{len(prompts)} held-out prompts" + (f" · mean gold score: {' · '.join(means)}" if means else
+                                                     " · no gold judge in this world"))
+    return frame, summary
+
+
+def calibration_table(bins: list[dict]) -> pd.DataFrame:
+    """The judge's agreement with gold and with people per within-round rank band (confidence range beside)."""
+    columns = ["rank band", "confidence", "pairs", "agrees with gold", "agrees with people"]
+    rows = [[f"{100 * b['low']:.0f}–{100 * b['high']:.0f}%",
+             f"{b['min_confidence']:.3f}–{b['max_confidence']:.3f}" if b["min_confidence"] is not None else "",
+             b["n"], f"{b['agree_gold'] / b['n_gold']:.0%} of {b['n_gold']}" if b["n_gold"] else "no gold",
+             f"{b['agree_human'] / b['n_human']:.0%} of {b['n_human']}" if b["n_human"] else "none labelled"]
+            for b in bins]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def round_generations(db: str, project: str, job_id: int | None, round_: int | None, search: str) -> pd.DataFrame:
     columns = ["pair", "prompt", "chosen", "rejected", "label", "confidence"]
     if not project or round_ is None:
@@ -70,12 +129,16 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         refresh = gr.Button("Refresh", scale=0, min_width=120, elem_id="insight-refresh")
     summary = gr.Markdown(elem_id="insight-summary")
     with gr.Row():
-        per_round = gr.LinePlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
+        per_round = gr.ScatterPlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
                                 title="Per-round metrics", height=HEIGHT)
-        calibration = gr.LinePlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
+        calibration = gr.ScatterPlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
                                   y="agreement", color="series", title="Calibration: judge confidence vs agreement",
                                   x_lim=[0.5, 1.0], y_lim=[0.0, 1.0], height=HEIGHT,
                                   tooltip=["confidence", "agreement", "series", "pairs"])
+    gr.Markdown("**Calibration by rank**: the judge's pairs of each round in five bands of its margin (0% = least "
+                "sure), with how often the judge agrees with the gold reward and with people's labels. Rank spreads "
+                "out confidences that crowd near 0.5.")
+    calib_table = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-calibration")
     with gr.Row():
         margins = gr.BarPlot(plots.empty(["margin", "pairs", "series"]), x="margin", y="pairs", color="series",
                              title="Judge margin r_chosen − r_rejected (pairs per bin)", height=HEIGHT,
@@ -83,6 +146,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         lengths = gr.BarPlot(plots.empty(["answer", "length", "series"]), x="answer", y="length", color="series",
                              title="Mean length of chosen vs rejected answers per round (length bias)",
                              height=HEIGHT, x_title="round and answer")
+    gr.Markdown("### Did it get better? The same held-out prompts, answered by π_init and by each round")
+    compare_info = gr.Markdown(elem_id="insight-compare-info")
+    compare = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="insight-compare")
     gr.Markdown("### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
                 "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them.")
     with gr.Row(equal_height=True):
@@ -96,19 +162,20 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     def charts(project_, job_value):
         if not project_:
             return ["Choose a project.", *[gr.skip()] * 4, gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
-                    gr.update(choices=[], value=None), None]
+                    gr.update(choices=[], value=None), gr.skip(), None]
         job_id = _job_id(job_value)
         with actions.opened(db) as store:
             try:
                 proj = actions.project_of(store, project_)
             except ActionError as e:
-                return [str(e), *[gr.skip()] * 6, None]
+                return [str(e), *[gr.skip()] * 7, None]
             jobs = store.jobs(proj.id)
             if job_id not in {j.id for j in jobs}:
                 job_id = None
             metrics_job = job_id if job_id is not None else (jobs[-1].id if jobs else None)
             metrics = [m.__dict__ for m in store.metrics(metrics_job)] if metrics_job else []
             bins = store.confidence_calibration(proj.id, job_id)
+            rank_bins = store.rank_calibration(proj.id, job_id)
             hist = store.margin_histogram(proj.id, job_id)
             lengths_ = store.length_by_round(proj.id, job_id)
             rounds = store.pair_rounds(proj.id, job_id)
@@ -131,20 +198,26 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         series = [plots.series_of(f, "series") for f in (rounds_, calib, hist_, len_)]
         return [text, gr.update(value=rounds_, sort=r_order), calib, gr.update(value=hist_, sort=h_order),
                 gr.update(value=len_, sort=l_order), gr.update(choices=choices, value=job_id or ALL_RUNS),
-                round_update, series]
+                round_update, calibration_table(rank_bins), series]
 
     def generations_view(project_, job_value, round_, search):
+        job_id = _job_id(job_value)
+        if job_id is None and project_:
+            runs = [j for j in actions.jobs(db, project_) if j["kind"] == "run"]
+            job_id = runs[-1]["job_id"] if runs else None
         try:
             gens = round_generations(db, project_, _job_id(job_value), round_, search)
-            init = init_samples(db, project_, _job_id(job_value))
+            init = init_samples(db, project_, job_id)
+            frame, info = answers_side_by_side(db, job_id)
         except ActionError:
-            return pd.DataFrame(), pd.DataFrame()
+            return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ""
         label = ("π_init on the eval prompts (stored by the run)" if len(init) else
                  "π_init on the eval prompts: none stored (pick a run that has evaluated)")
-        return gens, gr.update(value=init, label=label)
+        return gens, gr.update(value=init, label=label), frame, (f"run #{job_id} · " if job_id else "") + info
 
+    generation_views = [generations, init_table, compare, compare_info]
     series = gr.State(None)  # the colour values of each chart just sent, for the redraw (see plots.redraw)
-    chart_outputs = [summary, per_round, calibration, margins, lengths, job, gen_round, series]
+    chart_outputs = [summary, per_round, calibration, margins, lengths, job, gen_round, calib_table, series]
     charts_plots = [per_round, calibration, margins, lengths]
 
     def redraw(series_):
@@ -152,11 +225,11 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     def follow_up(event):
         event.then(redraw, [series], charts_plots, show_progress="hidden", api_visibility="private").then(
-            generations_view, [project, job, gen_round, gen_search], [generations, init_table],
+            generations_view, [project, job, gen_round, gen_search], generation_views,
             show_progress="hidden", api_visibility="private")
 
     for trigger in (tab.select, refresh.click, project.change, job.input):
         follow_up(trigger(charts, [project, job], chart_outputs, show_progress="hidden", api_visibility="private"))
     for trigger in (gen_round.input, gen_search.submit):
-        trigger(generations_view, [project, job, gen_round, gen_search], [generations, init_table],
+        trigger(generations_view, [project, job, gen_round, gen_search], generation_views,
                 show_progress="hidden", api_visibility="private")

@@ -55,6 +55,15 @@ def train_frame(metrics: list[dict], name: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def step_range(frames: list[pd.DataFrame]) -> list[float] | None:
+    """The smallest and largest step over several training plots (None when they are empty)."""
+    steps = [float(x) for f in frames if "step" in f and len(f) for x in (f["step"].min(), f["step"].max())]
+    if not steps:
+        return None
+    low, high = min(steps), max(steps)
+    return [low, high if high > low else low + 1]
+
+
 def round_label(r: int, width: int = 1) -> str:
     return f"round {r:0{width}d}"
 

@@ -8,97 +8,24 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import yaml
 
 from app import actions
 from app.actions import ActionError
+from app.config_form import FORM_ROWS, baseline_json, baseline_of, form_values, merged_yaml, named
 from engine.config import CHOICES, RunConfig
 
-# (YAML key path, label, kind, one-line explanation), grouped into the form's rows
-FORM_ROWS = [
-    [("model", "Model", "text", "a local folder, a Hugging Face hub id, or demo:model (the embedded demo world)")],
-    [("beta", "β", "number", "DPO strength: how far the policy may move from its reference (paper: 0.1)"),
-     ("learning_rate", "Learning rate", "optional", "optimiser step size; empty: 5e-5 with LoRA, 5e-7 full fine-tune"),
-     ("rounds", "Rounds", "int", "SPA rounds after the seed round (paper: 3)"),
-     ("prompts_per_round", "Prompts per round", "list_int", "fresh pool prompts per round: one number or one per round")],
-    [("generation.samples_per_prompt", "Samples per prompt", "int", "answers per prompt (≥ 2); above 2, the implicit, gold or density-ratio judge picks the pair from them"),
-     ("generation.temperature", "Temperature", "number", "sampling temperature of generation (paper: 0.7)"),
-     ("judge.kind", "Judge", "choice", "who labels new pairs: implicit = the model's own DPO reward (SPA)"),
-     ("judge.reference", "Judge reference", "choice", "implicit judge: init = β·(logp π − logp π_init) (SPA); "
-      "none = β·logp π (the authors' ablation)"),
-     ("review_gate", "Review gate", "bool", "pause after judging each round until you approve the review")],
-    [("refine.enabled", "Self-refinement", "bool", "smooth the labels of pairs flagged as likely noisy"),
-     ("refine.k_fraction", "Flag fraction K", "number", "share flagged: the lowest extrapolated margins (paper: 0.1)"),
-     ("refine.alpha", "Smoothing α", "number", "a flagged pair trains on the soft label 1 − α (paper: 0.1)"),
-     ("refine.lambdas", "Extrapolation λ per round", "list_float", "(1+λ)·policy − λ·reference logits; 0 = off"),
-     ("refine.warmup_fraction", "Warm-up", "number", "share of a round's steps before flags count (paper: 0.2)")],
-    [("lora.enabled", "LoRA", "bool", "train a LoRA adapter (off: full fine-tune)"),
-     ("lora.r", "LoRA r", "int", "adapter rank: the capacity of the update"),
-     ("lora.alpha", "LoRA α", "int", "adapter scaling, often 2·r")],
-]
-FORM_FIELDS = [f for row in FORM_ROWS for f in row]
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".gz", ".ndjson"]
+DATA_PAGE = 50
 
 
 @dataclass
 class ProjectTab:
+    """The configuration as the Run tab queues it: the YAML editor, the form fields and the form's baseline
+    (see app/config_form.py)."""
     yaml_editor: gr.Code
+    fields: list
+    baseline: gr.Textbox
     counts: gr.Markdown
-
-
-def _get(cfg: RunConfig, path: str):
-    value = cfg
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def _shown(kind: str, value):
-    if kind.startswith("list_"):
-        return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    if kind == "optional":
-        return "" if value is None else f"{value:g}"
-    return value
-
-
-def _parsed(kind: str, label: str, value):
-    """A form value as YAML wants it; ActionError names the field when it does not parse."""
-    try:
-        if kind == "int":
-            return None if value is None else int(value)
-        if kind in ("number", "optional"):
-            return None if value in (None, "") else float(value)
-        if kind == "list_int":
-            items = [int(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
-            return items[0] if len(items) == 1 else items
-        if kind == "list_float":
-            return [float(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
-    except (TypeError, ValueError):
-        raise ActionError(f"{label}: {value!r} is not a valid value") from None
-    return value
-
-
-def form_to_yaml(text: str, values: list) -> str:
-    """The YAML with the form's values written into their keys (other keys are kept as they are)."""
-    try:
-        data = yaml.safe_load(text or "") or {}
-    except yaml.YAMLError as e:
-        raise ActionError(f"the YAML does not parse, fix it before using the form: {e}") from None
-    if not isinstance(data, dict):
-        raise ActionError("the YAML must be a mapping of keys")
-    for (path, label, kind, _), value in zip(FORM_FIELDS, values):
-        node = data
-        *parents, leaf = path.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        parsed = _parsed(kind, label, value)
-        if parsed is None and kind in ("number", "int", "optional"):
-            node.pop(leaf, None)  # back to the default
-        else:
-            node[leaf] = parsed
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def _field(path: str, label: str, kind: str, info: str):
@@ -116,8 +43,10 @@ def describe(cfg: RunConfig) -> str:
     rounds = ", ".join(str(cfg.prompts_for_round(i)) for i in range(1, cfg.rounds + 1)) or "none"
     tune = f"LoRA r{cfg.lora.r}" if cfg.lora.enabled else "full fine-tune"
     gate = ", review gate on" if cfg.review_gate else ""
+    files = [f"{key} `{getattr(cfg, key)}`" for key in ("seed_data", "prompt_pool", "eval_data") if getattr(cfg, key)]
+    data = ", ".join(files) if files else "the project's imported rows"
     return (f"✓ valid: model `{cfg.model}`, {cfg.rounds} rounds (prompts {rounds}), β {cfg.beta:g}, "
-            f"lr {cfg.lr:g}, {tune}, judge {cfg.judge.kind}{gate}")
+            f"lr {cfg.lr:g}, {cfg.epochs} seed epochs, {tune}, judge {cfg.judge.kind}{gate}; data: {data}")
 
 
 def _counts_md(db: str, project: str) -> str:
@@ -151,6 +80,26 @@ def _preview_md(report: actions.ImportReport) -> str:
             f"**{report.examples}** {report.role} rows to import{extra}.")
 
 
+def _data_frame(rows: list[dict], role: str) -> pd.DataFrame:
+    columns = ["line", "prompt"] if role == "pool" else ["line", "prompt", "chosen", "rejected"]
+    return pd.DataFrame(rows, columns=["line", "prompt", "chosen", "rejected"])[columns]
+
+
+def data_view(db: str, project: str, role: str, offset: int = 0):
+    """The imported rows of one role, a page at a time, and the line that says which ones are shown."""
+    if not project:
+        return _data_frame([], role), "No project selected.", 0
+    try:
+        rows, total = actions.examples_page(db, project, role, offset, DATA_PAGE)
+    except ActionError as e:
+        return _data_frame([], role), f"✗ {e}", 0
+    offset = min(max(0, offset), max(0, total - 1))
+    if not total:
+        return _data_frame([], role), f"No {role} rows imported yet.", 0
+    shown = f"{role} rows **{offset + 1}–{offset + len(rows)}** of **{total}**"
+    return _data_frame(rows, role), shown, offset
+
+
 def build(db: str, project: gr.Dropdown) -> ProjectTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=380):
@@ -164,9 +113,20 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
             first_rows = gr.Dataframe(label="First rows", visible=False, interactive=False, wrap=True,
                                       max_height=260, elem_id="import-first-rows")
             issues = gr.Dataframe(label="Problems (file, line, field)", visible=False, interactive=False, wrap=True,
-                                  max_height=260, elem_id="import-issues")
+                                  max_height=260, elem_id="import-issues",
+                                  column_widths=["22%", "14%", "18%", "46%"])
             import_btn = gr.Button("Import", variant="primary", elem_id="import-button", interactive=False)
             import_result = gr.Markdown(elem_id="import-result")
+            gr.Markdown("### Imported data")
+            with gr.Row(equal_height=True):
+                data_role = gr.Radio(["seed", "pool", "eval"], value="seed", show_label=False, scale=3,
+                                     elem_id="data-role", container=False)
+                data_prev = gr.Button("◀", size="sm", scale=0, min_width=40, elem_id="data-prev")
+                data_next = gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="data-next")
+            data_info = gr.Markdown(elem_id="data-info")
+            data_table = gr.Dataframe(_data_frame([], "seed"), interactive=False, wrap=True, max_height=320,
+                                      elem_id="data-table", column_widths=["110px", "40%", "25%", "25%"])
+            data_offset = gr.State(0)
         with gr.Column(scale=7, min_width=480):
             gr.Markdown("### Run configuration")
             fields = []
@@ -174,6 +134,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 with gr.Row(equal_height=True):
                     for path, label, kind, info in row:
                         fields.append(_field(path, label, kind, info))
+            baseline = gr.Textbox(visible=False, elem_id="config-baseline")
             status = gr.Markdown(elem_id="config-status")
             editor = gr.Code(language="yaml", label="Full configuration (YAML)", lines=16, max_lines=28,
                              elem_id="config-yaml", interactive=True)
@@ -189,16 +150,17 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                                               min_width=120, scale=1)
                 download = gr.DownloadButton("Download YAML", value=None, min_width=120, scale=1,
                                              elem_id="config-download")
-            command = gr.Code(language="shell", label="The same run from a terminal", lines=1, interactive=False,
-                              elem_id="config-command")
-            train_command = gr.Code(language="shell", label="Training stage command line "
-                                    "(from train.num_gpus and train.strategy)", lines=1, interactive=False,
-                                    elem_id="config-train-command")
+            with gr.Accordion("Run it from a terminal instead", open=False):
+                command = gr.Code(language="shell", label="The same run (after saving the configuration)", lines=1,
+                                  interactive=False, elem_id="config-command")
+                train_command = gr.Code(language="shell", label="Training stage command line "
+                                        "(from train.num_gpus and train.strategy)", lines=1, interactive=False,
+                                        elem_id="config-train-command")
 
     # import ------------------------------------------------------------------------------------------
     def on_preview(path, role_):
-        if not path:
-            return "", gr.update(visible=False), gr.update(visible=False), gr.update(interactive=False), ""
+        if not path:  # cleared, also after an import: the import's message stays
+            return "", gr.update(visible=False), gr.update(visible=False), gr.update(interactive=False), gr.skip()
         try:
             report = actions.preview_import(path, role_)
         except ActionError as e:
@@ -216,92 +178,126 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
 
     def on_import(path, role_, project_):
         if not path:
-            return "Choose a file first.", gr.skip(), gr.skip()
+            return "Choose a file first.", gr.skip(), gr.skip(), *[gr.skip()] * 5
         try:
             report = actions.import_file(db, path, project_, role_)
         except ActionError as e:
-            return f"✗ {e}", gr.skip(), gr.skip()
+            return f"✗ {e}", gr.skip(), gr.skip(), *[gr.skip()] * 5
         if not report.ok:
             return ("✗ Nothing imported: the file has problems (see the table above).",
-                    gr.update(value=_issues_frame(report), visible=True), _counts_md(db, project_))
+                    gr.update(value=_issues_frame(report), visible=True), _counts_md(db, project_),
+                    *[gr.skip()] * 5)
         already = f", {report.already_present} already in the project" if report.already_present else ""
         dups = f", {len(report.duplicates)} duplicates skipped" if report.duplicates else ""
+        table, info, offset = data_view(db, project_, role_)
         return (f"✓ Imported **{report.added}** {role_} rows into **{report.project}** "
-                f"(format {report.format}{already}{dups}).", gr.skip(), _counts_md(db, project_))
+                f"(format {report.format}{already}{dups}).", gr.skip(), _counts_md(db, project_),
+                role_, table, info, offset, None)
 
-    import_btn.click(on_import, [upload, role, project], [import_result, issues, counts], api_visibility="private")
+    import_btn.click(on_import, [upload, role, project],
+                     [import_result, issues, counts, data_role, data_table, data_info, data_offset, upload],
+                     api_visibility="private")
 
-    # configuration -----------------------------------------------------------------------------------
-    def values_from(text):
-        """Form values, status and command for a YAML text (the form keeps its values if it does not validate)."""
+    def on_data(project_, role_, offset):
+        return data_view(db, project_, role_, offset)
+
+    data_outputs = [data_table, data_info, data_offset]
+    data_role.input(lambda p, r: on_data(p, r, 0), [project, data_role], data_outputs, show_progress="hidden",
+                    api_visibility="private")
+    data_prev.click(lambda p, r, o: on_data(p, r, o - DATA_PAGE), [project, data_role, data_offset], data_outputs,
+                    show_progress="hidden", api_visibility="private")
+    data_next.click(lambda p, r, o: on_data(p, r, o + DATA_PAGE), [project, data_role, data_offset], data_outputs,
+                    show_progress="hidden", api_visibility="private")
+
+    # configuration: the form and the YAML are two views of one configuration (app/config_form.py) --------
+    def synced(text, message: str = ""):
+        """Editor text, form values, the form's new baseline and the status line for a YAML text (the form
+        keeps its values when the text does not validate)."""
         try:
             cfg = actions.validate_config(text)
         except ActionError as e:
-            return [gr.skip()] * len(fields) + [f"✗ {e}"]
-        return [_shown(kind, _get(cfg, path)) for path, _, kind, _ in FORM_FIELDS] + [describe(cfg)]
+            return [text] + [gr.skip()] * (len(fields) + 1) + [f"✗ {named(str(e))}"]
+        values = form_values(cfg)
+        return [text] + values + [baseline_json(values), message or describe(cfg)]
+
+    def merged(text, baseline_, values) -> str:
+        return merged_yaml(text, baseline_of(baseline_), list(values))
+
+    def on_sync(text, baseline_, *values):
+        try:
+            return synced(merged(text, baseline_, values))
+        except ActionError as e:
+            return [gr.skip()] * (len(fields) + 2) + [f"✗ {e}"]
+
+    synced_outputs = [editor] + fields + [baseline, status]
 
     def command_for(project_, name_):
         if not project_:
             return ""
-        path = actions.config_file(db, project_, name_ or "run")
-        return actions.run_command(db, path) + "    # after “Save configuration”"
+        path = actions.config_file(db, project_, name_ or project_)
+        return actions.run_command(db, path)
 
-    def on_project(project_, name_):
+    def on_project(project_):
         text = actions.latest_config(db, project_) if project_ else ""
         configs = actions.saved_configs(db, project_) if project_ else []
         choices = [(f"#{c['id']} {c['name']} ({c['created_at'][:16].replace('T', ' ')})", c["id"]) for c in configs]
-        latest_name = configs[-1]["name"] if configs else (name_ or "run")
-        return ([text] + values_from(text) + [gr.update(choices=choices, value=choices[-1][1] if choices else None),
-                latest_name, command_for(project_, latest_name), _counts_md(db, project_)])
+        config_name = configs[-1]["name"] if configs else (project_ or "run")
+        table, info, offset = data_view(db, project_, "seed")
+        return (synced(text) + [gr.update(choices=choices, value=choices[-1][1] if choices else None),
+                config_name, command_for(project_, config_name), _counts_md(db, project_),
+                "seed", table, info, offset])
 
-    project.change(on_project, [project, name], [editor] + fields + [status, saved, name, command, counts],
+    project.change(on_project, [project], synced_outputs + [saved, name, command, counts, data_role] + data_outputs,
                    show_progress="hidden", api_visibility="private")
 
-    def on_form(text, *values):
+    def on_form(text, baseline_, *values):
+        """A form field was edited: write the edited fields into the YAML; the baseline becomes the form."""
         try:
-            new = form_to_yaml(text, list(values))
+            new = merged(text, baseline_, values)
         except ActionError as e:
-            return gr.skip(), f"✗ {e}"
+            return gr.skip(), f"✗ {e}", gr.skip()
         try:
-            return new, describe(actions.validate_config(new))
+            message = describe(actions.validate_config(new))
         except ActionError as e:
-            return new, f"✗ {e}"
+            message = f"✗ {named(str(e))}"
+        return new, message, baseline_json(list(values))
 
-    gr.on([f.input for f in fields], on_form, [editor] + fields, [editor, status], show_progress="hidden",
-          api_visibility="private")
-    validate_btn.click(values_from, [editor], fields + [status], api_visibility="private")
-    editor.blur(values_from, [editor], fields + [status], show_progress="hidden", api_visibility="private")
+    gr.on([f.input for f in fields], on_form, [editor, baseline] + fields, [editor, status, baseline],
+          show_progress="hidden", api_visibility="private")
+    validate_btn.click(on_sync, [editor, baseline] + fields, synced_outputs, api_visibility="private")
+    editor.blur(on_sync, [editor, baseline] + fields, synced_outputs, show_progress="hidden",
+                api_visibility="private")
 
-    def on_save(project_, name_, text):
+    def on_save(project_, name_, text, baseline_, *values):
         try:
-            saved_ = actions.save_config(db, project_, name_, text)
+            saved_ = actions.save_config(db, project_, name_, merged(text, baseline_, values))
         except ActionError as e:
-            return gr.skip(), f"✗ Not saved: {e}", gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * (len(fields) + 2) + [f"✗ Not saved: {named(str(e))}"] + [gr.skip()] * 3
         configs = actions.saved_configs(db, project_)
         choices = [(f"#{c['id']} {c['name']} ({c['created_at'][:16].replace('T', ' ')})", c["id"]) for c in configs]
         tmp = Path(tempfile.mkdtemp(prefix="spa-config-")) / Path(saved_["path"]).name
         tmp.write_text(saved_["yaml"], encoding="utf-8")
-        return (saved_["yaml"], f"✓ Saved as configuration #{saved_['id']} and written to `{saved_['path']}`",
-                gr.update(choices=choices, value=saved_["id"]), saved_["command"], gr.update(value=str(tmp)))
+        return (synced(saved_["yaml"], f"✓ Saved as configuration #{saved_['id']} and written to "
+                                       f"`{saved_['path']}`")
+                + [gr.update(choices=choices, value=saved_["id"]), saved_["command"], gr.update(value=str(tmp))])
 
-    save_btn.click(on_save, [project, name, editor], [editor, status, saved, command, download],
+    save_btn.click(on_save, [project, name, editor, baseline] + fields, synced_outputs + [saved, command, download],
                    api_visibility="private")
     name.change(command_for, [project, name], [command], show_progress="hidden", api_visibility="private")
 
     def on_load(project_, config_id):
         chosen = next((c for c in actions.saved_configs(db, project_) if c["id"] == config_id), None)
         if chosen is None:
-            return [gr.skip()] * (len(fields) + 3) + ["Choose a saved configuration."]
-        *values, message = values_from(chosen["yaml"])
-        return [chosen["yaml"]] + values + [chosen["name"], command_for(project_, chosen["name"]), message]
+            return [gr.skip()] * (len(fields) + 2) + ["Choose a saved configuration.", gr.skip(), gr.skip()]
+        return synced(chosen["yaml"]) + [chosen["name"], command_for(project_, chosen["name"])]
 
-    load_btn.click(on_load, [project, saved], [editor] + fields + [name, command, status], api_visibility="private")
+    load_btn.click(on_load, [project, saved], synced_outputs + [name, command], api_visibility="private")
 
     def on_open(path):
         text = Path(path).read_text(encoding="utf-8", errors="replace") if path else ""
-        return [text] + values_from(text) + [Path(path).stem if path else "run"]
+        return synced(text) + [Path(path).stem if path else "run"]
 
-    upload_yaml.upload(on_open, [upload_yaml], [editor] + fields + [status, name], api_visibility="private")
+    upload_yaml.upload(on_open, [upload_yaml], synced_outputs + [name], api_visibility="private")
     editor.change(lambda text: actions.train_command(db, text), [editor], [train_command], show_progress="hidden",
                   api_visibility="private")
-    return ProjectTab(yaml_editor=editor, counts=counts)
+    return ProjectTab(yaml_editor=editor, fields=fields, baseline=baseline, counts=counts)

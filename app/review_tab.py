@@ -1,6 +1,8 @@
-"""Review tab: the pairs the self-judge is least sure of (flagged first, then least confident), filters,
-pagination, side-by-side answers with the judge's numbers, and one-key actions (k keep, f flip, t tie,
-b both bad, s skip, n/p next/previous). Every label goes through Store.set_label, which audits it."""
+"""Review tab: the pairs the self-judge is least sure of (flagged first, then least confident), filters (also on
+the within-round rank of the judge's margin), pagination, side-by-side answers with the judge's numbers, the
+project's annotation guidelines beside them, a reviewed / remaining count per round, undo, and one-key actions
+(a / b: that answer is better, t tie, x both bad, k keep, f flip, s skip, n / p next / previous, u undo). Every
+label goes through Store.set_label, which audits it."""
 from __future__ import annotations
 
 import html
@@ -10,14 +12,17 @@ import gradio as gr
 import pandas as pd
 
 from app import actions
-from app.actions import REVIEW_COLUMNS, ActionError, ReviewQuery
+from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewQuery
 
 ANY = "any"
-SOURCES = [ANY, "self", "human", "gold", "seed"]
+SOURCES = [ANY, "self", "human", "accepted", "gold"]
 FLAGS = {ANY: None, "flagged": True, "not flagged": False}
 ORDERS = {"flagged, then least confident": "uncertain", "most confident first": "confident", "newest first": "newest"}
-SHORTCUTS = {"k": "review-keep", "f": "review-flip", "t": "review-tie", "b": "review-bothbad", "s": "review-skip",
-             "n": "review-next", "p": "review-prev"}
+SHORTCUTS = {"a": "review-a", "b": "review-b", "t": "review-tie", "x": "review-bothbad", "k": "review-keep",
+             "f": "review-flip", "s": "review-skip", "n": "review-next", "p": "review-prev", "u": "review-undo"}
+TOP_BANDS = [band for band, (low, _) in RANK_BANDS.items() if low is not None]
+NO_GUIDELINES = ("_No annotation guidelines for this project yet: write them below (what makes an answer better "
+                 "here), so every reviewer labels alike._")
 
 # Loaded in the page head: one key press clicks the matching button while the Review tab is shown, and never
 # while the person is typing in a text field or the YAML editor.
@@ -43,19 +48,21 @@ KEYBOARD_JS = """
 """ % str(SHORTCUTS).replace("'", '"')
 
 
-def query_from(round_, source, flagged, min_conf, max_conf, search, order) -> ReviewQuery:
+def query_from(round_, source, flagged, rank, min_conf, max_conf, search, order) -> ReviewQuery:
     return ReviewQuery(round=None if round_ in (None, ANY, "") else int(round_),
                        source=None if source in (None, ANY) else source, flagged=FLAGS.get(flagged),
                        min_confidence=None if min_conf is None or min_conf <= 0.5 else float(min_conf),
                        max_confidence=None if max_conf is None or max_conf >= 1.0 else float(max_conf),
-                       search=search or "", order=ORDERS.get(order, "uncertain"))
+                       search=search or "", order=ORDERS.get(order, "uncertain"),
+                       rank_band=None if rank in (None, ANY) else rank)
 
 
 def load_page(db: str, project: str, query: ReviewQuery, offset: int, page_size: int, index: int = 0) -> dict:
     """A fresh page snapshot: the ids it shows stay put while the person labels them."""
     page = actions.review_page(db, project, query, page_size=page_size, offset=offset)
     return {"query": asdict(query), "offset": page.offset, "page_size": page.page_size, "ids": page.pair_ids,
-            "total": page.total, "index": min(max(index, 0), max(len(page.pair_ids) - 1, 0)), "changes": []}
+            "total": page.total, "index": min(max(index, 0), max(len(page.pair_ids) - 1, 0)), "changes": [],
+            "project": project}
 
 
 def _num(value, digits=3) -> str:
@@ -66,8 +73,12 @@ def _answer_head(which: str, p: dict) -> str:
     side = which.lower()
     reward, gold = p[f"reward_{side}"], p[f"gold_{side}"]
     preferred = p["label"] == side
-    badge = ("<span class='spa-badge spa-yes'>preferred</span>" if preferred else
-             "<span class='spa-badge spa-no'>rejected</span>" if p["label"] in ("a", "b") else "")
+    if p["human_response"] and p["label"] in ("a", "b"):
+        badge = ("" if preferred else "<span class='spa-badge spa-no'>rejected (the written answer is chosen)"
+                                      "</span>")
+    else:
+        badge = ("<span class='spa-badge spa-yes'>preferred</span>" if preferred else
+                 "<span class='spa-badge spa-no'>rejected</span>" if p["label"] in ("a", "b") else "")
     judge = " · judge's pick" if p["judge_label"] == side else ""
     bits = [f"reward {_num(reward)}", f"logp π {_num(p[f'logp_policy_{side}'], 1)}",
             f"π_init {_num(p[f'logp_init_{side}'], 1)}"]
@@ -80,12 +91,12 @@ def _answer_head(which: str, p: dict) -> str:
 
 def _pair_head(p: dict, position: str) -> str:
     flag = "<span class='spa-badge spa-flag'>⚑ flagged as likely noisy</span>" if p["noisy"] else ""
-    label = html.escape(str(p["label"]))
-    rewrite = " · has a written better answer" if p["human_response"] else ""
+    label = "written answer" if p["human_response"] else html.escape(str(p["label"]))
+    rank = "–" if p["rank"] is None else f"{100 * p['rank']:.0f}%"
     return (f"<div class='spa-pair-head'><b>Pair #{p['id']}</b> · round {p['round']} · {position} · "
             f"label <b>{label}</b> ({html.escape(str(p['label_source']))}) · judge confidence "
-            f"<b>{_num(p['confidence'])}</b> · margin {_num(p['margin'])} · ext margin {_num(p['ext_margin'])} "
-            f"{flag}{rewrite}</div>")
+            f"<b>{_num(p['confidence'])}</b> · margin {_num(p['margin'])} · rank in its round <b>{rank}</b> "
+            f"(0% = least sure) · ext margin {_num(p['ext_margin'])} {flag}</div>")
 
 
 def _history(p: dict) -> str:
@@ -101,17 +112,34 @@ def _prompt_text(p: dict) -> str:
     return "\n\n".join(f"[{m['role']}] {m['content']}" if len(p["prompt"]) > 1 else m["content"] for m in p["prompt"])
 
 
+def progress_md(db: str, project: str | None) -> str:
+    """Reviewed / accepted / remaining per round."""
+    if not project:
+        return ""
+    try:
+        rows = actions.review_progress(db, project)
+    except ActionError:
+        return ""
+    if not rows:
+        return "No judged pairs yet: they appear here once a run has judged its first round."
+    return " · ".join(f"round {r['round']}: **{r['reviewed']}** reviewed, {r['accepted']} accepted, "
+                      f"**{r['remaining']}** of {r['n']} remaining" for r in rows)
+
+
 def render(db: str, state: dict | None, message: str = "") -> list:
-    """Every output of the tab for a page snapshot: table, page line, the current pair, message, state."""
+    """Every output of the tab for a page snapshot: table, page line, progress, the current pair, message, state."""
+    progress = progress_md(db, state.get("project") if state else None)
     if not state or not state["ids"]:
         total = state["total"] if state else 0
         info = "No pairs match." if state else "Choose a project."
         empty = pd.DataFrame(columns=REVIEW_COLUMNS)
-        return [empty, f"{info} ({total} pairs)", "<div class='spa-pair-head'>Nothing to review here.</div>", "",
-                "", "", "", "", "", "", message, state]
+        return [empty, f"{info} ({total} pairs)", progress, "<div class='spa-pair-head'>Nothing to review here.</div>",
+                "", "", "", "", "", "", "", message, state]
     with actions.opened(db) as store:
         pairs = [store.pair(i) for i in state["ids"]]
-    table = pd.DataFrame([actions.review_row(p) for p in pairs], columns=REVIEW_COLUMNS)
+        project_id = pairs[0].project_id
+        rows = actions.review_rows(store, project_id, pairs)
+    table = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
     index = state["index"]
     p = actions.pair_detail(db, state["ids"][index])
     size, offset = state["page_size"], state["offset"]
@@ -119,15 +147,17 @@ def render(db: str, state: dict | None, message: str = "") -> list:
     info = (f"Pairs **{first}–{offset + len(state['ids'])}** of **{state['total']}** · page "
             f"{offset // size + 1} of {max(1, -(-state['total'] // size))}")
     position = f"{offset + index + 1} of {state['total']}"
-    return [table, info, _pair_head(p, position), _prompt_text(p), _answer_head("A", p), p["response_a"],
+    return [table, info, progress, _pair_head(p, position), _prompt_text(p), _answer_head("A", p), p["response_a"],
             _answer_head("B", p), p["response_b"], p["human_response"] or "", _history(p), message, state]
 
 
 def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     with gr.Row(equal_height=True):
         round_ = gr.Dropdown([ANY], value=ANY, label="Round", min_width=90, scale=1, elem_id="review-round")
-        source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=110, scale=1, elem_id="review-source")
+        source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=120, scale=1, elem_id="review-source")
         flagged = gr.Dropdown(list(FLAGS), value=ANY, label="Flag", min_width=110, scale=1, elem_id="review-flag")
+        rank = gr.Dropdown([ANY] + list(RANK_BANDS), value=ANY, label="Rank in round (margin)", min_width=130,
+                           scale=1, elem_id="review-rank")
         min_conf = gr.Number(0.5, label="Confidence ≥", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
         max_conf = gr.Number(1.0, label="Confidence ≤", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
         search = gr.Textbox(label="Search text", placeholder="words in the prompt or answers, Enter to search",
@@ -139,45 +169,64 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         next_page = gr.Button("Next page ▶", size="sm", min_width=120, scale=0, elem_id="review-next-page")
         refresh_btn = gr.Button("Refresh", size="sm", min_width=90, scale=0, elem_id="review-refresh")
         page_info = gr.Markdown(elem_id="review-page-info")
+    progress = gr.Markdown(elem_id="review-progress")
     table = gr.Dataframe(pd.DataFrame(columns=REVIEW_COLUMNS), interactive=False, max_height=300, wrap=False,
-                         elem_id="review-table", column_widths=["60px", "60px", "40px", "65px", "60px", "70px",
-                                                                "28%", "18%", "18%"])
-    head = gr.HTML(elem_id="review-pair-head")
-    prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6, elem_id="review-prompt")
-    with gr.Row(equal_height=True):
-        with gr.Column(elem_classes="spa-answer"):
-            a_head = gr.HTML()
-            a_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14, elem_id="review-answer-a")
-        with gr.Column(elem_classes="spa-answer"):
-            b_head = gr.HTML()
-            b_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14, elem_id="review-answer-b")
+                         elem_id="review-table", column_widths=["55px", "70px", "35px", "60px", "75px", "75px",
+                                                                "60px", "90px", "22%", "15%", "15%"])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            head = gr.HTML(elem_id="review-pair-head")
+            prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=6, elem_id="review-prompt")
+            with gr.Row(equal_height=True):
+                with gr.Column(elem_classes="spa-answer"):
+                    a_head = gr.HTML()
+                    a_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
+                                        elem_id="review-answer-a")
+                with gr.Column(elem_classes="spa-answer"):
+                    b_head = gr.HTML()
+                    b_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
+                                        elem_id="review-answer-b")
+        with gr.Column(scale=1, min_width=260):
+            gr.Markdown("**Annotation guidelines**")
+            guide = gr.Markdown(NO_GUIDELINES, elem_id="review-guidelines")
+            with gr.Accordion("Edit guidelines", open=False):
+                guide_text = gr.Textbox(show_label=False, lines=5, max_lines=20, elem_id="review-guidelines-edit",
+                                        placeholder="what makes an answer better in this project (Markdown)")
+                guide_save = gr.Button("Save guidelines", size="sm", elem_id="review-guidelines-save")
     with gr.Row(elem_id="review-actions"):
-        keep = gr.Button("Keep label [k]", variant="primary", elem_id="review-keep", min_width=110)
-        flip = gr.Button("Flip [f]", elem_id="review-flip", min_width=90)
-        tie = gr.Button("Tie [t]", elem_id="review-tie", min_width=90)
-        both_bad = gr.Button("Both bad [b]", elem_id="review-bothbad", min_width=110)
-        skip = gr.Button("Skip [s]", elem_id="review-skip", min_width=90)
+        better_a = gr.Button("A is better [a]", variant="primary", elem_id="review-a", min_width=110)
+        better_b = gr.Button("B is better [b]", variant="primary", elem_id="review-b", min_width=110)
+        tie = gr.Button("Tie [t]", elem_id="review-tie", min_width=80)
+        both_bad = gr.Button("Both bad [x]", elem_id="review-bothbad", min_width=100)
+        keep = gr.Button("Keep label [k]", elem_id="review-keep", min_width=110)
+        flip = gr.Button("Flip [f]", elem_id="review-flip", min_width=80)
+        skip = gr.Button("Skip [s]", elem_id="review-skip", min_width=80)
         prev = gr.Button("◀ Prev [p]", elem_id="review-prev", min_width=90)
         nxt = gr.Button("Next [n] ▶", elem_id="review-next", min_width=90)
+        undo = gr.Button("Undo last label [u]", elem_id="review-undo", min_width=140)
     message = gr.Markdown(elem_id="review-message")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            better = gr.Textbox(label="Write a better answer (it becomes the chosen answer; the label's other answer "
-                                      "stays rejected)", lines=3, max_lines=10, elem_id="review-better")
+            better = gr.Textbox(label="Write a better answer: it becomes the chosen answer. The rejected one is the "
+                                      "answer your A/B choice rejects, or else the answer the judge preferred",
+                                lines=3, max_lines=10, elem_id="review-better")
             save_better = gr.Button("Save better answer", elem_id="review-save-better")
         with gr.Column(scale=2):
             gr.Markdown("**Label history**")
             history = gr.Markdown(elem_id="review-history")
-    with gr.Accordion("Bulk accept confident self labels", open=False):
+    with gr.Accordion("Accept self labels in bulk", open=False):
         with gr.Row(equal_height=True):
-            threshold = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label="Confidence at least", scale=3)
-            bulk_btn = gr.Button("Accept as human labels", variant="secondary", scale=1, elem_id="review-bulk")
-        gr.Markdown("Every self-labelled pair at or above the threshold (in the round chosen above, or all rounds) "
-                    "is confirmed as a human label, each with its own audit event.")
+            band = gr.Radio(TOP_BANDS, value="top 50%", label="The surest pairs of each round (rank by margin)",
+                            scale=3, elem_id="review-bulk-band")
+            bulk_btn = gr.Button("Accept unread", variant="secondary", scale=1, elem_id="review-bulk")
+        gr.Markdown("Every self-labelled pair in the chosen band of its round (in the round chosen above, or all "
+                    "rounds) gets the label source **accepted**, each with its own audit event. Nobody read them, so "
+                    "training keeps treating them as self labels: they can be flagged as noisy and are not replayed "
+                    "in later rounds (only pairs a person labelled are). Exports show them as `accepted`.")
     state = gr.State(None)
 
-    filters = [round_, source, flagged, min_conf, max_conf, search, order, page_size]
-    view = [table, page_info, head, prompt, a_head, a_text, b_head, b_text, better, history, message, state]
+    filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, page_size]
+    view = [table, page_info, progress, head, prompt, a_head, a_text, b_head, b_text, better, history, message, state]
 
     def round_choices(project_):
         if not project_:
@@ -186,6 +235,16 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             proj = store.project(project_)
             rounds = store.pair_rounds(proj.id) if proj else []
         return gr.update(choices=[ANY] + [str(r) for r in rounds])
+
+    def source_choices(project_):
+        """The label sources the project's pairs have, with their counts (seed pairs are on the Project tab)."""
+        counts = actions.project_summary(db, project_)["labels"] if project_ else {}
+        return gr.update(choices=[(ANY, ANY)] + [(f"{name} ({counts[name]})", name) for name in SOURCES[1:]
+                                                if counts.get(name)])
+
+    def guidelines_md(project_):
+        text = actions.guidelines(db, project_) if project_ else ""
+        return text or NO_GUIDELINES, text
 
     def apply(project_, *values, offset=0, index=0, message=""):
         *query_values, size = values
@@ -198,13 +257,27 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             return render(db, None, f"✗ {e}")
 
     def on_tab(project_, *values):
-        return [round_choices(project_)] + apply(project_, *values)
+        try:
+            guide_view, sources = guidelines_md(project_), source_choices(project_)
+        except ActionError:
+            guide_view, sources = (NO_GUIDELINES, ""), gr.skip()
+        return [round_choices(project_), sources, *guide_view] + apply(project_, *values)
 
-    tab.select(on_tab, [project] + filters, [round_] + view, show_progress="hidden", api_visibility="private")
-    project.change(on_tab, [project] + filters, [round_] + view, show_progress="hidden", api_visibility="private")
-    for trigger in (refresh_btn.click, search.submit, round_.input, source.input, flagged.input, order.input,
-                    page_size.input, min_conf.submit, max_conf.submit):
+    for trigger in (tab.select, project.change):
+        trigger(on_tab, [project] + filters, [round_, source, guide, guide_text] + view, show_progress="hidden",
+                api_visibility="private")
+    for trigger in (refresh_btn.click, search.submit, round_.input, source.input, flagged.input, rank.input,
+                    order.input, page_size.input, min_conf.submit, max_conf.submit):
         trigger(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
+
+    def on_guidelines(project_, text):
+        try:
+            saved = actions.save_guidelines(db, project_, text)
+        except ActionError as e:
+            return gr.skip(), gr.skip(), f"✗ {e}"
+        return saved or NO_GUIDELINES, saved, "Guidelines saved."
+
+    guide_save.click(on_guidelines, [project, guide_text], [guide, guide_text, message], api_visibility="private")
 
     def turn_page(project_, state_, step, *values):
         if not state_:
@@ -252,13 +325,15 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         after = result["event"]
         change = [bool(before.noisy), after["new_source"], False]
         state_ = {**state_, "changes": state_["changes"] + [change]}
-        done = f"Pair #{pair_id}: {after['old_label']} → **{after['new_label']}** (human)"
+        what = "a written answer, chosen" if text else f"**{after['new_label']}**"
+        done = f"Pair #{pair_id}: {after['old_label']} ({after['old_source']}) → {what} (human)"
         return move(project_, state_, +1, done)
 
     def labeller(action):
         return lambda project_, state_: label(project_, state_, action)
 
-    for button, action in ((keep, "keep"), (flip, "flip"), (tie, "tie"), (both_bad, "both_bad")):
+    for button, action in ((better_a, "a"), (better_b, "b"), (keep, "keep"), (flip, "flip"), (tie, "tie"),
+                           (both_bad, "both_bad")):
         button.click(labeller(action), [project, state], view, show_progress="hidden", api_visibility="private")
     save_better.click(lambda p, s, t: label(p, s, "keep", t), [project, state, better], view,
                       show_progress="hidden", api_visibility="private")
@@ -266,6 +341,24 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                api_visibility="private")
     nxt.click(lambda p, s: move(p, s, +1), [project, state], view, show_progress="hidden", api_visibility="private")
     prev.click(lambda p, s: move(p, s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
+
+    def on_undo(project_, state_):
+        try:
+            undone = actions.undo_last_label(db, project_, "studio")
+        except ActionError as e:
+            return render(db, state_, f"✗ {e}")
+        message = (f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** "
+                   f"({undone['label_source']}).")
+        if state_ and undone["pair_id"] in state_["ids"]:
+            return render(db, {**state_, "index": state_["ids"].index(undone["pair_id"])}, message)
+        query = ReviewQuery(**state_["query"]) if state_ else ReviewQuery()
+        fresh = load_page(db, project_, query, state_["offset"] if state_ else 0,
+                          state_["page_size"] if state_ else 20)
+        if undone["pair_id"] in fresh["ids"]:
+            fresh["index"] = fresh["ids"].index(undone["pair_id"])
+        return render(db, fresh, message)
+
+    undo.click(on_undo, [project, state], view, show_progress="hidden", api_visibility="private")
 
     def on_select(state_, evt: gr.SelectData):
         if not state_ or not state_["ids"]:
@@ -275,13 +368,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     table.select(on_select, [state], view, show_progress="hidden", api_visibility="private")
 
-    def on_bulk(project_, threshold_, *values):
+    def on_bulk(project_, band_, *values):
         try:
             query = query_from(*values[:-1])
-            n = actions.bulk_accept(db, project_, threshold_, round=query.round)["accepted"]
-        except ActionError as e:
+            n = actions.bulk_accept(db, project_, round=query.round, top=band_)["accepted"]
+        except (ActionError, ValueError) as e:
             return apply(project_, *values, message=f"✗ {e}")
-        return apply(project_, *values, message=f"Accepted {n} self labels with confidence ≥ {threshold_:.2f} as "
-                                               "human labels.")
+        where = f"round {query.round}" if query.round is not None else "every round"
+        return apply(project_, *values, message=f"Accepted **{n}** self labels in the {band_} of {where} "
+                                               "(label source: accepted).")
 
-    bulk_btn.click(on_bulk, [project, threshold] + filters, view, api_visibility="private")
+    bulk_btn.click(on_bulk, [project, band] + filters, view, api_visibility="private")

@@ -10,6 +10,8 @@ import gradio as gr
 
 from app import actions, plots
 from app.actions import ActionError
+from app.config_form import baseline_of, merged_yaml, named
+from engine.config import RunConfig
 
 POLL_S = 1.5
 PLOT_HEIGHT = 230
@@ -18,6 +20,13 @@ PLOT_HEIGHT = 230
 @dataclass
 class RunTab:
     job: gr.Dropdown
+
+
+# Keeps the log at its newest line: once when it first fills (after a reload), then whenever the person has not
+# scrolled up to read.
+SCROLL_LOG_JS = ("() => { const t = document.querySelector('#run-log textarea'); if (!t || !t.value) return; "
+                 "const atEnd = t.scrollHeight - t.scrollTop - t.clientHeight < 40; "
+                 "if (!t.dataset.spaFilled || atEnd) { t.scrollTop = t.scrollHeight; t.dataset.spaFilled = '1'; } }")
 
 
 def _duration(seconds: float | None) -> str:
@@ -67,14 +76,44 @@ def log_text(s: dict | None) -> str:
 
 
 def job_choices(db: str, project: str) -> list[tuple[str, int]]:
+    """The project's runs, newest first (exports are followed on the Export tab, not here)."""
     out = []
-    for j in reversed(actions.jobs(db, project)):
+    for j in reversed([j for j in actions.jobs(db, project) if j["kind"] == "run"]):
         where = f" · r{j['round']} {j['stage']}" if j["stage"] and j["status"] in ("running", "paused") else ""
         out.append((f"#{j['job_id']} {j['kind']} · {j['status']}{where}", j["job_id"]))
     return out
 
 
-def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
+def settings_line(cfg: RunConfig | None) -> str:
+    """The settings a person most often changes, as the queued configuration holds them."""
+    if cfg is None:
+        return ""
+    rounds = ", ".join(str(cfg.prompts_for_round(i)) for i in range(1, cfg.rounds + 1)) or "none"
+    return (f"model `{cfg.model}` · learning rate **{cfg.lr:g}** · seed epochs **{cfg.epochs}** · rounds "
+            f"**{cfg.rounds}** (prompts {rounds}) · β {cfg.beta:g} · judge {cfg.judge.kind}")
+
+
+def queued_config(text: str, baseline: str, values: list) -> str:
+    """What the Project tab shows when Queue is pressed (app/config_form.py), checked for a studio run."""
+    text = merged_yaml(text, baseline_of(baseline), list(values))
+    cfg = actions.validate_config(text)
+    if cfg.rounds < 1:
+        raise ActionError("Rounds (rounds): at least 1 round, so there are pairs to review "
+                          "(0 trains on the seed pairs only)")
+    return text
+
+
+def stop_message(job_id: int, before: str, after: dict, stage: str, round_: int | None) -> str:
+    if before == "running":
+        where = f" (round {round_}, {stage})" if stage else ""
+        return (f"■ Stop requested for run #{job_id}: the worker stops its current stage{where} at its next step "
+                "and keeps every completed stage. **Resume** continues from there.")
+    return (f"■ Run #{job_id} was {before} and is now {after['status']}; nothing was running. **Resume** queues it "
+            "again.")
+
+
+def build(db: str, project: gr.Dropdown, config) -> RunTab:
+    """`config` is the Project tab's configuration views (editor, form fields, baseline)."""
     with gr.Row(equal_height=True):
         job = gr.Dropdown(label="Run", choices=[], elem_id="job-select", scale=3, min_width=260)
         queue_btn = gr.Button("Queue run", variant="primary", elem_id="queue-run", scale=1, min_width=110)
@@ -84,23 +123,30 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
     message = gr.Markdown(elem_id="run-message")
     progress = gr.HTML(progress_html(None), elem_id="run-progress")
     with gr.Row(equal_height=False):
-        log = gr.Textbox(label="Log", lines=12, max_lines=12, interactive=False, autoscroll=True, scale=1,
+        log = gr.Textbox(label="Log", lines=12, max_lines=12, interactive=False, autoscroll=True, scale=4,
                          min_width=420, elem_id="run-log")
-        with gr.Column(scale=1, min_width=520):
+        with gr.Column(scale=5, min_width=560):
             gr.Markdown("**Per round**")
             table = gr.Markdown(elem_id="run-round-table")
+    with gr.Accordion("Configuration of this run, exactly as queued", open=False):
+        settings = gr.Markdown(elem_id="run-settings")
+        job_yaml = gr.Code(language="yaml", interactive=False, lines=8, max_lines=30, show_label=False,
+                           elem_id="run-config")
     with gr.Row():
-        loss = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        loss = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                            title="Training loss", height=PLOT_HEIGHT, y_title="loss")
-        margins = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        margins = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                               title="Reward margin (chosen − rejected)", height=PLOT_HEIGHT, y_title="margin")
     with gr.Row():
-        accuracies = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+        accuracies = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
                                  title="Reward accuracy", height=PLOT_HEIGHT, y_title="accuracy")
-        flagged = gr.LinePlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
-                              title="Flagged fraction (noise detection)", height=PLOT_HEIGHT, y_title="fraction")
-    per_round = gr.LinePlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
-                            title="Per round: evaluation and self-labelling", height=PLOT_HEIGHT + 40)
+        flagged = gr.ScatterPlot(plots.empty(["step", "value", "round"]), x="step", y="value", color="round",
+                              title="Flagged fraction (noise detection)", height=PLOT_HEIGHT, y_title="fraction",
+                              y_lim=[0.0, 1.0])
+    # points, not lines, in every plot: a series with one point (one round, a round of one step) is invisible as a
+    # line
+    per_round = gr.ScatterPlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
+                               title="Per round: evaluation and self-labelling", height=PLOT_HEIGHT + 40)
     timer = gr.Timer(POLL_S)
     drawn = gr.State(None)  # what the plots show: (job id, metric count, last metric id)
 
@@ -120,8 +166,15 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
         if job_id is None:
             state["series"] = [[]] * 5
             return [job_update, progress_html(None), "", "_No run yet._",
-                    *[plots.empty(["step", "value", "round"])] * 4, plots.empty(["round", "value", "series"]), state]
+                    *[plots.empty(["step", "value", "round"])] * 4, plots.empty(["round", "value", "series"]),
+                    "_No run selected._", "", state]
         status = actions.job_status(db, job_id)
+        if drawn_.get("config_of") == job_id:
+            settings_md, config_text = gr.skip(), gr.skip()
+        else:
+            settings_md = settings_line(actions.validate_config_or_none(status["config_yaml"]))
+            config_text = status["config_yaml"]
+        state["config_of"] = job_id
         metrics = actions.run_metrics(db, job_id)
         state["metrics"] = [job_id, len(metrics), metrics[-1]["id"] if metrics else 0]
         if state["metrics"] == drawn_.get("metrics"):
@@ -129,12 +182,14 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
         else:
             frames = [plots.train_frame(metrics, name) for name in plots.TRAIN_PLOTS]
             rounds, order = plots.round_frame(metrics)
-            figures = frames + [gr.update(value=rounds, sort=order)]
+            steps = plots.step_range(frames)  # one x axis for the four training plots, so they line up
+            figures = [gr.update(value=f, x_lim=steps) for f in frames] + [gr.update(value=rounds, sort=order)]
             state["series"] = [plots.series_of(f, "round") for f in frames] + [plots.series_of(rounds, "series")]
             table_md = round_table(db, job_id)
-        return [job_update, progress_html(status), log_text(status), table_md, *figures, state]
+        return [job_update, progress_html(status), log_text(status), table_md, *figures, settings_md, config_text,
+                state]
 
-    outputs = [job, progress, log, table, *train_plots, per_round, drawn]
+    outputs = [job, progress, log, table, *train_plots, per_round, settings, job_yaml, drawn]
 
     def redraw(drawn_):
         series = (drawn_ or {}).get("series")
@@ -142,10 +197,12 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
 
     def then_redraw(event):
         event.then(redraw, [drawn], [*train_plots, per_round], show_progress="hidden", api_visibility="private")
+        return event
 
-    then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden", api_visibility="private"))
+    then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden",
+                           api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(project.change(lambda p: refresh(p, None, None), [project], outputs, show_progress="hidden",
-                               api_visibility="private"))
+                               api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(job.input(lambda p, j: refresh(p, j, None), [project, job], outputs, show_progress="hidden",
                           api_visibility="private"))
 
@@ -156,19 +213,21 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
             return [f"✗ {e}"] + refresh(project_, job_id, None)
         return [result] + refresh(project_, job_id, None)
 
-    def on_queue(project_, text, job_id):
+    def on_queue(project_, job_id, text, baseline, *values):
         try:
-            queued = actions.queue_run(db, project_, text)
+            queued = actions.queue_run(db, project_, queued_config(text, baseline, values))
         except ActionError as e:
-            return [f"✗ Not queued: {e}"] + refresh(project_, job_id, None)
-        return ([f"✓ Queued run #{queued['job_id']} of **{queued['project']}**; the worker starts it when it is free."]
-                + refresh(project_, queued["job_id"], None))
+            return [f"✗ Not queued, nothing changed: {named(str(e))}"] + refresh(project_, job_id, None)
+        cfg = actions.validate_config_or_none(actions.job_status(db, queued["job_id"])["config_yaml"])
+        return ([f"✓ Queued run #{queued['job_id']} of **{queued['project']}**: {settings_line(cfg)}. The worker "
+                 "starts it when it is free."] + refresh(project_, queued["job_id"], None))
 
     def on_stop(project_, job_id):
         if job_id is None:
             return ["Choose a run."] + refresh(project_, job_id, None)
-        return act(lambda: f"Stop: run #{job_id} is now {actions.stop_run(db, job_id)['status']}"
-                   " (a running stage stops at its next step).", project_, job_id)
+        before = actions.job_status(db, job_id)
+        return act(lambda: stop_message(job_id, before["status"], actions.stop_run(db, job_id), before["stage"],
+                                        before["round"]), project_, job_id)
 
     def on_resume(project_, job_id):
         if job_id is None:
@@ -183,10 +242,14 @@ def build(db: str, project: gr.Dropdown, config_yaml: gr.Code) -> RunTab:
                            "is queued.", project_, job_id)
 
     with_message = [message] + outputs
-    then_redraw(queue_btn.click(on_queue, [project, config_yaml, job], with_message, api_visibility="private"))
-    then_redraw(stop_btn.click(on_stop, [project, job], with_message, api_visibility="private"))
-    then_redraw(resume_btn.click(on_resume, [project, job], with_message, api_visibility="private"))
-    then_redraw(approve_btn.click(on_approve, [project, job], with_message, api_visibility="private"))
+    then_redraw(queue_btn.click(on_queue, [project, job, config.yaml_editor, config.baseline] + config.fields,
+                                with_message, show_progress="minimal", api_visibility="private"))
+    then_redraw(stop_btn.click(on_stop, [project, job], with_message, show_progress="minimal",
+                                api_visibility="private"))
+    then_redraw(resume_btn.click(on_resume, [project, job], with_message, show_progress="minimal",
+                                api_visibility="private"))
+    then_redraw(approve_btn.click(on_approve, [project, job], with_message, show_progress="minimal",
+                                api_visibility="private"))
     return RunTab(job=job)
 
 

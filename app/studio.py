@@ -69,7 +69,7 @@ def build_app(db: str):
             with gr.Tab("Project", id="project", elem_id="tab-project"):
                 project_ui = project_tab.build(db, project)
             with gr.Tab("Run", id="run", elem_id="tab-run"):
-                run_tab.build(db, project, project_ui.yaml_editor)
+                run_tab.build(db, project, project_ui)
             with gr.Tab("Review", id="review", elem_id="tab-review") as review:
                 review_tab.build(db, project, review)
             with gr.Tab("Insight", id="insight", elem_id="tab-insight") as insight:

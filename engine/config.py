@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 DEMO_PREFIX = "demo:"
+MAX_LEARNING_RATE = 1.0  # above it no optimiser step of these models means anything: a typo, refused
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,7 @@ def _field(default, help: str, check: tuple[Callable[[object], bool], str] | Non
 
 UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
 POSITIVE = (lambda v: v > 0, "positive")
+LEARNING_RATE = (lambda v: v is None or 0 < v <= MAX_LEARNING_RATE, f"above 0 and at most {MAX_LEARNING_RATE:g}")
 AT_LEAST_0 = (lambda v: v >= 0, "at least 0")
 
 
@@ -106,11 +108,11 @@ class RunConfig:
                                                 "round, the last repeats)")
     beta: float = _field(0.1, "β of DPO and of the implicit reward", POSITIVE)
     learning_rate: float | None = _field(None, "the seed round's learning rate; empty: 5e-7 for a full "
-                                               "fine-tune, 5e-5 for LoRA", (lambda v: v is None or v > 0, "positive"))
+                                               "fine-tune, 5e-5 for LoRA", LEARNING_RATE)
     epochs: int = _field(3, "seed round epochs", AT_LEAST_0)
     round_epochs: int = _field(1, "epochs of each SPA round", POSITIVE)
     round_learning_rate: float | None = _field(None, "rounds 1..T; empty: the same as learning_rate",
-                                               (lambda v: v is None or v > 0, "positive"))
+                                               LEARNING_RATE)
     batch_size: int = _field(32, "effective batch (pairs per optimiser step)", POSITIVE)
     lr_scheduler: str = _field("cosine", "cosine | linear | constant | constant_with_warmup")
     warmup_ratio: float = _field(0.1, "learning-rate warm-up, as a fraction of the steps", UNIT)
@@ -257,8 +259,6 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, str]) -> None:
     ppr = cfg.prompts_per_round
     if (isinstance(ppr, int) and ppr <= 0) or (isinstance(ppr, list) and (not ppr or min(ppr) <= 0)):
         fail("prompts_per_round", "must be a positive integer or a non-empty list of them")
-    if cfg.rounds > 0 and not cfg.prompt_pool:
-        fail("prompt_pool", "is required when rounds > 0")
     if cfg.judge.kind == "density_ratio" and not (cfg.judge.strong_model and cfg.judge.weak_model):
         fail("judge.kind", "density_ratio needs judge.strong_model and judge.weak_model")
     if cfg.judge.kind == "reward_model" and not cfg.judge.reward_model:

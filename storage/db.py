@@ -84,7 +84,15 @@ def _v5(db: sqlite_utils.Database) -> None:
     db["pairs"].add_column("warmup_flag", int)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: sqlite_utils.Database) -> None:
+    """Undoable labels (the answer and noise flag a label event replaced, and which event an undo reverts) and
+    per-project annotation guidelines."""
+    for column, kind in (("old_response", str), ("new_response", str), ("old_noisy", int), ("undoes", int)):
+        db["label_events"].add_column(column, kind)
+    db["projects"].add_column("guidelines", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

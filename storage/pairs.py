@@ -27,6 +27,8 @@ class ReviewFilter:
     order: str = "uncertain"  # uncertain | newest | confident
     limit: int = 50
     offset: int = 0
+    min_rank: float | None = None  # within-round percentile of the judge's margin, 0 = least sure (see RANK_SQL)
+    max_rank: float | None = None  # exclusive
 
 
 def _pair_from_row(row: dict) -> Pair:
@@ -49,6 +51,12 @@ def _pair_to_row(p: Pair) -> dict:
     return row
 
 
+# Each judged pair's within-round rank: the percentile of its judge margin among its round's pairs (0 = the least
+# sure, 1 = the surest). Confidences of a weak judge crowd near 0.5; ranks spread them over 0-1 whatever the scale.
+RANK_SQL = ("select id, percent_rank() over (partition by job_id, round order by margin) rank from pairs "
+            "where project_id = ? and label is not null and margin is not null")
+
+
 def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     """The review filter as a WHERE clause, its parameters and an ORDER BY (shared by both page readers)."""
     where, params = ["project_id = ?", "label is not null"], [f.project_id]
@@ -68,6 +76,9 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     if f.search:
         where.append("(prompt like ? or response_a like ? or response_b like ?)")
         params += [f"%{f.search}%"] * 3
+    if f.min_rank is not None or f.max_rank is not None:
+        where.append(f"id in (select id from ({RANK_SQL}) where rank >= ? and rank < ?)")
+        params += [f.project_id, 0.0 if f.min_rank is None else f.min_rank, 2.0 if f.max_rank is None else f.max_rank]
     order = {
         "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
         "confident": "confidence desc, id asc",
@@ -162,17 +173,22 @@ class PairStore(StoreBase):
                 values["noisy"] = values["warmup_flag"] = 0
             self.db["pairs"].update(pair_id, values)
             event = LabelEvent(pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source,
-                               new_source=source, actor=actor, note=note, at=now())
+                               new_source=source, actor=actor, note=note, at=now(), old_response=old.human_response,
+                               new_response=values.get("human_response", old.human_response), old_noisy=old.noisy)
             row = asdict(event)
             del row["id"]
             event.id = self.db["label_events"].insert(row).last_pk
         return event
 
-    def bulk_accept(self, project_id: int, min_confidence: float, job_id: int | None = None,
-                    round: int | None = None, actor: str = "human") -> int:
-        """Confirm every self-labelled pair at or above a confidence as a human label."""
+    def bulk_accept(self, project_id: int, min_confidence: float | None = None, job_id: int | None = None,
+                    round: int | None = None, actor: str = "human", min_rank: float | None = None) -> int:
+        """Accept every self label at or above a confidence and / or a within-round rank, unread: source
+        `accepted`, each with its audit event. Training treats them as self labels (see README, Labels)."""
         sql = "select id, label from pairs where project_id = ? and label_source = 'self' and confidence >= ?"
-        params: list = [project_id, min_confidence]
+        params: list = [project_id, 0.0 if min_confidence is None else min_confidence]
+        if min_rank is not None:
+            sql += f" and id in (select id from ({RANK_SQL}) where rank >= ?)"
+            params += [project_id, min_rank]
         if job_id is not None:
             sql += " and job_id = ?"
             params.append(job_id)
@@ -182,7 +198,7 @@ class PairStore(StoreBase):
         with self.write():
             rows = list(self.db.query(sql, params))
             for r in rows:
-                self.set_label(r["id"], r["label"], "human", actor, note="bulk accept")
+                self.set_label(r["id"], r["label"], "accepted", actor, note="bulk accept")
         return len(rows)
 
     def label_events(self, pair_id: int | None = None) -> list[LabelEvent]:
@@ -303,3 +319,63 @@ class PairStore(StoreBase):
             params.append(f"%{search}%")
         rows = self.db.query(sql + " order by id limit ?", params + [limit])
         return [_pair_from_row(r) for r in rows]
+
+    # review: undo, ranks, calibration by rank, progress
+    def undo_last_label(self, project_id: int, actor: str) -> LabelEvent | None:
+        """Revert the newest label event `actor` made in the project that is not itself an undo or undone: the
+        pair gets its label, source, written answer and noise flag back, and the undo is an event of its own."""
+        with self.write():
+            row = self._one(
+                "select e.* from label_events e join pairs p on p.id = e.pair_id where p.project_id = ? and "
+                "e.actor = ? and e.undoes is null and e.id not in (select undoes from label_events "
+                "where undoes is not null) order by e.id desc limit 1", [project_id, actor])
+            if row is None:
+                return None
+            last = row_to(LabelEvent, row)
+            current = self.pair(last.pair_id)
+            self.db["pairs"].update(last.pair_id, {
+                "label": last.old_label, "label_source": last.old_source, "human_response": last.old_response,
+                "noisy": None if last.old_noisy is None else int(last.old_noisy)})
+            event = LabelEvent(pair_id=last.pair_id, old_label=current.label, new_label=last.old_label,
+                               old_source=current.label_source, new_source=last.old_source, actor=actor,
+                               note=f"undo of #{last.id}", at=now(), old_response=current.human_response,
+                               new_response=last.old_response, old_noisy=current.noisy, undoes=last.id)
+            row = asdict(event)
+            del row["id"]
+            event.id = self.db["label_events"].insert(row).last_pk
+        return event
+
+    def pair_ranks(self, project_id: int, pair_ids: list[int]) -> dict[int, float]:
+        """Within-round rank (0-1, see RANK_SQL) of the given pairs."""
+        if not pair_ids:
+            return {}
+        rows = self.db.query(f"select id, rank from ({RANK_SQL}) where id in ({','.join('?' * len(pair_ids))})",
+                             [project_id, *pair_ids])
+        return {r["id"]: r["rank"] for r in rows}
+
+    def rank_calibration(self, project_id: int, job_id: int | None = None, bins: int = 5) -> list[dict]:
+        """Judged pairs in equal bins of within-round rank, with their confidence range and how often the judge
+        agrees with the gold reward (both scores known and different) and with a person's a/b label."""
+        clause, params = self._pair_scope(project_id, job_id)
+        gold = "gold_a is not null and gold_b is not null and gold_a != gold_b and judge_label in ('a', 'b')"
+        human = "label_source = 'human' and label in ('a', 'b') and judge_label in ('a', 'b')"
+        sql = (f"select min(cast(r.rank * ? as int), ?) bin, count(*) n, min(confidence) min_confidence, "
+               f"max(confidence) max_confidence, avg(confidence) mean_confidence, sum({gold}) n_gold, "
+               f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
+               f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
+               f"from pairs p join ({RANK_SQL}) r on r.id = p.id where {clause.replace('project_id', 'p.project_id')} "
+               "group by bin order by bin")
+        rows = list(self.db.query(sql, [bins, bins - 1, project_id] + params))
+        for r in rows:
+            r["low"], r["high"] = r["bin"] / bins, (r["bin"] + 1) / bins
+        return rows
+
+    def review_progress(self, project_id: int, job_id: int | None = None) -> list[dict]:
+        """Per round: judged pairs, how many a person has labelled (human), accepted in bulk, and the rest."""
+        clause, params = self._pair_scope(project_id, job_id)
+        sql = ("select round, count(*) n, sum(label_source = 'human') reviewed, sum(label_source = 'accepted') "
+               f"accepted from pairs not indexed where {clause} group by round order by round")
+        rows = list(self.db.query(sql, params))
+        for r in rows:
+            r["remaining"] = r["n"] - r["reviewed"] - r["accepted"]
+        return rows

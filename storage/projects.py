@@ -49,6 +49,10 @@ class ProjectStore(StoreBase):
             return self.db["configs"].insert(
                 {"project_id": project_id, "name": name, "yaml": yaml_text, "created_at": now()}).last_pk
 
+    def set_guidelines(self, project_id: int, text: str) -> None:
+        with self.write():
+            self.db.execute("update projects set guidelines = ? where id = ?", [text, project_id])
+
     def configs(self, project_id: int) -> list[dict]:
         return list(self.db.query("select * from configs where project_id = ? order by id", [project_id]))
 

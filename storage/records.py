@@ -7,7 +7,7 @@ Messages = list[dict]  # [{"role": "user"|"assistant"|"system", "content": str},
 
 ROLES = ("seed", "pool", "eval")
 LABELS = ("a", "b", "tie", "both_bad")  # which response is preferred; tie/both_bad are not trained on
-LABEL_SOURCES = ("seed", "self", "human", "gold")
+LABEL_SOURCES = ("seed", "self", "human", "gold", "accepted")  # accepted: a self label confirmed in bulk, unread
 JOB_STATES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
 
 
@@ -18,6 +18,7 @@ class Project:
     folder: str = ""
     created_at: str = ""
     id: int | None = None
+    guidelines: str = ""  # annotation guidelines shown beside every pair under review
 
 
 @dataclass
@@ -82,6 +83,10 @@ class LabelEvent:
     note: str = ""
     at: str = ""
     id: int | None = None
+    old_response: str | None = None  # the written answer before and after (undo restores it)
+    new_response: str | None = None
+    old_noisy: bool | None = None
+    undoes: int | None = None  # the event this one reverts
 
 
 @dataclass

@@ -29,7 +29,8 @@ def test_defaults_follow_the_method():
     ("model: m\nprompt_pool: p\nrounds: two\n", 3, "rounds"),
     ("model: m\nprompt_pool: p\nlora: yes\n", 3, "lora"),
     ("prompt_pool: p\n", 1, "model"),
-    ("model: m\nrounds: 2\n", 1, "prompt_pool"),
+    ("model: m\nprompt_pool: p\nlearning_rate: 50\n", 3, "learning_rate"),
+    ("model: m\nprompt_pool: p\nepochs: -1\n", 3, "epochs"),
 ])
 def test_errors_name_line_and_key(text, line, key):
     with pytest.raises(ConfigError) as e:

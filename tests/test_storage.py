@@ -101,13 +101,15 @@ def test_review_queue_puts_flagged_then_least_confident_first(store):
     assert n == 1 and found[0].prompt[0]["content"] == "q2"
 
 
-def test_bulk_accept_confirms_confident_self_labels(store):
+def test_bulk_accept_marks_confident_self_labels_accepted_not_human(store):
     p, job, ids = seeded(store, 3)
     store.add_pairs([pair(job, p.id, ids[i], c) for i, c in enumerate([0.95, 0.6, 0.97])])
     assert store.bulk_accept(p.id, 0.9) == 2
     sources = sorted((x.confidence, x.label_source) for x in store.pairs(job))
-    assert sources == [(0.6, "self"), (0.95, "human"), (0.97, "human")]
-    assert len(store.label_events()) == 2
+    assert sources == [(0.6, "self"), (0.95, "accepted"), (0.97, "accepted")]
+    events = store.label_events()
+    assert [(e.old_source, e.new_source, e.note) for e in events] == [("self", "accepted", "bulk accept")] * 2
+    assert store.human_pairs(p.id) == []  # not replayed as gold in later rounds
 
 
 def test_claims_are_exclusive_and_stale_jobs_are_interrupted(store, tmp_path):

@@ -34,12 +34,12 @@ def clean_env() -> dict:
     return env
 
 
-def start_studio(db: Path, *extra: str) -> SimpleNamespace:
-    """`python launch.py studio` in a subprocess, once it answers HTTP."""
+def start_studio(db: Path, *extra: str, env: dict | None = None) -> SimpleNamespace:
+    """`python launch.py studio` in a subprocess, once it answers HTTP; `env` adds environment variables."""
     port = free_port()
     log = open(db.with_suffix(".log"), "w")
     proc = subprocess.Popen([sys.executable, "launch.py", "studio", "--db", str(db), "--port", str(port), *extra],
-                            cwd=ROOT, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env={**clean_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -199,7 +199,8 @@ def test_review_page_flip_a_label_and_read_it_back(client, store, studio):
     small = client.predict("review-project", 1, 5, api_name="/review_page")
     assert small["page"] == 1 and small["pages"] == 3 and small["pair_ids"] == page["pair_ids"][5:10]
     cats = client.predict("review-project", search="cats", round=1, api_name="/review_page")
-    assert cats["total"] == 2 and all("cats" in row[6] for row in cats["rows"])
+    prompt_column = cats["columns"].index("prompt")
+    assert cats["total"] == 2 and all("cats" in row[prompt_column] for row in cats["rows"])
     assert client.predict("review-project", flagged=True, api_name="/review_page")["total"] == len(flagged)
 
     target = page["pair_ids"][0]
@@ -212,12 +213,25 @@ def test_review_page_flip_a_label_and_read_it_back(client, store, studio):
     events = store.label_events(target)
     assert len(events) == 1 and events[0].old_source == "self" and events[0].new_label == "b"
 
+    # a written answer is chosen; without an a/b choice of the person, the judge's pick (a) is its rejected partner
     rewrite = client.predict(page["pair_ids"][1], "keep", "a much better answer", api_name="/set_label")
-    assert rewrite["human_response"] == "a much better answer" and rewrite["label"] == "a"
+    assert rewrite["human_response"] == "a much better answer" and rewrite["label"] == "b"
     human = client.predict("review-project", source="human", api_name="/review_page")
     assert human["total"] == 2
     accepted = client.predict("review-project", 0.9, api_name="/bulk_accept")["accepted"]
-    assert accepted == sum(1 for p in store.pairs(job_id) if p.label_source == "human") - 2
+    labelled = (target, page["pair_ids"][1])
+    confident_self = [p for p in store.pairs(job_id) if p.confidence >= 0.9 and p.id not in labelled]
+    assert accepted == len(confident_self) > 0
+    assert {store.pair(p.id).label_source for p in confident_self} == {"accepted"}
+    assert client.predict("review-project", source="human", api_name="/review_page")["total"] == 2
+
+
+def test_an_unknown_job_id_is_refused_with_a_clear_error(client):
+    from gradio_client.exceptions import AppError
+
+    for endpoint in ("/job_status", "/stop_run", "/resume_run", "/job_metrics", "/approve_review"):
+        with pytest.raises(AppError, match="no run with id 987654"):
+            client.predict(987654, api_name=endpoint)
 
 
 def test_labelling_an_unknown_pair_or_label_is_refused(client, studio):
@@ -283,13 +297,19 @@ def test_next_page_starts_after_what_moved_away():
 @pytest.mark.slow
 def test_a_queued_run_reaches_the_worker_and_its_failure_comes_back(tmp_path):
     """UI → storage → worker → storage → UI with a worker that `serve` starts (and stops with the studio):
-    a run whose seed file does not exist fails in its prepare stage, and the studio reports why."""
+    a run whose seed file is broken fails in its prepare stage, and the studio reports why (a file that does not
+    exist at all is refused before anything is queued)."""
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     studio = start_studio(tmp_path / "worker.db")
     try:
         client = Client(studio.url, verbose=False)
-        config = f"model: {tmp_path / 'no-model'}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
+        missing = f"model: {tmp_path}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
+        with pytest.raises(AppError, match="key 'seed_data': no such file"):
+            client.predict("demo", missing, api_name="/queue_run")
+        (tmp_path / "missing.jsonl").write_text("this line is not JSON\n", encoding="utf-8")
+        config = f"model: {tmp_path}\nrounds: 0\nseed_data: {tmp_path / 'missing.jsonl'}\n"
         job_id = client.predict("demo", config, api_name="/queue_run")["job_id"]
         deadline = time.monotonic() + 120
         status = client.predict(job_id, api_name="/job_status")

@@ -53,6 +53,17 @@ def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache
     return texts
 
 
+def save_answers(path: Path, prompts: list[Messages], texts: list[str], init_texts: list[str],
+                 gold: Gold | None) -> None:
+    """A round's and π_init's answers to the eval prompts, with their gold scores where a gold exists, for the
+    studio to show side by side (it never samples a model itself)."""
+    record = {"prompts": prompts, "texts": texts, "init_texts": init_texts,
+              "gold": [gold(p, t) for p, t in zip(prompts, texts)] if gold else None,
+              "init_gold": [gold(p, t) for p, t in zip(prompts, init_texts)] if gold else None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
 def judge_accuracy(policy: Policy, pairs: list[Example], beta: float, batch_size: int,
                    reference: str = "init") -> dict[str, float]:
     """How often the round's implicit judge (π against π_init, or π alone with reference "none") prefers the

@@ -16,7 +16,7 @@ from engine.method import scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world
 from engine.runtime.distributed import barrier, shard_indices
 from engine.method.evaluation import (EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats,
-                                      sample_eval)
+                                      sample_eval, save_answers)
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.runtime.context import StageCallback, StageContext, Stopped
@@ -324,9 +324,12 @@ def stage_evaluate(ctx: StageContext) -> None:
         values["eval/response_tokens"] = sum(x.n_tokens for x in texts) / len(texts)
         ctx.progress(2, 3, force=True)
         gold = gold_for(cfg)
+        baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
         if gold:
-            baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
+        # the studio shows π_init's and every round's answers to the same held-out prompts side by side
+        save_answers(ctx.out_dir / f"eval_answers_round_{ctx.round}.json", prompts, [x.text for x in texts],
+                     baseline, gold)
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))

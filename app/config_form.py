@@ -1,0 +1,174 @@
+"""The Project tab's form and its YAML editor as two views of one run configuration (pure functions, no Gradio).
+
+The browser holds three things: the YAML text, the form's values, and the *baseline*: the form values the
+server last wrote into the form (from the YAML, or after writing the YAML from the form). `merged_yaml` is the
+one place that turns them into the configuration that is saved or queued, the moment the button is pressed: a
+form field whose value differs from its baseline was edited in the form since the last synchronisation and
+wins; every other key comes from the YAML as it stands. So neither a synchronisation still in flight (a typed
+learning rate, Run pressed at once) nor a YAML edit the form has not caught up with changes what runs."""
+from __future__ import annotations
+
+import json
+import math
+
+import yaml
+
+from app.actions import ActionError
+from engine.config import RunConfig
+
+# (YAML key path, label, kind, one-line explanation), grouped into the form's rows
+FORM_ROWS = [
+    [("model", "Model", "text", "demo:model (the embedded demo world), a local model folder, or a hub id")],
+    [("seed_data", "Seed pairs file", "text", "empty: the seed pairs imported on the left"),
+     ("prompt_pool", "Prompt pool file", "text", "empty: the pool prompts imported on the left"),
+     ("eval_data", "Eval pairs file", "text", "empty: the eval pairs imported on the left")],
+    [("beta", "β", "number", "DPO strength: how far the policy may move from its reference (paper: 0.1)"),
+     ("learning_rate", "Learning rate", "optional",
+      "optimiser step size; empty: 5e-5 with LoRA, 5e-7 full fine-tune"),
+     ("epochs", "Seed epochs", "int", "passes over the seed pairs in the seed round (paper: 3)"),
+     ("rounds", "Rounds", "int", "SPA rounds after the seed round (paper: 3)"),
+     ("prompts_per_round", "Prompts per round", "list_int",
+      "fresh pool prompts per round: one number or one per round")],
+    [("generation.samples_per_prompt", "Samples per prompt", "int",
+      "answers per prompt (≥ 2); above 2, the implicit, gold or density-ratio judge picks the pair from them"),
+     ("generation.temperature", "Temperature", "number", "sampling temperature of generation (paper: 0.7)"),
+     ("judge.kind", "Judge", "choice", "who labels new pairs: implicit = the model's own DPO reward (SPA)"),
+     ("judge.reference", "Judge reference", "choice", "implicit judge: init = β·(logp π − logp π_init) (SPA); "
+      "none = β·logp π (the authors' ablation)"),
+     ("review_gate", "Review gate", "bool", "pause after judging each round until you approve the review")],
+    [("refine.enabled", "Self-refinement", "bool", "smooth the labels of pairs flagged as likely noisy"),
+     ("refine.k_fraction", "Flag fraction K", "number",
+      "share flagged: the lowest extrapolated margins (paper: 0.1)"),
+     ("refine.alpha", "Smoothing α", "number", "a flagged pair trains on the soft label 1 − α (paper: 0.1)"),
+     ("refine.lambdas", "Extrapolation λ per round", "list_float",
+      "(1+λ)·policy − λ·reference logits; 0 = off"),
+     ("refine.warmup_fraction", "Warm-up", "number", "share of a round's steps before flags count (paper: 0.2)")],
+    [("lora.enabled", "LoRA", "bool", "train a LoRA adapter (off: full fine-tune)"),
+     ("lora.r", "LoRA r", "int", "adapter rank: the capacity of the update"),
+     ("lora.alpha", "LoRA α", "int", "adapter scaling, often 2·r")],
+]
+FORM_FIELDS = [f for row in FORM_ROWS for f in row]
+LABELS = {path: label for path, label, _, _ in FORM_FIELDS}
+
+
+def get(cfg: RunConfig, path: str):
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def shown(kind: str, value):
+    """A configuration value as its form field shows it."""
+    if kind.startswith("list_"):
+        return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    if kind == "optional":
+        return "" if value is None else f"{value:g}"
+    return value
+
+
+def form_values(cfg: RunConfig) -> list:
+    return [shown(kind, get(cfg, path)) for path, _, kind, _ in FORM_FIELDS]
+
+
+def parsed(kind: str, label: str, value):
+    """A form value as YAML wants it; ActionError names the field when it does not parse."""
+    try:
+        if kind == "int":
+            if value in (None, ""):
+                return None
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if kind in ("number", "optional"):
+            if value in (None, ""):
+                return None
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if kind == "list_int":
+            items = [int(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
+            return items[0] if len(items) == 1 else items
+        if kind == "list_float":
+            return [float(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
+    except (TypeError, ValueError):
+        raise ActionError(f"{label}: {value!r} is not a valid value") from None
+    return value
+
+
+def _load(text: str) -> dict:
+    try:
+        data = yaml.safe_load(text or "") or {}
+    except yaml.YAMLError as e:
+        raise ActionError(f"the YAML does not parse, fix it before using the form: {e}") from None
+    if not isinstance(data, dict):
+        raise ActionError("the YAML must be a mapping of keys")
+    return data
+
+
+def _put(data: dict, path: str, label: str, kind: str, value) -> None:
+    node = data
+    *parents, leaf = path.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    value = parsed(kind, label, value)
+    if value is None and kind in ("number", "int", "optional"):
+        node.pop(leaf, None)  # back to the default
+    else:
+        node[leaf] = value
+
+
+def _same(kind: str, a, b) -> bool:
+    """Whether two form values are the same setting (Number fields come back as int or float)."""
+    if kind in ("number", "int", "optional"):
+        try:
+            return (a in (None, "") and b in (None, "")) or float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+    if kind == "bool":
+        return bool(a) == bool(b)
+    return str("" if a is None else a).strip() == str("" if b is None else b).strip()
+
+
+def edited_fields(baseline: list | None, values: list) -> list[int]:
+    """Indexes of the form fields edited since the server last wrote the form (all of them without a baseline)."""
+    if not baseline or len(baseline) != len(values):
+        return list(range(len(values)))
+    return [i for i, ((_, _, kind, _), old, new) in enumerate(zip(FORM_FIELDS, baseline, values))
+            if not _same(kind, old, new)]
+
+
+def merged_yaml(text: str, baseline: list | None, values: list) -> str:
+    """The configuration the person sees: the YAML with the form fields edited since the last sync written in."""
+    changed = edited_fields(baseline, values)
+    if not changed:
+        return text
+    data = _load(text)
+    for i in changed:
+        path, label, kind, _ = FORM_FIELDS[i]
+        _put(data, path, label, kind, values[i])
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def baseline_json(values: list) -> str:
+    return json.dumps(values)
+
+
+def baseline_of(text: str | None) -> list | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+def named(message: str) -> str:
+    """A configuration error with the form's name of the key in front, when the key has a form field."""
+    for path, label in sorted(LABELS.items(), key=lambda kv: -len(kv[0])):
+        if f"key '{path}'" in message:
+            return f"{label} ({path}): {message}"
+    return message
