@@ -6,11 +6,13 @@
     job = c.predict("my-project", open("configs/demo.yaml").read(), api_name="/queue_run")["job_id"]
     c.predict(job, api_name="/job_status")
 
-Paths given to import_file are read on the machine the studio runs on. Every endpoint returns JSON-ready
+Paths given to preview_file and import_file are read on the machine the studio runs on, only under its
+data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every endpoint returns JSON-ready
 values; a refused request raises an error whose message says why (gradio_client's AppError)."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import gradio as gr
 
@@ -42,12 +44,13 @@ def register(db: str) -> None:
 
     def preview_file(path: str, role: str) -> dict:
         """Validate a data file as seed, pool or eval without importing: format, rows, first rows, problems."""
-        return asdict(_call(actions.preview_import, path, role))
+        return asdict(_call(lambda: actions.preview_import(actions.readable_path(db, path), role, Path(path).name)))
 
     def import_file(path: str, project: str, role: str) -> dict:
         """Validate and import a data file (seed | pool | eval), all or nothing. ok is false and issues lists
         every problem (file, line, field, message) when nothing was imported."""
-        return asdict(_call(actions.import_file, db, path, project, role))
+        return asdict(_call(lambda: actions.import_file(db, actions.readable_path(db, path), project, role,
+                                                        Path(path).name)))
 
     def save_config(project: str, name: str, config_yaml: str) -> dict:
         """Validate and save a run configuration; returns its id, file path and the equivalent command."""

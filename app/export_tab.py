@@ -34,14 +34,16 @@ def worker_runs_exports() -> bool:
     return "export" in actions.JOB_KINDS
 
 
-def request_for(project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
+def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
+    """The form as an export request confined to `root`: a relative folder is taken inside it, and the export
+    refuses any folder that resolves outside it (`..`, links, absolute paths elsewhere)."""
     from app.actions import ExportRequest
 
     dataset = what == "dataset"
     out = (out or "").strip()
-    if out:  # the worker runs in the repository folder: a relative folder means the studio's own folder
-        out = str(Path(out).expanduser().resolve())
-    return ExportRequest(project=project, what=what, out=out, force=bool(force),
+    if out:  # the worker runs elsewhere: hand it an absolute folder
+        out = str(root / Path(out).expanduser())
+    return ExportRequest(project=project, what=what, out=out, force=bool(force), root=str(root),
                          round=None if dataset or round_ in (None, "", LAST) else int(round_),
                          format=fmt if dataset else "jsonl",
                          sources=(list(sources) or None) if dataset else None,
@@ -129,8 +131,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         fmt = gr.Dropdown(FORMATS, value="jsonl", label="Dataset format", scale=1,
                           info="jsonl, parquet, or a datasets folder (hf)")
         round_ = gr.Dropdown([LAST], value=LAST, label="Round (models)", scale=1, info="which round's model")
-    out = gr.Textbox(label="Output folder", info="must be new or empty (or tick replace); relative to where the "
-                                                 "studio runs", elem_id="export-out")
+    out = gr.Textbox(label="Output folder", info="must be new or empty (or tick replace); relative to the export "
+                                                 "folder, and inside it", elem_id="export-out")
     with gr.Row(equal_height=True):
         sources = gr.CheckboxGroup(SOURCES, label="Dataset: label sources (none ticked = all)", scale=2)
         min_conf = gr.Number(0.5, label="Dataset: min confidence", minimum=0.5, maximum=1.0, step=0.01, scale=1,
@@ -158,13 +160,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     def on_form(*values):
         try:
-            return command_for(db, request_for(*values))
+            return command_for(db, request_for(actions.export_root(db), *values))
         except (ValueError, TypeError) as e:
             return f"# {e}"
 
     def on_export(*values):
         try:
-            req = request_for(*values)
+            req = request_for(actions.export_root(db), *values)
             return run_export(db, req), command_for(db, req), exportable_frame(db, values[0])
         except (ActionError, ValueError, TypeError) as e:
             return f"✗ {e}", gr.skip(), gr.skip()

@@ -287,35 +287,36 @@ def malformed_inputs(tmp: Path) -> Row:
 # --- path escapes -------------------------------------------------------------------------------------------
 
 def path_escapes(tmp: Path) -> Row:
-    from app.actions import ActionError, preview_import
+    """Crafted export folders (the CLI with --out under a root, and the Export tab's form) and data paths given to
+    the API's preview/import: each must be refused after resolution, never land outside its root."""
+    from app.actions import ActionError, readable_path
     from app.export_tab import request_for
-    from engine.data.export import ExportError, _destination
+    from engine.data.export import ExportError
+    from engine.data.export.staging import destination
     root = tmp / "exports"
     root.mkdir()
     (root / "link").symlink_to(tmp)
+    db = str(tmp / "studio" / "studio.db")
     outs = [f"{root}/../escaped", f"{root}/a/../../escaped", f"{root}/link/escaped", "/etc/spa-escaped",
-            f"{root}/./../escaped"]
+            f"{root}/./../escaped", "../escaped"]
     injected, refused, notes = 0, 0, []
     for out in outs:
         for entry in ("CLI", "Export tab"):
             injected += 1
             try:
-                target = _destination(out if entry == "CLI" else request_for("p", "dataset", "jsonl", None, out, None,
-                                                                             False, [], False).out)
-                inside = root.resolve() in [target, *target.parents]
-                refused += inside  # a folder inside the root is no escape
-                if not inside:
-                    notes.append(f"{entry} export to {out!r}: accepted as {target}")
+                req_out = out if entry == "CLI" else request_for(root, "p", "dataset", "jsonl", None, out, None,
+                                                                 False, [], False).out
+                target = destination(req_out, str(root))
+                notes.append(f"{entry} export to {out!r}: accepted as {target}")
             except ExportError:
                 refused += 1
-    for path in ("/etc/passwd", f"{root}/../../../etc/hostname"):
+    for path in ("/etc/passwd", f"{tmp}/studio/../../../etc/hostname", f"{root}/link/../../etc/passwd"):
         injected += 1
         try:
-            preview_import(path, "seed")
-            notes.append(f"import preview of {path!r}: read (no path check)")
-        except ActionError as e:
-            refused += "outside" in str(e) or "not allowed" in str(e)
-            notes.append(f"import preview of {path!r}: {e}")
+            readable_path(db, path)
+            notes.append(f"API preview/import of {path!r}: read")
+        except ActionError:
+            refused += 1
     return Row("path escapes (export folder, import preview)", injected, refused,
                f"{refused} of {injected} refused", notes)
 
