@@ -14,6 +14,7 @@ worker processes on the mini demo world and a real SQLite file, then printed as 
 Run: python benchmarks/faults.py [--rounds 1] (about 10 minutes on two cores)."""
 from __future__ import annotations
 
+import sys
 import argparse
 import contextlib
 import io
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
 from benchmarks.harness import enqueue, finished, kill_tree, mini_world, run_config, start_worker, stop, wait_for
 from storage import Store

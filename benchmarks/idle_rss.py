@@ -6,10 +6,13 @@ memory idle, runs one tiny SPA run on the mini demo world, and measures the work
 server stopped). Run: python benchmarks/idle_rss.py"""
 from __future__ import annotations
 
+import sys
 import argparse
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
 from benchmarks.harness import (enqueue, finished, free_port, has_torch, mini_world, rss_mb, run_config, start,
                                 start_worker, stop, tree, wait_for, wait_listening)

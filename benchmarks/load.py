@@ -6,6 +6,7 @@ with one audit event each).
 Run: python benchmarks/load.py [--sessions 8] [--writes 30]"""
 from __future__ import annotations
 
+import sys
 import argparse
 import os
 import statistics
@@ -13,6 +14,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
 from benchmarks.harness import (enqueue, finished, free_port, mini_world, run_config, start, start_worker, stop,
                                 wait_for, wait_listening)
