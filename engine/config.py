@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 DEMO_PREFIX = "demo:"
+TEXT_PREFIX = "text:"  # a file of the text world (SmolLM2-135M-Instruct + IFEval gold): text:model, text:seed.jsonl
 
 
 class ConfigError(ValueError):
@@ -211,7 +212,7 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, int]) -> None:
     def fail(key: str, message: str):
         raise ConfigError(f"{where}:{lines.get(key, 1)}: key '{key}' {message}")
     if not cfg.model:
-        fail("model", "is required (a local path, a hub id, or demo:model)")
+        fail("model", "is required (a local path, a hub id, demo:model or text:model)")
     positive = {"rounds": cfg.rounds >= 0, "beta": cfg.beta > 0, "batch_size": cfg.batch_size > 0,
                 "epochs": cfg.epochs >= 0, "round_epochs": cfg.round_epochs > 0,
                 "round_learning_rate": cfg.round_learning_rate is None or cfg.round_learning_rate > 0,
@@ -258,8 +259,13 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(path.read_text(encoding="utf-8"), str(path))
 
 
-def resolve_path(value: str, demo_root: Path | None) -> str:
-    """`demo:NAME` names a file of the embedded demo world; anything else is a path or a hub id."""
+def resolve_path(value: str, demo_root: Path | None, text_root: Path | None = None) -> str:
+    """`demo:NAME` names a file of the embedded demo world, `text:NAME` one of the text world; anything else is a
+    path or a hub id."""
+    if value.startswith(TEXT_PREFIX):
+        if text_root is None:
+            raise ConfigError(f"'{value}' needs the text world")
+        return str(text_root / value[len(TEXT_PREFIX):])
     if value.startswith(DEMO_PREFIX):
         if demo_root is None:
             raise ConfigError(f"'{value}' needs the demo world")
@@ -270,6 +276,11 @@ def resolve_path(value: str, demo_root: Path | None) -> str:
 def uses_demo_world(cfg: RunConfig) -> bool:
     keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
     return any(k.startswith(DEMO_PREFIX) for k in keys)
+
+
+def uses_text_world(cfg: RunConfig) -> bool:
+    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
+    return any(k.startswith(TEXT_PREFIX) for k in keys)
 
 
 def default_for(name: str):

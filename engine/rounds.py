@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from engine import checkpoints, generation, scoring
-from engine.config import RunConfig, resolve_path, uses_demo_world
+from engine.config import RunConfig, resolve_path, uses_demo_world, uses_text_world
 from engine.distributed import barrier, shard_indices
 from engine.evaluation import EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats, sample_eval
 from engine.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
@@ -28,13 +28,22 @@ def demo_root() -> Path:
     return default_demo_dir()
 
 
+def text_root() -> Path:
+    from engine.worlds.text_world import default_text_dir
+    return default_text_dir()
+
+
 def paths(cfg: RunConfig) -> dict[str, str]:
     root = demo_root() if uses_demo_world(cfg) else None
-    return {k: resolve_path(getattr(cfg, k), root) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
+    text = text_root() if uses_text_world(cfg) else None
+    return {k: resolve_path(getattr(cfg, k), root, text) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
 
 
 def gold_for(cfg: RunConfig):
-    """The gold reward exists only in the demo world."""
+    """The gold reward exists only in the demo world and the text world (IFEval instructions followed)."""
+    if uses_text_world(cfg):
+        from engine.worlds.text_world import TextWorld
+        return TextWorld.at(text_root()).task_book()
     if not uses_demo_world(cfg):
         return None
     from engine.demo_world import gold_score_messages
@@ -63,6 +72,9 @@ def stage_prepare(ctx: StageContext) -> None:
     if uses_demo_world(cfg):
         from engine.demo_world import build_demo_world
         build_demo_world(demo_root(), progress=lambda stage, done, total: ctx.progress(done, total))
+    if uses_text_world(cfg):
+        from engine.worlds.text_world import build_text_world
+        build_text_world(text_root(), progress=lambda stage, done, total: ctx.progress(done, total))
     p = paths(cfg)
     for key, role in (("seed_data", "seed"), ("prompt_pool", "pool"), ("eval_data", "eval")):
         if not p[key]:
@@ -298,6 +310,9 @@ def stage_evaluate(ctx: StageContext) -> None:
         if gold:
             baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
+    if uses_text_world(cfg):  # IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers
+        from engine.worlds.text_eval import text_eval
+        values.update(text_eval(policy, text_root(), s, ctx.out_dir))
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))
