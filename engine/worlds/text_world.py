@@ -38,12 +38,14 @@ class TextWorldSize:
     eval_task_fraction: float = 0.15  # of the 400 tasks, held out for eval and eval2
     max_new_tokens: int = 128
     temperature: float = 0.7
-    batch_size: int = 16  # sequences per generate call
+    batch_size: int = 64  # sequences per generate call: on a CPU a wider batch costs little more per step
+    chunk_prompts: int = 32  # seed candidates sampled per chunk (two samples each)
 
     @classmethod
     def mini(cls) -> "TextWorldSize":
         """For the end-to-end test: a handful of everything, short answers."""
-        return cls(seed_pairs=2, max_seed_prompts=16, pool=8, eval=4, eval2=2, max_new_tokens=16, batch_size=8)
+        return cls(seed_pairs=2, max_seed_prompts=24, pool=8, eval=4, eval2=2, max_new_tokens=32, batch_size=16,
+                   chunk_prompts=8)
 
 
 @dataclass
@@ -132,7 +134,7 @@ def pair_row(task: it.Task, chosen: str, rejected: str) -> dict:
 
 def _sample_seed_chunks(tmp: Path, model_dir: Path, candidates: list[it.Task], size: TextWorldSize, seed: int,
                         report: Progress) -> list[tuple[it.Task, list[str]]]:
-    """Two samples per seed candidate, 8 prompts per chunk, until `seed_pairs` pairs differ in gold. Each chunk is
+    """Two samples per seed candidate, chunk by chunk, until `seed_pairs` pairs differ in gold. Each chunk is
     appended to samples.jsonl, so a restarted build skips the chunks it already has."""
     import torch
 
@@ -141,7 +143,7 @@ def _sample_seed_chunks(tmp: Path, model_dir: Path, candidates: list[it.Task], s
     done = _read_jsonl(log) if log.exists() else []
     sampled = [(candidates[i], row["texts"]) for i, row in enumerate(done)]
     model = tokenizer = None
-    chunk = 8
+    chunk = size.chunk_prompts
     while _differing(sampled) < size.seed_pairs and len(sampled) < len(candidates):
         if model is None:
             tokenizer = models.load_tokenizer(str(model_dir))
@@ -175,19 +177,24 @@ def _pair(task: it.Task, texts: list[str]) -> tuple[str, str] | None:
     return (a, b) if ga > gb else (b, a)
 
 
-def _is_cached(root: Path, seed: int, size: TextWorldSize) -> bool:
+def _is_cached(root: Path, seed: int, size: TextWorldSize | None) -> bool:
+    """A finished world of this version and seed (and size, unless None) is at root."""
     try:
         manifest = json.loads((root / "world.json").read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("version") == VERSION and manifest.get("seed") == seed and manifest.get("size") == asdict(size)
+    same_size = size is None or manifest.get("size") == asdict(size)
+    return manifest.get("version") == VERSION and manifest.get("seed") == seed and same_size
 
 
 def build_text_world(out_dir: Path | None = None, seed: int = 0, progress: Progress | None = None,
                      force: bool = False, size: TextWorldSize | None = None) -> TextWorld:
-    """Build (or reuse) the text world. Fetches SmolLM2 into the model cache first (`fetch-model`)."""
-    size = size or TextWorldSize()
+    """Build (or reuse) the text world. Fetches SmolLM2 into the model cache first (`fetch-model`). size None
+    reuses whatever size is cached at the folder (a run's prepare stage), and builds the default size otherwise."""
     root = Path(out_dir) if out_dir else default_text_dir(seed)
+    if size is None and not force and _is_cached(root, seed, None):
+        return TextWorld.at(root)
+    size = size or TextWorldSize()
     if _is_cached(root, seed, size) and not force:
         return TextWorld.at(root)
     report = progress or (lambda stage, done, total: print(f"text world: {stage} {done}/{total}", flush=True))
