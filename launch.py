@@ -35,6 +35,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.text:
+        from engine.worlds.text_world import TextWorldSize, build_text_world
+        size = TextWorldSize(seed_pairs=args.seed_pairs) if args.seed_pairs else None
+        world = build_text_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force, size=size)
+        print(f"text world ready at {world.root}: {world.manifest['counts']}")
+        return 0
     from engine.demo_world import build_demo_world
 
     world = build_demo_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force)
@@ -161,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder (default ~/.cache/spa-studio/..., env SPA_DEMO_DIR)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="rebuild even when cached")
+    s.add_argument("--text", action="store_true", help="the text world instead: SmolLM2-135M-Instruct + IFEval gold "
+                   "(default folder ~/.cache/spa-studio/text-world-v1-seed0, env SPA_TEXT_DIR)")
+    s.add_argument("--seed-pairs", type=int, default=None, help="text world: seed pairs to sample for (default 20)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("fetch-model", help="fetch and convert a model without a model hub (smollm2-135m-instruct)")

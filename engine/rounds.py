@@ -211,6 +211,8 @@ def stage_judge(ctx: StageContext) -> None:
         updates = {}
         for p, pref, lp in zip(chunk, prefs, logps):
             label = "a" if pref.a_preferred else "b"
+            if judge.name == "gold" and pref.score_a == pref.score_b:
+                label = "tie"  # gold prefers neither (common with IFEval's gold): nothing to train on
             values = dict(logp_policy_a=lp.logp_policy_a, logp_policy_b=lp.logp_policy_b,
                           logp_init_a=lp.logp_init_a, logp_init_b=lp.logp_init_b, reward_a=pref.score_a,
                           reward_b=pref.score_b, margin=pref.margin, confidence=pref.confidence,

@@ -206,7 +206,7 @@ def build_text_world(out_dir: Path | None = None, seed: int = 0, progress: Progr
     if tmp.exists() and (force or not _same_draw(tmp, seed, size)):
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "draw.json").write_text(json.dumps({"seed": seed, "size": asdict(size), "version": VERSION}))
+    (tmp / "draw.json").write_text(json.dumps(_draw_key(seed, size)))
     splits = draw_splits(size, seed)
     sampled = _sample_seed_chunks(tmp, model.path, splits.seed, size, seed, report)
     pairs = [(task, pair) for task, texts in sampled if (pair := _pair(task, texts)) is not None][:size.seed_pairs]
@@ -242,4 +242,9 @@ def _same_draw(tmp: Path, seed: int, size: TextWorldSize) -> bool:
         draw = json.loads((tmp / "draw.json").read_text())
     except (OSError, ValueError):
         return False
-    return draw == {"seed": seed, "size": asdict(size), "version": VERSION}
+    return draw == _draw_key(seed, size)
+
+
+def _draw_key(seed: int, size: TextWorldSize) -> dict:
+    """What the prompts and samples depend on: a build asking for more or fewer seed pairs reuses the samples."""
+    return {"seed": seed, "size": {k: v for k, v in asdict(size).items() if k != "seed_pairs"}, "version": VERSION}
