@@ -156,7 +156,10 @@ def main() -> int:
     for key in args.rows:
         name, row_changes, after = table[key]
         print(f"[{(time.monotonic() - started) / 60:.1f} min] row {name}", flush=True)
-        results += run_row(key, name, row_changes, after, base)
+        try:
+            results += run_row(key, name, row_changes, after, base)
+        except ValueError as e:  # e.g. a gold-judged round whose pairs all tie: the row says why, the rest go on
+            results.append(RowResult(f"{name} — failed: {e}", 0))
         text = render(results, base, command, time.monotonic() - started)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
