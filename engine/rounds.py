@@ -314,7 +314,7 @@ def stage_evaluate(ctx: StageContext) -> None:
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
     if uses_text_world(cfg):  # IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers
         from engine.worlds.text_eval import text_eval
-        values.update(text_eval(policy, text_root(), s, ctx.out_dir))
+        values.update(text_eval(policy, text_root(), s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from engine import generation
 from engine.checkpoints import Policy
@@ -17,20 +18,21 @@ from engine.worlds.text_world import TextWorld
 SPLITS = ("eval", "eval2")
 
 
-def greedy_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, use_init: bool = False
-                   ) -> list[generation.Sample]:
+def greedy_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, use_init: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> list[generation.Sample]:
     settings = generation.SamplingSettings(samples_per_prompt=1, temperature=0.0, max_new_tokens=s.max_new_tokens,
                                            batch_size=s.batch_size, seed=s.seed)
     prompts = [t.messages() for t in tasks]
     if use_init:
         with policy.init_view() as init:
-            groups = generation.generate(init, policy.tokenizer, prompts, settings)
+            groups = generation.generate(init, policy.tokenizer, prompts, settings, progress)
     else:
-        groups = generation.generate(policy.model, policy.tokenizer, prompts, settings)
+        groups = generation.generate(policy.model, policy.tokenizer, prompts, settings, progress)
     return [g[0] for g in groups]
 
 
-def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: Path) -> list[str]:
+def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: Path,
+                 progress: Callable[[int, int], None] | None = None) -> list[str]:
     """π_init's greedy answers, generated once per run folder and reused by every round."""
     key = {"prompts": [t.prompt for t in tasks], "max_new_tokens": s.max_new_tokens}
     try:
@@ -39,7 +41,7 @@ def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: P
             return kept["texts"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    texts = [x.text for x in greedy_answers(policy, tasks, s, use_init=True)]
+    texts = [x.text for x in greedy_answers(policy, tasks, s, use_init=True, progress=progress)]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "texts": texts}))
     return texts
@@ -59,13 +61,23 @@ def split_metrics(tasks: list[it.Task], answers: list[generation.Sample], init_t
     return values
 
 
-def text_eval(policy: Policy, root: Path, s: EvalSettings, out_dir: Path) -> dict[str, float]:
-    """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many."""
+def text_eval(policy: Policy, root: Path, s: EvalSettings, out_dir: Path,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many. Progress counts the
+    answers generated (the model's, then π_init's where they are not cached yet)."""
     world = TextWorld.at(root)
     values: dict[str, float] = {}
-    for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2))):
-        tasks = world.eval_tasks(split)[:limit]
-        answers = greedy_answers(policy, tasks, s)
-        baseline = init_answers(policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json")
+    splits = [(split, world.eval_tasks(split)[:limit])
+              for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2)))]
+    total, done = 2 * sum(len(tasks) for _, tasks in splits), 0
+
+    def step(base: int):
+        return lambda n, _: progress(base + n, total) if progress else None
+    for split, tasks in splits:
+        answers = greedy_answers(policy, tasks, s, progress=step(done))
+        done += len(tasks)
+        baseline = init_answers(policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json",
+                                step(done))
+        done += len(tasks)
         values.update(split_metrics(tasks, answers, baseline, f"text/{split}"))
     return values
