@@ -122,8 +122,8 @@ def render(results: list[RowResult], base: RunConfig, command: str, seconds: flo
         f"{base.prompts_for_round(1)} prompts, ≤ {base.generation.max_new_tokens} new tokens, {base.eval.max_prompts} "
         f"eval / {max(1, base.eval.max_prompts // 2)} eval2 prompts (greedy), {when}, torch {torch.__version__} × "
         f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.", "", *lines, "",
-        "eval: held-out tasks; eval2: held-out tasks with held-out instruction types. Prompt strict: every instruction "
-        "followed (IFEval's strict rules); instruction strict/loose: the share of instructions followed. Win vs "
+        "eval: held-out tasks; eval2: held-out tasks with held-out instruction types. Prompt strict: every "
+        "instruction followed (IFEval's strict rules); instruction strict/loose: the share of instructions followed. Win vs "
         "SmolLM2: gold reward of the greedy answer against SmolLM2's own greedy answer to the same prompt (ties "
         "count half). Self-label acc.: the round's judge against gold on pairs whose gold differs.",
         f"{ANCHOR}; a DPO-100% row far below that points at a bug before the method."]) + "\n"

@@ -51,8 +51,9 @@ def workload(quick: bool) -> tp.Workload:
         return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=2, max_new_tokens=8,
                            gen_batch=16, judge_pairs=4, judge_batch=8, train_pairs=4, micro_batch=4, batch=4,
                            trl_stock=False)
-    return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=8, max_new_tokens=96, gen_batch=16,
-                       judge_pairs=16, judge_batch=16, train_pairs=8, micro_batch=4, batch=4, trl_stock=False)
+    # sized for a shared 2-core machine (about 30 minutes there); answers as long as a round's
+    return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=4, max_new_tokens=96, gen_batch=8,
+                       judge_pairs=8, judge_batch=8, train_pairs=4, micro_batch=4, batch=4, trl_stock=False)
 
 
 def token_logps_studio(model, tok, prompt, responses: list[str]) -> list[torch.Tensor]:
@@ -102,7 +103,8 @@ def render(report: dict) -> str:
     lines = [f"# Text world throughput: SmolLM2-135M-Instruct ({r['params'] / 1e6:.1f}M parameters)", "",
              f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, "
              f"{report['machine']['torch_threads']} torch threads, load average {report['load_before'][0]:.1f} before "
-             f"and {report['load_after'][0]:.1f} after (a shared machine: read the ratios), {report['seconds']:.0f} s.",
+             f"and {report['load_after'][0]:.1f} after (a shared machine: read the ratios), "
+             f"{report['seconds']:.0f} s.",
              "", "| stage | naive | studio | ratio | peak RSS naive / studio (MB) |", "|---|---|---|---|---|"]
     for name, key in (("generation", "generate"),):
         n, s = g["naive"], g["studio"]
@@ -121,7 +123,8 @@ def render(report: dict) -> str:
                  f"{t['recompute']['pairs_per_s']:.3f} pairs/s | {t['stored']['pairs_per_s']:.3f} pairs/s | "
                  f"{q['train']:.2f}× | {t['recompute']['peak_rss_mb']:.0f} / {t['stored']['peak_rss_mb']:.0f} |")
     a, d = r["agreement"], report["token_diff"]
-    lines += ["", f"Equal results: per-token max |Δ log-prob| studio vs naive under π_init = {d['max_token_diff']:.2e} "
+    lines += ["", "Equal results: per-token max |Δ log-prob| studio vs naive under π_init = "
+              f"{d['max_token_diff']:.2e} "
               f"over {d['tokens']} tokens of {d['pairs']} pairs (tolerance {TOKEN_TOLERANCE:g}); judge rewards max "
               f"|Δr| = {a['max_reward_diff']:.2e}, labels equal {a['labels_equal']}/{a['pairs']}.", "",
               f"Target: judge ≥ {JUDGE_TARGET:g}× naive pairs/s at equal results — "

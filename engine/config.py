@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 DEMO_PREFIX = "demo:"
-TEXT_PREFIX = "text:"  # a file of the text world (SmolLM2-135M-Instruct + IFEval gold): text:model, text:seed.jsonl
+TEXT_PREFIX = "text:"  # a file of the text world (SmolLM2-135M-Instruct + IFEval gold): text:model, ...
 
 
 class ConfigError(ValueError):

@@ -118,7 +118,8 @@ def test_text_prefix_resolves_into_the_text_world():
     cfg = parse_config("model: text:model\nseed_data: text:seed.jsonl\nrounds: 0\n")
     assert uses_text_world(cfg)
     assert resolve_path("text:seed.jsonl", None, Path("/w")) == "/w/seed.jsonl"
-    assert resolve_path("HuggingFaceTB/SmolLM2-135M-Instruct", None, Path("/w")) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_path(hub_id, None, Path("/w")) == hub_id
     with pytest.raises(ConfigError, match="text world"):
         resolve_path("text:model", None, None)
 

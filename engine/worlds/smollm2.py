@@ -134,7 +134,8 @@ def convert(gguf_path: Path, out: Path, say: Progress) -> None:
         raise FetchError(f"the GGUF weights do not fit a plain Llama: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}")
     plain.tie_weights()
-    plain.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    plain.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
+                                               eos_token_id=tokenizer.eos_token_id,
                                                pad_token_id=tokenizer.pad_token_id)
     if not tokenizer.chat_template:
         raise FetchError("the GGUF file carries no chat template")
