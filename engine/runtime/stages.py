@@ -13,7 +13,7 @@ import torch
 from engine.runtime import checkpoints
 from engine.method import generation
 from engine.method import scoring
-from engine.config import RunConfig, resolve_path, uses_demo_world
+from engine.config import RunConfig, resolve_path, uses_demo_world, uses_text_world
 from engine.runtime.distributed import barrier, shard_indices
 from engine.method.evaluation import (EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats,
                                       sample_eval, save_answers)
@@ -32,13 +32,22 @@ def demo_root() -> Path:
     return default_demo_dir()
 
 
+def text_root() -> Path:
+    from engine.worlds.text_world import default_text_dir
+    return default_text_dir()
+
+
 def paths(cfg: RunConfig) -> dict[str, str]:
     root = demo_root() if uses_demo_world(cfg) else None
-    return {k: resolve_path(getattr(cfg, k), root) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
+    text = text_root() if uses_text_world(cfg) else None
+    return {k: resolve_path(getattr(cfg, k), root, text) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
 
 
 def gold_for(cfg: RunConfig):
-    """The gold reward exists only in the demo world."""
+    """The gold reward exists only in the demo world and the text world (IFEval instructions followed)."""
+    if uses_text_world(cfg):
+        from engine.worlds.text_world import TextWorld
+        return TextWorld.at(text_root()).task_book()
     if not uses_demo_world(cfg):
         return None
     from engine.worlds.demo_world import gold_score_messages
@@ -79,6 +88,9 @@ def stage_prepare(ctx: StageContext) -> None:
     if uses_demo_world(cfg):
         from engine.worlds.demo_world import build_demo_world
         build_demo_world(demo_root(), progress=lambda stage, done, total: ctx.progress(done, total))
+    if uses_text_world(cfg):
+        from engine.worlds.text_world import build_text_world
+        build_text_world(text_root(), progress=lambda stage, done, total: ctx.progress(done, total))
     p = paths(cfg)
     for key, role in (("seed_data", "seed"), ("prompt_pool", "pool"), ("eval_data", "eval")):
         if not p[key]:
@@ -227,6 +239,8 @@ def stage_judge(ctx: StageContext) -> None:
         updates = {}
         for p, pref, lp in zip(chunk, prefs, logps):
             label = "a" if pref.a_preferred else "b"
+            if judge.name == "gold" and pref.score_a == pref.score_b:
+                label = "tie"  # gold prefers neither (common with IFEval's gold): nothing to train on
             values = dict(logp_policy_a=lp.logp_policy_a, logp_policy_b=lp.logp_policy_b,
                           logp_init_a=lp.logp_init_a, logp_init_b=lp.logp_init_b, reward_a=pref.score_a,
                           reward_b=pref.score_b, margin=pref.margin, confidence=pref.confidence,
@@ -330,6 +344,9 @@ def stage_evaluate(ctx: StageContext) -> None:
         # the studio shows π_init's and every round's answers to the same held-out prompts side by side
         save_answers(ctx.out_dir / f"eval_answers_round_{ctx.round}.json", prompts, [x.text for x in texts],
                      baseline, gold)
+    if uses_text_world(cfg):  # IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers
+        from engine.worlds.text_eval import text_eval
+        values.update(text_eval(policy, text_root(), s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))

@@ -1,0 +1,83 @@
+"""IFEval's metrics for a round's model on the text world's held-out splits, with greedy decoding as IFEval
+reports them: prompt-level strict and loose, instruction-level strict and loose; plus the gold reward, the win
+rate of the model's answer over π_init's (SmolLM2 itself) by gold, and the share of answers cut at
+max_new_tokens (a cut answer is scored as it stands: the checkers see the text that was generated)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from engine.method import generation
+from engine.runtime.checkpoints import Policy
+from engine.method.evaluation import EvalSettings
+from engine.worlds import ifeval_tasks as it
+from engine.worlds.text_world import TextWorld
+
+SPLITS = ("eval", "eval2")
+
+
+def greedy_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, use_init: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> list[generation.Sample]:
+    settings = generation.SamplingSettings(samples_per_prompt=1, temperature=0.0, max_new_tokens=s.max_new_tokens,
+                                           batch_size=s.batch_size, seed=s.seed)
+    prompts = [t.messages() for t in tasks]
+    if use_init:
+        with policy.init_view() as init:
+            groups = generation.generate(init, policy.tokenizer, prompts, settings, progress)
+    else:
+        groups = generation.generate(policy.model, policy.tokenizer, prompts, settings, progress)
+    return [g[0] for g in groups]
+
+
+def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: Path,
+                 progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """π_init's greedy answers, generated once per run folder and reused by every round."""
+    key = {"prompts": [t.prompt for t in tasks], "max_new_tokens": s.max_new_tokens}
+    try:
+        kept = json.loads(cache.read_text())
+        if kept["key"] == key:
+            return kept["texts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    texts = [x.text for x in greedy_answers(policy, tasks, s, use_init=True, progress=progress)]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"key": key, "texts": texts}))
+    return texts
+
+
+def split_metrics(tasks: list[it.Task], answers: list[generation.Sample], init_texts: list[str],
+                  prefix: str) -> dict[str, float]:
+    scores = [it.score(t, a.text) for t, a in zip(tasks, answers)]
+    init_scores = [it.score(t, text) for t, text in zip(tasks, init_texts)]
+    values = it.ifeval_metrics(scores).as_dict(prefix)
+    values.update(it.ifeval_metrics(init_scores).as_dict(f"{prefix}/init"))
+    rewards, init_rewards = [x.reward for x in scores], [x.reward for x in init_scores]
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(rewards, init_rewards)]
+    values[f"{prefix}/gold_reward"] = sum(rewards) / len(rewards)
+    values[f"{prefix}/win_rate_vs_init"] = sum(wins) / len(wins)
+    values[f"{prefix}/cut_fraction"] = sum(not a.finished for a in answers) / len(answers)
+    return values
+
+
+def text_eval(policy: Policy, root: Path, s: EvalSettings, out_dir: Path,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many. Progress counts the
+    answers generated (the model's, then π_init's where they are not cached yet)."""
+    world = TextWorld.at(root)
+    values: dict[str, float] = {}
+    splits = [(split, world.eval_tasks(split)[:limit])
+              for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2)))]
+    total, done = 2 * sum(len(tasks) for _, tasks in splits), 0
+
+    def step(base: int):
+        return lambda n, _: progress(base + n, total) if progress else None
+    for split, tasks in splits:
+        answers = greedy_answers(policy, tasks, s, progress=step(done))
+        done += len(tasks)
+        baseline = init_answers(policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json",
+                                step(done))
+        done += len(tasks)
+        values.update(split_metrics(tasks, answers, baseline, f"text/{split}"))
+    return values
