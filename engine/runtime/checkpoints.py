@@ -1,10 +1,10 @@
 """Where each round's model lives on disk and how it comes back: an adapter with LoRA, full weights without."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
+from engine.checksums import sha256_file
 from engine.config import RunConfig
 from engine.method import models
 from engine.method.models import Policy
@@ -73,14 +73,6 @@ class DamagedCheckpoint(ValueError):
 def file_hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under a saved model folder, by path relative to it (what `artifacts` records)."""
     return {str(path.relative_to(folder)): sha256_file(path) for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_saved(folder: Path, lora: bool, recorded: dict[str, str] | None = None) -> None:

