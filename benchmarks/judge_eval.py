@@ -154,14 +154,34 @@ def load_datasets(files: list[str] | None, limit: int | None, seed: int,
         sources = [("demo eval", demo_world(demo_dir).eval_file)]
         if HH_SAMPLE.is_file():
             sources.append(("HH harmless", HH_SAMPLE))
+    fits = fits_the_judges(demo_world(demo_dir))
     out = []
     for name, path in sources:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
-        examples = load_examples(path, "eval").examples[:limit]
+        loaded = load_examples(path, "eval").examples
+        examples = [ex for ex in loaded if fits(ex)][:limit]
+        if len(examples) < len(loaded[:limit]):
+            print(f"{name}: {sum(not fits(ex) for ex in loaded)} pairs longer than the judges' context left out",
+                  flush=True)
         rng = random.Random(f"{seed}:{name}")
         out.append(DataSet(name, path, examples, [rng.random() < 0.5 for _ in examples]))
     return out
+
+
+def fits_the_judges(world: DemoWorld):
+    """Whether a pair's prompt with its longer answer fits the demo model's context: the judges are built from it,
+    and scoring refuses what does not fit rather than extrapolate past the trained positions."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from engine.method.encoding import prompt_ids, response_ids
+    tokenizer = AutoTokenizer.from_pretrained(world.model_dir)
+    window = AutoConfig.from_pretrained(world.model_dir).max_position_embeddings
+
+    def fits(ex: Example) -> bool:
+        answer = max(len(response_ids(tokenizer, ex.chosen)), len(response_ids(tokenizer, ex.rejected)))
+        return len(prompt_ids(tokenizer, ex.prompt)) + answer <= window
+    return fits
 
 
 # --- judges --------------------------------------------------------------------------------------
