@@ -126,3 +126,26 @@ def test_reduced_precision_keeps_no_sampled_logp(tiny_model_dir, tokenizer):
         handle.remove()
     assert any(s.finished for samples in out for s in samples)
     assert all(s.logp is None for samples in out for s in samples)
+
+
+
+def test_an_answer_stops_where_the_context_ends_so_the_judge_can_score_it(tiny_model_dir, monkeypatch):
+    """A generation budget longer than the context left after the prompt is cut there (room kept for the EOS the
+    scorer appends): a new project's default 300 new tokens on a small-context model must not fail its judge."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.method.encoding import prompt_ids
+    from engine.method import generation
+    from engine.method.generation import SamplingSettings, generate
+    from engine.method.scoring import sequence_logps
+
+    monkeypatch.setattr(generation, "_stop_ids", lambda model, tok: [model.config.vocab_size + 1])  # never stops
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    window = model.config.max_position_embeddings
+    prompt = [{"role": "user", "content": "1 2 3 " * (window // 12)}]
+    room = window - len(prompt_ids(tok, prompt)) - 1
+    (samples,) = generate(model, tok, [prompt], SamplingSettings(samples_per_prompt=2, max_new_tokens=window,
+                                                                   temperature=1.0, batch_size=2, seed=0))
+    assert [s.n_tokens for s in samples] == [room, room]
+    assert all(len(x) == 2 for x in [sequence_logps(model, tok, [prompt, prompt], [s.text for s in samples])])

@@ -20,7 +20,7 @@ import torch
 from peft import PeftModel
 
 from engine.method.encoding import prompt_ids, response_ids
-from engine.method.scoring import check_fits, eval_mode, left_pad
+from engine.method.scoring import check_fits, context_window, eval_mode, left_pad
 from storage.records import Messages
 
 Progress = Callable[[int, int], None]
@@ -50,7 +50,8 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     if settings.samples_per_prompt < 1 or settings.batch_size < 1 or settings.max_new_tokens < 1:
         raise ValueError("samples_per_prompt, batch_size and max_new_tokens must all be at least 1")
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
-    check_fits(model, [len(ids) + 1 for ids in encoded], "prompts (with room for one new token)")
+    check_fits(model, [len(ids) + 2 for ids in encoded], "prompts (with room for one new token and EOS)")
+    window = context_window(model)
     jobs = [(i, k) for i in range(len(prompts)) for k in range(settings.samples_per_prompt)]
     # Longest prompts first so a batch holds similar lengths; the sort is stable, so batches are deterministic.
     jobs.sort(key=lambda job: len(encoded[job[0]]), reverse=True)
@@ -59,13 +60,15 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     device = next(model.parameters()).device
     keep_logps = next(model.parameters()).dtype == torch.float32  # reduced precision: the judge rescores
     extra_step = 1 if keep_logps else 0  # for the EOS log-prob after an answer cut at max_new_tokens
-    options = _generate_options(replace(settings, max_new_tokens=settings.max_new_tokens + extra_step), stop_ids,
-                                pad_id)
     results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
     with eval_mode(model):
         for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
             batch = jobs[start:start + settings.batch_size]
             input_ids, attention_mask = (t.to(device) for t in left_pad([encoded[i] for i, _ in batch], pad_id))
+            width = input_ids.shape[1]
+            # an answer stops where the context ends, with room for the EOS the scorer appends to a cut answer
+            budget = settings.max_new_tokens if window is None else min(settings.max_new_tokens, window - width - 1)
+            options = _generate_options(replace(settings, max_new_tokens=budget + extra_step), stop_ids, pad_id)
             recorder = SampledTokenLogps(model, tokenizer.eos_token_id) if keep_logps else None
             try:
                 with torch.random.fork_rng(devices=_rng_devices(device)):
@@ -74,8 +77,7 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
             finally:
                 if recorder is not None:
                     recorder.remove()
-            width = input_ids.shape[1]
-            new_tokens = output[:, width:width + settings.max_new_tokens].tolist()
+            new_tokens = output[:, width:width + budget].tolist()
             samples = [_to_sample(tokenizer, tokens, stop_ids) for tokens in new_tokens]
             if recorder is not None:
                 _keep_logps(tokenizer, samples, new_tokens, *recorder.finish(output))
