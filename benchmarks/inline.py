@@ -2,15 +2,18 @@
 without paying a fresh interpreter per stage. Same stage code as the worker runs (engine.runtime.stages)."""
 from __future__ import annotations
 
+import json
 import random
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from engine.config import RunConfig
+from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
-from engine.runtime.stages import plan, run_stage
-from storage import Job, Store
+from engine.runtime.stages import GENERATE_CHUNK, plan, register, run_stage
+from storage import Job, Pair, Store
 
 AfterStage = Callable[[StageContext], None]
 
@@ -29,7 +32,19 @@ class InlineRun:
         return {m.round: m.value for m in self.store.metrics(self.job_id, [name])}
 
 
-def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None) -> InlineRun:
+@dataclass
+class Fork:
+    """Start a row from a finished run's π_0 instead of training it again (same seed pairs, same config up to the
+    seed round), optionally with its round-1 samples of the first `sample_chunks` generate chunks (the same π_0,
+    prompts and sampling seeds give the same samples). The row's round-0 evaluation is the source run's."""
+    store: Store
+    job_id: int
+    out_dir: Path
+    sample_chunks: int = 0
+
+
+def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None, fork: Fork | None = None
+               ) -> InlineRun:
     store = Store(db)
     project = store.ensure_project(cfg.project, model=cfg.model)
     job_id = store.enqueue(Job(project_id=project.id, kind="run", config_yaml=cfg.to_yaml()))
@@ -37,12 +52,44 @@ def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None) 
         if ref.stage == "review":
             continue
         ctx = StageContext(store, job_id, project.id, cfg, ref.round, ref.stage)
-        run_stage(ctx)
+        if fork and ref.round == 0 and ref.stage in ("seed", "evaluate"):
+            if ref.stage == "seed":
+                take_seed_round(fork, ctx)
+        elif fork and ref.round == 1 and ref.stage == "generate" and fork.sample_chunks:
+            take_samples(fork, ctx)
+            run_stage(ctx)  # samples the chunks not taken
+        else:
+            run_stage(ctx)
         store.stage_done(job_id, ref.round, ref.stage)
         if after_stage:
             after_stage(ctx)
     store.finish_job(job_id, "done")
     return InlineRun(store, job_id, project.id)
+
+
+def take_seed_round(fork: Fork, ctx: StageContext) -> None:
+    source = checkpoints.saved_weights(fork.out_dir, 0, ctx.cfg)
+    target = checkpoints.saved_weights(ctx.out_dir, 0, ctx.cfg)
+    shutil.copytree(source, target)
+    for name in ("text_eval_init.json", "text_eval2_init.json", "eval_init_samples.json"):  # π_init's answers
+        if (fork.out_dir / name).exists():
+            shutil.copy2(fork.out_dir / name, ctx.out_dir / name)
+    register(ctx, target, 0)
+
+
+def take_samples(fork: Fork, ctx: StageContext) -> None:
+    """The source run's round-1 pairs of the first chunks, as sampled (no judgement), under this run's ids."""
+    def key(prompt) -> str:
+        return json.dumps(prompt, sort_keys=True)
+    ids = {key(e.prompt): e.id for e in ctx.store.examples(ctx.project_id, "pool")}
+    source_project = fork.store.job(fork.job_id).project_id
+    wanted = {key(e.prompt) for e in fork.store.examples(source_project, "pool")[:fork.sample_chunks * GENERATE_CHUNK]}
+    pairs = [Pair(job_id=ctx.job_id, round=1, prompt=p.prompt, response_a=p.response_a, response_b=p.response_b,
+                  example_id=ids[key(p.prompt)], project_id=ctx.project_id, tokens_a=p.tokens_a, tokens_b=p.tokens_b,
+                  logp_policy_a=p.logp_policy_a, logp_policy_b=p.logp_policy_b, gold_a=p.gold_a, gold_b=p.gold_b)
+             for p in fork.store.pairs(fork.job_id, 1) if key(p.prompt) in wanted]
+    ctx.store.add_pairs(pairs)
+    ctx.log(f"took {len(pairs)} round-1 pairs sampled by run {fork.job_id} from the same π_0")
 
 
 def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:

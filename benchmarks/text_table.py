@@ -3,6 +3,11 @@ decoding: does SPA with 20 seed labels reach DPO on gold labels of all its promp
 
     python benchmarks/text_table.py                       # configs/text_demo.yaml's sizes, seed 42
     python benchmarks/text_table.py --prompts 48 --rounds 1 --eval-prompts 24 --rows spa dpo100 noref
+    python benchmarks/text_table.py --spa-from runs/text_demo.db --rows dpo100 human random noref
+
+--spa-from reads the first three rows off a finished `python launch.py run configs/text_demo.yaml --db DB` (the
+same stages, run by the worker) instead of running the SPA row again; its queued config must equal this table's
+config but for where files go.
 
 Every row runs the real stages (engine.runtime.stages, in this process) from one config, changing only what the row is
 about; all rows share the seed pairs, the pool prompts, the generation budget and the eval prompts.
@@ -32,8 +37,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.inline import human_corrections, run_inline, with_overrides  # noqa: E402
-from engine.config import RunConfig, load_config  # noqa: E402
+from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides  # noqa: E402
+from engine.config import RunConfig, load_config, parse_config  # noqa: E402
+from engine.runtime.jobs import run_dir  # noqa: E402
+from engine.runtime.stages import GENERATE_CHUNK  # noqa: E402
+from storage import Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,25 +89,52 @@ def split_values(run, split: str, round_index: int, prefix: str = "") -> dict[st
     return out
 
 
-def run_row(key: str, name: str, changes: dict, after, base: RunConfig) -> list[RowResult]:
+def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: InlineRun | None) -> list[RowResult]:
+    """source: the SPA run the row starts from (its π_0, and the round-1 samples the row shares with it)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_overrides(base, output_dir=str(Path(tmp) / "out"))
         cfg = with_overrides(cfg, **changes)
-        run = run_inline(cfg, Path(tmp) / "table.db", after)
-        seeds = run.store.count_examples(run.project_id, "seed")
-        pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
-        human = run.store.label_source_counts(run.project_id).get("human", 0)
-        labels = seeds + (pairs if key == "dpo100" else human)
-        out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
-                         run.metrics_by_round("round/self_label_accuracy"), time.monotonic() - started)]
-        if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
-            out.insert(0, RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
-                                    split_values(run, "eval2", 0)))
-            out.insert(0, RowResult("SmolLM2-135M-Instruct as is", 0, split_values(run, "eval", 0, "init/"),
-                                    split_values(run, "eval2", 0, "init/")))
-            out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
+        fork = None
+        if source is not None:
+            source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
+            shared = base.prompts_for_round(1) if cfg.prompts_for_round(1) == base.prompts_for_round(1) else 0
+            fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
+                        sample_chunks=-(-shared // GENERATE_CHUNK) if shared else 1)
+        run = run_inline(cfg, Path(tmp) / "table.db", after, fork)
+        out = row_results(key, name, run, cfg, time.monotonic() - started)
         run.store.close()
+    return out
+
+
+def finished_run(db: str, base: RunConfig) -> tuple[InlineRun, float]:
+    """The last finished run in db (from `launch.py run`) and its wall time, checked to have this table's config."""
+    store = Store(db)
+    jobs = [j for j in store.jobs(statuses=("done",)) if j.kind == "run"]
+    if not jobs:
+        raise SystemExit(f"{db}: no finished run")
+    job = jobs[-1]
+    cfg = parse_config(job.config_yaml, f"{db} job {job.id}")
+    where = {"output_dir": "", "db": ""}
+    if with_overrides(cfg, **where) != with_overrides(base, **where):
+        raise SystemExit(f"{db} job {job.id}: its config differs from this table's; rerun it or pass --config")
+    seconds = (datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)).total_seconds()
+    return InlineRun(store, job.id, job.project_id), seconds
+
+
+def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: float) -> list[RowResult]:
+    seeds = run.store.count_examples(run.project_id, "seed")
+    pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
+    human = run.store.label_source_counts(run.project_id).get("human", 0)
+    labels = seeds + (pairs if key == "dpo100" else human)
+    out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
+                     run.metrics_by_round("round/self_label_accuracy"), seconds)]
+    if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
+        out.insert(0, RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
+                                split_values(run, "eval2", 0)))
+        out.insert(0, RowResult("SmolLM2-135M-Instruct as is", 0, split_values(run, "eval", 0, "init/"),
+                                split_values(run, "eval2", 0, "init/")))
+        out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
     return out
 
 
@@ -139,6 +174,10 @@ def main() -> int:
     p.add_argument("--eval-prompts", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=str(RESULTS / "text_table.md"))
+    p.add_argument("--spa-from", metavar="DB", help="read the SPA row (and the first two) off a finished "
+                   "`launch.py run` in DB instead of running it")
+    p.add_argument("--keep", action="store_true", help="start from the rows already in --out's .json (another "
+                   "invocation's), e.g. to run rows in two processes")
     args = p.parse_args()
     base = load_config(args.config)
     changes = {k: v for k, v in (("rounds", args.rounds), ("prompts_per_round", args.prompts),
@@ -152,12 +191,22 @@ def main() -> int:
     started = time.monotonic()
     out = Path(args.out)
     results: list[RowResult] = []
+    if args.keep and out.with_suffix(".json").exists():
+        results = [RowResult(**r) for r in json.loads(out.with_suffix(".json").read_text())]
+        for r in results:  # json keys are strings
+            r.self_label_accuracy = {int(k): v for k, v in r.self_label_accuracy.items()}
     table = rows(base)
+    source = None
+    if args.spa_from:
+        source, seconds = finished_run(args.spa_from, base)
+        if not args.keep:
+            results += row_results("spa", f"{table['spa'][0]} (`launch.py run`, {seconds / 60:.0f} min)", source,
+                                   base, seconds)
     for key in args.rows:
         name, row_changes, after = table[key]
         print(f"[{(time.monotonic() - started) / 60:.1f} min] row {name}", flush=True)
         try:
-            results += run_row(key, name, row_changes, after, base)
+            results += run_row(key, name, row_changes, after, base, source)
         except ValueError as e:  # e.g. a gold-judged round whose pairs all tie: the row says why, the rest go on
             results.append(RowResult(f"{name} — failed: {e}", 0))
         text = render(results, base, command, time.monotonic() - started)
