@@ -119,8 +119,8 @@ def main() -> int:
     p.add_argument("--out", default=str(RESULTS / "text_selection.md"))
     args = p.parse_args()
     store = Store(args.db)
-    jobs = [j for j in store.jobs(statuses=("done", "paused", "stopped", "failed", "interrupted")) if j.kind == "run"]
-    job = next((j for j in jobs if j.id == args.job), None) if args.job else (jobs[-1] if jobs else None)
+    jobs = [j for j in store.jobs() if j.kind == "run" and (args.job == j.id or args.job is None and j.status == "done")]
+    job = jobs[-1] if jobs else None
     if job is None:
         raise SystemExit(f"{args.db}: no such run")
     figures = []
