@@ -135,9 +135,8 @@ def open_text_demo(db: str) -> dict:
         raise ActionError(f"{text_setup.SIZE_ENV} must be one of {', '.join(text_setup.SIZES)}, not {size!r}")
     request = yaml.safe_dump(asdict(text_setup.TextSetupRequest(project=TEXT_DEMO, size=size)), sort_keys=False)
     with opened(db) as store, store.write():
-        proj = store.project(TEXT_DEMO)
-        if proj is None:
-            proj = store.ensure_project(TEXT_DEMO, model="text:model")
+        proj = store.project(TEXT_DEMO) or store.ensure_project(TEXT_DEMO, model="text:model")
+        if not store.configs(proj.id):
             store.save_config(proj.id, TEXT_DEMO, TEXT_DEMO_CONFIG.read_text(encoding="utf-8"))
         busy = [j for j in store.jobs(proj.id, statuses=ACTIVE) if j.kind == text_setup.KIND]
         job_id = None

@@ -22,7 +22,7 @@ from engine.config import parse_config
 from engine.worlds import ifeval_tasks as it
 from storage import Job, Pair, Store
 from tests.test_studio_api import insert_pairs, start_studio, stop_studio
-from tests.test_studio_browser import ARGS, CHROMIUM, wait_until
+from tests.test_studio_browser import ARGS, CHROMIUM, SHOTS, wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,10 @@ def test_the_studio_offers_builds_and_reviews_the_text_demo(text_dir, tmp_path):
             # the setup's progress on the Project tab while the worker builds the world, then the imported rows
             seen: list[str] = []
             deadline = time.monotonic() + SETUP_TIMEOUT_S
+            SHOTS.mkdir(parents=True, exist_ok=True)
             while "Set up" not in (text := page.inner_text("#project-setup")):
+                if " · world · stage" in text and not any(" · world · stage" in t for t in seen):
+                    page.screenshot(path=str(SHOTS / "text-demo-setup.png"), full_page=True)
                 seen.append(text)
                 if store.job(job.id).status == "failed" or time.monotonic() > deadline:
                     pytest.fail(f"setup did not finish: {store.job(job.id).error}\n{seen[-3:]}")
@@ -147,6 +150,7 @@ def test_the_studio_offers_builds_and_reviews_the_text_demo(text_dir, tmp_path):
                 assert f"Instructions followed: {sum(marks)} of {len(marks)}" in text
                 for kind, kwargs in zip(task.instruction_ids, task.kwargs):
                     assert it.describe(kind, kwargs).splitlines()[0] in text
+            page.screenshot(path=str(SHOTS / "text-demo-review.png"), full_page=True)
             # the next pair shows its own instructions
             page.click("#review-next")
             wait_until(lambda: int(page.inner_text("#review-pair-head").split("#")[1].split()[0]) != shown,
