@@ -18,7 +18,7 @@ from typing import Iterator
 
 import yaml
 
-from engine.config import ConfigError, RunConfig, parse_config
+from engine.config import ConfigError, RunConfig, parse_config, uses_text_world
 from engine.config import config_fields as config_fields  # handed on: the form's help and defaults
 from engine.data.export import ExportError as ExportError  # handed on to the tabs
 from engine.data.export import ExportRequest as ExportRequest
@@ -26,13 +26,18 @@ from engine.data.export import export as export
 from engine.data.export import exportable as exportable
 from engine.data.report import round_rows as round_rows
 from engine.data.report import round_table as round_table
+from engine.runtime import text_setup
 from engine.runtime.jobs import JOB_KINDS as JOB_KINDS
+from engine.runtime.jobs import job_plan
 from engine.runtime.jobs import run_dir as run_dir
 from storage import Job, Pair, Project, ReviewFilter, Store
 from storage.records import LABEL_SOURCES, LABELS, ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+TEXT_DEMO = "text-demo"  # the second demo project: SmolLM2-135M-Instruct with IFEval gold (the text world)
+TEXT_DEMO_TITLE = "Instruction following, SmolLM2-135M"
+TEXT_DEMO_CONFIG = ROOT / "configs" / "text_demo.yaml"
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESUMABLE = ("stopped", "interrupted", "failed")
 ACTIVE = ("queued", "running", "paused")
@@ -90,6 +95,55 @@ def ensure_demo_project(db: str) -> bool:
         project = store.ensure_project("demo", model="demo:model")
         store.save_config(project.id, "demo", text)
         return True
+
+
+@dataclass
+class TextDemoState:
+    """Where the text demo project stands: offered (not set up and no setup job under way), being set up, or
+    ready (its seed pairs imported). `job` is its newest setup job's status (job_status), if any."""
+    exists: bool
+    ready: bool
+    offered: bool
+    job: dict | None = None
+
+
+def text_demo_state(db: str) -> TextDemoState:
+    with opened(db) as store:
+        proj = store.project(TEXT_DEMO)
+        ready = bool(proj) and store.count_examples(proj.id, "seed") > 0
+    job = setup_job(db, TEXT_DEMO)
+    busy = job is not None and job["status"] in ACTIVE
+    return TextDemoState(exists=proj is not None, ready=ready, offered=not ready and not busy, job=job)
+
+
+def setup_job(db: str, project: str) -> dict | None:
+    """The status (job_status) of the project's newest text world setup job; None when it has none."""
+    with opened(db) as store:
+        proj = store.project((project or "").strip())
+        setups = [j.id for j in store.jobs(proj.id) if j.kind == text_setup.KIND] if proj else []
+    return job_status(db, setups[-1], log_lines=3) if setups else None
+
+
+def open_text_demo(db: str) -> dict:
+    """Open the demo project "Instruction following, SmolLM2-135M": created on first use with
+    configs/text_demo.yaml as its configuration, and a background `text-world` job queued that fetches the model,
+    builds (or finds cached) the text world and imports its seed pairs and pool prompts. Nothing is queued when
+    the rows are already imported or a setup job is queued or running; after a failed one, a new one is.
+    SPA_TEXT_WORLD_SIZE=mini asks for the mini world (tests), recorded in the job's request."""
+    size = os.environ.get(text_setup.SIZE_ENV) or "full"
+    if size not in text_setup.SIZES:
+        raise ActionError(f"{text_setup.SIZE_ENV} must be one of {', '.join(text_setup.SIZES)}, not {size!r}")
+    request = yaml.safe_dump(asdict(text_setup.TextSetupRequest(project=TEXT_DEMO, size=size)), sort_keys=False)
+    with opened(db) as store, store.write():
+        proj = store.project(TEXT_DEMO) or store.ensure_project(TEXT_DEMO, model="text:model")
+        if not store.configs(proj.id):
+            store.save_config(proj.id, TEXT_DEMO, TEXT_DEMO_CONFIG.read_text(encoding="utf-8"))
+        busy = [j for j in store.jobs(proj.id, statuses=ACTIVE) if j.kind == text_setup.KIND]
+        job_id = None
+        if store.count_examples(proj.id, "seed") == 0 and not busy:
+            job_id = store.enqueue(Job(project_id=proj.id, kind=text_setup.KIND, config_yaml=request))
+            store.log(job_id, f"queued from the studio: set up project {TEXT_DEMO} ({size} text world)")
+    return {"project": TEXT_DEMO, "job_id": job_id or (busy[0].id if busy else None), "queued": job_id is not None}
 
 
 def project_names(db: str) -> list[str]:
@@ -317,6 +371,10 @@ def queue_run(db: str, project: str, config_yaml: str) -> dict:
     cfg = validate_config(config_yaml)
     with opened(db) as store:
         proj = project_of(store, project)
+        setting_up = [j.id for j in store.jobs(proj.id, statuses=ACTIVE) if j.kind == text_setup.KIND]
+        if setting_up:
+            raise ActionError(f"project {proj.name} is still being set up (job #{setting_up[0]} builds its text "
+                              "world): queue a run once it is done")
         check_data(store, proj, cfg)
         cfg.project = proj.name
         if cfg.model and cfg.model != proj.model:
@@ -354,6 +412,14 @@ def stage_plan(cfg: RunConfig | None) -> list[tuple[int, str]]:
     return [(ref.round, ref.stage) for ref in plan(cfg)] if cfg is not None else []
 
 
+def other_plan(job: Job) -> list[tuple[int, str]]:
+    """The stages of a job that is not a run (an export, a text world setup); none when its request is invalid."""
+    try:
+        return [(ref.round, ref.stage) for ref in job_plan(job)]
+    except ConfigError:
+        return []
+
+
 def job_config(job: Job) -> RunConfig | None:
     try:
         return parse_config(job.config_yaml, f"job {job.id}") if job.config_yaml else None
@@ -370,9 +436,9 @@ def job_status(db: str, job_id: int, log_lines: int = 30) -> dict:
         events = store.events(job.id, limit=log_lines)
     beat_age = _age_s(job.heartbeat_at)
     stale = job.status == "running" and (beat_age is None or beat_age > STALE_AFTER_S)
-    cfg = job_config(job)
+    cfg = job_config(job) if job.kind == "run" else None
     plan = []
-    for rnd, stage in stage_plan(cfg):
+    for rnd, stage in stage_plan(cfg) if job.kind == "run" else other_plan(job):
         done = rnd in rounds and stage in rounds[rnd].stages_done
         current = job.status in ("running", "paused") and job.round == rnd and job.stage == stage
         plan.append({"round": rnd, "stage": stage, "state": "done" if done else "current" if current else "pending"})
@@ -530,10 +596,24 @@ def pair_detail(db: str, pair_id: int) -> dict:
         pair = pair_of(store, pair_id)
         events = [asdict(e) for e in store.label_events(pair.id)]
         rank = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+        cfg = job_config(store.job(pair.job_id))
     out = asdict(pair)
     out["events"] = events
     out["rank"] = rank
+    out["instructions"] = instruction_checks(pair, cfg)
     return out
+
+
+def instruction_checks(pair: Pair, cfg: RunConfig | None) -> dict | None:
+    """For a pair of a text-world run: the prompt's IFEval instructions and which of them each answer follows
+    ({"a": [...], "b": [...], "note": ...}, each check with instruction_id, description, strict, loose); None
+    for any other pair."""
+    if cfg is None or not uses_text_world(cfg):
+        return None
+    from engine.worlds.text_review import pair_checks
+    from engine.worlds.text_world import default_text_dir
+
+    return asdict(pair_checks(default_text_dir(), pair.prompt, pair.response_a, pair.response_b))
 
 
 def resolve_label(pair: Pair, action: str) -> str:

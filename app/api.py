@@ -38,6 +38,11 @@ def register(db: str) -> None:
         """Create a project (or open it; a non-empty model updates its model)."""
         return _call(actions.create_project, db, name, model)
 
+    def open_text_demo() -> dict:
+        """Open the demo project "Instruction following, SmolLM2-135M" (text-demo): created on first use, its
+        text world set up by a background job (job_id; queued false when its rows are already imported)."""
+        return _call(actions.open_text_demo, db)
+
     def project_summary(project: str) -> dict:
         """Example counts per role, label counts per source and the number of runs of a project."""
         return _call(actions.project_summary, db, project)
@@ -120,7 +125,7 @@ def register(db: str) -> None:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
         return _call(actions.review_progress, db, project)
 
-    for fn in (list_projects, create_project, project_summary, preview_file, import_file, save_config, queue_run,
-               list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
+    for fn in (list_projects, create_project, open_text_demo, project_summary, preview_file, import_file, save_config,
+               queue_run, list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
                set_label, bulk_accept, undo_last_label, review_progress):
         gr.api(fn, api_name=fn.__name__)

@@ -2,6 +2,7 @@
 configuration (a form for the main method parameters plus the full YAML)."""
 from __future__ import annotations
 
+import html
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,12 @@ import pandas as pd
 from app import actions
 from app.actions import ActionError
 from app.config_form import FORM_ROWS, baseline_json, baseline_of, form_values, merged_yaml, named
+from app.run_tab import progress_html
 from engine.config import CHOICES, RunConfig
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".gz", ".ndjson"]
 DATA_PAGE = 50
+SETUP_POLL_S = 1.5
 
 
 @dataclass
@@ -59,6 +62,36 @@ def _counts_md(db: str, project: str) -> str:
     ex = s["examples"]
     return (f"**{s['project']}** · seed pairs **{ex['seed']}** · pool prompts **{ex['pool']}** · "
             f"eval pairs **{ex['eval']}** · runs **{s['jobs']}**")
+
+
+def setup_html(s: dict | None) -> str:
+    """A project's background setup (the text world's job): its progress bar and last log line while it runs,
+    what went wrong when it failed, what was imported when it is done; nothing for a project without one."""
+    if s is None:
+        return ""
+    if s["status"] == "done":
+        return ("<div class='spa-progress'>✓ <b>Set up</b>: the text world's seed pairs and pool prompts are "
+                "imported (below) and its configuration is the one shown: queue it on the Run tab.</div>")
+    last = html.escape(s["log"][-1]["message"]) if s["log"] else ""
+    if s["status"] == "failed":
+        hint = ("The project's data and configuration are as they were. Resume the job on the Run tab once the "
+                "cause is fixed (a cached step is not redone).")
+    elif s["status"] in ("stopped", "interrupted"):
+        hint = "Resume it on the Run tab: it continues after its last completed step."
+    else:
+        hint = f"Setting up in the background: {last} (the whole log is on the Run tab)."
+    return progress_html(s) + f"<div class='spa-setup-note'>{hint}</div>"
+
+
+def _setting_up(status: dict | None) -> bool:
+    return status is not None and status["status"] in actions.ACTIVE
+
+
+def _setup_key(status: dict | None) -> list | None:
+    if status is None:
+        return None
+    return [status["job_id"], status["status"], status["stage"], status["progress_done"], status["progress_total"],
+            status["log"][-1]["id"] if status["log"] else 0]
 
 
 def _issues_frame(report: actions.ImportReport) -> pd.DataFrame:
@@ -105,6 +138,9 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         with gr.Column(scale=5, min_width=380):
             gr.Markdown("### Data")
             counts = gr.Markdown(elem_id="project-counts")
+            setup = gr.HTML(elem_id="project-setup")
+            setup_timer = gr.Timer(SETUP_POLL_S)
+            setup_shown = gr.State(None)  # what the setup view shows (_setup_key), so an unchanged tick draws nothing
             role = gr.Radio(["seed", "pool", "eval"], value="seed", label="Import as",
                             info="seed: labelled pairs to start from · pool: prompts for the rounds · eval: held-out pairs")
             upload = gr.File(label="Data file (JSONL, JSON, CSV, Parquet)", file_types=FILE_TYPES, type="filepath",
@@ -243,12 +279,28 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         choices = [(f"#{c['id']} {c['name']} ({c['created_at'][:16].replace('T', ' ')})", c["id"]) for c in configs]
         config_name = configs[-1]["name"] if configs else (project_ or "run")
         table, info, offset = data_view(db, project_, "seed")
+        status = actions.setup_job(db, project_) if project_ else None
         return (synced(text) + [gr.update(choices=choices, value=choices[-1][1] if choices else None),
                 config_name, command_for(project_, config_name), _counts_md(db, project_),
-                "seed", table, info, offset])
+                "seed", table, info, offset, setup_html(status), _setup_key(status)])
 
-    project.change(on_project, [project], synced_outputs + [saved, name, command, counts, data_role] + data_outputs,
-                   show_progress="hidden", api_visibility="private")
+    project.change(on_project, [project], synced_outputs + [saved, name, command, counts, data_role] + data_outputs
+                   + [setup, setup_shown], show_progress="hidden", api_visibility="private")
+
+    def on_setup_tick(project_, shown):
+        """A project's setup job, as it moves: its progress; once it has ended, the rows it imported too.
+        Nothing is redrawn while nothing changed (most ticks: most projects have no setup job)."""
+        status = actions.setup_job(db, project_) if project_ else None
+        key = _setup_key(status)
+        if key == shown:
+            return [gr.skip()] * 7
+        if _setting_up(status):
+            return [setup_html(status)] + [gr.skip()] * 5 + [key]
+        table, info, offset = data_view(db, project_, "seed")
+        return [setup_html(status), _counts_md(db, project_), "seed", table, info, offset, key]
+
+    setup_timer.tick(on_setup_tick, [project, setup_shown], [setup, counts, data_role] + data_outputs + [setup_shown],
+                     show_progress="hidden", api_visibility="private")
 
     def on_form(text, baseline_, *values):
         """A form field was edited: write the edited fields into the YAML; the baseline becomes the form."""

