@@ -113,7 +113,8 @@ def register(db: str) -> None:
         return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api", top=top or None)
 
     def undo_last_label(project: str) -> dict:
-        """Revert the newest label the API gave in the project (audited as an undo event)."""
+        """Revert the newest labelling action the API took in the project, whole (a bulk accept is one action);
+        audited as undo events. pairs: the pairs reverted; kept: pairs someone else has labelled since."""
         return _call(actions.undo_last_label, db, project, "api")
 
     def review_progress(project: str) -> list[dict]:

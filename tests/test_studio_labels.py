@@ -143,6 +143,42 @@ def test_undo_restores_the_label_the_answer_and_the_flag_and_is_audited(tmp_path
     assert progress == [{"round": 1, "n": 3, "reviewed": 1, "accepted": 0, "remaining": 2}]
 
 
+def test_undo_after_a_bulk_accept_reverts_every_pair_of_it_as_one_action(tmp_path):
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=10)
+    actions.set_label(str(db), ids[9], "b")  # a person's label before the bulk accept: not part of it
+    with _opened(db) as store:
+        store.update_pairs({ids[6]: {"noisy": True}})
+        before = {p.id: (p.label, p.label_source, p.noisy) for p in store.pairs(store.jobs()[0].id)}
+    accepted = actions.bulk_accept(str(db), "p", top="top 50%")["accepted"]
+    assert accepted == 4  # ranks 50%-100% of 10 pairs: 5, one of them human
+    # another reviewer labels one accepted pair after the bulk accept: the undo must not take their label away
+    actions.set_label(str(db), ids[5], "tie", actor="someone else")
+    undone = actions.undo_last_label(str(db), "p", "studio")
+    assert sorted(undone["pairs"]) == [ids[6], ids[7], ids[8]] and undone["kept"] == [ids[5]]
+    assert undone["action"] == "bulk accept"
+    with _opened(db) as store:
+        after = {p.id: (p.label, p.label_source, p.noisy) for p in store.pairs(store.jobs()[0].id)}
+        events = store.label_events()
+    assert {i: after[i] for i in ids[6:9]} == {i: before[i] for i in ids[6:9]}
+    assert after[ids[6]] == ("a", "self", True)  # the noise flag comes back too
+    assert after[ids[5]] == ("tie", "human", False) and after[ids[9]] == ("b", "human", False)
+    # the audit trail: one undo event per pair of the bulk accept, each naming the event it reverts, as one action
+    bulk = [e for e in events if e.note == "bulk accept"]
+    undos = [e for e in events if e.undoes is not None]
+    assert len(bulk) == 4 and len({e.action for e in bulk}) == 1
+    assert sorted(e.undoes for e in undos) == sorted(e.id for e in bulk) and len({e.action for e in undos}) == 1
+    assert all("bulk accept of 4 pairs" in e.note for e in undos)
+    kept = next(e for e in undos if e.pair_id == ids[5])
+    assert (kept.old_label, kept.new_label, kept.new_source) == ("tie", "tie", "human") and "kept" in kept.note
+    reverted = [e for e in undos if e.pair_id != ids[5]]
+    assert all((e.old_source, e.new_source, e.new_label) == ("accepted", "self", "a") for e in reverted)
+    # the next undo is the person's label before the bulk accept, then nothing is left
+    assert actions.undo_last_label(str(db), "p", "studio")["pairs"] == [ids[9]]
+    with pytest.raises(ActionError, match="nothing to undo"):
+        actions.undo_last_label(str(db), "p", "studio")
+
+
 def test_guidelines_are_kept_per_project(tmp_path):
     db = str(tmp_path / "s.db")
     actions.create_project(db, "one")
