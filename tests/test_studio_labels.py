@@ -233,6 +233,20 @@ def test_the_form_value_typed_last_wins_over_a_yaml_the_sync_has_not_updated():
     assert merged["learning_rate"] == 0.0005 and merged["rounds"] == 3
 
 
+def test_queue_takes_every_form_value_as_it_is_at_the_click_whatever_the_sync_left_behind():
+    """The restore-then-edit race: the hidden baseline already holds the form's values while the YAML still has
+    the refused ones, so a baseline merge keeps the YAML's; Queue reads the form itself."""
+    from app.run_tab import queued_config
+
+    stale = "model: demo:model\nlearning_rate: 50\nepochs: -1\nrounds: 2\n"
+    form = values_of("model: demo:model\nlearning_rate: 5.0e-4\nepochs: 3\nrounds: 4\n")
+    assert yaml.safe_load(config_form.merged_yaml(stale, form, form))["learning_rate"] == 50  # what raced
+    queued = parse_config(queued_config(stale, form))
+    assert (queued.learning_rate, queued.epochs, queued.rounds) == (0.0005, 3, 4)
+    with pytest.raises(ActionError, match=r"^Rounds \(rounds\): at least 1 round"):
+        queued_config(stale, values_of("model: demo:model\nrounds: 0\n"))
+
+
 def test_a_yaml_edit_wins_over_a_form_that_has_not_caught_up():
     old = "model: demo:model\nlearning_rate: 1.0e-4\nrounds: 3\n"
     baseline = values_of(old)

@@ -105,17 +105,34 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
         page.get_by_text("Configuration of this run, exactly as queued").click()
         wait_until(lambda: "learning_rate: 0.0005" in page.inner_text("#run-config"), what="the queued YAML")
 
-        for elem, text, named in (("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
-                                  ("cfg-epochs", "-1", "Seed epochs (epochs)"),
-                                  ("cfg-rounds", "0", "Rounds (rounds)")):
-            page.get_by_role("tab", name="Project").click()
-            type_into(page, elem, text)
-            message = queue(page)
-            assert "Not queued" in message and named in message, message
-            assert len(store.jobs(demo.id)) == 1  # nothing queued
-            page.get_by_role("tab", name="Project").click()
-            type_into(page, elem, {"cfg-learning-rate": "0.0005", "cfg-epochs": "12", "cfg-rounds": "2"}[elem])
-            page.wait_for_timeout(1500)  # a restore followed at once by the next field's edit can still race (issue 22)
+        # refuse a value, restore it and at once edit another field and queue, several times over, with no pause
+        # anywhere: what is queued is what the form shows at the moment Queue is pressed
+        refusals = (("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
+                    ("cfg-epochs", "-1", "Seed epochs (epochs)"),
+                    ("cfg-rounds", "0", "Rounds (rounds)"))
+        typed = {"cfg-learning-rate": "0.0005", "cfg-epochs": "3", "cfg-rounds": "2"}
+        queued = 1
+        for attempt in range(3):
+            for elem, text, named in refusals:
+                page.get_by_role("tab", name="Project").click()
+                type_into(page, elem, text)
+                message = queue(page)
+                assert "Not queued" in message and named in message, (attempt, message)
+                assert len(store.jobs(demo.id)) == queued  # nothing queued
+                page.get_by_role("tab", name="Project").click()
+                type_into(page, elem, typed[elem])  # restored
+                following = refusals[(refusals.index((elem, text, named)) + 1) % len(refusals)][0]
+                typed[following] = {"cfg-learning-rate": f"0.000{attempt + 2}", "cfg-epochs": str(attempt + 4),
+                                    "cfg-rounds": str(attempt + 3)}[following]
+                type_into(page, following, typed[following])  # and at once another field
+                message = queue(page)
+                assert "Queued run" in message, (attempt, elem, message)
+                queued += 1
+                job = store.jobs(demo.id)[-1]
+                cfg = parse_config(job.config_yaml)
+                assert (cfg.learning_rate, cfg.epochs, cfg.rounds) == (
+                    float(typed["cfg-learning-rate"]), int(typed["cfg-epochs"]), int(typed["cfg-rounds"])), (
+                    attempt, elem, typed)
         assert errors == []
     finally:
         store.close()
