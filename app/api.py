@@ -20,6 +20,9 @@ from app import actions
 from app.actions import ActionError, ReviewQuery
 
 
+READS_CONCURRENCY = None  # no per-endpoint limit: Gradio's thread pool (40) bounds them
+
+
 def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -121,7 +124,11 @@ def register(db: str) -> None:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
         return _call(actions.review_progress, db, project)
 
-    for fn in (list_projects, create_project, project_summary, preview_file, import_file, save_config, queue_run,
-               list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
-               set_label, bulk_accept, undo_last_label, review_progress):
+    # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
+    # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
+    for fn in (list_projects, project_summary, preview_file, list_jobs, job_status, job_metrics, review_page,
+               get_pair, review_progress):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
+    for fn in (create_project, import_file, save_config, queue_run, stop_run, resume_run, approve_review, set_label,
+               bulk_accept, undo_last_label):
         gr.api(fn, api_name=fn.__name__)

@@ -200,8 +200,9 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         event.then(redraw, [drawn], [*train_plots, per_round], show_progress="hidden", api_visibility="private")
         return event
 
+    # every open tab polls: a read-only refresh, so no tab waits for another's
     then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden",
-                           api_visibility="private")).then(None, js=SCROLL_LOG_JS)
+                           api_visibility="private", concurrency_limit=None)).then(None, js=SCROLL_LOG_JS)
     then_redraw(project.change(lambda p: refresh(p, None, None), [project], outputs, show_progress="hidden",
                                api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(job.input(lambda p, j: refresh(p, j, None), [project, job], outputs, show_progress="hidden",

@@ -139,6 +139,54 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
         stop_studio(studio)
 
 
+def test_guidelines_sit_beside_the_pair_survive_a_reload_and_undo_reverts_a_whole_bulk_accept(browser, tmp_path):
+    from tests.test_studio_api import insert_pairs
+
+    studio = start_studio(tmp_path / "guide.db", "--no-worker")
+    store = Store(studio.db)
+    try:
+        page, errors = open_studio(browser, studio)
+        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+        job_id, ids = insert_pairs(studio.db, "demo", n=20)
+        page.get_by_role("tab", name="Review").click()
+        page.wait_for_selector("#review-pair-head :text('Pair #')", timeout=30_000)
+        assert "No annotation guidelines" in page.inner_text("#review-guidelines")
+
+        # set the project's guidelines: they show beside the pair at once, rendered as Markdown
+        page.get_by_text("Edit guidelines").click()
+        field(page, "review-guidelines-edit").fill("Prefer the answer that **names the animal** first.")
+        page.click("#review-guidelines-save")
+        wait_until(lambda: "names the animal" in page.inner_text("#review-guidelines"), what="the guidelines")
+        assert page.locator("#review-guidelines strong", has_text="names the animal").count() == 1
+        assert store.project("demo").guidelines == "Prefer the answer that **names the animal** first."
+        guide, pair_box = (page.locator(sel).bounding_box() for sel in ("#review-guidelines", "#review-answer-b"))
+        assert guide["x"] > pair_box["x"] + pair_box["width"] - 1  # beside the answers, to their right
+
+        # a reload keeps them (they live in the database, not in the page)
+        page.reload()
+        page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
+        page.get_by_role("tab", name="Review").click()
+        page.wait_for_selector("#review-pair-head :text('Pair #')", timeout=30_000)
+        wait_until(lambda: "names the animal" in page.inner_text("#review-guidelines"), what="the kept guidelines")
+
+        # bulk-accept the top half, then one press of Undo reverts every pair of it
+        before = {p.id: (p.label, p.label_source) for p in store.pairs(job_id)}
+        page.get_by_text("Accept self labels in bulk").click()
+        page.click("#review-bulk")
+        wait_until(lambda: "Accepted" in page.inner_text("#review-message"), what="the bulk accept")
+        accepted = [p.id for p in store.pairs(job_id) if p.label_source == "accepted"]
+        assert len(accepted) >= 8
+        page.click("#review-undo")
+        wait_until(lambda: "Undone" in page.inner_text("#review-message"), what="the undo")
+        assert f"bulk accept of {len(accepted)} pairs" in page.inner_text("#review-message")
+        assert {p.id: (p.label, p.label_source) for p in store.pairs(job_id)} == before
+        assert len([e for e in store.label_events() if e.undoes is not None]) == len(accepted)
+        assert errors == []
+    finally:
+        store.close()
+        stop_studio(studio)
+
+
 def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world):
     studio = start_studio(tmp_path / "walk.db", env={"SPA_DEMO_DIR": str(mini_world.root)})
     store = Store(studio.db)
