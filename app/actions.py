@@ -693,14 +693,17 @@ def bulk_accept(db: str, project: str, min_confidence: float | None = None, roun
 
 
 def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
-    """Revert the newest label `actor` gave in the project (audited as an undo event)."""
+    """Revert the newest labelling action `actor` took in the project, whole: one label, or every pair of a bulk
+    accept (audited as undo events). `pairs`: the pairs reverted; `kept`: pairs someone else labelled since."""
     with opened(db) as store:
         proj = project_of(store, project)
-        event = store.undo_last_label(proj.id, actor)
-    if event is None:
+        undone = store.undo_last_label(proj.id, actor)
+    if not undone.events:
         raise ActionError("nothing to undo")
-    return {"pair_id": event.pair_id, "label": event.new_label, "label_source": event.new_source,
-            "undid": event.undoes}
+    first = undone.events[0]
+    return {"pair_id": first.pair_id, "label": first.new_label, "label_source": first.new_source,
+            "undid": first.undoes, "pairs": [e.pair_id for e in undone.reverted],
+            "kept": [e.pair_id for e in undone.kept], "action": undone.action_note}
 
 
 def review_progress(db: str, project: str) -> list[dict]:

@@ -20,6 +20,9 @@ from app import actions
 from app.actions import ActionError, ReviewQuery
 
 
+READS_CONCURRENCY = None  # no per-endpoint limit: Gradio's thread pool (40) bounds them
+
+
 def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -118,14 +121,19 @@ def register(db: str) -> None:
         return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api", top=top or None)
 
     def undo_last_label(project: str) -> dict:
-        """Revert the newest label the API gave in the project (audited as an undo event)."""
+        """Revert the newest labelling action the API took in the project, whole (a bulk accept is one action);
+        audited as undo events. pairs: the pairs reverted; kept: pairs someone else has labelled since."""
         return _call(actions.undo_last_label, db, project, "api")
 
     def review_progress(project: str) -> list[dict]:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
         return _call(actions.review_progress, db, project)
 
-    for fn in (list_projects, create_project, open_text_demo, project_summary, preview_file, import_file, save_config,
-               queue_run, list_jobs, job_status, job_metrics, stop_run, resume_run, approve_review, review_page, get_pair,
-               set_label, bulk_accept, undo_last_label, review_progress):
+    # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
+    # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
+    for fn in (list_projects, project_summary, preview_file, list_jobs, job_status, job_metrics, review_page,
+               get_pair, review_progress):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
+    for fn in (create_project, open_text_demo, import_file, save_config, queue_run, stop_run, resume_run, approve_review, set_label,
+               bulk_accept, undo_last_label):
         gr.api(fn, api_name=fn.__name__)

@@ -1,11 +1,14 @@
 """The Project tab's form and its YAML editor as two views of one run configuration (pure functions, no Gradio).
 
-The browser holds three things: the YAML text, the form's values, and the *baseline*: the form values the
-server last wrote into the form (from the YAML, or after writing the YAML from the form). `merged_yaml` is the
-one place that turns them into the configuration that is saved or queued, the moment the button is pressed: a
-form field whose value differs from its baseline was edited in the form since the last synchronisation and
-wins; every other key comes from the YAML as it stands. So neither a synchronisation still in flight (a typed
-learning rate, Run pressed at once) nor a YAML edit the form has not caught up with changes what runs."""
+What is queued: `form_yaml`, from the values every form field holds at the moment Queue is pressed, written
+over the YAML's keys; the YAML supplies every key the form has no field for. Nothing the browser synchronises in
+the background decides it, so a keystroke, a restored field or a sync still in flight cannot change what runs.
+A YAML edit reaches the form when the editor loses focus (leaving the Project tab for the Run tab does that).
+
+While editing, the two views follow each other through the *baseline*: the form values the server last wrote
+into the form. `merged_yaml` writes into the YAML the form fields that differ from their baseline (edited in
+the form since the last synchronisation) and keeps every other key as the YAML has it; Save uses it, so a YAML
+edit the form has not caught up with is saved as typed."""
 from __future__ import annotations
 
 import json
@@ -152,6 +155,12 @@ def merged_yaml(text: str, baseline: list | None, values: list) -> str:
         path, label, kind, _ = FORM_FIELDS[i]
         _put(data, path, label, kind, values[i])
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def form_yaml(text: str, values: list) -> str:
+    """The configuration as the form shows it: every form field's value written over the YAML, whose other keys
+    stay. ActionError names a field whose value does not parse."""
+    return merged_yaml(text, None, values)
 
 
 def baseline_json(values: list) -> str:

@@ -55,13 +55,32 @@ def _run_folder(db: str, job_id: int) -> Path | None:
     return out_dir if out_dir.is_absolute() else ROOT / out_dir
 
 
-def _with_gold(text: str, gold: list | None, i: int) -> str:
-    return text if gold is None else f"{text}  [gold {gold[i]:.2f}]"
+def _scored(text: str, gold: float | None = None, judge: float | None = None,
+            init_judge: float | None = None) -> str:
+    """An answer with its scores after it: gold, and the round's judge score of it and of π_init's answer."""
+    bits = [] if gold is None else [f"gold {gold:.2f}"]
+    if judge is not None:
+        versus = "" if init_judge is None else f" vs π_init's answer {init_judge:+.3f}"
+        bits.append(f"judge {judge:+.3f}{versus}")
+    return f"{text}  [{' · '.join(bits)}]" if bits else text
+
+
+def _at(values: list | None, i: int):
+    return values[i] if values else None
+
+
+# what the "judge" number beside each answer is (shown under the table)
+JUDGE_CAPTION = ("**judge** = the implicit reward the round's model gives a single answer when it is evaluated, "
+                 "r(x, y) = β·[log π_round(y|x) − log π_init(y|x)] (the SPA judge's score, β of the run; with the "
+                 "judge reference `none`, β·log π_round(y|x)). Each round's column scores its own answer and, after "
+                 "“vs”, π_init's answer to the same prompt, so a positive difference means the round's judge "
+                 "prefers its own answer. π_init's column has no judge score: π_init judging itself gives 0. "
+                 "**gold** = the world's gold reward, where it has one.")
 
 
 def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[pd.DataFrame, str]:
     """π_init's and each evaluated round's answer to the same held-out prompts (eval_answers_round_N.json, which
-    the evaluate stage writes), with gold scores where the world has a gold; and the mean gold per column."""
+    the evaluate stage writes): see `compare_answers`."""
     if job_id is None:
         return pd.DataFrame(columns=["eval prompt"]), "Pick a run to compare its rounds' answers."
     folder = _run_folder(db, job_id)
@@ -75,22 +94,36 @@ def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[
             continue
     if not records:
         return pd.DataFrame(columns=["eval prompt"]), "No round of this run has been evaluated yet."
+    return compare_answers(records, limit)
+
+
+def compare_answers(records: list[tuple[int, dict]], limit: int = 30) -> tuple[pd.DataFrame, str]:
+    """One column per evaluated round (records: (round, saved answers), by round) beside π_init's, each answer
+    with its gold score where the world has a gold and the round's judge scores where the run recorded them
+    (JUDGE_CAPTION); and the means per column."""
     first = records[0][1]
     prompts = [" ".join(m["content"] for m in p) for p in first["prompts"]]
     columns = {"eval prompt": prompts,
-               "π_init": [_with_gold(t, first["init_gold"], i) for i, t in enumerate(first["init_texts"])]}
-    means = []
+               "π_init": [_scored(t, _at(first["init_gold"], i)) for i, t in enumerate(first["init_texts"])]}
+    means, judged = [], []
     if first["init_gold"]:
         means.append(f"π_init {sum(first['init_gold']) / len(first['init_gold']):.3f}")
     for round_, rec in records:
         if rec["prompts"] != first["prompts"]:
             continue  # another eval set: not the same prompts
-        columns[f"round {round_}"] = [_with_gold(t, rec["gold"], i) for i, t in enumerate(rec["texts"])]
+        judge, init_judge = rec.get("judge"), rec.get("init_judge")  # absent in runs evaluated before they existed
+        columns[f"round {round_}"] = [_scored(t, _at(rec["gold"], i), _at(judge, i), _at(init_judge, i))
+                                      for i, t in enumerate(rec["texts"])]
         if rec["gold"]:
             means.append(f"round {round_} {sum(rec['gold']) / len(rec['gold']):.3f}")
+        if judge and init_judge:
+            wins = sum(j > k for j, k in zip(judge, init_judge))
+            judged.append(f"round {round_} {sum(judge) / len(judge):+.3f} vs π_init's "
+                          f"{sum(init_judge) / len(init_judge):+.3f}, own answer preferred on {wins}/{len(judge)}")
     frame = pd.DataFrame(columns).head(limit)
     summary = (f"{len(prompts)} held-out prompts" + (f" · mean gold score: {' · '.join(means)}" if means else
-                                                     " · no gold judge in this world"))
+                                                     " · no gold judge in this world")
+               + (f" · mean judge score: {' · '.join(judged)}" if judged else " · no judge scores recorded"))
     return frame, summary
 
 
@@ -149,6 +182,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     gr.Markdown("### Did it get better? The same held-out prompts, answered by π_init and by each round")
     compare_info = gr.Markdown(elem_id="insight-compare-info")
     compare = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="insight-compare")
+    gr.Markdown(JUDGE_CAPTION, elem_id="insight-compare-caption")
     gr.Markdown("### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
                 "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them.")
     with gr.Row(equal_height=True):

@@ -23,11 +23,9 @@ SETUP_POLL_S = 1.5
 
 @dataclass
 class ProjectTab:
-    """The configuration as the Run tab queues it: the YAML editor, the form fields and the form's baseline
-    (see app/config_form.py)."""
+    """The configuration as the Run tab queues it: the YAML editor and the form fields (app/config_form.py)."""
     yaml_editor: gr.Code
     fields: list
-    baseline: gr.Textbox
     counts: gr.Markdown
 
 
@@ -352,4 +350,4 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
     upload_yaml.upload(on_open, [upload_yaml], synced_outputs + [name], api_visibility="private")
     editor.change(lambda text: actions.train_command(db, text), [editor], [train_command], show_progress="hidden",
                   api_visibility="private")
-    return ProjectTab(yaml_editor=editor, fields=fields, baseline=baseline, counts=counts)
+    return ProjectTab(yaml_editor=editor, fields=fields, counts=counts)

@@ -225,7 +225,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         skip = gr.Button("Skip [s]", elem_id="review-skip", min_width=80)
         prev = gr.Button("◀ Prev [p]", elem_id="review-prev", min_width=90)
         nxt = gr.Button("Next [n] ▶", elem_id="review-next", min_width=90)
-        undo = gr.Button("Undo last label [u]", elem_id="review-undo", min_width=140)
+        undo = gr.Button("Undo last action [u]", elem_id="review-undo", min_width=150)
     message = gr.Markdown(elem_id="review-message")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -366,14 +366,21 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     prev.click(lambda p, s: move(p, s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
 
     def on_undo(project_, state_):
+        """Reverts the last action whole (a bulk accept is one) and shows the first pair it reverted."""
         try:
             undone = actions.undo_last_label(db, project_, "studio")
         except ActionError as e:
             return render(db, state_, f"✗ {e}")
-        message = (f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** "
-                   f"({undone['label_source']}).")
-        if state_ and undone["pair_id"] in state_["ids"]:
-            return render(db, {**state_, "index": state_["ids"].index(undone["pair_id"])}, message)
+        kept = (f" {len(undone['kept'])} pair(s) keep the label someone else gave them since."
+                if undone["kept"] else "")
+        if len(undone["pairs"]) + len(undone["kept"]) > 1:
+            message = (f"Undone: the {undone['action']} of {len(undone['pairs']) + len(undone['kept'])} pairs; "
+                       f"{len(undone['pairs'])} are back to their previous labels.{kept}")
+        else:
+            message = (f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** "
+                       f"({undone['label_source']}).{kept}")
+            if state_ and undone["pair_id"] in state_["ids"]:
+                return render(db, {**state_, "index": state_["ids"].index(undone["pair_id"])}, message)
         query = ReviewQuery(**state_["query"]) if state_ else ReviewQuery()
         fresh = load_page(db, project_, query, state_["offset"] if state_ else 0,
                           state_["page_size"] if state_ else 20)

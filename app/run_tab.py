@@ -10,7 +10,7 @@ import gradio as gr
 
 from app import actions, plots
 from app.actions import ActionError
-from app.config_form import baseline_of, merged_yaml, named
+from app.config_form import form_yaml, named
 from engine.config import RunConfig
 
 POLL_S = 1.5
@@ -93,9 +93,10 @@ def settings_line(cfg: RunConfig | None) -> str:
             f"**{cfg.rounds}** (prompts {rounds}) · β {cfg.beta:g} · judge {cfg.judge.kind}")
 
 
-def queued_config(text: str, baseline: str, values: list) -> str:
-    """What the Project tab shows when Queue is pressed (app/config_form.py), checked for a studio run."""
-    text = merged_yaml(text, baseline_of(baseline), list(values))
+def queued_config(text: str, values: list) -> str:
+    """The form's values as they are when Queue is pressed, over the YAML's other keys (app/config_form.py),
+    checked for a studio run."""
+    text = form_yaml(text, list(values))
     cfg = actions.validate_config(text)
     if cfg.rounds < 1:
         raise ActionError("Rounds (rounds): at least 1 round, so there are pairs to review "
@@ -113,7 +114,7 @@ def stop_message(job_id: int, before: str, after: dict, stage: str, round_: int 
 
 
 def build(db: str, project: gr.Dropdown, config) -> RunTab:
-    """`config` is the Project tab's configuration views (editor, form fields, baseline)."""
+    """`config` is the Project tab's configuration views (editor and form fields)."""
     with gr.Row(equal_height=True):
         job = gr.Dropdown(label="Run", choices=[], elem_id="job-select", scale=3, min_width=260)
         queue_btn = gr.Button("Queue run", variant="primary", elem_id="queue-run", scale=1, min_width=110)
@@ -199,8 +200,9 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         event.then(redraw, [drawn], [*train_plots, per_round], show_progress="hidden", api_visibility="private")
         return event
 
+    # every open tab polls: a read-only refresh, so no tab waits for another's
     then_redraw(timer.tick(refresh, [project, job, drawn], outputs, show_progress="hidden",
-                           api_visibility="private")).then(None, js=SCROLL_LOG_JS)
+                           api_visibility="private", concurrency_limit=None)).then(None, js=SCROLL_LOG_JS)
     then_redraw(project.change(lambda p: refresh(p, None, None), [project], outputs, show_progress="hidden",
                                api_visibility="private")).then(None, js=SCROLL_LOG_JS)
     then_redraw(job.input(lambda p, j: refresh(p, j, None), [project, job], outputs, show_progress="hidden",
@@ -213,9 +215,11 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
             return [f"✗ {e}"] + refresh(project_, job_id, None)
         return [result] + refresh(project_, job_id, None)
 
-    def on_queue(project_, job_id, text, baseline, *values):
+    def on_queue(project_, job_id, text, *values):
+        """Every form field's value is an input of this event, read by the browser at the click: they, not a
+        synchronisation into hidden state, are what is validated and queued."""
         try:
-            queued = actions.queue_run(db, project_, queued_config(text, baseline, values))
+            queued = actions.queue_run(db, project_, queued_config(text, values))
         except ActionError as e:
             return [f"✗ Not queued, nothing changed: {named(str(e))}"] + refresh(project_, job_id, None)
         cfg = actions.validate_config_or_none(actions.job_status(db, queued["job_id"])["config_yaml"])
@@ -242,7 +246,7 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
                            "is queued.", project_, job_id)
 
     with_message = [message] + outputs
-    then_redraw(queue_btn.click(on_queue, [project, job, config.yaml_editor, config.baseline] + config.fields,
+    then_redraw(queue_btn.click(on_queue, [project, job, config.yaml_editor] + config.fields,
                                 with_message, show_progress="minimal", api_visibility="private"))
     then_redraw(stop_btn.click(on_stop, [project, job], with_message, show_progress="minimal",
                                 api_visibility="private"))

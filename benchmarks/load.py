@@ -3,15 +3,19 @@ through the studio's API while a worker trains a round on the same database. Rep
 review page and of a label write, and labels lost (every label written must be the pair's label at the end,
 with one audit event each).
 
+Each session is a process of its own, as each person's browser or script is: gradio_client spends about
+0.1 s of CPU per call, so eight sessions as threads of one process would measure their own GIL. The CPU the
+studio and the sessions spent is printed beside the latencies.
+
 Run: python benchmarks/load.py [--sessions 8] [--writes 30]"""
 from __future__ import annotations
 
 import sys
 import argparse
+import multiprocessing
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 from benchmarks.harness import (enqueue, finished, free_port, mini_world, run_config, start, start_worker, stop,
                                 wait_for, wait_listening)
+import psutil
+
 from storage import Store
 
 
@@ -27,11 +33,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def session(url: str, project: str, own: list[int], writes: int, k: int, out: dict, lock: threading.Lock) -> None:
-    """One person: read a page of the queue, label one of their pairs, again and again."""
+def session(url: str, project: str, own: list[int], writes: int, k: int, start=None) -> dict:
+    """One person: read a page of the queue, label one of their pairs, again and again. `start`: a barrier all
+    sessions pass once connected, so their calls overlap."""
     from gradio_client import Client
     client = Client(url, verbose=False)
+    if start is not None:
+        start.wait()
     pages, labels, written, errors = [], [], {}, []
+    cpu = time.process_time()
     for n in range(writes):
         try:
             t = time.perf_counter()
@@ -44,12 +54,33 @@ def session(url: str, project: str, own: list[int], writes: int, k: int, out: di
             written[pair_id] = label
         except Exception as e:  # counted, not hidden: a failed write is a lost label
             errors.append(f"{type(e).__name__}: {str(e)[:120]}")
-    with lock:
-        out["pages"] += pages
-        out["labels"] += labels
-        out["expected"].update(written)
-        out["writes"] += len(labels)
-        out["errors"] += errors
+    return {"pages": pages, "labels": labels, "expected": written, "writes": len(labels), "errors": errors,
+            "cpu_s": time.process_time() - cpu}
+
+
+def _session_process(results, *args) -> None:
+    results.put(session(*args))
+
+
+def sessions_in_processes(url: str, project: str, ids: list[int], n: int, writes: int) -> dict:
+    """`n` sessions, one process each, started together; their results merged."""
+    ctx = multiprocessing.get_context("spawn")
+    results, start = ctx.Queue(), ctx.Barrier(n, timeout=300)
+    procs = [ctx.Process(target=_session_process, args=(results, url, project, ids[k::n] or ids[:1], writes, k,
+                                                         start)) for k in range(n)]
+    for p in procs:
+        p.start()
+    out = {"pages": [], "labels": [], "expected": {}, "writes": 0, "errors": [], "cpu_s": 0.0}
+    for _ in procs:
+        got = results.get(timeout=3600)
+        for key in ("pages", "labels", "errors"):
+            out[key] += got[key]
+        out["expected"].update(got["expected"])
+        out["writes"] += got["writes"]
+        out["cpu_s"] += got["cpu_s"]
+    for p in procs:
+        p.join()
+    return out
 
 
 def main() -> int:
@@ -72,20 +103,16 @@ def main() -> int:
         store = Store(db)
         ids = [pair.id for pair in store.pairs(job_id, 1)]
         store.close()
-        lock = threading.Lock()
         url = f"http://127.0.0.1:{port}/"
-        alone = {"pages": [], "labels": [], "expected": {}, "writes": 0, "errors": []}  # the baseline: one session
-        session(url, "bench", ids[:1], 10, 0, alone, lock)
-        out = {"pages": [], "labels": [], "expected": dict(alone["expected"]), "writes": 0, "errors": []}
-        threads = [threading.Thread(target=session, args=(url, "bench", ids[k::args.sessions] or ids[:1], args.writes,
-                                                          k, out, lock)) for k in range(args.sessions)]
+        alone = session(url, "bench", ids[:1], 10, 0)  # the baseline: one session
+        studio_cpu = psutil.Process(studio.pid)
         load_before = os.getloadavg()
+        cpu_before = sum(studio_cpu.cpu_times()[:2])
         load_from = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        out = sessions_in_processes(url, "bench", ids, args.sessions, args.writes)
         load_s = time.monotonic() - load_from
+        studio_cpu_s = sum(studio_cpu.cpu_times()[:2]) - cpu_before
+        out["expected"] = {**alone["expected"], **out["expected"]}
         still_training = Store(db).job(job_id).stage == "train"
         job = wait_for(db, job_id, finished, procs=[worker], timeout=900)
     finally:
@@ -104,7 +131,9 @@ def main() -> int:
           f"trained ({'still training at the end' if still_training else 'training ended during the load'}); "
           f"job {job.status}\n")
     base = {k: [v * 1000 for v in alone[k]] for k in ("pages", "labels")}
-    print(f"load average {load_before[0]:.1f} when the sessions started ({os.cpu_count()} cores)\n")
+    calls = 2 * max(out["writes"], 1)
+    print(f"load average {load_before[0]:.1f} when the sessions started ({os.cpu_count()} cores); CPU per call: "
+          f"studio {1000 * studio_cpu_s / calls:.0f} ms, gradio_client {1000 * out['cpu_s'] / calls:.0f} ms\n")
     print("| request | n | p50 ms | p95 ms | max ms | one session alone: p50 ms | p50 ratio |")
     print("|---|---|---|---|---|---|---|")
     for name, key in (("review page (20 pairs)", "pages"), ("label write", "labels")):

@@ -92,7 +92,15 @@ def _v6(db: sqlite_utils.Database) -> None:
     db["projects"].add_column("guidelines", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: sqlite_utils.Database) -> None:
+    """Label events grouped into the action that made them (a bulk accept of N pairs is one action, undone as
+    one): `action` is the id of the action's first event. Earlier events are each an action of their own."""
+    db["label_events"].add_column("action", int)
+    db.execute("update label_events set action = id")
+    db["label_events"].create_index(["action"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

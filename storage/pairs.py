@@ -3,7 +3,7 @@ views of pairs (insight charts)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 from storage.base import StoreBase, now, row_to
 from storage.records import LabelEvent, Pair
@@ -29,6 +29,19 @@ class ReviewFilter:
     offset: int = 0
     min_rank: float | None = None  # within-round percentile of the judge's margin, 0 = least sure (see RANK_SQL)
     max_rank: float | None = None  # exclusive
+
+
+@dataclass
+class Undone:
+    """What an undo did: the undo events of the pairs it reverted, and of those it kept because someone else
+    labelled them since."""
+    reverted: list[LabelEvent] = field(default_factory=list)
+    kept: list[LabelEvent] = field(default_factory=list)
+    action_note: str = ""  # the note of the action undone ("bulk accept", "flip", ...)
+
+    @property
+    def events(self) -> list[LabelEvent]:
+        return self.reverted + self.kept
 
 
 def _pair_from_row(row: dict) -> Pair:
@@ -162,8 +175,9 @@ class PairStore(StoreBase):
         return [_pair_from_row(r) for r in rows], total
 
     def set_label(self, pair_id: int, label: str, source: str = "human", actor: str = "human",
-                  human_response: str | None = None, note: str = "") -> LabelEvent:
-        """Change a pair's label and write the audit event, together."""
+                  human_response: str | None = None, note: str = "", action: int | None = None) -> LabelEvent:
+        """Change a pair's label and write the audit event, together. `action`: the first event of the action
+        this label belongs to (a bulk accept); None starts an action of its own."""
         with self.write():
             old = self.pair(pair_id)
             values = {"label": label, "label_source": source}
@@ -172,12 +186,19 @@ class PairStore(StoreBase):
             if source in ("human", "gold"):
                 values["noisy"] = values["warmup_flag"] = 0
             self.db["pairs"].update(pair_id, values)
-            event = LabelEvent(pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source,
-                               new_source=source, actor=actor, note=note, at=now(), old_response=old.human_response,
-                               new_response=values.get("human_response", old.human_response), old_noisy=old.noisy)
-            row = asdict(event)
-            del row["id"]
-            event.id = self.db["label_events"].insert(row).last_pk
+            return self._add_event(LabelEvent(
+                pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source, new_source=source,
+                actor=actor, note=note, at=now(), old_response=old.human_response,
+                new_response=values.get("human_response", old.human_response), old_noisy=old.noisy, action=action))
+
+    def _add_event(self, event: LabelEvent) -> LabelEvent:
+        """Insert an audit event; one without an action is the first event of its own."""
+        row = asdict(event)
+        del row["id"]
+        event.id = self.db["label_events"].insert(row).last_pk
+        if event.action is None:
+            event.action = event.id
+            self.db["label_events"].update(event.id, {"action": event.id})
         return event
 
     def bulk_accept(self, project_id: int, min_confidence: float | None = None, job_id: int | None = None,
@@ -197,8 +218,10 @@ class PairStore(StoreBase):
             params.append(round)
         with self.write():
             rows = list(self.db.query(sql, params))
+            action = None  # one action: an undo reverts every pair of it
             for r in rows:
-                self.set_label(r["id"], r["label"], "accepted", actor, note="bulk accept")
+                action = self.set_label(r["id"], r["label"], "accepted", actor, note="bulk accept",
+                                        action=action).action
         return len(rows)
 
     def label_events(self, pair_id: int | None = None) -> list[LabelEvent]:
@@ -321,29 +344,43 @@ class PairStore(StoreBase):
         return [_pair_from_row(r) for r in rows]
 
     # review: undo, ranks, calibration by rank, progress
-    def undo_last_label(self, project_id: int, actor: str) -> LabelEvent | None:
-        """Revert the newest label event `actor` made in the project that is not itself an undo or undone: the
-        pair gets its label, source, written answer and noise flag back, and the undo is an event of its own."""
+    def undo_last_label(self, project_id: int, actor: str) -> Undone:
+        """Revert the newest action `actor` took in the project that is not itself an undo or undone: one label,
+        or every pair of a bulk accept. Each pair gets its label, source, written answer and noise flag back,
+        with an undo event of its own; the undo events are one action too. A pair someone else has labelled
+        since keeps that label: its undo event records that nothing changed."""
         with self.write():
             row = self._one(
-                "select e.* from label_events e join pairs p on p.id = e.pair_id where p.project_id = ? and "
+                "select e.action from label_events e join pairs p on p.id = e.pair_id where p.project_id = ? and "
                 "e.actor = ? and e.undoes is null and e.id not in (select undoes from label_events "
                 "where undoes is not null) order by e.id desc limit 1", [project_id, actor])
+            undone = Undone()
             if row is None:
-                return None
-            last = row_to(LabelEvent, row)
-            current = self.pair(last.pair_id)
-            self.db["pairs"].update(last.pair_id, {
-                "label": last.old_label, "label_source": last.old_source, "human_response": last.old_response,
-                "noisy": None if last.old_noisy is None else int(last.old_noisy)})
-            event = LabelEvent(pair_id=last.pair_id, old_label=current.label, new_label=last.old_label,
-                               old_source=current.label_source, new_source=last.old_source, actor=actor,
-                               note=f"undo of #{last.id}", at=now(), old_response=current.human_response,
-                               new_response=last.old_response, old_noisy=current.noisy, undoes=last.id)
-            row = asdict(event)
-            del row["id"]
-            event.id = self.db["label_events"].insert(row).last_pk
-        return event
+                return undone
+            done = [row_to(LabelEvent, r) for r in self.db.query(
+                "select * from label_events where action = ? and undoes is null and id not in "
+                "(select undoes from label_events where undoes is not null) order by id desc", [row["action"]])]
+            undone.action_note = done[0].note
+            what = (f"undo of #{done[0].id}" if len(done) == 1 else
+                    f"undo of #{done[-1].id}-#{done[0].id} ({done[0].note or 'one action'} of {len(done)} pairs)")
+            for last in done:
+                current = self.pair(last.pair_id)
+                kept = (current.label, current.label_source) != (last.new_label, last.new_source)
+                if not kept:
+                    self.db["pairs"].update(last.pair_id, {
+                        "label": last.old_label, "label_source": last.old_source,
+                        "human_response": last.old_response,
+                        "noisy": None if last.old_noisy is None else int(last.old_noisy)})
+                after = current if kept else replace(current, label=last.old_label, label_source=last.old_source,
+                                                     human_response=last.old_response, noisy=last.old_noisy)
+                event = self._add_event(LabelEvent(
+                    pair_id=last.pair_id, old_label=current.label, new_label=after.label,
+                    old_source=current.label_source, new_source=after.label_source, actor=actor,
+                    note=f"{what}: kept, labelled since by someone else" if kept else what, at=now(),
+                    old_response=current.human_response, new_response=after.human_response, old_noisy=current.noisy,
+                    undoes=last.id, action=undone.events[0].action if undone.events else None))
+                (undone.kept if kept else undone.reverted).append(event)
+        return undone
 
     def pair_ranks(self, project_id: int, pair_ids: list[int]) -> dict[int, float]:
         """Within-round rank (0-1, see RANK_SQL) of the given pairs."""

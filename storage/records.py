@@ -87,6 +87,7 @@ class LabelEvent:
     new_response: str | None = None
     old_noisy: bool | None = None
     undoes: int | None = None  # the event this one reverts
+    action: int | None = None  # the first event of its action (one label, one bulk accept, one undo)
 
 
 @dataclass

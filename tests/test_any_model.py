@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
@@ -86,3 +87,17 @@ eval: {{max_prompts: 6}}
     base = AutoModelForCausalLM.from_pretrained(model)
     assert isinstance(final, GPT2LMHeadModel)
     assert any(not torch.equal(a, b) for a, b in zip(final.state_dict().values(), base.state_dict().values()))
+
+    # the side-by-side eval answers carry the round's judge score of each answer, β·(logp π_1 − logp π_init),
+    # for its own answer and π_init's: recomputed here from the final (round 1) model and the base
+    from engine.method.scoring import sequence_logps
+    from transformers import AutoTokenizer
+    answers = json.loads((out / "eval_answers_round_1.json").read_text())
+    tok = AutoTokenizer.from_pretrained(out / "final")
+    texts = answers["texts"] + answers["init_texts"]
+    prompts = answers["prompts"] * 2
+    expected = [0.1 * (f - b) for f, b in zip(sequence_logps(final, tok, prompts, texts),
+                                               sequence_logps(base, tok, prompts, texts))]
+    assert len(answers["judge"]) == len(answers["init_judge"]) == 6 and answers["judge_beta"] == 0.1
+    assert answers["judge"] + answers["init_judge"] == pytest.approx(expected, abs=1e-3)
+    assert json.loads((out / "eval_answers_round_0.json").read_text())["judge"] is not None

@@ -55,3 +55,43 @@ def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
     got = judge_accuracy(Policy(policy, tok, init_model=init), pairs, beta=0.1, batch_size=2, reference=reference)
     assert got["eval/judge_accuracy"] == pytest.approx(sum(m > 0 for m in margins) / len(margins))
     assert got["eval/reward_margin"] == pytest.approx(sum(margins) / len(margins), abs=1e-5)
+
+
+@pytest.mark.parametrize("reference", ["init", "none"])
+def test_each_eval_answer_carries_the_rounds_judge_score_and_the_studio_shows_it_beside_gold(reference, tmp_path):
+    """answer_rewards scores single answers as the judge does, r(x, y) = β·(logp π − logp π_init) (or β·logp π);
+    the Insight tab's side-by-side view shows them beside gold, and still reads answers saved without them."""
+    import json
+
+    from app.insight_tab import compare_answers
+    from engine.method.evaluation import AnswerScores, answer_rewards, save_answers
+    from engine.method.models import Policy
+    from engine.worlds.toy_model import char_tokenizer, random_llama
+    from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp
+    tok = char_tokenizer()
+    policy = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=1).eval()
+    init = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=2).eval()
+
+    def reward(p, y):
+        return 0.1 * (direct_logp(policy, tok, p, y) - (direct_logp(init, tok, p, y) if reference == "init" else 0))
+    own, base = [reward(p, y) for p, y in zip(PROMPTS, ANSWERS_A)], [reward(p, y) for p, y in zip(PROMPTS, ANSWERS_B)]
+    got = answer_rewards(Policy(policy, tok, init_model=init), PROMPTS * 2, ANSWERS_A + ANSWERS_B, beta=0.1,
+                         batch_size=2, reference=reference)
+    assert got == pytest.approx(own + base, abs=1e-5)
+
+    path = tmp_path / "eval_answers_round_1.json"
+    save_answers(path, PROMPTS, ANSWERS_A, ANSWERS_B, lambda p, y: len(y) / 10,
+                 AnswerScores(judge=got[:3], init_judge=got[3:], beta=0.1, reference=reference))
+    record = json.loads(path.read_text())
+    frame, summary = compare_answers([(1, record)])
+    cell = frame["round 1"][0]
+    assert cell.startswith(ANSWERS_A[0]) and f"gold {len(ANSWERS_A[0]) / 10:.2f}" in cell
+    assert f"judge {got[0]:+.3f} vs π_init's answer {got[3]:+.3f}" in cell
+    assert "judge" not in frame["π_init"][0] and "gold" in frame["π_init"][0]
+    wins = sum(a > b for a, b in zip(own, base))
+    assert f"round 1 {sum(got[:3]) / 3:+.3f} vs π_init's {sum(got[3:]) / 3:+.3f}, own answer preferred on {wins}/3" \
+        in summary
+    # answers evaluated before judge scores were recorded: gold only, and the summary says so
+    older = {k: v for k, v in record.items() if not k.startswith(("judge", "init_judge"))}
+    frame, summary = compare_answers([(1, older)])
+    assert "judge" not in frame["round 1"][0] and "no judge scores recorded" in summary

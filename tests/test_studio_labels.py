@@ -143,6 +143,42 @@ def test_undo_restores_the_label_the_answer_and_the_flag_and_is_audited(tmp_path
     assert progress == [{"round": 1, "n": 3, "reviewed": 1, "accepted": 0, "remaining": 2}]
 
 
+def test_undo_after_a_bulk_accept_reverts_every_pair_of_it_as_one_action(tmp_path):
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=10)
+    actions.set_label(str(db), ids[9], "b")  # a person's label before the bulk accept: not part of it
+    with _opened(db) as store:
+        store.update_pairs({ids[6]: {"noisy": True}})
+        before = {p.id: (p.label, p.label_source, p.noisy) for p in store.pairs(store.jobs()[0].id)}
+    accepted = actions.bulk_accept(str(db), "p", top="top 50%")["accepted"]
+    assert accepted == 4  # ranks 50%-100% of 10 pairs: 5, one of them human
+    # another reviewer labels one accepted pair after the bulk accept: the undo must not take their label away
+    actions.set_label(str(db), ids[5], "tie", actor="someone else")
+    undone = actions.undo_last_label(str(db), "p", "studio")
+    assert sorted(undone["pairs"]) == [ids[6], ids[7], ids[8]] and undone["kept"] == [ids[5]]
+    assert undone["action"] == "bulk accept"
+    with _opened(db) as store:
+        after = {p.id: (p.label, p.label_source, p.noisy) for p in store.pairs(store.jobs()[0].id)}
+        events = store.label_events()
+    assert {i: after[i] for i in ids[6:9]} == {i: before[i] for i in ids[6:9]}
+    assert after[ids[6]] == ("a", "self", True)  # the noise flag comes back too
+    assert after[ids[5]] == ("tie", "human", False) and after[ids[9]] == ("b", "human", False)
+    # the audit trail: one undo event per pair of the bulk accept, each naming the event it reverts, as one action
+    bulk = [e for e in events if e.note == "bulk accept"]
+    undos = [e for e in events if e.undoes is not None]
+    assert len(bulk) == 4 and len({e.action for e in bulk}) == 1
+    assert sorted(e.undoes for e in undos) == sorted(e.id for e in bulk) and len({e.action for e in undos}) == 1
+    assert all("bulk accept of 4 pairs" in e.note for e in undos)
+    kept = next(e for e in undos if e.pair_id == ids[5])
+    assert (kept.old_label, kept.new_label, kept.new_source) == ("tie", "tie", "human") and "kept" in kept.note
+    reverted = [e for e in undos if e.pair_id != ids[5]]
+    assert all((e.old_source, e.new_source, e.new_label) == ("accepted", "self", "a") for e in reverted)
+    # the next undo is the person's label before the bulk accept, then nothing is left
+    assert actions.undo_last_label(str(db), "p", "studio")["pairs"] == [ids[9]]
+    with pytest.raises(ActionError, match="nothing to undo"):
+        actions.undo_last_label(str(db), "p", "studio")
+
+
 def test_guidelines_are_kept_per_project(tmp_path):
     db = str(tmp_path / "s.db")
     actions.create_project(db, "one")
@@ -195,6 +231,20 @@ def test_the_form_value_typed_last_wins_over_a_yaml_the_sync_has_not_updated():
     typed[index] = "0.0005"  # the sync of the keystrokes has not reached the YAML yet
     merged = yaml.safe_load(config_form.merged_yaml(text, baseline, typed))
     assert merged["learning_rate"] == 0.0005 and merged["rounds"] == 3
+
+
+def test_queue_takes_every_form_value_as_it_is_at_the_click_whatever_the_sync_left_behind():
+    """The restore-then-edit race: the hidden baseline already holds the form's values while the YAML still has
+    the refused ones, so a baseline merge keeps the YAML's; Queue reads the form itself."""
+    from app.run_tab import queued_config
+
+    stale = "model: demo:model\nlearning_rate: 50\nepochs: -1\nrounds: 2\n"
+    form = values_of("model: demo:model\nlearning_rate: 5.0e-4\nepochs: 3\nrounds: 4\n")
+    assert yaml.safe_load(config_form.merged_yaml(stale, form, form))["learning_rate"] == 50  # what raced
+    queued = parse_config(queued_config(stale, form))
+    assert (queued.learning_rate, queued.epochs, queued.rounds) == (0.0005, 3, 4)
+    with pytest.raises(ActionError, match=r"^Rounds \(rounds\): at least 1 round"):
+        queued_config(stale, values_of("model: demo:model\nrounds: 0\n"))
 
 
 def test_a_yaml_edit_wins_over_a_form_that_has_not_caught_up():

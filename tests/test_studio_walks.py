@@ -105,17 +105,82 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
         page.get_by_text("Configuration of this run, exactly as queued").click()
         wait_until(lambda: "learning_rate: 0.0005" in page.inner_text("#run-config"), what="the queued YAML")
 
-        for elem, text, named in (("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
-                                  ("cfg-epochs", "-1", "Seed epochs (epochs)"),
-                                  ("cfg-rounds", "0", "Rounds (rounds)")):
-            page.get_by_role("tab", name="Project").click()
-            type_into(page, elem, text)
-            message = queue(page)
-            assert "Not queued" in message and named in message, message
-            assert len(store.jobs(demo.id)) == 1  # nothing queued
-            page.get_by_role("tab", name="Project").click()
-            type_into(page, elem, {"cfg-learning-rate": "0.0005", "cfg-epochs": "12", "cfg-rounds": "2"}[elem])
-            page.wait_for_timeout(1500)  # a restore followed at once by the next field's edit can still race (issue 22)
+        # refuse a value, restore it and at once edit another field and queue, several times over, with no pause
+        # anywhere: what is queued is what the form shows at the moment Queue is pressed
+        refusals = (("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
+                    ("cfg-epochs", "-1", "Seed epochs (epochs)"),
+                    ("cfg-rounds", "0", "Rounds (rounds)"))
+        typed = {"cfg-learning-rate": "0.0005", "cfg-epochs": "3", "cfg-rounds": "2"}
+        queued = 1
+        for attempt in range(3):
+            for elem, text, named in refusals:
+                page.get_by_role("tab", name="Project").click()
+                type_into(page, elem, text)
+                message = queue(page)
+                assert "Not queued" in message and named in message, (attempt, message)
+                assert len(store.jobs(demo.id)) == queued  # nothing queued
+                page.get_by_role("tab", name="Project").click()
+                type_into(page, elem, typed[elem])  # restored
+                following = refusals[(refusals.index((elem, text, named)) + 1) % len(refusals)][0]
+                typed[following] = {"cfg-learning-rate": f"0.000{attempt + 2}", "cfg-epochs": str(attempt + 4),
+                                    "cfg-rounds": str(attempt + 3)}[following]
+                type_into(page, following, typed[following])  # and at once another field
+                message = queue(page)
+                assert "Queued run" in message, (attempt, elem, message)
+                queued += 1
+                job = store.jobs(demo.id)[-1]
+                cfg = parse_config(job.config_yaml)
+                assert (cfg.learning_rate, cfg.epochs, cfg.rounds) == (
+                    float(typed["cfg-learning-rate"]), int(typed["cfg-epochs"]), int(typed["cfg-rounds"])), (
+                    attempt, elem, typed)
+        assert errors == []
+    finally:
+        store.close()
+        stop_studio(studio)
+
+
+def test_guidelines_sit_beside_the_pair_survive_a_reload_and_undo_reverts_a_whole_bulk_accept(browser, tmp_path):
+    from tests.test_studio_api import insert_pairs
+
+    studio = start_studio(tmp_path / "guide.db", "--no-worker")
+    store = Store(studio.db)
+    try:
+        page, errors = open_studio(browser, studio)
+        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+        job_id, ids = insert_pairs(studio.db, "demo", n=20)
+        page.get_by_role("tab", name="Review").click()
+        page.wait_for_selector("#review-pair-head :text('Pair #')", timeout=30_000)
+        assert "No annotation guidelines" in page.inner_text("#review-guidelines")
+
+        # set the project's guidelines: they show beside the pair at once, rendered as Markdown
+        page.get_by_text("Edit guidelines").click()
+        field(page, "review-guidelines-edit").fill("Prefer the answer that **names the animal** first.")
+        page.click("#review-guidelines-save")
+        wait_until(lambda: "names the animal" in page.inner_text("#review-guidelines"), what="the guidelines")
+        assert page.locator("#review-guidelines strong", has_text="names the animal").count() == 1
+        assert store.project("demo").guidelines == "Prefer the answer that **names the animal** first."
+        guide, pair_box = (page.locator(sel).bounding_box() for sel in ("#review-guidelines", "#review-answer-b"))
+        assert guide["x"] > pair_box["x"] + pair_box["width"] - 1  # beside the answers, to their right
+
+        # a reload keeps them (they live in the database, not in the page)
+        page.reload()
+        page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
+        page.get_by_role("tab", name="Review").click()
+        page.wait_for_selector("#review-pair-head :text('Pair #')", timeout=30_000)
+        wait_until(lambda: "names the animal" in page.inner_text("#review-guidelines"), what="the kept guidelines")
+
+        # bulk-accept the top half, then one press of Undo reverts every pair of it
+        before = {p.id: (p.label, p.label_source) for p in store.pairs(job_id)}
+        page.get_by_text("Accept self labels in bulk").click()
+        page.click("#review-bulk")
+        wait_until(lambda: "Accepted" in page.inner_text("#review-message"), what="the bulk accept")
+        accepted = [p.id for p in store.pairs(job_id) if p.label_source == "accepted"]
+        assert len(accepted) >= 8
+        page.click("#review-undo")
+        wait_until(lambda: "Undone" in page.inner_text("#review-message"), what="the undo")
+        assert f"bulk accept of {len(accepted)} pairs" in page.inner_text("#review-message")
+        assert {p.id: (p.label, p.label_source) for p in store.pairs(job_id)} == before
+        assert len([e for e in store.label_events() if e.undoes is not None]) == len(accepted)
         assert errors == []
     finally:
         store.close()

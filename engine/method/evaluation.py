@@ -53,13 +53,34 @@ def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache
     return texts
 
 
+def answer_rewards(policy: Policy, prompts: list[Messages], texts: list[str], beta: float, batch_size: int,
+                   reference: str = "init") -> list[float]:
+    """The round's implicit judge's score of each single answer, r(x, y) = β·[logp(π_round, x, y) −
+    logp(π_init, x, y)] (reference "none": β·logp(π_round, x, y)): the judge's view of an answer, beside gold's."""
+    if not prompts:
+        return []
+    judge = ImplicitRewardJudge(policy, beta, batch_size, reference=reference)
+    return judge.rewards(prompts, texts).tolist()
+
+
+@dataclass
+class AnswerScores:
+    """The round's implicit judge's scores (answer_rewards) of its own eval answers and of π_init's."""
+    judge: list[float]
+    init_judge: list[float]
+    beta: float
+    reference: str
+
+
 def save_answers(path: Path, prompts: list[Messages], texts: list[str], init_texts: list[str],
-                 gold: Gold | None) -> None:
-    """A round's and π_init's answers to the eval prompts, with their gold scores where a gold exists, for the
-    studio to show side by side (it never samples a model itself)."""
+                 gold: Gold | None, scores: AnswerScores | None = None) -> None:
+    """A round's and π_init's answers to the eval prompts, with their gold scores where a gold exists and the
+    round's judge scores, for the studio to show side by side (it never samples a model itself)."""
     record = {"prompts": prompts, "texts": texts, "init_texts": init_texts,
               "gold": [gold(p, t) for p, t in zip(prompts, texts)] if gold else None,
-              "init_gold": [gold(p, t) for p, t in zip(prompts, init_texts)] if gold else None}
+              "init_gold": [gold(p, t) for p, t in zip(prompts, init_texts)] if gold else None,
+              "judge": scores.judge if scores else None, "init_judge": scores.init_judge if scores else None,
+              "judge_beta": scores.beta if scores else None, "judge_reference": scores.reference if scores else None}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
 

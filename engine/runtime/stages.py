@@ -15,8 +15,8 @@ from engine.method import generation
 from engine.method import scoring
 from engine.config import RunConfig, resolve_path, uses_demo_world, uses_text_world
 from engine.runtime.distributed import barrier, shard_indices
-from engine.method.evaluation import (EvalSettings, gold_comparison, init_samples, judge_accuracy, round_pair_stats,
-                                      sample_eval, save_answers)
+from engine.method.evaluation import (AnswerScores, EvalSettings, answer_rewards, gold_comparison, init_samples,
+                                      judge_accuracy, round_pair_stats, sample_eval, save_answers)
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.runtime.context import StageCallback, StageContext, Stopped
@@ -341,9 +341,14 @@ def stage_evaluate(ctx: StageContext) -> None:
         baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
         if gold:
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
-        # the studio shows π_init's and every round's answers to the same held-out prompts side by side
+        # the studio shows π_init's and every round's answers to the same held-out prompts side by side, each
+        # with this round's implicit judge's score (π_init's own judge would score every answer 0)
+        rewards = answer_rewards(policy, prompts + prompts, [x.text for x in texts] + baseline, cfg.beta,
+                                 cfg.judge.batch_size, cfg.judge.reference)
+        scores = AnswerScores(judge=rewards[:len(prompts)], init_judge=rewards[len(prompts):], beta=cfg.beta,
+                              reference=cfg.judge.reference)
         save_answers(ctx.out_dir / f"eval_answers_round_{ctx.round}.json", prompts, [x.text for x in texts],
-                     baseline, gold)
+                     baseline, gold, scores)
     if uses_text_world(cfg):  # IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers
         from engine.worlds.text_eval import text_eval
         values.update(text_eval(policy, text_root(), s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
