@@ -134,6 +134,6 @@ def register(db: str) -> None:
     for fn in (list_projects, project_summary, preview_file, list_jobs, job_status, job_metrics, review_page,
                get_pair, review_progress):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
-    for fn in (create_project, open_text_demo, import_file, save_config, queue_run, stop_run, resume_run, approve_review, set_label,
-               bulk_accept, undo_last_label):
+    for fn in (create_project, open_text_demo, import_file, save_config, queue_run, stop_run, resume_run,
+               approve_review, set_label, bulk_accept, undo_last_label):
         gr.api(fn, api_name=fn.__name__)

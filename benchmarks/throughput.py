@@ -38,7 +38,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
-import random  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402

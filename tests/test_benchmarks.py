@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 
 from engine.method import models
 from engine.method.encoding import prompt_ids, response_ids

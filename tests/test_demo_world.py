@@ -7,7 +7,6 @@ import json
 import os
 import random
 import statistics
-from pathlib import Path
 
 import pytest
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import torch
 
 from engine.worlds.demo_task import (
-    DOMAINS, Problem, gold_reward, gold_score_messages, parse_prompt, random_problem, split_hedge, teacher_answer,
+    DOMAINS, Problem, gold_reward, gold_score_messages, random_problem, split_hedge, teacher_answer,
     teacher_mistake,
 )
 from engine.method.encoding import prompt_ids, response_ids
