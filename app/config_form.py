@@ -52,6 +52,30 @@ FORM_ROWS = [
 ]
 FORM_FIELDS = [f for row in FORM_ROWS for f in row]
 LABELS = {path: label for path, label, _, _ in FORM_FIELDS}
+TYPED_KINDS = ("text", "optional", "number", "int", "list_int", "list_float")  # fields a person types into
+
+
+def elem_id(path: str) -> str:
+    return "cfg-" + path.replace(".", "-").replace("_", "-")
+
+
+def typed_values_js(leading: int) -> str:
+    """A browser-side function for an event whose inputs are `leading` other components and then the form fields:
+    it replaces each typed field's value by what its box shows at the click. Gradio hands an event the values
+    it last synchronised from the page, and a box typed into a moment before the click can still be behind."""
+    fields = json.dumps([[elem_id(path), kind in ("number", "int")] if kind in TYPED_KINDS else None
+                         for path, _, kind, _ in FORM_FIELDS])
+    return f"""(...args) => {{
+  const fields = {fields};
+  const values = args.slice({leading}).map((v, i) => {{
+    const f = fields[i];
+    const box = f && document.querySelector('#' + f[0] + ' input, #' + f[0] + ' textarea');
+    if (!box) return v;
+    if (!f[1]) return box.value;
+    return box.value.trim() === '' ? null : Number(box.value);
+  }});
+  return [...args.slice(0, {leading}), ...values];
+}}"""
 
 
 def get(cfg: RunConfig, path: str):

@@ -12,7 +12,8 @@ import pandas as pd
 
 from app import actions
 from app.actions import ActionError
-from app.config_form import FORM_ROWS, baseline_json, baseline_of, form_values, merged_yaml, named
+from app.config_form import (FORM_ROWS, baseline_json, baseline_of, elem_id, form_values, merged_yaml, named,
+                              typed_values_js)
 from app.run_tab import progress_html
 from engine.config import CHOICES, RunConfig
 
@@ -30,7 +31,7 @@ class ProjectTab:
 
 
 def _field(path: str, label: str, kind: str, info: str):
-    elem = "cfg-" + path.replace(".", "-").replace("_", "-")
+    elem = elem_id(path)
     if kind == "bool":
         return gr.Checkbox(label=label, info=info, elem_id=elem, min_width=150)
     if kind == "choice":
@@ -332,7 +333,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 + [gr.update(choices=choices, value=saved_["id"]), saved_["command"], gr.update(value=str(tmp))])
 
     save_btn.click(on_save, [project, name, editor, baseline] + fields, synced_outputs + [saved, command, download],
-                   api_visibility="private")
+                   api_visibility="private", js=typed_values_js(leading=4))
     name.change(command_for, [project, name], [command], show_progress="hidden", api_visibility="private")
 
     def on_load(project_, config_id):

@@ -10,7 +10,7 @@ import gradio as gr
 
 from app import actions, plots
 from app.actions import ActionError
-from app.config_form import form_yaml, named
+from app.config_form import form_yaml, named, typed_values_js
 from engine.config import RunConfig
 
 POLL_S = 1.5
@@ -247,7 +247,8 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
 
     with_message = [message] + outputs
     then_redraw(queue_btn.click(on_queue, [project, job, config.yaml_editor] + config.fields,
-                                with_message, show_progress="minimal", api_visibility="private"))
+                                with_message, show_progress="minimal", api_visibility="private",
+                                js=typed_values_js(leading=3)))
     then_redraw(stop_btn.click(on_stop, [project, job], with_message, show_progress="minimal",
                                 api_visibility="private"))
     then_redraw(resume_btn.click(on_resume, [project, job], with_message, show_progress="minimal",
