@@ -79,7 +79,7 @@ def test_round_learning_rate_applies_to_rounds_only_and_must_be_positive():
     assert cfg.learning_rate_for_round(1) == cfg.learning_rate_for_round(3) == 2e-5
     same = parse_config("model: m\nlearning_rate: 1.0e-4\nprompt_pool: p\n", "r.yaml")
     assert same.learning_rate_for_round(2) == 1e-4
-    same.learning_rate = 3e-4  # left empty, the rounds' rate follows the seed round's (as benchmarks/tune.py varies it)
+    same.learning_rate = 3e-4  # left empty, the rounds' rate follows the seed round's (benchmarks/tune.py varies it)
     assert same.learning_rate_for_round(2) == 3e-4
     with pytest.raises(ConfigError, match=r"r.yaml:2: key 'round_learning_rate'"):
         parse_config("model: m\nround_learning_rate: -1.0\nprompt_pool: p\n", "r.yaml")
@@ -101,8 +101,8 @@ def test_presets_paper_and_authors_code_differ_only_where_the_authors_code_does(
     differ = {k for k in a if a[k] != b[k]} | {f"refine.{k}" for k in a["refine"] if a["refine"][k] != b["refine"][k]}
     assert differ == {"project", "rounds", "prompts_per_round", "refine", "refine.lambdas"}
     defaults = parse_config(f"model: {paper.model}\nprompt_pool: p\nlora:\n  enabled: false\n")
-    for key in ("beta", "epochs", "round_epochs", "batch_size", "learning_rate", "lr_scheduler", "warmup_ratio", "rounds",
-                "prompts_per_round", "generation", "refine", "judge"):
+    for key in ("beta", "epochs", "round_epochs", "batch_size", "learning_rate", "lr_scheduler", "warmup_ratio",
+                "rounds", "prompts_per_round", "generation", "refine", "judge"):
         assert getattr(paper, key) == getattr(defaults, key), key
 
 

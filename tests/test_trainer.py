@@ -79,6 +79,14 @@ def direct_pairs(model, tokenizer, rows) -> tuple[list[float], list[float]]:
             [direct_logp(model, tokenizer, r, r.rejected) for r in rows])
 
 
+def margins_against_init(model, rows) -> list[float]:
+    """h per row, directly: [logp_θ(y_w) − logp_init(y_w)] − [logp_θ(y_l) − logp_init(y_l)], π_init = adapters off."""
+    pol_c, pol_r = direct_pairs(model, TOK, rows)
+    with model.disable_adapter():
+        ref_c, ref_r = direct_pairs(model, TOK, rows)
+    return [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+
+
 def first_batch(trainer, n: int):
     return trainer.data_collator([trainer.train_dataset[i] for i in range(n)])
 
@@ -187,10 +195,7 @@ def test_batch_loss_equals_hand_computed_self_refinement_loss():
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, first_batch(trainer, 4)).item()
     model.eval()
-    pol_c, pol_r = direct_pairs(model, TOK, rows)
-    with model.disable_adapter():
-        ref_c, ref_r = direct_pairs(model, TOK, rows)
-    h = [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+    h = margins_against_init(model, rows)
     # k = 0.5 over 4 values, empty history: the median lies between the 2nd and 3rd lowest β·h, so the two lowest
     # pairs are flagged and get ỹ = 1 − 0.1 = 0.9; the others keep ỹ = 1.
     lowest = sorted(range(4), key=lambda i: h[i])[:2]
@@ -209,10 +214,7 @@ def test_flags_raised_during_the_warmup_are_marked_and_change_no_label():
     model = lora_model(spread=0.5)
     refine = RefineSettings(k_fraction=0.5, alpha=0.1, lam=0.0, warmup_fraction=0.5)
     model.eval()
-    pol_c, pol_r = direct_pairs(model, TOK, rows)
-    with model.disable_adapter():
-        ref_c, ref_r = direct_pairs(model, TOK, rows)
-    h = [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+    h = margins_against_init(model, rows)
     lowest = sorted(range(4), key=lambda i: h[i])[:2]
     for step, warm in ((4, True), (5, False)):  # 5 of 10 steps is where a 0.5 warm-up ends
         trainer = make_trainer(model, TOK, rows, settings(), refine, reference="adapters_disabled")

@@ -235,8 +235,8 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         peft_model = self.accelerator.unwrap_model(self.model)
         if self.reference == "ref_adapter":
             if TRL_REF_ADAPTER not in peft_model.peft_config:
-                raise ValueError(f"reference='ref_adapter' needs TRL's frozen {TRL_REF_ADAPTER!r} copy of the starting "
-                                 "adapter, and TRL made none for this model")
+                raise ValueError(f"reference='ref_adapter' needs TRL's frozen {TRL_REF_ADAPTER!r} copy of the "
+                                 "starting adapter, and TRL made none for this model")
             return TRL_REF_ADAPTER
         release_reference_copy(peft_model)
         return None
@@ -412,7 +412,8 @@ def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSetting
 
     reference: "adapters_disabled" (π_init = the base with adapters off; the seed round), "ref_adapter" (π_{i-1} =
     TRL's frozen "ref" copy of the "default" adapter the model comes with; rounds i ≥ 1, whose model starts as
-    π_{i-1}) or "model" (a full fine-tune against the separate frozen `ref_model`). `refine` None or disabled: plain sigmoid DPO, no noise records.
+    π_{i-1}) or "model" (a full fine-tune against the separate frozen `ref_model`). `refine` None or disabled:
+    plain sigmoid DPO, no noise records.
     A callback may stop training (control.should_training_stop); the result then says `stopped`."""
     recorder = _LogRecorder()
     with _handed_back(model, ref_model), tempfile.TemporaryDirectory(prefix="spa-dpo-") as scratch:
