@@ -89,8 +89,8 @@ def shown(kind: str, value):
     """A configuration value as its form field shows it."""
     if kind.startswith("list_"):
         return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    if kind == "optional":
-        return "" if value is None else f"{value:g}"
+    if kind == "optional":  # empty is allowed in the form (the default); the parsed config holds the number
+        return f"{value:g}"
     return value
 
 

@@ -48,7 +48,7 @@ def describe(cfg: RunConfig) -> str:
     files = [f"{key} `{getattr(cfg, key)}`" for key in ("seed_data", "prompt_pool", "eval_data") if getattr(cfg, key)]
     data = ", ".join(files) if files else "the project's imported rows"
     return (f"✓ valid: model `{cfg.model}`, {cfg.rounds} rounds (prompts {rounds}), β {cfg.beta:g}, "
-            f"lr {cfg.lr:g}, {cfg.epochs} seed epochs, {tune}, judge {cfg.judge.kind}{gate}; data: {data}")
+            f"lr {cfg.learning_rate:g}, {cfg.epochs} seed epochs, {tune}, judge {cfg.judge.kind}{gate}; data: {data}")
 
 
 def _counts_md(db: str, project: str) -> str:

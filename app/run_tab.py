@@ -89,7 +89,7 @@ def settings_line(cfg: RunConfig | None) -> str:
     if cfg is None:
         return ""
     rounds = ", ".join(str(cfg.prompts_for_round(i)) for i in range(1, cfg.rounds + 1)) or "none"
-    return (f"model `{cfg.model}` · learning rate **{cfg.lr:g}** · seed epochs **{cfg.epochs}** · rounds "
+    return (f"model `{cfg.model}` · learning rate **{cfg.learning_rate:g}** · seed epochs **{cfg.epochs}** · rounds "
             f"**{cfg.rounds}** (prompts {rounds}) · β {cfg.beta:g} · judge {cfg.judge.kind}")
 
 

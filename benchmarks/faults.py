@@ -33,7 +33,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
-from benchmarks.harness import enqueue, finished, kill_tree, mini_world, run_config, start_worker, stop, wait_for
+from benchmarks.harness import (enqueue, finished, integrity_ok, kill_tree, mini_world, run_config, start_worker, stop,
+                                wait_for)
 from storage import Store
 
 RESUMES = "1000"  # the kill series interrupts one job many times: no automatic-resume limit in the way
@@ -46,14 +47,6 @@ class Row:
     handled: int
     outcome: str
     notes: list[str] = field(default_factory=list)
-
-
-def integrity_ok(db: Path) -> bool:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
 
 
 def job_state(db: Path, job_id: int):

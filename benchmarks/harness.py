@@ -1,11 +1,12 @@
-"""What the reliability benchmarks share: a mini demo world, tiny run configurations, `launch.py` processes
-(workers, the studio) started and killed for real, and reading back what they wrote. No mocks: the figures come
-from real processes, a real SQLite file and real training."""
+"""What the reliability benchmarks and the worker tests (tests/test_jobs.py) share: a mini demo world, tiny run
+configurations, `launch.py` processes (workers, the studio) started and killed for real, and reading back what they
+wrote. No mocks: the figures come from real processes, a real SQLite file and real training."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,10 +15,12 @@ from pathlib import Path
 import psutil
 import yaml
 
+from engine.config import parse_config
 from storage import Job, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+PROJECT = "bench"
 
 
 def mini_world(folder: Path):
@@ -25,10 +28,19 @@ def mini_world(folder: Path):
     return build_demo_world(folder, size=WorldSize.mini(), progress=lambda *a: None)
 
 
+def merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, section by section (train={"micro_batch_size": 4} keeps train's other keys)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def run_config(world, out_dir: Path, **over) -> str:
-    """A tiny SPA run on the mini world: seed DPO, `rounds` rounds of 16 prompts (absolute paths)."""
+    """A tiny SPA run on the mini world: seed DPO, `rounds` rounds of 16 prompts (absolute paths: the workers run
+    elsewhere), validated."""
     base = {
-        "project": "bench", "model": str(world.model_dir), "seed_data": str(world.seed_file),
+        "project": PROJECT, "model": str(world.model_dir), "seed_data": str(world.seed_file),
         "prompt_pool": str(world.pool_file), "eval_data": str(world.eval_file), "rounds": 2,
         "prompts_per_round": [16, 16, 16], "learning_rate": 5e-4, "epochs": 1, "round_epochs": 1, "batch_size": 8,
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
@@ -36,56 +48,70 @@ def run_config(world, out_dir: Path, **over) -> str:
         "judge": {"batch_size": 16}, "train": {"micro_batch_size": 8}, "eval": {"max_prompts": 4},
         "output_dir": str(out_dir), "seed": 1, "device": "cpu",
     }
-    base.update(over)
-    return yaml.safe_dump(base, sort_keys=False)
+    text = yaml.safe_dump(merge(base, over), sort_keys=False)
+    parse_config(text, "run_config")
+    return text
 
 
-def enqueue(db: Path, config_yaml: str, project: str = "bench") -> int:
+def enqueue(db: Path, config_yaml: str, kind: str = "run", project: str = PROJECT) -> int:
     store = Store(db)
     try:
-        return store.enqueue(Job(project_id=store.ensure_project(project).id, kind="run", config_yaml=config_yaml))
+        return store.enqueue(Job(project_id=store.ensure_project(project).id, kind=kind, config_yaml=config_yaml))
     finally:
         store.close()
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
+def start(args: list[str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """`python launch.py ARGS` with its output in `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=ENV, stdout=out,
+        return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=ENV, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
-def start_worker(db: Path, log: Path, *extra: str) -> subprocess.Popen:
-    return start(["worker", "--db", str(db), "--poll", "0.2", *extra], log)
+def start_worker(db: Path, log: Path, *extra: str, cwd: Path = ROOT) -> subprocess.Popen:
+    return start(["worker", "--db", str(db), "--poll", "0.2", *extra], log, cwd)
 
 
-def tree(pid: int) -> list[psutil.Process]:
+def descendants(pid: int) -> list[psutil.Process]:
     try:
-        parent = psutil.Process(pid)
-        return [parent, *parent.children(recursive=True)]
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    """kill -9 a process and everything it started (its stage processes, its fork server)."""
-    procs = tree(proc.pid)
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        return [psutil.Process(pid), *descendants(pid)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
     for p in procs:
         try:
             p.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """kill -9 a process and everything it started (its stage processes, its fork server)."""
+    procs = tree(proc.pid)
+    kill_all(procs)
     proc.wait()
     psutil.wait_procs(procs, timeout=10)
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 45) -> None:
+    """SIGTERM and `grace_s` to end, else kill -9; whatever it started and left behind is killed after it."""
     if proc.poll() is None:
+        procs = descendants(proc.pid)
         proc.terminate()
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             kill_tree(proc)
+        kill_all(procs)
 
 
 def rss_mb(pids: list[psutil.Process]) -> float:
@@ -106,8 +132,10 @@ def has_torch(pid: int) -> bool:
         return False
 
 
-def wait_for(db: Path, job_id: int, predicate, timeout: float = 600, procs: list[subprocess.Popen] = ()) -> Job:
-    """Poll the job row until `predicate(job)`; TimeoutError (with the log tail) otherwise."""
+def wait_for(db: Path, job_id: int, predicate, what: str = "the state waited for", timeout: float = 600,
+             procs: list[subprocess.Popen] = ()) -> Job:
+    """Poll the job row until `predicate(job)`; TimeoutError with the job's state and log tail when `timeout` passes
+    or one of `procs` (the workers) exits first."""
     store = Store(db)
     try:
         deadline = time.monotonic() + timeout
@@ -115,9 +143,12 @@ def wait_for(db: Path, job_id: int, predicate, timeout: float = 600, procs: list
             job = store.job(job_id)
             if predicate(job):
                 return job
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                tail = "\n".join(e["message"][:200] for e in store.events(job_id, limit=10))
-                raise TimeoutError(f"job {job_id}: status {job.status}, round {job.round} {job.stage}:\n{tail}")
+            dead = [p.pid for p in procs if p.poll() is not None]
+            if time.monotonic() > deadline or dead:
+                tail = "\n".join(e["message"][:300] for e in store.events(job_id, limit=15))
+                raise TimeoutError(f"job {job_id} never got {what} (status {job.status}, round {job.round} stage "
+                                   f"{job.stage}, {job.progress_done}/{job.progress_total}; workers exited: {dead}):"
+                                   f"\n{tail}")
             time.sleep(0.05)
     finally:
         store.close()
@@ -125,6 +156,14 @@ def wait_for(db: Path, job_id: int, predicate, timeout: float = 600, procs: list
 
 def finished(job: Job) -> bool:
     return job.status not in ("queued", "running")
+
+
+def integrity_ok(db: Path) -> bool:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

@@ -228,9 +228,7 @@ def seed_round_judge(world, reference: str = "init", policy=None) -> ImplicitRew
         return ImplicitRewardJudge(policy, cfg.beta, cfg.judge.batch_size, name=name, reference=reference)
     rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, trusted=True)
             for e in load_examples(world.seed_file, "seed").examples]
-    settings = TrainSettings(beta=cfg.beta, learning_rate=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                             micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
-                             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed)
+    settings = TrainSettings.for_round(cfg, 0)  # the seed round
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the fresh LoRA's random A matrices: the same π_0 on every run
         policy = load_policy(cfg, str(world.model_dir), world.root, None, trainable=True)

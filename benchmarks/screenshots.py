@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.test_studio_api import start_studio, stop_studio  # noqa: E402
-from tests.test_studio_browser import ARGS, CHROMIUM  # noqa: E402
+from tests.browser import chromium  # noqa: E402
 
 TABS = ["Project", "Run", "Review", "Insight", "Export"]
 VIEWPORT = {"width": 1280, "height": 800}
@@ -63,12 +63,9 @@ def label_some(client) -> None:
 
 
 def shoot(url: str, out: Path) -> list[Path]:
-    from playwright.sync_api import sync_playwright
-
     out.mkdir(parents=True, exist_ok=True)
     saved = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(url)
         page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=60_000)
@@ -80,7 +77,6 @@ def shoot(url: str, out: Path) -> list[Path]:
             page.screenshot(path=str(path), full_page=True)
             saved.append(path)
             print(f"saved {path}", flush=True)
-        browser.close()
     return saved
 
 

@@ -56,7 +56,7 @@ import torch  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
 from engine.method import generation, models  # noqa: E402
-from engine.config import LoraConfig  # noqa: E402
+from engine.config import LoraConfig, RunConfig, TrainConfig  # noqa: E402
 from engine.method.models import Policy  # noqa: E402
 from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
 from engine.method.judges import ImplicitRewardJudge, implicit_reward, judge_preference  # noqa: E402
@@ -374,9 +374,9 @@ def task_train(task: dict) -> dict:
     device = setup_torch(task["threads"], w.device)
     meter = Meter(device)
     variant = task["variant"]
-    settings = TrainSettings(beta=BETA, learning_rate=w.lr, epochs=1, batch_size=w.batch,
-                             micro_batch_size=w.micro_batch, seed=0, logging_steps=1,
-                             bf16=device.type == "cuda" and w.dtype == "bfloat16")  # as rounds.train_settings
+    cfg = RunConfig(model=w.source, beta=BETA, learning_rate=w.lr, epochs=1, batch_size=w.batch,
+                    train=TrainConfig(micro_batch_size=w.micro_batch), seed=0)
+    settings = replace(TrainSettings.for_round(cfg, 0), bf16=device.type == "cuda" and w.dtype == "bfloat16")
     rows = train_rows(task, w.train_pairs, stored=variant in ("stored", "stored_refine"))
     base, tok = load_base(task, device)
     model = models.with_lora(base, LORA, adapter_dir=task["adapter_dir"], trainable=True)
@@ -384,8 +384,6 @@ def task_train(task: dict) -> dict:
     if variant == "trl":
         from datasets import Dataset
         from trl import DPOTrainer
-        if "reference" in model.peft_config:
-            raise RuntimeError("unexpected reference adapter")
         data = Dataset.from_list([dict(prompt=r.prompt, chosen=[{"role": "assistant", "content": r.chosen}],
                                        rejected=[{"role": "assistant", "content": r.rejected}]) for r in rows])
         with tempfile.TemporaryDirectory(prefix="spa-bench-trl-") as out:
@@ -398,7 +396,6 @@ def task_train(task: dict) -> dict:
             trainer.train()
         steps = trainer.state.global_step
     else:
-        models.add_reference_adapter(model, task["adapter_dir"])  # π_{i-1}, frozen, as stage_train loads it
         refine = RefineSettings(lam=0.5) if variant == "stored_refine" else None
         t0 = time.perf_counter()
         result = train_dpo(model, tok, rows, settings, refine, reference="ref_adapter", callbacks=[clock])

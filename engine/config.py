@@ -14,6 +14,8 @@ import yaml
 
 DEMO_PREFIX = "demo:"
 MAX_LEARNING_RATE = 1.0  # above it no optimiser step of these models means anything: a typo, refused
+DEFAULT_FULL_LEARNING_RATE = 5e-7  # the authors' full fine-tune of a 7B (DESIGN.md §1)
+DEFAULT_LORA_LEARNING_RATE = 5e-5  # LoRA needs a larger step
 TEXT_PREFIX = "text:"  # a file of the text world (SmolLM2-135M-Instruct + IFEval gold): text:model, ...
 
 
@@ -109,7 +111,8 @@ class RunConfig:
                                                 "round, the last repeats)")
     beta: float = _field(0.1, "β of DPO and of the implicit reward", POSITIVE)
     learning_rate: float | None = _field(None, "the seed round's learning rate; empty: 5e-7 for a full "
-                                               "fine-tune, 5e-5 for LoRA", LEARNING_RATE)
+                                               "fine-tune, 5e-5 for LoRA (filled in when the configuration is "
+                                               "read, so it is always a number after that)", LEARNING_RATE)
     epochs: int = _field(3, "seed round epochs", AT_LEAST_0)
     round_epochs: int = _field(1, "epochs of each SPA round", POSITIVE)
     round_learning_rate: float | None = _field(None, "rounds 1..T; empty: the same as learning_rate",
@@ -132,15 +135,18 @@ class RunConfig:
     trust_remote_code: bool = _field(False, "run a model's own code from its folder or hub repo (off unless "
                                             "you trust it)")
 
-    @property
-    def lr(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 5e-5 if self.lora.enabled else 5e-7
+    def __post_init__(self):
+        """An empty learning rate becomes the method's default for this kind of training, once, here: every
+        reader (trainer, studio, cards, job record) sees the one number that trains."""
+        if self.learning_rate is None:
+            self.learning_rate = DEFAULT_LORA_LEARNING_RATE if self.lora.enabled else DEFAULT_FULL_LEARNING_RATE
 
-    def lr_for_round(self, i: int) -> float:
-        """The seed round (0) trains at `lr`; rounds 1..T at round_learning_rate when it is set."""
-        return self.round_learning_rate if i > 0 and self.round_learning_rate is not None else self.lr
+    def learning_rate_for_round(self, round_index: int) -> float:
+        """The seed round (0) trains at learning_rate; rounds 1..T at round_learning_rate when it is set (left
+        empty it follows learning_rate, also when learning_rate is changed later)."""
+        if round_index > 0 and self.round_learning_rate is not None:
+            return self.round_learning_rate
+        return self.learning_rate
 
     def prompts_for_round(self, i: int) -> int:
         """Prompts in round i (1-based); a list shorter than the rounds repeats its last value."""

@@ -29,6 +29,17 @@ def tiny_gpt2():
     return GPT2LMHeadModel(config).eval()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium (tests.browser), one per test module; the test is skipped where it is not installed."""
+    from tests.browser import CHROMIUM, chromium
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM}")
+    with chromium() as b:
+        yield b
+
+
 @pytest.fixture(scope="session")
 def random_lora():
     """wrap(base, std): the model under a rank-4 LoRA with a random B, so the policy differs from its base."""

@@ -16,9 +16,30 @@ def test_defaults_follow_the_method():
     assert [cfg.lam_for_round(i) for i in (1, 2, 3, 4)] == [0.5, 0.25, 0.125, 0.125]
     assert [cfg.prompts_for_round(i) for i in (1, 2, 3)] == [8000, 20000, 30000]
     assert cfg.judge.kind == "implicit" and cfg.lora.enabled and not cfg.trust_remote_code
-    assert cfg.lr == 5e-5
-    cfg.lora.enabled = False
-    assert cfg.lr == 5e-7
+    assert cfg.learning_rate == 5e-5  # an empty learning rate is the default for LoRA, filled in when parsed
+    assert parse_config("model: m\nlora:\n  enabled: false\n").learning_rate == 5e-7  # and for a full fine-tune
+    assert parse_config("model: m\nlearning_rate:\n").learning_rate == 5e-5  # left empty in the YAML
+
+
+def test_an_empty_learning_rate_on_the_command_line_means_the_default():
+    cfg = parse_config("model: m\nlearning_rate: 1.0e-4\n", "r.yaml", ["learning_rate=", "lora.enabled=false"])
+    assert cfg.learning_rate == 5e-7
+    assert parse_config(cfg.to_yaml()).learning_rate == 5e-7  # the job record holds the number that trains
+
+
+def test_train_settings_come_from_the_config_alone():
+    """The trainer's arguments are read from the run configuration in one place: round 0 is the seed round."""
+    from engine.method.trainer import TrainSettings
+
+    cfg = parse_config("model: m\nlearning_rate: 1.0e-4\nround_learning_rate: 2.0e-5\nepochs: 12\n"
+                       "round_epochs: 2\nbatch_size: 16\nseed: 7\nlr_scheduler: linear\nwarmup_ratio: 0.2\n"
+                       "train:\n  micro_batch_size: 4\n  gradient_checkpointing: true\ndtype: float32\n")
+    seed, round_2 = TrainSettings.for_round(cfg, 0), TrainSettings.for_round(cfg, 2, processes=2)
+    assert (seed.learning_rate, seed.epochs, seed.seed, round_2.learning_rate, round_2.epochs, round_2.seed) == (
+        1e-4, 12, 7, 2e-5, 2, 9)
+    assert (round_2.beta, round_2.batch_size, round_2.micro_batch_size, round_2.lr_scheduler, round_2.warmup_ratio,
+            round_2.gradient_checkpointing, round_2.bf16, round_2.processes) == (0.1, 16, 4, "linear", 0.2, True,
+                                                                                 False, 2)
 
 
 @pytest.mark.parametrize("text, line, key", [
@@ -54,8 +75,12 @@ def test_round_trip_through_yaml_and_shipped_configs_load():
 
 def test_round_learning_rate_applies_to_rounds_only_and_must_be_positive():
     cfg = parse_config("model: m\nlearning_rate: 1.0e-4\nround_learning_rate: 2.0e-5\nprompt_pool: p\n", "r.yaml")
-    assert cfg.lr_for_round(0) == 1e-4 and cfg.lr_for_round(1) == cfg.lr_for_round(3) == 2e-5
-    assert parse_config("model: m\nlearning_rate: 1.0e-4\nprompt_pool: p\n", "r.yaml").lr_for_round(2) == 1e-4
+    assert cfg.learning_rate_for_round(0) == 1e-4
+    assert cfg.learning_rate_for_round(1) == cfg.learning_rate_for_round(3) == 2e-5
+    same = parse_config("model: m\nlearning_rate: 1.0e-4\nprompt_pool: p\n", "r.yaml")
+    assert same.learning_rate_for_round(2) == 1e-4
+    same.learning_rate = 3e-4  # left empty, the rounds' rate follows the seed round's (benchmarks/tune.py varies it)
+    assert same.learning_rate_for_round(2) == 3e-4
     with pytest.raises(ConfigError, match=r"r.yaml:2: key 'round_learning_rate'"):
         parse_config("model: m\nround_learning_rate: -1.0\nprompt_pool: p\n", "r.yaml")
 
@@ -76,8 +101,8 @@ def test_presets_paper_and_authors_code_differ_only_where_the_authors_code_does(
     differ = {k for k in a if a[k] != b[k]} | {f"refine.{k}" for k in a["refine"] if a["refine"][k] != b["refine"][k]}
     assert differ == {"project", "rounds", "prompts_per_round", "refine", "refine.lambdas"}
     defaults = parse_config(f"model: {paper.model}\nprompt_pool: p\nlora:\n  enabled: false\n")
-    for key in ("beta", "epochs", "round_epochs", "batch_size", "lr", "lr_scheduler", "warmup_ratio", "rounds",
-                "prompts_per_round", "generation", "refine", "judge"):
+    for key in ("beta", "epochs", "round_epochs", "batch_size", "learning_rate", "lr_scheduler", "warmup_ratio",
+                "rounds", "prompts_per_round", "generation", "refine", "judge"):
         assert getattr(paper, key) == getattr(defaults, key), key
 
 
@@ -119,13 +144,11 @@ def test_launch_run_set_rejects_a_bad_override_before_running(tmp_path, capsys):
 
 
 def test_trainer_refine_settings_take_the_configs_defaults_and_checks():
-    from dataclasses import asdict
-
-    from engine.config import RefineConfig
     from engine.method.trainer import RefineSettings
 
-    settings = RefineSettings(**asdict(RefineConfig()), lam=0.25)
+    settings = RefineSettings.for_round(parse_config("model: m\n"), 2)
     assert (settings.k_fraction, settings.alpha, settings.warmup_fraction, settings.window) == (0.1, 0.1, 0.2, 50)
+    assert settings.lam == 0.25
     with pytest.raises(ValueError, match=r"refine k_fraction must be in \[0, 1\)"):
         RefineSettings(k_fraction=1.0)
     with pytest.raises(ValueError, match="refine lam must be at least 0"):

@@ -104,7 +104,9 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
 
 
 def test_the_effective_batch_is_shared_by_every_data_parallel_rank(tmp_path):
+    from engine.config import RunConfig, TrainConfig
     from engine.method.trainer import TrainSettings, dpo_config
-    one = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8), 100, str(tmp_path))
-    four = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8, processes=4), 100, str(tmp_path))
+    cfg = RunConfig(model="m", batch_size=32, train=TrainConfig(micro_batch_size=8))
+    one = dpo_config(TrainSettings.for_round(cfg, 1), 100, str(tmp_path))
+    four = dpo_config(TrainSettings.for_round(cfg, 1, processes=4), 100, str(tmp_path))
     assert (one.gradient_accumulation_steps, four.gradient_accumulation_steps) == (4, 1)

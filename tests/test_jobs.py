@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,10 +17,11 @@ import psutil
 import pytest
 import yaml
 
+from benchmarks.harness import (PROJECT, ROOT, descendants, enqueue, finished, integrity_ok, kill_tree, mini_world,
+                                run_config, start_worker, stop, wait_for)
 from engine.config import parse_config
 from storage import Job, Store
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 240  # one tiny run takes ~15 s on an idle 2-core machine; the shared CI machine is slower
 STOP_WITHIN_S = 30  # acceptance: a stop ends the job within 30 s
 slow = pytest.mark.slow  # every test that starts worker processes
@@ -32,31 +31,7 @@ slow = pytest.mark.slow  # every test that starts worker processes
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from engine.worlds.demo_world import WorldSize, build_demo_world
-    return build_demo_world(tmp_path_factory.mktemp("jobs_world"), size=WorldSize.mini(), progress=lambda *a: None)
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def run_config(world, out_dir: Path, **over) -> str:
-    """A tiny SPA run on the mini world (absolute paths: the workers run elsewhere), validated."""
-    base = {
-        "project": "jobs", "model": str(world.model_dir), "seed_data": str(world.seed_file),
-        "prompt_pool": str(world.pool_file), "eval_data": str(world.eval_file), "rounds": 2,
-        "prompts_per_round": [16, 16, 16], "learning_rate": 5e-4, "epochs": 1, "round_epochs": 1, "batch_size": 8,
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
-        "generation": {"backend": "hf", "max_new_tokens": 8, "batch_size": 16},
-        "judge": {"batch_size": 16}, "train": {"micro_batch_size": 8}, "eval": {"max_prompts": 4},
-        "output_dir": str(out_dir), "seed": 1, "device": "cpu",
-    }
-    text = yaml.safe_dump(merge(base, over), sort_keys=False)
-    parse_config(text, "test config")
-    return text
+    return mini_world(tmp_path_factory.mktemp("jobs_world"))
 
 
 # Training long enough to be caught mid-way (a step of the mini model takes 30-300 ms, by machine and load).
@@ -64,15 +39,6 @@ def run_config(world, out_dir: Path, **over) -> str:
 SLOW_TRAIN = {"round_epochs": 8, "batch_size": 4, "train": {"micro_batch_size": 4}}
 # When a stop goes through the worker (it polls every 0.5 s), training must outlast that by far: 64 steps.
 LONG_TRAIN = {"round_epochs": 16, "batch_size": 4, "train": {"micro_batch_size": 4}}
-
-
-def enqueue(db: Path, config_yaml: str, kind: str = "run", project: str = "jobs") -> int:
-    store = Store(db)
-    try:
-        proj = store.ensure_project(project)
-        return store.enqueue(Job(project_id=proj.id, kind=kind, config_yaml=config_yaml))
-    finally:
-        store.close()
 
 
 class Workers:
@@ -84,26 +50,13 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, db: Path, *args: str, cwd: Path = ROOT) -> subprocess.Popen:
-        log = open(self.tmp / f"worker-{len(self.procs)}.log", "w")
-        env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "worker", "--db", str(db), "--poll", "0.2",
-                                 *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        proc = start_worker(db, self.tmp / f"worker-{len(self.procs)}.log", *args, cwd=cwd)
         self.procs.append(proc)
         return proc
 
     def close(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                tree = descendants(proc.pid)
-                proc.terminate()
-                try:
-                    proc.wait(45)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                for p in tree:
-                    kill_quietly(p.pid)
+            stop(proc)
 
 
 @pytest.fixture
@@ -111,20 +64,6 @@ def workers(tmp_path):
     w = Workers(tmp_path)
     yield w
     w.close()
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def kill_quietly(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def rss_mb(pid: int) -> float:
@@ -155,30 +94,6 @@ def stage_children(worker_pid: int) -> list[psutil.Process]:
         except (ProcessLookupError, PermissionError):
             pass
     return out
-
-
-def wait_for(db: Path, job_id: int, predicate, what: str, timeout: float = RUN_TIMEOUT_S,
-             procs: list[subprocess.Popen] = ()) -> Job:
-    """Poll the job row until `predicate(job)`; fail with the job's state and log tail otherwise."""
-    store = Store(db)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = store.job(job_id)
-            if predicate(job):
-                return job
-            dead = [p.pid for p in procs if p.poll() is not None]
-            if time.monotonic() > deadline or dead:
-                tail = "\n".join(e["message"][:300] for e in store.events(job_id, limit=15))
-                pytest.fail(f"job {job_id} never got {what} (status {job.status}, round {job.round} stage {job.stage}, "
-                            f"{job.progress_done}/{job.progress_total}; workers exited: {dead}):\n{tail}")
-            time.sleep(0.05)
-    finally:
-        store.close()
-
-
-def finished(job: Job) -> bool:
-    return job.status not in ("queued", "running")
 
 
 def training(round: int):
@@ -235,14 +150,6 @@ def written(db: Path, job_id: int, round: int) -> int:
     return sum(int(m.group(1)) for m in found if m)
 
 
-def integrity_ok(db: Path) -> bool:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
-
-
 def all_stages(config_yaml: str) -> set[tuple[int, str]]:
     from engine.runtime.jobs import plan
     return {(s.round, s.stage) for s in plan(parse_config(config_yaml))}
@@ -257,21 +164,16 @@ def test_a_worker_killed_during_round_2_training_is_resumed_by_the_next_worker(w
     victim_config = run_config(world, tmp_path / "victim", **SLOW_TRAIN)
     victim = enqueue(db, victim_config)
     first = workers.start(db)
-    wait_for(db, reference, lambda j: j.status == "done", "done", procs=[first])
-    wait_for(db, victim, training(2), "round 2 training under way", procs=[first])
+    wait_for(db, reference, lambda j: j.status == "done", "done", RUN_TIMEOUT_S, procs=[first])
+    wait_for(db, victim, training(2), "round 2 training under way", RUN_TIMEOUT_S, procs=[first])
 
-    tree = descendants(first.pid)
     assert stage_children(first.pid), "no stage process to kill"
-    first.kill()
-    for p in tree:
-        kill_quietly(p.pid)
-    first.wait()
-    psutil.wait_procs(tree, timeout=10)
+    kill_tree(first)
     assert "train" not in Store(db).round(victim, 2).stages_done, "round 2 training ended before the kill"
     assert Store(db).job(victim).status == "running"  # as a dead worker leaves it: nobody said otherwise
 
     second = workers.start(db)
-    job = wait_for(db, victim, finished, "finished", procs=[second])
+    job = wait_for(db, victim, finished, "finished", RUN_TIMEOUT_S, procs=[second])
     assert job.status == "done", job.error
     log = [e["message"] for e in events(db, victim)]
     assert any("resuming after an interruption" in m for m in log)
@@ -453,7 +355,8 @@ def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_r
 
 @slow
 def test_a_failed_run_does_not_block_the_next_queued_run(world, tmp_path, shared):
-    broken = enqueue(shared.db, run_config(world, tmp_path / "broken", model=str(tmp_path / "no-such-model"), rounds=0))
+    missing_model = str(tmp_path / "no-such-model")
+    broken = enqueue(shared.db, run_config(world, tmp_path / "broken", model=missing_model, rounds=0))
     good = enqueue(shared.db, run_config(world, tmp_path / "good", rounds=0))
     failed = shared.wait(broken)
     assert failed.status == "failed"
@@ -494,9 +397,9 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
 
     assert JOB_KINDS == ("run", "export", "text-world")
     run_id = finished_run(world, tmp_path, shared)
-    bad = ExportRequest(project="jobs", what="weights", out=str(tmp_path / "bad"))
-    adapter = ExportRequest(project="jobs", what="adapter", out=str(tmp_path / "adapter"), job_id=run_id)
-    dataset = ExportRequest(project="jobs", what="dataset", out=str(tmp_path / "dataset"))
+    bad = ExportRequest(project=PROJECT, what="weights", out=str(tmp_path / "bad"))
+    adapter = ExportRequest(project=PROJECT, what="adapter", out=str(tmp_path / "adapter"), job_id=run_id)
+    dataset = ExportRequest(project=PROJECT, what="dataset", out=str(tmp_path / "dataset"))
     # as the studio's Export tab queues them
     ids = [enqueue(shared.db, yaml.safe_dump(asdict(r)), kind="export") for r in (bad, adapter, dataset)]
     jobs = [shared.wait(i) for i in ids]
@@ -513,9 +416,9 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     # the same stage started as a command, the way a multi-GPU training stage is launched (engine.runtime.distributed)
     from engine.runtime.stage_process import stage_args, start_stage
     store = shared.store()
-    request = ExportRequest(project="jobs", what="dataset", format="parquet", out=str(tmp_path / "by_command"))
+    request = ExportRequest(project=PROJECT, what="dataset", format="parquet", out=str(tmp_path / "by_command"))
     with store.write():  # queued and held by this test in one transaction, so the shared worker never sees it
-        again = store.enqueue(Job(project_id=store.project("jobs").id, kind="export",
+        again = store.enqueue(Job(project_id=store.project(PROJECT).id, kind="export",
                                   config_yaml=yaml.safe_dump(asdict(request))))
         store.claim_job("by-hand:1", os.getpid(), again)
     handle = start_stage(str(shared.db), again, 0, "export", command=[
@@ -529,7 +432,7 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     store.finish_job(again, "done")
 
     # a malformed request fails at once, before any process is started
-    broken = enqueue(shared.db, "project: jobs\nwhat: adapter\nout: x\ncolour: red\n", kind="export")
+    broken = enqueue(shared.db, f"project: {PROJECT}\nwhat: adapter\nout: x\ncolour: red\n", kind="export")
     job = shared.wait(broken)
     assert job.status == "failed" and "unknown field(s) colour" in job.error
     assert stage_starts(shared.db, broken) == Counter()
@@ -634,7 +537,7 @@ def test_two_workers_on_one_database_run_each_queued_run_exactly_once(world, tmp
     ids = [enqueue(db, c) for c in configs]
     pair = [workers.start(db), workers.start(db)]
     for job_id in ids:
-        job = wait_for(db, job_id, finished, "finished", procs=pair)
+        job = wait_for(db, job_id, finished, "finished", RUN_TIMEOUT_S, procs=pair)
         assert job.status == "done", job.error
     store = Store(db)
     claims = {}

@@ -18,10 +18,11 @@ def logits(model, text_ids=(1, 10, 20, 30, 40)):
 
 
 def perturb_lora(model, seed=0):
+    """Random LoRA B of the "default" adapter: the policy moves away from its base (and from any other adapter)."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "lora_B" in name:
+            if "lora_B.default." in name:
                 param.normal_(std=0.5)
 
 
@@ -93,17 +94,23 @@ def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_
     assert torch.allclose(logits(resumed), expected)
     assert any(p.requires_grad for p in resumed.parameters())
 
+    # the next round's trainer takes TRL's frozen copy of the adapter it starts from as its reference (π_{i-1})
+    from engine.method.trainer import TRL_REF_ADAPTER, TrainRow, TrainSettings, make_trainer
+    row = TrainRow(pair_id=1, prompt=[{"role": "user", "content": "hi"}], chosen="ab", rejected="ba")
+    settings = TrainSettings(beta=0.1, learning_rate=1e-3, epochs=1, batch_size=1, micro_batch_size=1,
+                             lr_scheduler="constant", warmup_ratio=0.0, seed=0, bf16=False,
+                             gradient_checkpointing=False)
+    trainer = make_trainer(resumed, models.load_tokenizer(str(tiny_model_dir)), [row], settings, None,
+                           reference="ref_adapter")
+    assert trainer.ref_adapter == TRL_REF_ADAPTER and resumed.active_adapter == "default"
     perturb_lora(resumed, seed=1)  # "default" trains on, away from π_{i-1}
-    resumed.train()
-    models.add_reference_adapter(resumed, str(tmp_path / "round1"))
-    assert resumed.training and resumed.active_adapter == "default"
-    reference = [p for n, p in resumed.named_parameters() if ".reference." in n]
+    reference = [p for n, p in resumed.named_parameters() if f".{TRL_REF_ADAPTER}." in n]
     default = [p for n, p in resumed.named_parameters() if ".default." in n]
     assert reference and not any(p.requires_grad for p in reference)
     assert default and all(p.requires_grad for p in default)
     resumed.eval()
     assert not torch.allclose(logits(resumed), expected)
-    resumed.set_adapter("reference")
+    resumed.set_adapter(TRL_REF_ADAPTER)
     assert torch.allclose(logits(resumed), expected)
 
 

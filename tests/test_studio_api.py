@@ -15,16 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmarks.harness import free_port
 from storage import Job, Pair, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240  # a loaded 2-core machine (training beside the tests) takes minutes to import gradio
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env() -> dict:

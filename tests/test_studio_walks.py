@@ -16,7 +16,7 @@ import pytest
 from engine.config import parse_config
 from storage import Store
 from tests.test_studio_api import start_studio, stop_studio
-from tests.test_studio_browser import ARGS, CHROMIUM, wait_until
+from tests.browser import wait_until
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_S = 420
@@ -26,18 +26,6 @@ RUN_TIMEOUT_S = 420
 def mini_world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
     return build_demo_world(tmp_path_factory.mktemp("walk_world"), size=WorldSize.mini(), progress=lambda *a: None)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def open_studio(browser, studio):

@@ -10,12 +10,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import TrainerCallback
 
-from engine.method import models
 from engine.method import scoring
 from engine.method.encoding import prompt_ids, response_ids
 from engine.worlds.toy_model import char_tokenizer, random_llama
-from engine.method.trainer import (RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows, make_trainer,
-                                   train_dpo)
+from engine.config import RunConfig
+from engine.method.trainer import (TRL_REF_ADAPTER, RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows,
+                                   make_trainer, train_dpo)
 
 TOK = char_tokenizer()
 BETA = 0.1
@@ -40,13 +40,6 @@ def perturb(model, adapter: str, spread: float, seed: int) -> None:
                 p.add_(torch.randn(p.shape, generator=gen) * spread)
 
 
-def with_reference_adapter(model, tmp_path):
-    """The rounds' setup: the starting adapter saved and loaded back, frozen, as "reference"."""
-    model.save_pretrained(tmp_path / "start")
-    models.add_reference_adapter(model, str(tmp_path / "start"))
-    return model
-
-
 def make_rows(n: int, seed: int = 0, trusted_every: int = 0) -> list[TrainRow]:
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyz "
@@ -59,7 +52,8 @@ def make_rows(n: int, seed: int = 0, trusted_every: int = 0) -> list[TrainRow]:
 
 
 def settings(**kw) -> TrainSettings:
-    base = dict(beta=BETA, learning_rate=1e-3, batch_size=4, micro_batch_size=4, warmup_ratio=0.0)
+    base = dict(beta=BETA, learning_rate=1e-3, epochs=1, batch_size=4, micro_batch_size=4, lr_scheduler="cosine",
+                warmup_ratio=0.0, seed=0, bf16=False, gradient_checkpointing=False)
     return TrainSettings(**{**base, **kw})
 
 
@@ -83,6 +77,14 @@ def direct_logp(model, tokenizer, row: TrainRow, response: str) -> float:
 def direct_pairs(model, tokenizer, rows) -> tuple[list[float], list[float]]:
     return ([direct_logp(model, tokenizer, r, r.chosen) for r in rows],
             [direct_logp(model, tokenizer, r, r.rejected) for r in rows])
+
+
+def margins_against_init(model, rows) -> list[float]:
+    """h per row, directly: [logp_θ(y_w) − logp_init(y_w)] − [logp_θ(y_l) − logp_init(y_l)], π_init = adapters off."""
+    pol_c, pol_r = direct_pairs(model, TOK, rows)
+    with model.disable_adapter():
+        ref_c, ref_r = direct_pairs(model, TOK, rows)
+    return [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
 
 
 def first_batch(trainer, n: int):
@@ -193,10 +195,7 @@ def test_batch_loss_equals_hand_computed_self_refinement_loss():
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, first_batch(trainer, 4)).item()
     model.eval()
-    pol_c, pol_r = direct_pairs(model, TOK, rows)
-    with model.disable_adapter():
-        ref_c, ref_r = direct_pairs(model, TOK, rows)
-    h = [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+    h = margins_against_init(model, rows)
     # k = 0.5 over 4 values, empty history: the median lies between the 2nd and 3rd lowest β·h, so the two lowest
     # pairs are flagged and get ỹ = 1 − 0.1 = 0.9; the others keep ỹ = 1.
     lowest = sorted(range(4), key=lambda i: h[i])[:2]
@@ -215,10 +214,7 @@ def test_flags_raised_during_the_warmup_are_marked_and_change_no_label():
     model = lora_model(spread=0.5)
     refine = RefineSettings(k_fraction=0.5, alpha=0.1, lam=0.0, warmup_fraction=0.5)
     model.eval()
-    pol_c, pol_r = direct_pairs(model, TOK, rows)
-    with model.disable_adapter():
-        ref_c, ref_r = direct_pairs(model, TOK, rows)
-    h = [(pc - rc) - (pr - rr) for pc, pr, rc, rr in zip(pol_c, pol_r, ref_c, ref_r)]
+    h = margins_against_init(model, rows)
     lowest = sorted(range(4), key=lambda i: h[i])[:2]
     for step, warm in ((4, True), (5, False)):  # 5 of 10 steps is where a 0.5 warm-up ends
         trainer = make_trainer(model, TOK, rows, settings(), refine, reference="adapters_disabled")
@@ -233,13 +229,13 @@ def test_flags_raised_during_the_warmup_are_marked_and_change_no_label():
         assert {n.warmup for n in noise.values()} == {warm}
 
 
-def test_extrapolated_margin_uses_reference_logits(tmp_path):
+def test_extrapolated_margin_uses_reference_logits():
     rows = make_rows(4, seed=4)
-    model = with_reference_adapter(lora_model(spread=0.4), tmp_path)
-    perturb(model, "default", 0.4, seed=9)  # π_θ has moved away from π_{i-1}
+    model = lora_model(spread=0.4)
     lam = 0.5
     refine = RefineSettings(k_fraction=0.25, lam=lam, warmup_fraction=0.0)
-    trainer = make_trainer(model, TOK, rows, settings(), refine, reference="ref_adapter")
+    trainer = make_trainer(model, TOK, rows, settings(), refine, reference="ref_adapter")  # TRL copies π_{i-1}
+    perturb(model, "default", 0.4, seed=9)  # π_θ has moved away from π_{i-1}
     model.train()
     with torch.no_grad():
         trainer.compute_loss(trainer.model, first_batch(trainer, 4))
@@ -249,7 +245,7 @@ def test_extrapolated_margin_uses_reference_logits(tmp_path):
         ext, ref = {}, {}
         for side in ("chosen", "rejected"):
             pol_logits, pos, tgt = direct_logits(model, TOK, row, getattr(row, side))
-            model.set_adapter(models.REFERENCE_ADAPTER)
+            model.set_adapter(TRL_REF_ADAPTER)
             ref_logits, _, _ = direct_logits(model, TOK, row, getattr(row, side))
             model.set_adapter("default")
             # logits_ḡ = (1 + λ)·logits_θ − λ·logits_ref, then log-softmax summed over the response
@@ -326,9 +322,9 @@ class Logs(TrainerCallback):
         self.logs.append(dict(logs or {}))
 
 
-def test_flagged_fraction_over_a_short_run_is_about_k(tmp_path):
+def test_flagged_fraction_over_a_short_run_is_about_k():
     rows = make_rows(64, seed=9)
-    model = with_reference_adapter(lora_model(spread=0.4), tmp_path)
+    model = lora_model(spread=0.4)
     logs = Logs()
     result = train_dpo(model, TOK, rows, settings(batch_size=8, micro_batch_size=8),
                        RefineSettings(k_fraction=0.25, lam=0.5), reference="ref_adapter", callbacks=[logs])
@@ -340,13 +336,22 @@ def test_flagged_fraction_over_a_short_run_is_about_k(tmp_path):
     assert result.metrics and all(k in result.metrics[0] for k in REQUIRED_LOGS)
 
 
+class ReferenceAtEnd(TrainerCallback):
+    """The reference adapter's weights as training ends (train_dpo deletes TRL's copy afterwards)."""
+    def __init__(self, model):
+        self.model, self.weights = model, {}
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.weights = {n: p.detach().clone() for n, p in self.model.named_parameters()
+                        if f".{TRL_REF_ADAPTER}." in n}
+
+
 @pytest.mark.parametrize("reference", ["adapters_disabled", "ref_adapter"])
-def test_lora_training_moves_the_adapter_and_widens_the_margin(reference, tmp_path):
+def test_lora_training_moves_the_adapter_and_widens_the_margin(reference):
     rows = make_rows(8, seed=10)
     model = lora_model(spread=0.0 if reference == "adapters_disabled" else 0.3)
-    if reference == "ref_adapter":
-        with_reference_adapter(model, tmp_path)
     adapter = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    at_end = ReferenceAtEnd(model)
     prompts, chosen, rejected = [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows]
 
     def margin() -> float:
@@ -355,13 +360,17 @@ def test_lora_training_moves_the_adapter_and_widens_the_margin(reference, tmp_pa
     before = margin()
     model.train()
     result = train_dpo(model, TOK, rows, settings(learning_rate=3e-2, epochs=6), RefineSettings(lam=0.5),
-                       reference=reference)
+                       reference=reference, callbacks=[at_end])
     after = margin()
     assert result.steps == 12 and not result.stopped
     moved = {n for n, p in model.named_parameters() if n in adapter and not torch.equal(p, adapter[n])}
     assert any(".default." in n for n in moved)
-    assert not any(f".{models.REFERENCE_ADAPTER}." in n for n in moved)  # the reference stays frozen
-    assert "ref" not in model.peft_config  # TRL's spare copy of the adapter is not left behind
+    if reference == "ref_adapter":  # the reference is TRL's copy of the starting adapter, frozen all through
+        assert at_end.weights and all(torch.equal(p, adapter[n.replace(f".{TRL_REF_ADAPTER}.", ".default.")])
+                                      for n, p in at_end.weights.items())
+    else:  # adapters off: TRL's copy was dropped as the trainer was built
+        assert not at_end.weights
+    assert TRL_REF_ADAPTER not in model.peft_config  # and it is not left behind
     assert after > before + 0.5
     assert "forward" not in vars(model.get_base_model())  # TRL's fused-head patch is undone
 
@@ -376,12 +385,13 @@ def test_a_callback_can_stop_training():
 
 
 def test_batch_arithmetic_and_quiet_defaults():
-    args = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8), n_rows=100, output_dir="unused")
+    defaults = TrainSettings.for_round(RunConfig(model="m"), 0)  # effective batch 32, micro-batch 8
+    args = dpo_config(defaults, n_rows=100, output_dir="unused")
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 4)
     assert args.lr_scheduler_type == "cosine" and args.warmup_steps == 0.1
     assert args.save_strategy == "no" and args.report_to == [] and not args.remove_unused_columns
     assert not args.bf16 and not args.gradient_checkpointing
-    small = dpo_config(TrainSettings(batch_size=32, micro_batch_size=8), n_rows=5, output_dir="unused")
+    small = dpo_config(defaults, n_rows=5, output_dir="unused")
     assert small.per_device_train_batch_size == 5
 
 

@@ -2,6 +2,7 @@
 gold reward exists) gold score and win rate against π_init. Everything lands in metrics."""
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,15 @@ def sample_eval(policy: Policy, prompts: list[Messages], s: EvalSettings, use_in
                 progress=None) -> list[generation.Sample]:
     settings = generation.SamplingSettings(samples_per_prompt=1, temperature=s.temperature, top_p=s.top_p,
                                            max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, seed=s.seed)
-    if use_init:
-        with policy.init_view() as init:
-            samples = generation.generate(init, policy.tokenizer, prompts, settings, progress)
-    else:
-        samples = generation.generate(policy.model, policy.tokenizer, prompts, settings, progress)
-    return [group[0] for group in samples]
+    return first_answers(policy, prompts, settings, use_init, progress)
+
+
+def first_answers(policy: Policy, prompts: list[Messages], settings: generation.SamplingSettings,
+                  use_init: bool = False, progress=None) -> list[generation.Sample]:
+    """One answer per prompt from π_i, or with `use_init` from π_init, under the same settings."""
+    with policy.init_view() if use_init else contextlib.nullcontext(policy.model) as model:
+        groups = generation.generate(model, policy.tokenizer, prompts, settings, progress)
+    return [group[0] for group in groups]
 
 
 def init_samples(policy: Policy, prompts: list[Messages], s: EvalSettings, cache: Path) -> list[str]:

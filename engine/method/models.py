@@ -1,6 +1,6 @@
-"""Loading the models the engine works with: the base (π_init), LoRA adapters on top of it (π_i), and
-the frozen reference adapter that training against π_{i-1} needs. With LoRA one set of base weights in
-memory serves π_init (adapters off), the trained policy and its reference."""
+"""Loading the models the engine works with: the base (π_init) and LoRA adapters on top of it (π_i). With LoRA
+one set of base weights in memory serves π_init (PEFT's `disable_adapter()`), the trained policy and its
+reference (TRL's frozen copy of the starting adapter, see method.trainer)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -14,8 +14,6 @@ from peft import PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.config import LoraConfig
-
-REFERENCE_ADAPTER = "reference"
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32,
@@ -95,14 +93,6 @@ def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None =
         if not trainable:
             model.requires_grad_(False)
     return model if trainable else model.eval()
-
-
-def add_reference_adapter(peft_model: PeftModel, adapter_dir: str) -> None:
-    """Load a frozen copy of a saved adapter as "reference" (π_{i-1}) next to the "default" adapter that
-    trains; "default" stays active and keeps its gradients and the model keeps its train/eval mode."""
-    was_training = peft_model.training
-    peft_model.load_adapter(adapter_dir, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
-    peft_model.train(was_training)
 
 
 @contextmanager

@@ -13,10 +13,13 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
   head returns log-probs only, and extrapolation needs the logits themselves, so it is not used.
 - Reference log-probs: stored values (the judge's π_{i-1} log-probs) are used as they are; a reference forward runs
   only for rows without them, or, with λ > 0, to get the reference logits that extrapolation needs.
-- The reference model: TRL 1.16 has no `model_adapter_name` / `ref_adapter_name` any more. For a PEFT model passed
-  without `ref_model` it copies the "default" adapter to one named "ref" and switches with `use_adapter`; we reuse
-  `use_adapter`, prefer the project's own frozen "reference" adapter (method.models) and drop TRL's copy when it is
-  not the reference we use.
+- The reference model is TRL's and PEFT's own: for a PEFT model passed without `ref_model`, TRL 1.16 copies the
+  "default" adapter into a frozen one named "ref" when the trainer is built (π_{i-1} for a round, which starts from
+  π_{i-1}'s saved adapter), and the reference forward switches to it with TRL's `use_adapter`; π_init is PEFT's
+  `disable_adapter()` (the same `use_adapter` with no name). What stays ours, because TRL 1.16 lacks it: the choice
+  between the two (TRL always takes its copy; its `ref_adapter_name` / `model_adapter_name` are gone), deleting
+  the copy when adapters-off is the reference (it would cost memory for nothing), and handing the model back
+  without it after training, so the same model can be trained again (TRL would refuse to add "ref" twice).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
@@ -36,10 +39,9 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from engine.config import RefineConfig, field_problems
+from engine.config import RefineConfig, RunConfig, field_problems
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.loss import dpo_margin, in_warmup, self_refinement_loss, soft_labels
-from engine.method.models import REFERENCE_ADAPTER
 from engine.method.noise import extrapolated_logits, noise_flags
 from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, response_logps, right_pad,
                                    shared_prompt_logits)
@@ -49,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 Reference = Literal["adapters_disabled", "ref_adapter", "model"]
 REFERENCES = get_args(Reference)
-TRL_REF_ADAPTER = "ref"  # the copy of "default" that TRL 1.16 adds to a PEFT model passed without ref_model
+TRL_REF_ADAPTER = "ref"  # the frozen copy of "default" that TRL 1.16 adds to a PEFT model passed without ref_model
 
 
 @dataclass
@@ -74,23 +76,41 @@ class RefineSettings(RefineConfig):
         if problems:
             raise ValueError("; ".join(f"refine {key} {message}" for key, message in problems))
 
+    @classmethod
+    def for_round(cls, cfg: RunConfig, round_index: int) -> RefineSettings:
+        return cls(**asdict(cfg.refine), lam=cfg.lam_for_round(round_index))
+
 
 @dataclass
 class TrainSettings:
-    beta: float = 0.1
-    learning_rate: float = 5e-7
-    epochs: int = 1
-    batch_size: int = 32  # effective: micro_batch_size × gradient accumulation steps
-    micro_batch_size: int = 8
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    seed: int = 0
+    """One DPO training run's arguments (what TRL's DPOConfig gets). `for_round` builds them from the run
+    configuration; the fields that come from it have no defaults here, so none can disagree with engine.config."""
+    beta: float
+    learning_rate: float
+    epochs: int
+    batch_size: int  # effective: micro_batch_size × gradient accumulation steps × processes
+    micro_batch_size: int
+    lr_scheduler: str
+    warmup_ratio: float
+    seed: int
+    bf16: bool
+    gradient_checkpointing: bool
+    processes: int = 1  # data-parallel ranks; batch_size stays the effective batch over all of them
     output_dir: str = ""
-    bf16: bool = False
     logging_steps: int = 1
     max_length: int | None = None
-    gradient_checkpointing: bool = False
-    processes: int = 1  # data-parallel ranks; batch_size stays the effective batch over all of them
+
+    @classmethod
+    def for_round(cls, cfg: RunConfig, round_index: int, processes: int = 1) -> TrainSettings:
+        """Round 0 is the seed round (epochs at learning_rate); rounds 1..T train round_epochs at their round's
+        learning rate. Each round seeds its own run (cfg.seed + round_index); bf16 on a GPU unless dtype says
+        otherwise."""
+        return cls(beta=cfg.beta, learning_rate=cfg.learning_rate_for_round(round_index),
+                   epochs=cfg.epochs if round_index == 0 else cfg.round_epochs, batch_size=cfg.batch_size,
+                   micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
+                   warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + round_index,
+                   bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
+                   gradient_checkpointing=cfg.train.gradient_checkpointing, processes=processes)
 
 
 @dataclass
@@ -196,9 +216,8 @@ class NoiseAwareDPOTrainer(DPOTrainer):
     def __init__(self, model, *, reference: Reference, refine: RefineSettings | None, ref_model=None, **kwargs):
         self.reference = reference
         self.refine = refine if refine is not None and refine.enabled else None
-        trl_copy_existed = isinstance(model, PeftModel) and TRL_REF_ADAPTER in model.peft_config
         super().__init__(model=model, ref_model=ref_model, **kwargs)
-        self.ref_adapter = self._choose_reference_adapter(trl_copy_existed)
+        self.ref_adapter = self._choose_reference_adapter()
         self._history = torch.empty(0, dtype=torch.float64)
         self._noise: dict[int, PairNoise] = {}
         self.share_prompts = self.accelerator.num_processes == 1 and not self.args.gradient_checkpointing
@@ -208,22 +227,19 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         """The last β·h_ḡ and flag seen for every pair with a pair_id, in the order first seen."""
         return list(self._noise.values())
 
-    def _choose_reference_adapter(self, trl_copy_existed: bool) -> str | None:
-        """None: adapters switched off. TRL's "ref" copy is deleted unless it is the reference in use."""
+    def _choose_reference_adapter(self) -> str | None:
+        """The adapter `use_adapter` switches to for the reference: TRL's "ref" copy, or None (adapters off; the
+        copy TRL made is then deleted)."""
         if self.reference == "model":
             return None
         peft_model = self.accelerator.unwrap_model(self.model)
-        name = None
         if self.reference == "ref_adapter":
-            if REFERENCE_ADAPTER in peft_model.peft_config:
-                name = REFERENCE_ADAPTER
-            elif TRL_REF_ADAPTER in peft_model.peft_config:
-                name = TRL_REF_ADAPTER  # TRL's frozen copy of the starting adapter: π_{i-1} as well
-            else:
-                raise ValueError(f"reference='ref_adapter' needs an adapter named {REFERENCE_ADAPTER!r} on the model")
-        if name != TRL_REF_ADAPTER and not trl_copy_existed and TRL_REF_ADAPTER in peft_model.peft_config:
-            peft_model.delete_adapter(TRL_REF_ADAPTER)
-        return name
+            if TRL_REF_ADAPTER not in peft_model.peft_config:
+                raise ValueError(f"reference='ref_adapter' needs TRL's frozen {TRL_REF_ADAPTER!r} copy of the "
+                                 "starting adapter, and TRL made none for this model")
+            return TRL_REF_ADAPTER
+        release_reference_copy(peft_model)
+        return None
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         """The dataset is already tokenised with engine.method.encoding; TRL's tokenisation would change the ids."""
@@ -395,11 +411,12 @@ def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSetting
     """Train `model` in place with noise-aware DPO on `rows`.
 
     reference: "adapters_disabled" (π_init = the base with adapters off; the seed round), "ref_adapter" (π_{i-1} =
-    the frozen "reference" adapter next to the trainable "default"; rounds i ≥ 1) or "model" (a full fine-tune
-    against the separate frozen `ref_model`). `refine` None or disabled: plain sigmoid DPO, no noise records.
+    TRL's frozen "ref" copy of the "default" adapter the model comes with; rounds i ≥ 1, whose model starts as
+    π_{i-1}) or "model" (a full fine-tune against the separate frozen `ref_model`). `refine` None or disabled:
+    plain sigmoid DPO, no noise records.
     A callback may stop training (control.should_training_stop); the result then says `stopped`."""
     recorder = _LogRecorder()
-    with _forward_restored(model, ref_model), tempfile.TemporaryDirectory(prefix="spa-dpo-") as scratch:
+    with _handed_back(model, ref_model), tempfile.TemporaryDirectory(prefix="spa-dpo-") as scratch:
         trainer = make_trainer(model, tokenizer, rows, settings, refine, reference, ref_model,
                                [*callbacks, recorder], output_dir=settings.output_dir or scratch)
         trainer.train()
@@ -412,10 +429,16 @@ def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSetting
                        stopped=state.global_step < state.max_steps, state_dict=state_dict)
 
 
+def release_reference_copy(model) -> None:
+    """Delete the "ref" adapter TRL copied into a PEFT model, where there is one."""
+    if isinstance(model, PeftModel) and TRL_REF_ADAPTER in model.peft_config:
+        model.delete_adapter(TRL_REF_ADAPTER)
+
+
 @contextlib.contextmanager
-def _forward_restored(*models) -> Iterator[None]:
-    """TRL patches `forward` on the model instances it gets (its fused LM head); hand the caller's models back as
-    they came, so training the same object again does not stack patches."""
+def _handed_back(*models) -> Iterator[None]:
+    """Hand the caller's models back as they came, so the same object can be trained again: TRL patches `forward`
+    on the instances it gets (its fused LM head) and adds its "ref" adapter copy to a PEFT model."""
     modules = [m.get_base_model() if isinstance(m, PeftModel) else m for m in models if m is not None]
     saved = [(m, vars(m).get("forward")) for m in modules]
     try:
@@ -426,3 +449,5 @@ def _forward_restored(*models) -> Iterator[None]:
                 vars(module).pop("forward", None)
             else:
                 module.forward = forward
+        for model in models:
+            release_reference_copy(model)

@@ -21,9 +21,9 @@ def saved_weights(out_dir: Path, round: int, cfg: RunConfig) -> Path:
 
 
 def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | None, trainable: bool = False,
-                with_reference: bool = False, need_init: bool = True) -> Policy:
-    """π_round (None or -1: π_init). With LoRA, trainable continues the round's adapter and `with_reference`
-    loads a frozen copy of it as the "reference" adapter (π_{i-1} for the next round's training)."""
+                need_init: bool = True) -> Policy:
+    """π_round (None or -1: π_init). With LoRA, trainable continues the round's adapter (the trainer copies it
+    as the next round's frozen reference)."""
     device = models.pick_device(cfg.device, Ranks.from_env().local_rank)
     dtype = models.pick_dtype(device, cfg.dtype)
     tokenizer = models.load_tokenizer(model_path, cfg.trust_remote_code)
@@ -32,8 +32,6 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
         base = models.load_base_model(model_path, device, dtype, cfg.trust_remote_code)
         adapter = str(saved_weights(out_dir, round, cfg)) if has_round else None
         model = models.with_lora(base, cfg.lora, adapter_dir=adapter, trainable=trainable, seed=cfg.seed)
-        if with_reference and adapter:
-            models.add_reference_adapter(model, adapter)
         return Policy(model, tokenizer)
     path = str(saved_weights(out_dir, round, cfg)) if has_round else model_path
     model = models.load_base_model(path, device, dtype, cfg.trust_remote_code)

@@ -4,11 +4,8 @@ was killed can simply run again."""
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict
 import shutil
 from pathlib import Path
-
-import torch
 
 from engine.runtime import checkpoints
 from engine.method import generation
@@ -70,13 +67,8 @@ def verify(ctx: StageContext, round: int | None) -> None:
     checkpoints.verify_saved(folder, ctx.cfg.lora.enabled, saved[-1].meta.get("sha256") if saved else None)
 
 
-def train_settings(ctx: StageContext, epochs: int) -> TrainSettings:
-    cfg = ctx.cfg
-    return TrainSettings(beta=cfg.beta, learning_rate=cfg.lr_for_round(ctx.round), epochs=epochs, batch_size=cfg.batch_size,
-                         micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
-                         warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + ctx.round,
-                         bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
-                         gradient_checkpointing=cfg.train.gradient_checkpointing, processes=ctx.ranks.world_size)
+def train_settings(ctx: StageContext) -> TrainSettings:
+    return TrainSettings.for_round(ctx.cfg, ctx.round, processes=ctx.ranks.world_size)
 
 
 # stages -------------------------------------------------------------------------------------------------
@@ -113,10 +105,10 @@ def stage_seed(ctx: StageContext) -> None:
                                           [e.rejected for e in seeds], ctx.cfg.judge.batch_size)
     rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, ref_chosen_logp=c,
                      ref_rejected_logp=r, trusted=True) for e, c, r in zip(seeds, ref_c, ref_r)]
-    ctx.log(f"seed DPO on {len(rows)} pairs, {ctx.cfg.epochs} epochs, lr {ctx.cfg.lr:g}")
+    ctx.log(f"seed DPO on {len(rows)} pairs, {ctx.cfg.epochs} epochs, lr {ctx.cfg.learning_rate:g}")
     state_dict = None
     if ctx.cfg.epochs > 0:
-        result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx, ctx.cfg.epochs), None,
+        result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx), None,
                            reference="adapters_disabled" if ctx.cfg.lora.enabled else "model",
                            ref_model=policy.init_model, callbacks=[StageCallback(ctx)])
         if result.stopped:
@@ -290,17 +282,17 @@ def stage_train(ctx: StageContext) -> None:
     rows = training_rows(ctx)
     if not rows:
         raise ValueError(f"round {ctx.round} has no labelled pairs to train on")
-    policy = load(ctx, ctx.round - 1, trainable=True, with_reference=cfg.lora.enabled, need_init=False)
+    policy = load(ctx, ctx.round - 1, trainable=True, need_init=False)
     if not cfg.lora.enabled:
         policy.init_model = load(ctx, ctx.round - 1, need_init=False).model  # frozen π_{i-1} as reference
     policy.model.eval()
     fill_missing_reference(policy, rows, cfg.judge.batch_size)
     policy.model.train()
-    refine = RefineSettings(**asdict(cfg.refine), lam=cfg.lam_for_round(ctx.round))
+    refine = RefineSettings.for_round(cfg, ctx.round)
     trusted = sum(r.trusted for r in rows)
     ctx.log(f"training on {len(rows)} pairs ({trusted} human or gold), λ = {refine.lam:g}, refine "
             f"{'on' if refine.enabled else 'off'}")
-    result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx, cfg.round_epochs), refine,
+    result = train_dpo(policy.model, policy.tokenizer, rows, train_settings(ctx), refine,
                        reference="ref_adapter" if cfg.lora.enabled else "model", ref_model=policy.init_model,
                        callbacks=[StageCallback(ctx)])
     if result.stopped:

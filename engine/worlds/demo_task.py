@@ -117,17 +117,16 @@ def _duplicate(seq: list, rng: random.Random) -> list:
     return list(seq[:i + 1]) + list(seq[i:])
 
 
+EDITS: dict[str, Callable[[list, random.Random], list]] = {
+    "swap_adjacent": _swap_adjacent, "swap": _swap, "drop": _drop, "duplicate": _duplicate,
+}  # the mistakes a list answer (sort, reverse) can have in common
+
+
 def _sort_mistake(p: Problem, rng: random.Random) -> str:
     right = sorted(p.items)
     kind = _habit(rng, swap_adjacent=3, drop=3, swap=1, duplicate=1, unsorted=1, nudge=1)
-    if kind == "swap_adjacent":
-        out = _swap_adjacent(right, rng)
-    elif kind == "swap":
-        out = _swap(right, rng)
-    elif kind == "drop":
-        out = _drop(right, rng)
-    elif kind == "duplicate":
-        out = _duplicate(right, rng)
+    if kind in EDITS:
+        out = EDITS[kind](right, rng)
     elif kind == "unsorted":
         out = list(p.items)
     else:  # one item off by one: same length, right order, wrong content
@@ -142,14 +141,8 @@ def _reverse_mistake(p: Problem, rng: random.Random) -> str:
     word = p.items[0]
     right = list(word[::-1])
     kind = _habit(rng, partial=3, swap_adjacent=3, swap=1, drop=1, duplicate=1, substitute=1)
-    if kind == "swap_adjacent":
-        out = _swap_adjacent(right, rng)
-    elif kind == "swap":
-        out = _swap(right, rng)
-    elif kind == "drop":
-        out = _drop(right, rng)
-    elif kind == "duplicate":
-        out = _duplicate(right, rng)
+    if kind in EDITS:
+        out = EDITS[kind](right, rng)
     elif kind == "partial":  # reversed only the first k letters
         k = rng.randint(2, len(word) - 1)
         out = list(word[:k][::-1] + word[k:])

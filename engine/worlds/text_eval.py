@@ -11,7 +11,7 @@ from typing import Callable
 
 from engine.method import generation
 from engine.runtime.checkpoints import Policy
-from engine.method.evaluation import EvalSettings
+from engine.method.evaluation import EvalSettings, first_answers
 from engine.worlds import ifeval_tasks as it
 from engine.worlds.text_world import TextWorld
 
@@ -22,13 +22,7 @@ def greedy_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, use_in
                    progress: Callable[[int, int], None] | None = None) -> list[generation.Sample]:
     settings = generation.SamplingSettings(samples_per_prompt=1, temperature=0.0, max_new_tokens=s.max_new_tokens,
                                            batch_size=s.batch_size, seed=s.seed)
-    prompts = [t.messages() for t in tasks]
-    if use_init:
-        with policy.init_view() as init:
-            groups = generation.generate(init, policy.tokenizer, prompts, settings, progress)
-    else:
-        groups = generation.generate(policy.model, policy.tokenizer, prompts, settings, progress)
-    return [g[0] for g in groups]
+    return first_answers(policy, [t.messages() for t in tasks], settings, use_init, progress)
 
 
 def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: Path,

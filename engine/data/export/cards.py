@@ -62,7 +62,7 @@ def _method_rows(cfg: RunConfig) -> list[list]:
         ["method", "SPA: seed DPO, then per round generate 2 answers, self-judge with the implicit reward "
                    "β·(logp_policy − logp_init), and train noise-aware DPO"],
         ["beta", cfg.beta],
-        ["learning rate", cfg.lr],
+        ["learning rate", cfg.learning_rate],
         ["rounds", cfg.rounds],
         ["prompts per round", ", ".join(str(cfg.prompts_for_round(i)) for i in rounds) or "-"],
         ["epochs (seed / per round)", f"{cfg.epochs} / {cfg.round_epochs}"],
