@@ -22,7 +22,8 @@ from engine.config import parse_config
 from engine.worlds import ifeval_tasks as it
 from storage import Job, Pair, Store
 from tests.test_studio_api import insert_pairs, start_studio, stop_studio
-from tests.test_studio_browser import ARGS, CHROMIUM, SHOTS, wait_until
+from tests.browser import wait_until
+from tests.test_studio_browser import SHOTS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,92 +79,86 @@ def expected_marks(book: it.TaskBook, pair: Pair, side: str) -> list[bool]:
     return it.score(book.task(pair.prompt), pair.response_a if side == "a" else pair.response_b).strict
 
 
-def test_the_studio_offers_builds_and_reviews_the_text_demo(text_dir, tmp_path):
+def test_the_studio_offers_builds_and_reviews_the_text_demo(browser, text_dir, tmp_path):
     """In Chromium, on a fresh database: the offer, the setup's progress, the imported rows, the configuration, and a
     review page whose instructions carry the marks the gold computes."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
     studio = start_studio(tmp_path / "offer.db", env={"SPA_TEXT_DIR": str(text_dir), "SPA_TEXT_WORLD_SIZE": "mini",
                                                       "OMP_NUM_THREADS": "1"})
     store = Store(studio.db)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(studio.url)
-            page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
-            wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
-            offer = page.wait_for_selector("#open-text-demo", state="visible", timeout=20_000)
-            assert "Instruction following, SmolLM2-135M" in page.inner_text("#demo-offer")
-            assert store.project(actions.TEXT_DEMO) is None  # offered, not made
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(studio.url)
+        page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
+        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+        offer = page.wait_for_selector("#open-text-demo", state="visible", timeout=20_000)
+        assert "Instruction following, SmolLM2-135M" in page.inner_text("#demo-offer")
+        assert store.project(actions.TEXT_DEMO) is None  # offered, not made
 
-            offer.click()
-            wait_until(lambda: "text-demo" in page.inner_text("#project-counts"), what="the text demo project")
-            page.wait_for_selector("#demo-offer", state="hidden", timeout=10_000)
-            proj = store.project(actions.TEXT_DEMO)
-            (job,) = store.jobs(proj.id)
-            assert job.kind == "text-world" and "size: mini" in job.config_yaml
+        offer.click()
+        wait_until(lambda: "text-demo" in page.inner_text("#project-counts"), what="the text demo project")
+        page.wait_for_selector("#demo-offer", state="hidden", timeout=10_000)
+        proj = store.project(actions.TEXT_DEMO)
+        (job,) = store.jobs(proj.id)
+        assert job.kind == "text-world" and "size: mini" in job.config_yaml
 
-            # the setup's progress on the Project tab while the worker builds the world, then the imported rows
-            seen: list[str] = []
-            deadline = time.monotonic() + SETUP_TIMEOUT_S
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            while "Set up" not in (text := page.inner_text("#project-setup")):
-                if " · world · stage" in text and not any(" · world · stage" in t for t in seen):
-                    page.screenshot(path=str(SHOTS / "text-demo-setup.png"), full_page=True)
-                seen.append(text)
-                if store.job(job.id).status == "failed" or time.monotonic() > deadline:
-                    pytest.fail(f"setup did not finish: {store.job(job.id).error}\n{seen[-3:]}")
-                time.sleep(0.3)
-            running = [t for t in seen if "running" in t and "text-world job #" in t]
-            assert any(" · world · stage" in t and "%" in t for t in running), seen[-5:]  # the build, with counts
-            assert store.job(job.id).status == "done"
-            seeds, pool = world_rows(text_dir, "seed.jsonl"), world_rows(text_dir, "pool.jsonl")
-            assert [store.count_examples(proj.id, r) for r in ("seed", "pool")] == [len(seeds), len(pool)]
-            counts = page.inner_text("#project-counts")
-            assert f"seed pairs {len(seeds)}" in counts and f"pool prompts {len(pool)}" in counts
-            first_prompt = seeds[0]["prompt"][-1]["content"]
-            wait_until(lambda: first_prompt[:60] in page.inner_text("#data-table"), what="the imported seed rows")
-            assert page.locator("#cfg-model input, #cfg-model textarea").first.input_value() == "text:model"
-            assert "✓ valid" in page.inner_text("#config-status")
+        # the setup's progress on the Project tab while the worker builds the world, then the imported rows
+        seen: list[str] = []
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        while "Set up" not in (text := page.inner_text("#project-setup")):
+            if " · world · stage" in text and not any(" · world · stage" in t for t in seen):
+                page.screenshot(path=str(SHOTS / "text-demo-setup.png"), full_page=True)
+            seen.append(text)
+            if store.job(job.id).status == "failed" or time.monotonic() > deadline:
+                pytest.fail(f"setup did not finish: {store.job(job.id).error}\n{seen[-3:]}")
+            time.sleep(0.3)
+        running = [t for t in seen if "running" in t and "text-world job #" in t]
+        assert any(" · world · stage" in t and "%" in t for t in running), seen[-5:]  # the build, with counts
+        assert store.job(job.id).status == "done"
+        seeds, pool = world_rows(text_dir, "seed.jsonl"), world_rows(text_dir, "pool.jsonl")
+        assert [store.count_examples(proj.id, r) for r in ("seed", "pool")] == [len(seeds), len(pool)]
+        counts = page.inner_text("#project-counts")
+        assert f"seed pairs {len(seeds)}" in counts and f"pool prompts {len(pool)}" in counts
+        first_prompt = seeds[0]["prompt"][-1]["content"]
+        wait_until(lambda: first_prompt[:60] in page.inner_text("#data-table"), what="the imported seed rows")
+        assert page.locator("#cfg-model input, #cfg-model textarea").first.input_value() == "text:model"
+        assert "✓ valid" in page.inner_text("#config-status")
 
-            # review: real SmolLM2 answers with their instructions, each marked as the gold marks it
-            ids = text_pairs(studio.db, text_dir)
-            book = it.TaskBook.load(text_dir / "tasks.jsonl")
-            page.get_by_role("tab", name="Review").click()
-            page.wait_for_selector("#review-checks-a li", timeout=20_000)
-            shown = int(page.inner_text("#review-pair-head").split("#")[1].split()[0])
-            assert shown in ids
-            pair = store.pair(shown)
-            task = book.task(pair.prompt)
-            for side in ("a", "b"):
-                marks = expected_marks(book, pair, side)
-                items = page.locator(f"#review-checks-{side} li")
-                assert items.count() == len(task.instruction_ids) == len(marks)
-                assert [items.nth(k).get_attribute("data-pass") == "yes" for k in range(items.count())] == marks
-                assert [items.nth(k).inner_text()[0] for k in range(items.count())] == ["✓" if m else "✗" for m in marks]
-                text = page.inner_text(f"#review-checks-{side}")
-                assert f"Instructions followed: {sum(marks)} of {len(marks)}" in text
-                for kind, kwargs in zip(task.instruction_ids, task.kwargs):
-                    assert it.describe(kind, kwargs).splitlines()[0] in text
-            page.screenshot(path=str(SHOTS / "text-demo-review.png"), full_page=True)
-            # the next pair shows its own instructions
-            page.click("#review-next")
-            wait_until(lambda: int(page.inner_text("#review-pair-head").split("#")[1].split()[0]) != shown,
-                       what="the next pair")
-            following = store.pair(int(page.inner_text("#review-pair-head").split("#")[1].split()[0]))
-            wait_until(lambda: f"of {len(book.task(following.prompt).instruction_ids)}" in
-                       page.inner_text("#review-checks-a"), what="the next pair's instructions")
+        # review: real SmolLM2 answers with their instructions, each marked as the gold marks it
+        ids = text_pairs(studio.db, text_dir)
+        book = it.TaskBook.load(text_dir / "tasks.jsonl")
+        page.get_by_role("tab", name="Review").click()
+        page.wait_for_selector("#review-checks-a li", timeout=20_000)
+        shown = int(page.inner_text("#review-pair-head").split("#")[1].split()[0])
+        assert shown in ids
+        pair = store.pair(shown)
+        task = book.task(pair.prompt)
+        for side in ("a", "b"):
+            marks = expected_marks(book, pair, side)
+            items = page.locator(f"#review-checks-{side} li")
+            assert items.count() == len(task.instruction_ids) == len(marks)
+            assert [items.nth(k).get_attribute("data-pass") == "yes" for k in range(items.count())] == marks
+            assert [items.nth(k).inner_text()[0] for k in range(items.count())] == ["✓" if m else "✗" for m in marks]
+            text = page.inner_text(f"#review-checks-{side}")
+            assert f"Instructions followed: {sum(marks)} of {len(marks)}" in text
+            for kind, kwargs in zip(task.instruction_ids, task.kwargs):
+                assert it.describe(kind, kwargs).splitlines()[0] in text
+        page.screenshot(path=str(SHOTS / "text-demo-review.png"), full_page=True)
+        # the next pair shows its own instructions
+        page.click("#review-next")
+        wait_until(lambda: int(page.inner_text("#review-pair-head").split("#")[1].split()[0]) != shown,
+                   what="the next pair")
+        following = store.pair(int(page.inner_text("#review-pair-head").split("#")[1].split()[0]))
+        wait_until(lambda: f"of {len(book.task(following.prompt).instruction_ids)}" in
+                   page.inner_text("#review-checks-a"), what="the next pair's instructions")
 
-            page.reload()  # set up: no longer offered
-            page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
-            page.wait_for_selector("#demo-offer", state="hidden", timeout=10_000)
-            assert errors == []
-            browser.close()
+        page.reload()  # set up: no longer offered
+        page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
+        page.wait_for_selector("#demo-offer", state="hidden", timeout=10_000)
+        assert errors == []
+        page.close()
     finally:
         store.close()
         stop_studio(studio)
