@@ -533,8 +533,8 @@ class ReviewQuery:
     def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
         if self.source is not None and self.source not in LABEL_SOURCES:
             raise ActionError(f"label source must be one of {', '.join(LABEL_SOURCES)}")
-        if self.order not in ("uncertain", "newest", "confident"):
-            raise ActionError("order must be uncertain, newest or confident")
+        if self.order not in ("uncertain", "disagree", "newest", "confident"):
+            raise ActionError("order must be uncertain, disagree, newest or confident")
         if self.rank_band is not None and self.rank_band not in RANK_BANDS:
             raise ActionError(f"rank must be one of {', '.join(RANK_BANDS)}")
         low, high = RANK_BANDS.get(self.rank_band, (None, None))

@@ -17,7 +17,8 @@ from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewQuery
 ANY = "any"
 SOURCES = [ANY, "self", "human", "accepted", "gold"]
 FLAGS = {ANY: None, "flagged": True, "not flagged": False}
-ORDERS = {"flagged, then least confident": "uncertain", "most confident first": "confident", "newest first": "newest"}
+ORDERS = {"flagged, then least confident": "uncertain", "judges disagree first": "disagree",
+          "most confident first": "confident", "newest first": "newest"}
 SHORTCUTS = {"a": "review-a", "b": "review-b", "t": "review-tie", "x": "review-bothbad", "k": "review-keep",
              "f": "review-flip", "s": "review-skip", "n": "review-next", "p": "review-prev", "u": "review-undo"}
 TOP_BANDS = [band for band, (low, _) in RANK_BANDS.items() if low is not None]

@@ -100,7 +100,8 @@ def render(db: str, job_id: int, figures: list[RoundFigures], budgets_pct: list[
     for f in figures:
         lines += [f"Round {f.round}: {f.pairs} pairs, judge wrong on {f.errors} ({f.errors / f.pairs:.1%}); "
                   f"the no-reference judge would be wrong on {f.noref_errors} ({f.noref_errors / f.pairs:.1%}).", "",
-                  "| rule | " + " | ".join(f"k = {k} ({p:g}%)" for k, p in zip(f.budgets, budgets_pct)) + " |",
+                  "| rule | " + " | ".join(f"k = {k} ({p:g}%{'' if k <= p / 100 * f.pairs + 0.5 else ', at least 1'})"
+                                      for k, p in zip(f.budgets, budgets_pct)) + " |",
                   "|---|" + "---|" * len(f.budgets)]
         lines.append("| random (expected) | " + " | ".join(f"{e:.1f}" for e in f.random_expected) + " |")
         lines.append("| random (one draw) | " + " | ".join(map(str, f.random_draw)) + " |")

@@ -24,7 +24,7 @@ class ReviewFilter:
     min_confidence: float | None = None
     max_confidence: float | None = None
     search: str = ""
-    order: str = "uncertain"  # uncertain | newest | confident
+    order: str = "uncertain"  # uncertain | disagree | newest | confident
     limit: int = 50
     offset: int = 0
     min_rank: float | None = None  # within-round percentile of the judge's margin, 0 = least sure (see RANK_SQL)
@@ -70,6 +70,10 @@ RANK_SQL = ("select id, percent_rank() over (partition by job_id, round order by
             "where project_id = ? and label is not null and margin is not null")
 
 
+DISAGREE_SQL = ("(judge_label in ('a', 'b') and logp_policy_a is not null and logp_policy_b is not null and "
+                "(logp_policy_a >= logp_policy_b) != (judge_label = 'a'))")
+
+
 def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     """The review filter as a WHERE clause, its parameters and an ORDER BY (shared by both page readers)."""
     where, params = ["project_id = ?", "label is not null"], [f.project_id]
@@ -94,6 +98,9 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
         params += [f.project_id, 0.0 if f.min_rank is None else f.min_rank, 2.0 if f.max_rank is None else f.max_rank]
     order = {
         "uncertain": "coalesce(noisy, 0) desc, confidence asc, id asc",
+        # the implicit judge's label against the no-reference judge's (β·logp π_{i-1}); on the demo world the pairs
+        # where they disagree hold about twice random's share of wrong labels (benchmarks/text_selection.py)
+        "disagree": f"{DISAGREE_SQL} desc, confidence asc, id asc",
         "confident": "confidence desc, id asc",
         "newest": "id desc",
     }[f.order]

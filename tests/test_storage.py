@@ -101,6 +101,19 @@ def test_review_queue_puts_flagged_then_least_confident_first(store):
     assert n == 1 and found[0].prompt[0]["content"] == "q2"
 
 
+def test_the_disagree_order_puts_pairs_the_no_reference_judge_labels_otherwise_first(store):
+    p, job, ids = seeded(store, 4)
+    # (confidence, the implicit judge's label, logp_policy_a, logp_policy_b): the no-reference judge picks the
+    # answer π_{i-1} finds likelier, so it disagrees on the 2nd and the 4th pair
+    rows = [(0.51, "a", -5.0, -9.0), (0.9, "a", -9.0, -5.0), (0.52, "b", -9.0, -5.0), (0.6, "b", -5.0, -9.0)]
+    pairs = [pair(job, p.id, ids[i], c, label=lab) for i, (c, lab, _, _) in enumerate(rows)]
+    for x, (_, _, la, lb) in zip(pairs, rows):
+        x.logp_policy_a, x.logp_policy_b = la, lb
+    store.add_pairs(pairs)
+    page, total = store.review_queue(ReviewFilter(project_id=p.id, order="disagree"))
+    assert total == 4 and [x.confidence for x in page] == [0.6, 0.9, 0.51, 0.52]
+
+
 def test_bulk_accept_marks_confident_self_labels_accepted_not_human(store):
     p, job, ids = seeded(store, 3)
     store.add_pairs([pair(job, p.id, ids[i], c) for i, c in enumerate([0.95, 0.6, 0.97])])
