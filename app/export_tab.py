@@ -180,7 +180,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                                                api_visibility="private")
     gr.on([c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)], on_form, form, [command],
           show_progress="hidden", api_visibility="private")
-    export_btn.click(on_export, form, [result, command, table], api_visibility="private").then(
+    # the folder as its box shows it at the click (Gradio may not have synced a path typed a moment before)
+    read_out = (f"(...a) => {{ const box = document.querySelector('#export-out input, #export-out textarea'); "
+                f"if (box) a[{form.index(out)}] = box.value; return a; }}")
+    export_btn.click(on_export, form, [result, command, table], api_visibility="private", js=read_out).then(
         lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden", api_visibility="private")
     for trigger in (tab.select, project.change, jobs_refresh.click):
         trigger(lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden",

@@ -240,6 +240,7 @@ def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world)
 
         # export the dataset from the Export tab and read it back
         page.get_by_role("tab", name="Export").click()
+        wait_until(lambda: field(page, "export-out").input_value().endswith("dataset"), what="the export tab opened")
         out = tmp_path / "exported"
         field(page, "export-out").fill(str(out))
         page.click("#export-button")
