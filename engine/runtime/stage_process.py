@@ -171,7 +171,10 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         if job.kind == "export":
             run_export(store, job, stop, say)
         elif job.kind == TEXT_SETUP:
-            run_text_setup(store, job, stage, stop, say)
+            from engine.runtime.context import JobProgress
+            from engine.runtime.jobs import text_setup_request
+
+            run_text_setup(store, job, text_setup_request(job), stage, JobProgress(store, job.id, 0, stage, stop), say)
         else:
             from engine.config import parse_config
             from engine.runtime.context import StageContext

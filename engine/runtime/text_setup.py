@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from engine.runtime.context import StopFlag
     from storage import Job, Store
+
+Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobProgress
 
 KIND = "text-world"
 STAGES = ("model", "world", "import")
@@ -33,13 +34,10 @@ class TextSetupRequest:
             raise ValueError(f"size must be one of {', '.join(SIZES)}, not {self.size!r}")
 
 
-def run_text_setup(store: Store, job: Job, stage: str, stop: StopFlag, say: Callable[[str], None]) -> None:
-    """One stage of a setup job: `model` fetches, `world` builds, `import` imports (STAGES)."""
-    from engine.runtime.context import JobProgress
-    from engine.runtime.jobs import text_setup_request
-
-    req = text_setup_request(job)
-    progress = JobProgress(store, job.id, 0, stage, stop)
+def run_text_setup(store: Store, job: Job, req: TextSetupRequest, stage: str, progress: Progress,
+                   say: Callable[[str], None]) -> None:
+    """One stage of a setup job: `model` fetches, `world` builds, `import` imports (STAGES). The runtime parses
+    the request and makes the progress reporter, so this module imports none of it."""
     progress(0, 1, force=True)
     {"model": _fetch, "world": _build, "import": _import}[stage](store, job, req, progress, say)
     progress(1, 1, force=True)
