@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,20 @@ def open_studio(browser, studio):
     page.goto(studio.url)
     page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
     return page, errors
+
+
+@contextmanager
+def demo_studio(browser, db: Path, *args: str):
+    """A studio on a fresh database, its page open on the demo project; (studio, store, page, errors)."""
+    studio = start_studio(db, *args)
+    store = Store(studio.db)
+    try:
+        page, errors = open_studio(browser, studio)
+        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+        yield studio, store, page, errors
+    finally:
+        store.close()
+        stop_studio(studio)
 
 
 def field(page, elem: str):
@@ -81,11 +96,7 @@ SETTLE_MS = 1000
 
 
 def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(browser, tmp_path):
-    studio = start_studio(tmp_path / "typed.db", "--no-worker")
-    store = Store(studio.db)
-    try:
-        page, errors = open_studio(browser, studio)
-        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+    with demo_studio(browser, tmp_path / "typed.db", "--no-worker") as (studio, store, page, errors):
         demo = store.project("demo")
 
         type_into(page, "cfg-learning-rate", "0.0005")
@@ -130,19 +141,12 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
                     float(typed["cfg-learning-rate"]), int(typed["cfg-epochs"]), int(typed["cfg-rounds"])), (
                     attempt, elem, typed)
         assert errors == []
-    finally:
-        store.close()
-        stop_studio(studio)
 
 
 def test_guidelines_sit_beside_the_pair_survive_a_reload_and_undo_reverts_a_whole_bulk_accept(browser, tmp_path):
     from tests.test_studio_api import insert_pairs
 
-    studio = start_studio(tmp_path / "guide.db", "--no-worker")
-    store = Store(studio.db)
-    try:
-        page, errors = open_studio(browser, studio)
-        wait_until(lambda: "demo" in page.inner_text("#project-counts"), what="the demo project")
+    with demo_studio(browser, tmp_path / "guide.db", "--no-worker") as (studio, store, page, errors):
         job_id, ids = insert_pairs(studio.db, "demo", n=20)
         page.get_by_role("tab", name="Review").click()
         page.wait_for_selector("#review-pair-head :text('Pair #')", timeout=30_000)
@@ -178,9 +182,6 @@ def test_guidelines_sit_beside_the_pair_survive_a_reload_and_undo_reverts_a_whol
         assert {p.id: (p.label, p.label_source) for p in store.pairs(job_id)} == before
         assert len([e for e in store.label_events() if e.undoes is not None]) == len(accepted)
         assert errors == []
-    finally:
-        store.close()
-        stop_studio(studio)
 
 
 def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world):
