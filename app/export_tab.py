@@ -150,13 +150,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force]
 
-    def on_open(project_, what_):
-        default = str(Path("exports") / (project_ or "project") / what_)
+    def default_out(project_, what_):
+        return str(Path("exports") / (project_ or "project") / what_)
+
+    def on_open(project_):
         frame = exportable_frame(db, project_)
         rounds = sorted({int(r) for r in frame["round"]}) if len(frame) else []
         note = "" if len(frame) else "_No run of this project has saved a model yet; the dataset can be exported._"
-        return (frame, default, gr.update(choices=[LAST] + rounds, value=LAST),
-                gr.update(value=note, visible=bool(note)))
+        return frame, gr.update(choices=[LAST] + rounds, value=LAST), gr.update(value=note, visible=bool(note))
 
     def on_form(*values):
         try:
@@ -171,13 +172,16 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         except (ActionError, ValueError, TypeError) as e:
             return f"✗ {e}", gr.skip(), gr.skip()
 
+    # Opening the tab refreshes what can be exported but leaves the folder alone: a reply to the tab's select
+    # could otherwise land after the person has typed a folder, and replace it. The default folder follows the
+    # project and the kind of export only.
     for trigger in (tab.select, project.change):
-        trigger(on_open, [project, what], [table, out, round_, note], show_progress="hidden",
+        trigger(on_open, [project], [table, round_, note], show_progress="hidden",
                 api_visibility="private").then(
             on_form, form, [command], show_progress="hidden", api_visibility="private")
-    what.input(lambda p, w: str(Path("exports") / (p or "project") / w), [project, what], [out],
-               api_visibility="private").then(on_form, form, [command], show_progress="hidden",
-                                               api_visibility="private")
+    project.change(default_out, [project, what], [out], show_progress="hidden", api_visibility="private")
+    what.input(default_out, [project, what], [out], api_visibility="private").then(
+        on_form, form, [command], show_progress="hidden", api_visibility="private")
     gr.on([c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)], on_form, form, [command],
           show_progress="hidden", api_visibility="private")
     # the folder as its box shows it at the click (Gradio may not have synced a path typed a moment before)
