@@ -91,6 +91,8 @@ class TrainConfig:
     strategy: str = _field("auto", "auto | ddp | deepspeed_zero3 | fsdp")
     micro_batch_size: int = _field(8, "pairs per forward pass; gradient accumulation makes up batch_size", POSITIVE)
     gradient_checkpointing: bool = _field(False, "trade compute for memory")
+    group_by_length: bool = _field(False, "batch pairs of similar length together (transformers' "
+                                          "LengthGroupedSampler): less padding, so less compute, in another order")
 
 
 @dataclass

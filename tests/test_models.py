@@ -99,7 +99,7 @@ def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_
     row = TrainRow(pair_id=1, prompt=[{"role": "user", "content": "hi"}], chosen="ab", rejected="ba")
     settings = TrainSettings(beta=0.1, learning_rate=1e-3, epochs=1, batch_size=1, micro_batch_size=1,
                              lr_scheduler="constant", warmup_ratio=0.0, seed=0, bf16=False,
-                             gradient_checkpointing=False)
+                             gradient_checkpointing=False, group_by_length=False)
     trainer = make_trainer(resumed, models.load_tokenizer(str(tiny_model_dir)), [row], settings, None,
                            reference="ref_adapter")
     assert trainer.ref_adapter == TRL_REF_ADAPTER and resumed.active_adapter == "default"

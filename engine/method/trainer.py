@@ -95,6 +95,7 @@ class TrainSettings:
     seed: int
     bf16: bool
     gradient_checkpointing: bool
+    group_by_length: bool
     processes: int = 1  # data-parallel ranks; batch_size stays the effective batch over all of them
     output_dir: str = ""
     logging_steps: int = 1
@@ -110,7 +111,8 @@ class TrainSettings:
                    micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
                    warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + round_index,
                    bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
-                   gradient_checkpointing=cfg.train.gradient_checkpointing, processes=processes)
+                   gradient_checkpointing=cfg.train.gradient_checkpointing,
+                   group_by_length=cfg.train.group_by_length, processes=processes)
 
 
 @dataclass
@@ -163,7 +165,8 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
             if len(c) > room or len(r) > room:
                 ref_c = ref_r = math.nan
                 c, r = c[:room], r[:room]
-        records.append(dict(prompt_ids=p, chosen_ids=c, rejected_ids=r, ref_chosen_logps=ref_c,
+        records.append(dict(prompt_ids=p, chosen_ids=c, rejected_ids=r, length=len(p) + max(len(c), len(r)),
+                            ref_chosen_logps=ref_c,
                             ref_rejected_logps=ref_r, trusted=bool(row.trusted),
                             pair_id=-1 if row.pair_id is None else int(row.pair_id)))
     if dropped:
@@ -370,6 +373,7 @@ def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: b
         logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
         activation_checkpointing=settings.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         max_length=None, disable_tqdm=True,
     )
 
