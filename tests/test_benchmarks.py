@@ -17,12 +17,16 @@ PROMPTS = [[{"role": "user", "content": text}] for text in
             "hi", "count the letters in banana", "sort: 9 8 7 6 5 4")]
 
 
-def load_throughput():
-    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "benchmarks" / "throughput.py")
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
+
+
+def load_throughput():
+    return load("throughput")
 
 
 def test_throughput_quick(tmp_path):
@@ -125,3 +129,12 @@ def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch,
     assert first.startswith("Demo world (SFT weights sha256 0123456789ab, SFT gold 0.522), eval prompts, seeds [0, 1]")
     assert "`python benchmarks/spa_table.py --seeds 2 --only 'SPA, judge without reference'`, 1.0 min." in first
     assert spa_table.spa_no_ref_human(base).endswith("+ 18 human labels, lowest confidence")  # 19.2 → 6 × 3 rounds
+
+
+def test_stage_times_pairs_each_stage_start_with_its_end():
+    stage_times = load("stage_times")
+    events = [{"at": f"2026-12-03T16:{m:02d}:{s:02d}+00:00", "message": msg} for m, s, msg in (
+        (0, 0, "[round 0 seed] started"), (1, 0, "[round 0 seed] 1/15, ETA 20s"), (5, 30, "[round 0 seed] done"),
+        (5, 30, "[round 1 generate] started"), (6, 0, "[round 1 generate] stopped"),  # no done: not counted
+        (7, 0, "[round 1 generate] started"), (10, 15, "[round 1 generate] done"))]
+    assert stage_times.stage_minutes(events) == [(0, "seed", 5.5), (1, "generate", 3.25)]
