@@ -61,18 +61,15 @@ def elem_id(path: str) -> str:
 
 def typed_values_js(leading: int) -> str:
     """A browser-side function for an event whose inputs are `leading` other components and then the form fields:
-    it replaces each typed field's value by what its box shows at the click. Gradio hands an event the values
-    it last synchronised from the page, and a box typed into a moment before the click can still be behind."""
-    fields = json.dumps([[elem_id(path), kind in ("number", "int")] if kind in TYPED_KINDS else None
-                         for path, _, kind, _ in FORM_FIELDS])
+    it replaces each typed field's value by the text its box shows at the click (`parsed` reads it). Gradio hands
+    an event the values it last synchronised from the page, and a box typed into a moment before the click can
+    still be behind."""
+    fields = json.dumps([elem_id(path) if kind in TYPED_KINDS else None for path, _, kind, _ in FORM_FIELDS])
     return f"""(...args) => {{
   const fields = {fields};
   const values = args.slice({leading}).map((v, i) => {{
-    const f = fields[i];
-    const box = f && document.querySelector('#' + f[0] + ' input, #' + f[0] + ' textarea');
-    if (!box) return v;
-    if (!f[1]) return box.value;
-    return box.value.trim() === '' ? null : Number(box.value);
+    const box = fields[i] && document.querySelector('#' + fields[i] + ' input, #' + fields[i] + ' textarea');
+    return box ? box.value : v;
   }});
   return [...args.slice(0, {leading}), ...values];
 }}"""
@@ -86,11 +83,14 @@ def get(cfg: RunConfig, path: str):
 
 
 def shown(kind: str, value):
-    """A configuration value as its form field shows it."""
+    """A configuration value as its form field shows it. Numbers are shown as text in text boxes: a number box
+    redraws itself from the number it last parsed, and that lost keystrokes typed just before a tab switch."""
     if kind.startswith("list_"):
         return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     if kind == "optional":  # empty is allowed in the form (the default); the parsed config holds the number
         return f"{value:g}"
+    if kind in ("number", "int"):
+        return str(value)
     return value
 
 

@@ -36,9 +36,7 @@ def _field(path: str, label: str, kind: str, info: str):
         return gr.Checkbox(label=label, info=info, elem_id=elem, min_width=150)
     if kind == "choice":
         return gr.Dropdown(list(CHOICES[path]), label=label, info=info, elem_id=elem, min_width=150)
-    if kind in ("number", "int"):
-        return gr.Number(label=label, info=info, precision=0 if kind == "int" else None, elem_id=elem, min_width=150)
-    return gr.Textbox(label=label, info=info, elem_id=elem, min_width=150)
+    return gr.Textbox(label=label, info=info, elem_id=elem, min_width=150)  # numbers too (config_form.shown)
 
 
 def describe(cfg: RunConfig) -> str:
