@@ -155,6 +155,11 @@ def wait_for(db: Path, job_id: int, predicate, what: str = "the state waited for
 
 
 def finished(job: Job) -> bool:
+    """Done, failed, stopped or paused, or interrupted for good. A worker starting up marks a dead worker's job
+    interrupted and queues it again a moment later: until automatic resume gives up (and says so in the job's
+    error), interrupted is on the way back to the queue."""
+    if job.status == "interrupted":
+        return bool(job.error)
     return job.status not in ("queued", "running")
 
 
