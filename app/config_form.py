@@ -83,8 +83,8 @@ def get(cfg: RunConfig, path: str):
 
 
 def shown(kind: str, value):
-    """A configuration value as its form field shows it. Numbers are shown as text in text boxes: a number box
-    redraws itself from the number it last parsed, and that lost keystrokes typed just before a tab switch."""
+    """A configuration value as its form field shows it. Numbers too are shown as text, in text boxes: what the
+    person typed is what `parsed` reads, never a number the browser rounded or parsed halfway."""
     if kind.startswith("list_"):
         return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     if kind == "optional":  # empty is allowed in the form (the default); the parsed config holds the number

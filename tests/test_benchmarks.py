@@ -25,12 +25,8 @@ def load(name: str):
     return module
 
 
-def load_throughput():
-    return load("throughput")
-
-
 def test_throughput_quick(tmp_path):
-    bench = load_throughput()
+    bench = load("throughput")
     model_dir = save_toy_model(tmp_path / "toy", hidden=32, layers=1, heads=2)
     prepared = bench.run_task(dict(task="prepare_model", source=str(model_dir), workdir=str(tmp_path)), inline=True)
     w = bench.Workload("toy", "toy model", str(model_dir), gen_prompts=3, max_new_tokens=12, gen_batch=8,

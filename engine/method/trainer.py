@@ -166,8 +166,7 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
                 ref_c = ref_r = math.nan
                 c, r = c[:room], r[:room]
         records.append(dict(prompt_ids=p, chosen_ids=c, rejected_ids=r, length=len(p) + max(len(c), len(r)),
-                            ref_chosen_logps=ref_c,
-                            ref_rejected_logps=ref_r, trusted=bool(row.trusted),
+                            ref_chosen_logps=ref_c, ref_rejected_logps=ref_r, trusted=bool(row.trusted),
                             pair_id=-1 if row.pair_id is None else int(row.pair_id)))
     if dropped:
         logger.warning("%d pairs left out: their prompt alone fills max_length=%s", dropped, max_length)
