@@ -18,7 +18,10 @@ exactly that seed round. Rows:
 - spa: SPA as specified (implicit judge against π_init, refinement on);
 - noref: SPA with the judge without reference (the authors' ablation; best on the demo world);
 - human / random: SPA + ~1% of the pool in human labels (gold standing in for the person) on the lowest-confidence
-  pairs, or on random pairs.
+  pairs, or on random pairs;
+- anchor: the §4b anchor's recipe, a check on the trainer rather than a row of the paper: no seed round (π_0 =
+  SmolLM2), one round over 160 pool prompts × 4 samples, gold picks best vs worst, plain DPO at lr 2e-4 for 2
+  epochs. It starts from SmolLM2 even with --spa-from, and reports SmolLM2 on the same eval prompts beside it.
 Writes benchmarks/results/text_table.md and .json (also after every row, so a stopped run keeps what it made).
 """
 from __future__ import annotations
@@ -77,6 +80,10 @@ def rows(base: RunConfig) -> dict[str, tuple[str, dict, object]]:
         "human": (f"SPA + {n * base.rounds} human labels, lowest confidence", {},
                   human_corrections(n, "confidence", base.seed)),
         "random": (f"SPA + {n * base.rounds} human labels, at random", {}, human_corrections(n, "random", base.seed)),
+        "anchor": ("§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
+                   {"epochs": 0, "rounds": 1, "prompts_per_round": [160], "generation__samples_per_prompt": 4,
+                    "judge__kind": "gold", "refine__enabled": False, "refine__lambdas": base.refine.lambdas[:1],
+                    "round_learning_rate": 2e-4, "round_epochs": 2}, None),
     }
 
 
@@ -96,7 +103,7 @@ def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: 
         cfg = with_overrides(base, output_dir=str(Path(tmp) / "out"))
         cfg = with_overrides(cfg, **changes)
         fork = None
-        if source is not None:
+        if source is not None and key != "anchor":
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
             shared = base.prompts_for_round(1) if cfg.prompts_for_round(1) == base.prompts_for_round(1) else 0
             fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
@@ -127,12 +134,18 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
     pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
     human = run.store.label_source_counts(run.project_id).get("human", 0)
     labels = seeds + (pairs if key == "dpo100" else human)
+    if key == "anchor":
+        labels = pairs
     out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
                      run.metrics_by_round("round/self_label_accuracy"), seconds)]
     if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
         out.insert(0, RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
                                 split_values(run, "eval2", 0)))
         out.insert(0, RowResult("SmolLM2-135M-Instruct as is", 0, split_values(run, "eval", 0, "init/"),
+                                split_values(run, "eval2", 0, "init/")))
+        out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
+    if key == "anchor":  # its π_0 is SmolLM2: the row to compare it with, on the same eval prompts
+        out.insert(0, RowResult("SmolLM2-135M-Instruct as is (the anchor's start)", 0, split_values(run, "eval", 0, "init/"),
                                 split_values(run, "eval2", 0, "init/")))
         out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
     return out
@@ -168,7 +181,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "text_demo.yaml"))
     p.add_argument("--rows", nargs="*", default=["spa", "dpo100", "noref"],
-                   choices=["spa", "dpo100", "noref", "human", "random"])
+                   choices=["spa", "dpo100", "noref", "human", "random", "anchor"])
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)
