@@ -4,6 +4,7 @@ decoding: does SPA with 20 seed labels reach DPO on gold labels of all its promp
     python benchmarks/text_table.py                       # configs/text_demo.yaml's sizes, seed 42
     python benchmarks/text_table.py --prompts 48 --rounds 1 --eval-prompts 24 --rows spa dpo100 noref
     python benchmarks/text_table.py --spa-from runs/text_demo.db --rows dpo100 human random noref
+    python benchmarks/text_table.py --rows anchor --eval-prompts 48 --keep-runs runs/table   # then text_judge.py
 
 --spa-from reads the first three rows off a finished `python launch.py run configs/text_demo.yaml --db DB` (the
 same stages, run by the worker) instead of running the SPA row again; its queued config must equal this table's
@@ -16,7 +17,8 @@ exactly that seed round. Rows:
 - dpo100: DPO on 100% gold labels: one round over all of SPA's prompts from π_0, pairs labelled by gold, plain DPO
   (no refinement), the paper's DPO-on-all-labels at the same prompts and sampling budget;
 - spa: SPA as specified (implicit judge against π_init, refinement on);
-- noref: SPA with the judge without reference (the authors' ablation; best on the demo world);
+- noref: SPA with the judge without reference (the authors' ablation);
+- noref_bo4: the same judge picking the best and the worst of 4 samples (the demo world's best variant, with 8);
 - human / random: SPA + ~1% of the pool in human labels (gold standing in for the person) on the lowest-confidence
   pairs, or on random pairs;
 - anchor: the §4b anchor's recipe, a check on the trainer rather than a row of the paper: no seed round (π_0 =
@@ -77,6 +79,8 @@ def rows(base: RunConfig) -> dict[str, tuple[str, dict, object]]:
                    {"rounds": 1, "prompts_per_round": [all_prompts], "judge__kind": "gold", "refine__enabled": False},
                    None),
         "noref": ("SPA, judge without reference", {"judge__reference": "none"}, None),
+        "noref_bo4": ("SPA, judge without reference, best of 4 samples",
+                      {"judge__reference": "none", "generation__samples_per_prompt": 4}, None),
         "human": (f"SPA + {n * base.rounds} human labels, lowest confidence", {},
                   human_corrections(n, "confidence", base.seed)),
         "random": (f"SPA + {n * base.rounds} human labels, at random", {}, human_corrections(n, "random", base.seed)),
@@ -96,18 +100,28 @@ def split_values(run, split: str, round_index: int, prefix: str = "") -> dict[st
     return out
 
 
-def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: InlineRun | None) -> list[RowResult]:
-    """source: the SPA run the row starts from (its π_0, and the round-1 samples the row shares with it)."""
+def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: InlineRun | None,
+            keep: Path | None = None) -> list[RowResult]:
+    """source: the SPA run the row starts from (its π_0, and the round-1 samples the row shares with it); keep: a
+    folder to leave the row's database and models in (keep/<row>/table.db, out/), instead of a scratch one."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = keep / key if keep else Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         cfg = with_overrides(base, output_dir=str(Path(tmp) / "out"))
         cfg = with_overrides(cfg, **changes)
         fork = None
         if source is not None and key != "anchor":
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
-            shared = base.prompts_for_round(1) if cfg.prompts_for_round(1) == base.prompts_for_round(1) else 0
+            # the same π_0, prompts and sampling seeds give the same samples: all of round 1's when the row's round
+            # 1 is SPA's, the first chunk's when it is longer (dpo100), none when it samples more per prompt
+            chunks = -(-base.prompts_for_round(1) // GENERATE_CHUNK)
+            if cfg.prompts_for_round(1) != base.prompts_for_round(1):
+                chunks = 1
+            if cfg.generation.samples_per_prompt != base.generation.samples_per_prompt:
+                chunks = 0
             fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
-                        sample_chunks=-(-shared // GENERATE_CHUNK) if shared else 1)
+                        sample_chunks=chunks)
         run = run_inline(cfg, Path(tmp) / "table.db", after, fork)
         out = row_results(key, name, run, cfg, time.monotonic() - started)
         run.store.close()
@@ -181,7 +195,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "text_demo.yaml"))
     p.add_argument("--rows", nargs="*", default=["spa", "dpo100", "noref"],
-                   choices=["spa", "dpo100", "noref", "human", "random", "anchor"])
+                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "anchor"])
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)
@@ -189,6 +203,8 @@ def main() -> int:
     p.add_argument("--out", default=str(RESULTS / "text_table.md"))
     p.add_argument("--spa-from", metavar="DB", help="read the SPA row (and the first two) off a finished "
                    "`launch.py run` in DB instead of running it")
+    p.add_argument("--keep-runs", metavar="DIR", help="leave each row's database and models in DIR/<row>/ (e.g. "
+                   "for benchmarks/text_judge.py, which reads the anchor row's pairs)")
     p.add_argument("--keep", action="store_true", help="start from the rows already in --out's .json (another "
                    "invocation's), e.g. to run rows in two processes")
     args = p.parse_args()
@@ -219,7 +235,8 @@ def main() -> int:
         name, row_changes, after = table[key]
         print(f"[{(time.monotonic() - started) / 60:.1f} min] row {name}", flush=True)
         try:
-            results += run_row(key, name, row_changes, after, base, source)
+            results += run_row(key, name, row_changes, after, base, source,
+                               Path(args.keep_runs) if args.keep_runs else None)
         except ValueError as e:  # e.g. a gold-judged round whose pairs all tie: the row says why, the rest go on
             results.append(RowResult(f"{name} — failed: {e}", 0))
         text = render(results, base, command, time.monotonic() - started)

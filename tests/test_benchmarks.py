@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 
 from engine.method import models
 from engine.method.encoding import prompt_ids, response_ids
@@ -134,3 +135,20 @@ def test_stage_times_pairs_each_stage_start_with_its_end():
         (5, 30, "[round 1 generate] started"), (6, 0, "[round 1 generate] stopped"),  # no done: not counted
         (7, 0, "[round 1 generate] started"), (10, 15, "[round 1 generate] done"))]
     assert stage_times.stage_minutes(events) == [(0, "seed", 5.5), (1, "generate", 3.25)]
+
+
+def test_text_judge_scores_each_judge_against_gold_by_hand():
+    text_judge = load("text_judge")
+    scores = text_judge.Scores
+    pi0 = scores(torch.tensor([-10.0, -20.0, -30.0, -8.0]), torch.tensor([-12.0, -18.0, -30.0, -9.0]))
+    pi_init = scores(torch.tensor([-11.0, -19.0, -31.0, -6.0]), torch.tensor([-11.0, -19.0, -29.0, -10.0]))
+    lengths = scores(torch.tensor([10.0, 20.0, 30.0, 2.0]), torch.tensor([20.0, 10.0, 30.0, 4.0]))
+    rows = dict(text_judge.judge_rows("x", pi0, pi_init, 0.1, lengths))
+    # rewards β·(π_0 − π_init), chosen vs rejected: 0.1 vs −0.1 right; −0.1 vs 0.1 wrong; 0.1 vs −0.1 right;
+    # −0.2 vs 0.1 wrong: 2 of 4
+    assert rows["implicit, β·[logp(π_0) − logp(π_init)] (x)"] == 0.5
+    # per token: 0.01 vs −0.005 right; −0.005 vs 0.01 wrong; 0.0033 vs −0.0033 right; −0.1 vs 0.025 wrong
+    assert rows["implicit per token (x)"] == 0.5
+    # no reference: −10 > −12 right; −20 < −18 wrong; −30 = −30 half; −8 > −9 right: 2.5 of 4
+    assert rows["no reference, β·logp(π_0) (x)"] == 0.625
+    assert text_judge.right(-lengths.chosen, -lengths.rejected) == 0.625  # shorter: right, wrong, tie, right
