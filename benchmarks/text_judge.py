@@ -4,7 +4,7 @@ gold-labelled best-vs-worst pairs, then every judge on the other best-vs-worst p
     python benchmarks/text_table.py --rows anchor --eval-prompts 48 --keep-runs runs/table
     python benchmarks/text_judge.py runs/table/anchor/table.db [--spa-from runs/text_demo.db]
 
-The pairs are round 1 of the finished run in DB (the anchor row: 4 samples of SmolLM2 per prompt, gold picks
+The pairs are round 1 of the last run in DB (the anchor row: 4 samples of SmolLM2 per prompt, gold picks
 best and worst); only pairs whose gold differs count. --spa-from also judges them with that run's π_0, the seed
 round of the world's own 20 seed pairs (two samples each), to tell the seed pairs' part from the judged pairs'.
 Ties count as half right. Writes benchmarks/results/text_judge.md.
@@ -56,11 +56,12 @@ class Scores:
 
 
 def gold_pairs(db: str) -> list[GoldPair]:
-    """Round 1's pairs of the last finished run in db whose gold differs, chosen = the higher gold."""
+    """Round 1's judged pairs of the last run in db whose gold differs, chosen = the higher gold (the run may still
+    be training on them)."""
     store = Store(db)
-    jobs = [j for j in store.jobs(statuses=("done",)) if j.kind == "run"]
+    jobs = [j for j in store.jobs() if j.kind == "run"]
     if not jobs:
-        raise SystemExit(f"{db}: no finished run")
+        raise SystemExit(f"{db}: no run")
     pairs: list[Pair] = store.pairs(jobs[-1].id, 1)
     store.close()
     out = [GoldPair(p.prompt, *((p.response_a, p.response_b) if p.gold_a > p.gold_b else (p.response_b, p.response_a)))
