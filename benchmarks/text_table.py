@@ -148,8 +148,8 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
     pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
     human = run.store.label_source_counts(run.project_id).get("human", 0)
     labels = seeds + (pairs if key == "dpo100" else human)
-    if key == "anchor":
-        labels = pairs
+    if key == "anchor":  # its gold-decided pairs: a pair whose gold ties trains nothing
+        labels = sum(p.gold_a != p.gold_b for p in run.store.pairs(run.job_id, 1))
     out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
                      run.metrics_by_round("round/self_label_accuracy"), seconds)]
     if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
