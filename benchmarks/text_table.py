@@ -106,26 +106,30 @@ def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: 
     folder to leave the row's database and models in (keep/<row>/table.db, out/), instead of a scratch one."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch:
-        tmp = keep / key if keep else Path(scratch)
-        tmp.mkdir(parents=True, exist_ok=True)
-        cfg = with_overrides(base, output_dir=str(Path(tmp) / "out"))
+        folder = keep / key if keep else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = with_overrides(base, output_dir=str(folder / "out"))
         cfg = with_overrides(cfg, **changes)
         fork = None
         if source is not None and key != "anchor":
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
-            # the same π_0, prompts and sampling seeds give the same samples: all of round 1's when the row's round
-            # 1 is SPA's, the first chunk's when it is longer (dpo100), none when it samples more per prompt
-            chunks = -(-base.prompts_for_round(1) // GENERATE_CHUNK)
-            if cfg.prompts_for_round(1) != base.prompts_for_round(1):
-                chunks = 1
-            if cfg.generation.samples_per_prompt != base.generation.samples_per_prompt:
-                chunks = 0
             fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
-                        sample_chunks=chunks)
-        run = run_inline(cfg, Path(tmp) / "table.db", after, fork)
+                        sample_chunks=shared_sample_chunks(cfg, base))
+        run = run_inline(cfg, folder / "table.db", after, fork)
         out = row_results(key, name, run, cfg, time.monotonic() - started)
         run.store.close()
     return out
+
+
+def shared_sample_chunks(cfg: RunConfig, base: RunConfig) -> int:
+    """How many of SPA's round-1 generate chunks a row forked from its π_0 can take as they are: the same π_0, prompts
+    and sampling seeds give the same samples. All of them when the row's round 1 is SPA's, the first when it is longer
+    (dpo100), none when it samples more answers per prompt."""
+    if cfg.generation.samples_per_prompt != base.generation.samples_per_prompt:
+        return 0
+    if cfg.prompts_for_round(1) != base.prompts_for_round(1):
+        return 1
+    return -(-base.prompts_for_round(1) // GENERATE_CHUNK)
 
 
 def finished_run(db: str, base: RunConfig) -> tuple[InlineRun, float]:
@@ -153,16 +157,19 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
     out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
                      run.metrics_by_round("round/self_label_accuracy"), seconds)]
     if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
-        out.insert(0, RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
-                                split_values(run, "eval2", 0)))
-        out.insert(0, RowResult("SmolLM2-135M-Instruct as is", 0, split_values(run, "eval", 0, "init/"),
-                                split_values(run, "eval2", 0, "init/")))
-        out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
+        out[:0] = [init_row(run, "SmolLM2-135M-Instruct as is"),
+                   RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
+                             split_values(run, "eval2", 0))]
     if key == "anchor":  # its π_0 is SmolLM2: the row to compare it with, on the same eval prompts
-        out.insert(0, RowResult("SmolLM2-135M-Instruct as is (the anchor's start)", 0, split_values(run, "eval", 0, "init/"),
-                                split_values(run, "eval2", 0, "init/")))
-        out[0].eval["win_rate_vs_init"] = out[0].eval2["win_rate_vs_init"] = 0.5
+        out.insert(0, init_row(run, "SmolLM2-135M-Instruct as is (the anchor's start)"))
     return out
+
+
+def init_row(run: InlineRun, name: str) -> RowResult:
+    """π_init's figures, evaluated in round 0 beside π_0's; its win rate against itself is ½ by definition."""
+    row = RowResult(name, 0, split_values(run, "eval", 0, "init/"), split_values(run, "eval2", 0, "init/"))
+    row.eval["win_rate_vs_init"] = row.eval2["win_rate_vs_init"] = 0.5
+    return row
 
 
 def render(results: list[RowResult], base: RunConfig, command: str, seconds: float) -> str:

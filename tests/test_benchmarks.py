@@ -152,3 +152,37 @@ def test_text_judge_scores_each_judge_against_gold_by_hand():
     # no reference: −10 > −12 right; −20 < −18 wrong; −30 = −30 half; −8 > −9 right: 2.5 of 4
     assert rows["no reference, β·logp(π_0) (x)"] == 0.625
     assert text_judge.right(-lengths.chosen, -lengths.rejected) == 0.625  # shorter: right, wrong, tie, right
+
+
+def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
+    text_table = load("text_table")
+    from benchmarks.inline import InlineRun, with_overrides
+    from engine.config import load_config
+    from storage import Example, Job, Metric, Pair, Store
+
+    base = load_config(ROOT / "configs" / "text_demo.yaml")
+    assert text_table.shared_sample_chunks(base, base) == 1  # 50 prompts: one chunk of 64
+    rows = text_table.rows(base)
+    anchor = with_overrides(base, **rows["anchor"][1])
+    assert text_table.shared_sample_chunks(with_overrides(base, **rows["dpo100"][1]), base) == 1
+    assert text_table.shared_sample_chunks(with_overrides(base, **rows["noref_bo4"][1]), base) == 0
+    assert (anchor.epochs, anchor.prompts_for_round(1), anchor.generation.samples_per_prompt) == (0, 160, 4)
+
+    store = Store(tmp_path / "t.db")
+    project = store.ensure_project("p")
+    job = store.enqueue(Job(project_id=project.id, kind="run"))
+    store.add_examples(project.id, [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}])
+                                    for i in range(3)])
+    ids = [e.id for e in store.examples(project.id, "pool")]
+    store.add_pairs([Pair(job_id=job, round=1, prompt=[{"role": "user", "content": f"q{i}"}], response_a="x",
+                          response_b="y", example_id=ids[i], project_id=project.id, gold_a=ga, gold_b=gb)
+                     for i, (ga, gb) in enumerate([(1.0, 0.5), (0.5, 0.5), (0.0, 1.0)])])
+    store.add_metrics([Metric(job_id=job, name=n, round=r, value=v) for n, r, v in (
+        ("text/eval/init/prompt_strict", 0, 0.208), ("text/eval/prompt_strict", 0, 0.208),
+        ("text/eval/prompt_strict", 1, 0.292), ("text/eval2/init/instruction_loose", 0, 0.341))])
+    run = InlineRun(store, job, project.id)
+    start, trained = text_table.row_results("anchor", "anchor", run, anchor, 60.0)
+    assert start.eval == {"prompt_strict": 0.208, "win_rate_vs_init": 0.5}
+    assert start.eval2 == {"instruction_loose": 0.341, "win_rate_vs_init": 0.5}
+    assert (trained.labels, trained.eval, trained.seconds) == (2, {"prompt_strict": 0.292}, 60.0)  # a tie is no label
+    store.close()
