@@ -21,6 +21,10 @@ exactly that seed round. Rows:
 - noref_bo4: the same judge picking the best and the worst of 4 samples (the demo world's best variant, with 8);
 - human / random: SPA + ~1% of the pool in human labels (gold standing in for the person) on the lowest-confidence
   pairs, or on random pairs;
+- spa_bvw: SPA as specified from a different seed of the same size: 20 pairs of the best and the worst (by gold) of
+  4 SmolLM2 samples of the world's seed prompts, instead of two samples whose gold differs (the lead of
+  benchmarks/text_judge.py: π_0 seeded this way judged 0.603 against gold, the world's seed 0.500). It trains its
+  own seed round, so it reports its π_0 beside it;
 - anchor: the §4b anchor's recipe, a check on the trainer rather than a row of the paper: no seed round (π_0 =
   SmolLM2), one round over 160 pool prompts × 4 samples, gold picks best vs worst, plain DPO at lr 2e-4 for 2
   epochs. It starts from SmolLM2 even with --spa-from, and reports SmolLM2 on the same eval prompts beside it.
@@ -84,6 +88,7 @@ def rows(base: RunConfig) -> dict[str, tuple[str, dict, object]]:
         "human": (f"SPA + {n * base.rounds} human labels, lowest confidence", {},
                   human_corrections(n, "confidence", base.seed)),
         "random": (f"SPA + {n * base.rounds} human labels, at random", {}, human_corrections(n, "random", base.seed)),
+        "spa_bvw": ("SPA, seed of best vs worst of 4 samples", {}, None),
         "anchor": ("§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
                    {"epochs": 0, "rounds": 1, "prompts_per_round": [160], "generation__samples_per_prompt": 4,
                     "judge__kind": "gold", "refine__enabled": False, "refine__lambdas": base.refine.lambdas[:1],
@@ -110,8 +115,10 @@ def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: 
         folder.mkdir(parents=True, exist_ok=True)
         cfg = with_overrides(base, output_dir=str(folder / "out"))
         cfg = with_overrides(cfg, **changes)
+        if key == "spa_bvw":
+            cfg = with_overrides(cfg, seed_data=str(best_vs_worst_seed(folder / "seed_bvw4.jsonl", cfg)))
         fork = None
-        if source is not None and key != "anchor":
+        if source is not None and key not in ("anchor", "spa_bvw"):
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
             fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
                         sample_chunks=shared_sample_chunks(cfg, base))
@@ -119,6 +126,38 @@ def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: 
         out = row_results(key, name, run, cfg, time.monotonic() - started)
         run.store.close()
     return out
+
+
+def best_vs_worst_seed(path: Path, cfg: RunConfig, samples: int = 4) -> Path:
+    """As many seed pairs as the world's seed file holds, each the best and the worst by gold of `samples` SmolLM2
+    answers to one of the world's seed prompts (in the world's draw order; the run's sampling settings and dtype);
+    prompts whose answers all tie give no pair. Written once: a rerun with --keep-runs reuses the file."""
+    if path.exists():
+        return path
+    from engine.method import generation, models
+    from engine.worlds.text_world import TextWorldSize, best_vs_worst, build_text_world, draw_splits, pair_row
+    world = build_text_world()
+    manifest = world.manifest
+    wanted = manifest["counts"]["seed_pairs"]
+    candidates = draw_splits(TextWorldSize(**manifest["size"]), manifest["seed"]).seed
+    device = models.pick_device(cfg.device)
+    model = models.load_base_model(str(world.model_dir), device, models.pick_dtype(device, cfg.dtype))
+    tokenizer = models.load_tokenizer(str(world.model_dir))
+    rows, used = [], 0
+    while len(rows) < wanted and used < len(candidates):
+        chunk = candidates[used:used + 16]
+        settings = generation.SamplingSettings(samples_per_prompt=samples, temperature=cfg.generation.temperature,
+                                               top_p=cfg.generation.top_p,
+                                               max_new_tokens=cfg.generation.max_new_tokens,
+                                               batch_size=cfg.generation.batch_size, seed=cfg.seed * 1_000_003 + used)
+        used += len(chunk)
+        for task, group in zip(chunk, generation.generate(model, tokenizer, [t.messages() for t in chunk], settings)):
+            pair = best_vs_worst(task, [s.text for s in group])
+            if pair is not None and len(rows) < wanted:
+                rows.append(pair_row(task, *pair))
+        print(f"best-vs-worst seed: {len(rows)}/{wanted} pairs from {used} prompts", flush=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def shared_sample_chunks(cfg: RunConfig, base: RunConfig) -> int:
@@ -160,6 +199,9 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
         out[:0] = [init_row(run, "SmolLM2-135M-Instruct as is"),
                    RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
                              split_values(run, "eval2", 0))]
+    if key == "spa_bvw":  # its own seed round: its π_0 beside it
+        out.insert(0, RowResult(f"DPO on the best-vs-worst seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
+                                split_values(run, "eval2", 0)))
     if key == "anchor":  # its π_0 is SmolLM2: the row to compare it with, on the same eval prompts
         out.insert(0, init_row(run, "SmolLM2-135M-Instruct as is (the anchor's start)"))
     return out
@@ -202,7 +244,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "text_demo.yaml"))
     p.add_argument("--rows", nargs="*", default=["spa", "dpo100", "noref"],
-                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "anchor"])
+                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "spa_bvw", "anchor"])
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)

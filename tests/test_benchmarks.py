@@ -185,4 +185,7 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     assert start.eval == {"prompt_strict": 0.208, "win_rate_vs_init": 0.5}
     assert start.eval2 == {"instruction_loose": 0.341, "win_rate_vs_init": 0.5}
     assert (trained.labels, trained.eval, trained.seconds) == (2, {"prompt_strict": 0.292}, 60.0)  # a tie is no label
+    pi0, spa = text_table.row_results("spa_bvw", "SPA, seed of best vs worst", run, anchor, 60.0)
+    assert pi0.name.startswith("DPO on the best-vs-worst seed") and pi0.eval == {"prompt_strict": 0.208}
+    assert spa.eval == {"prompt_strict": 0.292} and spa.labels == 0  # no seed rows in this store, no human labels
     store.close()

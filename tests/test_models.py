@@ -1,6 +1,8 @@
 """Model loading: devices and dtypes, the tokenizer's pad token, LoRA adapters and π_init views."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -37,6 +39,18 @@ def test_pick_device_and_dtype():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError):
             models.pick_device("cuda")
+
+
+def test_bfloat16_on_a_cpu_without_native_bf16_warns_and_still_loads(monkeypatch):
+    """Emulated bf16 is slower than float32: say so, but honour the explicit choice (it still halves memory)."""
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without AVX512-BF16 or AMX"):
+        assert models.pick_dtype(CPU, "bfloat16") == torch.bfloat16
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert models.pick_dtype(CPU, "bfloat16") == torch.bfloat16
+        assert models.pick_dtype(CPU, "auto") == torch.float32  # auto never depends on which CPU this is
 
 
 def test_tokenizer_keeps_template_and_gets_a_pad_token(tmp_path, tiny_model_dir):

@@ -11,7 +11,7 @@ import pytest
 from engine.config import ConfigError, parse_config, resolve_path, uses_text_world
 from engine.worlds import ifeval_tasks as it
 from engine.worlds import smollm2
-from engine.worlds.text_world import TextWorldSize, draw_splits
+from engine.worlds.text_world import TextWorldSize, best_vs_worst, draw_splits
 
 TASK = "Write a short poem about the ocean."
 
@@ -55,6 +55,15 @@ def test_an_empty_answer_follows_nothing():
     t = task(["punctuation:no_comma", "keywords:forbidden_words"], [{}, {"forbidden_words": ["very", "many"]}])
     s = it.score(t, "   ")
     assert s.strict == [False, False] and s.reward == 0.0
+
+
+def test_best_vs_worst_picks_by_gold_and_skips_empty_answers_and_ties():
+    t = task(["punctuation:no_comma", "keywords:forbidden_words"], [{}, {"forbidden_words": ["very"]}])
+    both, one, neither = "A calm sea.", "A very calm sea.", "A very, very calm sea."
+    assert best_vs_worst(t, [one, neither, both, one]) == (both, neither)
+    assert best_vs_worst(t, ["  ", neither, one]) == (one, neither)  # an empty answer is no candidate
+    assert best_vs_worst(t, [one, "A very still sea.", "  "]) is None  # equal gold: no pair
+    assert best_vs_worst(t, [both]) is None
 
 
 def test_ifeval_metrics_count_prompts_and_instructions():

@@ -168,13 +168,18 @@ def _differing(sampled: list[tuple[it.Task, list[str]]]) -> int:
 
 def _pair(task: it.Task, texts: list[str]) -> tuple[str, str] | None:
     """(chosen, rejected) when both answers are non-empty and their gold differs."""
-    a, b = texts[0], texts[1]
-    if not a.strip() or not b.strip():
+    return best_vs_worst(task, texts) if all(t.strip() for t in texts[:2]) else None
+
+
+def best_vs_worst(task: it.Task, texts: list[str]) -> tuple[str, str] | None:
+    """(best, worst) by gold among the non-empty answers (the first of equals), or None when their gold is all equal:
+    the world's seed pair with two answers, the §4b anchor's with more."""
+    scored = [(it.score(task, t).reward, t) for t in texts if t.strip()]
+    if len(scored) < 2:
         return None
-    ga, gb = it.score(task, a).reward, it.score(task, b).reward
-    if ga == gb:
-        return None
-    return (a, b) if ga > gb else (b, a)
+    best = max(scored, key=lambda s: s[0])
+    worst = min(scored, key=lambda s: s[0])
+    return None if best[0] == worst[0] else (best[1], worst[1])
 
 
 def _is_cached(root: Path, seed: int, size: TextWorldSize | None) -> bool:
