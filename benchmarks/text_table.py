@@ -229,8 +229,9 @@ def render(results: list[RowResult], base: RunConfig, command: str, seconds: flo
                      f"{f(r.eval2, 'prompt_strict')} | {f(r.eval2, 'instruction_loose')} | " + " | ".join(accs) + " |")
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
-        f"Text world (SmolLM2-135M-Instruct, IFEval gold), seed {base.seed}, {base.rounds} rounds × "
-        f"{base.prompts_for_round(1)} prompts, ≤ {base.generation.max_new_tokens} new tokens, {base.eval.max_prompts} "
+        f"Text world (SmolLM2-135M-Instruct, IFEval gold), seed {base.seed}, base config {base.rounds} rounds × "
+        f"{base.prompts_for_round(1)} prompts (a row's name says where it differs), {base.dtype} dtype, "
+        f"≤ {base.generation.max_new_tokens} new tokens, {base.eval.max_prompts} "
         f"eval / {max(1, base.eval.max_prompts // 2)} eval2 prompts (greedy), {when}, torch {torch.__version__} × "
         f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.", "", *lines, "",
         "eval: held-out tasks; eval2: held-out tasks with held-out instruction types. Prompt strict: every "
