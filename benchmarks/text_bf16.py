@@ -49,7 +49,7 @@ def workload(quick: bool) -> tp.Workload:
                            gen_batch=4, judge_pairs=4, judge_batch=4, train_pairs=4, micro_batch=4, batch=4,
                            trl_stock=False)
     # a round's sizes (text_demo.yaml: ≤ 128 new tokens, generation batch 64, judge batch 16, train batch 4), scaled
-    # down so that both dtypes run in about 10 minutes on 2 cores
+    # down so that both dtypes run in about 5 minutes on 2 cores
     return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=16, max_new_tokens=128,
                        gen_batch=32, judge_pairs=16, judge_batch=16, train_pairs=8, micro_batch=4, batch=4,
                        trl_stock=False)
