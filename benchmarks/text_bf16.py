@@ -100,7 +100,7 @@ def ratios(r: dict) -> dict:
 def render(report: dict) -> str:
     r, q, w = report["result"], report["ratios"], report["workload"]
     f, b, a = r["float32"], r["bfloat16"], r["agreement"]
-    lines = [f"# bfloat16 against float32 on this CPU: SmolLM2-135M-Instruct", "",
+    lines = ["# bfloat16 against float32 on this CPU: SmolLM2-135M-Instruct", "",
              f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, native bf16: "
              f"{report['native_bf16']}, {report['machine']['torch_threads']} torch threads, load average "
              f"{report['load_before'][0]:.1f} before and {report['load_after'][0]:.1f} after, "
