@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from engine.method import models
@@ -135,6 +136,16 @@ def test_stage_times_pairs_each_stage_start_with_its_end():
         (5, 30, "[round 1 generate] started"), (6, 0, "[round 1 generate] stopped"),  # no done: not counted
         (7, 0, "[round 1 generate] started"), (10, 15, "[round 1 generate] done"))]
     assert stage_times.stage_minutes(events) == [(0, "seed", 5.5), (1, "generate", 3.25)]
+
+
+def test_text_bf16_compares_labels_and_rounding_against_margins_by_hand():
+    text_bf16 = load("text_bf16")
+    high = dict(reward_a=[0.30, -0.10, 0.02], reward_b=[0.10, 0.20, 0.00], a_preferred=[True, False, True])
+    low = dict(reward_a=[0.28, -0.05, 0.00], reward_b=[0.12, 0.20, 0.01], a_preferred=[True, False, False])
+    a = text_bf16.label_agreement(low, high)
+    assert (a["pairs"], a["labels_equal"]) == (3, 2)
+    assert a["max_reward_diff"] == pytest.approx(0.05) and a["median_reward_diff"] == pytest.approx(0.02)
+    assert a["median_margin"] == pytest.approx(0.20) and a["flipped_margins"] == pytest.approx([0.02])
 
 
 def test_text_judge_scores_each_judge_against_gold_by_hand():
