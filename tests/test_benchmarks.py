@@ -200,3 +200,26 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     assert pi0.name.startswith("DPO on the best-vs-worst seed") and pi0.eval == {"prompt_strict": 0.208}
     assert spa.eval == {"prompt_strict": 0.292} and spa.labels == 0  # no seed rows in this store, no human labels
     store.close()
+
+
+def test_text_reeval_paired_statistics_by_hand():
+    reeval = load("text_reeval")
+    # 7 prompts only A follows, 1 only B: 2·(C(8,0) + C(8,1)) / 2^8 = 18/256
+    assert reeval.sign_test_p(7, 1) == pytest.approx(18 / 256)
+    assert reeval.sign_test_p(3, 3) == 1.0 and reeval.sign_test_p(0, 0) == 1.0
+    d = reeval.paired_difference([True, True, True, False], [True, False, False, False])
+    # per-prompt differences 0, 1, 1, 0: mean ½, sample variance 1/3, half-width 1.96·√(1/3 / 4)
+    assert (d.prompts, d.a_only, d.b_only) == (4, 2, 0)
+    assert d.difference == 0.5 and d.sign_test_p == 0.5
+    assert d.low == pytest.approx(0.5 - 1.96 * (1 / 12) ** 0.5) and d.high == pytest.approx(0.5 + 1.96 * (1 / 12) ** 0.5)
+    with pytest.raises(ValueError):
+        reeval.paired_difference([True], [True, False])
+
+
+def test_text_reeval_model_argument():
+    reeval = load("text_reeval")
+    assert reeval.ModelRef.parse("DPO-100%=runs/a:b.db:1") == reeval.ModelRef("DPO-100%", "runs/a:b.db", 1)
+    assert reeval.ModelRef.parse("SmolLM2=x.db:init").round is None
+    for bad in ("x.db:1", "A=x.db", "A=x.db:last"):
+        with pytest.raises(SystemExit):
+            reeval.ModelRef.parse(bad)

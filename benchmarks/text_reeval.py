@@ -1,0 +1,248 @@
+"""Saved models of finished text-world runs, evaluated again on every held-out prompt the world has (100 eval and
+60 eval2 by default, where a run evaluates 48 and 24), with paired comparisons: is SPA's gap to DPO-100% more than
+the noise of a few dozen prompts?
+
+    python benchmarks/text_reeval.py --model "SmolLM2=runs/bf16.db:init" --model "SPA=runs/bf16.db:2" \\
+        --model "DPO-100%=runs/table_bf16/dpo100/table.db:1" --compare SPA:DPO-100% \\
+        --out benchmarks/results/text_reeval_bf16.md
+
+A model is NAME=DB:ROUND: the last finished run in DB (a `launch.py run` database, or a row's table.db that
+text_table.py --keep-runs left) and the round whose saved model to load (0: π_0, the seed round; init: the model
+the run started from). Decoding is the run's evaluation (greedy, its max_new_tokens, batch size and dtype), so the
+first 48 / 24 prompts repeat the run's own figures up to batching. Answers are kept in --cache, one file per model,
+so a stopped re-evaluation goes on where it stopped.
+
+A comparison A:B reports, per split and pooled, the difference in prompt-level strict accuracy (A − B) on the same
+prompts, a 95% interval from the per-prompt differences (normal approximation), and the exact two-sided sign test
+on the prompts where exactly one of the two follows every instruction.
+"""
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.config import RunConfig, parse_config  # noqa: E402
+from engine.method.evaluation import EvalSettings  # noqa: E402
+from engine.runtime import checkpoints  # noqa: E402
+from engine.runtime.jobs import run_dir  # noqa: E402
+from engine.runtime.stages import paths, text_root  # noqa: E402
+from engine.worlds import ifeval_tasks as it  # noqa: E402
+from engine.worlds.text_eval import SPLITS, greedy_answers  # noqa: E402
+from engine.worlds.text_world import TextWorld  # noqa: E402
+from storage import Store  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    db: str
+    round: int | None  # None: the run's starting model
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelRef":
+        name, sep, where = text.partition("=")
+        db, sep2, round_text = where.rpartition(":")
+        if not (sep and sep2 and name and db):
+            raise SystemExit(f"--model {text!r}: expected NAME=DB:ROUND (ROUND a number, or init)")
+        if round_text != "init" and not round_text.isdigit():
+            raise SystemExit(f"--model {text!r}: ROUND must be a number or init, not {round_text!r}")
+        return cls(name, db, None if round_text == "init" else int(round_text))
+
+
+@dataclass
+class PairedDifference:
+    """A − B in the share of prompts where every instruction is followed, on the same prompts."""
+    prompts: int
+    a_only: int  # prompts A follows fully and B does not
+    b_only: int
+    difference: float
+    low: float  # 95% interval, normal approximation on the per-prompt differences
+    high: float
+    sign_test_p: float  # exact two-sided, on the a_only + b_only discordant prompts
+
+
+def sign_test_p(a_only: int, b_only: int) -> float:
+    """Exact two-sided sign test: the chance of a split at least this uneven if either side is as likely."""
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(a: list[bool], b: list[bool]) -> PairedDifference:
+    if len(a) != len(b) or not a:
+        raise ValueError("a paired comparison needs the same, non-empty set of prompts on both sides")
+    diffs = [int(x) - int(y) for x, y in zip(a, b)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    half = 1.96 * math.sqrt(var / n)
+    a_only, b_only = diffs.count(1), diffs.count(-1)
+    return PairedDifference(n, a_only, b_only, mean, mean - half, mean + half, sign_test_p(a_only, b_only))
+
+
+def split_metrics(scores: list[it.GoldScore], baseline: list[it.GoldScore] | None) -> dict[str, float]:
+    values = asdict(it.ifeval_metrics(scores))
+    if baseline is not None:
+        wins = [1.0 if a.reward > b.reward else 0.5 if a.reward == b.reward else 0.0
+                for a, b in zip(scores, baseline)]
+        values["win_rate_vs_init"] = sum(wins) / len(wins)
+    return values
+
+
+def run_config(ref: ModelRef) -> tuple[RunConfig, Path]:
+    store = Store(ref.db)
+    try:
+        jobs = [j for j in store.jobs(statuses=("done",)) if j.kind == "run"]
+        if not jobs:
+            raise SystemExit(f"{ref.db}: no finished run")
+        job = jobs[-1]
+        cfg = parse_config(job.config_yaml, f"{ref.db} job {job.id}")
+        return cfg, run_dir(cfg, ref.db, job.id)
+    finally:
+        store.close()
+
+
+def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) -> dict[str, list[str]]:
+    """The model's greedy answers per split, generated once and kept in cache."""
+    cfg, out_dir = run_config(ref)
+    key = {"db": str(Path(ref.db).resolve()), "round": ref.round, "max_new_tokens": cfg.generation.max_new_tokens,
+           "prompts": {split: [t.prompt for t in ts] for split, ts in tasks.items()}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"{digest}.json"
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            log(f"{ref.name}: answers from {path}")
+            return kept["texts"]
+    started = time.monotonic()
+    policy = checkpoints.load_policy(cfg, paths(cfg)["model"], out_dir, ref.round, need_init=False)
+    s = EvalSettings(beta=cfg.beta, max_prompts=0, temperature=0.0, top_p=1.0,
+                     max_new_tokens=cfg.generation.max_new_tokens, batch_size=cfg.generation.batch_size,
+                     seed=cfg.seed + 7)
+    texts = {split: [x.text for x in greedy_answers(policy, ts, s)] for split, ts in tasks.items()}
+    del policy
+    gc.collect()
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "name": ref.name, "texts": texts}))
+    log(f"{ref.name}: {sum(map(len, texts.values()))} answers in {(time.monotonic() - started) / 60:.1f} min")
+    return texts
+
+
+def render(table: dict, command: str, seconds: float) -> str:
+    sizes = table["sizes"]
+    head = (f"Text world (SmolLM2-135M-Instruct, IFEval gold): saved models re-evaluated on {sizes['eval']} eval / "
+            f"{sizes['eval2']} eval2 prompts (greedy; a run evaluates the first {table['run_sizes']['eval']} / "
+            f"{table['run_sizes']['eval2']}), {table['when']}, torch {torch.__version__} × "
+            f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.\n\n")
+    lines = ["| model | eval prompt strict | eval instr. strict | eval instr. loose | win vs SmolLM2 | "
+             f"first {table['run_sizes']['eval']} eval prompt strict | eval2 prompt strict | eval2 instr. loose | "
+             "pooled prompt strict |", "|---|---|---|---|---|---|---|---|---|"]
+    for m in table["models"]:
+        e, e2 = m["eval"], m["eval2"]
+        win = f"{e['win_rate_vs_init']:.3f}" if "win_rate_vs_init" in e else ""
+        lines.append(f"| {m['name']} | {e['prompt_strict']:.3f} | {e['instruction_strict']:.3f} | "
+                     f"{e['instruction_loose']:.3f} | {win} | {m['eval_first']['prompt_strict']:.3f} | "
+                     f"{e2['prompt_strict']:.3f} | {e2['instruction_loose']:.3f} | {m['pooled_prompt_strict']:.3f} |")
+    out = [head, "\n".join(lines), ""]
+    if table["comparisons"]:
+        out += ["", "Paired, prompt-level strict (A − B on the same prompts; 95% interval; exact sign test on the "
+                "prompts only one of the two follows fully):", "",
+                "| A − B | split | prompts | A only | B only | difference | 95% interval | sign test p |",
+                "|---|---|---|---|---|---|---|---|"]
+        for c in table["comparisons"]:
+            d = c["difference"]
+            out.append(f"| {c['a']} − {c['b']} | {c['split']} | {d['prompts']} | {d['a_only']} | {d['b_only']} | "
+                       f"{d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {d['sign_test_p']:.3f} |")
+        out.append("")
+    out.append("\neval: held-out tasks; eval2: held-out tasks with held-out instruction types; pooled: both. Win vs "
+               "SmolLM2: gold reward of the greedy answer against the `init` model's on the same prompt (ties count "
+               "half), where one is listed.")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", required=True, metavar="NAME=DB:ROUND")
+    p.add_argument("--compare", action="append", default=[], metavar="A:B", help="names given to --model")
+    p.add_argument("--eval-prompts", type=int, default=None, help="default: every eval prompt of the world")
+    p.add_argument("--eval2-prompts", type=int, default=None, help="default: every eval2 prompt of the world")
+    p.add_argument("--run-eval-prompts", type=int, default=48, help="the runs' own eval size, for the first-N column")
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "spa-studio" / "reeval"))
+    p.add_argument("--out", default=str(RESULTS / "text_reeval.md"))
+    args = p.parse_args()
+    refs = [ModelRef.parse(m) for m in args.model]
+    names = {r.name for r in refs}
+    pairs = [tuple(c.split(":", 1)) for c in args.compare]
+    for pair in pairs:
+        if len(pair) != 2 or not set(pair) <= names:
+            raise SystemExit(f"--compare {':'.join(pair)}: expected A:B, both names given to --model")
+    command = shlex.join(["python", "benchmarks/text_reeval.py", *sys.argv[1:]])
+    started = time.monotonic()
+
+    world = TextWorld.at(text_root())
+    limits = {"eval": args.eval_prompts, "eval2": args.eval2_prompts}
+    tasks = {split: world.eval_tasks(split)[:limits[split]] for split in SPLITS}
+
+    def log(text: str) -> None:
+        print(f"[{(time.monotonic() - started) / 60:.1f} min] {text}", flush=True)
+
+    scores = {}
+    for ref in refs:
+        texts = answers(ref, tasks, Path(args.cache), log)
+        scores[ref.name] = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in SPLITS}
+    init = next((r.name for r in refs if r.round is None), None)
+    first = {"eval": args.run_eval_prompts, "eval2": max(1, args.run_eval_prompts // 2)}
+    models = []
+    for ref in refs:
+        s = scores[ref.name]
+        base = scores[init] if init is not None else {split: None for split in SPLITS}
+        pooled = s["eval"] + s["eval2"]
+        models.append({"name": ref.name, "db": ref.db, "round": ref.round,
+                       **{split: split_metrics(s[split], base[split]) for split in SPLITS},
+                       "eval_first": split_metrics(s["eval"][:first["eval"]], None),
+                       "pooled_prompt_strict": sum(all(x.strict) for x in pooled) / len(pooled)})
+    comparisons = []
+    for a, b in pairs:
+        for split in (*SPLITS, "pooled"):
+            sa = scores[a]["eval"] + scores[a]["eval2"] if split == "pooled" else scores[a][split]
+            sb = scores[b]["eval"] + scores[b]["eval2"] if split == "pooled" else scores[b][split]
+            d = paired_difference([all(x.strict) for x in sa], [all(x.strict) for x in sb])
+            comparisons.append({"a": a, "b": b, "split": split, "difference": asdict(d)})
+    table = {"sizes": {split: len(ts) for split, ts in tasks.items()}, "run_sizes": first,
+             "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": models,
+             "comparisons": comparisons}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = render(table, command, time.monotonic() - started)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(table, indent=1))
+    print(text, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
