@@ -46,7 +46,7 @@ from engine.runtime import checkpoints  # noqa: E402
 from engine.runtime.jobs import run_dir  # noqa: E402
 from engine.runtime.stages import paths, text_root  # noqa: E402
 from engine.worlds import ifeval_tasks as it  # noqa: E402
-from engine.worlds.text_eval import SPLITS, greedy_answers  # noqa: E402
+from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate  # noqa: E402
 from engine.worlds.text_world import TextWorld  # noqa: E402
 from storage import Store  # noqa: E402
 
@@ -107,9 +107,7 @@ def paired_difference(a: list[bool], b: list[bool]) -> PairedDifference:
 def split_metrics(scores: list[it.GoldScore], baseline: list[it.GoldScore] | None) -> dict[str, float]:
     values = asdict(it.ifeval_metrics(scores))
     if baseline is not None:
-        wins = [1.0 if a.reward > b.reward else 0.5 if a.reward == b.reward else 0.0
-                for a, b in zip(scores, baseline)]
-        values["win_rate_vs_init"] = sum(wins) / len(wins)
+        values["win_rate_vs_init"] = win_rate(scores, baseline)
     return values
 
 

@@ -41,16 +41,21 @@ def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: P
     return texts
 
 
+def win_rate(scores: list[it.GoldScore], init_scores: list[it.GoldScore]) -> float:
+    """The share of prompts whose answer has the higher gold reward than π_init's, ties counting half."""
+    wins = [1.0 if a.reward > b.reward else 0.5 if a.reward == b.reward else 0.0
+            for a, b in zip(scores, init_scores)]
+    return sum(wins) / len(wins)
+
+
 def split_metrics(tasks: list[it.Task], answers: list[generation.Sample], init_texts: list[str],
                   prefix: str) -> dict[str, float]:
     scores = [it.score(t, a.text) for t, a in zip(tasks, answers)]
     init_scores = [it.score(t, text) for t, text in zip(tasks, init_texts)]
     values = it.ifeval_metrics(scores).as_dict(prefix)
     values.update(it.ifeval_metrics(init_scores).as_dict(f"{prefix}/init"))
-    rewards, init_rewards = [x.reward for x in scores], [x.reward for x in init_scores]
-    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(rewards, init_rewards)]
-    values[f"{prefix}/gold_reward"] = sum(rewards) / len(rewards)
-    values[f"{prefix}/win_rate_vs_init"] = sum(wins) / len(wins)
+    values[f"{prefix}/gold_reward"] = sum(x.reward for x in scores) / len(scores)
+    values[f"{prefix}/win_rate_vs_init"] = win_rate(scores, init_scores)
     values[f"{prefix}/cut_fraction"] = sum(not a.finished for a in answers) / len(answers)
     return values
 
