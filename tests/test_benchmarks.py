@@ -211,7 +211,8 @@ def test_text_reeval_paired_statistics_by_hand():
     # per-prompt differences 0, 1, 1, 0: mean ½, sample variance 1/3, half-width 1.96·√(1/3 / 4)
     assert (d.prompts, d.a_only, d.b_only) == (4, 2, 0)
     assert d.difference == 0.5 and d.sign_test_p == 0.5
-    assert d.low == pytest.approx(0.5 - 1.96 * (1 / 12) ** 0.5) and d.high == pytest.approx(0.5 + 1.96 * (1 / 12) ** 0.5)
+    half_width = 1.96 * (1 / 12) ** 0.5
+    assert d.low == pytest.approx(0.5 - half_width) and d.high == pytest.approx(0.5 + half_width)
     with pytest.raises(ValueError):
         reeval.paired_difference([True], [True, False])
 

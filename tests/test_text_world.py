@@ -78,8 +78,9 @@ def test_ifeval_metrics_count_prompts_and_instructions():
 
 def test_win_rate_counts_higher_gold_rewards_and_half_for_ties():
     from engine.worlds.text_eval import win_rate
-    full, half, none = it.GoldScore([True, True], [True, True]), it.GoldScore([True, False], [True, True]), \
-        it.GoldScore([False, False], [False, False])
+    full = it.GoldScore([True, True], [True, True])
+    half = it.GoldScore([True, False], [True, True])
+    none = it.GoldScore([False, False], [False, False])
     # win, loss, tie, win: 2.5 of 4
     assert win_rate([full, none, half, half], [half, full, half, none]) == 0.625
 
