@@ -19,7 +19,7 @@ exactly that seed round. Rows:
 - spa: SPA as specified (implicit judge against π_init, refinement on);
 - noref: SPA with the judge without reference (the authors' ablation);
 - noref_bo4: the same judge picking the best and the worst of 4 samples (the demo world's best variant, with 8);
-- human / random: SPA + ~1% of the pool in human labels (gold standing in for the person) on the lowest-confidence
+- human / random: SPA + ~1% of the pool (--human-share) in human labels (gold standing in for the person) on the lowest-confidence
   pairs, or on random pairs;
 - spa_bvw: SPA as specified from a different seed of the same size: 20 pairs of the best and the worst (by gold) of
   4 SmolLM2 samples of the world's seed prompts, instead of two samples whose gold differs (the lead of
@@ -68,15 +68,15 @@ class RowResult:
     seconds: float = 0.0
 
 
-def human_budget(cfg: RunConfig) -> int:
-    """~1% of the run's prompts, per round (at least one)."""
+def human_budget(cfg: RunConfig, share: float = 0.01) -> int:
+    """share (the issue's ~1%) of the run's prompts, per round (at least one)."""
     total = sum(cfg.prompts_for_round(i) for i in range(1, cfg.rounds + 1))
-    return max(1, round(0.01 * total / max(1, cfg.rounds)))
+    return max(1, round(share * total / max(1, cfg.rounds)))
 
 
-def rows(base: RunConfig) -> dict[str, tuple[str, dict, object]]:
+def rows(base: RunConfig, human_share: float = 0.01) -> dict[str, tuple[str, dict, object]]:
     all_prompts = sum(base.prompts_for_round(i) for i in range(1, base.rounds + 1))
-    n = human_budget(base)
+    n = human_budget(base, human_share)
     return {
         "spa": ("SPA", {}, None),
         "dpo100": (f"DPO on 100% gold labels (π_0's pairs of SPA's {all_prompts} prompts, one pass)",
@@ -250,6 +250,8 @@ def main() -> int:
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--human-share", type=float, default=0.01, help="the human and random rows' labels per round, "
+                   "as a share of the round's prompts (at least one); 1%% is one label at 100 prompts")
     p.add_argument("--out", default=str(RESULTS / "text_table.md"))
     p.add_argument("--spa-from", metavar="DB", help="read the SPA row (and the first two) off a finished "
                    "`launch.py run` in DB instead of running it")
@@ -274,7 +276,7 @@ def main() -> int:
         results = [RowResult(**r) for r in json.loads(out.with_suffix(".json").read_text())]
         for r in results:  # json keys are strings
             r.self_label_accuracy = {int(k): v for k, v in r.self_label_accuracy.items()}
-    table = rows(base)
+    table = rows(base, args.human_share)
     source = None
     if args.spa_from:
         source, seconds = finished_run(args.spa_from, base)
