@@ -13,7 +13,7 @@ from engine.config import RunConfig
 from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
 from engine.runtime.stages import GENERATE_CHUNK, plan, register, run_stage
-from storage import Job, Pair, Store
+from storage import Job, Pair, ReviewFilter, Store
 
 AfterStage = Callable[[StageContext], None]
 
@@ -93,18 +93,24 @@ def take_samples(fork: Fork, ctx: StageContext) -> None:
 
 
 def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
-    """A simulated reviewer: after each judge stage, n pairs (lowest confidence first, or at random) get
-    their gold label as a human label, exactly as the studio's review tab would write it."""
+    """A simulated reviewer: after each judge stage, the first n pairs of the review tab's order `by` ("uncertain":
+    flagged, then least confident; "disagree": the two judges disagree first; "confident") or n at random get their
+    gold label as a human label, exactly as the studio's review tab would write it. Only pairs whose gold differs
+    count: a person's label elsewhere changes nothing."""
     rng = random.Random(seed)
+
+    def gold_differs(p: Pair) -> bool:
+        return p.gold_a is not None and p.gold_a != p.gold_b
 
     def correct(ctx: StageContext) -> None:
         if ctx.stage != "judge":
             return
-        pairs = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.gold_a is not None and p.gold_a != p.gold_b]
-        if by == "confidence":
-            chosen = sorted(pairs, key=lambda p: p.confidence)[:n_per_round]
-        else:
+        if by == "random":
+            pairs = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if gold_differs(p)]
             chosen = rng.sample(pairs, min(n_per_round, len(pairs)))
+        else:
+            page = ReviewFilter(ctx.project_id, job_id=ctx.job_id, round=ctx.round, order=by, limit=1_000_000)
+            chosen = [p for p in ctx.store.review_page(page)[0] if gold_differs(p)][:n_per_round]
         for p in chosen:
             ctx.store.set_label(p.id, "a" if p.gold_a > p.gold_b else "b", source="human", actor="benchmark")
     return correct

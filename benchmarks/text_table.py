@@ -19,8 +19,9 @@ exactly that seed round. Rows:
 - spa: SPA as specified (implicit judge against π_init, refinement on);
 - noref: SPA with the judge without reference (the authors' ablation);
 - noref_bo4: the same judge picking the best and the worst of 4 samples (the demo world's best variant, with 8);
-- human / random: SPA + ~1% of the pool (--human-share) in human labels (gold standing in for the person) on the lowest-confidence
-  pairs, or on random pairs;
+- human / random / disagree / confident: SPA + ~1% of the pool (--human-share) in human labels (gold standing in for
+  the person), each round, on the first pairs of one of the review tab's orders (flagged then least confident; the
+  two judges disagree first; most confident first), or on random pairs;
 - spa_bvw: SPA as specified from a different seed of the same size: 20 pairs of the best and the worst (by gold) of
   4 SmolLM2 samples of the world's seed prompts, instead of two samples whose gold differs (the lead of
   benchmarks/text_judge.py: π_0 seeded this way judged 0.603 against gold, the world's seed 0.500). It trains its
@@ -86,8 +87,12 @@ def rows(base: RunConfig, human_share: float = 0.01) -> dict[str, tuple[str, dic
         "noref_bo4": ("SPA, judge without reference, best of 4 samples",
                       {"judge__reference": "none", "generation__samples_per_prompt": 4}, None),
         "human": (f"SPA + {n * base.rounds} human labels, lowest confidence", {},
-                  human_corrections(n, "confidence", base.seed)),
+                  human_corrections(n, "uncertain", base.seed)),
         "random": (f"SPA + {n * base.rounds} human labels, at random", {}, human_corrections(n, "random", base.seed)),
+        "disagree": (f"SPA + {n * base.rounds} human labels, judges disagree first", {},
+                     human_corrections(n, "disagree", base.seed)),
+        "confident": (f"SPA + {n * base.rounds} human labels, highest confidence", {},
+                      human_corrections(n, "confident", base.seed)),
         "spa_bvw": ("SPA, seed of best vs worst of 4 samples", {}, None),
         "anchor": ("§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
                    {"epochs": 0, "rounds": 1, "prompts_per_round": [160], "generation__samples_per_prompt": 4,
@@ -172,7 +177,8 @@ def shared_sample_chunks(cfg: RunConfig, base: RunConfig) -> int:
 
 
 def finished_run(db: str, base: RunConfig) -> tuple[InlineRun, float]:
-    """The last finished run in db (from `launch.py run`) and its wall time, checked to have this table's config."""
+    """The last finished run in db (from `launch.py run`, or a row this script kept with --keep-runs) and its wall
+    time, checked to have this table's config."""
     store = Store(db)
     jobs = [j for j in store.jobs(statuses=("done",)) if j.kind == "run"]
     if not jobs:
@@ -182,7 +188,8 @@ def finished_run(db: str, base: RunConfig) -> tuple[InlineRun, float]:
     where = {"output_dir": "", "db": ""}
     if with_overrides(cfg, **where) != with_overrides(base, **where):
         raise SystemExit(f"{db} job {job.id}: its config differs from this table's; rerun it or pass --config")
-    seconds = (datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(job.started_at)).total_seconds()
+    started = job.started_at or job.created_at  # a run of this script (run_inline) is never claimed by a worker
+    seconds = (datetime.fromisoformat(job.finished_at) - datetime.fromisoformat(started)).total_seconds()
     return InlineRun(store, job.id, job.project_id), seconds
 
 
@@ -245,7 +252,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "text_demo.yaml"))
     p.add_argument("--rows", nargs="*", default=["spa", "dpo100", "noref"],
-                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "spa_bvw", "anchor"])
+                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "disagree", "confident",
+                            "spa_bvw", "anchor"])
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)

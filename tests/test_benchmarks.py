@@ -227,3 +227,39 @@ def test_text_reeval_model_argument():
     for bad in ("x.db:1", "A=x.db", "A=x.db:last"):
         with pytest.raises(SystemExit):
             reeval.ModelRef.parse(bad)
+
+
+def test_human_corrections_label_the_first_pairs_of_each_review_order_by_gold(tmp_path):
+    from benchmarks.inline import human_corrections
+    from engine.config import load_config
+    from engine.runtime.context import StageContext
+    from storage import Job, Pair, Store
+
+    store = Store(tmp_path / "h.db")
+    project = store.ensure_project("p")
+    job = store.enqueue(Job(project_id=project.id, kind="run"))
+    # (confidence, judge's label, the no-reference judge's label via logp π_{i-1}, gold a, gold b)
+    spec = [(0.55, "a", "a", 1.0, 0.0), (0.51, "a", "b", 0.0, 1.0), (0.90, "b", "a", 1.0, 0.5),
+            (0.60, "a", "a", 0.5, 0.5), (0.52, "b", "b", 0.0, 1.0), (0.95, "a", "a", 0.0, 0.5)]
+    store.add_pairs([Pair(job_id=job, round=1, prompt=[{"role": "user", "content": f"q{i}"}], response_a="x",
+                          response_b="y", project_id=project.id, confidence=c, judge_label=j, label=j,
+                          label_source="self", logp_policy_a=-1.0 if n == "a" else -2.0, logp_policy_b=-1.5,
+                          gold_a=ga, gold_b=gb) for i, (c, j, n, ga, gb) in enumerate(spec)])
+    ids = [p.id for p in store.pairs(job, 1)]
+    cfg = load_config(ROOT / "configs" / "text_demo.yaml")
+
+    def humans(by: str, stage: str = "judge") -> dict[int, str]:
+        for p in store.pairs(job, 1):  # back to the judge's labels
+            store.update_pairs({p.id: {"label": p.judge_label, "label_source": "self"}})
+        human_corrections(3, by, seed=7)(StageContext(store, job, project.id, cfg, 1, stage))
+        return {ids.index(p.id): p.label for p in store.pairs(job, 1) if p.label_source == "human"}
+
+    # the pair whose gold ties (3) is never picked; each picked pair gets gold's side
+    assert humans("uncertain") == {1: "b", 4: "b", 0: "a"}  # least confident first
+    assert humans("disagree") == {1: "b", 2: "a", 4: "b"}  # judges disagree on 1 and 2, then least confident
+    assert humans("confident") == {5: "b", 2: "a", 0: "a"}
+    picked = humans("random")
+    assert len(picked) == 3 and 3 not in picked and all(picked[i] == ("a" if spec[i][3] > spec[i][4] else "b")
+                                                        for i in picked)
+    assert humans("uncertain", stage="train") == {}  # only after a judge stage
+    store.close()
