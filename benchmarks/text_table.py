@@ -289,7 +289,7 @@ def main() -> int:
     if args.spa_from:
         source, seconds = finished_run(args.spa_from, base)
         if not args.keep:
-            results += row_results("spa", f"{table['spa'][0]} (`launch.py run`, {seconds / 60:.0f} min)", source,
+            results += row_results("spa", f"{table['spa'][0]} (read off --spa-from, {seconds / 60:.0f} min)", source,
                                    base, seconds)
     for key in args.rows:
         name, row_changes, after = table[key]
