@@ -31,7 +31,7 @@ from engine.runtime.jobs import JOB_KINDS as JOB_KINDS
 from engine.runtime.jobs import job_plan
 from engine.runtime.jobs import run_dir as run_dir
 from storage import Job, Pair, Project, ReviewFilter, Store
-from storage.records import LABEL_SOURCES, LABELS, ROLES
+from storage.records import LABEL_SOURCES, LABELS, REVIEW_ORDERS, ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
@@ -533,8 +533,8 @@ class ReviewQuery:
     def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
         if self.source is not None and self.source not in LABEL_SOURCES:
             raise ActionError(f"label source must be one of {', '.join(LABEL_SOURCES)}")
-        if self.order not in ("uncertain", "disagree", "newest", "confident"):
-            raise ActionError("order must be uncertain, disagree, newest or confident")
+        if self.order not in REVIEW_ORDERS:
+            raise ActionError(f"order must be one of {', '.join(REVIEW_ORDERS)}")
         if self.rank_band is not None and self.rank_band not in RANK_BANDS:
             raise ActionError(f"rank must be one of {', '.join(RANK_BANDS)}")
         low, high = RANK_BANDS.get(self.rank_band, (None, None))

@@ -14,6 +14,7 @@ from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
 from engine.runtime.stages import GENERATE_CHUNK, plan, register, run_stage
 from storage import Job, Pair, ReviewFilter, Store
+from storage.records import REVIEW_ORDERS
 
 AfterStage = Callable[[StageContext], None]
 
@@ -97,6 +98,8 @@ def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
     flagged, then least confident; "disagree": the two judges disagree first; "confident") or n at random get their
     gold label as a human label, exactly as the studio's review tab would write it. Only pairs whose gold differs
     count: a person's label elsewhere changes nothing."""
+    if by != "random" and by not in REVIEW_ORDERS:
+        raise ValueError(f"pick by one of {', '.join(REVIEW_ORDERS)} or random, not {by!r}")
     rng = random.Random(seed)
 
     def gold_differs(p: Pair) -> bool:

@@ -24,7 +24,7 @@ class ReviewFilter:
     min_confidence: float | None = None
     max_confidence: float | None = None
     search: str = ""
-    order: str = "uncertain"  # uncertain | disagree | newest | confident
+    order: str = "uncertain"  # one of REVIEW_ORDERS
     limit: int = 50
     offset: int = 0
     min_rank: float | None = None  # within-round percentile of the judge's margin, 0 = least sure (see RANK_SQL)

@@ -7,6 +7,9 @@ Messages = list[dict]  # [{"role": "user"|"assistant"|"system", "content": str},
 
 ROLES = ("seed", "pool", "eval")
 LABELS = ("a", "b", "tie", "both_bad")  # which response is preferred; tie/both_bad are not trained on
+# the review queue's orders (storage.pairs._review_sql): flagged then least confident, the judges disagree first,
+# newest first, most confident first
+REVIEW_ORDERS = ("uncertain", "disagree", "newest", "confident")
 LABEL_SOURCES = ("seed", "self", "human", "gold", "accepted")  # accepted: a self label confirmed in bulk, unread
 JOB_STATES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
 

@@ -262,4 +262,6 @@ def test_human_corrections_label_the_first_pairs_of_each_review_order_by_gold(tm
     assert len(picked) == 3 and 3 not in picked and all(picked[i] == ("a" if spec[i][3] > spec[i][4] else "b")
                                                         for i in picked)
     assert humans("uncertain", stage="train") == {}  # only after a judge stage
+    with pytest.raises(ValueError, match="confidence"):  # the old name, before a run starts rather than inside it
+        human_corrections(3, "confidence", seed=7)
     store.close()

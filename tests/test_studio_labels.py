@@ -108,6 +108,8 @@ def test_rank_bands_filter_the_review_queue_within_each_round(tmp_path):
     assert 0.5 <= detail["rank"] <= 1.0
     with pytest.raises(ActionError, match="rank must be one of"):
         actions.review_page(str(db), "p", ReviewQuery(rank_band="middle"))
+    with pytest.raises(ActionError, match="order must be one of uncertain, disagree, newest, confident"):
+        actions.review_page(str(db), "p", ReviewQuery(order="oldest"))
 
 
 def test_calibration_bins_by_rank_count_agreement_with_gold(tmp_path):
