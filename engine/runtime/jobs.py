@@ -40,6 +40,10 @@ def plan(cfg: RunConfig) -> list[StageRef]:
     return stages
 
 
+RUN = "run"  # the job kinds' names: no other module spells them
+EXPORT = "export"
+TEXT_WORLD = text_setup.KIND
+
 EXPORT_PLAN = [StageRef(0, "export")]
 
 
@@ -71,6 +75,11 @@ def export_request(job: Job):
 def text_setup_request(job: Job) -> text_setup.TextSetupRequest:
     """The TextSetupRequest a text-world setup job holds."""
     return request_of(job, text_setup.TextSetupRequest, "text world")
+
+
+def run_config(job: Job) -> RunConfig:
+    """The RunConfig a run job holds, parsed and validated (ConfigError naming the job otherwise)."""
+    return parse_config(job.config_yaml, f"job {job.id} configuration")
 
 
 def _run_plan(job: Job) -> list[StageRef]:
