@@ -93,6 +93,15 @@ class LabelEvent:
     action: int | None = None  # the first event of its action (one label, one bulk accept, one undo)
 
 
+@dataclass(frozen=True)
+class AuditAnswer:
+    """A person's first blind label of one audit pair, beside what the judge had said."""
+    pair_id: int
+    person_label: str  # one of LABELS
+    judge_label: str  # 'a' | 'b'
+    event_id: int  # the label event that gave it
+
+
 @dataclass
 class Job:
     project_id: int

@@ -1,0 +1,76 @@
+"""How often a judge agrees with the person's own labels, with a 95% interval: the one ground truth a user has.
+A round's audit is a uniform random sample of its judged pairs that the person labels blind (without the judge's
+label shown), so its agreement is an unbiased estimate of the round's self-label accuracy."""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from engine.method.judge_variants import VariantChoice
+from storage.records import AuditAnswer
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for a proportion: unlike p ± z·√(p(1−p)/n) it stays inside [0, 1] and keeps its
+    coverage at the small n (20-100 labels) an audit has. n = 0 says nothing: (0, 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n}")
+    proportion, z_squared = successes / n, z * z
+    denominator = 1 + z_squared / n
+    centre = (proportion + z_squared / (2 * n)) / denominator
+    half_width = z * math.sqrt(proportion * (1 - proportion) / n + z_squared / (4 * n * n)) / denominator
+    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
+@dataclass(frozen=True)
+class AgreementEstimate:
+    """Agreement with the person on the pairs they decided (a or b); ties and both-bad answers are counted apart,
+    outside n, since the judge always picks one."""
+    agree: float | None  # matches / n; None when n = 0
+    lo: float  # Wilson 95% interval
+    hi: float
+    n: int  # decided pairs
+    ties: int
+    both_bad: int
+    covers_half: bool  # lo ≤ 0.5 ≤ hi: the data cannot tell this judge from a coin
+
+
+def agreement(person_labels: Iterable[str], judge_labels: Iterable[str], z: float = 1.96) -> AgreementEstimate:
+    """The agreement of judge labels (a|b) with a person's labels (a|b|tie|both_bad), pair by pair."""
+    matches = decided = ties = both_bad = 0
+    for person, judge in zip(person_labels, judge_labels, strict=True):
+        if person == "tie":
+            ties += 1
+        elif person == "both_bad":
+            both_bad += 1
+        elif person in ("a", "b"):
+            decided += 1
+            matches += person == judge
+        else:
+            raise ValueError(f"unknown label {person!r}")
+    lo, hi = wilson_interval(matches, decided, z)
+    return AgreementEstimate(matches / decided if decided else None, lo, hi, decided, ties, both_bad,
+                             lo <= 0.5 <= hi)
+
+
+def audit_estimate(answers: Sequence[AuditAnswer], z: float = 1.96) -> AgreementEstimate:
+    """The round's self-label accuracy from its blind audit answers (Store.audit_answers)."""
+    return agreement([a.person_label for a in answers], [a.judge_label for a in answers], z)
+
+
+def variant_agreement(choices: dict[str, VariantChoice], person_labels: Sequence[str],
+                      z: float = 1.96) -> dict[str, AgreementEstimate]:
+    """Each judge variant's agreement with the person's labels of the same pairs (judge_variants.variant_choices)."""
+    return {name: agreement(person_labels, ["a" if a else "b" for a in choice.a_preferred.tolist()], z)
+            for name, choice in choices.items()}
+
+
+def audit_sample(pair_ids: Iterable[int], size: int, seed: int) -> list[int]:
+    """A uniform random sample of `size` pair ids without replacement, in draw order; the same ids and seed give
+    the same sample whatever order the ids come in (all of them, shuffled, when there are fewer than size)."""
+    ordered = sorted(set(pair_ids))
+    return random.Random(seed).sample(ordered, min(size, len(ordered)))
