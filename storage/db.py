@@ -100,7 +100,17 @@ def _v7(db: sqlite_utils.Database) -> None:
     db["label_events"].create_index(["action"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(db: sqlite_utils.Database) -> None:
+    """The blind audit: each round's uniform random sample of judged pairs (a pair is in at most one, at its
+    draw position) and, per label event, whether the label was given in the audit order or the review queue.
+    Earlier events keep via NULL: not audit labels."""
+    db["audit_pairs"].create({"pair_id": int, "job_id": int, "round": int, "position": int}, pk="pair_id",
+                             foreign_keys=[("pair_id", "pairs", "id"), ("job_id", "jobs", "id")])
+    db["audit_pairs"].create_index(["job_id", "round", "position"], unique=True)
+    db["label_events"].add_column("via", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from storage.base import StoreBase, now, row_to
-from storage.records import LabelEvent, Pair
+from storage.records import LABEL_VIA, LabelEvent, Pair
 
 TRUSTED_SOURCES = ("human", "gold", "seed")
 # no stage overwrites these on a human label
@@ -74,6 +74,9 @@ DISAGREE_SQL = ("(judge_label in ('a', 'b') and logp_policy_a is not null and lo
                 "(logp_policy_a >= logp_policy_b) != (judge_label = 'a'))")
 
 
+AUDIT_POSITION_SQL = "(select position from audit_pairs where audit_pairs.pair_id = pairs.id)"
+
+
 def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     """The review filter as a WHERE clause, its parameters and an ORDER BY (shared by both page readers)."""
     where, params = ["project_id = ?", "label is not null"], [f.project_id]
@@ -93,6 +96,8 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     if f.search:
         where.append("(prompt like ? or response_a like ? or response_b like ?)")
         params += [f"%{f.search}%"] * 3
+    if f.order == "audit":
+        where.append("id in (select pair_id from audit_pairs)")
     if f.min_rank is not None or f.max_rank is not None:
         where.append(f"id in (select id from ({RANK_SQL}) where rank >= ? and rank < ?)")
         params += [f.project_id, 0.0 if f.min_rank is None else f.min_rank, 2.0 if f.max_rank is None else f.max_rank]
@@ -103,6 +108,8 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
         "disagree": f"{DISAGREE_SQL} desc, confidence asc, id asc",
         "confident": "confidence desc, id asc",
         "newest": "id desc",
+        # the blind audit sample (storage.audit) in its random draw order, the latest round's first
+        "audit": f"job_id desc, round desc, {AUDIT_POSITION_SQL} asc, id asc",
     }[f.order]
     clause = " and ".join(where)
     return clause, params, order
@@ -182,11 +189,17 @@ class PairStore(StoreBase):
         return [_pair_from_row(r) for r in rows], total
 
     def set_label(self, pair_id: int, label: str, source: str = "human", actor: str = "human",
-                  human_response: str | None = None, note: str = "", action: int | None = None) -> LabelEvent:
+                  human_response: str | None = None, note: str = "", action: int | None = None,
+                  via: str = "review") -> LabelEvent:
         """Change a pair's label and write the audit event, together. `action`: the first event of the action
-        this label belongs to (a bulk accept); None starts an action of its own."""
+        this label belongs to (a bulk accept); None starts an action of its own. `via`: "audit" when the person
+        labelled the pair blind in the audit order (the pair must be in an audit sample), "review" otherwise."""
+        if via not in LABEL_VIA:
+            raise ValueError(f"via must be one of {', '.join(LABEL_VIA)}, not {via!r}")
         with self.write():
             old = self.pair(pair_id)
+            if via == "audit" and self._one("select 1 from audit_pairs where pair_id = ?", [pair_id]) is None:
+                raise ValueError(f"pair {pair_id} is in no audit sample")
             values = {"label": label, "label_source": source}
             if human_response is not None:
                 values["human_response"] = human_response
@@ -196,7 +209,8 @@ class PairStore(StoreBase):
             return self._add_event(LabelEvent(
                 pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source, new_source=source,
                 actor=actor, note=note, at=now(), old_response=old.human_response,
-                new_response=values.get("human_response", old.human_response), old_noisy=old.noisy, action=action))
+                new_response=values.get("human_response", old.human_response), old_noisy=old.noisy, action=action,
+                via=via))
 
     def _add_event(self, event: LabelEvent) -> LabelEvent:
         """Insert an audit event; one without an action is the first event of its own."""

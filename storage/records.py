@@ -8,8 +8,9 @@ Messages = list[dict]  # [{"role": "user"|"assistant"|"system", "content": str},
 ROLES = ("seed", "pool", "eval")
 LABELS = ("a", "b", "tie", "both_bad")  # which response is preferred; tie/both_bad are not trained on
 # the review queue's orders (storage.pairs._review_sql): flagged then least confident, the judges disagree first,
-# newest first, most confident first
-REVIEW_ORDERS = ("uncertain", "disagree", "newest", "confident")
+# newest first, most confident first, and the round's blind audit sample only, in its random draw order
+REVIEW_ORDERS = ("uncertain", "disagree", "newest", "confident", "audit")
+LABEL_VIA = ("review", "audit")  # where a label was given: the review queue, or blind in the audit order
 LABEL_SOURCES = ("seed", "self", "human", "gold", "accepted")  # accepted: a self label confirmed in bulk, unread
 JOB_STATES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
 
@@ -91,6 +92,7 @@ class LabelEvent:
     old_noisy: bool | None = None
     undoes: int | None = None  # the event this one reverts
     action: int | None = None  # the first event of its action (one label, one bulk accept, one undo)
+    via: str | None = None  # one of LABEL_VIA where set_label wrote it; None: an undo, or written before v8
 
 
 @dataclass(frozen=True)

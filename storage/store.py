@@ -1,8 +1,10 @@
 """`Store`, the one facade through which every other package talks to SQLite. Its parts live by concern:
 storage.projects (projects, examples, metrics, artifacts), storage.pairs (pairs, labels, review, insight
-queries), storage.jobs (jobs, events, rounds, consistency); storage.base holds the connection."""
+queries), storage.jobs (jobs, events, rounds, consistency), storage.audit (the blind audit samples and their
+answers); storage.base holds the connection."""
 from __future__ import annotations
 
+from storage.audit import AuditStore
 from storage.base import NotFound, now
 from storage.jobs import RESUMABLE_STATES, JobStore
 from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, ReviewFilter, PairStore
@@ -12,5 +14,5 @@ __all__ = ["HUMAN_DECIDES", "RESUMABLE_STATES", "TRUSTED_SOURCES", "NotFound", "
            "example_hash", "now"]
 
 
-class Store(JobStore, PairStore, ProjectStore):
+class Store(JobStore, PairStore, ProjectStore, AuditStore):
     """One open database. Cheap to create; each process (UI, worker, stage) opens its own."""
