@@ -158,7 +158,9 @@ def fit_length_alpha(scores: PairScores, beta: float = 0.1,
     α = (r_a − r_b) / (tokens_a − tokens_b), so the gap is a non-increasing step function of α, constant between
     steps. A binary search over the midpoints between steps (and one unit past the outermost) finds where it
     crosses zero; a step that jumps over zero gives the side with the smaller gap (ties: the lower α). Returned α
-    lie between steps, never on one, so float rounding cannot flip a pair when α is applied again.
+    lie between steps, never on one (a bracket's own ends excepted), so float rounding cannot flip a pair when α
+    is applied again. No labels enter: the balance is of the variant's own choices, on whichever pairs (e.g. the
+    seed's) it is fitted.
     Unbounded, the gap runs from +mean |tokens_a − tokens_b| to minus that, so it always crosses (every pair of
     equal length: α = 0, gap 0). bracket (low, high) limits α to it; when the gap has one sign over the whole
     bracket no α there balances: the bracket end nearer balance is returned, with crossed False."""
