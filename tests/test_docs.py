@@ -9,9 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "results" / "README.md"]
-FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
-REFERENCE = re.compile(r"^\[[^\]]+\]:\s*(\S+)", re.M)
+REFERENCE = re.compile(r"^\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 
 
 def prose(path: Path) -> str:
@@ -25,7 +25,7 @@ def slug(heading: str) -> str:
 
 
 def anchors(path: Path) -> set[str]:
-    return {slug(h) for h in re.findall(r"^#+\s+(.*)$", FENCE.sub("", path.read_text(encoding="utf-8")), re.M)}
+    return {slug(h) for h in re.findall(r"^#+\s+(.*)$", FENCE.sub("", path.read_text(encoding="utf-8")), re.MULTILINE)}
 
 
 def relative_links(path: Path) -> list[str]:

@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = {"README.md": README} | {f"docs/{p.name}": p.read_text(encoding="utf-8") for p in DOCS}
 SUBCOMMANDS = set(next(a for a in launch.parser()._actions if a.dest == "command").choices)
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 TEMPLATE = re.compile(r"[\[\]|…]|\.\.\.")  # `[--round N]`, `seed|pool|eval`, `...`: a form, not a command
 
 
@@ -90,7 +90,7 @@ def test_readme_studio_flags_parse_on_the_bare_command():
 
 
 def test_every_subcommand_has_a_row_in_readmes_command_table():
-    rows = set(re.findall(r"^\| `python launch\.py ?([a-z-]*)[^`]*` \|", README, re.M))
+    rows = set(re.findall(r"^\| `python launch\.py ?([a-z-]*)[^`]*` \|", README, re.MULTILINE))
     assert SUBCOMMANDS - rows == set()
     assert rows - SUBCOMMANDS <= {""}
 
