@@ -58,7 +58,8 @@ class SeedStore(StoreBase):
         if any(a.example_id != example_id for a in answers):
             raise ValueError(f"every answer must be an answer to example {example_id}")
         if any(a.source != "model" for a in answers):
-            raise ValueError("add_seed_answers writes sampled answers; a person's answer goes through write_seed_answer")
+            raise ValueError("add_seed_answers writes sampled answers; a person's answer goes through "
+                             "write_seed_answer")
         if len({a.sample_index for a in answers}) != len(answers):
             raise ValueError("each answer needs its own sample_index")
         with self.write():
@@ -108,8 +109,7 @@ class SeedStore(StoreBase):
         self.seed_prompt(project_id, example_id)
 
     def _answer_of(self, example_id: int, answers: list[SeedAnswer], answer_id: int) -> SeedAnswer:
-        if not answers:
-            raise ValueError(f"seed prompt {example_id} has no answers yet: sample some first")
+        _require_answers(example_id, answers)
         found = next((a for a in answers if a.id == answer_id), None)
         if found is None:
             raise ValueError(f"answer {answer_id} is not an answer to seed prompt {example_id}")
@@ -131,8 +131,7 @@ class SeedStore(StoreBase):
             middle = [a.id for a in answers if a.id not in (best.id, worst.id)]
             order = [best.id, *middle, worst.id]
         elif status == "equal":
-            if not answers:
-                raise ValueError(f"seed prompt {example_id} has no answers yet: sample some first")
+            _require_answers(example_id, answers)
             order = [a.id for a in answers]
         ranking = SeedRanking(project_id=project_id, example_id=example_id, status=status, actor=actor,
                               best_answer_id=best_answer_id, worst_answer_id=worst_answer_id, order=order,
@@ -224,6 +223,11 @@ class SeedStore(StoreBase):
             prompt = example_from_row(self._one("select * from examples where id = ?", [ranking.example_id]))
             out.append((ranking, prompt, {a.id: a for a in self.seed_answers(ranking.example_id)}))
         return out
+
+
+def _require_answers(example_id: int, answers: list[SeedAnswer]) -> None:
+    if not answers:
+        raise ValueError(f"seed prompt {example_id} has no answers yet: sample some first")
 
 
 def _pair(prompt: Example, chosen: SeedAnswer, rejected: SeedAnswer) -> Example:
