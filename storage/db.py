@@ -110,7 +110,25 @@ def _v8(db: sqlite_utils.Database) -> None:
     db["label_events"].add_column("via", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(db: sqlite_utils.Database) -> None:
+    """The seed builder: answers sampled (or written by a person) for seed prompts, numbered per prompt so a resumed
+    sampling job never adds a second set, and the person's rankings of them, one row per action (undone_at marks
+    an undo; a row is never deleted)."""
+    db["seed_answers"].create({
+        "id": int, "example_id": int, "sample_index": int, "text": str, "logp": float, "tokens": int, "source": str,
+        "created_at": str,
+    }, pk="id", foreign_keys=[("example_id", "examples", "id")])
+    db["seed_answers"].create_index(["example_id", "sample_index"], unique=True)
+    db["seed_rankings"].create({
+        "id": int, "project_id": int, "example_id": int, "best_answer_id": int, "worst_answer_id": int,
+        "status": str, "order_json": str, "actor": str, "created_at": str, "undone_at": str,
+    }, pk="id", foreign_keys=[("project_id", "projects", "id"), ("example_id", "examples", "id"),
+                              ("best_answer_id", "seed_answers", "id"), ("worst_answer_id", "seed_answers", "id")])
+    db["seed_rankings"].create_index(["example_id", "id"])
+    db["seed_rankings"].create_index(["project_id", "actor", "id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

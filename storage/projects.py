@@ -14,11 +14,17 @@ def example_hash(ex: Example) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def example_from_row(row: dict) -> Example:
+    row = dict(row)
+    row["prompt"] = json.loads(row["prompt"])
+    row["conversational"] = bool(row["conversational"])
+    return row_to(Example, row)
+
+
 def _artifact_from_row(row: dict) -> Artifact:
     row = dict(row)
     row["meta"] = json.loads(row["meta"] or "{}")
     return row_to(Artifact, row)
-
 
 
 class ProjectStore(StoreBase):
@@ -82,13 +88,7 @@ class ProjectStore(StoreBase):
         if limit is not None:
             sql += " limit ? offset ?"
             params += [limit, offset]
-        out = []
-        for r in self.db.query(sql, params):
-            r = dict(r)
-            r["prompt"] = json.loads(r["prompt"])
-            r["conversational"] = bool(r["conversational"])
-            out.append(row_to(Example, r))
-        return out
+        return [example_from_row(r) for r in self.db.query(sql, params)]
 
     def add_metrics(self, metrics: list[Metric]) -> None:
         """Write metric points; a point with the key of one already stored (job, round, stage, name, step: a

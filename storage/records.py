@@ -12,6 +12,8 @@ LABELS = ("a", "b", "tie", "both_bad")  # which response is preferred; tie/both_
 REVIEW_ORDERS = ("uncertain", "disagree", "newest", "confident", "audit")
 LABEL_VIA = ("review", "audit")  # where a label was given: the review queue, or blind in the audit order
 LABEL_SOURCES = ("seed", "self", "human", "gold", "accepted")  # accepted: a self label confirmed in bulk, unread
+SEED_ANSWER_SOURCES = ("model", "human")  # a seed prompt's answer: sampled from the project's model, or written
+SEED_STATUSES = ("ranked", "equal", "skip")  # a person's decision on a seed prompt's answers (storage.seed)
 JOB_STATES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
 
 
@@ -38,6 +40,12 @@ class Example:
     conversational: bool = False
     id: int | None = None
     project_id: int | None = None
+    label_source: str | None = None  # Store.seed_pairs only: "seed" (uploaded pair) or "human" (ranked seed prompt)
+
+    @property
+    def is_seed_prompt(self) -> bool:
+        """A seed example without a pair: the seed builder samples answers for it and a person ranks them."""
+        return self.role == "seed" and self.chosen is None and self.rejected is None
 
     @property
     def prompt_text(self) -> str:
@@ -102,6 +110,53 @@ class AuditAnswer:
     person_label: str  # one of LABELS
     judge_label: str  # 'a' | 'b'
     event_id: int  # the label event that gave it
+
+
+@dataclass
+class SeedAnswer:
+    """One answer to a seed prompt: sampled from the model (with its log-prob) or written by a person."""
+    example_id: int
+    sample_index: int  # position among the prompt's answers: model samples 0..N-1, written answers after them
+    text: str
+    logp: float | None = None  # logp(π_init, x, y): the sum of the answer's token log-probs, None for a written one
+    tokens: int | None = None  # answer tokens the model generated, stop token included
+    source: str = "model"  # one of SEED_ANSWER_SOURCES
+    created_at: str = ""
+    id: int | None = None
+
+
+@dataclass
+class SeedRanking:
+    """One action of a person on a seed prompt: ranked (best and worst), equal (all answers alike) or skip. The
+    latest action not undone is the one in force."""
+    project_id: int
+    example_id: int
+    status: str  # one of SEED_STATUSES
+    actor: str
+    best_answer_id: int | None = None
+    worst_answer_id: int | None = None
+    order: list[int] = field(default_factory=list)  # ranked: answer ids best, the middle (unordered), worst
+    created_at: str = ""
+    undone_at: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class SeedProgress:
+    """Where a project's seed stands: its uploaded pairs and, of its seed prompts, how many wait for answers, wait
+    for a person, and were decided."""
+    uploaded_pairs: int
+    prompts: int
+    without_answers: int
+    unranked: int  # has answers, no decision in force
+    ranked: int
+    equal: int
+    skipped: int
+
+    @property
+    def seed_pairs(self) -> int:
+        """Pairs the seed round trains on: the uploaded ones and one per ranked prompt."""
+        return self.uploaded_pairs + self.ranked
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """`Store`, the one facade through which every other package talks to SQLite. Its parts live by concern:
 storage.projects (projects, examples, metrics, artifacts), storage.pairs (pairs, labels, review, insight
 queries), storage.jobs (jobs, events, rounds, consistency), storage.audit (the blind audit samples and their
-answers); storage.base holds the connection."""
+answers), storage.seed (the seed builder: answers to seed prompts, a person's rankings, the seed pairs);
+storage.base holds the connection."""
 from __future__ import annotations
 
 from storage.audit import AuditStore
@@ -9,10 +10,11 @@ from storage.base import NotFound, now
 from storage.jobs import RESUMABLE_STATES, JobStore
 from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, ReviewFilter, PairStore
 from storage.projects import ProjectStore, example_hash
+from storage.seed import SeedStore
 
 __all__ = ["HUMAN_DECIDES", "RESUMABLE_STATES", "TRUSTED_SOURCES", "NotFound", "ReviewFilter", "Store",
            "example_hash", "now"]
 
 
-class Store(JobStore, PairStore, ProjectStore, AuditStore):
+class Store(JobStore, PairStore, ProjectStore, AuditStore, SeedStore):
     """One open database. Cheap to create; each process (UI, worker, stage) opens its own."""

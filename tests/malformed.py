@@ -92,7 +92,7 @@ _CORPUS: tuple[tuple[Case, Callable[[Path], None]], ...] = (
      _write_bytes(_jsonl([{"prompt": " \n", "chosen": "Yes.", "rejected": "No."}]))),
     (Case("same_answers.jsonl", 2, "rejected", why="chosen == rejected"),
      _write_bytes(_jsonl([_pair(1), {"prompt": "Q?", "chosen": "Same.", "rejected": " Same. "}]))),
-    (Case("prompts_only_as_seed.jsonl", 1, "chosen", why="a prompt pool given as seed"),
+    (Case("prompts_only_as_eval.jsonl", 1, "chosen", role="eval", why="a prompt pool given as eval"),
      _write_bytes(_jsonl([{"prompt": "Q1?"}, {"prompt": "Q2?"}]))),
     (Case("prompts_only_as_eval.csv", 1, "chosen", role="eval", why="a prompt pool given as eval"),
      _write_bytes(b"prompt\nQ1?\n")),

@@ -43,7 +43,7 @@ def test_audit_is_a_review_order():
 def test_a_database_of_the_previous_version_gains_the_audit_table_and_the_via_column(tmp_path):
     path = tmp_path / "v7.db"
     db = connect(path)
-    migrate(db, target=SCHEMA_VERSION - 1)
+    migrate(db, target=7)
     assert "audit_pairs" not in db.table_names() and "via" not in db["label_events"].columns_dict
     db.conn.close()
     store = Store(path)

@@ -19,7 +19,8 @@ COLUMNS = {
     "rejected": "the answer the label rejects",
     "round": "the SPA round the pair comes from; 0 for the seed pairs",
     "source": "who labelled the pair: seed (imported seed set), self (the model's own judgement), "
-              "human (a person in the studio), gold (the demo world's gold reward)",
+              "human (a person in the studio; in round 0, a seed prompt whose sampled answers they ranked), "
+              "gold (the demo world's gold reward)",
     "confidence": "how sure the label is: σ(r_chosen − r_rejected) for self labels, 1.0 for seed, human "
                   "and gold labels",
     "chosen_score": "the judge's reward of the chosen answer, β·(logp_policy − logp_init); null where it "
@@ -134,7 +135,9 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
                f"min_confidence: {req.min_confidence:g} (seed, human and gold labels always pass)"
                if req.min_confidence is not None else "",
                "noisy pairs excluded" if req.exclude_noisy else "",
-               f"run: {req.job_id}" if req.job_id is not None else ""]
+               f"run: {req.job_id}" if req.job_id is not None else "",
+               "ranked seed prompts: every ordered pair (best over each middle answer over worst)"
+               if req.seed_ordered_pairs else ""]
     filters = [f"- {f}" for f in filters if f] or ["- none: every seed pair and every labelled pair of every run"]
     style = ("conversational (prompt is a list of messages; chosen and rejected are one assistant message each)"
              if conversational else "standard (prompt, chosen and rejected are strings)")

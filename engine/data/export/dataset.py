@@ -16,15 +16,17 @@ TRUSTED = ("seed", "human", "gold")  # labels that pass any confidence filter
 
 def dataset_rows(store: Store, proj: Project, req: ExportRequest,
                  report: Progress) -> tuple[list[PreferenceRow], bool]:
-    """Seed pairs (round 0) and labelled pairs (a or b; tie and both_bad are no preference), filtered."""
+    """Seed pairs (round 0: uploaded ones with source seed, ranked seed prompts with source human) and labelled
+    pairs (a or b; tie and both_bad are no preference), filtered."""
     rounds = req.rounds or None
     sources = req.sources or None
     if req.job_id is not None and req.job_id not in {j.id for j in store.jobs(proj.id)}:
         raise ExportError(f"run {req.job_id} is not a run of project {req.project!r}")
     rows: list[PreferenceRow] = []
     seeds = store.examples(proj.id, "seed")
-    if (rounds is None or 0 in rounds) and (sources is None or "seed" in sources):
-        rows += [_seed_row(ex) for ex in seeds if ex.chosen is not None and ex.rejected is not None]
+    if rounds is None or 0 in rounds:
+        seed_pairs = store.seed_ordered_pairs(proj.id) if req.seed_ordered_pairs else store.seed_pairs(proj.id)
+        rows += [_seed_row(ex) for ex in seed_pairs if sources is None or ex.label_source in sources]
     pairs = store.project_pairs(proj.id, rounds, sources, req.min_confidence, req.exclude_noisy)
     for i, p in enumerate(pairs):
         if i % 1000 == 0:
@@ -50,7 +52,8 @@ def _messages(prompt: Messages) -> Messages:
 
 
 def _seed_row(ex: Example) -> PreferenceRow:
-    return PreferenceRow(_messages(ex.prompt), ex.chosen, ex.rejected, 0, "seed", 1.0, None, None, False)
+    return PreferenceRow(_messages(ex.prompt), ex.chosen, ex.rejected, 0, ex.label_source or "seed", 1.0, None, None,
+                         False)
 
 
 def _pair_row(p: Pair) -> PreferenceRow:

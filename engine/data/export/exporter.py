@@ -163,8 +163,9 @@ def _pick_model(store: Store, project_id: int, req: ExportRequest) -> RunModel:
 
 def _run_card(store: Store, proj: Project, chosen: RunModel) -> RunCard:
     cfg = _run_config(store.job(chosen.job_id))
-    seeds = sum(1 for ex in store.examples(proj.id, "seed") if ex.chosen is not None and ex.rejected is not None)
-    counts = {"seed": seeds}
+    counts: dict[str, int] = {}
+    for ex in store.seed_pairs(proj.id):
+        counts[ex.label_source] = counts.get(ex.label_source, 0) + 1
     for p in store.pairs(chosen.job_id):
         if p.round <= chosen.round and p.label in ("a", "b") and p.label_source:
             counts[p.label_source] = counts.get(p.label_source, 0) + 1

@@ -38,6 +38,8 @@ class ExportRequest:
     min_confidence: float | None = None
     exclude_noisy: bool = False
     job_id: int | None = None  # which run (default: the project's latest run with artifacts)
+    seed_ordered_pairs: bool = False  # dataset: every ordered pair of each ranked seed prompt (best over each
+    # middle answer over worst), not only best over worst
     max_shard_size: int | str = "5GB"  # merged model: safetensors shards past this size
     root: str | None = None  # the export must land under this folder (checked after resolving); None: anywhere
 

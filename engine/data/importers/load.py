@@ -44,6 +44,7 @@ from engine.data.importers.validation import (
     Row,
     RowCheck,
     bad_character,
+    missing,
     not_text,
 )
 from storage.records import ROLES, Example
@@ -63,12 +64,26 @@ _PARSERS: dict[str, Callable[[dict, RowCheck, bool], Parsed | None]] = {
 }
 
 
+# the answer columns of the formats whose prompt has a column of its own: a seed row with all of them absent or
+# empty is a seed prompt (the prompt is inside the answers of the implicit formats)
+ANSWER_COLUMNS = {
+    "trl-standard-explicit": ("chosen", "rejected"),
+    "trl-conversational-explicit": ("chosen", "rejected"),
+    "alpaca": ("chosen", "rejected"),
+    "answer1-answer2-choice": ("answer1", "answer2", "choice"),
+    "autotrain": ("text", "rejected_text"),
+}
+
+
 def load_examples(path: str | Path, role: str, max_bytes: int | None = MAX_IMPORT_BYTES) -> ImportResult:
     """Read a whole file as `role` (seed | pool | eval); raise ImportFailed listing every problem.
 
-    Pools keep only the prompt of whatever format they come in; seed and eval need both answers.
-    Duplicate rows (same prompt and answers; same prompt for pools) are reported and skipped. A file (or datasets
-    folder) over `max_bytes` on disk is refused before it is read; None: no limit."""
+    Pools keep only the prompt of whatever format they come in; eval needs both answers. A seed file may mix pairs
+    and prompts: a row with both answers is a seed pair, a row with no answer at all (a prompt-only row, or every
+    answer column absent or empty) is a seed prompt, whose answers the seed builder samples and a person ranks; a
+    row with one answer of two is refused as in any pair file. A file of prompts only is a seed of prompts only.
+    Duplicate rows (same prompt and answers; same prompt for pools and seed prompts) are reported and skipped. A
+    file (or datasets folder) over `max_bytes` on disk is refused before it is read; None: no limit."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     path = Path(path)
@@ -116,6 +131,9 @@ class _Run:
         found = detect_format(rec)
         if self.format is None and not self._adopt(found, line, rec):
             return
+        answerless = self.role == "seed" and _no_answer(found, rec)
+        if self.role == "seed" and self.format in PROMPT_ONLY_FORMATS and found is not None and not answerless:
+            self.format, self.format_line = found, line  # prompts so far, and now the file's first pair
         if found is not None and found not in PROMPT_ONLY_FORMATS and not compatible(found, self.format):
             if not self.mixed_reported:
                 self.mixed_reported = True
@@ -123,7 +141,10 @@ class _Run:
                                        f"(from {self.unit} {self.format_line}); one format per file")
             return
         chk = RowCheck(self.file, line, self.unit)
-        parsed = _PARSERS[self.format](rec, chk, self.role != "pool")
+        if answerless:
+            parsed = _PARSERS[found](rec, chk, False)
+        else:
+            parsed = _PARSERS[self.format](rec, chk, self.role != "pool")
         self.issues.extend(chk.issues)
         self.skipped.extend(chk.skips)
         if parsed is None or chk.issues or chk.skips:
@@ -137,7 +158,7 @@ class _Run:
             self.issue(line, None, f"unknown format: columns seen: {columns}; known column sets: {KNOWN_COLUMNS}")
             self.stopped = True
             return False
-        if found in PROMPT_ONLY_FORMATS and self.role != "pool":
+        if found in PROMPT_ONLY_FORMATS and self.role == "eval":
             self.issue(line, "chosen", f"role '{self.role}' needs preference pairs (chosen and rejected), "
                                        f"but this file holds prompts only ({found})")
             self.stopped = True
@@ -149,7 +170,7 @@ class _Run:
         prompt_key = tuple((m["role"], m["content"]) for m in parsed.prompt)
         key = (prompt_key,) if self.role == "pool" else (prompt_key, parsed.chosen, parsed.rejected)
         if key in self.seen:
-            what = "prompt" if self.role == "pool" else "prompt, chosen and rejected"
+            what = "prompt" if parsed.chosen is None or self.role == "pool" else "prompt, chosen and rejected"
             self.duplicates.append(ImportIssue(self.file, line, None, f"same {what} as {self.unit} {self.seen[key]}; "
                                                                       "skipped", self.unit))
             return
@@ -170,3 +191,15 @@ class _Run:
             raise ImportFailed(self.issues[:MAX_ISSUES])
         name = f"{self.format} ({note})" if note else str(self.format)
         return ImportResult(self.examples, name, self.duplicates, self.rows_read, self.skipped)
+
+
+def _no_answer(found: str | None, rec: dict) -> bool:
+    """Whether a row holds a prompt and no answer: a prompt-only format, or every answer column absent or empty."""
+    if found in PROMPT_ONLY_FORMATS:
+        return True
+    columns = ANSWER_COLUMNS.get(found or "", ())
+    return bool(columns) and all(_blank(rec.get(column)) for column in columns)
+
+
+def _blank(value: object) -> bool:
+    return missing(value) or (isinstance(value, str) and not value.strip())
