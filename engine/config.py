@@ -337,28 +337,17 @@ def config_fields(cls=RunConfig, prefix: str = "") -> list[dict]:
     return out
 
 
-def resolve_path(value: str, demo_root: Path | None, text_root: Path | None = None) -> str:
-    """`demo:NAME` names a file of the embedded demo world, `text:NAME` one of the text world; anything else is a
-    path or a hub id."""
-    if value.startswith(TEXT_PREFIX):
-        if text_root is None:
-            raise ConfigError(f"'{value}' needs the text world")
-        return str(text_root / value[len(TEXT_PREFIX):])
-    if value.startswith(DEMO_PREFIX):
-        if demo_root is None:
-            raise ConfigError(f"'{value}' needs the demo world")
-        return str(demo_root / value[len(DEMO_PREFIX):])
-    return value
+PATH_KEYS = ("model", "seed_data", "prompt_pool", "eval_data")  # the keys that may name a world's file by its prefix
 
 
-def uses_demo_world(cfg: RunConfig) -> bool:
-    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
-    return any(k.startswith(DEMO_PREFIX) for k in keys)
+def names_prefix(cfg: RunConfig, prefix: str) -> bool:
+    """Whether one of the run's files is named with this world prefix (engine.worlds looks worlds up by it)."""
+    return any(getattr(cfg, key).startswith(prefix) for key in PATH_KEYS)
 
 
 def uses_text_world(cfg: RunConfig) -> bool:
-    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
-    return any(k.startswith(TEXT_PREFIX) for k in keys)
+    """Kept for the studio until it asks engine.worlds.world_of(cfg)."""
+    return names_prefix(cfg, TEXT_PREFIX)
 
 
 def default_for(name: str):
