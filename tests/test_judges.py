@@ -315,7 +315,7 @@ def mini_world(tmp_path_factory):
 
 
 def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, capsys):
-    from benchmarks.judge_eval import main
+    from engine.runtime.judge_eval import main
     if not HH_SAMPLE.is_file():
         pytest.skip(f"{HH_SAMPLE} is not here")
     out = tmp_path / "judge_eval.md"
@@ -333,7 +333,7 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
 
 
 def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
-    from benchmarks.judge_eval import main
+    from engine.runtime.judge_eval import main
     args = argparse.Namespace(data=[str(mini_world.eval_file)], judges=["gold", "llm_judge"], limit=5,
                               demo_dir=str(mini_world.root), out=str(tmp_path / "r.md"))
     assert main(args) == 0
@@ -345,7 +345,7 @@ def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path,
 
 
 def test_length_bias_counts_only_pairs_of_different_length():
-    from benchmarks.judge_eval import DataSet, longer_share
+    from engine.runtime.judge_eval import DataSet, longer_share
     from storage.records import Example
     rows = [("long answer", "short"), ("a", "bbb"), ("same", "size"), ("xx", "y")]
     data = DataSet("d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows],
