@@ -14,6 +14,7 @@ import yaml
 from engine.config import RunConfig, parse_config
 from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
+from engine.runtime.jobs import RUN
 from engine.runtime.stages import GENERATE_CHUNK, plan, register, run_stage
 from storage import Job, Pair, ReviewFilter, Store
 from storage.records import REVIEW_ORDERS
@@ -50,7 +51,7 @@ def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None, 
                ) -> InlineRun:
     store = Store(db)
     project = store.ensure_project(cfg.project, model=cfg.model)
-    job_id = store.enqueue(Job(project_id=project.id, kind="run", config_yaml=cfg.to_yaml()))
+    job_id = store.enqueue(Job(project_id=project.id, kind=RUN, config_yaml=cfg.to_yaml()))
     for ref in plan(cfg):
         if ref.stage == "review":
             continue

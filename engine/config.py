@@ -315,6 +315,12 @@ def _override(data: dict, lines: dict[str, str], item: str) -> None:
     lines[key] = f"--set {item}"
 
 
+def run_config_of(job) -> RunConfig:
+    """The RunConfig a run job stores (a storage.Job's config_yaml), validated; ConfigError naming the job. The one
+    reading of a job's configuration: the job registry (engine.runtime.jobs) and the exporter's cards use it."""
+    return parse_config(job.config_yaml or "", f"job {job.id} configuration")
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     path = Path(path)
     if not path.is_file():

@@ -116,6 +116,7 @@ def stage_generate(ctx: StageContext) -> None:
     from engine.method.generation_vllm import round_sampler
     from engine.method.baseline_judges import select_pairs
     cfg = ctx.cfg
+    # this round's prompts in chunks; the chunks a killed attempt already wrote are skipped
     prompts = prompt_slice(ctx)
     done_ids = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
     chunks = [prompts[k:k + GENERATE_CHUNK] for k in range(0, len(prompts), GENERATE_CHUNK)]
@@ -123,6 +124,7 @@ def stage_generate(ctx: StageContext) -> None:
     if not todo:
         record_dropped(ctx, prompts, 0, 0)
         return
+    # the sampler on π_{i-1}, the gold reward (stored beside each pair) and the best-of-N selector
     policy = functools.cache(lambda: load(ctx, ctx.round - 1))  # the sampler and an implicit selector share it
     verify(ctx, ctx.round - 1)  # the vLLM sampler reads the files itself
     sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
@@ -130,6 +132,7 @@ def stage_generate(ctx: StageContext) -> None:
     ctx.log(f"sampling with {sampler.note}")
     gold = gold_reward_of(cfg)
     selector = pair_selector(cfg, paths(cfg)["model"], policy, gold)
+    # per chunk: sample, pick each prompt's pair (or drop all-equal samples), write the pairs
     dropped, written = 0, 0
     per_prompt = cfg.generation.samples_per_prompt
     total = len(prompts) * per_prompt  # progress counts sequences, so a stop is noticed after every batch
