@@ -89,7 +89,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_judge_eval(args) -> int:
-    from benchmarks.judge_eval import main as judge_eval_main
+    from engine.runtime.judge_eval import main as judge_eval_main
 
     return judge_eval_main(args)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from engine.config import RunConfig
+import yaml
+
+from engine.config import RunConfig, parse_config
 from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
+from engine.runtime.jobs import RUN
 from engine.runtime.stages import GENERATE_CHUNK, plan, register, run_stage
 from storage import Job, Pair, ReviewFilter, Store
 from storage.records import REVIEW_ORDERS
@@ -48,7 +51,7 @@ def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None, 
                ) -> InlineRun:
     store = Store(db)
     project = store.ensure_project(cfg.project, model=cfg.model)
-    job_id = store.enqueue(Job(project_id=project.id, kind="run", config_yaml=cfg.to_yaml()))
+    job_id = store.enqueue(Job(project_id=project.id, kind=RUN, config_yaml=cfg.to_yaml()))
     for ref in plan(cfg):
         if ref.stage == "review":
             continue
@@ -120,15 +123,12 @@ def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
 
 
 def with_overrides(cfg: RunConfig, **changes) -> RunConfig:
-    """A copy of cfg with top-level fields or dotted nested fields ('refine.enabled') replaced."""
-    nested: dict[str, dict] = {}
-    top = {}
-    for key, value in changes.items():
-        if "__" in key:
-            section, name = key.split("__", 1)
-            nested.setdefault(section, {})[name] = value
-        else:
-            top[key] = value
-    for section, values in nested.items():
-        top[section] = replace(getattr(cfg, section), **values)
-    return replace(cfg, **top)
+    """A copy of cfg with top-level fields or nested ones spelt with '__' (judge__reference="none") replaced, through
+    the config's own `launch.py run --set key.path=value` path: validated like a file, an error names the key."""
+    items = [f"{key.replace('__', '.')}={_yaml_value(value)}" for key, value in changes.items()]
+    return parse_config(cfg.to_yaml(), "with_overrides", items)
+
+
+def _yaml_value(value) -> str:
+    """value as one line of YAML that reads back as the same value (a string that looks like a number stays one)."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()

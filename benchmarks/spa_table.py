@@ -69,7 +69,7 @@ def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
 
 def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
     """The PairRM-style baseline: a one-logit reward model on the SFT backbone, trained on the seed pairs only."""
-    from benchmarks.judge_eval import train_demo_reward_model
+    from engine.runtime.judge_eval import train_demo_reward_model
     from engine.data.importers import load_examples
     from engine.method.models import load_tokenizer
     from engine.worlds.demo_world import DemoWorld, default_demo_dir

@@ -44,9 +44,10 @@ from engine.config import RunConfig, parse_config  # noqa: E402
 from engine.method.evaluation import EvalSettings  # noqa: E402
 from engine.runtime import checkpoints  # noqa: E402
 from engine.runtime.jobs import run_dir  # noqa: E402
-from engine.runtime.stages import paths, text_root  # noqa: E402
+from engine.runtime.stages import paths  # noqa: E402
 from engine.worlds import ifeval_tasks as it  # noqa: E402
 from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate  # noqa: E402
+from engine.worlds import TEXT  # noqa: E402
 from engine.worlds.text_world import TextWorld  # noqa: E402
 from storage import Store  # noqa: E402
 
@@ -201,7 +202,7 @@ def main() -> int:
     command = shlex.join(["python", "benchmarks/text_reeval.py", *sys.argv[1:]])
     started = time.monotonic()
 
-    world = TextWorld.at(text_root())
+    world = TextWorld.at(TEXT.root())
     limits = {"eval": args.eval_prompts, "eval2": args.eval2_prompts}
     tasks = {split: world.eval_tasks(split)[:limits[split]] for split in SPLITS}
 

@@ -56,10 +56,11 @@ import torch  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
 from engine.method import generation, models  # noqa: E402
-from engine.config import LoraConfig, RunConfig, TrainConfig  # noqa: E402
+from engine.config import JudgeConfig, LoraConfig, RunConfig, TrainConfig  # noqa: E402
 from engine.method.models import Policy  # noqa: E402
 from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
-from engine.method.judges import ImplicitRewardJudge, implicit_reward, judge_preference  # noqa: E402
+from engine.method.judges import implicit_reward, judge_preference  # noqa: E402
+from engine.runtime.judge_setup import judge_from_config  # noqa: E402
 from engine.worlds.toy_model import char_tokenizer, random_llama  # noqa: E402
 from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
 
@@ -300,7 +301,8 @@ def task_judge(task: dict) -> dict:
                     p["logp_b"] if p["logp_b"] is not None else known["logp_policy_b"][i]) for i, p in enumerate(pairs)]
     if task["variant"] in ("studio", "studio_all", "rescore"):
         policy = models.with_lora(base, LORA, adapter_dir=task["adapter_dir"], trainable=False)
-        judge = ImplicitRewardJudge(Policy(policy, tok), beta=BETA, batch_size=w.judge_batch)
+        cfg = RunConfig(model=task["model_dir"], beta=BETA, judge=JudgeConfig(batch_size=w.judge_batch))
+        judge = judge_from_config(cfg, task["model_dir"], lambda: Policy(policy, tok))
         judge.judge(prompts[:2], resp_a[:2], resp_b[:2])  # warm-up
         with meter:
             prefs = judge.judge(prompts, resp_a, resp_b, policy_logps=sampled)

@@ -315,6 +315,12 @@ def _override(data: dict, lines: dict[str, str], item: str) -> None:
     lines[key] = f"--set {item}"
 
 
+def run_config_of(job) -> RunConfig:
+    """The RunConfig a run job stores (a storage.Job's config_yaml), validated; ConfigError naming the job. The one
+    reading of a job's configuration: the job registry (engine.runtime.jobs) and the exporter's cards use it."""
+    return parse_config(job.config_yaml or "", f"job {job.id} configuration")
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     path = Path(path)
     if not path.is_file():
@@ -337,28 +343,17 @@ def config_fields(cls=RunConfig, prefix: str = "") -> list[dict]:
     return out
 
 
-def resolve_path(value: str, demo_root: Path | None, text_root: Path | None = None) -> str:
-    """`demo:NAME` names a file of the embedded demo world, `text:NAME` one of the text world; anything else is a
-    path or a hub id."""
-    if value.startswith(TEXT_PREFIX):
-        if text_root is None:
-            raise ConfigError(f"'{value}' needs the text world")
-        return str(text_root / value[len(TEXT_PREFIX):])
-    if value.startswith(DEMO_PREFIX):
-        if demo_root is None:
-            raise ConfigError(f"'{value}' needs the demo world")
-        return str(demo_root / value[len(DEMO_PREFIX):])
-    return value
+PATH_KEYS = ("model", "seed_data", "prompt_pool", "eval_data")  # the keys that may name a world's file by its prefix
 
 
-def uses_demo_world(cfg: RunConfig) -> bool:
-    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
-    return any(k.startswith(DEMO_PREFIX) for k in keys)
+def names_prefix(cfg: RunConfig, prefix: str) -> bool:
+    """Whether one of the run's files is named with this world prefix (engine.worlds looks worlds up by it)."""
+    return any(getattr(cfg, key).startswith(prefix) for key in PATH_KEYS)
 
 
 def uses_text_world(cfg: RunConfig) -> bool:
-    keys = [cfg.model, cfg.seed_data, cfg.prompt_pool, cfg.eval_data]
-    return any(k.startswith(TEXT_PREFIX) for k in keys)
+    """Kept for the studio until it asks engine.worlds.world_of(cfg)."""
+    return names_prefix(cfg, TEXT_PREFIX)
 
 
 def default_for(name: str):

@@ -168,7 +168,7 @@ def test_text_judge_scores_each_judge_against_gold_by_hand():
 def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     text_table = load("text_table")
     from benchmarks.inline import InlineRun, with_overrides
-    from engine.config import load_config
+    from engine.config import ConfigError, load_config
     from storage import Example, Job, Metric, Pair, Store
 
     base = load_config(ROOT / "configs" / "text_demo.yaml")
@@ -178,6 +178,8 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     assert text_table.shared_sample_chunks(with_overrides(base, **rows["dpo100"][1]), base) == 1
     assert text_table.shared_sample_chunks(with_overrides(base, **rows["noref_bo4"][1]), base) == 0
     assert (anchor.epochs, anchor.prompts_for_round(1), anchor.generation.samples_per_prompt) == (0, 160, 4)
+    with pytest.raises(ConfigError, match="judge.kinds"):  # validated like `launch.py run --set`: names the key
+        with_overrides(base, judge__kinds="gold")
     # text_demo.yaml: 2 rounds × 50 prompts; 1% is half a label a round (at least one), 10% is five
     assert (text_table.human_budget(base), text_table.human_budget(base, 0.1)) == (1, 5)
     assert text_table.rows(base, 0.1)["random"][0] == "SPA + 10 human labels, at random"

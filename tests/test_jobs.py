@@ -19,7 +19,7 @@ import yaml
 
 from benchmarks.harness import (PROJECT, ROOT, descendants, enqueue, finished, integrity_ok, kill_tree, mini_world,
                                 run_config, start_worker, stop, wait_for)
-from engine.config import parse_config
+from engine.config import ConfigError, parse_config
 from storage import Job, Store
 
 RUN_TIMEOUT_S = 240  # one tiny run takes ~15 s on an idle 2-core machine; the shared CI machine is slower
@@ -395,7 +395,7 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     from engine.data.export import ExportRequest
     from engine.runtime.worker import JOB_KINDS
 
-    assert JOB_KINDS == ("run", "export", "text-world")
+    assert tuple(JOB_KINDS) == ("run", "export", "text-world") and "export" in JOB_KINDS
     run_id = finished_run(world, tmp_path, shared)
     bad = ExportRequest(project=PROJECT, what="weights", out=str(tmp_path / "bad"))
     adapter = ExportRequest(project=PROJECT, what="adapter", out=str(tmp_path / "adapter"), job_id=run_id)
@@ -484,6 +484,26 @@ def test_a_worker_shut_down_mid_stage_puts_its_job_back_in_the_queue(world, tmp_
     log = [e["message"] for e in events(shared.db, job_id)]
     assert any("shut down; the job resumes when a worker starts" in m for m in log)
     assert not any("resuming after an interruption" in m for m in log)
+
+
+def test_every_job_kind_parses_its_request_and_names_an_entry_point_that_exists():
+    import importlib
+
+    from engine.config import RunConfig
+    from engine.runtime.jobs import EXPORT, JOB_KINDS, RUN, TEXT_WORLD, job_request
+    from engine.runtime.text_setup import TextSetupRequest
+
+    for kind in JOB_KINDS.values():
+        module, function = kind.entry.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+    requests = {RUN: "model: m\nrounds: 0\n", EXPORT: "project: p\nwhat: dataset\nout: x\n",
+                TEXT_WORLD: "project: p\n"}
+    parsed = {kind: job_request(Job(id=1, project_id=1, kind=kind, config_yaml=text))
+              for kind, text in requests.items()}
+    assert isinstance(parsed[RUN], RunConfig) and isinstance(parsed[TEXT_WORLD], TextSetupRequest)
+    assert type(parsed[EXPORT]).__name__ == "ExportRequest" and parsed[EXPORT].what == "dataset"
+    with pytest.raises(ConfigError, match="not 'train'"):
+        job_request(Job(id=1, project_id=1, kind="train"))
 
 
 def test_store_job_transitions_are_conditional(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import string
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -142,7 +141,7 @@ def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, stron
     with pytest.raises(ValueError, match="load_policy"):
         pair_selector(RunConfig(model=base, device="cpu", generation=four), base)
     gold_cfg = RunConfig(model=base, device="cpu", generation=four, judge=JudgeConfig(kind="gold"))
-    with pytest.raises(ValueError, match="demo world"):
+    with pytest.raises(ValueError, match="world has no gold reward"):
         pair_selector(gold_cfg, base, load)
     by_length = pair_selector(gold_cfg, base, load, gold=lambda prompt, y: -len(y))
     assert by_length.best_of_n([user("x"), user("y")], [["aa", "a", "aaa", "b"], ["c", "c", "c"]]) == [(1, 2), None]
@@ -275,10 +274,10 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
 
 @pytest.mark.parametrize("kind", ["implicit", "gold", "density_ratio", "reward_model", "llm_judge"])
 def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tiny_model_dir, reward_model_dir):
-    """judge.kind from a YAML file through rounds.make_judge, the function the judge stage calls."""
+    """judge.kind from a YAML file through judge_from_config, the factory the judge stage calls."""
     from engine.runtime.checkpoints import load_policy
     from engine.method.judges import GoldJudge, ImplicitRewardJudge
-    from engine.runtime.stages import make_judge
+    from engine.runtime.judge_setup import judge_from_config
 
     base = str(tiny_model_dir)
     model = "demo:model" if kind == "gold" else base  # the gold reward exists in the demo world only
@@ -287,7 +286,7 @@ def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tin
                   "reward_model": f"\n  reward_model: {reward_model_dir}"}[kind]
     cfg = parse_config(f"model: {model}\nrounds: 0\ndevice: cpu\njudge:\n  kind: {kind}{judge_keys}\n")
     policy = load_policy(cfg, base, Path("unused"), None) if kind == "implicit" else None
-    judge = make_judge(SimpleNamespace(cfg=cfg), policy)
+    judge = judge_from_config(cfg, base, lambda: policy)
     expected = {"implicit": ImplicitRewardJudge, "gold": GoldJudge, "density_ratio": DensityRatioJudge,
                 "reward_model": RewardModelJudge, "llm_judge": LLMJudge}[kind]
     assert isinstance(judge, expected) and judge.name == kind
@@ -316,7 +315,7 @@ def mini_world(tmp_path_factory):
 
 
 def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, capsys):
-    from benchmarks.judge_eval import main
+    from engine.runtime.judge_eval import main
     if not HH_SAMPLE.is_file():
         pytest.skip(f"{HH_SAMPLE} is not here")
     out = tmp_path / "judge_eval.md"
@@ -334,7 +333,7 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
 
 
 def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
-    from benchmarks.judge_eval import main
+    from engine.runtime.judge_eval import main
     args = argparse.Namespace(data=[str(mini_world.eval_file)], judges=["gold", "llm_judge"], limit=5,
                               demo_dir=str(mini_world.root), out=str(tmp_path / "r.md"))
     assert main(args) == 0
@@ -346,7 +345,7 @@ def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path,
 
 
 def test_length_bias_counts_only_pairs_of_different_length():
-    from benchmarks.judge_eval import DataSet, longer_share
+    from engine.runtime.judge_eval import DataSet, longer_share
     from storage.records import Example
     rows = [("long answer", "short"), ("a", "bbb"), ("same", "size"), ("xx", "y")]
     data = DataSet("d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows],

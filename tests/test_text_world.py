@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, parse_config, resolve_path, uses_text_world
+from engine.config import ConfigError, parse_config, uses_text_world
+from engine.worlds import TEXT, resolve_path, world_for_path, world_of
 from engine.worlds import ifeval_tasks as it
 from engine.worlds import smollm2
 from engine.worlds.text_world import TextWorldSize, best_vs_worst, draw_splits
@@ -132,14 +133,16 @@ def test_the_task_book_scores_by_prompt_and_refuses_unknown_prompts(tmp_path):
         book([{"role": "user", "content": "something else"}], "x")
 
 
-def test_text_prefix_resolves_into_the_text_world():
+def test_text_prefix_resolves_into_the_text_world(monkeypatch):
     cfg = parse_config("model: text:model\nseed_data: text:seed.jsonl\nrounds: 0\n")
-    assert uses_text_world(cfg)
-    assert resolve_path("text:seed.jsonl", None, Path("/w")) == "/w/seed.jsonl"
+    assert uses_text_world(cfg) and world_of(cfg) is TEXT and world_for_path("text:model") is TEXT
+    assert TEXT.resolve("text:seed.jsonl", Path("/w")) == "/w/seed.jsonl"
+    monkeypatch.setenv("SPA_TEXT_DIR", "/w")
+    assert resolve_path("text:seed.jsonl") == "/w/seed.jsonl"
     hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert resolve_path(hub_id, None, Path("/w")) == hub_id
-    with pytest.raises(ConfigError, match="text world"):
-        resolve_path("text:model", None, None)
+    assert resolve_path(hub_id) == hub_id and world_for_path(hub_id) is None
+    with pytest.raises(ConfigError, match="several worlds"):
+        world_of(parse_config("model: text:model\nseed_data: demo:seed.jsonl\nrounds: 0\n"))
 
 
 def test_a_wheel_with_the_wrong_hash_is_not_used(tmp_path):

@@ -1,17 +1,31 @@
-"""The job kinds and what each runs, as an ordered list of stages: the one registry the worker executes and
-the studio offers. Imports no torch, so the worker (which only schedules stage processes) and the studio stay
-light."""
+"""The job kinds, one registry: for each kind (`JobKind`) how its stored YAML becomes a typed request, the stages it
+runs and the entry point that runs one of them. The worker executes it, the stage process dispatches through it and
+the studio offers what it lists (`JOB_KINDS`). Imports no torch, so the worker (which only schedules stage
+processes) and the studio stay light; an entry point is named, not imported, and only a stage process loads it."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
 
 import yaml
 
-from engine.config import ConfigError, RunConfig, parse_config
+from engine.config import ConfigError, RunConfig, run_config_of
 from engine.runtime import text_setup
 from storage import Job
+
+if TYPE_CHECKING:
+    from engine.data.export import ExportRequest
+    from engine.runtime.context import StopFlag
+    from engine.runtime.distributed import Ranks
+    from storage import Store
+
+RUN = "run"  # the job kinds' names: no other module spells them
+EXPORT = "export"
+TEXT_WORLD = "text-world"
+
+JobRequest = Union[RunConfig, "ExportRequest", text_setup.TextSetupRequest]  # what `job_request` returns, per kind
 
 
 @dataclass(frozen=True)
@@ -40,11 +54,35 @@ def plan(cfg: RunConfig) -> list[StageRef]:
     return stages
 
 
-RUN = "run"  # the job kinds' names: no other module spells them
-EXPORT = "export"
-TEXT_WORLD = text_setup.KIND
+@dataclass
+class StageCall:
+    """One stage of one job as the stage process hands it to its kind's entry point."""
+    store: Store
+    job: Job
+    request: JobRequest  # the job's typed request, parsed once by the stage process
+    round: int
+    stage: str
+    stop: StopFlag
+    ranks: Ranks
+    echo: bool
+    say: Callable[..., None]  # (message, level="info", every_rank=False): a line of the job's log
 
-EXPORT_PLAN = [StageRef(0, "export")]
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job. `entry` is "module:function" taking a StageCall, imported by the stage process alone (it
+    loads torch); `launch` is the command a stage spanning several processes runs as (None: forked as one)."""
+    name: str
+    parse: Callable[[Job], JobRequest]  # the job's YAML as its typed request; ConfigError naming the job
+    plan: Callable[[JobRequest], list[StageRef]]
+    entry: str
+    keeps_rounds: bool = False  # its rounds are SPA rounds: the worker records each one's status
+    launch: Callable[[JobRequest, str, list[str]], list[str] | None] | None = None
+
+    def run_stage(self, call: StageCall) -> None:
+        """One stage through the entry point, imported only now (in the stage process)."""
+        module, function = self.entry.split(":")
+        getattr(importlib.import_module(module), function)(call)
 
 
 def request_of(job: Job, cls, what: str):
@@ -66,54 +104,56 @@ def request_of(job: Job, cls, what: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
-def export_request(job: Job):
-    """The ExportRequest an export job holds."""
+def _export_request(job: Job) -> ExportRequest:
     from engine.data.export import ExportRequest
     return request_of(job, ExportRequest, "export")
 
 
-def text_setup_request(job: Job) -> text_setup.TextSetupRequest:
-    """The TextSetupRequest a text-world setup job holds."""
+def _text_setup_request(job: Job) -> text_setup.TextSetupRequest:
     return request_of(job, text_setup.TextSetupRequest, "text world")
 
 
-def run_config(job: Job) -> RunConfig:
-    """The RunConfig a run job holds, parsed and validated (ConfigError naming the job otherwise)."""
-    return parse_config(job.config_yaml, f"job {job.id} configuration")
+def _run_launch(cfg: RunConfig, stage: str, args: list[str]) -> list[str] | None:
+    """Training and judging on more than one GPU run under `accelerate launch`."""
+    from engine.runtime.distributed import MULTI_PROCESS_STAGES, stage_launch_command
+
+    if stage not in MULTI_PROCESS_STAGES or cfg.train.num_gpus <= 1:
+        return None
+    return stage_launch_command(cfg, args, stage)
 
 
-def _run_plan(job: Job) -> list[StageRef]:
-    return plan(parse_config(job.config_yaml, f"job {job.id} configuration"))
+JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
+    JobKind(RUN, run_config_of, plan, "engine.runtime.stage_process:run_spa_stage", keeps_rounds=True,
+            launch=_run_launch),
+    JobKind(EXPORT, _export_request, lambda req: [StageRef(0, "export")], "engine.runtime.stage_process:run_export"),
+    JobKind(TEXT_WORLD, _text_setup_request, lambda req: [StageRef(0, stage) for stage in text_setup.STAGES],
+            "engine.runtime.stage_process:run_text_setup_stage"),
+)}  # iterating gives the kinds' names: what a worker executes and the studio offers
 
 
-def _export_plan(job: Job) -> list[StageRef]:
-    export_request(job)
-    return EXPORT_PLAN
+def job_kind(job: Job) -> JobKind:
+    """The registry's record of the job's kind; ConfigError when this worker does not run that kind."""
+    if job.kind not in JOB_KINDS:
+        raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
+    return JOB_KINDS[job.kind]
 
 
-def _text_setup_plan(job: Job) -> list[StageRef]:
-    text_setup_request(job)
-    return [StageRef(0, stage) for stage in text_setup.STAGES]
-
-
-JOB_PLANS: dict[str, Callable[[Job], list[StageRef]]] = {"run": _run_plan, "export": _export_plan,
-                                                         text_setup.KIND: _text_setup_plan}
-JOB_KINDS = tuple(JOB_PLANS)  # what a worker executes; the studio reads it to offer export jobs
+def job_request(job: Job) -> JobRequest:
+    """The job's YAML parsed and validated into its kind's typed record: RunConfig, ExportRequest or
+    TextSetupRequest (ConfigError naming the job otherwise). Every reader of a job's configuration takes this."""
+    return job_kind(job).parse(job)
 
 
 def job_plan(job: Job) -> list[StageRef]:
     """The stages of any job; ConfigError when its kind is unknown or its configuration or request is invalid."""
-    if job.kind not in JOB_PLANS:
-        raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
-    return JOB_PLANS[job.kind](job)
+    kind = job_kind(job)
+    return kind.plan(kind.parse(job))
 
 
-def launch_command(job: Job, stage: str, args: list[str]) -> list[str] | None:
-    """The command a stage runs as when it spans several processes (training and judging on more than one
-    GPU, under `accelerate launch`); None for a stage the worker forks as one process."""
-    from engine.runtime.distributed import MULTI_PROCESS_STAGES, stage_launch_command
-
-    if job.kind != "run" or stage not in MULTI_PROCESS_STAGES:
+def launch_command(job: Job, stage: str, args: list[str], request: JobRequest | None = None) -> list[str] | None:
+    """The command a stage runs as when it spans several processes; None for a stage the worker forks as one
+    process. `request`: the job's, when the caller has parsed it already."""
+    kind = job_kind(job)
+    if kind.launch is None:
         return None
-    cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
-    return stage_launch_command(cfg, args, stage) if cfg.train.num_gpus > 1 else None
+    return kind.launch(request if request is not None else kind.parse(job), stage, args)

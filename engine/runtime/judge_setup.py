@@ -1,10 +1,12 @@
-"""Building the judge a run configuration names, with its models loaded: the baselines' factory
-(density ratio, reward model, LLM-as-judge) and the best-of-N pair selector of the generate stage. The judges
-themselves live in engine.method; this is where a config, the demo world's paths and the process's rank meet."""
+"""Building the judge a run configuration names, with its models loaded: `judge_from_config` (the one factory: the
+judge stage, the generate stage's best-of-N pair selector, judge-eval and the benchmarks call it), the baselines'
+loader (density ratio, reward model, LLM-as-judge) and the pair selector. The judges themselves live in
+engine.method; this is where a config, its world and the process's rank meet."""
 from __future__ import annotations
 
 from typing import Callable
 
+from engine.config import RunConfig
 from engine.method.baseline_judges import (
     EXTERNAL_KINDS,
     DensityRatioJudge,
@@ -13,18 +15,33 @@ from engine.method.baseline_judges import (
     load_reward_model,
 )
 from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
-from storage.records import Messages
+from engine.method.models import Policy
+from engine.worlds import GoldReward, gold_reward_of, resolve_path
+
+SELECTING_KINDS = ("density_ratio", "implicit", "gold")  # the judges that pick best-of-N pairs while sampling
 
 
 def _resolve(value: str, base_model_path: str) -> str:
-    """'base' names the run's base model; 'demo:NAME' a file of the demo world; anything else is a path or hub id."""
-    from engine.config import DEMO_PREFIX, resolve_path
-    if value in ("", "base"):
-        return base_model_path
-    if value.startswith(DEMO_PREFIX):
-        from engine.worlds.demo_world import default_demo_dir
-        return resolve_path(value, default_demo_dir())
-    return value
+    """'base' names the run's base model; a world's prefixed name its file; anything else is a path or hub id."""
+    return base_model_path if value in ("", "base") else resolve_path(value)
+
+
+def judge_from_config(cfg: RunConfig, base_model_path: str, load_policy: Callable[[], Policy] | None = None,
+                      gold: GoldReward | None = None) -> Judge:
+    """The judge cfg.judge.kind names: SPA's implicit judge on π_{i-1} from `load_policy()` with cfg.judge.reference,
+    the gold reward of the run's world (or `gold`), or an external judge with its models loaded."""
+    kind = cfg.judge.kind
+    if kind == "implicit":
+        if load_policy is None:
+            raise ValueError("the implicit judge needs π_{i-1} (load_policy)")
+        return ImplicitRewardJudge(load_policy(), cfg.beta, cfg.judge.batch_size, reference=cfg.judge.reference)
+    if kind == "gold":
+        gold = gold if gold is not None else gold_reward_of(cfg)
+        if gold is None:
+            raise ValueError("judge.kind gold: the run's world has no gold reward (its files name no world with one, "
+                             "such as demo: or text:)")
+        return GoldJudge(gold)
+    return make_external_judge(cfg, base_model_path)
 
 
 def make_external_judge(cfg, base_model_path: str) -> Judge:
@@ -56,22 +73,12 @@ def make_external_judge(cfg, base_model_path: str) -> Judge:
     raise ValueError(f"judge.kind {j.kind!r} is not an external judge; external kinds are {', '.join(EXTERNAL_KINDS)}")
 
 
-def pair_selector(cfg, base_model_path: str, load_policy: Callable[[], object] | None = None,
-                  gold: Callable[[Messages, str], float] | None = None):
+def pair_selector(cfg: RunConfig, base_model_path: str, load_policy: Callable[[], Policy] | None = None,
+                  gold: GoldReward | None = None) -> Judge | None:
     """The judge that picks each prompt's pair in the generate stage, only with samples_per_prompt > 2:
     the density ratio (chosen = highest r, rejected = a random other, as Dr.SoW does), SPA's implicit judge
-    on π_{i-1} from `load_policy()` or the demo world's gold reward (both: chosen = highest, rejected =
-    lowest). The judge stage then labels the stored pair with the same judge, so its label agrees."""
-    if cfg.generation.samples_per_prompt <= 2:
+    on π_{i-1} from `load_policy()` or the world's gold reward (both: chosen = highest, rejected = lowest). The
+    judge stage then labels the stored pair with the same judge, so its label agrees."""
+    if cfg.generation.samples_per_prompt <= 2 or cfg.judge.kind not in SELECTING_KINDS:
         return None
-    if cfg.judge.kind == "density_ratio":
-        return make_external_judge(cfg, base_model_path)
-    if cfg.judge.kind == "implicit":
-        if load_policy is None:
-            raise ValueError("best-of-N under the implicit judge needs π_{i-1} (load_policy)")
-        return ImplicitRewardJudge(load_policy(), cfg.beta, cfg.judge.batch_size, reference=cfg.judge.reference)
-    if cfg.judge.kind == "gold":
-        if gold is None:
-            raise ValueError("judge.kind gold exists only in the demo world")
-        return GoldJudge(gold)
-    return None
+    return judge_from_config(cfg, base_model_path, load_policy, gold)

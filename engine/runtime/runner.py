@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.config import ConfigError, load_config
 from engine.data.report import round_table
+from engine.runtime.jobs import RUN
 from engine.runtime.worker import Worker
 from storage import Job, Store
 
@@ -41,7 +42,7 @@ def run_headless(config_path: str, db: str | None = None, project: str | None = 
     db = db or cfg.db or "spa_studio.db"
     store = Store(db)
     proj = store.ensure_project(cfg.project, model=cfg.model)
-    job_id = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=cfg.to_yaml()))
+    job_id = store.enqueue(Job(project_id=proj.id, kind=RUN, config_yaml=cfg.to_yaml()))
     print(f"run {job_id} of project '{cfg.project}' from {Path(config_path)} (database {db})", flush=True)
     started = time.monotonic()
     done = threading.Event()

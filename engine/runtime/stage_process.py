@@ -18,14 +18,11 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-from engine.runtime.text_setup import KIND as TEXT_SETUP
-from engine.runtime.text_setup import run_text_setup
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the worker imports this module: nothing heavy at import time
-    from engine.runtime.context import StopFlag
-    from storage import Job, Store
+    from engine.runtime.jobs import StageCall
+    from storage import Store
 
 EXIT_STOPPED = 3
 ROOT = Path(__file__).resolve().parents[2]  # where launched stage commands run (`-m engine.runtime.stage_process`)
@@ -148,8 +145,10 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
     launch every rank runs this; rank 0 alone logs and records the stage done, after every rank has finished."""
     from engine.runtime.context import StopFlag, Stopped
     from engine.runtime.distributed import Ranks, barrier, init_process_group, leave_process_group
+    from engine.runtime.jobs import StageCall, job_kind
     from storage import Store
 
+    # the job, this process's rank, a stop flag for SIGTERM and the job's log for library warnings
     ranks = Ranks.from_env()
     stop = StopFlag()
     stop.install_signal_handler()
@@ -168,22 +167,11 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
     try:
         init_process_group(ranks)
         say("started")
-        if job.kind == "export":
-            run_export(store, job, stop, say)
-        elif job.kind == TEXT_SETUP:
-            from engine.runtime.context import JobProgress
-            from engine.runtime.jobs import text_setup_request
-
-            run_text_setup(store, job, text_setup_request(job), stage, JobProgress(store, job.id, 0, stage, stop), say)
-        else:
-            from engine.config import parse_config
-            from engine.runtime.context import StageContext
-            from engine.runtime.stages import run_stage
-
-            cfg = parse_config(job.config_yaml, f"job {job.id} configuration")
-            run_stage(StageContext(store, job.id, job.project_id, cfg, round, stage, stop=stop, echo=echo,
-                                   ranks=ranks))
-        barrier(ranks)  # a stage is done when every rank's share is
+        # parse the job's request once and run the stage through its kind's entry point
+        kind = job_kind(job)
+        kind.run_stage(StageCall(store, job, kind.parse(job), round, stage, stop, ranks, echo, say))
+        # record it done once every rank's share is
+        barrier(ranks)
         if ranks.is_main:
             store.stage_done(job.id, round, stage)
         say("done")
@@ -201,6 +189,24 @@ def run(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> int
         release_library_warnings(handler)
         leave_process_group()
         store.close()
+
+
+def run_spa_stage(call: StageCall) -> None:
+    """A run's stage (engine.runtime.stages) on its RunConfig."""
+    from engine.runtime.context import StageContext
+    from engine.runtime.stages import run_stage
+
+    run_stage(StageContext(call.store, call.job.id, call.job.project_id, call.request, call.round, call.stage,
+                           stop=call.stop, echo=call.echo, ranks=call.ranks))
+
+
+def run_text_setup_stage(call: StageCall) -> None:
+    """A text world setup job's stage, with its progress on the job row."""
+    from engine.runtime.context import JobProgress
+    from engine.runtime.text_setup import run_text_setup
+
+    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
+    run_text_setup(call.store, call.job, call.request, call.stage, progress, call.say)
 
 
 class JobLogHandler(logging.Handler):
@@ -241,26 +247,25 @@ def release_library_warnings(handler: JobLogHandler) -> None:
     logging.captureWarnings(False)
 
 
-def run_export(store: Store, job: Job, stop: StopFlag, say: Callable[[str], None]) -> None:
+def run_export(call: StageCall) -> None:
     """An export job: `engine.data.export.export` with its progress on the job row and a stop between steps."""
     from engine.data.export import export
     from engine.runtime.context import JobProgress
-    from engine.runtime.jobs import export_request
 
-    req = export_request(job)
-    progress = JobProgress(store, job.id, 0, "export", stop)
+    req = call.request
+    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
     steps: list[str] = []
 
     def report(step: str, done: int, total: int) -> None:
         if not steps or steps[-1] != step:
             steps.append(step)
-            say(step)
+            call.say(step)
         progress(done, total)
 
     progress(0, 1, force=True)
-    out = export(store.path, req, report)
+    out = export(call.store.path, req, report)
     progress(1, 1, force=True)
-    say(f"exported {req.what} of project {req.project!r} to {out}")
+    call.say(f"exported {req.what} of project {req.project!r} to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

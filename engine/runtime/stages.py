@@ -10,45 +10,25 @@ from pathlib import Path
 from engine.runtime import checkpoints
 from engine.method import generation
 from engine.method import scoring
-from engine.config import RunConfig, resolve_path, uses_demo_world, uses_text_world
+from engine.config import PATH_KEYS, RunConfig
 from engine.runtime.distributed import barrier, shard_indices
 from engine.method.evaluation import (AnswerScores, EvalSettings, answer_rewards, gold_comparison, init_samples,
                                       judge_accuracy, round_pair_stats, sample_eval, save_answers)
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
-from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
+from engine.method.judges import ImplicitRewardJudge
 from engine.runtime.context import StageCallback, StageContext, Stopped
+from engine.runtime.judge_setup import judge_from_config, pair_selector
 from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
+from engine.worlds import gold_reward_of, resolve_path, world_of
 from storage import Artifact, Pair
 
 GENERATE_CHUNK = 64  # prompts per committed chunk: a resumed generate stage redoes at most one chunk
 JUDGE_CHUNK = 256
 
 
-def demo_root() -> Path:
-    from engine.worlds.demo_world import default_demo_dir
-    return default_demo_dir()
-
-
-def text_root() -> Path:
-    from engine.worlds.text_world import default_text_dir
-    return default_text_dir()
-
-
 def paths(cfg: RunConfig) -> dict[str, str]:
-    root = demo_root() if uses_demo_world(cfg) else None
-    text = text_root() if uses_text_world(cfg) else None
-    return {k: resolve_path(getattr(cfg, k), root, text) for k in ("model", "seed_data", "prompt_pool", "eval_data")}
-
-
-def gold_for(cfg: RunConfig):
-    """The gold reward exists only in the demo world and the text world (IFEval instructions followed)."""
-    if uses_text_world(cfg):
-        from engine.worlds.text_world import TextWorld
-        return TextWorld.at(text_root()).task_book()
-    if not uses_demo_world(cfg):
-        return None
-    from engine.worlds.demo_world import gold_score_messages
-    return gold_score_messages
+    """The run's files with a world's prefixed names resolved to that world's files."""
+    return {key: resolve_path(getattr(cfg, key)) for key in PATH_KEYS}
 
 
 def load(ctx: StageContext, round: int | None, **kw) -> checkpoints.Policy:
@@ -74,15 +54,13 @@ def train_settings(ctx: StageContext) -> TrainSettings:
 # stages -------------------------------------------------------------------------------------------------
 
 def stage_prepare(ctx: StageContext) -> None:
-    """Build the demo world when the config names it, and import the config's data into the project."""
+    """Set up the world the config names (build it or find it cached), and import the config's data into the
+    project."""
     from engine.data.importers import load_examples
     cfg = ctx.cfg
-    if uses_demo_world(cfg):
-        from engine.worlds.demo_world import build_demo_world
-        build_demo_world(demo_root(), progress=lambda stage, done, total: ctx.progress(done, total))
-    if uses_text_world(cfg):
-        from engine.worlds.text_world import build_text_world
-        build_text_world(text_root(), progress=lambda stage, done, total: ctx.progress(done, total))
+    world = world_of(cfg)
+    if world:
+        world.setup(lambda done, total: ctx.progress(done, total))
     p = paths(cfg)
     for key, role in (("seed_data", "seed"), ("prompt_pool", "pool"), ("eval_data", "eval")):
         if not p[key]:
@@ -137,8 +115,8 @@ def stage_generate(ctx: StageContext) -> None:
     (implicit, density ratio or gold); all-equal samples drop."""
     from engine.method.generation_vllm import round_sampler
     from engine.method.baseline_judges import select_pairs
-    from engine.runtime.judge_setup import pair_selector
     cfg = ctx.cfg
+    # this round's prompts in chunks; the chunks a killed attempt already wrote are skipped
     prompts = prompt_slice(ctx)
     done_ids = {p.example_id for p in ctx.store.pairs(ctx.job_id, ctx.round)}
     chunks = [prompts[k:k + GENERATE_CHUNK] for k in range(0, len(prompts), GENERATE_CHUNK)]
@@ -146,13 +124,15 @@ def stage_generate(ctx: StageContext) -> None:
     if not todo:
         record_dropped(ctx, prompts, 0, 0)
         return
+    # the sampler on π_{i-1}, the gold reward (stored beside each pair) and the best-of-N selector
     policy = functools.cache(lambda: load(ctx, ctx.round - 1))  # the sampler and an implicit selector share it
     verify(ctx, ctx.round - 1)  # the vLLM sampler reads the files itself
     sampler = round_sampler(cfg, paths(cfg)["model"], checkpoints.saved_weights(ctx.out_dir, ctx.round - 1, cfg),
                             policy)
     ctx.log(f"sampling with {sampler.note}")
-    gold = gold_for(cfg)
+    gold = gold_reward_of(cfg)
     selector = pair_selector(cfg, paths(cfg)["model"], policy, gold)
+    # per chunk: sample, pick each prompt's pair (or drop all-equal samples), write the pairs
     dropped, written = 0, 0
     per_prompt = cfg.generation.samples_per_prompt
     total = len(prompts) * per_prompt  # progress counts sequences, so a stop is noticed after every batch
@@ -194,19 +174,6 @@ def record_dropped(ctx: StageContext, prompts: list, written: int, dropped: int)
     ctx.metrics({"round/dropped_identical": dropped_in_all})
 
 
-def make_judge(ctx: StageContext, policy: checkpoints.Policy) -> Judge:
-    kind = ctx.cfg.judge.kind
-    if kind == "implicit":
-        return ImplicitRewardJudge(policy, ctx.cfg.beta, ctx.cfg.judge.batch_size, reference=ctx.cfg.judge.reference)
-    if kind == "gold":
-        gold = gold_for(ctx.cfg)
-        if gold is None:
-            raise ValueError("judge.kind gold exists only in the demo world")
-        return GoldJudge(gold)
-    from engine.runtime.judge_setup import make_external_judge
-    return make_external_judge(ctx.cfg, paths(ctx.cfg)["model"])
-
-
 def stage_judge(ctx: StageContext) -> None:
     """Score every unjudged pair: the four log-probs (π_{i-1} and π_init for both responses) are always
     stored, since π_{i-1}'s are the training reference; the label comes from the configured judge."""
@@ -218,7 +185,7 @@ def stage_judge(ctx: StageContext) -> None:
         barrier(ctx.ranks)  # every rank has read the list before any rank writes
         pending = [pending[i] for i in shard_indices(n_pending, ctx.ranks.rank, ctx.ranks.world_size)]
     policy = load(ctx, ctx.round - 1)
-    judge = make_judge(ctx, policy)
+    judge = judge_from_config(ctx.cfg, paths(ctx.cfg)["model"], lambda: policy)
     implicit = judge if isinstance(judge, ImplicitRewardJudge) else ImplicitRewardJudge(
         policy, ctx.cfg.beta, ctx.cfg.judge.batch_size)
     total = len(pending)
@@ -329,7 +296,7 @@ def stage_evaluate(ctx: StageContext) -> None:
         texts = [x for x in sample_eval(policy, prompts, s)]
         values["eval/response_tokens"] = sum(x.n_tokens for x in texts) / len(texts)
         ctx.progress(2, 3, force=True)
-        gold = gold_for(cfg)
+        gold = gold_reward_of(cfg)
         baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
         if gold:
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
@@ -341,9 +308,9 @@ def stage_evaluate(ctx: StageContext) -> None:
                               reference=cfg.judge.reference)
         save_answers(ctx.out_dir / f"eval_answers_round_{ctx.round}.json", prompts, [x.text for x in texts],
                      baseline, gold, scores)
-    if uses_text_world(cfg):  # IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers
-        from engine.worlds.text_eval import text_eval
-        values.update(text_eval(policy, text_root(), s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
+    world = world_of(cfg)
+    if world:  # the world's own metrics (the text world: IFEval's, on its held-out splits)
+        values.update(world.evaluate(policy, s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))

@@ -1,7 +1,7 @@
-"""The text demo project's setup job (kind `text-world`): fetch SmolLM2-135M-Instruct when the model cache lacks
-it, build the text world (or find it cached), and import its seed pairs and pool prompts into the project. The
-studio queues it when the person opens the demo project "Instruction following, SmolLM2-135M"; each step is
-its own idempotent stage, so a stopped or killed setup resumes where it stopped.
+"""The text demo project's setup job (engine.runtime.jobs.TEXT_WORLD): fetch SmolLM2-135M-Instruct when the model
+cache lacks it, build the text world (or find it cached), and import its seed pairs and pool prompts into the
+project. The studio queues it when the person opens the demo project "Instruction following, SmolLM2-135M"; each
+step is its own idempotent stage, so a stopped or killed setup resumes where it stopped.
 
 The world's held-out prompts (eval.jsonl, eval2.jsonl) are not imported: they carry no answer pairs, which the
 project's eval role holds, and a run's evaluate stage reads both held-out splits from the world itself.
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobProgress
 
-KIND = "text-world"
 STAGES = ("model", "world", "import")
 SIZES = ("full", "mini")  # mini: TextWorldSize.mini(), a handful of everything (tests); full: the default size
 SIZE_ENV = "SPA_TEXT_WORLD_SIZE"
@@ -25,13 +24,21 @@ SIZE_ENV = "SPA_TEXT_WORLD_SIZE"
 
 @dataclass
 class TextSetupRequest:
-    """What a `text-world` job sets up (stored as YAML of these fields in the job's config_yaml)."""
+    """What a text world setup job sets up (stored as YAML of these fields in the job's config_yaml)."""
     project: str
     size: str = "full"  # used only when no text world is cached at the folder yet (a cached one is reused)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {', '.join(SIZES)}, not {self.size!r}")
+
+
+def __getattr__(name: str):
+    """`KIND`: the studio's old spelling of engine.runtime.jobs.TEXT_WORLD, kept until the studio reads it there."""
+    if name == "KIND":
+        from engine.runtime.jobs import TEXT_WORLD
+        return TEXT_WORLD
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_text_setup(store: Store, job: Job, req: TextSetupRequest, stage: str, progress: Progress,

@@ -17,7 +17,7 @@ import psutil
 
 from engine.config import ConfigError
 from engine.runtime.doctor import STALE_AFTER_S, diagnose, worker_gone
-from engine.runtime.jobs import JOB_KINDS, job_plan, launch_command
+from engine.runtime.jobs import JOB_KINDS, JobKind, JobRequest, job_kind, launch_command
 from engine.runtime.stage_process import EXIT_STOPPED, pid_alive, stage_args, start_stage, stop_stage_server
 from storage import Job, Store
 
@@ -103,21 +103,24 @@ class Worker:
                 return
 
     def execute(self, job: Job) -> None:
+        """Run a claimed job's stages in order, skipping those already done, until it ends, pauses or is lost."""
+        # the job's kind and request, parsed once; an invalid one fails the job before any stage runs
         try:
-            if job.kind not in JOB_KINDS:
-                raise ConfigError(f"job {job.id}: this worker runs {', '.join(JOB_KINDS)} jobs, not {job.kind!r}")
-            stages = job_plan(job)
+            kind = job_kind(job)
+            request = kind.parse(job)
+            stages = kind.plan(request)
         except ConfigError as e:
             self._release(job, "failed", error=str(e), cause=str(e), level="error")
             return
-        runs = job.kind == "run"
         for k, ref in enumerate(stages):
             last_of_round = k + 1 == len(stages) or stages[k + 1].round != ref.round
+            # a stage done before (by a worker that died or stopped) is skipped
             done = self.store.round(job.id, ref.round)
             if done and ref.stage in done.stages_done:
-                if runs and last_of_round and done.status != "done":  # killed after its last stage was recorded
+                if kind.keeps_rounds and last_of_round and done.status != "done":  # killed once it was recorded
                     self.store.set_round_status(job.id, ref.round, "done")
                 continue
+            # between stages: lost, shutting down, stop requested, or the review gate
             if self._interrupted(job, ref.round):
                 return
             if ref.stage == "review":
@@ -126,7 +129,8 @@ class Worker:
                                      cause=f"[round {ref.round} review] paused for review; approve to train"):
                         self.store.set_round_status(job.id, ref.round, "review")
                 return
-            code = self.run_stage(job, ref.round, ref.stage)
+            # run the stage in its own process group, then act on its exit status
+            code = self.run_stage(job, ref.round, ref.stage, kind, request)
             if code == LOST:
                 self._lost(job)
                 return
@@ -142,7 +146,7 @@ class Worker:
                 self._release(job, "failed", error=error,
                               cause=f"[round {ref.round} {ref.stage}] failed (exit status {code})", level="error")
                 return
-            if runs and last_of_round:
+            if kind.keeps_rounds and last_of_round:
                 self.store.set_round_status(job.id, ref.round, "done")
         self._release(job, "done", progress_done=1, progress_total=1, eta_s=0, cause=f"{job.kind} finished")
 
@@ -185,7 +189,7 @@ class Worker:
             return True
         return False
 
-    def run_stage(self, job: Job, round: int, stage: str) -> int:
+    def run_stage(self, job: Job, round: int, stage: str, kind: JobKind, request: JobRequest) -> int:
         """One stage in a child process group; heartbeat while it runs; SIGTERM then SIGKILL on a stop.
         Returns the stage's exit status, EXIT_STOPPED when it was stopped, LOST when the job was taken away."""
         with self.store.write():  # the job's stage and its round's state move together
@@ -193,10 +197,10 @@ class Worker:
                                               progress_total=0, eta_s=None):
                 return LOST
             self.store.heartbeat(job.id, self.name)
-            if job.kind == "run":
+            if kind.keeps_rounds:
                 self.store.set_round_status(job.id, round, "running")
         try:
-            command = launch_command(job, stage, stage_args(self.db, job.id, round, stage, self.echo))
+            command = launch_command(job, stage, stage_args(self.db, job.id, round, stage, self.echo), request)
             child = start_stage(self.db, job.id, round, stage, self.echo, command)
         except (OSError, ValueError) as e:  # a missing accelerate config, no fork server: the job fails, not the worker
             self.store.log(job.id, f"[round {round} {stage}] could not start: {type(e).__name__}: {e}", "error")

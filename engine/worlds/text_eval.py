@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from engine.method import generation
-from engine.runtime.checkpoints import Policy
 from engine.method.evaluation import EvalSettings, first_answers
+from engine.method.models import Policy
 from engine.worlds import ifeval_tasks as it
 from engine.worlds.text_world import TextWorld
 

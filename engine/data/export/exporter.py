@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import ConfigError, RunConfig, parse_config
+from engine.config import ConfigError, RunConfig, run_config_of
 from engine.data.export.dataset import dataset_rows, write_dataset
 from engine.data.export.model import write_adapter, write_merged
 from engine.data.export.records import FORMATS, WHATS, ExportError, ExportRequest, Progress, RunCard, RunModel
@@ -122,7 +122,7 @@ def _base_model(store: Store, job_id: int, art: Artifact) -> str:
 def _run_config(job: Job) -> RunConfig | None:
     """The run's configuration, for the card; a config that no longer validates only costs the card its details."""
     try:
-        return parse_config(job.config_yaml, f"job {job.id}") if job.config_yaml else None
+        return run_config_of(job) if job.config_yaml else None
     except ConfigError:
         return None
 
