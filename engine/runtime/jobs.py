@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import yaml
 
 from engine.config import ConfigError, RunConfig, run_config_of
-from engine.runtime import text_setup
+from engine.runtime import seed_answers, text_setup
 from storage import Job
 
 if TYPE_CHECKING:
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 RUN = "run"  # the job kinds' names: no other module spells them
 EXPORT = "export"
 TEXT_WORLD = "text-world"
+SEED_ANSWERS = "seed-answers"
 
-JobRequest = Union[RunConfig, "ExportRequest", text_setup.TextSetupRequest]  # what `job_request` returns, per kind
+JobRequest = Union[RunConfig, "ExportRequest", text_setup.TextSetupRequest, seed_answers.SeedAnswersRequest]  # what `job_request` returns, per kind
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ def _text_setup_request(job: Job) -> text_setup.TextSetupRequest:
     return request_of(job, text_setup.TextSetupRequest, "text world")
 
 
+def _seed_answers_request(job: Job) -> seed_answers.SeedAnswersRequest:
+    return request_of(job, seed_answers.SeedAnswersRequest, "seed answers")
+
+
 def _run_launch(cfg: RunConfig, stage: str, args: list[str]) -> list[str] | None:
     """Training and judging on more than one GPU run under `accelerate launch`."""
     from engine.runtime.distributed import MULTI_PROCESS_STAGES, stage_launch_command
@@ -128,6 +133,8 @@ JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     JobKind(EXPORT, _export_request, lambda req: [StageRef(0, "export")], "engine.runtime.stage_process:run_export"),
     JobKind(TEXT_WORLD, _text_setup_request, lambda req: [StageRef(0, stage) for stage in text_setup.STAGES],
             "engine.runtime.stage_process:run_text_setup_stage"),
+    JobKind(SEED_ANSWERS, _seed_answers_request, lambda req: [StageRef(0, stage) for stage in seed_answers.STAGES],
+            "engine.runtime.stage_process:run_seed_answers_stage"),
 )}  # iterating gives the kinds' names: what a worker executes and the studio offers
 
 
@@ -139,8 +146,8 @@ def job_kind(job: Job) -> JobKind:
 
 
 def job_request(job: Job) -> JobRequest:
-    """The job's YAML parsed and validated into its kind's typed record: RunConfig, ExportRequest or
-    TextSetupRequest (ConfigError naming the job otherwise). Every reader of a job's configuration takes this."""
+    """The job's YAML parsed and validated into its kind's typed record: RunConfig, ExportRequest,
+    TextSetupRequest or SeedAnswersRequest (ConfigError naming the job otherwise). Every reader of a job's configuration takes this."""
     return job_kind(job).parse(job)
 
 

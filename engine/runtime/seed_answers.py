@@ -1,4 +1,4 @@
-"""The seed builder's sampling job (kind `seed-answers`): N answers per seed prompt (a seed example without a pair)
+"""The seed builder's sampling job (engine.runtime.jobs.SEED_ANSWERS): N answers per seed prompt (a seed example without a pair)
 from the project's model, each with its log-prob, for a person to pick the best and the worst (storage.seed).
 
 The model, its dtype and device, and the generation settings come from one of the project's saved configurations
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobProgress, which raises Stopped
 
-KIND = "seed-answers"
 STAGES = ("sample",)
 PROMPTS_PER_CHUNK = 16  # prompts sampled together; a resumed job redoes at most one chunk
 

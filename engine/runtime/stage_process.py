@@ -209,6 +209,15 @@ def run_text_setup_stage(call: StageCall) -> None:
     run_text_setup(call.store, call.job, call.request, call.stage, progress, call.say)
 
 
+def run_seed_answers_stage(call: StageCall) -> None:
+    """A seed-answers job's stage: sample answers for the seed prompts, with its progress on the job row."""
+    from engine.runtime.context import JobProgress
+    from engine.runtime.seed_answers import run_seed_answers
+
+    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
+    run_seed_answers(call.store, call.job, call.request, call.stage, progress, call.say)
+
+
 class JobLogHandler(logging.Handler):
     """Library warnings (PEFT's missing or unexpected adapter keys, transformers' load reports) into the job's
     log, where the person running the job sees them, instead of a stage process's stderr that nobody reads."""

@@ -69,13 +69,15 @@ def stage_prepare(ctx: StageContext) -> None:
         added, skipped = ctx.store.add_examples(ctx.project_id, result.examples)
         ctx.log(f"{p[key]}: {result.format}, {added} {role} rows imported, {skipped} already present, "
                 f"{len(result.duplicates)} duplicates skipped")
-    if ctx.store.count_examples(ctx.project_id, "seed") == 0:
-        raise ValueError("the project has no seed pairs: import some or set seed_data")
+    if not ctx.store.seed_pairs(ctx.project_id):
+        raise ValueError("the project has no seed pairs: import some, set seed_data, or rank the answers sampled "
+                         "for its seed prompts")
 
 
 def stage_seed(ctx: StageContext) -> None:
-    """π_0 = DPO(init = π_init, reference = π_init, data = seed pairs): plain sigmoid DPO."""
-    seeds = ctx.store.examples(ctx.project_id, "seed")
+    """π_0 = DPO(init = π_init, reference = π_init, data = seed pairs): plain sigmoid DPO. The seed pairs are the
+    uploaded ones and one (best, worst) pair per seed prompt a person ranked."""
+    seeds = ctx.store.seed_pairs(ctx.project_id)
     policy = load(ctx, None, trainable=True)
     prompts = [e.prompt for e in seeds]
     with policy.init_view() as init:
