@@ -282,3 +282,39 @@ def test_stop_says_what_it_did_and_exports_stay_off_the_run_view(tmp_path):
     assert "Stop requested for run" in said and "(round 2, train)" in said and "Resume" in said
     said = stop_message(export, "queued", actions.stop_run(db, export), "", None)
     assert f"Run #{export} was queued and is now stopped" in said
+
+
+def _handler(blocks, elem_id: str, event: str = "click"):
+    """The Python function an event of the component `elem_id` runs (the Review tab's handlers are private)."""
+    ids = {i for i, block in blocks.blocks.items() if getattr(block, "elem_id", None) == elem_id}
+    (fn,) = [f.fn for f in blocks.fns.values() if any(t[0] in ids and t[1] == event for t in f.targets)]
+    return fn
+
+
+def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
+    """A label click writes the label, steps to the next pair and reads everything the tab redraws (the page, the
+    pair, the progress per round) on one connection; so does a step to the next pair."""
+    import storage.base
+    from app.studio import build_app
+
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=4)
+    blocks = build_app(str(db))
+    view = _handler(blocks, "review-refresh")("p", "any", "any", "any", "any", 0.5, 1.0, "",
+                                              "flagged, then least confident", 20)
+    state = view[-1]
+    opened = []
+    connect = storage.base.connect
+    monkeypatch.setattr(storage.base, "connect", lambda path: opened.append(path) or connect(path))
+    said = []
+    for button in ("review-keep", "review-flip", "review-a", "review-next"):
+        opened.clear()
+        view = _handler(blocks, button)("p", state)
+        state = view[-1]
+        assert len(opened) == 1, button
+        said.append(view[-2])
+    assert said == [f"Pair #{ids[0]}: a (self) → **a** (human)", f"Pair #{ids[1]}: a (self) → **b** (human)",
+                    f"Pair #{ids[2]}: a (self) → **a** (human)", "That was the last pair of the queue."]
+    with _opened(db) as store:
+        assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [
+            ("a", "human"), ("b", "human"), ("a", "human"), ("a", "self")]
