@@ -265,6 +265,35 @@ def test_a_form_value_that_does_not_parse_is_refused_with_its_label():
         config_form.merged_yaml(text, values_of(text), values)
 
 
+def test_the_forms_help_and_ranges_are_the_config_fields_own(tmp_path):
+    """Every field of the built form explains itself with its config field's help text and, where the field has
+    one, its range: one source (engine/config.py), so the form cannot say another β or another K range."""
+    import dataclasses
+
+    import gradio as gr
+
+    from app import project_tab
+    from engine.config import RunConfig
+
+    def metadata(path: str) -> dict:
+        owner = RunConfig()
+        *parents, leaf = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        return {f.name: f for f in dataclasses.fields(owner)}[leaf].metadata
+
+    with gr.Blocks():
+        built = project_tab.build(str(tmp_path / "s.db"), gr.Dropdown())
+    assert len(built.fields) == len(config_form.FORM_FIELDS)
+    for component, (path, label, *_) in zip(built.fields, config_form.FORM_FIELDS):
+        help_text, check = metadata(path)["help"], metadata(path).get("check")
+        assert component.label == label
+        assert component.info == (f"{help_text}; must be {check[1]}" if check else help_text), path
+    shown = {path: component.info for component, (path, *_) in zip(built.fields, config_form.FORM_FIELDS)}
+    assert shown["beta"] == "β of DPO and of the implicit reward; must be positive"
+    assert shown["refine.k_fraction"].endswith("; must be in [0, 1)")
+
+
 def test_stop_says_what_it_did_and_exports_stay_off_the_run_view(tmp_path):
     from app.run_tab import job_choices, stop_message
 
