@@ -48,9 +48,11 @@ STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "paused": "#d97706"
 def progress_html(s: dict | None) -> str:
     """The job's state, the current stage's bar (counts, percent, ETA) and every stage of the plan as a chip."""
     if s is None:
-        return "<div class='spa-progress'><div class='spa-head'>No run selected. Queue one with “Queue run”.</div></div>"
+        return ("<div class='spa-progress'><div class='spa-head'>No run selected. Queue one with “Queue run”."
+                "</div></div>")
     status = "probably interrupted (no heartbeat)" if s["stale"] else s["status"]
-    colour = STATUS_COLOURS["interrupted" if s["stale"] else s["status"]] if s["status"] in STATUS_COLOURS else "#6b7280"
+    shown_status = "interrupted" if s["stale"] else s["status"]
+    colour = STATUS_COLOURS[shown_status] if s["status"] in STATUS_COLOURS else "#6b7280"
     where = f" · round {s['round']} · {html.escape(s['stage'])}" if s["stage"] else ""
     total, done = s["progress_total"], s["progress_done"]
     if total:
