@@ -7,8 +7,9 @@
     c.predict(job, api_name="/job_status")
 
 Paths given to preview_file and import_file are read on the machine the studio runs on, only under its
-data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every endpoint returns JSON-ready
-values; a refused request raises an error whose message says why (gradio_client's AppError)."""
+data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every
+endpoint returns JSON-ready values; a refused request raises an error whose message says why (gradio_client's
+AppError)."""
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -13,46 +13,60 @@ from __future__ import annotations
 
 import json
 import math
+import typing
+from dataclasses import Field, fields
+from typing import NamedTuple
 
 import yaml
 
 from app.actions import ActionError
 from engine.config import RunConfig
 
-# (YAML key path, label, kind, one-line explanation), grouped into the form's rows
+
+class FormField(NamedTuple):
+    """A field of the form: its YAML key path, its short label and how its value is typed. Its explanation is the
+    config field's own help text and range (`field_info`), never a second copy here."""
+    path: str
+    label: str
+    kind: str
+
+
 FORM_ROWS = [
-    [("model", "Model", "text", "demo:model (the embedded demo world), a local model folder, or a hub id")],
-    [("seed_data", "Seed pairs file", "text", "empty: the seed pairs imported on the left"),
-     ("prompt_pool", "Prompt pool file", "text", "empty: the pool prompts imported on the left"),
-     ("eval_data", "Eval pairs file", "text", "empty: the eval pairs imported on the left")],
-    [("beta", "β", "number", "DPO strength: how far the policy may move from its reference (paper: 0.1)"),
-     ("learning_rate", "Learning rate", "optional",
-      "optimiser step size; empty: 5e-5 with LoRA, 5e-7 full fine-tune"),
-     ("epochs", "Seed epochs", "int", "passes over the seed pairs in the seed round (paper: 3)"),
-     ("rounds", "Rounds", "int", "SPA rounds after the seed round (paper: 3)"),
-     ("prompts_per_round", "Prompts per round", "list_int",
-      "fresh pool prompts per round: one number or one per round")],
-    [("generation.samples_per_prompt", "Samples per prompt", "int",
-      "answers per prompt (≥ 2); above 2, the implicit, gold or density-ratio judge picks the pair from them"),
-     ("generation.temperature", "Temperature", "number", "sampling temperature of generation (paper: 0.7)"),
-     ("judge.kind", "Judge", "choice", "who labels new pairs: implicit = the model's own DPO reward (SPA)"),
-     ("judge.reference", "Judge reference", "choice", "implicit judge: init = β·(logp π − logp π_init) (SPA); "
-      "none = β·logp π (the authors' ablation)"),
-     ("review_gate", "Review gate", "bool", "pause after judging each round until you approve the review")],
-    [("refine.enabled", "Self-refinement", "bool", "smooth the labels of pairs flagged as likely noisy"),
-     ("refine.k_fraction", "Flag fraction K", "number",
-      "share flagged: the lowest extrapolated margins (paper: 0.1)"),
-     ("refine.alpha", "Smoothing α", "number", "a flagged pair trains on the soft label 1 − α (paper: 0.1)"),
-     ("refine.lambdas", "Extrapolation λ per round", "list_float",
-      "(1+λ)·policy − λ·reference logits; 0 = off"),
-     ("refine.warmup_fraction", "Warm-up", "number", "share of a round's steps before flags count (paper: 0.2)")],
-    [("lora.enabled", "LoRA", "bool", "train a LoRA adapter (off: full fine-tune)"),
-     ("lora.r", "LoRA r", "int", "adapter rank: the capacity of the update"),
-     ("lora.alpha", "LoRA α", "int", "adapter scaling, often 2·r")],
+    [FormField("model", "Model", "text")],
+    [FormField("seed_data", "Seed pairs file", "text"), FormField("prompt_pool", "Prompt pool file", "text"),
+     FormField("eval_data", "Eval pairs file", "text")],
+    [FormField("beta", "β", "number"), FormField("learning_rate", "Learning rate", "optional"),
+     FormField("epochs", "Seed epochs", "int"), FormField("rounds", "Rounds", "int"),
+     FormField("prompts_per_round", "Prompts per round", "list_int")],
+    [FormField("generation.samples_per_prompt", "Samples per prompt", "int"),
+     FormField("generation.temperature", "Temperature", "number"), FormField("judge.kind", "Judge", "choice"),
+     FormField("judge.reference", "Judge reference", "choice"), FormField("review_gate", "Review gate", "bool")],
+    [FormField("refine.enabled", "Self-refinement", "bool"),
+     FormField("refine.k_fraction", "Flag fraction K", "number"), FormField("refine.alpha", "Smoothing α", "number"),
+     FormField("refine.lambdas", "Extrapolation λ per round", "list_float"),
+     FormField("refine.warmup_fraction", "Warm-up", "number")],
+    [FormField("lora.enabled", "LoRA", "bool"), FormField("lora.r", "LoRA r", "int"),
+     FormField("lora.alpha", "LoRA α", "int")],
 ]
 FORM_FIELDS = [f for row in FORM_ROWS for f in row]
-LABELS = {path: label for path, label, _, _ in FORM_FIELDS}
+LABELS = {f.path: f.label for f in FORM_FIELDS}
 TYPED_KINDS = ("text", "optional", "number", "int", "list_int", "list_float")  # fields a person types into
+
+
+def config_field(path: str) -> Field:
+    """The RunConfig field at a key path ("refine.k_fraction"): where its help text and its range are stated."""
+    owner = RunConfig
+    *parents, leaf = path.split(".")
+    for part in parents:
+        owner = typing.get_type_hints(owner)[part]
+    return {f.name: f for f in fields(owner)}[leaf]
+
+
+def field_info(path: str) -> str:
+    """What the form says under a field: the config field's help text, then its range where it has one."""
+    metadata = config_field(path).metadata
+    check = metadata.get("check")
+    return f"{metadata['help']}; must be {check[1]}" if check else metadata["help"]
 
 
 def elem_id(path: str) -> str:
@@ -64,9 +78,9 @@ def typed_values_js(leading: int) -> str:
     it replaces each typed field's value by the text its box shows at the click (`parsed` reads it). Gradio hands
     an event the values it last synchronised from the page, and a box typed into a moment before the click can
     still be behind."""
-    fields = json.dumps([elem_id(path) if kind in TYPED_KINDS else None for path, _, kind, _ in FORM_FIELDS])
+    typed = json.dumps([elem_id(f.path) if f.kind in TYPED_KINDS else None for f in FORM_FIELDS])
     return f"""(...args) => {{
-  const fields = {fields};
+  const fields = {typed};
   const values = args.slice({leading}).map((v, i) => {{
     const box = fields[i] && document.querySelector('#' + fields[i] + ' input, #' + fields[i] + ' textarea');
     return box ? box.value : v;
@@ -95,7 +109,7 @@ def shown(kind: str, value):
 
 
 def form_values(cfg: RunConfig) -> list:
-    return [shown(kind, get(cfg, path)) for path, _, kind, _ in FORM_FIELDS]
+    return [shown(f.kind, get(cfg, f.path)) for f in FORM_FIELDS]
 
 
 def parsed(kind: str, label: str, value):
@@ -165,8 +179,8 @@ def edited_fields(baseline: list | None, values: list) -> list[int]:
     """Indexes of the form fields edited since the server last wrote the form (all of them without a baseline)."""
     if not baseline or len(baseline) != len(values):
         return list(range(len(values)))
-    return [i for i, ((_, _, kind, _), old, new) in enumerate(zip(FORM_FIELDS, baseline, values))
-            if not _same(kind, old, new)]
+    return [i for i, (field, old, new) in enumerate(zip(FORM_FIELDS, baseline, values))
+            if not _same(field.kind, old, new)]
 
 
 def merged_yaml(text: str, baseline: list | None, values: list) -> str:
@@ -176,7 +190,7 @@ def merged_yaml(text: str, baseline: list | None, values: list) -> str:
         return text
     data = _load(text)
     for i in changed:
-        path, label, kind, _ = FORM_FIELDS[i]
+        path, label, kind = FORM_FIELDS[i]
         _put(data, path, label, kind, values[i])
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 

@@ -1,23 +1,21 @@
 """Export tab: the grown preference dataset (TRL format, with provenance) and the run's models.
 
 A dataset export only reads SQLite and writes files, so it runs here like an import does. A model or adapter
-export loads weights, which the UI process never does: it is queued as a job of kind "export" when the
+export loads weights, which the UI process never does: it is queued as a job of kind EXPORT when the
 worker declares it runs those (JOB_KINDS, the registry in engine/runtime/jobs.py), and otherwise the equivalent
 command is shown."""
 from __future__ import annotations
 
 import importlib.util
 import shlex
-from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import yaml
 
 from app import actions
 from app.actions import ActionError
-from storage import Job
+from engine.runtime.jobs import EXPORT
 
 WHATS = ["dataset", "adapter", "model"]
 FORMATS = ["jsonl", "parquet", "hf"]
@@ -31,7 +29,7 @@ def export_available() -> bool:
 
 def worker_runs_exports() -> bool:
     """Whether the worker runs export jobs: the job-kind registry both sides import."""
-    return "export" in actions.JOB_KINDS
+    return EXPORT in actions.JOB_KINDS
 
 
 def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
@@ -97,15 +95,13 @@ def run_export(db: str, req) -> str:
     if not worker_runs_exports():
         return ("Model and adapter exports load the weights, which the studio leaves to the worker, and this "
                 "worker does not run export jobs yet: use “Export from a terminal instead” below.")
-    with actions.opened(db) as store:
-        proj = actions.project_of(store, req.project)
-        job_id = store.enqueue(Job(project_id=proj.id, kind="export", config_yaml=yaml.safe_dump(asdict(req))))
+    job_id = actions.queue_export(db, req)
     return f"✓ Export queued as job #{job_id}; it is listed under “Export jobs” below."
 
 
 def export_jobs_md(db: str, project: str) -> str:
     """The project's model and adapter exports, newest first (the Run tab shows runs only)."""
-    rows = [j for j in actions.jobs(db, project) if j["kind"] == "export"] if project else []
+    rows = [j for j in actions.jobs(db, project) if j["kind"] == EXPORT] if project else []
     if not rows:
         return "_No model or adapter export queued yet._"
     out = []

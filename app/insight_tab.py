@@ -6,13 +6,13 @@ round, and π_init's answers to the eval prompts when the run saved them)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from app import actions, plots
-from app.actions import ROOT, ActionError, run_dir
+from app.actions import ActionError
+from engine.runtime.jobs import RUN
 
 ALL_RUNS = "all runs"
 HEIGHT = 260
@@ -25,34 +25,8 @@ def _job_id(value) -> int | None:
 def init_samples(db: str, project: str, job_id: int | None, limit: int = 10) -> pd.DataFrame:
     """π_init's stored answers to the eval prompts (eval_init_samples.json in the run's folder), if any."""
     columns = ["eval prompt", "π_init answer"]
-    if job_id is None:
-        return pd.DataFrame(columns=columns)
-    with actions.opened(db) as store:
-        job = actions.job_of(store, job_id)
-        cfg = actions.job_config(job)
-        proj = store.project_by_id(job.project_id)
-        evals = store.examples(proj.id, "eval", limit=cfg.eval.max_prompts) if cfg else []
-    if cfg is None:
-        return pd.DataFrame(columns=columns)
-    out_dir = run_dir(cfg, db, job_id)
-    path = (out_dir if out_dir.is_absolute() else ROOT / out_dir) / "eval_init_samples.json"
-    if not path.is_file():
-        return pd.DataFrame(columns=columns)
-    try:
-        texts = json.loads(path.read_text(encoding="utf-8"))["texts"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return pd.DataFrame(columns=columns)
-    rows = [[e.prompt_text, t] for e, t in zip(evals, texts)][:limit]
+    rows = actions.init_answers(db, job_id, limit) if job_id is not None else []
     return pd.DataFrame(rows, columns=columns)
-
-
-def _run_folder(db: str, job_id: int) -> Path | None:
-    with actions.opened(db) as store:
-        cfg = actions.job_config(actions.job_of(store, job_id))
-    if cfg is None:
-        return None
-    out_dir = run_dir(cfg, db, job_id)
-    return out_dir if out_dir.is_absolute() else ROOT / out_dir
 
 
 def _scored(text: str, gold: float | None = None, judge: float | None = None,
@@ -83,7 +57,7 @@ def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[
     the evaluate stage writes): see `compare_answers`."""
     if job_id is None:
         return pd.DataFrame(columns=["eval prompt"]), "Pick a run to compare its rounds' answers."
-    folder = _run_folder(db, job_id)
+    folder = actions.run_folder(db, job_id)
     files = sorted(folder.glob("eval_answers_round_*.json"), key=lambda f: int(f.stem.rsplit("_", 1)[1])) \
         if folder and folder.is_dir() else []
     records = []
@@ -142,11 +116,8 @@ def round_generations(db: str, project: str, job_id: int | None, round_: int | N
     columns = ["pair", "prompt", "chosen", "rejected", "label", "confidence"]
     if not project or round_ is None:
         return pd.DataFrame(columns=columns)
-    with actions.opened(db) as store:
-        proj = actions.project_of(store, project)
-        pairs = store.round_samples(proj.id, round_, job_id=job_id, search=search or "", limit=20)
     rows = []
-    for p in pairs:
+    for p in actions.round_samples(db, project, round_, job_id, search):
         a_wins = p.label != "b"
         chosen, rejected = (p.response_a, p.response_b) if a_wins else (p.response_b, p.response_a)
         if p.label in ("tie", "both_bad"):
@@ -197,23 +168,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         if not project_:
             return ["Choose a project.", *[gr.skip()] * 4, gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
                     gr.update(choices=[], value=None), gr.skip(), None]
-        job_id = _job_id(job_value)
-        with actions.opened(db) as store:
-            try:
-                proj = actions.project_of(store, project_)
-            except ActionError as e:
-                return [str(e), *[gr.skip()] * 7, None]
-            jobs = store.jobs(proj.id)
-            if job_id not in {j.id for j in jobs}:
-                job_id = None
-            metrics_job = job_id if job_id is not None else (jobs[-1].id if jobs else None)
-            metrics = [m.__dict__ for m in store.metrics(metrics_job)] if metrics_job else []
-            bins = store.confidence_calibration(proj.id, job_id)
-            rank_bins = store.rank_calibration(proj.id, job_id)
-            hist = store.margin_histogram(proj.id, job_id)
-            lengths_ = store.length_by_round(proj.id, job_id)
-            rounds = store.pair_rounds(proj.id, job_id)
-            counts = store.label_source_counts(proj.id)
+        try:
+            seen = actions.project_insight(db, project_, _job_id(job_value))
+        except ActionError as e:
+            return [str(e), *[gr.skip()] * 7, None]
+        jobs, job_id, metrics_job, rounds = seen.jobs, seen.job_id, seen.metrics_job, seen.rounds
+        bins = seen.calibration
         judged = sum(b["n"] for b in bins)
         gold = sum(b["n_gold"] for b in bins)
         human = sum(b["n_human"] for b in bins)
@@ -221,23 +181,23 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                  if gold else "")
         which = f"run #{job_id}" if job_id else "all runs"
         text = (f"**{which}** · {judged} judged pairs · labels: "
-                + ", ".join(f"{k or '?'} {v}" for k, v in sorted(counts.items())) + agree
+                + ", ".join(f"{k or '?'} {v}" for k, v in sorted(seen.label_counts.items())) + agree
                 + (f"; {human} human a/b labels to compare with" if human else "")
                 + (f" · per-round metrics of run #{metrics_job}" if metrics_job and job_id is None else ""))
         choices = [ALL_RUNS] + [(f"#{j.id} {j.kind} · {j.status}", j.id) for j in reversed(jobs)]
         round_update = gr.update(choices=rounds, value=rounds[-1] if rounds else None)
         (rounds_, r_order), (hist_, h_order), (len_, l_order) = (
-            plots.round_frame(metrics), plots.margin_frame(hist), plots.length_frame(lengths_))
+            plots.round_frame(seen.metrics), plots.margin_frame(seen.margins), plots.length_frame(seen.lengths))
         calib = plots.calibration_frame(bins)
         series = [plots.series_of(f, "series") for f in (rounds_, calib, hist_, len_)]
         return [text, gr.update(value=rounds_, sort=r_order), calib, gr.update(value=hist_, sort=h_order),
                 gr.update(value=len_, sort=l_order), gr.update(choices=choices, value=job_id or ALL_RUNS),
-                round_update, calibration_table(rank_bins), series]
+                round_update, calibration_table(seen.rank_calibration), series]
 
     def generations_view(project_, job_value, round_, search):
         job_id = _job_id(job_value)
         if job_id is None and project_:
-            runs = [j for j in actions.jobs(db, project_) if j["kind"] == "run"]
+            runs = [j for j in actions.jobs(db, project_) if j["kind"] == RUN]
             job_id = runs[-1]["job_id"] if runs else None
         try:
             gens = round_generations(db, project_, _job_id(job_value), round_, search)

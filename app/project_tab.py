@@ -12,8 +12,8 @@ import pandas as pd
 
 from app import actions
 from app.actions import ActionError
-from app.config_form import (FORM_ROWS, baseline_json, baseline_of, elem_id, form_values, merged_yaml, named,
-                              typed_values_js)
+from app.config_form import (FORM_ROWS, FormField, baseline_json, baseline_of, elem_id, field_info, form_values,
+                              merged_yaml, named, typed_values_js)
 from app.run_tab import progress_html
 from engine.config import CHOICES, RunConfig
 
@@ -30,13 +30,14 @@ class ProjectTab:
     counts: gr.Markdown
 
 
-def _field(path: str, label: str, kind: str, info: str):
-    elem = elem_id(path)
-    if kind == "bool":
-        return gr.Checkbox(label=label, info=info, elem_id=elem, min_width=150)
-    if kind == "choice":
-        return gr.Dropdown(list(CHOICES[path]), label=label, info=info, elem_id=elem, min_width=150)
-    return gr.Textbox(label=label, info=info, elem_id=elem, min_width=150)  # numbers too (config_form.shown)
+def _field(field: FormField):
+    """A form field's component, explained by the config field's help and range (config_form.field_info)."""
+    elem, info = elem_id(field.path), field_info(field.path)
+    if field.kind == "bool":
+        return gr.Checkbox(label=field.label, info=info, elem_id=elem, min_width=150)
+    if field.kind == "choice":
+        return gr.Dropdown(list(CHOICES[field.path]), label=field.label, info=info, elem_id=elem, min_width=150)
+    return gr.Textbox(label=field.label, info=info, elem_id=elem, min_width=150)  # numbers too (config_form.shown)
 
 
 def describe(cfg: RunConfig) -> str:
@@ -139,7 +140,8 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
             setup_timer = gr.Timer(SETUP_POLL_S)
             setup_shown = gr.State(None)  # what the setup view shows (_setup_key), so an unchanged tick draws nothing
             role = gr.Radio(["seed", "pool", "eval"], value="seed", label="Import as",
-                            info="seed: labelled pairs to start from · pool: prompts for the rounds · eval: held-out pairs")
+                            info="seed: labelled pairs to start from · pool: prompts for the rounds · "
+                                 "eval: held-out pairs")
             upload = gr.File(label="Data file (JSONL, JSON, CSV, Parquet)", file_types=FILE_TYPES, type="filepath",
                              elem_id="import-file", height=120)
             preview = gr.Markdown(elem_id="import-preview")
@@ -165,8 +167,8 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
             fields = []
             for row in FORM_ROWS:
                 with gr.Row(equal_height=True):
-                    for path, label, kind, info in row:
-                        fields.append(_field(path, label, kind, info))
+                    for field in row:
+                        fields.append(_field(field))
             baseline = gr.Textbox(visible=False, elem_id="config-baseline")
             status = gr.Markdown(elem_id="config-status")
             editor = gr.Code(language="yaml", label="Full configuration (YAML)", lines=16, max_lines=28,

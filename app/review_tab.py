@@ -6,13 +6,13 @@ label goes through Store.set_label, which audits it."""
 from __future__ import annotations
 
 import html
-from dataclasses import asdict
+from dataclasses import replace
 
 import gradio as gr
 import pandas as pd
 
 from app import actions
-from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewQuery
+from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewCursor, ReviewQuery, ReviewView
 
 ANY = "any"
 SOURCES = [ANY, "self", "human", "accepted", "gold"]
@@ -22,6 +22,8 @@ ORDERS = {"flagged, then least confident": "uncertain", "judges disagree first":
 SHORTCUTS = {"a": "review-a", "b": "review-b", "t": "review-tie", "x": "review-bothbad", "k": "review-keep",
              "f": "review-flip", "s": "review-skip", "n": "review-next", "p": "review-prev", "u": "review-undo"}
 TOP_BANDS = [band for band, (low, _) in RANK_BANDS.items() if low is not None]
+EDGE_MESSAGES = {"empty": "Nothing to review here.", "first": "This is the first pair.",
+                 "last": "That was the last pair of the queue."}
 NO_GUIDELINES = ("_No annotation guidelines for this project yet: write them below (what makes an answer better "
                  "here), so every reviewer labels alike._")
 
@@ -34,7 +36,8 @@ KEYBOARD_JS = """
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     const t = e.target;
-    if (t && (t.isContentEditable || (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && !t.readOnly && !t.disabled))) return;
+    const typing = t && ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && !t.readOnly && !t.disabled;
+    if (t && (t.isContentEditable || typing)) return;
     const id = keys[(e.key || "").toLowerCase()];
     if (!id) return;
     const el = document.getElementById(id);
@@ -58,14 +61,6 @@ def query_from(round_, source, flagged, rank, min_conf, max_conf, search, order)
                        rank_band=None if rank in (None, ANY) else rank)
 
 
-def load_page(db: str, project: str, query: ReviewQuery, offset: int, page_size: int, index: int = 0) -> dict:
-    """A fresh page snapshot: the ids it shows stay put while the person labels them."""
-    page = actions.review_page(db, project, query, page_size=page_size, offset=offset)
-    return {"query": asdict(query), "offset": page.offset, "page_size": page.page_size, "ids": page.pair_ids,
-            "total": page.total, "index": min(max(index, 0), max(len(page.pair_ids) - 1, 0)), "changes": [],
-            "project": project}
-
-
 def _num(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -87,7 +82,8 @@ def _answer_head(which: str, p: dict) -> str:
         bits.append(f"gold {_num(gold)}")
     if p[f"tokens_{side}"] is not None:
         bits.append(f"{p[f'tokens_{side}']} tokens")
-    return f"<div class='spa-answer-head'><b>Answer {which}</b> {badge}{judge}<br><small>{' · '.join(bits)}</small></div>"
+    return (f"<div class='spa-answer-head'><b>Answer {which}</b> {badge}{judge}<br>"
+            f"<small>{' · '.join(bits)}</small></div>")
 
 
 def _pair_head(p: dict, position: str) -> str:
@@ -132,44 +128,42 @@ def _prompt_text(p: dict) -> str:
     return "\n\n".join(f"[{m['role']}] {m['content']}" if len(p["prompt"]) > 1 else m["content"] for m in p["prompt"])
 
 
-def progress_md(db: str, project: str | None) -> str:
-    """Reviewed / accepted / remaining per round."""
-    if not project:
+def progress_md(progress: list[dict] | None) -> str:
+    """Reviewed / accepted / remaining per round (nothing for a project that does not exist)."""
+    if progress is None:
         return ""
-    try:
-        rows = actions.review_progress(db, project)
-    except ActionError:
-        return ""
-    if not rows:
+    if not progress:
         return "No judged pairs yet: they appear here once a run has judged its first round."
     return " · ".join(f"round {r['round']}: **{r['reviewed']}** reviewed, {r['accepted']} accepted, "
-                      f"**{r['remaining']}** of {r['n']} remaining" for r in rows)
+                      f"**{r['remaining']}** of {r['n']} remaining" for r in progress)
 
 
-def render(db: str, state: dict | None, message: str = "") -> list:
-    """Every output of the tab for a page snapshot: table, page line, progress, the current pair, message, state."""
-    progress = progress_md(db, state.get("project") if state else None)
-    if not state or not state["ids"]:
-        total = state["total"] if state else 0
-        info = "No pairs match." if state else "Choose a project."
+def render(view: ReviewView | None, message: str = "") -> list:
+    """Every output of the tab for a view of a page snapshot (actions.ReviewView): table, page line, progress, the
+    current pair, message, and the snapshot as the tab's state."""
+    cursor = view.cursor if view else None
+    progress = progress_md(view.progress) if view else ""
+    if cursor is None or not cursor.ids:
+        total = cursor.total if cursor else 0
+        info = "No pairs match." if cursor else "Choose a project."
         empty = pd.DataFrame(columns=REVIEW_COLUMNS)
         return [empty, f"{info} ({total} pairs)", progress, "<div class='spa-pair-head'>Nothing to review here.</div>",
-                "", "", "", "", "", "", "", "", "", message, state]
-    with actions.opened(db) as store:
-        pairs = [store.pair(i) for i in state["ids"]]
-        project_id = pairs[0].project_id
-        rows = actions.review_rows(store, project_id, pairs)
-    table = pd.DataFrame(rows, columns=REVIEW_COLUMNS)
-    index = state["index"]
-    p = actions.pair_detail(db, state["ids"][index])
-    size, offset = state["page_size"], state["offset"]
-    first = offset + 1
-    info = (f"Pairs **{first}–{offset + len(state['ids'])}** of **{state['total']}** · page "
-            f"{offset // size + 1} of {max(1, -(-state['total'] // size))}")
-    position = f"{offset + index + 1} of {state['total']}"
+                "", "", "", "", "", "", "", "", "", message, cursor]
+    table = pd.DataFrame(view.rows, columns=REVIEW_COLUMNS)
+    p, size, offset = view.pair, cursor.page_size, cursor.offset
+    info = (f"Pairs **{offset + 1}–{offset + len(cursor.ids)}** of **{cursor.total}** · page "
+            f"{offset // size + 1} of {max(1, -(-cursor.total // size))}")
+    position = f"{offset + cursor.index + 1} of {cursor.total}"
     return [table, info, progress, _pair_head(p, position), _prompt_text(p), _answer_head("A", p), p["response_a"],
             checks_html(p, "a"), _answer_head("B", p), p["response_b"], checks_html(p, "b"), p["human_response"] or "",
-            _history(p), message, state]
+            _history(p), message, cursor]
+
+
+def stepped(view: ReviewView, message: str = "") -> list:
+    """A view after a step, saying why it stayed put at an edge of the queue (after the label's message, if any)."""
+    if view.edge == "last":
+        return render(view, (message + " " if message else "") + EDGE_MESSAGES["last"])
+    return render(view, message or EDGE_MESSAGES.get(view.edge, ""))
 
 
 def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
@@ -249,16 +243,16 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     state = gr.State(None)
 
     filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, page_size]
-    view = [table, page_info, progress, head, prompt, a_head, a_text, a_checks, b_head, b_text, b_checks, better, history,
-            message, state]
+    view = [table, page_info, progress, head, prompt, a_head, a_text, a_checks, b_head, b_text, b_checks, better,
+            history, message, state]
 
     def round_choices(project_):
         if not project_:
             return gr.update(choices=[ANY], value=ANY)
-        with actions.opened(db) as store:
-            proj = store.project(project_)
-            rounds = store.pair_rounds(proj.id) if proj else []
-        return gr.update(choices=[ANY] + [str(r) for r in rounds])
+        return gr.update(choices=[ANY] + [str(r) for r in actions.pair_rounds(db, project_)])
+
+    def shown(state_: ReviewCursor | None) -> ReviewView | None:
+        return actions.show_review(db, state_) if state_ else None
 
     def source_choices(project_):
         """The label sources the project's pairs have, with their counts (seed pairs are on the Project tab)."""
@@ -273,12 +267,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     def apply(project_, *values, offset=0, index=0, message=""):
         *query_values, size = values
         if not project_:
-            return render(db, None)
+            return render(None)
         try:
             query = query_from(*query_values)
-            return render(db, load_page(db, project_, query, offset, int(size), index), message)
+            return render(actions.open_review(db, project_, query, offset, int(size), index), message)
         except (ActionError, ValueError) as e:
-            return render(db, None, f"✗ {e}")
+            return render(None, f"✗ {e}")
 
     def on_tab(project_, *values):
         try:
@@ -306,9 +300,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     def turn_page(project_, state_, step, *values):
         if not state_:
             return apply(project_, *values)
-        offset = max(0, state_["offset"] + step * state_["page_size"])
-        if step > 0 and offset >= state_["total"]:
-            return render(db, state_, "This is the last page.")
+        offset = max(0, state_.offset + step * state_.page_size)
+        if step > 0 and offset >= state_.total:
+            return render(shown(state_), "This is the last page.")
         return apply(project_, *values, offset=offset)
 
     prev_page.click(lambda p, s, *v: turn_page(p, s, -1, *v), [project, state] + filters, view,
@@ -316,62 +310,44 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     next_page.click(lambda p, s, *v: turn_page(p, s, +1, *v), [project, state] + filters, view,
                     show_progress="hidden", api_visibility="private")
 
-    def move(project_, state_, step, message=""):
+    def move(state_, step, message=""):
         """To the next / previous pair; past the page's end the next page is loaded (see actions.next_offset)."""
-        if not state_ or not state_["ids"]:
-            return render(db, state_, message or "Nothing to review here.")
-        index = state_["index"] + step
-        query = ReviewQuery(**state_["query"])
-        if 0 <= index < len(state_["ids"]):
-            return render(db, {**state_, "index": index}, message)
-        if index < 0:
-            if state_["offset"] == 0:
-                return render(db, state_, message or "This is the first pair.")
-            new = load_page(db, project_, query, max(0, state_["offset"] - state_["page_size"]),
-                            state_["page_size"], index=state_["page_size"] - 1)
-            return render(db, new, message)
-        offset = actions.next_offset(state_["offset"], state_["page_size"], state_["changes"], query)
-        new = load_page(db, project_, query, offset, state_["page_size"])
-        if not new["ids"]:
-            return render(db, state_, (message + " " if message else "") + "That was the last pair of the queue.")
-        return render(db, new, message)
+        if not state_:
+            return render(None, message or EDGE_MESSAGES["empty"])
+        return stepped(actions.step_review(db, state_, step), message)
 
-    def label(project_, state_, action, text=None):
-        if not state_ or not state_["ids"]:
-            return render(db, state_, "Nothing to label here.")
-        pair_id = state_["ids"][state_["index"]]
-        with actions.opened(db) as store:
-            before = store.pair(pair_id)
+    def label(state_, action, text=None):
+        """One label, then the next pair: one call, so one database connection per click."""
+        if not state_ or not state_.ids:
+            return render(shown(state_), "Nothing to label here.")
+        pair_id = state_.ids[state_.index]
         try:
-            result = actions.set_label(db, pair_id, action, human_response=text, actor="studio")
+            view = actions.label_in_review(db, state_, action, human_response=text)
         except ActionError as e:
-            return render(db, state_, f"✗ {e}")
-        after = result["event"]
-        change = [bool(before.noisy), after["new_source"], False]
-        state_ = {**state_, "changes": state_["changes"] + [change]}
-        what = "a written answer, chosen" if text else f"**{after['new_label']}**"
-        done = f"Pair #{pair_id}: {after['old_label']} ({after['old_source']}) → {what} (human)"
-        return move(project_, state_, +1, done)
+            return render(shown(state_), f"✗ {e}")
+        event = view.event
+        what = "a written answer, chosen" if text else f"**{event.new_label}**"
+        return stepped(view, f"Pair #{pair_id}: {event.old_label} ({event.old_source}) → {what} (human)")
 
     def labeller(action):
-        return lambda project_, state_: label(project_, state_, action)
+        return lambda project_, state_: label(state_, action)
 
     for button, action in ((better_a, "a"), (better_b, "b"), (keep, "keep"), (flip, "flip"), (tie, "tie"),
                            (both_bad, "both_bad")):
         button.click(labeller(action), [project, state], view, show_progress="hidden", api_visibility="private")
-    save_better.click(lambda p, s, t: label(p, s, "keep", t), [project, state, better], view,
+    save_better.click(lambda p, s, t: label(s, "keep", t), [project, state, better], view,
                       show_progress="hidden", api_visibility="private")
-    skip.click(lambda p, s: move(p, s, +1, "Skipped."), [project, state], view, show_progress="hidden",
+    skip.click(lambda p, s: move(s, +1, "Skipped."), [project, state], view, show_progress="hidden",
                api_visibility="private")
-    nxt.click(lambda p, s: move(p, s, +1), [project, state], view, show_progress="hidden", api_visibility="private")
-    prev.click(lambda p, s: move(p, s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
+    nxt.click(lambda p, s: move(s, +1), [project, state], view, show_progress="hidden", api_visibility="private")
+    prev.click(lambda p, s: move(s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
 
     def on_undo(project_, state_):
         """Reverts the last action whole (a bulk accept is one) and shows the first pair it reverted."""
         try:
             undone = actions.undo_last_label(db, project_, "studio")
         except ActionError as e:
-            return render(db, state_, f"✗ {e}")
+            return render(shown(state_), f"✗ {e}")
         kept = (f" {len(undone['kept'])} pair(s) keep the label someone else gave them since."
                 if undone["kept"] else "")
         if len(undone["pairs"]) + len(undone["kept"]) > 1:
@@ -380,22 +356,20 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         else:
             message = (f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** "
                        f"({undone['label_source']}).{kept}")
-            if state_ and undone["pair_id"] in state_["ids"]:
-                return render(db, {**state_, "index": state_["ids"].index(undone["pair_id"])}, message)
-        query = ReviewQuery(**state_["query"]) if state_ else ReviewQuery()
-        fresh = load_page(db, project_, query, state_["offset"] if state_ else 0,
-                          state_["page_size"] if state_ else 20)
-        if undone["pair_id"] in fresh["ids"]:
-            fresh["index"] = fresh["ids"].index(undone["pair_id"])
-        return render(db, fresh, message)
+            if state_ and undone["pair_id"] in state_.ids:
+                return render(shown(replace(state_, index=state_.ids.index(undone["pair_id"]))), message)
+        query = state_.query if state_ else ReviewQuery()
+        fresh = actions.open_review(db, project_, query, state_.offset if state_ else 0,
+                                    state_.page_size if state_ else 20, focus=undone["pair_id"])
+        return render(fresh, message)
 
     undo.click(on_undo, [project, state], view, show_progress="hidden", api_visibility="private")
 
     def on_select(state_, evt: gr.SelectData):
-        if not state_ or not state_["ids"]:
-            return render(db, state_)
+        if not state_ or not state_.ids:
+            return render(shown(state_))
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return render(db, {**state_, "index": min(max(int(row), 0), len(state_["ids"]) - 1)})
+        return render(shown(replace(state_, index=min(max(int(row), 0), len(state_.ids) - 1))))
 
     table.select(on_select, [state], view, show_progress="hidden", api_visibility="private")
 

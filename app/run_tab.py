@@ -12,6 +12,7 @@ from app import actions, plots
 from app.actions import ActionError
 from app.config_form import form_yaml, named, typed_values_js
 from engine.config import RunConfig
+from engine.runtime.jobs import EXPORT, RUN
 
 POLL_S = 1.5
 PLOT_HEIGHT = 230
@@ -47,9 +48,11 @@ STATUS_COLOURS = {"queued": "#6b7280", "running": "#2563eb", "paused": "#d97706"
 def progress_html(s: dict | None) -> str:
     """The job's state, the current stage's bar (counts, percent, ETA) and every stage of the plan as a chip."""
     if s is None:
-        return "<div class='spa-progress'><div class='spa-head'>No run selected. Queue one with “Queue run”.</div></div>"
+        return ("<div class='spa-progress'><div class='spa-head'>No run selected. Queue one with “Queue run”."
+                "</div></div>")
     status = "probably interrupted (no heartbeat)" if s["stale"] else s["status"]
-    colour = STATUS_COLOURS["interrupted" if s["stale"] else s["status"]] if s["status"] in STATUS_COLOURS else "#6b7280"
+    shown_status = "interrupted" if s["stale"] else s["status"]
+    colour = STATUS_COLOURS[shown_status] if s["status"] in STATUS_COLOURS else "#6b7280"
     where = f" · round {s['round']} · {html.escape(s['stage'])}" if s["stage"] else ""
     total, done = s["progress_total"], s["progress_done"]
     if total:
@@ -62,9 +65,11 @@ def progress_html(s: dict | None) -> str:
         f"<span class='spa-chip spa-{c['state']}'>r{c['round']} {html.escape(c['stage'])}</span>" for c in s["plan"])
     error = f"<div class='spa-error'>{html.escape(s['error'][:600])}</div>" if s["error"] else ""
     pct = 100 * done / total if total else (100 if s["status"] == "done" else 0)
+    kind = "run" if s["kind"] == RUN else html.escape(s["kind"]) + " job"
     return (f"<div class='spa-progress'>"
             f"<div class='spa-head'><span class='spa-status' style='background:{colour}'>{html.escape(status)}</span> "
-            f"<b>{'run' if s['kind'] == 'run' else html.escape(s['kind']) + ' job'} #{s['job_id']}</b>{where} · stage {s['stages_done']}/{s['stages_total']} · {counts}{eta}{stop}</div>"
+            f"<b>{kind} #{s['job_id']}</b>{where} · stage {s['stages_done']}/{s['stages_total']} · "
+            f"{counts}{eta}{stop}</div>"
             f"<div class='spa-bar'><div style='width:{pct:.1f}%; background:{colour}'></div></div>"
             f"<div class='spa-stages'>{chips}</div>{error}</div>")
 
@@ -78,7 +83,7 @@ def log_text(s: dict | None) -> str:
 def job_choices(db: str, project: str) -> list[tuple[str, int]]:
     """The project's runs and setup jobs, newest first (exports are followed on the Export tab, not here)."""
     out = []
-    for j in reversed([j for j in actions.jobs(db, project) if j["kind"] != "export"]):
+    for j in reversed([j for j in actions.jobs(db, project) if j["kind"] != EXPORT]):
         where = f" · r{j['round']} {j['stage']}" if j["stage"] and j["status"] in ("running", "paused") else ""
         out.append((f"#{j['job_id']} {j['kind']} · {j['status']}{where}", j["job_id"]))
     return out
@@ -260,7 +265,4 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
 
 def round_table(db: str, job_id: int) -> str:
     """The same table `launch.py run` prints at the end."""
-    from app.actions import round_rows, round_table as table
-
-    with actions.opened(db) as store:
-        return table(store, job_id) if round_rows(store, job_id) else "_No evaluation yet._"
+    return actions.evaluation_table(db, job_id) or "_No evaluation yet._"

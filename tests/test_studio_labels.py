@@ -265,6 +265,35 @@ def test_a_form_value_that_does_not_parse_is_refused_with_its_label():
         config_form.merged_yaml(text, values_of(text), values)
 
 
+def test_the_forms_help_and_ranges_are_the_config_fields_own(tmp_path):
+    """Every field of the built form explains itself with its config field's help text and, where the field has
+    one, its range: one source (engine/config.py), so the form cannot say another β or another K range."""
+    import dataclasses
+
+    import gradio as gr
+
+    from app import project_tab
+    from engine.config import RunConfig
+
+    def metadata(path: str) -> dict:
+        owner = RunConfig()
+        *parents, leaf = path.split(".")
+        for part in parents:
+            owner = getattr(owner, part)
+        return {f.name: f for f in dataclasses.fields(owner)}[leaf].metadata
+
+    with gr.Blocks():
+        built = project_tab.build(str(tmp_path / "s.db"), gr.Dropdown())
+    assert len(built.fields) == len(config_form.FORM_FIELDS)
+    for component, (path, label, *_) in zip(built.fields, config_form.FORM_FIELDS):
+        help_text, check = metadata(path)["help"], metadata(path).get("check")
+        assert component.label == label
+        assert component.info == (f"{help_text}; must be {check[1]}" if check else help_text), path
+    shown = {path: component.info for component, (path, *_) in zip(built.fields, config_form.FORM_FIELDS)}
+    assert shown["beta"] == "β of DPO and of the implicit reward; must be positive"
+    assert shown["refine.k_fraction"].endswith("; must be in [0, 1)")
+
+
 def test_stop_says_what_it_did_and_exports_stay_off_the_run_view(tmp_path):
     from app.run_tab import job_choices, stop_message
 
@@ -282,3 +311,39 @@ def test_stop_says_what_it_did_and_exports_stay_off_the_run_view(tmp_path):
     assert "Stop requested for run" in said and "(round 2, train)" in said and "Resume" in said
     said = stop_message(export, "queued", actions.stop_run(db, export), "", None)
     assert f"Run #{export} was queued and is now stopped" in said
+
+
+def _handler(blocks, elem_id: str, event: str = "click"):
+    """The Python function an event of the component `elem_id` runs (the Review tab's handlers are private)."""
+    ids = {i for i, block in blocks.blocks.items() if getattr(block, "elem_id", None) == elem_id}
+    (fn,) = [f.fn for f in blocks.fns.values() if any(t[0] in ids and t[1] == event for t in f.targets)]
+    return fn
+
+
+def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
+    """A label click writes the label, steps to the next pair and reads everything the tab redraws (the page, the
+    pair, the progress per round) on one connection; so does a step to the next pair."""
+    import storage.base
+    from app.studio import build_app
+
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=4)
+    blocks = build_app(str(db))
+    view = _handler(blocks, "review-refresh")("p", "any", "any", "any", "any", 0.5, 1.0, "",
+                                              "flagged, then least confident", 20)
+    state = view[-1]
+    opened = []
+    connect = storage.base.connect
+    monkeypatch.setattr(storage.base, "connect", lambda path: opened.append(path) or connect(path))
+    said = []
+    for button in ("review-keep", "review-flip", "review-a", "review-next"):
+        opened.clear()
+        view = _handler(blocks, button)("p", state)
+        state = view[-1]
+        assert len(opened) == 1, button
+        said.append(view[-2])
+    assert said == [f"Pair #{ids[0]}: a (self) → **a** (human)", f"Pair #{ids[1]}: a (self) → **b** (human)",
+                    f"Pair #{ids[2]}: a (self) → **a** (human)", "That was the last pair of the queue."]
+    with _opened(db) as store:
+        assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [
+            ("a", "human"), ("b", "human"), ("a", "human"), ("a", "self")]

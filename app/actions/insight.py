@@ -1,0 +1,86 @@
+"""What the Insight tab draws, read from storage and from a run's folder: per-round metrics, the self-judge's
+calibration, its margins, answer lengths, the stored generations and π_init's stored answers to the eval
+prompts. Nothing here samples a model."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from app.actions.job_queue import job_config
+from app.actions.lookups import job_of, opened, project_of
+from app.actions.paths import ROOT
+from engine.config import RunConfig
+from engine.runtime.jobs import run_dir
+from storage import Job, Pair
+
+
+@dataclass
+class ProjectInsight:
+    """The Insight tab's charts of a project, for one of its runs or all of them (job_id None)."""
+    jobs: list[Job]
+    job_id: int | None  # the run asked for; None also when it is not one of the project's
+    metrics_job: int | None  # whose per-round metrics are drawn: that run, else the project's newest job
+    metrics: list[dict]
+    calibration: list[dict]  # by confidence bin
+    rank_calibration: list[dict]  # by within-round rank band
+    margins: list[dict]  # the margin histogram
+    lengths: list[dict]  # chosen vs rejected length per round
+    rounds: list[int]
+    label_counts: dict[str, int]
+
+
+def project_insight(db: str, project: str, job_id: int | None) -> ProjectInsight:
+    with opened(db) as store:
+        proj = project_of(store, project)
+        jobs = store.jobs(proj.id)
+        if job_id not in {j.id for j in jobs}:
+            job_id = None
+        metrics_job = job_id if job_id is not None else (jobs[-1].id if jobs else None)
+        return ProjectInsight(
+            jobs=jobs, job_id=job_id, metrics_job=metrics_job,
+            metrics=[asdict(m) for m in store.metrics(metrics_job)] if metrics_job else [],
+            calibration=store.confidence_calibration(proj.id, job_id),
+            rank_calibration=store.rank_calibration(proj.id, job_id),
+            margins=store.margin_histogram(proj.id, job_id), lengths=store.length_by_round(proj.id, job_id),
+            rounds=store.pair_rounds(proj.id, job_id), label_counts=store.label_source_counts(proj.id))
+
+
+def _folder(cfg: RunConfig, db: str, job_id: int) -> Path:
+    """run_dir, with a relative output_dir taken from the repository (where `launch.py run` writes it)."""
+    out_dir = run_dir(cfg, db, job_id)
+    return out_dir if out_dir.is_absolute() else ROOT / out_dir
+
+
+def run_folder(db: str, job_id: int) -> Path | None:
+    """Where a run writes its rounds and evaluations; None for a job without a valid run configuration."""
+    with opened(db) as store:
+        cfg = job_config(job_of(store, job_id))
+    return _folder(cfg, db, job_id) if cfg is not None else None
+
+
+def init_answers(db: str, job_id: int, limit: int = 10) -> list[list[str]]:
+    """π_init's stored answers to the eval prompts (eval_init_samples.json in the run's folder), as
+    [eval prompt, answer] rows; none when the run saved none."""
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        cfg = job_config(job)
+        evals = store.examples(job.project_id, "eval", limit=cfg.eval.max_prompts) if cfg else []
+    if cfg is None:
+        return []
+    path = _folder(cfg, db, job_id) / "eval_init_samples.json"
+    if not path.is_file():
+        return []
+    try:
+        texts = json.loads(path.read_text(encoding="utf-8"))["texts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [[e.prompt_text, t] for e, t in zip(evals, texts)][:limit]
+
+
+def round_samples(db: str, project: str, round_index: int, job_id: int | None, search: str,
+                  limit: int = 20) -> list[Pair]:
+    """The pairs a round generated, as labelled now (of one run, or of all the project's runs)."""
+    with opened(db) as store:
+        proj = project_of(store, project)
+        return store.round_samples(proj.id, round_index, job_id=job_id, search=search or "", limit=limit)

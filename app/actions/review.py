@@ -1,0 +1,370 @@
+"""The review queue and a person's labels: pages of judged pairs by filter and order, a pair with everything the
+judge said about it, labels (audited in label_events), bulk accept, undo, and progress per round.
+
+What the Review tab draws comes from here too: a `ReviewCursor` (the page snapshot it holds) and a `ReviewView`
+(what it shows of it), one call per click. Each public function opens one `Store`; the `_`-prefixed ones take
+the open store, so one click reads and writes on one connection."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
+
+from app.actions.job_queue import job_config
+from app.actions.lookups import ActionError, opened, pair_of, project_of, shortened
+from engine.config import RunConfig, uses_text_world
+from storage import LabelEvent, Pair, Project, ReviewFilter, Store
+from storage.records import LABEL_SOURCES, LABELS, REVIEW_ORDERS
+
+PAGE_SIZES = (20, 30, 50)
+MAX_PAGE_SIZE = 200
+REVIEW_ACTIONS = ("keep", "flip") + LABELS
+REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A",
+                  "answer B"]
+RANK_BANDS = {"lowest 10%": (None, 0.1), "lowest 25%": (None, 0.25), "lowest 50%": (None, 0.5),
+              "top 50%": (0.5, None), "top 25%": (0.75, None), "top 10%": (0.9, None)}
+
+
+@dataclass
+class ReviewQuery:
+    """The Review tab's filters, as the person set them (empty means any)."""
+    round: int | None = None
+    source: str | None = None  # one of LABEL_SOURCES
+    flagged: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    search: str = ""
+    order: str = "uncertain"
+    job_id: int | None = None
+    rank_band: str | None = None  # one of RANK_BANDS: the within-round percentile of the judge's margin
+
+    def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
+        if self.source is not None and self.source not in LABEL_SOURCES:
+            raise ActionError(f"label source must be one of {', '.join(LABEL_SOURCES)}")
+        if self.order not in REVIEW_ORDERS:
+            raise ActionError(f"order must be one of {', '.join(REVIEW_ORDERS)}")
+        if self.rank_band is not None and self.rank_band not in RANK_BANDS:
+            raise ActionError(f"rank must be one of {', '.join(RANK_BANDS)}")
+        low, high = RANK_BANDS.get(self.rank_band, (None, None))
+        return ReviewFilter(project_id=project_id, job_id=self.job_id, round=self.round, label_source=self.source,
+                            noisy=self.flagged, min_confidence=self.min_confidence,
+                            max_confidence=self.max_confidence, search=(self.search or "").strip(),
+                            order=self.order, limit=limit, offset=offset, min_rank=low, max_rank=high)
+
+
+@dataclass
+class ReviewPage:
+    rows: list[list]  # the displayed table, REVIEW_COLUMNS
+    pair_ids: list[int]
+    total: int
+    page: int
+    pages: int
+    page_size: int
+    offset: int
+
+
+class LabelChange(NamedTuple):
+    """What one label did to a pair's place in the queue (see next_offset)."""
+    was_flagged: bool
+    source: str  # its label source now
+    flagged: bool  # whether it is flagged now
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def rank_percent(rank: float | None) -> str:
+    return "" if rank is None else f"{100 * rank:.0f}"
+
+
+def review_row(p: Pair, rank: float | None = None) -> list:
+    return [p.id, p.round, "⚑" if p.noisy else "", _fmt(p.confidence), _fmt(p.margin), rank_percent(rank),
+            p.label or "", p.label_source or "", shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
+            shortened(p.response_a, 70), shortened(p.response_b, 70)]
+
+
+def review_rows(store: Store, project_id: int, pairs: list[Pair]) -> list[list]:
+    ranks = store.pair_ranks(project_id, [p.id for p in pairs])
+    return [review_row(p, ranks.get(p.id)) for p in pairs]
+
+
+def page_window(page_size: int, page: int = 0, offset: int | None = None) -> tuple[int, int]:
+    """The page size (1..MAX_PAGE_SIZE) and the rows to skip: `offset` when given, else `page` whole pages."""
+    page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
+    return page_size, max(0, int(page) * page_size if offset is None else int(offset))
+
+
+def _queue(store: Store, proj: Project, query: ReviewQuery, offset: int, page_size: int) -> tuple[list[Pair], int]:
+    return store.review_page(query.filter(proj.id, offset, page_size))
+
+
+def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_size: int = 20,
+                offset: int | None = None) -> ReviewPage:
+    """One page of the review queue, flagged first then least confident by default, with its display rows.
+    `offset` (rows to skip) overrides `page`. The API and the benchmark call this."""
+    page_size, offset = page_window(page_size, page, offset)
+    with opened(db) as store:
+        proj = project_of(store, project)
+        pairs, total = _queue(store, proj, query, offset, page_size)
+        rows = review_rows(store, proj.id, pairs)
+    return ReviewPage(rows=rows, pair_ids=[p.id for p in pairs], total=total,
+                      page=offset // page_size, pages=max(1, math.ceil(total / page_size)), page_size=page_size,
+                      offset=offset)
+
+
+def pair_detail(db: str, pair_id: int) -> dict:
+    """A pair with everything the judge and the trainer said about it, its within-round rank (0-1) and its
+    label history."""
+    with opened(db) as store:
+        return _detail(store, pair_of(store, pair_id))
+
+
+def _detail(store: Store, pair: Pair) -> dict:
+    events = [asdict(e) for e in store.label_events(pair.id)]
+    rank = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+    cfg = job_config(store.job(pair.job_id))
+    out = asdict(pair)
+    out["events"] = events
+    out["rank"] = rank
+    out["instructions"] = instruction_checks(pair, cfg)
+    return out
+
+
+def instruction_checks(pair: Pair, cfg: RunConfig | None) -> dict | None:
+    """For a pair of a text-world run: the prompt's IFEval instructions and which of them each answer follows
+    ({"a": [...], "b": [...], "note": ...}, each check with instruction_id, description, strict, loose); None
+    for any other pair."""
+    if cfg is None or not uses_text_world(cfg):
+        return None
+    from engine.worlds.text_review import pair_checks
+    from engine.worlds.text_world import default_text_dir
+
+    return asdict(pair_checks(default_text_dir(), pair.prompt, pair.response_a, pair.response_b))
+
+
+def resolve_label(pair: Pair, action: str) -> str:
+    """The label an action means for this pair: keep confirms the label in force, flip prefers the other
+    answer (of the label in force when it is a or b, else of the judge's)."""
+    if action in LABELS:
+        return action
+    if action == "keep":
+        if pair.label is None:
+            raise ActionError(f"pair {pair.id} has no label to keep")
+        return pair.label
+    if action == "flip":
+        base = pair.label if pair.label in ("a", "b") else pair.judge_label
+        return "b" if base == "a" else "a"
+    raise ActionError(f"unknown label {action!r}: use one of {', '.join(REVIEW_ACTIONS)}")
+
+
+def written_label(pair: Pair, action: str) -> tuple[str, str]:
+    """For a written better answer, which shown answer becomes its rejected partner, as the a/b label that
+    export and training read (rejected = the answer the label does not prefer), and the audit note.
+
+    The written answer is always the chosen one. Its partner is the answer the person's own a/b choice rejects
+    (a/b pressed with it, or an earlier a/b label of theirs); without one, the answer the self-judge preferred:
+    the model's best attempt, which the person replaced. A self label nobody confirmed is never carried over."""
+    if action in ("a", "b"):
+        preferred = action
+    elif pair.label_source == "human" and pair.label in ("a", "b"):
+        preferred = pair.label
+    else:
+        judge_pick = pair.judge_label if pair.judge_label in ("a", "b") else "a"
+        preferred = "b" if judge_pick == "a" else "a"
+    rejected = "B" if preferred == "a" else "A"
+    return preferred, f"wrote a better answer; it is chosen, answer {rejected} is rejected"
+
+
+def set_label(db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "",
+              actor: str = "studio") -> dict:
+    """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
+    a written better answer, the answer is chosen and `written_label` picks its rejected partner."""
+    with opened(db) as store:
+        event = _label(store, pair_of(store, pair_id), label, human_response, note, actor)
+        pair = store.pair(event.pair_id)
+    return {"pair_id": pair.id, "label": pair.label, "label_source": pair.label_source,
+            "human_response": pair.human_response, "event": asdict(event)}
+
+
+def _label(store: Store, pair: Pair, label: str, human_response: str | None = None, note: str = "",
+           actor: str = "studio") -> LabelEvent:
+    action = (label or "").strip().lower().replace(" ", "_")
+    if human_response is not None:
+        human_response = human_response.strip()
+        if not human_response:
+            raise ActionError("the better answer is empty")
+        if action not in REVIEW_ACTIONS:
+            raise ActionError(f"unknown label {label!r}: use one of {', '.join(REVIEW_ACTIONS)}")
+        new, written_note = written_label(pair, action)
+        note = note or written_note
+    else:
+        new = resolve_label(pair, action)
+    return store.set_label(pair.id, new, "human", actor=actor, human_response=human_response, note=note or action)
+
+
+def bulk_accept(db: str, project: str, min_confidence: float | None = None, round: int | None = None,
+                actor: str = "studio", top: str | None = None) -> dict:
+    """Accept, unread, every self label at or above a confidence, or in a top rank band of its round ("top 50%"):
+    label source `accepted`, each pair audited. Training treats accepted pairs as self labels: a person did not
+    read them, so they are not gold, may be flagged as noisy, and are not replayed in later rounds."""
+    if min_confidence is None and top is None:
+        raise ActionError("choose a confidence threshold or a rank band (top 50%, ...)")
+    if min_confidence is not None and not 0.5 <= float(min_confidence) <= 1.0:
+        raise ActionError("the confidence threshold must be between 0.5 and 1.0")
+    if top is not None and (top not in RANK_BANDS or RANK_BANDS[top][0] is None):
+        raise ActionError(f"bulk accept takes a top band: {', '.join(b for b in RANK_BANDS if b.startswith('top'))}")
+    min_rank = RANK_BANDS[top][0] if top is not None else None
+    with opened(db) as store:
+        proj = project_of(store, project)
+        n = store.bulk_accept(proj.id, None if min_confidence is None else float(min_confidence), round=round,
+                              actor=actor, min_rank=min_rank)
+    return {"accepted": n, "min_confidence": min_confidence, "top": top, "round": round}
+
+
+def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
+    """Revert the newest labelling action `actor` took in the project, whole: one label, or every pair of a bulk
+    accept (audited as undo events). `pairs`: the pairs reverted; `kept`: pairs someone else labelled since."""
+    with opened(db) as store:
+        proj = project_of(store, project)
+        undone = store.undo_last_label(proj.id, actor)
+    if not undone.events:
+        raise ActionError("nothing to undo")
+    first = undone.events[0]
+    return {"pair_id": first.pair_id, "label": first.new_label, "label_source": first.new_source,
+            "undid": first.undoes, "pairs": [e.pair_id for e in undone.reverted],
+            "kept": [e.pair_id for e in undone.kept], "action": undone.action_note}
+
+
+def review_progress(db: str, project: str) -> list[dict]:
+    """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
+    with opened(db) as store:
+        return _progress(store, project)
+
+
+def _progress(store: Store, project: str) -> list[dict]:
+    return store.review_progress(project_of(store, project).id)
+
+
+def pair_rounds(db: str, project: str) -> list[int]:
+    """The rounds the project's judged pairs belong to; none for a project that does not exist."""
+    with opened(db) as store:
+        proj = store.project(project)
+        return store.pair_rounds(proj.id) if proj else []
+
+
+def next_offset(offset: int, page_size: int, changes: list[LabelChange], query: ReviewQuery) -> int:
+    """Where the next page starts after a person worked through a page. Labelling can move a pair out of the
+    filtered, ordered list (a 'self' filter no longer matches a human label; a flagged pair loses its flag
+    and sorts later), which shifts every later pair up: the next page starts that many rows earlier, so no
+    pair is skipped. `changes` holds (was flagged, label source now, flagged now) per pair labelled."""
+    moved = 0
+    for was_flagged, source, flagged in changes:
+        leaves = query.source is not None and source != query.source
+        leaves |= query.flagged is True and not flagged
+        unflagged = was_flagged and not flagged and query.order == "uncertain"
+        moved += bool(leaves or unflagged)
+    return max(offset + page_size - moved, 0)
+
+
+# the Review tab: a page snapshot and what it shows, one connection per click ------------------------------
+
+EDGES = ("empty", "first", "last")  # why a step stayed put: no pair here, none before this one, none after it
+
+
+@dataclass
+class ReviewCursor:
+    """The Review tab's page snapshot: the pairs it shows stay put while the person labels them, and what each
+    label changed, so the next page starts where it should (next_offset)."""
+    project: str
+    query: ReviewQuery
+    offset: int
+    page_size: int
+    ids: list[int]
+    total: int
+    index: int = 0
+    changes: list[LabelChange] = field(default_factory=list)
+
+
+@dataclass
+class ReviewView:
+    """What the Review tab draws for a cursor: the page's rows (REVIEW_COLUMNS), the current pair (as
+    pair_detail), the progress per round (None for a project that does not exist), why a step stayed put (one of
+    EDGES, or empty) and the label event a click wrote."""
+    cursor: ReviewCursor
+    rows: list[list]
+    pair: dict | None
+    progress: list[dict] | None
+    edge: str = ""
+    event: LabelEvent | None = None
+
+
+def _cursor(store: Store, project: str, query: ReviewQuery, offset: int, page_size: int, index: int = 0,
+            focus: int | None = None) -> ReviewCursor:
+    """A fresh snapshot of the page at `offset`, at `index` or at the pair `focus` when the page shows it."""
+    page_size, offset = page_window(page_size, offset=offset)
+    pairs, total = _queue(store, project_of(store, project), query, offset, page_size)
+    ids = [p.id for p in pairs]
+    index = ids.index(focus) if focus in ids else min(max(index, 0), max(len(ids) - 1, 0))
+    return ReviewCursor(project=project, query=query, offset=offset, page_size=page_size, ids=ids, total=total,
+                        index=index)
+
+
+def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor, str]:
+    """The cursor `step` pairs on, and the edge it stopped at; past the page's end the next page is loaded,
+    starting where next_offset says."""
+    if not cursor.ids:
+        return cursor, "empty"
+    index = cursor.index + step
+    if 0 <= index < len(cursor.ids):
+        return replace(cursor, index=index), ""
+    if index < 0:
+        if cursor.offset == 0:
+            return cursor, "first"
+        return _cursor(store, cursor.project, cursor.query, max(0, cursor.offset - cursor.page_size),
+                       cursor.page_size, index=cursor.page_size - 1), ""
+    offset = next_offset(cursor.offset, cursor.page_size, cursor.changes, cursor.query)
+    fresh = _cursor(store, cursor.project, cursor.query, offset, cursor.page_size)
+    return (fresh, "") if fresh.ids else (cursor, "last")
+
+
+def _view(store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None) -> ReviewView:
+    try:
+        progress = _progress(store, cursor.project)
+    except ActionError:
+        progress = None
+    if not cursor.ids:
+        return ReviewView(cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event)
+    pairs = [store.pair(i) for i in cursor.ids]
+    return ReviewView(cursor=cursor, rows=review_rows(store, pairs[0].project_id, pairs),
+                      pair=_detail(store, pairs[cursor.index]), progress=progress, edge=edge, event=event)
+
+
+def open_review(db: str, project: str, query: ReviewQuery, offset: int = 0, page_size: int = 20, index: int = 0,
+                focus: int | None = None) -> ReviewView:
+    """The page of the queue at `offset`, at its `index`-th pair or at the pair `focus` when it is on it."""
+    with opened(db) as store:
+        return _view(store, _cursor(store, project, query, offset, page_size, index, focus))
+
+
+def show_review(db: str, cursor: ReviewCursor) -> ReviewView:
+    """The cursor's page and pair as they are now."""
+    with opened(db) as store:
+        return _view(store, cursor)
+
+
+def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
+    """The next (+1) or previous (-1) pair, loading the next or previous page past either end of this one."""
+    with opened(db) as store:
+        moved, edge = _moved(store, cursor, step)
+        return _view(store, moved, edge)
+
+
+def label_in_review(db: str, cursor: ReviewCursor, label: str, human_response: str | None = None) -> ReviewView:
+    """Label the cursor's pair as a person (as set_label) and step to the next pair."""
+    with opened(db) as store:
+        pair = pair_of(store, cursor.ids[cursor.index])
+        event = _label(store, pair, label, human_response)
+        change = LabelChange(was_flagged=bool(pair.noisy), source=event.new_source, flagged=False)
+        moved, edge = _moved(store, replace(cursor, changes=cursor.changes + [change]), +1)
+        return _view(store, moved, edge, event)
