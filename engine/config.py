@@ -351,11 +351,6 @@ def names_prefix(cfg: RunConfig, prefix: str) -> bool:
     return any(getattr(cfg, key).startswith(prefix) for key in PATH_KEYS)
 
 
-def uses_text_world(cfg: RunConfig) -> bool:
-    """Kept for the studio until it asks engine.worlds.world_of(cfg)."""
-    return names_prefix(cfg, TEXT_PREFIX)
-
-
 def default_for(name: str):
     """The default of a top-level key (the UI shows it beside each field)."""
     f = {f.name: f for f in fields(RunConfig)}[name]

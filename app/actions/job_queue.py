@@ -14,7 +14,7 @@ from app.actions.lookups import ActionError, job_of, opened, project_of
 from engine.config import ConfigError, RunConfig
 from engine.data.export import ExportRequest
 from engine.data.report import round_rows, round_table
-from engine.runtime.jobs import EXPORT, RUN, TEXT_WORLD, job_plan, plan, run_config
+from engine.runtime.jobs import EXPORT, RUN, TEXT_WORLD, job_plan, job_request, plan
 from storage import Job, Project, Store
 
 RESUMABLE = ("stopped", "interrupted", "failed")
@@ -49,9 +49,9 @@ def check_data(store: Store, proj: Project, cfg: RunConfig) -> None:
         local = value.startswith(("/", "./", "../", "~"))
         if local and not Path(value).expanduser().exists():
             raise ActionError(f"key '{key}': no such {'folder' if key == 'model' else 'file'}: {value}")
-    if not cfg.seed_data and store.count_examples(proj.id, "seed") == 0:
-        raise ActionError(f"project {proj.name} has no seed pairs: import a seed file on the Project tab "
-                          "(or set seed_data in the configuration)")
+    if not cfg.seed_data and not store.seed_pairs(proj.id):
+        raise ActionError(f"project {proj.name} has no seed pairs: import a seed file on the Project tab, rank the "
+                          "answers sampled for its seed prompts, or set seed_data in the configuration")
     if cfg.rounds > 0 and not cfg.prompt_pool and store.count_examples(proj.id, "pool") == 0:
         raise ActionError(f"project {proj.name} has no pool prompts for its {cfg.rounds} rounds: import a pool "
                           "file on the Project tab (or set prompt_pool in the configuration)")
@@ -84,9 +84,9 @@ def other_plan(job: Job) -> list[tuple[int, str]]:
 
 
 def job_config(job: Job) -> RunConfig | None:
-    """A run job's configuration (engine.runtime.jobs.run_config); None when it holds no valid one."""
+    """A run job's configuration (engine.runtime.jobs.job_request); None when it holds no valid one."""
     try:
-        return run_config(job) if job.config_yaml else None
+        return job_request(job) if job.kind == RUN and job.config_yaml else None
     except ConfigError:
         return None
 

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 from app.actions.job_queue import job_config
 from app.actions.lookups import ActionError, opened, pair_of, project_of, shortened
-from engine.config import RunConfig, uses_text_world
+from engine.config import RunConfig
+from engine.worlds import world_of
 from storage import LabelEvent, Pair, Project, ReviewFilter, Store
 from storage.records import LABEL_SOURCES, LABELS, REVIEW_ORDERS
 
@@ -135,12 +136,8 @@ def instruction_checks(pair: Pair, cfg: RunConfig | None) -> dict | None:
     """For a pair of a text-world run: the prompt's IFEval instructions and which of them each answer follows
     ({"a": [...], "b": [...], "note": ...}, each check with instruction_id, description, strict, loose); None
     for any other pair."""
-    if cfg is None or not uses_text_world(cfg):
-        return None
-    from engine.worlds.text_review import pair_checks
-    from engine.worlds.text_world import default_text_dir
-
-    return asdict(pair_checks(default_text_dir(), pair.prompt, pair.response_a, pair.response_b))
+    world = world_of(cfg) if cfg is not None else None
+    return world.pair_checks(pair.prompt, pair.response_a, pair.response_b) if world else None
 
 
 def resolve_label(pair: Pair, action: str) -> str:

@@ -33,14 +33,6 @@ class TextSetupRequest:
             raise ValueError(f"size must be one of {', '.join(SIZES)}, not {self.size!r}")
 
 
-def __getattr__(name: str):
-    """`KIND`: the studio's old spelling of engine.runtime.jobs.TEXT_WORLD, kept until the studio reads it there."""
-    if name == "KIND":
-        from engine.runtime.jobs import TEXT_WORLD
-        return TEXT_WORLD
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def run_text_setup(store: Store, job: Job, req: TextSetupRequest, stage: str, progress: Progress,
                    say: Callable[[str], None]) -> None:
     """One stage of a setup job: `model` fetches, `world` builds, `import` imports (STAGES). The runtime parses
