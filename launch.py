@@ -1,4 +1,5 @@
 """SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, fetch-model, judge-eval."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,10 @@ def cmd_import(args) -> int:
     store = Store(args.db)
     project = store.ensure_project(args.project)
     added, already = store.add_examples(project.id, result.examples)
-    print(f"{args.file}: format {result.format}; read {result.rows_read} rows; "
-          f"imported {added} {args.role} rows into project '{args.project}'")
+    print(
+        f"{args.file}: format {result.format}; read {result.rows_read} rows; "
+        f"imported {added} {args.role} rows into project '{args.project}'"
+    )
     for issue in result.skipped[:20]:
         print(f"  row skipped: {issue}")
     for issue in result.duplicates[:20]:
@@ -37,6 +40,7 @@ def cmd_import(args) -> int:
 def cmd_demo(args) -> int:
     if args.text:
         from engine.worlds.text_world import TextWorldSize, build_text_world
+
         size = TextWorldSize(seed_pairs=args.seed_pairs) if args.seed_pairs else None
         world = build_text_world(Path(args.out) if args.out else None, seed=args.seed, force=args.force, size=size)
         print(f"text world ready at {world.root}: {world.manifest['counts']}")
@@ -59,22 +63,37 @@ def cmd_run(args) -> int:
 def cmd_worker(args) -> int:
     from engine.runtime.worker import Worker, WorkerSettings
 
-    chosen = {"stale_after_s": args.stale_after, "max_auto_resumes": args.max_auto_resumes,
-              "stage_server_idle_s": args.stage_server_idle}
+    chosen = {
+        "stale_after_s": args.stale_after,
+        "max_auto_resumes": args.max_auto_resumes,
+        "stage_server_idle_s": args.stage_server_idle,
+    }
     settings = WorkerSettings(**{k: v for k, v in chosen.items() if v is not None})
     Worker(args.db, name=args.name, settings=settings).serve(once=args.once, poll_s=args.poll)
     return 0
 
 
 def cmd_export(args) -> int:
-    from engine.data.export import ExportRequest, ExportError, export
+    from engine.data.export import ExportError, ExportRequest, export
 
     try:
-        out = export(args.db, ExportRequest(project=args.project, what=args.what, out=args.out, round=args.round,
-                                            format=args.format, force=args.force, rounds=args.rounds,
-                                            sources=args.sources, min_confidence=args.min_confidence,
-                                            exclude_noisy=args.exclude_noisy, job_id=args.job,
-                                            max_shard_size=args.max_shard_size))
+        out = export(
+            args.db,
+            ExportRequest(
+                project=args.project,
+                what=args.what,
+                out=args.out,
+                round=args.round,
+                format=args.format,
+                force=args.force,
+                rounds=args.rounds,
+                sources=args.sources,
+                min_confidence=args.min_confidence,
+                exclude_noisy=args.exclude_noisy,
+                job_id=args.job,
+                max_shard_size=args.max_shard_size,
+            ),
+        )
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2
@@ -118,8 +137,9 @@ def cmd_fetch_model(args) -> int:
 def cmd_studio(args) -> int:
     from app.studio import serve
 
-    return serve(db=args.db, host=args.host, port=args.port, auth=args.auth, share=args.share,
-                 with_worker=not args.no_worker)
+    return serve(
+        db=args.db, host=args.host, port=args.port, auth=args.auth, share=args.share, with_worker=not args.no_worker
+    )
 
 
 def with_db(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> argparse.ArgumentParser:
@@ -144,27 +164,47 @@ def studio_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def parser() -> argparse.ArgumentParser:
     p = studio_flags(argparse.ArgumentParser(prog="launch.py", description=__doc__))
     sub = p.add_subparsers(dest="command")
-    studio_flags(sub.add_parser("studio", help="the web studio on http://127.0.0.1:7860 (the default command)",
-                                argument_default=argparse.SUPPRESS))  # unset flags keep the bare command's defaults
+    studio_flags(
+        sub.add_parser(
+            "studio",
+            help="the web studio on http://127.0.0.1:7860 (the default command)",
+            argument_default=argparse.SUPPRESS,
+        )
+    )  # unset flags keep the bare command's defaults
 
     s = with_db(sub.add_parser("run", help="a whole SPA run headless, with progress on the terminal"))
     s.add_argument("config", help="run configuration YAML (see configs/demo.yaml)")
     s.add_argument("--project", default=None, help="project name (default: the config's 'project')")
-    s.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
-                   help="override one config key, validated like the file (e.g. --set judge.kind=gold); repeatable")
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override one config key, validated like the file (e.g. --set judge.kind=gold); repeatable",
+    )
     s.set_defaults(func=cmd_run)
 
     s = with_db(sub.add_parser("worker", help="claim and run queued jobs from the database"))
     s.add_argument("--name", default=None, help="worker name (default host:pid)")
     s.add_argument("--once", action="store_true", help="exit when the queue is empty")
     s.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
-    s.add_argument("--stale-after", type=float, default=None,
-                   help="seconds without a heartbeat after which a running job counts as interrupted (default 60)")
-    s.add_argument("--max-auto-resumes", type=int, default=None,
-                   help="resume an interrupted job automatically at most this often, then leave it to a person "
-                        "(default 3)")
-    s.add_argument("--stage-server-idle", type=float, default=None,
-                   help="seconds idle after which the stage fork server (torch in memory) is stopped (default 60)")
+    s.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        help="seconds without a heartbeat after which a running job counts as interrupted (default 60)",
+    )
+    s.add_argument(
+        "--max-auto-resumes",
+        type=int,
+        default=None,
+        help="resume an interrupted job automatically at most this often, then leave it to a person (default 3)",
+    )
+    s.add_argument(
+        "--stage-server-idle",
+        type=float,
+        default=None,
+        help="seconds idle after which the stage fork server (torch in memory) is stopped (default 60)",
+    )
     s.set_defaults(func=cmd_worker)
 
     s = with_db(sub.add_parser("import", help="validate and import a data file; imports nothing on error"))
@@ -193,8 +233,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder (default ~/.cache/spa-studio/..., env SPA_DEMO_DIR)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="rebuild even when cached")
-    s.add_argument("--text", action="store_true", help="the text world instead: SmolLM2-135M-Instruct + IFEval gold "
-                   "(default folder ~/.cache/spa-studio/text-world-v1-seed0, env SPA_TEXT_DIR)")
+    s.add_argument(
+        "--text",
+        action="store_true",
+        help="the text world instead: SmolLM2-135M-Instruct + IFEval gold "
+        "(default folder ~/.cache/spa-studio/text-world-v1-seed0, env SPA_TEXT_DIR)",
+    )
     s.add_argument("--seed-pairs", type=int, default=None, help="text world: seed pairs to sample for (default 20)")
     s.set_defaults(func=cmd_demo)
 

@@ -10,6 +10,7 @@ Paths given to preview_file and import_file are read on the machine the studio r
 data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every
 endpoint returns JSON-ready values; a refused request raises an error whose message says why (gradio_client's
 AppError)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -19,7 +20,6 @@ import gradio as gr
 
 from app import actions
 from app.actions import ActionError, ReviewQuery
-
 
 READS_CONCURRENCY = None  # no per-endpoint limit: Gradio's thread pool (40) bounds them
 
@@ -58,8 +58,9 @@ def register(db: str) -> None:
     def import_file(path: str, project: str, role: str) -> dict:
         """Validate and import a data file (seed | pool | eval), all or nothing. ok is false and issues lists
         every problem (file, line, field, message) when nothing was imported."""
-        return asdict(_call(lambda: actions.import_file(db, actions.readable_path(db, path), project, role,
-                                                        Path(path).name)))
+        return asdict(
+            _call(lambda: actions.import_file(db, actions.readable_path(db, path), project, role, Path(path).name))
+        )
 
     def save_config(project: str, name: str, config_yaml: str) -> dict:
         """Validate and save a run configuration; returns its id, file path and the equivalent command."""
@@ -93,18 +94,41 @@ def register(db: str) -> None:
         """Let a job paused at its review gate go on to train."""
         return _call(actions.approve_review, db, job_id, "api")
 
-    def review_page(project: str, page: int = 0, page_size: int = 20, round: int | None = None,
-                    source: str | None = None, flagged: bool | None = None, min_confidence: float | None = None,
-                    max_confidence: float | None = None, search: str = "", order: str = "uncertain",
-                    rank: str | None = None) -> dict:
+    def review_page(
+        project: str,
+        page: int = 0,
+        page_size: int = 20,
+        round: int | None = None,
+        source: str | None = None,
+        flagged: bool | None = None,
+        min_confidence: float | None = None,
+        max_confidence: float | None = None,
+        search: str = "",
+        order: str = "uncertain",
+        rank: str | None = None,
+    ) -> dict:
         """One page of the review queue (flagged first, then least confident, by default) with its filters;
         rank is a within-round band of the judge's margin: lowest 10% ... top 10%."""
-        query = ReviewQuery(round=round, source=source or None, flagged=flagged, min_confidence=min_confidence,
-                            max_confidence=max_confidence, search=search or "", order=order or "uncertain",
-                            rank_band=rank or None)
+        query = ReviewQuery(
+            round=round,
+            source=source or None,
+            flagged=flagged,
+            min_confidence=min_confidence,
+            max_confidence=max_confidence,
+            search=search or "",
+            order=order or "uncertain",
+            rank_band=rank or None,
+        )
         result = _call(actions.review_page, db, project, query, page, page_size)
-        return {"total": result.total, "page": result.page, "pages": result.pages, "page_size": result.page_size,
-                "columns": actions.REVIEW_COLUMNS, "rows": result.rows, "pair_ids": result.pair_ids}
+        return {
+            "total": result.total,
+            "page": result.page,
+            "pages": result.pages,
+            "page_size": result.page_size,
+            "columns": actions.REVIEW_COLUMNS,
+            "rows": result.rows,
+            "pair_ids": result.pair_ids,
+        }
 
     def get_pair(pair_id: int) -> dict:
         """A pair with its responses, the judge's numbers, its label and its label history (label_events)."""
@@ -112,11 +136,13 @@ def register(db: str) -> None:
 
     def set_label(pair_id: int, label: str, human_response: str | None = None, note: str = "") -> dict:
         """Label a pair as a person: a, b, tie, both_bad, keep (confirm) or flip. Audited in label_events."""
-        return _call(actions.set_label, db, pair_id, label, human_response=human_response or None, note=note,
-                     actor="api")
+        return _call(
+            actions.set_label, db, pair_id, label, human_response=human_response or None, note=note, actor="api"
+        )
 
-    def bulk_accept(project: str, min_confidence: float | None = None, round: int | None = None,
-                    top: str | None = None) -> dict:
+    def bulk_accept(
+        project: str, min_confidence: float | None = None, round: int | None = None, top: str | None = None
+    ) -> dict:
         """Accept, unread, every self label at or above a confidence or in a top rank band of its round
         ("top 50%"): label source `accepted`, trained as self labels, each pair audited."""
         return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api", top=top or None)
@@ -132,9 +158,29 @@ def register(db: str) -> None:
 
     # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
     # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
-    for fn in (list_projects, project_summary, preview_file, list_jobs, job_status, job_metrics, review_page,
-               get_pair, review_progress):
+    for fn in (
+        list_projects,
+        project_summary,
+        preview_file,
+        list_jobs,
+        job_status,
+        job_metrics,
+        review_page,
+        get_pair,
+        review_progress,
+    ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
-    for fn in (create_project, open_text_demo, import_file, save_config, queue_run, stop_run, resume_run,
-               approve_review, set_label, bulk_accept, undo_last_label):
+    for fn in (
+        create_project,
+        open_text_demo,
+        import_file,
+        save_config,
+        queue_run,
+        stop_run,
+        resume_run,
+        approve_review,
+        set_label,
+        bulk_accept,
+        undo_last_label,
+    ):
         gr.api(fn, api_name=fn.__name__)

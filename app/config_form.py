@@ -9,6 +9,7 @@ While editing, the two views follow each other through the *baseline*: the form 
 into the form. `merged_yaml` writes into the YAML the form fields that differ from their baseline (edited in
 the form since the last synchronisation) and keeps every other key as the YAML has it; Save uses it, so a YAML
 edit the form has not caught up with is saved as typed."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ from engine.config import RunConfig
 class FormField(NamedTuple):
     """A field of the form: its YAML key path, its short label and how its value is typed. Its explanation is the
     config field's own help text and range (`field_info`), never a second copy here."""
+
     path: str
     label: str
     kind: str
@@ -33,20 +35,37 @@ class FormField(NamedTuple):
 
 FORM_ROWS = [
     [FormField("model", "Model", "text")],
-    [FormField("seed_data", "Seed pairs file", "text"), FormField("prompt_pool", "Prompt pool file", "text"),
-     FormField("eval_data", "Eval pairs file", "text")],
-    [FormField("beta", "β", "number"), FormField("learning_rate", "Learning rate", "optional"),
-     FormField("epochs", "Seed epochs", "int"), FormField("rounds", "Rounds", "int"),
-     FormField("prompts_per_round", "Prompts per round", "list_int")],
-    [FormField("generation.samples_per_prompt", "Samples per prompt", "int"),
-     FormField("generation.temperature", "Temperature", "number"), FormField("judge.kind", "Judge", "choice"),
-     FormField("judge.reference", "Judge reference", "choice"), FormField("review_gate", "Review gate", "bool")],
-    [FormField("refine.enabled", "Self-refinement", "bool"),
-     FormField("refine.k_fraction", "Flag fraction K", "number"), FormField("refine.alpha", "Smoothing α", "number"),
-     FormField("refine.lambdas", "Extrapolation λ per round", "list_float"),
-     FormField("refine.warmup_fraction", "Warm-up", "number")],
-    [FormField("lora.enabled", "LoRA", "bool"), FormField("lora.r", "LoRA r", "int"),
-     FormField("lora.alpha", "LoRA α", "int")],
+    [
+        FormField("seed_data", "Seed pairs file", "text"),
+        FormField("prompt_pool", "Prompt pool file", "text"),
+        FormField("eval_data", "Eval pairs file", "text"),
+    ],
+    [
+        FormField("beta", "β", "number"),
+        FormField("learning_rate", "Learning rate", "optional"),
+        FormField("epochs", "Seed epochs", "int"),
+        FormField("rounds", "Rounds", "int"),
+        FormField("prompts_per_round", "Prompts per round", "list_int"),
+    ],
+    [
+        FormField("generation.samples_per_prompt", "Samples per prompt", "int"),
+        FormField("generation.temperature", "Temperature", "number"),
+        FormField("judge.kind", "Judge", "choice"),
+        FormField("judge.reference", "Judge reference", "choice"),
+        FormField("review_gate", "Review gate", "bool"),
+    ],
+    [
+        FormField("refine.enabled", "Self-refinement", "bool"),
+        FormField("refine.k_fraction", "Flag fraction K", "number"),
+        FormField("refine.alpha", "Smoothing α", "number"),
+        FormField("refine.lambdas", "Extrapolation λ per round", "list_float"),
+        FormField("refine.warmup_fraction", "Warm-up", "number"),
+    ],
+    [
+        FormField("lora.enabled", "LoRA", "bool"),
+        FormField("lora.r", "LoRA r", "int"),
+        FormField("lora.alpha", "LoRA α", "int"),
+    ],
 ]
 FORM_FIELDS = [f for row in FORM_ROWS for f in row]
 LABELS = {f.path: f.label for f in FORM_FIELDS}
@@ -179,8 +198,9 @@ def edited_fields(baseline: list | None, values: list) -> list[int]:
     """Indexes of the form fields edited since the server last wrote the form (all of them without a baseline)."""
     if not baseline or len(baseline) != len(values):
         return list(range(len(values)))
-    return [i for i, (field, old, new) in enumerate(zip(FORM_FIELDS, baseline, values))
-            if not _same(field.kind, old, new)]
+    return [
+        i for i, (field, old, new) in enumerate(zip(FORM_FIELDS, baseline, values)) if not _same(field.kind, old, new)
+    ]
 
 
 def merged_yaml(text: str, baseline: list | None, values: list) -> str:

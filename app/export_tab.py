@@ -4,6 +4,7 @@ A dataset export only reads SQLite and writes files, so it runs here like an imp
 export loads weights, which the UI process never does: it is queued as a job of kind EXPORT when the
 worker declares it runs those (JOB_KINDS, the registry in engine/runtime/jobs.py), and otherwise the equivalent
 command is shown."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,18 +42,34 @@ def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_n
     out = (out or "").strip()
     if out:  # the worker runs elsewhere: hand it an absolute folder
         out = str(root / Path(out).expanduser())
-    return ExportRequest(project=project, what=what, out=out, force=bool(force), root=str(root),
-                         round=None if dataset or round_ in (None, "", LAST) else int(round_),
-                         format=fmt if dataset else "jsonl",
-                         sources=(list(sources) or None) if dataset else None,
-                         min_confidence=float(min_conf) if dataset and min_conf not in (None, "") and min_conf > 0.5
-                         else None,
-                         exclude_noisy=bool(exclude_noisy) and dataset)
+    return ExportRequest(
+        project=project,
+        what=what,
+        out=out,
+        force=bool(force),
+        root=str(root),
+        round=None if dataset or round_ in (None, "", LAST) else int(round_),
+        format=fmt if dataset else "jsonl",
+        sources=(list(sources) or None) if dataset else None,
+        min_confidence=float(min_conf) if dataset and min_conf not in (None, "") and min_conf > 0.5 else None,
+        exclude_noisy=bool(exclude_noisy) and dataset,
+    )
 
 
 def command_for(db: str, req) -> str:
-    parts = ["python", "launch.py", "export", "--project", req.project, "--what", req.what, "--out", req.out or "OUT",
-             "--db", db]
+    parts = [
+        "python",
+        "launch.py",
+        "export",
+        "--project",
+        req.project,
+        "--what",
+        req.what,
+        "--out",
+        req.out or "OUT",
+        "--db",
+        db,
+    ]
     if req.what == "dataset":
         parts += ["--format", req.format]
         if req.sources:
@@ -78,8 +95,21 @@ def exportable_frame(db: str, project: str) -> pd.DataFrame:
         rows = exportable(db, project)
     except ExportError:
         rows = []
-    return pd.DataFrame([[r["job_id"], r["round"], r["kind"], ", ".join(r["exports"]), r["path"], r["base_model"],
-                          "yes" if r["exists"] else "missing"] for r in rows], columns=columns)
+    return pd.DataFrame(
+        [
+            [
+                r["job_id"],
+                r["round"],
+                r["kind"],
+                ", ".join(r["exports"]),
+                r["path"],
+                r["base_model"],
+                "yes" if r["exists"] else "missing",
+            ]
+            for r in rows
+        ],
+        columns=columns,
+    )
 
 
 def run_export(db: str, req) -> str:
@@ -93,8 +123,10 @@ def run_export(db: str, req) -> str:
         files = sorted(p.name for p in Path(out).iterdir())
         return f"✓ Dataset exported to `{out}` ({', '.join(files)})."
     if not worker_runs_exports():
-        return ("Model and adapter exports load the weights, which the studio leaves to the worker, and this "
-                "worker does not run export jobs yet: use “Export from a terminal instead” below.")
+        return (
+            "Model and adapter exports load the weights, which the studio leaves to the worker, and this "
+            "worker does not run export jobs yet: use “Export from a terminal instead” below."
+        )
     job_id = actions.queue_export(db, req)
     return f"✓ Export queued as job #{job_id}; it is listed under “Export jobs” below."
 
@@ -107,7 +139,7 @@ def export_jobs_md(db: str, project: str) -> str:
     out = []
     for j in reversed(rows[-10:]):
         status = actions.job_status(db, j["job_id"])
-        counts = (f" · {status['progress_done']}/{status['progress_total']}" if status["progress_total"] else "")
+        counts = f" · {status['progress_done']}/{status['progress_total']}" if status["progress_total"] else ""
         error = f" · {status['error'][:200]}" if status["error"] else ""
         out.append(f"- #{j['job_id']} **{status['status']}** {status['stage'] or ''}{counts}{error}")
     return "\n".join(out)
@@ -119,20 +151,42 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         return
     gr.Markdown("### Models you can export")
     note = gr.Markdown(elem_id="export-note", visible=False)
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=240, elem_id="export-table",
-                         column_widths=["55px", "65px", "80px", "130px", "34%", "26%", "75px"])
+    table = gr.Dataframe(
+        interactive=False,
+        wrap=True,
+        max_height=240,
+        elem_id="export-table",
+        column_widths=["55px", "65px", "80px", "130px", "34%", "26%", "75px"],
+    )
     with gr.Row(equal_height=True):
-        what = gr.Radio(WHATS, value="dataset", label="What", scale=2, elem_id="export-what",
-                        info="dataset: TRL prompt/chosen/rejected with provenance · adapter: PEFT · model: merged")
-        fmt = gr.Dropdown(FORMATS, value="jsonl", label="Dataset format", scale=1,
-                          info="jsonl, parquet, or a datasets folder (hf)")
+        what = gr.Radio(
+            WHATS,
+            value="dataset",
+            label="What",
+            scale=2,
+            elem_id="export-what",
+            info="dataset: TRL prompt/chosen/rejected with provenance · adapter: PEFT · model: merged",
+        )
+        fmt = gr.Dropdown(
+            FORMATS, value="jsonl", label="Dataset format", scale=1, info="jsonl, parquet, or a datasets folder (hf)"
+        )
         round_ = gr.Dropdown([LAST], value=LAST, label="Round (models)", scale=1, info="which round's model")
-    out = gr.Textbox(label="Output folder", info="must be new or empty (or tick replace); relative to the export "
-                                                 "folder, and inside it", elem_id="export-out")
+    out = gr.Textbox(
+        label="Output folder",
+        info="must be new or empty (or tick replace); relative to the export folder, and inside it",
+        elem_id="export-out",
+    )
     with gr.Row(equal_height=True):
         sources = gr.CheckboxGroup(SOURCES, label="Dataset: label sources (none ticked = all)", scale=2)
-        min_conf = gr.Number(0.5, label="Dataset: min confidence", minimum=0.5, maximum=1.0, step=0.01, scale=1,
-                             info="self labels below are left out; human, gold, seed always pass")
+        min_conf = gr.Number(
+            0.5,
+            label="Dataset: min confidence",
+            minimum=0.5,
+            maximum=1.0,
+            step=0.01,
+            scale=1,
+            info="self labels below are left out; human, gold, seed always pass",
+        )
         exclude_noisy = gr.Checkbox(label="Dataset: leave out flagged pairs", scale=1)
         force = gr.Checkbox(label="Replace a non-empty folder", scale=1)
     export_btn = gr.Button("Export", variant="primary", elem_id="export-button")
@@ -172,19 +226,30 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     # could otherwise land after the person has typed a folder, and replace it. The default folder follows the
     # project and the kind of export only.
     for trigger in (tab.select, project.change):
-        trigger(on_open, [project], [table, round_, note], show_progress="hidden",
-                api_visibility="private").then(
-            on_form, form, [command], show_progress="hidden", api_visibility="private")
+        trigger(on_open, [project], [table, round_, note], show_progress="hidden", api_visibility="private").then(
+            on_form, form, [command], show_progress="hidden", api_visibility="private"
+        )
     project.change(default_out, [project, what], [out], show_progress="hidden", api_visibility="private")
     what.input(default_out, [project, what], [out], api_visibility="private").then(
-        on_form, form, [command], show_progress="hidden", api_visibility="private")
-    gr.on([c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)], on_form, form, [command],
-          show_progress="hidden", api_visibility="private")
+        on_form, form, [command], show_progress="hidden", api_visibility="private"
+    )
+    gr.on(
+        [c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)],
+        on_form,
+        form,
+        [command],
+        show_progress="hidden",
+        api_visibility="private",
+    )
     # the folder as its box shows it at the click (Gradio may not have synced a path typed a moment before)
-    read_out = (f"(...a) => {{ const box = document.querySelector('#export-out input, #export-out textarea'); "
-                f"if (box) a[{form.index(out)}] = box.value; return a; }}")
+    read_out = (
+        f"(...a) => {{ const box = document.querySelector('#export-out input, #export-out textarea'); "
+        f"if (box) a[{form.index(out)}] = box.value; return a; }}"
+    )
     export_btn.click(on_export, form, [result, command, table], api_visibility="private", js=read_out).then(
-        lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden", api_visibility="private")
+        lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden", api_visibility="private"
+    )
     for trigger in (tab.select, project.change, jobs_refresh.click):
-        trigger(lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden",
-                api_visibility="private")
+        trigger(
+            lambda p: export_jobs_md(db, p), [project], [jobs_md], show_progress="hidden", api_visibility="private"
+        )

@@ -3,6 +3,7 @@ labels), the margin histogram, chosen vs rejected length per round (length bias)
 
 Nothing here samples from a model: the generations shown are the ones already stored (the pairs of each
 round, and π_init's answers to the eval prompts when the run saved them)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ def init_samples(db: str, project: str, job_id: int | None, limit: int = 10) -> 
     return pd.DataFrame(rows, columns=columns)
 
 
-def _scored(text: str, gold: float | None = None, judge: float | None = None,
-            init_judge: float | None = None) -> str:
+def _scored(text: str, gold: float | None = None, judge: float | None = None, init_judge: float | None = None) -> str:
     """An answer with its scores after it: gold, and the round's judge score of it and of π_init's answer."""
     bits = [] if gold is None else [f"gold {gold:.2f}"]
     if judge is not None:
@@ -44,12 +44,14 @@ def _at(values: list | None, i: int):
 
 
 # what the "judge" number beside each answer is (shown under the table)
-JUDGE_CAPTION = ("**judge** = the implicit reward the round's model gives a single answer when it is evaluated, "
-                 "r(x, y) = β·[log π_round(y|x) − log π_init(y|x)] (the SPA judge's score, β of the run; with the "
-                 "judge reference `none`, β·log π_round(y|x)). Each round's column scores its own answer and, after "
-                 "“vs”, π_init's answer to the same prompt, so a positive difference means the round's judge "
-                 "prefers its own answer. π_init's column has no judge score: π_init judging itself gives 0. "
-                 "**gold** = the world's gold reward, where it has one.")
+JUDGE_CAPTION = (
+    "**judge** = the implicit reward the round's model gives a single answer when it is evaluated, "
+    "r(x, y) = β·[log π_round(y|x) − log π_init(y|x)] (the SPA judge's score, β of the run; with the "
+    "judge reference `none`, β·log π_round(y|x)). Each round's column scores its own answer and, after "
+    "“vs”, π_init's answer to the same prompt, so a positive difference means the round's judge "
+    "prefers its own answer. π_init's column has no judge score: π_init judging itself gives 0. "
+    "**gold** = the world's gold reward, where it has one."
+)
 
 
 def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[pd.DataFrame, str]:
@@ -58,8 +60,11 @@ def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[
     if job_id is None:
         return pd.DataFrame(columns=["eval prompt"]), "Pick a run to compare its rounds' answers."
     folder = actions.run_folder(db, job_id)
-    files = sorted(folder.glob("eval_answers_round_*.json"), key=lambda f: int(f.stem.rsplit("_", 1)[1])) \
-        if folder and folder.is_dir() else []
+    files = (
+        sorted(folder.glob("eval_answers_round_*.json"), key=lambda f: int(f.stem.rsplit("_", 1)[1]))
+        if folder and folder.is_dir()
+        else []
+    )
     records = []
     for f in files:
         try:
@@ -77,8 +82,10 @@ def compare_answers(records: list[tuple[int, dict]], limit: int = 30) -> tuple[p
     (JUDGE_CAPTION); and the means per column."""
     first = records[0][1]
     prompts = [" ".join(m["content"] for m in p) for p in first["prompts"]]
-    columns = {"eval prompt": prompts,
-               "π_init": [_scored(t, _at(first["init_gold"], i)) for i, t in enumerate(first["init_texts"])]}
+    columns = {
+        "eval prompt": prompts,
+        "π_init": [_scored(t, _at(first["init_gold"], i)) for i, t in enumerate(first["init_texts"])],
+    }
     means, judged = [], []
     if first["init_gold"]:
         means.append(f"π_init {sum(first['init_gold']) / len(first['init_gold']):.3f}")
@@ -86,29 +93,39 @@ def compare_answers(records: list[tuple[int, dict]], limit: int = 30) -> tuple[p
         if rec["prompts"] != first["prompts"]:
             continue  # another eval set: not the same prompts
         judge, init_judge = rec.get("judge"), rec.get("init_judge")  # absent in runs evaluated before they existed
-        columns[f"round {round_}"] = [_scored(t, _at(rec["gold"], i), _at(judge, i), _at(init_judge, i))
-                                      for i, t in enumerate(rec["texts"])]
+        columns[f"round {round_}"] = [
+            _scored(t, _at(rec["gold"], i), _at(judge, i), _at(init_judge, i)) for i, t in enumerate(rec["texts"])
+        ]
         if rec["gold"]:
             means.append(f"round {round_} {sum(rec['gold']) / len(rec['gold']):.3f}")
         if judge and init_judge:
             wins = sum(j > k for j, k in zip(judge, init_judge))
-            judged.append(f"round {round_} {sum(judge) / len(judge):+.3f} vs π_init's "
-                          f"{sum(init_judge) / len(init_judge):+.3f}, own answer preferred on {wins}/{len(judge)}")
+            judged.append(
+                f"round {round_} {sum(judge) / len(judge):+.3f} vs π_init's "
+                f"{sum(init_judge) / len(init_judge):+.3f}, own answer preferred on {wins}/{len(judge)}"
+            )
     frame = pd.DataFrame(columns).head(limit)
-    summary = (f"{len(prompts)} held-out prompts" + (f" · mean gold score: {' · '.join(means)}" if means else
-                                                     " · no gold judge in this world")
-               + (f" · mean judge score: {' · '.join(judged)}" if judged else " · no judge scores recorded"))
+    summary = (
+        f"{len(prompts)} held-out prompts"
+        + (f" · mean gold score: {' · '.join(means)}" if means else " · no gold judge in this world")
+        + (f" · mean judge score: {' · '.join(judged)}" if judged else " · no judge scores recorded")
+    )
     return frame, summary
 
 
 def calibration_table(bins: list[dict]) -> pd.DataFrame:
     """The judge's agreement with gold and with people per within-round rank band (confidence range beside)."""
     columns = ["rank band", "confidence", "pairs", "agrees with gold", "agrees with people"]
-    rows = [[f"{100 * b['low']:.0f}–{100 * b['high']:.0f}%",
-             f"{b['min_confidence']:.3f}–{b['max_confidence']:.3f}" if b["min_confidence"] is not None else "",
-             b["n"], f"{b['agree_gold'] / b['n_gold']:.0%} of {b['n_gold']}" if b["n_gold"] else "no gold",
-             f"{b['agree_human'] / b['n_human']:.0%} of {b['n_human']}" if b["n_human"] else "none labelled"]
-            for b in bins]
+    rows = [
+        [
+            f"{100 * b['low']:.0f}–{100 * b['high']:.0f}%",
+            f"{b['min_confidence']:.3f}–{b['max_confidence']:.3f}" if b["min_confidence"] is not None else "",
+            b["n"],
+            f"{b['agree_gold'] / b['n_gold']:.0%} of {b['n_gold']}" if b["n_gold"] else "no gold",
+            f"{b['agree_human'] / b['n_human']:.0%} of {b['n_human']}" if b["n_human"] else "none labelled",
+        ]
+        for b in bins
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -122,8 +139,16 @@ def round_generations(db: str, project: str, job_id: int | None, round_: int | N
         chosen, rejected = (p.response_a, p.response_b) if a_wins else (p.response_b, p.response_a)
         if p.label in ("tie", "both_bad"):
             chosen, rejected = p.response_a, p.response_b
-        rows.append([p.id, p.prompt[-1]["content"], p.human_response or chosen, rejected, p.label,
-                     None if p.confidence is None else round(p.confidence, 3)])
+        rows.append(
+            [
+                p.id,
+                p.prompt[-1]["content"],
+                p.human_response or chosen,
+                rejected,
+                p.label,
+                None if p.confidence is None else round(p.confidence, 3),
+            ]
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -133,41 +158,82 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         refresh = gr.Button("Refresh", scale=0, min_width=120, elem_id="insight-refresh")
     summary = gr.Markdown(elem_id="insight-summary")
     with gr.Row():
-        per_round = gr.ScatterPlot(plots.empty(["round", "value", "series"]), x="round", y="value", color="series",
-                                title="Per-round metrics", height=HEIGHT)
-        calibration = gr.ScatterPlot(plots.empty(["confidence", "agreement", "series", "pairs"]), x="confidence",
-                                  y="agreement", color="series", title="Calibration: judge confidence vs agreement",
-                                  x_lim=[0.5, 1.0], y_lim=[0.0, 1.0], height=HEIGHT,
-                                  tooltip=["confidence", "agreement", "series", "pairs"])
-    gr.Markdown("**Calibration by rank**: the judge's pairs of each round in five bands of its margin (0% = least "
-                "sure), with how often the judge agrees with the gold reward and with people's labels. Rank spreads "
-                "out confidences that crowd near 0.5.")
+        per_round = gr.ScatterPlot(
+            plots.empty(["round", "value", "series"]),
+            x="round",
+            y="value",
+            color="series",
+            title="Per-round metrics",
+            height=HEIGHT,
+        )
+        calibration = gr.ScatterPlot(
+            plots.empty(["confidence", "agreement", "series", "pairs"]),
+            x="confidence",
+            y="agreement",
+            color="series",
+            title="Calibration: judge confidence vs agreement",
+            x_lim=[0.5, 1.0],
+            y_lim=[0.0, 1.0],
+            height=HEIGHT,
+            tooltip=["confidence", "agreement", "series", "pairs"],
+        )
+    gr.Markdown(
+        "**Calibration by rank**: the judge's pairs of each round in five bands of its margin (0% = least "
+        "sure), with how often the judge agrees with the gold reward and with people's labels. Rank spreads "
+        "out confidences that crowd near 0.5."
+    )
     calib_table = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-calibration")
     with gr.Row():
-        margins = gr.BarPlot(plots.empty(["margin", "pairs", "series"]), x="margin", y="pairs", color="series",
-                             title="Judge margin r_chosen − r_rejected (pairs per bin)", height=HEIGHT,
-                             x_label_angle=-45)
-        lengths = gr.BarPlot(plots.empty(["answer", "length", "series"]), x="answer", y="length", color="series",
-                             title="Mean length of chosen vs rejected answers per round (length bias)",
-                             height=HEIGHT, x_title="round and answer")
+        margins = gr.BarPlot(
+            plots.empty(["margin", "pairs", "series"]),
+            x="margin",
+            y="pairs",
+            color="series",
+            title="Judge margin r_chosen − r_rejected (pairs per bin)",
+            height=HEIGHT,
+            x_label_angle=-45,
+        )
+        lengths = gr.BarPlot(
+            plots.empty(["answer", "length", "series"]),
+            x="answer",
+            y="length",
+            color="series",
+            title="Mean length of chosen vs rejected answers per round (length bias)",
+            height=HEIGHT,
+            x_title="round and answer",
+        )
     gr.Markdown("### Did it get better? The same held-out prompts, answered by π_init and by each round")
     compare_info = gr.Markdown(elem_id="insight-compare-info")
     compare = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="insight-compare")
     gr.Markdown(JUDGE_CAPTION, elem_id="insight-compare-caption")
-    gr.Markdown("### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
-                "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them.")
+    gr.Markdown(
+        "### Generations\nStored answers only (the studio never samples a model itself): the pairs a "
+        "round generated, as labelled now, and π_init's answers to the eval prompts when the run saved them."
+    )
     with gr.Row(equal_height=True):
         gen_round = gr.Dropdown([], label="Round", scale=1, min_width=100, elem_id="insight-round")
         gen_search = gr.Textbox(label="Prompt contains", scale=3, placeholder="Enter to search")
-    generations = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="insight-generations",
-                               column_widths=["60px", "25%", "30%", "30%", "60px", "80px"])
-    init_table = gr.Dataframe(interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts",
-                              elem_id="insight-init")
+    generations = gr.Dataframe(
+        interactive=False,
+        wrap=True,
+        max_height=360,
+        elem_id="insight-generations",
+        column_widths=["60px", "25%", "30%", "30%", "60px", "80px"],
+    )
+    init_table = gr.Dataframe(
+        interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts", elem_id="insight-init"
+    )
 
     def charts(project_, job_value):
         if not project_:
-            return ["Choose a project.", *[gr.skip()] * 4, gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
-                    gr.update(choices=[], value=None), gr.skip(), None]
+            return [
+                "Choose a project.",
+                *[gr.skip()] * 4,
+                gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
+                gr.update(choices=[], value=None),
+                gr.skip(),
+                None,
+            ]
         try:
             seen = actions.project_insight(db, project_, _job_id(job_value))
         except ActionError as e:
@@ -177,22 +243,39 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         judged = sum(b["n"] for b in bins)
         gold = sum(b["n_gold"] for b in bins)
         human = sum(b["n_human"] for b in bins)
-        agree = (f"; judge agrees with gold on {sum(b['agree_gold'] for b in bins) / gold:.1%} of {gold} pairs"
-                 if gold else "")
+        agree = (
+            f"; judge agrees with gold on {sum(b['agree_gold'] for b in bins) / gold:.1%} of {gold} pairs"
+            if gold
+            else ""
+        )
         which = f"run #{job_id}" if job_id else "all runs"
-        text = (f"**{which}** · {judged} judged pairs · labels: "
-                + ", ".join(f"{k or '?'} {v}" for k, v in sorted(seen.label_counts.items())) + agree
-                + (f"; {human} human a/b labels to compare with" if human else "")
-                + (f" · per-round metrics of run #{metrics_job}" if metrics_job and job_id is None else ""))
+        text = (
+            f"**{which}** · {judged} judged pairs · labels: "
+            + ", ".join(f"{k or '?'} {v}" for k, v in sorted(seen.label_counts.items()))
+            + agree
+            + (f"; {human} human a/b labels to compare with" if human else "")
+            + (f" · per-round metrics of run #{metrics_job}" if metrics_job and job_id is None else "")
+        )
         choices = [ALL_RUNS] + [(f"#{j.id} {j.kind} · {j.status}", j.id) for j in reversed(jobs)]
         round_update = gr.update(choices=rounds, value=rounds[-1] if rounds else None)
         (rounds_, r_order), (hist_, h_order), (len_, l_order) = (
-            plots.round_frame(seen.metrics), plots.margin_frame(seen.margins), plots.length_frame(seen.lengths))
+            plots.round_frame(seen.metrics),
+            plots.margin_frame(seen.margins),
+            plots.length_frame(seen.lengths),
+        )
         calib = plots.calibration_frame(bins)
         series = [plots.series_of(f, "series") for f in (rounds_, calib, hist_, len_)]
-        return [text, gr.update(value=rounds_, sort=r_order), calib, gr.update(value=hist_, sort=h_order),
-                gr.update(value=len_, sort=l_order), gr.update(choices=choices, value=job_id or ALL_RUNS),
-                round_update, calibration_table(seen.rank_calibration), series]
+        return [
+            text,
+            gr.update(value=rounds_, sort=r_order),
+            calib,
+            gr.update(value=hist_, sort=h_order),
+            gr.update(value=len_, sort=l_order),
+            gr.update(choices=choices, value=job_id or ALL_RUNS),
+            round_update,
+            calibration_table(seen.rank_calibration),
+            series,
+        ]
 
     def generations_view(project_, job_value, round_, search):
         job_id = _job_id(job_value)
@@ -205,8 +288,11 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             frame, info = answers_side_by_side(db, job_id)
         except ActionError:
             return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ""
-        label = ("π_init on the eval prompts (stored by the run)" if len(init) else
-                 "π_init on the eval prompts: none stored (pick a run that has evaluated)")
+        label = (
+            "π_init on the eval prompts (stored by the run)"
+            if len(init)
+            else "π_init on the eval prompts: none stored (pick a run that has evaluated)"
+        )
         return gens, gr.update(value=init, label=label), frame, (f"run #{job_id} · " if job_id else "") + info
 
     generation_views = [generations, init_table, compare, compare_info]
@@ -219,11 +305,20 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     def follow_up(event):
         event.then(redraw, [series], charts_plots, show_progress="hidden", api_visibility="private").then(
-            generations_view, [project, job, gen_round, gen_search], generation_views,
-            show_progress="hidden", api_visibility="private")
+            generations_view,
+            [project, job, gen_round, gen_search],
+            generation_views,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
     for trigger in (tab.select, refresh.click, project.change, job.input):
         follow_up(trigger(charts, [project, job], chart_outputs, show_progress="hidden", api_visibility="private"))
     for trigger in (gen_round.input, gen_search.submit):
-        trigger(generations_view, [project, job, gen_round, gen_search], generation_views,
-                show_progress="hidden", api_visibility="private")
+        trigger(
+            generations_view,
+            [project, job, gen_round, gen_search],
+            generation_views,
+            show_progress="hidden",
+            api_visibility="private",
+        )

@@ -1,4 +1,5 @@
 """pandas frames for Gradio's native plots (gr.LinePlot / gr.BarPlot), built from storage rows. Pure functions."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -34,8 +35,7 @@ def redraw(series: list[str] | None):
 
 
 def empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64" if c not in ("series", "round") else "object")
-                         for c in columns})
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c not in ("series", "round") else "object") for c in columns})
 
 
 def train_frame(metrics: list[dict], name: str) -> pd.DataFrame:
@@ -79,8 +79,10 @@ def round_frame(metrics: list[dict]) -> tuple[pd.DataFrame, list[str]]:
         return empty(["round", "value", "series"]), []
     rounds = sorted({r for _, r in latest})
     width = len(str(rounds[-1]))
-    rows = [{"round": round_label(r, width), "value": v, "series": ROUND_METRICS[n]}
-            for (n, r), v in sorted(latest.items(), key=lambda x: x[0][1])]
+    rows = [
+        {"round": round_label(r, width), "value": v, "series": ROUND_METRICS[n]}
+        for (n, r), v in sorted(latest.items(), key=lambda x: x[0][1])
+    ]
     return pd.DataFrame(rows), [round_label(r, width) for r in rounds]
 
 
@@ -91,11 +93,23 @@ def calibration_frame(bins: list[dict]) -> pd.DataFrame:
         mid = round((b["low"] + b["high"]) / 2, 3)
         rows.append({"confidence": mid, "agreement": mid, "series": "ideal (calibrated)", "pairs": b["n"]})
         if b["n_gold"]:
-            rows.append({"confidence": mid, "agreement": b["agree_gold"] / b["n_gold"], "series": "vs gold reward",
-                         "pairs": b["n_gold"]})
+            rows.append(
+                {
+                    "confidence": mid,
+                    "agreement": b["agree_gold"] / b["n_gold"],
+                    "series": "vs gold reward",
+                    "pairs": b["n_gold"],
+                }
+            )
         if b["n_human"]:
-            rows.append({"confidence": mid, "agreement": b["agree_human"] / b["n_human"], "series": "vs human labels",
-                         "pairs": b["n_human"]})
+            rows.append(
+                {
+                    "confidence": mid,
+                    "agreement": b["agree_human"] / b["n_human"],
+                    "series": "vs human labels",
+                    "pairs": b["n_human"],
+                }
+            )
     return pd.DataFrame(rows) if rows else empty(["confidence", "agreement", "series", "pairs"])
 
 
@@ -107,8 +121,14 @@ def margin_frame(bins: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     """Histogram bars labelled by their bin's centre, in numeric order."""
     if not bins:
         return empty(["margin", "pairs", "series"]), []
-    rows = [{"margin": _bin_label(b["low"], b["high"]), "pairs": b["n"],
-             "series": "flagged" if b["noisy"] else "not flagged"} for b in bins]
+    rows = [
+        {
+            "margin": _bin_label(b["low"], b["high"]),
+            "pairs": b["n"],
+            "series": "flagged" if b["noisy"] else "not flagged",
+        }
+        for b in bins
+    ]
     order = [_bin_label(b["low"], b["high"]) for b in sorted(bins, key=lambda b: b["bin"])]
     return pd.DataFrame(rows), list(dict.fromkeys(order))
 

@@ -3,6 +3,7 @@ the within-round rank of the judge's margin), pagination, side-by-side answers w
 project's annotation guidelines beside them, a reviewed / remaining count per round, undo, and one-key actions
 (a / b: that answer is better, t tie, x both bad, k keep, f flip, s skip, n / p next / previous, u undo). Every
 label goes through Store.set_label, which audits it."""
+
 from __future__ import annotations
 
 import html
@@ -17,15 +18,34 @@ from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewCursor, R
 ANY = "any"
 SOURCES = [ANY, "self", "human", "accepted", "gold"]
 FLAGS = {ANY: None, "flagged": True, "not flagged": False}
-ORDERS = {"flagged, then least confident": "uncertain", "judges disagree first": "disagree",
-          "most confident first": "confident", "newest first": "newest"}
-SHORTCUTS = {"a": "review-a", "b": "review-b", "t": "review-tie", "x": "review-bothbad", "k": "review-keep",
-             "f": "review-flip", "s": "review-skip", "n": "review-next", "p": "review-prev", "u": "review-undo"}
+ORDERS = {
+    "flagged, then least confident": "uncertain",
+    "judges disagree first": "disagree",
+    "most confident first": "confident",
+    "newest first": "newest",
+}
+SHORTCUTS = {
+    "a": "review-a",
+    "b": "review-b",
+    "t": "review-tie",
+    "x": "review-bothbad",
+    "k": "review-keep",
+    "f": "review-flip",
+    "s": "review-skip",
+    "n": "review-next",
+    "p": "review-prev",
+    "u": "review-undo",
+}
 TOP_BANDS = [band for band, (low, _) in RANK_BANDS.items() if low is not None]
-EDGE_MESSAGES = {"empty": "Nothing to review here.", "first": "This is the first pair.",
-                 "last": "That was the last pair of the queue."}
-NO_GUIDELINES = ("_No annotation guidelines for this project yet: write them below (what makes an answer better "
-                 "here), so every reviewer labels alike._")
+EDGE_MESSAGES = {
+    "empty": "Nothing to review here.",
+    "first": "This is the first pair.",
+    "last": "That was the last pair of the queue.",
+}
+NO_GUIDELINES = (
+    "_No annotation guidelines for this project yet: write them below (what makes an answer better "
+    "here), so every reviewer labels alike._"
+)
 
 # Loaded in the page head: one key press clicks the matching button while the Review tab is shown, and never
 # while the person is typing in a text field or the YAML editor.
@@ -53,12 +73,16 @@ KEYBOARD_JS = """
 
 
 def query_from(round_, source, flagged, rank, min_conf, max_conf, search, order) -> ReviewQuery:
-    return ReviewQuery(round=None if round_ in (None, ANY, "") else int(round_),
-                       source=None if source in (None, ANY) else source, flagged=FLAGS.get(flagged),
-                       min_confidence=None if min_conf is None or min_conf <= 0.5 else float(min_conf),
-                       max_confidence=None if max_conf is None or max_conf >= 1.0 else float(max_conf),
-                       search=search or "", order=ORDERS.get(order, "uncertain"),
-                       rank_band=None if rank in (None, ANY) else rank)
+    return ReviewQuery(
+        round=None if round_ in (None, ANY, "") else int(round_),
+        source=None if source in (None, ANY) else source,
+        flagged=FLAGS.get(flagged),
+        min_confidence=None if min_conf is None or min_conf <= 0.5 else float(min_conf),
+        max_confidence=None if max_conf is None or max_conf >= 1.0 else float(max_conf),
+        search=search or "",
+        order=ORDERS.get(order, "uncertain"),
+        rank_band=None if rank in (None, ANY) else rank,
+    )
 
 
 def _num(value, digits=3) -> str:
@@ -70,30 +94,40 @@ def _answer_head(which: str, p: dict) -> str:
     reward, gold = p[f"reward_{side}"], p[f"gold_{side}"]
     preferred = p["label"] == side
     if p["human_response"] and p["label"] in ("a", "b"):
-        badge = ("" if preferred else "<span class='spa-badge spa-no'>rejected (the written answer is chosen)"
-                                      "</span>")
+        badge = "" if preferred else "<span class='spa-badge spa-no'>rejected (the written answer is chosen)</span>"
     else:
-        badge = ("<span class='spa-badge spa-yes'>preferred</span>" if preferred else
-                 "<span class='spa-badge spa-no'>rejected</span>" if p["label"] in ("a", "b") else "")
+        badge = (
+            "<span class='spa-badge spa-yes'>preferred</span>"
+            if preferred
+            else "<span class='spa-badge spa-no'>rejected</span>"
+            if p["label"] in ("a", "b")
+            else ""
+        )
     judge = " · judge's pick" if p["judge_label"] == side else ""
-    bits = [f"reward {_num(reward)}", f"logp π {_num(p[f'logp_policy_{side}'], 1)}",
-            f"π_init {_num(p[f'logp_init_{side}'], 1)}"]
+    bits = [
+        f"reward {_num(reward)}",
+        f"logp π {_num(p[f'logp_policy_{side}'], 1)}",
+        f"π_init {_num(p[f'logp_init_{side}'], 1)}",
+    ]
     if gold is not None:
         bits.append(f"gold {_num(gold)}")
     if p[f"tokens_{side}"] is not None:
         bits.append(f"{p[f'tokens_{side}']} tokens")
-    return (f"<div class='spa-answer-head'><b>Answer {which}</b> {badge}{judge}<br>"
-            f"<small>{' · '.join(bits)}</small></div>")
+    return (
+        f"<div class='spa-answer-head'><b>Answer {which}</b> {badge}{judge}<br><small>{' · '.join(bits)}</small></div>"
+    )
 
 
 def _pair_head(p: dict, position: str) -> str:
     flag = "<span class='spa-badge spa-flag'>⚑ flagged as likely noisy</span>" if p["noisy"] else ""
     label = "written answer" if p["human_response"] else html.escape(str(p["label"]))
     rank = "–" if p["rank"] is None else f"{100 * p['rank']:.0f}%"
-    return (f"<div class='spa-pair-head'><b>Pair #{p['id']}</b> · round {p['round']} · {position} · "
-            f"label <b>{label}</b> ({html.escape(str(p['label_source']))}) · judge confidence "
-            f"<b>{_num(p['confidence'])}</b> · margin {_num(p['margin'])} · rank in its round <b>{rank}</b> "
-            f"(0% = least sure) · ext margin {_num(p['ext_margin'])} {flag}</div>")
+    return (
+        f"<div class='spa-pair-head'><b>Pair #{p['id']}</b> · round {p['round']} · {position} · "
+        f"label <b>{label}</b> ({html.escape(str(p['label_source']))}) · judge confidence "
+        f"<b>{_num(p['confidence'])}</b> · margin {_num(p['margin'])} · rank in its round <b>{rank}</b> "
+        f"(0% = least sure) · ext margin {_num(p['ext_margin'])} {flag}</div>"
+    )
 
 
 def checks_html(p: dict, side: str) -> str:
@@ -110,17 +144,22 @@ def checks_html(p: dict, side: str) -> str:
         f"<li class='spa-check' data-pass='{'yes' if c['strict'] else 'no'}'>"
         f"<span class='spa-badge {'spa-yes' if c['strict'] else 'spa-no'}'>{'✓' if c['strict'] else '✗'}</span> "
         f"{html.escape(c['description'])} <small>({html.escape(c['instruction_id'])}"
-        f"{', loosely ✓' if c['loose'] and not c['strict'] else ''})</small></li>" for c in items)
-    return (f"<div class='spa-checks'><b>Instructions followed: {passed} of {len(items)}</b> (strict)"
-            f"<ul>{rows}</ul></div>")
+        f"{', loosely ✓' if c['loose'] and not c['strict'] else ''})</small></li>"
+        for c in items
+    )
+    return (
+        f"<div class='spa-checks'><b>Instructions followed: {passed} of {len(items)}</b> (strict)<ul>{rows}</ul></div>"
+    )
 
 
 def _history(p: dict) -> str:
     if not p["events"]:
         return "_No label changes yet._"
-    lines = [f"- {e['at'][:19].replace('T', ' ')} · {html.escape(e['actor'])}: {e['old_label']} ({e['old_source']}) → "
-             f"**{e['new_label']}** ({e['new_source']}){' · ' + html.escape(e['note']) if e['note'] else ''}"
-             for e in p["events"][-5:]]
+    lines = [
+        f"- {e['at'][:19].replace('T', ' ')} · {html.escape(e['actor'])}: {e['old_label']} ({e['old_source']}) → "
+        f"**{e['new_label']}** ({e['new_source']}){' · ' + html.escape(e['note']) if e['note'] else ''}"
+        for e in p["events"][-5:]
+    ]
     return "\n".join(lines)
 
 
@@ -134,8 +173,11 @@ def progress_md(progress: list[dict] | None) -> str:
         return ""
     if not progress:
         return "No judged pairs yet: they appear here once a run has judged its first round."
-    return " · ".join(f"round {r['round']}: **{r['reviewed']}** reviewed, {r['accepted']} accepted, "
-                      f"**{r['remaining']}** of {r['n']} remaining" for r in progress)
+    return " · ".join(
+        f"round {r['round']}: **{r['reviewed']}** reviewed, {r['accepted']} accepted, "
+        f"**{r['remaining']}** of {r['n']} remaining"
+        for r in progress
+    )
 
 
 def render(view: ReviewView | None, message: str = "") -> list:
@@ -147,16 +189,47 @@ def render(view: ReviewView | None, message: str = "") -> list:
         total = cursor.total if cursor else 0
         info = "No pairs match." if cursor else "Choose a project."
         empty = pd.DataFrame(columns=REVIEW_COLUMNS)
-        return [empty, f"{info} ({total} pairs)", progress, "<div class='spa-pair-head'>Nothing to review here.</div>",
-                "", "", "", "", "", "", "", "", "", message, cursor]
+        return [
+            empty,
+            f"{info} ({total} pairs)",
+            progress,
+            "<div class='spa-pair-head'>Nothing to review here.</div>",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            message,
+            cursor,
+        ]
     table = pd.DataFrame(view.rows, columns=REVIEW_COLUMNS)
     p, size, offset = view.pair, cursor.page_size, cursor.offset
-    info = (f"Pairs **{offset + 1}–{offset + len(cursor.ids)}** of **{cursor.total}** · page "
-            f"{offset // size + 1} of {max(1, -(-cursor.total // size))}")
+    info = (
+        f"Pairs **{offset + 1}–{offset + len(cursor.ids)}** of **{cursor.total}** · page "
+        f"{offset // size + 1} of {max(1, -(-cursor.total // size))}"
+    )
     position = f"{offset + cursor.index + 1} of {cursor.total}"
-    return [table, info, progress, _pair_head(p, position), _prompt_text(p), _answer_head("A", p), p["response_a"],
-            checks_html(p, "a"), _answer_head("B", p), p["response_b"], checks_html(p, "b"), p["human_response"] or "",
-            _history(p), message, cursor]
+    return [
+        table,
+        info,
+        progress,
+        _pair_head(p, position),
+        _prompt_text(p),
+        _answer_head("A", p),
+        p["response_a"],
+        checks_html(p, "a"),
+        _answer_head("B", p),
+        p["response_b"],
+        checks_html(p, "b"),
+        p["human_response"] or "",
+        _history(p),
+        message,
+        cursor,
+    ]
 
 
 def stepped(view: ReviewView, message: str = "") -> list:
@@ -171,12 +244,23 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         round_ = gr.Dropdown([ANY], value=ANY, label="Round", min_width=90, scale=1, elem_id="review-round")
         source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=120, scale=1, elem_id="review-source")
         flagged = gr.Dropdown(list(FLAGS), value=ANY, label="Flag", min_width=110, scale=1, elem_id="review-flag")
-        rank = gr.Dropdown([ANY] + list(RANK_BANDS), value=ANY, label="Rank in round (margin)", min_width=130,
-                           scale=1, elem_id="review-rank")
+        rank = gr.Dropdown(
+            [ANY] + list(RANK_BANDS),
+            value=ANY,
+            label="Rank in round (margin)",
+            min_width=130,
+            scale=1,
+            elem_id="review-rank",
+        )
         min_conf = gr.Number(0.5, label="Confidence ≥", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
         max_conf = gr.Number(1.0, label="Confidence ≤", minimum=0.5, maximum=1.0, step=0.01, min_width=100, scale=1)
-        search = gr.Textbox(label="Search text", placeholder="words in the prompt or answers, Enter to search",
-                            min_width=180, scale=2, elem_id="review-search")
+        search = gr.Textbox(
+            label="Search text",
+            placeholder="words in the prompt or answers, Enter to search",
+            min_width=180,
+            scale=2,
+            elem_id="review-search",
+        )
         order = gr.Dropdown(list(ORDERS), value=list(ORDERS)[0], label="Order", min_width=180, scale=2)
         page_size = gr.Dropdown([20, 30, 50], value=20, label="Per page", min_width=80, scale=1)
     with gr.Row(equal_height=True):
@@ -185,9 +269,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         refresh_btn = gr.Button("Refresh", size="sm", min_width=90, scale=0, elem_id="review-refresh")
         page_info = gr.Markdown(elem_id="review-page-info")
     progress = gr.Markdown(elem_id="review-progress")
-    table = gr.Dataframe(pd.DataFrame(columns=REVIEW_COLUMNS), interactive=False, max_height=300, wrap=False,
-                         elem_id="review-table", column_widths=["55px", "70px", "35px", "60px", "75px", "75px",
-                                                                "60px", "90px", "22%", "15%", "15%"])
+    table = gr.Dataframe(
+        pd.DataFrame(columns=REVIEW_COLUMNS),
+        interactive=False,
+        max_height=300,
+        wrap=False,
+        elem_id="review-table",
+        column_widths=["55px", "70px", "35px", "60px", "75px", "75px", "60px", "90px", "22%", "15%", "15%"],
+    )
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             head = gr.HTML(elem_id="review-pair-head")
@@ -195,20 +284,27 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             with gr.Row(equal_height=True):
                 with gr.Column(elem_classes="spa-answer"):
                     a_head = gr.HTML()
-                    a_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
-                                        elem_id="review-answer-a")
+                    a_text = gr.Textbox(
+                        show_label=False, interactive=False, lines=6, max_lines=14, elem_id="review-answer-a"
+                    )
                     a_checks = gr.HTML(elem_id="review-checks-a")
                 with gr.Column(elem_classes="spa-answer"):
                     b_head = gr.HTML()
-                    b_text = gr.Textbox(show_label=False, interactive=False, lines=6, max_lines=14,
-                                        elem_id="review-answer-b")
+                    b_text = gr.Textbox(
+                        show_label=False, interactive=False, lines=6, max_lines=14, elem_id="review-answer-b"
+                    )
                     b_checks = gr.HTML(elem_id="review-checks-b")
         with gr.Column(scale=1, min_width=260):
             gr.Markdown("**Annotation guidelines**")
             guide = gr.Markdown(NO_GUIDELINES, elem_id="review-guidelines")
             with gr.Accordion("Edit guidelines", open=False):
-                guide_text = gr.Textbox(show_label=False, lines=5, max_lines=20, elem_id="review-guidelines-edit",
-                                        placeholder="what makes an answer better in this project (Markdown)")
+                guide_text = gr.Textbox(
+                    show_label=False,
+                    lines=5,
+                    max_lines=20,
+                    elem_id="review-guidelines-edit",
+                    placeholder="what makes an answer better in this project (Markdown)",
+                )
                 guide_save = gr.Button("Save guidelines", size="sm", elem_id="review-guidelines-save")
     with gr.Row(elem_id="review-actions"):
         better_a = gr.Button("A is better [a]", variant="primary", elem_id="review-a", min_width=110)
@@ -224,27 +320,53 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     message = gr.Markdown(elem_id="review-message")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            better = gr.Textbox(label="Write a better answer: it becomes the chosen answer. The rejected one is the "
-                                      "answer your A/B choice rejects, or else the answer the judge preferred",
-                                lines=3, max_lines=10, elem_id="review-better")
+            better = gr.Textbox(
+                label="Write a better answer: it becomes the chosen answer. The rejected one is the "
+                "answer your A/B choice rejects, or else the answer the judge preferred",
+                lines=3,
+                max_lines=10,
+                elem_id="review-better",
+            )
             save_better = gr.Button("Save better answer", elem_id="review-save-better")
         with gr.Column(scale=2):
             gr.Markdown("**Label history**")
             history = gr.Markdown(elem_id="review-history")
     with gr.Accordion("Accept self labels in bulk", open=False):
         with gr.Row(equal_height=True):
-            band = gr.Radio(TOP_BANDS, value="top 50%", label="The surest pairs of each round (rank by margin)",
-                            scale=3, elem_id="review-bulk-band")
+            band = gr.Radio(
+                TOP_BANDS,
+                value="top 50%",
+                label="The surest pairs of each round (rank by margin)",
+                scale=3,
+                elem_id="review-bulk-band",
+            )
             bulk_btn = gr.Button("Accept unread", variant="secondary", scale=1, elem_id="review-bulk")
-        gr.Markdown("Every self-labelled pair in the chosen band of its round (in the round chosen above, or all "
-                    "rounds) gets the label source **accepted**, each with its own audit event. Nobody read them, so "
-                    "training keeps treating them as self labels: they can be flagged as noisy and are not replayed "
-                    "in later rounds (only pairs a person labelled are). Exports show them as `accepted`.")
+        gr.Markdown(
+            "Every self-labelled pair in the chosen band of its round (in the round chosen above, or all "
+            "rounds) gets the label source **accepted**, each with its own audit event. Nobody read them, so "
+            "training keeps treating them as self labels: they can be flagged as noisy and are not replayed "
+            "in later rounds (only pairs a person labelled are). Exports show them as `accepted`."
+        )
     state = gr.State(None)
 
     filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, page_size]
-    view = [table, page_info, progress, head, prompt, a_head, a_text, a_checks, b_head, b_text, b_checks, better,
-            history, message, state]
+    view = [
+        table,
+        page_info,
+        progress,
+        head,
+        prompt,
+        a_head,
+        a_text,
+        a_checks,
+        b_head,
+        b_text,
+        b_checks,
+        better,
+        history,
+        message,
+        state,
+    ]
 
     def round_choices(project_):
         if not project_:
@@ -257,8 +379,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     def source_choices(project_):
         """The label sources the project's pairs have, with their counts (seed pairs are on the Project tab)."""
         counts = actions.project_summary(db, project_)["labels"] if project_ else {}
-        return gr.update(choices=[(ANY, ANY)] + [(f"{name} ({counts[name]})", name) for name in SOURCES[1:]
-                                                if counts.get(name)])
+        return gr.update(
+            choices=[(ANY, ANY)] + [(f"{name} ({counts[name]})", name) for name in SOURCES[1:] if counts.get(name)]
+        )
 
     def guidelines_md(project_):
         text = actions.guidelines(db, project_) if project_ else ""
@@ -282,10 +405,25 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         return [round_choices(project_), sources, *guide_view] + apply(project_, *values)
 
     for trigger in (tab.select, project.change):
-        trigger(on_tab, [project] + filters, [round_, source, guide, guide_text] + view, show_progress="hidden",
-                api_visibility="private")
-    for trigger in (refresh_btn.click, search.submit, round_.input, source.input, flagged.input, rank.input,
-                    order.input, page_size.input, min_conf.submit, max_conf.submit):
+        trigger(
+            on_tab,
+            [project] + filters,
+            [round_, source, guide, guide_text] + view,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+    for trigger in (
+        refresh_btn.click,
+        search.submit,
+        round_.input,
+        source.input,
+        flagged.input,
+        rank.input,
+        order.input,
+        page_size.input,
+        min_conf.submit,
+        max_conf.submit,
+    ):
         trigger(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
 
     def on_guidelines(project_, text):
@@ -305,10 +443,20 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             return render(shown(state_), "This is the last page.")
         return apply(project_, *values, offset=offset)
 
-    prev_page.click(lambda p, s, *v: turn_page(p, s, -1, *v), [project, state] + filters, view,
-                    show_progress="hidden", api_visibility="private")
-    next_page.click(lambda p, s, *v: turn_page(p, s, +1, *v), [project, state] + filters, view,
-                    show_progress="hidden", api_visibility="private")
+    prev_page.click(
+        lambda p, s, *v: turn_page(p, s, -1, *v),
+        [project, state] + filters,
+        view,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    next_page.click(
+        lambda p, s, *v: turn_page(p, s, +1, *v),
+        [project, state] + filters,
+        view,
+        show_progress="hidden",
+        api_visibility="private",
+    )
 
     def move(state_, step, message=""):
         """To the next / previous pair; past the page's end the next page is loaded (see actions.next_offset)."""
@@ -332,13 +480,25 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     def labeller(action):
         return lambda project_, state_: label(state_, action)
 
-    for button, action in ((better_a, "a"), (better_b, "b"), (keep, "keep"), (flip, "flip"), (tie, "tie"),
-                           (both_bad, "both_bad")):
+    for button, action in (
+        (better_a, "a"),
+        (better_b, "b"),
+        (keep, "keep"),
+        (flip, "flip"),
+        (tie, "tie"),
+        (both_bad, "both_bad"),
+    ):
         button.click(labeller(action), [project, state], view, show_progress="hidden", api_visibility="private")
-    save_better.click(lambda p, s, t: label(s, "keep", t), [project, state, better], view,
-                      show_progress="hidden", api_visibility="private")
-    skip.click(lambda p, s: move(s, +1, "Skipped."), [project, state], view, show_progress="hidden",
-               api_visibility="private")
+    save_better.click(
+        lambda p, s, t: label(s, "keep", t),
+        [project, state, better],
+        view,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    skip.click(
+        lambda p, s: move(s, +1, "Skipped."), [project, state], view, show_progress="hidden", api_visibility="private"
+    )
     nxt.click(lambda p, s: move(s, +1), [project, state], view, show_progress="hidden", api_visibility="private")
     prev.click(lambda p, s: move(s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
 
@@ -348,19 +508,27 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             undone = actions.undo_last_label(db, project_, "studio")
         except ActionError as e:
             return render(shown(state_), f"✗ {e}")
-        kept = (f" {len(undone['kept'])} pair(s) keep the label someone else gave them since."
-                if undone["kept"] else "")
+        kept = f" {len(undone['kept'])} pair(s) keep the label someone else gave them since." if undone["kept"] else ""
         if len(undone["pairs"]) + len(undone["kept"]) > 1:
-            message = (f"Undone: the {undone['action']} of {len(undone['pairs']) + len(undone['kept'])} pairs; "
-                       f"{len(undone['pairs'])} are back to their previous labels.{kept}")
+            message = (
+                f"Undone: the {undone['action']} of {len(undone['pairs']) + len(undone['kept'])} pairs; "
+                f"{len(undone['pairs'])} are back to their previous labels.{kept}"
+            )
         else:
-            message = (f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** "
-                       f"({undone['label_source']}).{kept}")
+            message = (
+                f"Undone: pair #{undone['pair_id']} is back to **{undone['label']}** ({undone['label_source']}).{kept}"
+            )
             if state_ and undone["pair_id"] in state_.ids:
                 return render(shown(replace(state_, index=state_.ids.index(undone["pair_id"]))), message)
         query = state_.query if state_ else ReviewQuery()
-        fresh = actions.open_review(db, project_, query, state_.offset if state_ else 0,
-                                    state_.page_size if state_ else 20, focus=undone["pair_id"])
+        fresh = actions.open_review(
+            db,
+            project_,
+            query,
+            state_.offset if state_ else 0,
+            state_.page_size if state_ else 20,
+            focus=undone["pair_id"],
+        )
         return render(fresh, message)
 
     undo.click(on_undo, [project, state], view, show_progress="hidden", api_visibility="private")
@@ -380,7 +548,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         except (ActionError, ValueError) as e:
             return apply(project_, *values, message=f"✗ {e}")
         where = f"round {query.round}" if query.round is not None else "every round"
-        return apply(project_, *values, message=f"Accepted **{n}** self labels in the {band_} of {where} "
-                                               "(label source: accepted).")
+        return apply(
+            project_,
+            *values,
+            message=f"Accepted **{n}** self labels in the {band_} of {where} (label source: accepted).",
+        )
 
     bulk_btn.click(on_bulk, [project, band] + filters, view, api_visibility="private")

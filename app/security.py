@@ -1,6 +1,7 @@
 """Where the studio may listen, and with what credentials (DESIGN.md §6: loopback by default; other
 interfaces or a public share link only with authentication). Pure functions: no Gradio import, so a refusal
 is immediate."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -51,8 +52,9 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
-        raise UnsafeLaunch(f"authentication must be USER:PASSWORD (from --auth or {AUTH_ENV}), "
-                           "with a non-empty user and password")
+        raise UnsafeLaunch(
+            f"authentication must be USER:PASSWORD (from --auth or {AUTH_ENV}), with a non-empty user and password"
+        )
     return user, password
 
 
@@ -62,9 +64,13 @@ def check_launch(host: str, share: bool, auth: str | None) -> tuple[str, tuple[s
     host = host or DEFAULT_HOST
     credentials = parse_auth(auth)
     if credentials is None and share:
-        raise UnsafeLaunch("refusing to create a public share link without authentication: "
-                           f"pass --auth USER:PASSWORD or set {AUTH_ENV}")
+        raise UnsafeLaunch(
+            "refusing to create a public share link without authentication: "
+            f"pass --auth USER:PASSWORD or set {AUTH_ENV}"
+        )
     if credentials is None and not is_loopback(host):
-        raise UnsafeLaunch(f"refusing to listen on {host} (not a loopback address) without authentication: "
-                           f"pass --auth USER:PASSWORD or set {AUTH_ENV}, or bind {DEFAULT_HOST}")
+        raise UnsafeLaunch(
+            f"refusing to listen on {host} (not a loopback address) without authentication: "
+            f"pass --auth USER:PASSWORD or set {AUTH_ENV}, or bind {DEFAULT_HOST}"
+        )
     return host, credentials

@@ -3,6 +3,7 @@ process beside the UI and serves the Blocks that `build_app()` makes for a datab
 
 The UI reads storage and writes intentions only; the worker (`python launch.py worker`) claims the queued
 jobs and runs the engine in its own processes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -61,23 +62,39 @@ def build_app(db: str):
 
     with gr.Blocks(title="SPA Studio", fill_width=True) as app:
         with gr.Row(elem_id="spa-top", equal_height=True):
-            gr.HTML("<div class='spa-title'>SPA Studio<small>Spread Preference Annotation: align a model "
-                    "from a few human labels</small></div>")
+            gr.HTML(
+                "<div class='spa-title'>SPA Studio<small>Spread Preference Annotation: align a model "
+                "from a few human labels</small></div>"
+            )
             project = gr.Dropdown(label="Project", choices=[], elem_id="project-select", scale=1, min_width=200)
-            new_name = gr.Textbox(label="New project", placeholder="name, then Enter or Create", scale=1,
-                                  min_width=200, elem_id="project-new")
+            new_name = gr.Textbox(
+                label="New project",
+                placeholder="name, then Enter or Create",
+                scale=1,
+                min_width=200,
+                elem_id="project-new",
+            )
             create = gr.Button("Create", scale=0, min_width=90, elem_id="project-create")
         with gr.Row(visible=False, elem_id="demo-offer", equal_height=True) as offer:
-            gr.Markdown(f"**Second demo project: {actions.TEXT_DEMO_TITLE}.** A real chat model "
-                        "(SmolLM2-135M-Instruct, fetched once from PyPI, 98 MB) and prompts with IFEval's verifiable "
-                        "instructions as gold, so the Review tab shows which instructions each answer follows. "
-                        "Opening it builds its seed pairs and prompt pool in the background (minutes on two CPU "
-                        "cores, once; cached after that).", elem_id="demo-offer-text")
-            offer_btn = gr.Button(f"Open “{actions.TEXT_DEMO_TITLE}”", variant="secondary", scale=0,
-                                  min_width=260, elem_id="open-text-demo")
+            gr.Markdown(
+                f"**Second demo project: {actions.TEXT_DEMO_TITLE}.** A real chat model "
+                "(SmolLM2-135M-Instruct, fetched once from PyPI, 98 MB) and prompts with IFEval's verifiable "
+                "instructions as gold, so the Review tab shows which instructions each answer follows. "
+                "Opening it builds its seed pairs and prompt pool in the background (minutes on two CPU "
+                "cores, once; cached after that).",
+                elem_id="demo-offer-text",
+            )
+            offer_btn = gr.Button(
+                f"Open “{actions.TEXT_DEMO_TITLE}”",
+                variant="secondary",
+                scale=0,
+                min_width=260,
+                elem_id="open-text-demo",
+            )
         message = gr.Markdown(elem_id="project-message")
-        remembered = gr.BrowserState("", storage_key="spa-studio-project",
-                                     secret=hashlib.sha256(str(db).encode()).hexdigest())
+        remembered = gr.BrowserState(
+            "", storage_key="spa-studio-project", secret=hashlib.sha256(str(db).encode()).hexdigest()
+        )
         with gr.Tabs(elem_id="spa-tabs"):
             with gr.Tab("Project", id="project", elem_id="tab-project"):
                 project_ui = project_tab.build(db, project)
@@ -102,23 +119,30 @@ def build_app(db: str):
             except actions.ActionError as e:
                 return gr.skip(), f"✗ {e}", gr.skip()
             if opened["queued"]:
-                note = (f"its text world is being set up in the background (job #{opened['job_id']}): progress "
-                        "on the Project tab, the log on the Run tab.")
+                note = (
+                    f"its text world is being set up in the background (job #{opened['job_id']}): progress "
+                    "on the Project tab, the log on the Run tab."
+                )
             elif opened["job_id"]:
                 note = f"its setup (job #{opened['job_id']}) is already under way."
             else:
                 note = "its seed pairs and prompts are imported: queue a run on the Run tab."
-            return (gr.update(choices=actions.project_names(db), value=opened["project"]),
-                    f"Project **{opened['project']}** ({actions.TEXT_DEMO_TITLE}) is open: {note}",
-                    gr.update(visible=False))
+            return (
+                gr.update(choices=actions.project_names(db), value=opened["project"]),
+                f"Project **{opened['project']}** ({actions.TEXT_DEMO_TITLE}) is open: {note}",
+                gr.update(visible=False),
+            )
 
         def on_create(name):
             try:
                 created = actions.create_project(db, name)
             except actions.ActionError as e:
                 return gr.skip(), f"✗ {e}", gr.skip()
-            return (gr.update(choices=actions.project_names(db), value=created["name"]),
-                    f"Project **{created['name']}** is open.", "")
+            return (
+                gr.update(choices=actions.project_names(db), value=created["name"]),
+                f"Project **{created['name']}** is open.",
+                "",
+            )
 
         app.load(on_load, [remembered], [project, offer], api_visibility="private")
         offer_btn.click(on_offer, None, [project, message, offer], api_visibility="private")
@@ -143,8 +167,14 @@ def stop_worker(worker: subprocess.Popen | None) -> None:
         worker.wait()
 
 
-def serve(db: str, host: str = security.DEFAULT_HOST, port: int | None = None, auth: str | None = None,
-          share: bool = False, with_worker: bool = True) -> int:
+def serve(
+    db: str,
+    host: str = security.DEFAULT_HOST,
+    port: int | None = None,
+    auth: str | None = None,
+    share: bool = False,
+    with_worker: bool = True,
+) -> int:
     """Run the studio until interrupted; returns the exit status (non-zero when it refuses to start)."""
     try:
         host, credentials = security.check_launch(host, share, auth)
@@ -173,9 +203,19 @@ def serve(db: str, host: str = security.DEFAULT_HOST, port: int | None = None, a
     worker = None
     try:
         try:
-            app.launch(server_name=host, server_port=port, auth=credentials, share=share, prevent_thread_lock=True,
-                       ssr_mode=False, quiet=True, css=CSS, head=KEYBOARD_JS, footer_links=["api"],
-                       show_error=True)
+            app.launch(
+                server_name=host,
+                server_port=port,
+                auth=credentials,
+                share=share,
+                prevent_thread_lock=True,
+                ssr_mode=False,
+                quiet=True,
+                css=CSS,
+                head=KEYBOARD_JS,
+                footer_links=["api"],
+                show_error=True,
+            )
         except OSError as e:
             print(f"spa studio: cannot listen on {host}:{port}: {e}", file=sys.stderr)
             return 1

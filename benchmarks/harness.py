@@ -1,6 +1,7 @@
 """What the reliability benchmarks and the worker tests (tests/test_jobs.py) share: a mini demo world, tiny run
 configurations, `launch.py` processes (workers, the studio) started and killed for real, and reading back what they
 wrote. No mocks: the figures come from real processes, a real SQLite file and real training."""
+
 from __future__ import annotations
 
 import os
@@ -25,6 +26,7 @@ PROJECT = "bench"
 
 def mini_world(folder: Path):
     from engine.worlds.demo_world import WorldSize, build_demo_world
+
     return build_demo_world(folder, size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -40,13 +42,25 @@ def run_config(world, out_dir: Path, **over) -> str:
     """A tiny SPA run on the mini world: seed DPO, `rounds` rounds of 16 prompts (absolute paths: the workers run
     elsewhere), validated."""
     base = {
-        "project": PROJECT, "model": str(world.model_dir), "seed_data": str(world.seed_file),
-        "prompt_pool": str(world.pool_file), "eval_data": str(world.eval_file), "rounds": 2,
-        "prompts_per_round": [16, 16, 16], "learning_rate": 5e-4, "epochs": 1, "round_epochs": 1, "batch_size": 8,
+        "project": PROJECT,
+        "model": str(world.model_dir),
+        "seed_data": str(world.seed_file),
+        "prompt_pool": str(world.pool_file),
+        "eval_data": str(world.eval_file),
+        "rounds": 2,
+        "prompts_per_round": [16, 16, 16],
+        "learning_rate": 5e-4,
+        "epochs": 1,
+        "round_epochs": 1,
+        "batch_size": 8,
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
         "generation": {"backend": "hf", "max_new_tokens": 8, "batch_size": 16},
-        "judge": {"batch_size": 16}, "train": {"micro_batch_size": 8}, "eval": {"max_prompts": 4},
-        "output_dir": str(out_dir), "seed": 1, "device": "cpu",
+        "judge": {"batch_size": 16},
+        "train": {"micro_batch_size": 8},
+        "eval": {"max_prompts": 4},
+        "output_dir": str(out_dir),
+        "seed": 1,
+        "device": "cpu",
     }
     text = yaml.safe_dump(merge(base, over), sort_keys=False)
     parse_config(text, "run_config")
@@ -64,8 +78,9 @@ def enqueue(db: Path, config_yaml: str, kind: str = "run", project: str = PROJEC
 def start(args: list[str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
     """`python launch.py ARGS` with its output in `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=ENV, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=ENV, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def start_worker(db: Path, log: Path, *extra: str, cwd: Path = ROOT) -> subprocess.Popen:
@@ -132,8 +147,14 @@ def has_torch(pid: int) -> bool:
         return False
 
 
-def wait_for(db: Path, job_id: int, predicate, what: str = "the state waited for", timeout: float = 600,
-             procs: list[subprocess.Popen] = ()) -> Job:
+def wait_for(
+    db: Path,
+    job_id: int,
+    predicate,
+    what: str = "the state waited for",
+    timeout: float = 600,
+    procs: list[subprocess.Popen] = (),
+) -> Job:
     """Poll the job row until `predicate(job)`; TimeoutError with the job's state and log tail when `timeout` passes
     or one of `procs` (the workers) exits first."""
     store = Store(db)
@@ -146,9 +167,11 @@ def wait_for(db: Path, job_id: int, predicate, what: str = "the state waited for
             dead = [p.pid for p in procs if p.poll() is not None]
             if time.monotonic() > deadline or dead:
                 tail = "\n".join(e["message"][:300] for e in store.events(job_id, limit=15))
-                raise TimeoutError(f"job {job_id} never got {what} (status {job.status}, round {job.round} stage "
-                                   f"{job.stage}, {job.progress_done}/{job.progress_total}; workers exited: {dead}):"
-                                   f"\n{tail}")
+                raise TimeoutError(
+                    f"job {job_id} never got {what} (status {job.status}, round {job.round} stage "
+                    f"{job.stage}, {job.progress_done}/{job.progress_total}; workers exited: {dead}):"
+                    f"\n{tail}"
+                )
             time.sleep(0.05)
     finally:
         store.close()

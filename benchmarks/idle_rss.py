@@ -4,24 +4,42 @@ Starts the studio (`launch.py --no-worker`) and a worker on a fresh database, me
 memory idle, runs one tiny SPA run on the mini demo world, and measures the worker's process tree right after
 (its stage fork server holds torch) and once the worker has been idle for --stage-server-idle seconds (the fork
 server stopped). Run: python benchmarks/idle_rss.py"""
+
 from __future__ import annotations
 
-import sys
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
-from benchmarks.harness import (enqueue, finished, free_port, has_torch, mini_world, rss_mb, run_config, start,
-                                start_worker, stop, tree, wait_for, wait_listening)
+from benchmarks.harness import (
+    enqueue,
+    finished,
+    free_port,
+    has_torch,
+    mini_world,
+    rss_mb,
+    run_config,
+    start,
+    start_worker,
+    stop,
+    tree,
+    wait_for,
+    wait_listening,
+)
 
 
 def measure(studio, worker) -> dict:
-    return {"studio MB": rss_mb(tree(studio.pid)), "studio imports torch": has_torch(studio.pid),
-            "worker MB (with its children)": rss_mb(tree(worker.pid)), "worker imports torch": has_torch(worker.pid),
-            "worker processes": len(tree(worker.pid))}
+    return {
+        "studio MB": rss_mb(tree(studio.pid)),
+        "studio imports torch": has_torch(studio.pid),
+        "worker MB (with its children)": rss_mb(tree(worker.pid)),
+        "worker imports torch": has_torch(worker.pid),
+        "worker processes": len(tree(worker.pid)),
+    }
 
 
 def main() -> int:
@@ -52,8 +70,10 @@ def main() -> int:
     print("| when | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for when, row in rows.items():
-        cells = [f"{v:.0f}" if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v))
-                 for v in row.values()]
+        cells = [
+            f"{v:.0f}" if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v))
+            for v in row.values()
+        ]
         print(f"| {when} | " + " | ".join(cells) + " |")
     return 0
 

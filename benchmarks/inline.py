@@ -1,5 +1,6 @@
 """Run the SPA stages in this process, on a scratch database: the benchmarks' way to run many variants
 without paying a fresh interpreter per stage. Same stage code as the worker runs (engine.runtime.stages)."""
+
 from __future__ import annotations
 
 import json
@@ -41,14 +42,14 @@ class Fork:
     """Start a row from a finished run's π_0 instead of training it again (same seed pairs, same config up to the
     seed round), optionally with its round-1 samples of the first `sample_chunks` generate chunks (the same π_0,
     prompts and sampling seeds give the same samples). The row's round-0 evaluation is the source run's."""
+
     store: Store
     job_id: int
     out_dir: Path
     sample_chunks: int = 0
 
 
-def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None, fork: Fork | None = None
-               ) -> InlineRun:
+def run_inline(cfg: RunConfig, db: Path, after_stage: AfterStage | None = None, fork: Fork | None = None) -> InlineRun:
     store = Store(db)
     project = store.ensure_project(cfg.project, model=cfg.model)
     job_id = store.enqueue(Job(project_id=project.id, kind=RUN, config_yaml=cfg.to_yaml()))
@@ -83,15 +84,34 @@ def take_seed_round(fork: Fork, ctx: StageContext) -> None:
 
 def take_samples(fork: Fork, ctx: StageContext) -> None:
     """The source run's round-1 pairs of the first chunks, as sampled (no judgement), under this run's ids."""
+
     def key(prompt) -> str:
         return json.dumps(prompt, sort_keys=True)
+
     ids = {key(e.prompt): e.id for e in ctx.store.examples(ctx.project_id, "pool")}
     source_project = fork.store.job(fork.job_id).project_id
-    wanted = {key(e.prompt) for e in fork.store.examples(source_project, "pool")[:fork.sample_chunks * GENERATE_CHUNK]}
-    pairs = [Pair(job_id=ctx.job_id, round=1, prompt=p.prompt, response_a=p.response_a, response_b=p.response_b,
-                  example_id=ids[key(p.prompt)], project_id=ctx.project_id, tokens_a=p.tokens_a, tokens_b=p.tokens_b,
-                  logp_policy_a=p.logp_policy_a, logp_policy_b=p.logp_policy_b, gold_a=p.gold_a, gold_b=p.gold_b)
-             for p in fork.store.pairs(fork.job_id, 1) if key(p.prompt) in wanted]
+    wanted = {
+        key(e.prompt) for e in fork.store.examples(source_project, "pool")[: fork.sample_chunks * GENERATE_CHUNK]
+    }
+    pairs = [
+        Pair(
+            job_id=ctx.job_id,
+            round=1,
+            prompt=p.prompt,
+            response_a=p.response_a,
+            response_b=p.response_b,
+            example_id=ids[key(p.prompt)],
+            project_id=ctx.project_id,
+            tokens_a=p.tokens_a,
+            tokens_b=p.tokens_b,
+            logp_policy_a=p.logp_policy_a,
+            logp_policy_b=p.logp_policy_b,
+            gold_a=p.gold_a,
+            gold_b=p.gold_b,
+        )
+        for p in fork.store.pairs(fork.job_id, 1)
+        if key(p.prompt) in wanted
+    ]
     ctx.store.add_pairs(pairs)
     ctx.log(f"took {len(pairs)} round-1 pairs sampled by run {fork.job_id} from the same π_0")
 
@@ -119,6 +139,7 @@ def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
             chosen = [p for p in ctx.store.review_page(page)[0] if gold_differs(p)][:n_per_round]
         for p in chosen:
             ctx.store.set_label(p.id, "a" if p.gold_a > p.gold_b else "b", source="human", actor="benchmark")
+
     return correct
 
 

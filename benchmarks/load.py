@@ -8,23 +8,34 @@ Each session is a process of its own, as each person's browser or script is: gra
 studio and the sessions spent is printed beside the latencies.
 
 Run: python benchmarks/load.py [--sessions 8] [--writes 30]"""
+
 from __future__ import annotations
 
-import sys
 import argparse
 import multiprocessing
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
-from benchmarks.harness import (enqueue, finished, free_port, mini_world, run_config, start, start_worker, stop,
-                                wait_for, wait_listening)
 import psutil
 
+from benchmarks.harness import (
+    enqueue,
+    finished,
+    free_port,
+    mini_world,
+    run_config,
+    start,
+    start_worker,
+    stop,
+    wait_for,
+    wait_listening,
+)
 from storage import Store
 
 
@@ -37,6 +48,7 @@ def session(url: str, project: str, own: list[int], writes: int, k: int, start=N
     """One person: read a page of the queue, label one of their pairs, again and again. `start`: a barrier all
     sessions pass once connected, so their calls overlap."""
     from gradio_client import Client
+
     client = Client(url, verbose=False)
     if start is not None:
         start.wait()
@@ -54,8 +66,14 @@ def session(url: str, project: str, own: list[int], writes: int, k: int, start=N
             written[pair_id] = label
         except Exception as e:  # counted, not hidden: a failed write is a lost label
             errors.append(f"{type(e).__name__}: {str(e)[:120]}")
-    return {"pages": pages, "labels": labels, "expected": written, "writes": len(labels), "errors": errors,
-            "cpu_s": time.process_time() - cpu}
+    return {
+        "pages": pages,
+        "labels": labels,
+        "expected": written,
+        "writes": len(labels),
+        "errors": errors,
+        "cpu_s": time.process_time() - cpu,
+    }
 
 
 def _session_process(results, *args) -> None:
@@ -66,8 +84,10 @@ def sessions_in_processes(url: str, project: str, ids: list[int], n: int, writes
     """`n` sessions, one process each, started together; their results merged."""
     ctx = multiprocessing.get_context("spawn")
     results, start = ctx.Queue(), ctx.Barrier(n, timeout=300)
-    procs = [ctx.Process(target=_session_process, args=(results, url, project, ids[k::n] or ids[:1], writes, k,
-                                                         start)) for k in range(n)]
+    procs = [
+        ctx.Process(target=_session_process, args=(results, url, project, ids[k::n] or ids[:1], writes, k, start))
+        for k in range(n)
+    ]
     for p in procs:
         p.start()
     out = {"pages": [], "labels": [], "expected": {}, "writes": 0, "errors": [], "cpu_s": 0.0}
@@ -92,14 +112,28 @@ def main() -> int:
     started = time.monotonic()
     world = mini_world(tmp / "world")
     db, port = tmp / "load.db", free_port()
-    job_id = enqueue(db, run_config(world, tmp / "run", rounds=1, prompts_per_round=[40], round_epochs=30,
-                                    batch_size=4, train={"micro_batch_size": 4}))
+    job_id = enqueue(
+        db,
+        run_config(
+            world,
+            tmp / "run",
+            rounds=1,
+            prompts_per_round=[40],
+            round_epochs=30,
+            batch_size=4,
+            train={"micro_batch_size": 4},
+        ),
+    )
     worker = start_worker(db, tmp / "worker.log")
     studio = start(["--db", str(db), "--port", str(port), "--no-worker"], tmp / "studio.log")
     try:
         wait_listening(port)
-        wait_for(db, job_id, lambda job: finished(job) or (job.stage == "train" and job.round == 1
-                                                           and job.progress_done > 0), procs=[worker])
+        wait_for(
+            db,
+            job_id,
+            lambda job: finished(job) or (job.stage == "train" and job.round == 1 and job.progress_done > 0),
+            procs=[worker],
+        )
         store = Store(db)
         ids = [pair.id for pair in store.pairs(job_id, 1)]
         store.close()
@@ -120,28 +154,37 @@ def main() -> int:
         stop(worker)
     store = Store(db)
     events = len([e for e in store.label_events() if e.actor == "api"]) - alone["writes"]
-    lost = sum(store.pair(i).label != label or store.pair(i).label_source != "human"
-               for i, label in out["expected"].items())
+    lost = sum(
+        store.pair(i).label != label or store.pair(i).label_source != "human" for i, label in out["expected"].items()
+    )
     store.close()
     attempted = args.sessions * args.writes
     lost += attempted - events
     ms = {k: [v * 1000 for v in out[k]] for k in ("pages", "labels")}
-    print(f"`python benchmarks/load.py --sessions {args.sessions} --writes {args.writes}`, "
-          f"{(time.monotonic() - started) / 60:.1f} min; {args.sessions} sessions for {load_s:.0f} s while round 1 "
-          f"trained ({'still training at the end' if still_training else 'training ended during the load'}); "
-          f"job {job.status}\n")
+    print(
+        f"`python benchmarks/load.py --sessions {args.sessions} --writes {args.writes}`, "
+        f"{(time.monotonic() - started) / 60:.1f} min; {args.sessions} sessions for {load_s:.0f} s while round 1 "
+        f"trained ({'still training at the end' if still_training else 'training ended during the load'}); "
+        f"job {job.status}\n"
+    )
     base = {k: [v * 1000 for v in alone[k]] for k in ("pages", "labels")}
     calls = 2 * max(out["writes"], 1)
-    print(f"load average {load_before[0]:.1f} when the sessions started ({os.cpu_count()} cores); CPU per call: "
-          f"studio {1000 * studio_cpu_s / calls:.0f} ms, gradio_client {1000 * out['cpu_s'] / calls:.0f} ms\n")
+    print(
+        f"load average {load_before[0]:.1f} when the sessions started ({os.cpu_count()} cores); CPU per call: "
+        f"studio {1000 * studio_cpu_s / calls:.0f} ms, gradio_client {1000 * out['cpu_s'] / calls:.0f} ms\n"
+    )
     print("| request | n | p50 ms | p95 ms | max ms | one session alone: p50 ms | p50 ratio |")
     print("|---|---|---|---|---|---|---|")
     for name, key in (("review page (20 pairs)", "pages"), ("label write", "labels")):
         v = ms[key]
-        print(f"| {name} | {len(v)} | {statistics.median(v):.0f} | {percentile(v, 0.95):.0f} | {max(v):.0f} | "
-              f"{statistics.median(base[key]):.0f} | {statistics.median(v) / statistics.median(base[key]):.1f}× |")
-    print(f"\nlabels written {attempted}, audit events {events}, labels lost = {lost}"
-          + (f"; errors: {out['errors'][:3]}" if out["errors"] else ""))
+        print(
+            f"| {name} | {len(v)} | {statistics.median(v):.0f} | {percentile(v, 0.95):.0f} | {max(v):.0f} | "
+            f"{statistics.median(base[key]):.0f} | {statistics.median(v) / statistics.median(base[key]):.1f}× |"
+        )
+    print(
+        f"\nlabels written {attempted}, audit events {events}, labels lost = {lost}"
+        + (f"; errors: {out['errors'][:3]}" if out["errors"] else "")
+    )
     return 0 if lost == 0 else 1
 
 

@@ -7,6 +7,7 @@ for the default order, several filters and a deep page. Prints the median per ca
 
     python benchmarks/review_page.py [--pairs 100000] [--repeat 7] [--db PATH (kept, reused if filled)]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,28 @@ from storage import Job, Pair, Store  # noqa: E402
 
 PROJECT = "bench"
 TARGET_MS = 300.0
-WORDS = ("sort", "list", "numbers", "reverse", "count", "letters", "sum", "digits", "explain", "answer", "short",
-         "story", "cat", "dog", "river", "mountain", "blue", "green", "fast", "slow")
+WORDS = (
+    "sort",
+    "list",
+    "numbers",
+    "reverse",
+    "count",
+    "letters",
+    "sum",
+    "digits",
+    "explain",
+    "answer",
+    "short",
+    "story",
+    "cat",
+    "dog",
+    "river",
+    "mountain",
+    "blue",
+    "green",
+    "fast",
+    "slow",
+)
 
 
 def fill(db: str, n: int, seed: int = 0) -> None:
@@ -39,16 +60,33 @@ def fill(db: str, n: int, seed: int = 0) -> None:
             conf = 0.5 + rng.random() * 0.5
             words = " ".join(rng.choice(WORDS) for _ in range(12))
             label = rng.choice("ab")
-            batch.append(Pair(
-                job_id=job_id, round=1 + i * 3 // n, project_id=project.id,
-                prompt=[{"role": "user", "content": f"task {i}: {words}"}],
-                response_a=" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))),
-                response_b=" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))),
-                tokens_a=rng.randint(5, 40), tokens_b=rng.randint(5, 40), logp_policy_a=-rng.random() * 50,
-                logp_policy_b=-rng.random() * 50, logp_init_a=-rng.random() * 50, logp_init_b=-rng.random() * 50,
-                reward_a=rng.gauss(0, 1), reward_b=rng.gauss(0, 1), margin=rng.random() * 3, confidence=conf,
-                judge_label=label, label=label, label_source="human" if rng.random() < 0.02 else "self",
-                ext_margin=rng.gauss(0, 1), noisy=rng.random() < 0.1, gold_a=rng.random(), gold_b=rng.random()))
+            batch.append(
+                Pair(
+                    job_id=job_id,
+                    round=1 + i * 3 // n,
+                    project_id=project.id,
+                    prompt=[{"role": "user", "content": f"task {i}: {words}"}],
+                    response_a=" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))),
+                    response_b=" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))),
+                    tokens_a=rng.randint(5, 40),
+                    tokens_b=rng.randint(5, 40),
+                    logp_policy_a=-rng.random() * 50,
+                    logp_policy_b=-rng.random() * 50,
+                    logp_init_a=-rng.random() * 50,
+                    logp_init_b=-rng.random() * 50,
+                    reward_a=rng.gauss(0, 1),
+                    reward_b=rng.gauss(0, 1),
+                    margin=rng.random() * 3,
+                    confidence=conf,
+                    judge_label=label,
+                    label=label,
+                    label_source="human" if rng.random() < 0.02 else "self",
+                    ext_margin=rng.gauss(0, 1),
+                    noisy=rng.random() < 0.1,
+                    gold_a=rng.random(),
+                    gold_b=rng.random(),
+                )
+            )
             if len(batch) == 5000:
                 store.add_pairs(batch)
                 batch = []

@@ -6,6 +6,7 @@ prompts, 64 eval prompts) so it takes a few minutes on two CPU cores:
 
     SPA_DEMO_DIR=/tmp/demo python benchmarks/same_run.py [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,24 @@ def fingerprint(db: Path) -> dict:
     scores = [[p.logp_policy_a, p.logp_policy_b, p.logp_init_a, p.logp_init_b, p.confidence] for p in pairs]
     # what the detector said: a flag stored apart as a warm-up flag (no effect on the label) is still its flag
     noise = [[p.ext_margin, True if getattr(p, "warmup_flag", None) else p.noisy] for p in pairs]
-    metrics = [[m.round, m.stage, m.name, m.step, m.value] for m in store.metrics(job.id)
-               if not any(t in m.name for t in TIMING)]
+    metrics = [
+        [m.round, m.stage, m.name, m.step, m.value]
+        for m in store.metrics(job.id)
+        if not any(t in m.name for t in TIMING)
+    ]
     gold = [m.value for m in store.metrics(job.id) if m.name == "eval/gold_score"]
-    return {"status": job.status, "pairs": len(pairs), "pairs_digest": digest(texts),
-            "confidences_digest": digest(scores), "noise_digest": digest(noise), "metrics_digest": digest(metrics),
-            "warmup_flags": sum(bool(getattr(p, "warmup_flag", None)) for p in pairs),
-            "metrics": len(metrics), "gold_scores": gold, "final_gold_score": gold[-1] if gold else None}
+    return {
+        "status": job.status,
+        "pairs": len(pairs),
+        "pairs_digest": digest(texts),
+        "confidences_digest": digest(scores),
+        "noise_digest": digest(noise),
+        "metrics_digest": digest(metrics),
+        "warmup_flags": sum(bool(getattr(p, "warmup_flag", None)) for p in pairs),
+        "metrics": len(metrics),
+        "gold_scores": gold,
+        "final_gold_score": gold[-1] if gold else None,
+    }
 
 
 def main() -> int:

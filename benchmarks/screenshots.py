@@ -7,6 +7,7 @@ Builds (or reuses) the full demo world (`python launch.py demo`'s: cached, about
 random characters), starts `launch.py studio` with its worker on a fresh database, runs the demo project through
 the studio's API (2 small rounds), labels a few pairs as a person would, then opens each tab in Debian's chromium
 (Playwright) and saves one full-page PNG per tab. Takes 2-4 minutes once the world is built."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_studio_api import start_studio, stop_studio  # noqa: E402
 from tests.browser import chromium  # noqa: E402
+from tests.test_studio_api import start_studio, stop_studio  # noqa: E402
 
 TABS = ["Project", "Run", "Review", "Insight", "Export"]
 VIEWPORT = {"width": 1280, "height": 800}
@@ -35,9 +36,14 @@ def demo_on(world, mini: bool) -> str:
     cfg.update(rounds=2, prompts_per_round=[24, 24])
     cfg["eval"] = {**cfg.get("eval", {}), "max_prompts": 64}
     if mini:
-        cfg.update(model=str(world.model_dir), seed_data=str(world.seed_file),
-                   prompt_pool=str(world.root / "pool.jsonl"), eval_data=str(world.root / "eval.jsonl"),
-                   epochs=2, learning_rate=3e-4)
+        cfg.update(
+            model=str(world.model_dir),
+            seed_data=str(world.seed_file),
+            prompt_pool=str(world.root / "pool.jsonl"),
+            eval_data=str(world.root / "eval.jsonl"),
+            epochs=2,
+            learning_rate=3e-4,
+        )
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
@@ -46,8 +52,10 @@ def run_demo(client, config_yaml: str, timeout_s: float = 900) -> int:
     deadline, last = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         s = client.predict(job_id, api_name="/job_status")
-        line = (f"run #{job_id}: {s['status']} · round {s['round']} {s['stage']} "
-                f"{s['progress_done']}/{s['progress_total']}")
+        line = (
+            f"run #{job_id}: {s['status']} · round {s['round']} {s['stage']} "
+            f"{s['progress_done']}/{s['progress_total']}"
+        )
         if line != last:
             print(line, flush=True)
             last = line
@@ -75,8 +83,9 @@ def label_some(client, mini: bool) -> None:
         for pair_id in (ids[0], ids[2]):
             pair = client.predict(pair_id, api_name="/get_pair")
             gold_a, gold_b = (gold_score_messages(pair["prompt"], pair[key]) for key in ("response_a", "response_b"))
-            client.predict(pair_id, "a" if gold_a > gold_b else "b" if gold_b > gold_a else "tie",
-                           api_name="/set_label")
+            client.predict(
+                pair_id, "a" if gold_a > gold_b else "b" if gold_b > gold_a else "tie", api_name="/set_label"
+            )
         pair = client.predict(ids[1], api_name="/get_pair")
         client.predict(ids[1], "keep", parse_prompt(pair["prompt"][-1]["content"]).answer, api_name="/set_label")
     client.predict("demo", None, None, "top 25%", api_name="/bulk_accept")
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_studio(studio)
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

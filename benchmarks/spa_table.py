@@ -14,6 +14,7 @@ judge (each DPO-on-100% row at its own best), so the headline is read against DP
 block draws 8 samples per prompt and keeps the best and worst by the row's judge (SPA's own, or gold for
 DPO on 100%). Writes benchmarks/results/spa_table.md and .json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,10 +70,11 @@ def seed_plus_human(run: InlineRun, cfg: RunConfig) -> int:
 
 def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
     """The PairRM-style baseline: a one-logit reward model on the SFT backbone, trained on the seed pairs only."""
-    from engine.runtime.judge_eval import train_demo_reward_model
     from engine.data.importers import load_examples
     from engine.method.models import load_tokenizer
+    from engine.runtime.judge_eval import train_demo_reward_model
     from engine.worlds.demo_world import DemoWorld, default_demo_dir
+
     world = DemoWorld.at(default_demo_dir())
     tokenizer = load_tokenizer(str(world.model_dir))
     seeds = load_examples(world.seed_file, "seed").examples
@@ -86,6 +88,7 @@ def reward_model_on_seed(cfg: RunConfig, scratch: Path) -> dict:
 def human_budget(cfg: RunConfig) -> int:
     """1% of the pool, spread evenly over the rounds."""
     from engine.worlds.demo_world import DemoWorld, default_demo_dir
+
     pool = DemoWorld.at(default_demo_dir()).manifest["counts"]["pool"]
     return max(1, round(0.01 * pool / cfg.rounds))
 
@@ -109,10 +112,17 @@ SPA_NO_REF = f"SPA, judge without reference (authors' ablation), round lr {ROUND
 BEST_OF, BEST_OF_LR, BEST_OF_LR_TEXT = 8, 5e-4, "5e-4"
 GOLD_BEST_OF_LR, GOLD_BEST_OF_LR_TEXT = 3e-4, "3e-4"
 SPA_NO_REF_BEST = f"SPA, judge without reference, best of {BEST_OF} samples, round lr {BEST_OF_LR_TEXT}"
-ON_POLICY_100_BEST = (f"DPO on 100% gold labels, on-policy, best of {BEST_OF} samples by gold, "
-                      f"round lr {GOLD_BEST_OF_LR_TEXT}")
-FULL_LABEL_ROWS = (OFFLINE_100, ON_POLICY_100, OFFLINE_100_TUNED, ON_POLICY_100_TUNED, ON_POLICY_100_TUNED_B,
-                   ON_POLICY_100_BEST)
+ON_POLICY_100_BEST = (
+    f"DPO on 100% gold labels, on-policy, best of {BEST_OF} samples by gold, round lr {GOLD_BEST_OF_LR_TEXT}"
+)
+FULL_LABEL_ROWS = (
+    OFFLINE_100,
+    ON_POLICY_100,
+    OFFLINE_100_TUNED,
+    ON_POLICY_100_TUNED,
+    ON_POLICY_100_TUNED_B,
+    ON_POLICY_100_BEST,
+)
 
 
 def spa_no_ref_human(base: RunConfig) -> str:
@@ -135,30 +145,58 @@ def variants(base: RunConfig) -> list[Variant]:
         # seed; one epoch is 63 steps of 32, under SPA's 84 (24 seed + 60 round steps).
         Variant(OFFLINE_100, lambda c, s: offline, seed_labels, rounds_shown=False),
         Variant(ON_POLICY_100, lambda c, s: on_policy, seed_plus_gold_pairs),
-        Variant("Iterative DPO, gold judge (oracle)",
-                lambda c, s: {"judge__kind": "gold", "refine__enabled": False}, seed_plus_gold_pairs),
+        Variant(
+            "Iterative DPO, gold judge (oracle)",
+            lambda c, s: {"judge__kind": "gold", "refine__enabled": False},
+            seed_plus_gold_pairs,
+        ),
         Variant("Iterative DPO, reward model trained on the seed", reward_model_on_seed, seed_labels),
-        Variant("Iterative DPO, LLM-as-judge (SFT model, both orders)",
-                lambda c, s: {"judge__kind": "llm_judge", "refine__enabled": False}, seed_labels),
+        Variant(
+            "Iterative DPO, LLM-as-judge (SFT model, both orders)",
+            lambda c, s: {"judge__kind": "llm_judge", "refine__enabled": False},
+            seed_labels,
+        ),
         Variant("SPA without noise detection", lambda c, s: {"refine__enabled": False}, seed_labels),
         Variant("SPA", lambda c, s: {}, seed_labels),
-        Variant(f"SPA + {humans} human labels, lowest confidence", lambda c, s: {}, seed_plus_human,
-                lambda seed: human_corrections(per_round, "uncertain", seed)),
-        Variant(f"SPA + {humans} human labels, at random", lambda c, s: {}, seed_plus_human,
-                lambda seed: human_corrections(per_round, "random", seed)),
-        Variant(OFFLINE_100_TUNED, lambda c, s: {**offline, "learning_rate": OFFLINE_LR}, seed_labels,
-                rounds_shown=False),
+        Variant(
+            f"SPA + {humans} human labels, lowest confidence",
+            lambda c, s: {},
+            seed_plus_human,
+            lambda seed: human_corrections(per_round, "uncertain", seed),
+        ),
+        Variant(
+            f"SPA + {humans} human labels, at random",
+            lambda c, s: {},
+            seed_plus_human,
+            lambda seed: human_corrections(per_round, "random", seed),
+        ),
+        Variant(
+            OFFLINE_100_TUNED, lambda c, s: {**offline, "learning_rate": OFFLINE_LR}, seed_labels, rounds_shown=False
+        ),
         Variant(ON_POLICY_100_TUNED, lambda c, s: {**on_policy, **hot}, seed_plus_gold_pairs),
-        Variant(ON_POLICY_100_TUNED_B, lambda c, s: {**on_policy, "round_learning_rate": ON_POLICY_LR_B},
-                seed_plus_gold_pairs),
-        Variant(f"Iterative DPO, gold judge (oracle), round lr {ROUND_LR_TEXT}",
-                lambda c, s: {"judge__kind": "gold", "refine__enabled": False, **hot}, seed_plus_gold_pairs),
+        Variant(
+            ON_POLICY_100_TUNED_B,
+            lambda c, s: {**on_policy, "round_learning_rate": ON_POLICY_LR_B},
+            seed_plus_gold_pairs,
+        ),
+        Variant(
+            f"Iterative DPO, gold judge (oracle), round lr {ROUND_LR_TEXT}",
+            lambda c, s: {"judge__kind": "gold", "refine__enabled": False, **hot},
+            seed_plus_gold_pairs,
+        ),
         Variant(f"SPA, round lr {ROUND_LR_TEXT}", lambda c, s: hot, seed_labels),
         Variant(SPA_NO_REF, lambda c, s: no_ref, seed_labels),
-        Variant(spa_no_ref_human(base), lambda c, s: no_ref, seed_plus_human,
-                lambda seed: human_corrections(per_round, "uncertain", seed)),
-        Variant(ON_POLICY_100_BEST, lambda c, s: {**on_policy, **best_of, "round_learning_rate": GOLD_BEST_OF_LR},
-                seed_plus_gold_scores),
+        Variant(
+            spa_no_ref_human(base),
+            lambda c, s: no_ref,
+            seed_plus_human,
+            lambda seed: human_corrections(per_round, "uncertain", seed),
+        ),
+        Variant(
+            ON_POLICY_100_BEST,
+            lambda c, s: {**on_policy, **best_of, "round_learning_rate": GOLD_BEST_OF_LR},
+            seed_plus_gold_scores,
+        ),
         Variant(SPA_NO_REF_BEST, lambda c, s: {**no_ref, **best_of, "round_learning_rate": BEST_OF_LR}, seed_labels),
     ]
 
@@ -189,10 +227,16 @@ def run_variant(v: Variant, base: RunConfig, seed: int) -> Outcome:
 
         def by_round(name: str) -> dict[int, float]:
             return run.metrics_by_round(name) if v.rounds_shown else {}
-        out = Outcome(gold=gold, win=win, judge_by_round=by_round("round/self_label_accuracy"),
-                      less_likely_by_round=by_round("round/chose_less_likely"),
-                      gold_less_likely_by_round=by_round("round/gold_prefers_less_likely"),
-                      labels=v.labels(run, cfg), seconds=time.monotonic() - started)
+
+        out = Outcome(
+            gold=gold,
+            win=win,
+            judge_by_round=by_round("round/self_label_accuracy"),
+            less_likely_by_round=by_round("round/chose_less_likely"),
+            gold_less_likely_by_round=by_round("round/gold_prefers_less_likely"),
+            labels=v.labels(run, cfg),
+            seconds=time.monotonic() - started,
+        )
         run.store.close()
     return out
 
@@ -231,43 +275,67 @@ def verdict(rows: dict[str, list[Outcome]], spa_row: str) -> str:
                 spread = f", standard error {se:.3f}"
             if len(spa) == len(full) > 1:  # same seeds: the eval sampling draws alike, so its luck is common to both
                 diffs = [a - b for a, b in zip(spa, full)]
-                spread += (f"; paired by seed: {sum(d > 0 for d in diffs)}/{len(diffs)} seeds above, "
-                           f"standard error {statistics.stdev(diffs) / len(diffs) ** 0.5:.3f}")
-            parts.append(f"{'reached' if delta >= 0 else 'NOT reached'} against \"{name}\" "
-                         f"({statistics.mean(spa):.3f} vs {statistics.mean(full):.3f}: Δ {delta:+.3f}{spread})")
+                spread += (
+                    f"; paired by seed: {sum(d > 0 for d in diffs)}/{len(diffs)} seeds above, "
+                    f"standard error {statistics.stdev(diffs) / len(diffs) ** 0.5:.3f}"
+                )
+            parts.append(
+                f'{"reached" if delta >= 0 else "NOT reached"} against "{name}" '
+                f"({statistics.mean(spa):.3f} vs {statistics.mean(full):.3f}: Δ {delta:+.3f}{spread})"
+            )
     return f"{spa_row} ({labels} labels): " + "; ".join(parts)
 
 
 def render(rows: dict[str, list[Outcome]], args, base: RunConfig, seconds: float, world: str) -> str:
     rounds = list(range(1, base.rounds + 1))
-    head = ("| method | labels used | gold score | win rate vs SFT | "
-            + " | ".join(f"label acc. r{r}" for r in rounds) + " | chose π_init's less likely, r1/r2/r3 |")
+    head = (
+        "| method | labels used | gold score | win rate vs SFT | "
+        + " | ".join(f"label acc. r{r}" for r in rounds)
+        + " | chose π_init's less likely, r1/r2/r3 |"
+    )
     lines = [head, "|" + "---|" * (5 + len(rounds))]
     for name, outs in rows.items():
         accs = [round_mean(outs, "judge_by_round", r) for r in rounds]
         less = "/".join(round_mean(outs, "less_likely_by_round", r) for r in rounds).strip("/")
-        lines.append(f"| {name} | {labels_used(outs)} | {mean_std([o.gold for o in outs])} | "
-                     f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |")
+        lines.append(
+            f"| {name} | {labels_used(outs)} | {mean_std([o.gold for o in outs])} | "
+            f"{mean_std([o.win for o in outs])} | " + " | ".join(accs) + f" | {less} |"
+        )
     gold_less = [v for o in rows.get("SPA", []) for v in o.gold_less_likely_by_round.values()]
-    verdicts = [verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base), SPA_NO_REF_BEST)
-                if spa in rows]
+    verdicts = [
+        verdict(rows, spa) for spa in ("SPA", SPA_NO_REF, spa_no_ref_human(base), SPA_NO_REF_BEST) if spa in rows
+    ]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return "\n".join([
-        f"Demo world ({world}), {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
-        f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"`{shlex.join(['python', 'benchmarks/spa_table.py', *sys.argv[1:]])}`, {seconds / 60:.1f} min.",
-        "", *lines, "",
-        "Headline (SPA's mean gold score with the 3.3% seed, or a few more human labels, at or above DPO on 100% "
-        "gold labels):",
-        *[f"- {v}" for v in verdicts], "",
-        "Gold score: mean gold reward of one sampled answer per held-out prompt (1 = exact, unhedged). "
-        "Win rate: against π_init's answer to the same prompt by gold reward (ties count half). "
-        "Label acc.: the round's judge labels against gold, on pairs whose gold differs. "
-        "Chose π_init's less likely: share of the round's pairs where the judge chose the answer π_init gives the "
-        "lower log-prob (needs no gold; the studio shows it per round)"
-        + (f"; on SPA's pairs gold prefers that answer {statistics.mean(gold_less):.3f} of the time." if gold_less
-           else "."),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Demo world ({world}), {args.split} prompts, seeds {list(range(args.seeds))} (mean ± std), {when}, "
+                f"{platform.processor() or platform.machine()} × {torch.get_num_threads()} threads, "
+                f"torch {torch.__version__}; "
+                f"`{shlex.join(['python', 'benchmarks/spa_table.py', *sys.argv[1:]])}`, {seconds / 60:.1f} min.",
+                "",
+                *lines,
+                "",
+                "Headline (SPA's mean gold score with the 3.3% seed, or a few more human labels, at or above DPO on "
+                "100% "
+                "gold labels):",
+                *[f"- {v}" for v in verdicts],
+                "",
+                "Gold score: mean gold reward of one sampled answer per held-out prompt (1 = exact, unhedged). "
+                "Win rate: against π_init's answer to the same prompt by gold reward (ties count half). "
+                "Label acc.: the round's judge labels against gold, on pairs whose gold differs. "
+                "Chose π_init's less likely: share of the round's pairs where the judge chose the answer π_init gives "
+                "the "
+                "lower log-prob (needs no gold; the studio shows it per round)"
+                + (
+                    f"; on SPA's pairs gold prefers that answer {statistics.mean(gold_less):.3f} of the time."
+                    if gold_less
+                    else "."
+                ),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> int:
@@ -281,6 +349,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from engine.worlds.demo_world import build_demo_world, fully_labelled_pairs
+
     world = build_demo_world()
     fully_labelled_pairs(world)
     base = with_overrides(load_config(args.config), eval_data=f"demo:{args.split}.jsonl")
@@ -292,8 +361,11 @@ def main() -> int:
         for seed in range(args.seeds):
             out = run_variant(v, base, seed)
             rows.setdefault(v.name, []).append(out)
-            print(f"{v.name} seed {seed}: gold {out.gold:.3f}, win {out.win:.3f}, label acc "
-                  f"{[round(x, 3) for x in out.judge_by_round.values()]}, {out.seconds:.0f}s", flush=True)
+            print(
+                f"{v.name} seed {seed}: gold {out.gold:.3f}, win {out.win:.3f}, label acc "
+                f"{[round(x, 3) for x in out.judge_by_round.values()]}, {out.seconds:.0f}s",
+                flush=True,
+            )
     if not {"SPA", SPA_NO_REF, SPA_NO_REF_BEST} & set(rows) or not set(FULL_LABEL_ROWS) & set(rows):
         return 0
     text = render(rows, args, base, time.monotonic() - started, world.fingerprint())
@@ -301,8 +373,9 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(
-        {name: [o.__dict__ for o in outs] for name, outs in rows.items()}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps({name: [o.__dict__ for o in outs] for name, outs in rows.items()}, indent=1)
+    )
     return 0
 
 

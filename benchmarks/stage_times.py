@@ -3,6 +3,7 @@ went, stage by stage and in total.
 
     python benchmarks/stage_times.py runs/text_demo.db [--job 1]
 """
+
 from __future__ import annotations
 
 import argparse

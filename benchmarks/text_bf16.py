@@ -14,6 +14,7 @@ round runs it (`dtype: bfloat16` against the default float32), and what the judg
 a random adapter (benchmarks/throughput.py's). Only a CPU with native bf16 instructions (AVX512-BF16 or AMX) gains:
 elsewhere PyTorch emulates them and bfloat16 is slower than float32.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,14 +46,36 @@ DTYPES = ("float32", "bfloat16")
 
 def workload(quick: bool) -> tp.Workload:
     if quick:
-        return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=2, max_new_tokens=8,
-                           gen_batch=4, judge_pairs=4, judge_batch=4, train_pairs=4, micro_batch=4, batch=4,
-                           trl_stock=False)
+        return tp.Workload(
+            "smollm2",
+            "SmolLM2-135M-Instruct",
+            "smollm2",
+            gen_prompts=2,
+            max_new_tokens=8,
+            gen_batch=4,
+            judge_pairs=4,
+            judge_batch=4,
+            train_pairs=4,
+            micro_batch=4,
+            batch=4,
+            trl_stock=False,
+        )
     # a round's sizes (text_demo.yaml: ≤ 128 new tokens, generation batch 64, judge batch 16, train batch 4), scaled
     # down so that both dtypes run in about 5 minutes on 2 cores
-    return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=16, max_new_tokens=128,
-                       gen_batch=32, judge_pairs=16, judge_batch=16, train_pairs=8, micro_batch=4, batch=4,
-                       trl_stock=False)
+    return tp.Workload(
+        "smollm2",
+        "SmolLM2-135M-Instruct",
+        "smollm2",
+        gen_prompts=16,
+        max_new_tokens=128,
+        gen_batch=32,
+        judge_pairs=16,
+        judge_batch=16,
+        train_pairs=8,
+        micro_batch=4,
+        batch=4,
+        trl_stock=False,
+    )
 
 
 def label_agreement(low: dict, high: dict) -> dict:
@@ -61,16 +84,27 @@ def label_agreement(low: dict, high: dict) -> dict:
     diffs = [abs(x - y) for k in ("reward_a", "reward_b") for x, y in zip(low[k], high[k])]
     margins = [abs(a - b) for a, b in zip(high["reward_a"], high["reward_b"])]
     same = [x == y for x, y in zip(low["a_preferred"], high["a_preferred"])]
-    return dict(pairs=len(same), labels_equal=sum(same), max_reward_diff=max(diffs),
-                median_reward_diff=statistics.median(diffs), median_margin=statistics.median(margins),
-                flipped_margins=[m for ok, m in zip(same, margins) if not ok])
+    return dict(
+        pairs=len(same),
+        labels_equal=sum(same),
+        max_reward_diff=max(diffs),
+        median_reward_diff=statistics.median(diffs),
+        median_margin=statistics.median(margins),
+        flipped_margins=[m for ok, m in zip(same, margins) if not ok],
+    )
 
 
 def run(w: tp.Workload, prepared: dict, workdir: Path, threads: int, log) -> dict:
     from engine.worlds.text_world import TextWorldSize, draw_splits
+
     prompts = [task.messages() for task in draw_splits(TextWorldSize(), seed=0).pool]
-    base = dict(threads=threads, model_dir=prepared["model_dir"], prompts=prompts,
-                adapter_dir=prepared["adapter_dir"], pairs_file=str(workdir / "pairs.json"))
+    base = dict(
+        threads=threads,
+        model_dir=prepared["model_dir"],
+        prompts=prompts,
+        adapter_dir=prepared["adapter_dir"],
+        pairs_file=str(workdir / "pairs.json"),
+    )
     out: dict = {dtype: {} for dtype in DTYPES}
     made = tp.run_task(dict(base, w=asdict(w), task="prepare_pairs"))
     log(f"{made['pairs']} pairs sampled in float32 for judging and training")
@@ -80,46 +114,58 @@ def run(w: tp.Workload, prepared: dict, workdir: Path, threads: int, log) -> dic
         r["generate"] = tp.run_task(dict(task, task="generate", variant="studio"))
         log(f"[{dtype}] generate: {r['generate']['tokens_per_s']:.1f} tok/s, {r['generate']['seconds']:.1f} s")
         r["judge"] = tp.run_task(dict(task, task="judge", variant="studio" if dtype == "float32" else "rescore"))
-        log(f"[{dtype}] judge: {r['judge']['pairs_per_s']:.3f} pairs/s ({r['judge']['sampled_logps']} pairs with "
-            f"sampled log-probs), {r['judge']['seconds']:.1f} s")
+        log(
+            f"[{dtype}] judge: {r['judge']['pairs_per_s']:.3f} pairs/s ({r['judge']['sampled_logps']} pairs with "
+            f"sampled log-probs), {r['judge']['seconds']:.1f} s"
+        )
         judged = {k: out["float32"]["judge"][k] for k in ("a_preferred", "logp_policy_a", "logp_policy_b")}
         r["train"] = tp.run_task(dict(task, task="train", variant="stored", judged=judged))
-        log(f"[{dtype}] train: {r['train']['pairs_per_s']:.3f} pairs/s, {r['train']['seconds']:.1f} s "
-            f"({r['train']['steps']} steps)")
+        log(
+            f"[{dtype}] train: {r['train']['pairs_per_s']:.3f} pairs/s, {r['train']['seconds']:.1f} s "
+            f"({r['train']['steps']} steps)"
+        )
     out["agreement"] = label_agreement(out["bfloat16"]["judge"], out["float32"]["judge"])
     return out
 
 
 def ratios(r: dict) -> dict:
     f, b = r["float32"], r["bfloat16"]
-    return dict(generate=b["generate"]["tokens_per_s"] / f["generate"]["tokens_per_s"],
-                judge=b["judge"]["pairs_per_s"] / f["judge"]["pairs_per_s"],
-                train=b["train"]["pairs_per_s"] / f["train"]["pairs_per_s"])
+    return dict(
+        generate=b["generate"]["tokens_per_s"] / f["generate"]["tokens_per_s"],
+        judge=b["judge"]["pairs_per_s"] / f["judge"]["pairs_per_s"],
+        train=b["train"]["pairs_per_s"] / f["train"]["pairs_per_s"],
+    )
 
 
 def render(report: dict) -> str:
     r, q, w = report["result"], report["ratios"], report["workload"]
     f, b, a = r["float32"], r["bfloat16"], r["agreement"]
-    lines = ["# bfloat16 against float32 on this CPU: SmolLM2-135M-Instruct", "",
-             f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, native bf16: "
-             f"{report['native_bf16']}, {report['machine']['torch_threads']} torch threads, load average "
-             f"{report['load_before'][0]:.1f} before and {report['load_after'][0]:.1f} after, "
-             f"{report['seconds']:.0f} s. π_{{i-1}}: {report['adapter']}.", "",
-             "| stage | float32 | bfloat16 | ratio | peak RSS float32 / bfloat16 (MB) |", "|---|---|---|---|---|",
-             f"| generation, {w['gen_prompts']} prompts × 2, ≤ {w['max_new_tokens']} tokens | "
-             f"{f['generate']['tokens_per_s']:.1f} tok/s | {b['generate']['tokens_per_s']:.1f} tok/s | "
-             f"{q['generate']:.2f}× | {f['generate']['peak_rss_mb']:.0f} / {b['generate']['peak_rss_mb']:.0f} |",
-             f"| judge, {a['pairs']} pairs (float32 as a round runs it: {f['judge']['sampled_logps']} pairs with "
-             f"sampled log-probs; bfloat16 rescores π_{{i-1}}) | {f['judge']['pairs_per_s']:.3f} pairs/s | "
-             f"{b['judge']['pairs_per_s']:.3f} pairs/s | {q['judge']:.2f}× | {f['judge']['peak_rss_mb']:.0f} / "
-             f"{b['judge']['peak_rss_mb']:.0f} |",
-             f"| training, {w['train_pairs']} pairs, stored reference log-probs | {f['train']['pairs_per_s']:.3f} "
-             f"pairs/s | {b['train']['pairs_per_s']:.3f} pairs/s | {q['train']:.2f}× | "
-             f"{f['train']['peak_rss_mb']:.0f} / {b['train']['peak_rss_mb']:.0f} |", "",
-             f"Judge labels, bfloat16 against float32: {a['labels_equal']}/{a['pairs']} equal. |Δ reward| median "
-             f"{a['median_reward_diff']:.2e}, max {a['max_reward_diff']:.2e}, against a median |margin| of "
-             f"{a['median_margin']:.2e}; margins of the flipped pairs: "
-             f"{', '.join(f'{m:.2e}' for m in a['flipped_margins']) or 'none'}."]
+    lines = [
+        "# bfloat16 against float32 on this CPU: SmolLM2-135M-Instruct",
+        "",
+        f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, native bf16: "
+        f"{report['native_bf16']}, {report['machine']['torch_threads']} torch threads, load average "
+        f"{report['load_before'][0]:.1f} before and {report['load_after'][0]:.1f} after, "
+        f"{report['seconds']:.0f} s. π_{{i-1}}: {report['adapter']}.",
+        "",
+        "| stage | float32 | bfloat16 | ratio | peak RSS float32 / bfloat16 (MB) |",
+        "|---|---|---|---|---|",
+        f"| generation, {w['gen_prompts']} prompts × 2, ≤ {w['max_new_tokens']} tokens | "
+        f"{f['generate']['tokens_per_s']:.1f} tok/s | {b['generate']['tokens_per_s']:.1f} tok/s | "
+        f"{q['generate']:.2f}× | {f['generate']['peak_rss_mb']:.0f} / {b['generate']['peak_rss_mb']:.0f} |",
+        f"| judge, {a['pairs']} pairs (float32 as a round runs it: {f['judge']['sampled_logps']} pairs with "
+        f"sampled log-probs; bfloat16 rescores π_{{i-1}}) | {f['judge']['pairs_per_s']:.3f} pairs/s | "
+        f"{b['judge']['pairs_per_s']:.3f} pairs/s | {q['judge']:.2f}× | {f['judge']['peak_rss_mb']:.0f} / "
+        f"{b['judge']['peak_rss_mb']:.0f} |",
+        f"| training, {w['train_pairs']} pairs, stored reference log-probs | {f['train']['pairs_per_s']:.3f} "
+        f"pairs/s | {b['train']['pairs_per_s']:.3f} pairs/s | {q['train']:.2f}× | "
+        f"{f['train']['peak_rss_mb']:.0f} / {b['train']['peak_rss_mb']:.0f} |",
+        "",
+        f"Judge labels, bfloat16 against float32: {a['labels_equal']}/{a['pairs']} equal. |Δ reward| median "
+        f"{a['median_reward_diff']:.2e}, max {a['max_reward_diff']:.2e}, against a median |margin| of "
+        f"{a['median_margin']:.2e}; margins of the flipped pairs: "
+        f"{', '.join(f'{m:.2e}' for m in a['flipped_margins']) or 'none'}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(text: str) -> None:
         print(f"{time.perf_counter() - started:7.1f}s  {text}", flush=True)
+
     from engine.worlds.smollm2 import fetch
+
     w = workload(args.quick)
     with tempfile.TemporaryDirectory(prefix="spa-text-bf16-") as tmp:
         workdir = Path(tmp)
@@ -144,11 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.adapter:
             prepared["adapter_dir"] = str(args.adapter)
         result = run(w, prepared, workdir, args.threads, log)
-    report = dict(date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
-                  machine=tp.machine(args.threads, {}), native_bf16=cpu_has_native_bf16(), load_before=load_before,
-                  load_after=os.getloadavg(), workload=asdict(w), result=result, ratios=ratios(result),
-                  adapter=str(args.adapter) if args.adapter else "a random LoRA adapter",
-                  seconds=time.perf_counter() - started)
+    report = dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=command,
+        machine=tp.machine(args.threads, {}),
+        native_bf16=cpu_has_native_bf16(),
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        workload=asdict(w),
+        result=result,
+        ratios=ratios(result),
+        adapter=str(args.adapter) if args.adapter else "a random LoRA adapter",
+        seconds=time.perf_counter() - started,
+    )
     text = render(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

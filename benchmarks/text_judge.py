@@ -9,6 +9,7 @@ best and worst); only pairs whose gold differs count. --spa-from also judges the
 round of the world's own 20 seed pairs (two samples each), to tell the seed pairs' part from the judged pairs'.
 Ties count as half right. Writes benchmarks/results/text_judge.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ from storage import Pair, Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_PAIRS = 20
-ANCHOR = ("DESIGN §4b anchor, 20 seed pairs and 65 judged: implicit 66%, π_init's likelihood 63%, no reference 63%, "
-          "the shorter answer 48%")
+ANCHOR = (
+    "DESIGN §4b anchor, 20 seed pairs and 65 judged: implicit 66%, π_init's likelihood 63%, no reference 63%, "
+    "the shorter answer 48%"
+)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class GoldPair:
 @dataclass
 class Scores:
     """Summed log-probs of each pair's chosen and rejected answer under one model."""
+
     chosen: torch.Tensor
     rejected: torch.Tensor
 
@@ -64,8 +68,11 @@ def gold_pairs(db: str) -> list[GoldPair]:
         raise SystemExit(f"{db}: no run")
     pairs: list[Pair] = store.pairs(jobs[-1].id, 1)
     store.close()
-    out = [GoldPair(p.prompt, *((p.response_a, p.response_b) if p.gold_a > p.gold_b else (p.response_b, p.response_a)))
-           for p in pairs if p.gold_a is not None and p.gold_a != p.gold_b]
+    out = [
+        GoldPair(p.prompt, *((p.response_a, p.response_b) if p.gold_a > p.gold_b else (p.response_b, p.response_a)))
+        for p in pairs
+        if p.gold_a is not None and p.gold_a != p.gold_b
+    ]
     if len(out) <= SEED_PAIRS:
         raise SystemExit(f"{db}: {len(out)} pairs whose gold differs; need more than {SEED_PAIRS}")
     return out
@@ -74,17 +81,28 @@ def gold_pairs(db: str) -> list[GoldPair]:
 def seed_round(cfg: RunConfig, seeds: list[GoldPair], tmp: Path) -> Path:
     """π_0 = DPO on the seed pairs from π_init, by the run's own seed stage; returns its output folder."""
     seed_file = tmp / "seed.jsonl"
-    seed_file.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
-                                             "rejected": [{"role": "assistant", "content": p.rejected}]}) + "\n"
-                                 for p in seeds))
+    seed_file.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": p.prompt,
+                    "chosen": [{"role": "assistant", "content": p.chosen}],
+                    "rejected": [{"role": "assistant", "content": p.rejected}],
+                }
+            )
+            + "\n"
+            for p in seeds
+        )
+    )
     cfg = with_overrides(cfg, seed_data=str(seed_file), rounds=0, output_dir=str(tmp / "out"), eval__max_prompts=2)
     run_inline(cfg, tmp / "seed.db").store.close()
     return tmp / "out"
 
 
 def score(model, tokenizer, pairs: list[GoldPair], batch_size: int) -> Scores:
-    c, r = scoring.pair_logps(model, tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs],
-                              [p.rejected for p in pairs], batch_size)
+    c, r = scoring.pair_logps(
+        model, tokenizer, [p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs], batch_size
+    )
     return Scores(torch.as_tensor(c, dtype=torch.float64), torch.as_tensor(r, dtype=torch.float64))
 
 
@@ -105,9 +123,11 @@ def right(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
 
 def judge_rows(name: str, pi0: Scores, pi_init: Scores, beta: float, lengths: Scores) -> list[tuple[str, float]]:
     r_c, r_r = implicit_reward(pi0.chosen, pi_init.chosen, beta), implicit_reward(pi0.rejected, pi_init.rejected, beta)
-    return [(f"implicit, β·[logp(π_0) − logp(π_init)] ({name})", right(r_c, r_r)),
-            (f"implicit per token ({name})", right(r_c / lengths.chosen, r_r / lengths.rejected)),
-            (f"no reference, β·logp(π_0) ({name})", right(pi0.chosen, pi0.rejected))]
+    return [
+        (f"implicit, β·[logp(π_0) − logp(π_init)] ({name})", right(r_c, r_r)),
+        (f"implicit per token ({name})", right(r_c / lengths.chosen, r_r / lengths.rejected)),
+        (f"no reference, β·logp(π_0) ({name})", right(pi0.chosen, pi0.rejected)),
+    ]
 
 
 def main() -> int:
@@ -127,8 +147,12 @@ def main() -> int:
         out_dir = seed_round(cfg, seeds, Path(tmp))
         pi0, pi_init = policy_scores(cfg, out_dir, judged)
     tokenizer = models.load_tokenizer(paths(cfg)["model"], cfg.trust_remote_code)
-    lengths = Scores(*(torch.tensor(scoring.response_token_counts(tokenizer, texts), dtype=torch.float64)
-                       for texts in ([p.chosen for p in judged], [p.rejected for p in judged])))
+    lengths = Scores(
+        *(
+            torch.tensor(scoring.response_token_counts(tokenizer, texts), dtype=torch.float64)
+            for texts in ([p.chosen for p in judged], [p.rejected for p in judged])
+        )
+    )
     rows = judge_rows(f"π_0 on {SEED_PAIRS} of these pairs", pi0, pi_init, cfg.beta, lengths)
     if args.spa_from:
         store = Store(args.spa_from)
@@ -137,18 +161,32 @@ def main() -> int:
         spa_pi0, _ = policy_scores(spa_cfg, run_dir(spa_cfg, store.path, job.id), judged)
         store.close()
         rows += judge_rows("π_0 of the world's seed pairs", spa_pi0, pi_init, cfg.beta, lengths)
-    rows += [("π_init's likelihood, logp(π_init)", right(pi_init.chosen, pi_init.rejected)),
-             ("π_init's likelihood per token", right(pi_init.chosen / lengths.chosen, pi_init.rejected / lengths.rejected)),
-             ("the shorter answer", right(-lengths.chosen, -lengths.rejected))]
+    rows += [
+        ("π_init's likelihood, logp(π_init)", right(pi_init.chosen, pi_init.rejected)),
+        ("π_init's likelihood per token", right(pi_init.chosen / lengths.chosen, pi_init.rejected / lengths.rejected)),
+        ("the shorter answer", right(-lengths.chosen, -lengths.rejected)),
+    ]
     command = shlex.join(["python", "benchmarks/text_judge.py", *sys.argv[1:]])
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = "\n".join([
-        f"Judges against gold on {len(judged)} best-vs-worst pairs of the text world (the seed round trained on "
-        f"{SEED_PAIRS} others of the same kind, {cfg.epochs} epochs at lr {cfg.learning_rate:g}); {when}; "
-        f"`{command}`, {(time.monotonic() - started) / 60:.1f} min.", "",
-        "| judge | agrees with gold |", "|---|---|", *(f"| {name} | {acc:.3f} |" for name, acc in rows), "",
-        f"One pair is {1 / len(judged):.3f}; one standard error near 0.6 is about {(0.24 / len(judged)) ** 0.5:.3f}. "
-        f"{ANCHOR}."]) + "\n"
+    text = (
+        "\n".join(
+            [
+                f"Judges against gold on {len(judged)} best-vs-worst pairs of the text world (the seed round trained "
+                "on "
+                f"{SEED_PAIRS} others of the same kind, {cfg.epochs} epochs at lr {cfg.learning_rate:g}); {when}; "
+                f"`{command}`, {(time.monotonic() - started) / 60:.1f} min.",
+                "",
+                "| judge | agrees with gold |",
+                "|---|---|",
+                *(f"| {name} | {acc:.3f} |" for name, acc in rows),
+                "",
+                f"One pair is {1 / len(judged):.3f}; "
+                f"one standard error near 0.6 is about {(0.24 / len(judged)) ** 0.5:.3f}. "
+                f"{ANCHOR}.",
+            ]
+        )
+        + "\n"
+    )
     Path(args.out).write_text(text)
     print(text)
     return 0

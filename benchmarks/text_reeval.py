@@ -16,6 +16,7 @@ A comparison A:B reports, per split and pooled, the difference in prompt-level s
 prompts, a 95% interval from the per-prompt differences (normal approximation), and the exact two-sided sign test
 on the prompts where exactly one of the two follows every instruction.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,9 @@ from engine.method.evaluation import EvalSettings  # noqa: E402
 from engine.runtime import checkpoints  # noqa: E402
 from engine.runtime.jobs import run_dir  # noqa: E402
 from engine.runtime.stages import paths  # noqa: E402
+from engine.worlds import TEXT  # noqa: E402
 from engine.worlds import ifeval_tasks as it  # noqa: E402
 from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate  # noqa: E402
-from engine.worlds import TEXT  # noqa: E402
 from engine.worlds.text_world import TextWorld  # noqa: E402
 from storage import Store  # noqa: E402
 
@@ -75,6 +76,7 @@ class ModelRef:
 @dataclass
 class PairedDifference:
     """A − B in the share of prompts where every instruction is followed, on the same prompts."""
+
     prompts: int
     a_only: int  # prompts A follows fully and B does not
     b_only: int
@@ -89,7 +91,7 @@ def sign_test_p(a_only: int, b_only: int) -> float:
     n = a_only + b_only
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2 ** n
+    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -128,8 +130,12 @@ def run_config(ref: ModelRef) -> tuple[RunConfig, Path]:
 def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) -> dict[str, list[str]]:
     """The model's greedy answers per split, generated once and kept in cache."""
     cfg, out_dir = run_config(ref)
-    key = {"db": str(Path(ref.db).resolve()), "round": ref.round, "max_new_tokens": cfg.generation.max_new_tokens,
-           "prompts": {split: [t.prompt for t in ts] for split, ts in tasks.items()}}
+    key = {
+        "db": str(Path(ref.db).resolve()),
+        "round": ref.round,
+        "max_new_tokens": cfg.generation.max_new_tokens,
+        "prompts": {split: [t.prompt for t in ts] for split, ts in tasks.items()},
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache / f"{digest}.json"
     if path.exists():
@@ -139,9 +145,15 @@ def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) ->
             return kept["texts"]
     started = time.monotonic()
     policy = checkpoints.load_policy(cfg, paths(cfg)["model"], out_dir, ref.round, need_init=False)
-    s = EvalSettings(beta=cfg.beta, max_prompts=0, temperature=0.0, top_p=1.0,
-                     max_new_tokens=cfg.generation.max_new_tokens, batch_size=cfg.generation.batch_size,
-                     seed=cfg.seed + 7)
+    s = EvalSettings(
+        beta=cfg.beta,
+        max_prompts=0,
+        temperature=0.0,
+        top_p=1.0,
+        max_new_tokens=cfg.generation.max_new_tokens,
+        batch_size=cfg.generation.batch_size,
+        seed=cfg.seed + 7,
+    )
     texts = {split: [x.text for x in greedy_answers(policy, ts, s)] for split, ts in tasks.items()}
     del policy
     gc.collect()
@@ -153,33 +165,48 @@ def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) ->
 
 def render(table: dict, command: str, seconds: float) -> str:
     sizes = table["sizes"]
-    head = (f"Text world (SmolLM2-135M-Instruct, IFEval gold): saved models re-evaluated on {sizes['eval']} eval / "
-            f"{sizes['eval2']} eval2 prompts (greedy; a run evaluates the first {table['run_sizes']['eval']} / "
-            f"{table['run_sizes']['eval2']}), {table['when']}, torch {torch.__version__} × "
-            f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.\n\n")
-    lines = ["| model | eval prompt strict | eval instr. strict | eval instr. loose | win vs SmolLM2 | "
-             f"first {table['run_sizes']['eval']} eval prompt strict | eval2 prompt strict | eval2 instr. loose | "
-             "pooled prompt strict |", "|---|---|---|---|---|---|---|---|---|"]
+    head = (
+        f"Text world (SmolLM2-135M-Instruct, IFEval gold): saved models re-evaluated on {sizes['eval']} eval / "
+        f"{sizes['eval2']} eval2 prompts (greedy; a run evaluates the first {table['run_sizes']['eval']} / "
+        f"{table['run_sizes']['eval2']}), {table['when']}, torch {torch.__version__} × "
+        f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.\n\n"
+    )
+    lines = [
+        "| model | eval prompt strict | eval instr. strict | eval instr. loose | win vs SmolLM2 | "
+        f"first {table['run_sizes']['eval']} eval prompt strict | eval2 prompt strict | eval2 instr. loose | "
+        "pooled prompt strict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for m in table["models"]:
         e, e2 = m["eval"], m["eval2"]
         win = f"{e['win_rate_vs_init']:.3f}" if "win_rate_vs_init" in e else ""
-        lines.append(f"| {m['name']} | {e['prompt_strict']:.3f} | {e['instruction_strict']:.3f} | "
-                     f"{e['instruction_loose']:.3f} | {win} | {m['eval_first']['prompt_strict']:.3f} | "
-                     f"{e2['prompt_strict']:.3f} | {e2['instruction_loose']:.3f} | {m['pooled_prompt_strict']:.3f} |")
+        lines.append(
+            f"| {m['name']} | {e['prompt_strict']:.3f} | {e['instruction_strict']:.3f} | "
+            f"{e['instruction_loose']:.3f} | {win} | {m['eval_first']['prompt_strict']:.3f} | "
+            f"{e2['prompt_strict']:.3f} | {e2['instruction_loose']:.3f} | {m['pooled_prompt_strict']:.3f} |"
+        )
     out = [head, "\n".join(lines), ""]
     if table["comparisons"]:
-        out += ["", "Paired, prompt-level strict (A − B on the same prompts; 95% interval; exact sign test on the "
-                "prompts only one of the two follows fully):", "",
-                "| A − B | split | prompts | A only | B only | difference | 95% interval | sign test p |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "Paired, prompt-level strict (A − B on the same prompts; 95% interval; exact sign test on the "
+            "prompts only one of the two follows fully):",
+            "",
+            "| A − B | split | prompts | A only | B only | difference | 95% interval | sign test p |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for c in table["comparisons"]:
             d = c["difference"]
-            out.append(f"| {c['a']} − {c['b']} | {c['split']} | {d['prompts']} | {d['a_only']} | {d['b_only']} | "
-                       f"{d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {d['sign_test_p']:.3f} |")
+            out.append(
+                f"| {c['a']} − {c['b']} | {c['split']} | {d['prompts']} | {d['a_only']} | {d['b_only']} | "
+                f"{d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {d['sign_test_p']:.3f} |"
+            )
         out.append("")
-    out.append("\neval: held-out tasks; eval2: held-out tasks with held-out instruction types; pooled: both. Win vs "
-               "SmolLM2: gold reward of the greedy answer against the `init` model's on the same prompt (ties count "
-               "half), where one is listed.")
+    out.append(
+        "\neval: held-out tasks; eval2: held-out tasks with held-out instruction types; pooled: both. Win vs "
+        "SmolLM2: gold reward of the greedy answer against the `init` model's on the same prompt (ties count "
+        "half), where one is listed."
+    )
     return "\n".join(out) + "\n"
 
 
@@ -204,7 +231,7 @@ def main() -> int:
 
     world = TextWorld.at(TEXT.root())
     limits = {"eval": args.eval_prompts, "eval2": args.eval2_prompts}
-    tasks = {split: world.eval_tasks(split)[:limits[split]] for split in SPLITS}
+    tasks = {split: world.eval_tasks(split)[: limits[split]] for split in SPLITS}
 
     def log(text: str) -> None:
         print(f"[{(time.monotonic() - started) / 60:.1f} min] {text}", flush=True)
@@ -220,10 +247,16 @@ def main() -> int:
         s = scores[ref.name]
         base = scores[init] if init is not None else {split: None for split in SPLITS}
         pooled = s["eval"] + s["eval2"]
-        models.append({"name": ref.name, "db": ref.db, "round": ref.round,
-                       **{split: split_metrics(s[split], base[split]) for split in SPLITS},
-                       "eval_first": split_metrics(s["eval"][:first["eval"]], None),
-                       "pooled_prompt_strict": sum(all(x.strict) for x in pooled) / len(pooled)})
+        models.append(
+            {
+                "name": ref.name,
+                "db": ref.db,
+                "round": ref.round,
+                **{split: split_metrics(s[split], base[split]) for split in SPLITS},
+                "eval_first": split_metrics(s["eval"][: first["eval"]], None),
+                "pooled_prompt_strict": sum(all(x.strict) for x in pooled) / len(pooled),
+            }
+        )
     comparisons = []
     for a, b in pairs:
         for split in (*SPLITS, "pooled"):
@@ -231,9 +264,13 @@ def main() -> int:
             sb = scores[b]["eval"] + scores[b]["eval2"] if split == "pooled" else scores[b][split]
             d = paired_difference([all(x.strict) for x in sa], [all(x.strict) for x in sb])
             comparisons.append({"a": a, "b": b, "split": split, "difference": asdict(d)})
-    table = {"sizes": {split: len(ts) for split, ts in tasks.items()}, "run_sizes": first,
-             "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": models,
-             "comparisons": comparisons}
+    table = {
+        "sizes": {split: len(ts) for split, ts in tasks.items()},
+        "run_sizes": first,
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "models": models,
+        "comparisons": comparisons,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = render(table, command, time.monotonic() - started)

@@ -16,6 +16,7 @@ Rules (all read off what the judge stage stores, so the studio can apply them be
   rest by confidence.
 Writes benchmarks/results/text_selection.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,13 +62,18 @@ def by_confidence(pairs: list[Pair]) -> list[Pair]:
 
 RULES: dict[str, Rule] = {
     "lowest confidence": by_confidence,
-    "judges disagree": lambda ps: by_confidence([p for p in ps if noref_label(p) not in (None, p.judge_label)])
-    + by_confidence([p for p in ps if noref_label(p) in (None, p.judge_label)]),
+    "judges disagree": lambda ps: (
+        by_confidence([p for p in ps if noref_label(p) not in (None, p.judge_label)])
+        + by_confidence([p for p in ps if noref_label(p) in (None, p.judge_label)])
+    ),
     "highest confidence": lambda ps: sorted(ps, key=lambda p: (-p.confidence, p.id)),
-    "longer answer chosen": lambda ps: by_confidence([p for p in ps if chose_longer(p)])
-    + by_confidence([p for p in ps if not chose_longer(p)]),
-    "flagged noisy": lambda ps: by_confidence([p for p in ps if p.noisy or p.warmup_flag])
-    + by_confidence([p for p in ps if not (p.noisy or p.warmup_flag)]),
+    "longer answer chosen": lambda ps: (
+        by_confidence([p for p in ps if chose_longer(p)]) + by_confidence([p for p in ps if not chose_longer(p)])
+    ),
+    "flagged noisy": lambda ps: (
+        by_confidence([p for p in ps if p.noisy or p.warmup_flag])
+        + by_confidence([p for p in ps if not (p.noisy or p.warmup_flag)])
+    ),
 }
 
 
@@ -88,21 +94,39 @@ def round_figures(pairs: list[Pair], budgets: list[int], seed: int) -> RoundFigu
     noref = sum(1 for p in pairs if noref_label(p) is not None and (noref_label(p) == "a") != (p.gold_a > p.gold_b))
     found = {name: [sum(wrong(p) for p in rule(pairs)[:k]) for k in budgets] for name, rule in RULES.items()}
     rng = random.Random(seed)
-    return RoundFigures(pairs[0].round, len(pairs), errors, noref, budgets, found,
-                        [k * errors / len(pairs) for k in budgets],
-                        [sum(wrong(p) for p in rng.sample(pairs, k)) for k in budgets])
+    return RoundFigures(
+        pairs[0].round,
+        len(pairs),
+        errors,
+        noref,
+        budgets,
+        found,
+        [k * errors / len(pairs) for k in budgets],
+        [sum(wrong(p) for p in rng.sample(pairs, k)) for k in budgets],
+    )
 
 
 def render(db: str, job_id: int, figures: list[RoundFigures], budgets_pct: list[float]) -> str:
-    lines = [f"Human-budget selection on `{db}` (run {job_id}); `python benchmarks/text_selection.py {db}`.", "",
-             "Wrong self-labels among the k pairs each rule puts first (only pairs whose gold rewards differ count; "
-             "a person labelling them fixes exactly these).", ""]
+    lines = [
+        f"Human-budget selection on `{db}` (run {job_id}); `python benchmarks/text_selection.py {db}`.",
+        "",
+        "Wrong self-labels among the k pairs each rule puts first (only pairs whose gold rewards differ count; "
+        "a person labelling them fixes exactly these).",
+        "",
+    ]
     for f in figures:
-        lines += [f"Round {f.round}: {f.pairs} pairs, judge wrong on {f.errors} ({f.errors / f.pairs:.1%}); "
-                  f"the no-reference judge would be wrong on {f.noref_errors} ({f.noref_errors / f.pairs:.1%}).", "",
-                  "| rule | " + " | ".join(f"k = {k} ({p:g}%{'' if k <= p / 100 * f.pairs + 0.5 else ', at least 1'})"
-                                      for k, p in zip(f.budgets, budgets_pct)) + " |",
-                  "|---|" + "---|" * len(f.budgets)]
+        lines += [
+            f"Round {f.round}: {f.pairs} pairs, judge wrong on {f.errors} ({f.errors / f.pairs:.1%}); "
+            f"the no-reference judge would be wrong on {f.noref_errors} ({f.noref_errors / f.pairs:.1%}).",
+            "",
+            "| rule | "
+            + " | ".join(
+                f"k = {k} ({p:g}%{'' if k <= p / 100 * f.pairs + 0.5 else ', at least 1'})"
+                for k, p in zip(f.budgets, budgets_pct)
+            )
+            + " |",
+            "|---|" + "---|" * len(f.budgets),
+        ]
         lines.append("| random (expected) | " + " | ".join(f"{e:.1f}" for e in f.random_expected) + " |")
         lines.append("| random (one draw) | " + " | ".join(map(str, f.random_draw)) + " |")
         for name, row in f.found.items():
@@ -120,7 +144,9 @@ def main() -> int:
     p.add_argument("--out", default=str(RESULTS / "text_selection.md"))
     args = p.parse_args()
     store = Store(args.db)
-    jobs = [j for j in store.jobs() if j.kind == "run" and (args.job == j.id or args.job is None and j.status == "done")]
+    jobs = [
+        j for j in store.jobs() if j.kind == "run" and (args.job == j.id or args.job is None and j.status == "done")
+    ]
     job = jobs[-1] if jobs else None
     if job is None:
         raise SystemExit(f"{args.db}: no such run")

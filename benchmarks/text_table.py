@@ -31,6 +31,7 @@ exactly that seed round. Rows:
   epochs. It starts from SmolLM2 even with --spa-from, and reports SmolLM2 on the same eval prompts beside it.
 Writes benchmarks/results/text_table.md and .json (also after every row, so a stopped run keeps what it made).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,24 +81,49 @@ def rows(base: RunConfig, human_share: float = 0.01) -> dict[str, tuple[str, dic
     n = human_budget(base, human_share)
     return {
         "spa": ("SPA", {}, None),
-        "dpo100": (f"DPO on 100% gold labels (π_0's pairs of SPA's {all_prompts} prompts, one pass)",
-                   {"rounds": 1, "prompts_per_round": [all_prompts], "judge__kind": "gold", "refine__enabled": False},
-                   None),
+        "dpo100": (
+            f"DPO on 100% gold labels (π_0's pairs of SPA's {all_prompts} prompts, one pass)",
+            {"rounds": 1, "prompts_per_round": [all_prompts], "judge__kind": "gold", "refine__enabled": False},
+            None,
+        ),
         "noref": ("SPA, judge without reference", {"judge__reference": "none"}, None),
-        "noref_bo4": ("SPA, judge without reference, best of 4 samples",
-                      {"judge__reference": "none", "generation__samples_per_prompt": 4}, None),
-        "human": (f"SPA + {n * base.rounds} human labels, lowest confidence", {},
-                  human_corrections(n, "uncertain", base.seed)),
+        "noref_bo4": (
+            "SPA, judge without reference, best of 4 samples",
+            {"judge__reference": "none", "generation__samples_per_prompt": 4},
+            None,
+        ),
+        "human": (
+            f"SPA + {n * base.rounds} human labels, lowest confidence",
+            {},
+            human_corrections(n, "uncertain", base.seed),
+        ),
         "random": (f"SPA + {n * base.rounds} human labels, at random", {}, human_corrections(n, "random", base.seed)),
-        "disagree": (f"SPA + {n * base.rounds} human labels, judges disagree first", {},
-                     human_corrections(n, "disagree", base.seed)),
-        "confident": (f"SPA + {n * base.rounds} human labels, highest confidence", {},
-                      human_corrections(n, "confident", base.seed)),
+        "disagree": (
+            f"SPA + {n * base.rounds} human labels, judges disagree first",
+            {},
+            human_corrections(n, "disagree", base.seed),
+        ),
+        "confident": (
+            f"SPA + {n * base.rounds} human labels, highest confidence",
+            {},
+            human_corrections(n, "confident", base.seed),
+        ),
         "spa_bvw": ("SPA, seed of best vs worst of 4 samples", {}, None),
-        "anchor": ("§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
-                   {"epochs": 0, "rounds": 1, "prompts_per_round": [160], "generation__samples_per_prompt": 4,
-                    "judge__kind": "gold", "refine__enabled": False, "refine__lambdas": base.refine.lambdas[:1],
-                    "round_learning_rate": 2e-4, "round_epochs": 2}, None),
+        "anchor": (
+            "§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
+            {
+                "epochs": 0,
+                "rounds": 1,
+                "prompts_per_round": [160],
+                "generation__samples_per_prompt": 4,
+                "judge__kind": "gold",
+                "refine__enabled": False,
+                "refine__lambdas": base.refine.lambdas[:1],
+                "round_learning_rate": 2e-4,
+                "round_epochs": 2,
+            },
+            None,
+        ),
     }
 
 
@@ -110,8 +136,9 @@ def split_values(run, split: str, round_index: int, prefix: str = "") -> dict[st
     return out
 
 
-def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: InlineRun | None,
-            keep: Path | None = None) -> list[RowResult]:
+def run_row(
+    key: str, name: str, changes: dict, after, base: RunConfig, source: InlineRun | None, keep: Path | None = None
+) -> list[RowResult]:
     """source: the SPA run the row starts from (its π_0, and the round-1 samples the row shares with it); keep: a
     folder to leave the row's database and models in (keep/<row>/table.db, out/), instead of a scratch one."""
     started = time.monotonic()
@@ -125,8 +152,12 @@ def run_row(key: str, name: str, changes: dict, after, base: RunConfig, source: 
         fork = None
         if source is not None and key not in ("anchor", "spa_bvw"):
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
-            fork = Fork(source.store, source.job_id, run_dir(source_cfg, source.store.path, source.job_id),
-                        sample_chunks=shared_sample_chunks(cfg, base))
+            fork = Fork(
+                source.store,
+                source.job_id,
+                run_dir(source_cfg, source.store.path, source.job_id),
+                sample_chunks=shared_sample_chunks(cfg, base),
+            )
         run = run_inline(cfg, folder / "table.db", after, fork)
         out = row_results(key, name, run, cfg, time.monotonic() - started)
         run.store.close()
@@ -141,6 +172,7 @@ def best_vs_worst_seed(path: Path, cfg: RunConfig, samples: int = 4) -> Path:
         return path
     from engine.method import generation, models
     from engine.worlds.text_world import TextWorldSize, best_vs_worst, build_text_world, draw_splits, pair_row
+
     world = build_text_world()
     manifest = world.manifest
     wanted = manifest["counts"]["seed_pairs"]
@@ -150,11 +182,15 @@ def best_vs_worst_seed(path: Path, cfg: RunConfig, samples: int = 4) -> Path:
     tokenizer = models.load_tokenizer(str(world.model_dir))
     rows, used = [], 0
     while len(rows) < wanted and used < len(candidates):
-        chunk = candidates[used:used + 16]
-        settings = generation.SamplingSettings(samples_per_prompt=samples, temperature=cfg.generation.temperature,
-                                               top_p=cfg.generation.top_p,
-                                               max_new_tokens=cfg.generation.max_new_tokens,
-                                               batch_size=cfg.generation.batch_size, seed=cfg.seed * 1_000_003 + used)
+        chunk = candidates[used : used + 16]
+        settings = generation.SamplingSettings(
+            samples_per_prompt=samples,
+            temperature=cfg.generation.temperature,
+            top_p=cfg.generation.top_p,
+            max_new_tokens=cfg.generation.max_new_tokens,
+            batch_size=cfg.generation.batch_size,
+            seed=cfg.seed * 1_000_003 + used,
+        )
         used += len(chunk)
         for task, group in zip(chunk, generation.generate(model, tokenizer, [t.messages() for t in chunk], settings)):
             pair = best_vs_worst(task, [s.text for s in group])
@@ -200,15 +236,33 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
     labels = seeds + (pairs if key == "dpo100" else human)
     if key == "anchor":  # its gold-decided pairs: a pair whose gold ties trains nothing
         labels = sum(p.gold_a != p.gold_b for p in run.store.pairs(run.job_id, 1))
-    out = [RowResult(name, labels, split_values(run, "eval", cfg.rounds), split_values(run, "eval2", cfg.rounds),
-                     run.metrics_by_round("round/self_label_accuracy"), seconds)]
+    out = [
+        RowResult(
+            name,
+            labels,
+            split_values(run, "eval", cfg.rounds),
+            split_values(run, "eval2", cfg.rounds),
+            run.metrics_by_round("round/self_label_accuracy"),
+            seconds,
+        )
+    ]
     if key == "spa":  # π_init and π_0 were evaluated in this run (rounds 0): the first two rows of the table
-        out[:0] = [init_row(run, "SmolLM2-135M-Instruct as is"),
-                   RowResult(f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
-                             split_values(run, "eval2", 0))]
+        out[:0] = [
+            init_row(run, "SmolLM2-135M-Instruct as is"),
+            RowResult(
+                f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0), split_values(run, "eval2", 0)
+            ),
+        ]
     if key == "spa_bvw":  # its own seed round: its π_0 beside it
-        out.insert(0, RowResult(f"DPO on the best-vs-worst seed ({seeds} pairs)", seeds, split_values(run, "eval", 0),
-                                split_values(run, "eval2", 0)))
+        out.insert(
+            0,
+            RowResult(
+                f"DPO on the best-vs-worst seed ({seeds} pairs)",
+                seeds,
+                split_values(run, "eval", 0),
+                split_values(run, "eval2", 0),
+            ),
+        )
     if key == "anchor":  # its π_0 is SmolLM2: the row to compare it with, on the same eval prompts
         out.insert(0, init_row(run, "SmolLM2-135M-Instruct as is (the anchor's start)"))
     return out
@@ -223,58 +277,107 @@ def init_row(run: InlineRun, name: str) -> RowResult:
 
 def render(results: list[RowResult], base: RunConfig, command: str, seconds: float) -> str:
     rounds = list(range(1, base.rounds + 1))
-    head = ("| method | labels | eval prompt strict | eval instr. strict | eval instr. loose | win vs SmolLM2 | "
-            "eval2 prompt strict | eval2 instr. loose | " + " | ".join(f"self-label acc. r{r}" for r in rounds) + " |")
+    head = (
+        "| method | labels | eval prompt strict | eval instr. strict | eval instr. loose | win vs SmolLM2 | "
+        "eval2 prompt strict | eval2 instr. loose | " + " | ".join(f"self-label acc. r{r}" for r in rounds) + " |"
+    )
     lines = [head, "|" + "---|" * (8 + len(rounds))]
 
     def f(d: dict, k: str) -> str:
         return f"{d[k]:.3f}" if k in d else ""
+
     for r in results:
         accs = [f"{r.self_label_accuracy[i]:.3f}" if i in r.self_label_accuracy else "" for i in rounds]
-        lines.append(f"| {r.name} | {r.labels} | {f(r.eval, 'prompt_strict')} | {f(r.eval, 'instruction_strict')} | "
-                     f"{f(r.eval, 'instruction_loose')} | {f(r.eval, 'win_rate_vs_init')} | "
-                     f"{f(r.eval2, 'prompt_strict')} | {f(r.eval2, 'instruction_loose')} | " + " | ".join(accs) + " |")
+        lines.append(
+            f"| {r.name} | {r.labels} | {f(r.eval, 'prompt_strict')} | {f(r.eval, 'instruction_strict')} | "
+            f"{f(r.eval, 'instruction_loose')} | {f(r.eval, 'win_rate_vs_init')} | "
+            f"{f(r.eval2, 'prompt_strict')} | {f(r.eval2, 'instruction_loose')} | " + " | ".join(accs) + " |"
+        )
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return "\n".join([
-        f"Text world (SmolLM2-135M-Instruct, IFEval gold), seed {base.seed}, base config {base.rounds} rounds × "
-        f"{base.prompts_for_round(1)} prompts (a row's name says where it differs), {base.dtype} dtype, "
-        f"≤ {base.generation.max_new_tokens} new tokens, {base.eval.max_prompts} "
-        f"eval / {max(1, base.eval.max_prompts // 2)} eval2 prompts (greedy), {when}, torch {torch.__version__} × "
-        f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.", "", *lines, "",
-        "eval: held-out tasks; eval2: held-out tasks with held-out instruction types. Prompt strict: every "
-        "instruction followed (IFEval's strict rules); instruction strict/loose: the share of instructions followed. Win vs "
-        "SmolLM2: gold reward of the greedy answer against SmolLM2's own greedy answer to the same prompt (ties "
-        "count half). Self-label acc.: the round's judge against gold on pairs whose gold differs.",
-        f"{ANCHOR}; a DPO-100% row far below that points at a bug before the method."]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Text world (SmolLM2-135M-Instruct, IFEval gold), seed {base.seed}, "
+                f"base config {base.rounds} rounds × "
+                f"{base.prompts_for_round(1)} prompts (a row's name says where it differs), {base.dtype} dtype, "
+                f"≤ {base.generation.max_new_tokens} new tokens, {base.eval.max_prompts} "
+                f"eval / {max(1, base.eval.max_prompts // 2)} eval2 prompts (greedy), {when}, "
+                f"torch {torch.__version__} × "
+                f"{torch.get_num_threads()} threads; `{command}`, {seconds / 60:.1f} min.",
+                "",
+                *lines,
+                "",
+                "eval: held-out tasks; eval2: held-out tasks with held-out instruction types. Prompt strict: every "
+                "instruction followed (IFEval's strict rules); instruction strict/loose: the share of instructions "
+                "followed. Win vs SmolLM2: gold reward of the greedy answer against SmolLM2's own greedy answer to "
+                "the same prompt (ties "
+                "count half). Self-label acc.: the round's judge against gold on pairs whose gold differs.",
+                f"{ANCHOR}; a DPO-100% row far below that points at a bug before the method.",
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "text_demo.yaml"))
-    p.add_argument("--rows", nargs="*", default=["spa", "dpo100", "noref"],
-                   choices=["spa", "dpo100", "noref", "noref_bo4", "human", "random", "disagree", "confident",
-                            "spa_bvw", "anchor"])
+    p.add_argument(
+        "--rows",
+        nargs="*",
+        default=["spa", "dpo100", "noref"],
+        choices=[
+            "spa",
+            "dpo100",
+            "noref",
+            "noref_bo4",
+            "human",
+            "random",
+            "disagree",
+            "confident",
+            "spa_bvw",
+            "anchor",
+        ],
+    )
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--prompts", type=int, default=None, help="prompts per round")
     p.add_argument("--eval-prompts", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--human-share", type=float, default=0.01, help="the human and random rows' labels per round, "
-                   "as a share of the round's prompts (at least one); 1%% is one label at 100 prompts")
+    p.add_argument(
+        "--human-share",
+        type=float,
+        default=0.01,
+        help="the human and random rows' labels per round, "
+        "as a share of the round's prompts (at least one); 1%% is one label at 100 prompts",
+    )
     p.add_argument("--out", default=str(RESULTS / "text_table.md"))
-    p.add_argument("--spa-from", metavar="DB", help="read the SPA row (and the first two) off a finished "
-                   "`launch.py run` in DB instead of running it")
-    p.add_argument("--keep-runs", metavar="DIR", help="leave each row's database and models in DIR/<row>/ (e.g. "
-                   "for benchmarks/text_judge.py, which reads the anchor row's pairs)")
-    p.add_argument("--keep", action="store_true", help="start from the rows already in --out's .json (another "
-                   "invocation's), e.g. to run rows in two processes")
+    p.add_argument(
+        "--spa-from",
+        metavar="DB",
+        help="read the SPA row (and the first two) off a finished `launch.py run` in DB instead of running it",
+    )
+    p.add_argument(
+        "--keep-runs",
+        metavar="DIR",
+        help="leave each row's database and models in DIR/<row>/ (e.g. "
+        "for benchmarks/text_judge.py, which reads the anchor row's pairs)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="start from the rows already in --out's .json (another invocation's), e.g. to run rows in two processes",
+    )
     args = p.parse_args()
     base = load_config(args.config)
-    changes = {k: v for k, v in (("rounds", args.rounds), ("prompts_per_round", args.prompts),
-                                 ("seed", args.seed)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (("rounds", args.rounds), ("prompts_per_round", args.prompts), ("seed", args.seed))
+        if v is not None
+    }
     if args.eval_prompts is not None:
         changes["eval__max_prompts"] = args.eval_prompts
     if "rounds" in changes:
-        changes["refine__lambdas"] = base.refine.lambdas[:max(1, changes["rounds"])]
+        changes["refine__lambdas"] = base.refine.lambdas[: max(1, changes["rounds"])]
     base = with_overrides(base, **changes)
     command = shlex.join(["python", "benchmarks/text_table.py", *sys.argv[1:]])
     started = time.monotonic()
@@ -289,14 +392,16 @@ def main() -> int:
     if args.spa_from:
         source, seconds = finished_run(args.spa_from, base)
         if not args.keep:
-            results += row_results("spa", f"{table['spa'][0]} (read off --spa-from, {seconds / 60:.0f} min)", source,
-                                   base, seconds)
+            results += row_results(
+                "spa", f"{table['spa'][0]} (read off --spa-from, {seconds / 60:.0f} min)", source, base, seconds
+            )
     for key in args.rows:
         name, row_changes, after = table[key]
         print(f"[{(time.monotonic() - started) / 60:.1f} min] row {name}", flush=True)
         try:
-            results += run_row(key, name, row_changes, after, base, source,
-                               Path(args.keep_runs) if args.keep_runs else None)
+            results += run_row(
+                key, name, row_changes, after, base, source, Path(args.keep_runs) if args.keep_runs else None
+            )
         except ValueError as e:  # e.g. a gold-judged round whose pairs all tie: the row says why, the rest go on
             results.append(RowResult(f"{name} — failed: {e}", 0))
         text = render(results, base, command, time.monotonic() - started)

@@ -15,6 +15,7 @@ its naive baseline in the same run (benchmarks/throughput.py's tasks, each in it
 On a shared machine the wall-clock figures measure the neighbours too: the ratios (same run, same load) are what
 to read. OMP_WAIT_POLICY defaults to PASSIVE (see throughput.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,35 @@ TOKEN_TOLERANCE = 1e-4
 
 def workload(quick: bool) -> tp.Workload:
     if quick:
-        return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=2, max_new_tokens=8,
-                           gen_batch=16, judge_pairs=4, judge_batch=8, train_pairs=4, micro_batch=4, batch=4,
-                           trl_stock=False)
+        return tp.Workload(
+            "smollm2",
+            "SmolLM2-135M-Instruct",
+            "smollm2",
+            gen_prompts=2,
+            max_new_tokens=8,
+            gen_batch=16,
+            judge_pairs=4,
+            judge_batch=8,
+            train_pairs=4,
+            micro_batch=4,
+            batch=4,
+            trl_stock=False,
+        )
     # sized for a shared 2-core machine (about 30 minutes there); answers as long as a round's
-    return tp.Workload("smollm2", "SmolLM2-135M-Instruct", "smollm2", gen_prompts=4, max_new_tokens=96, gen_batch=8,
-                       judge_pairs=8, judge_batch=8, train_pairs=4, micro_batch=4, batch=4, trl_stock=False)
+    return tp.Workload(
+        "smollm2",
+        "SmolLM2-135M-Instruct",
+        "smollm2",
+        gen_prompts=4,
+        max_new_tokens=96,
+        gen_batch=8,
+        judge_pairs=8,
+        judge_batch=8,
+        train_pairs=4,
+        micro_batch=4,
+        batch=4,
+        trl_stock=False,
+    )
 
 
 def token_logps_studio(model, tok, prompt, responses: list[str]) -> list[torch.Tensor]:
@@ -65,8 +89,8 @@ def token_logps_studio(model, tok, prompt, responses: list[str]) -> list[torch.T
     logits = scoring.shared_prompt_logits(model, p_ids, p_mask, r_ids, r_mask, rows)
     out = []
     for row, r in enumerate(encoded):
-        lg = logits[row, :len(r)].float()
-        out.append(lg.gather(-1, r_ids[row, :len(r), None]).squeeze(-1) - torch.logsumexp(lg, -1))
+        lg = logits[row, : len(r)].float()
+        out.append(lg.gather(-1, r_ids[row, : len(r), None]).squeeze(-1) - torch.logsumexp(lg, -1))
     return out
 
 
@@ -79,7 +103,7 @@ def token_logps_naive(model, tok, prompt, response: str) -> torch.Tensor:
 def task_token_diff(task: dict) -> dict:
     """The largest per-token |Δ log-prob| between the studio's scoring and the naive one, under π_init."""
     torch.set_num_threads(task["threads"])
-    pairs = json.loads(Path(task["pairs_file"]).read_text())[:task["n"]]
+    pairs = json.loads(Path(task["pairs_file"]).read_text())[: task["n"]]
     tok = models.load_tokenizer(task["model_dir"])
     model = models.load_base_model(task["model_dir"], torch.device("cpu"), torch.float32)
     worst, tokens = 0.0, 0
@@ -100,36 +124,55 @@ def render(report: dict) -> str:
     r, q = report["result"], report["ratios"]
     g, j, t = r["generate"], r["judge"], r["train"]
     w = r["workload"]
-    lines = [f"# Text world throughput: SmolLM2-135M-Instruct ({r['params'] / 1e6:.1f}M parameters)", "",
-             f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, "
-             f"{report['machine']['torch_threads']} torch threads, load average {report['load_before'][0]:.1f} before "
-             f"and {report['load_after'][0]:.1f} after (a shared machine: read the ratios), "
-             f"{report['seconds']:.0f} s.",
-             "", "| stage | naive | studio | ratio | peak RSS naive / studio (MB) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Text world throughput: SmolLM2-135M-Instruct ({r['params'] / 1e6:.1f}M parameters)",
+        "",
+        f"`{report['command']}` — {report['date']}, {report['machine']['cpu']}, "
+        f"{report['machine']['torch_threads']} torch threads, load average {report['load_before'][0]:.1f} before "
+        f"and {report['load_after'][0]:.1f} after (a shared machine: read the ratios), "
+        f"{report['seconds']:.0f} s.",
+        "",
+        "| stage | naive | studio | ratio | peak RSS naive / studio (MB) |",
+        "|---|---|---|---|---|",
+    ]
     for name, key in (("generation", "generate"),):
         n, s = g["naive"], g["studio"]
-        lines.append(f"| {name}, {w['gen_prompts']} prompts × 2, ≤{w['max_new_tokens']} tokens | "
-                     f"{n['sequences'] / n['seconds']:.2f} answers/s, {n['tokens_per_s']:.1f} tok/s | "
-                     f"{s['sequences'] / s['seconds']:.2f} answers/s, {s['tokens_per_s']:.1f} tok/s | "
-                     f"{q['generate']:.2f}× | {n['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} |")
-    lines.append(f"| judge, {w['judge_pairs']} pairs (as sampled: {j['studio']['sampled_logps']} pairs with π_{{i-1}} "
-                 f"log-probs kept) | {j['naive']['pairs_per_s']:.3f} pairs/s | {j['studio']['pairs_per_s']:.3f} "
-                 f"pairs/s | {q['judge']:.2f}× | {j['naive']['peak_rss_mb']:.0f} / {j['studio']['peak_rss_mb']:.0f} |")
-    lines.append(f"| judge, every π_{{i-1}} log-prob kept | | {j['studio_all']['pairs_per_s']:.3f} pairs/s | "
-                 f"{q['judge_all']:.2f}× | |")
-    lines.append(f"| judge, rescoring π_{{i-1}} too | | {j['rescore']['pairs_per_s']:.3f} pairs/s | "
-                 f"{q['judge_rescore']:.2f}× | |")
-    lines.append(f"| training, {w['train_pairs']} pairs (recompute reference / stored) | "
-                 f"{t['recompute']['pairs_per_s']:.3f} pairs/s | {t['stored']['pairs_per_s']:.3f} pairs/s | "
-                 f"{q['train']:.2f}× | {t['recompute']['peak_rss_mb']:.0f} / {t['stored']['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {name}, {w['gen_prompts']} prompts × 2, ≤{w['max_new_tokens']} tokens | "
+            f"{n['sequences'] / n['seconds']:.2f} answers/s, {n['tokens_per_s']:.1f} tok/s | "
+            f"{s['sequences'] / s['seconds']:.2f} answers/s, {s['tokens_per_s']:.1f} tok/s | "
+            f"{q['generate']:.2f}× | {n['peak_rss_mb']:.0f} / {s['peak_rss_mb']:.0f} |"
+        )
+    lines.append(
+        f"| judge, {w['judge_pairs']} pairs (as sampled: {j['studio']['sampled_logps']} pairs with π_{{i-1}} "
+        f"log-probs kept) | {j['naive']['pairs_per_s']:.3f} pairs/s | {j['studio']['pairs_per_s']:.3f} "
+        f"pairs/s | {q['judge']:.2f}× | {j['naive']['peak_rss_mb']:.0f} / {j['studio']['peak_rss_mb']:.0f} |"
+    )
+    lines.append(
+        f"| judge, every π_{{i-1}} log-prob kept | | {j['studio_all']['pairs_per_s']:.3f} pairs/s | "
+        f"{q['judge_all']:.2f}× | |"
+    )
+    lines.append(
+        f"| judge, rescoring π_{{i-1}} too | | {j['rescore']['pairs_per_s']:.3f} pairs/s | "
+        f"{q['judge_rescore']:.2f}× | |"
+    )
+    lines.append(
+        f"| training, {w['train_pairs']} pairs (recompute reference / stored) | "
+        f"{t['recompute']['pairs_per_s']:.3f} pairs/s | {t['stored']['pairs_per_s']:.3f} pairs/s | "
+        f"{q['train']:.2f}× | {t['recompute']['peak_rss_mb']:.0f} / {t['stored']['peak_rss_mb']:.0f} |"
+    )
     a, d = r["agreement"], report["token_diff"]
-    lines += ["", "Equal results: per-token max |Δ log-prob| studio vs naive under π_init = "
-              f"{d['max_token_diff']:.2e} "
-              f"over {d['tokens']} tokens of {d['pairs']} pairs (tolerance {TOKEN_TOLERANCE:g}); judge rewards max "
-              f"|Δr| = {a['max_reward_diff']:.2e}, labels equal {a['labels_equal']}/{a['pairs']}.", "",
-              f"Target: judge ≥ {JUDGE_TARGET:g}× naive pairs/s at equal results — "
-              f"{'met' if q['judge'] >= JUDGE_TARGET and d['max_token_diff'] <= TOKEN_TOLERANCE else 'NOT met'} "
-              f"({q['judge']:.2f}×)."]
+    lines += [
+        "",
+        "Equal results: per-token max |Δ log-prob| studio vs naive under π_init = "
+        f"{d['max_token_diff']:.2e} "
+        f"over {d['tokens']} tokens of {d['pairs']} pairs (tolerance {TOKEN_TOLERANCE:g}); judge rewards max "
+        f"|Δr| = {a['max_reward_diff']:.2e}, labels equal {a['labels_equal']}/{a['pairs']}.",
+        "",
+        f"Target: judge ≥ {JUDGE_TARGET:g}× naive pairs/s at equal results — "
+        f"{'met' if q['judge'] >= JUDGE_TARGET and d['max_token_diff'] <= TOKEN_TOLERANCE else 'NOT met'} "
+        f"({q['judge']:.2f}×).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -145,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(text: str) -> None:
         print(f"{time.perf_counter() - started:7.1f}s  {text}", flush=True)
+
     from engine.worlds.smollm2 import fetch
     from engine.worlds.text_world import TextWorldSize, draw_splits
+
     model_dir = fetch().path
     prompts = [task.messages() for task in draw_splits(TextWorldSize(), seed=0).pool]  # the text world's pool
     w = workload(args.quick)
@@ -155,11 +200,26 @@ def main(argv: list[str] | None = None) -> int:
         prepared = tp.run_task(dict(task="prepare_model", source=str(model_dir), workdir=str(workdir)))
         log(f"model ready: {prepared['params'] / 1e6:.1f}M parameters")
         result = tp.run_workload(w, prepared, workdir, args.threads, False, log, prompts=prompts)
-        diff = tp.run_task(dict(task="token_diff", model_dir=prepared["model_dir"], threads=args.threads,
-                                pairs_file=str(workdir / f"{w.key}-pairs.json"), n=min(8, w.judge_pairs)))
-    report = dict(date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
-                  machine=tp.machine(args.threads, {}), load_before=load_before, load_after=os.getloadavg(),
-                  result=result, ratios=tp.ratios(result), token_diff=diff, seconds=time.perf_counter() - started)
+        diff = tp.run_task(
+            dict(
+                task="token_diff",
+                model_dir=prepared["model_dir"],
+                threads=args.threads,
+                pairs_file=str(workdir / f"{w.key}-pairs.json"),
+                n=min(8, w.judge_pairs),
+            )
+        )
+    report = dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=command,
+        machine=tp.machine(args.threads, {}),
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        result=result,
+        ratios=tp.ratios(result),
+        token_diff=diff,
+        seconds=time.perf_counter() - started,
+    )
     text = render(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -5,6 +5,7 @@
 Each grid point is a full SPA run (seed DPO + the config's rounds) with eval_data pointed at
 validation.jsonl; prints gold score, win rate against SFT and self-label accuracy per round.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     base = load_config(args.config)
     base = with_overrides(base, eval_data="demo:validation.jsonl")
-    axes = [(k, [parse_value(v) for v in vals.split(";" if vals.startswith("[") else ",")])
-            for k, vals in (g.split("=", 1) for g in args.grid)]
+    axes = [
+        (k, [parse_value(v) for v in vals.split(";" if vals.startswith("[") else ",")])
+        for k, vals in (g.split("=", 1) for g in args.grid)
+    ]
     for point in itertools.product(*[[(k, v) for v in vals] for k, vals in axes]):
         changes = dict(point)
         rows = []
@@ -59,18 +62,25 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = with_overrides(base, seed=seed, output_dir=str(Path(tmp) / "out"), **changes)
                 run = run_inline(cfg, Path(tmp) / "tune.db")
-                rows.append({
-                    "gold": run.metrics_by_round("eval/gold_score"),
-                    "win": run.metrics_by_round("eval/win_rate_vs_init"),
-                    "self": run.metrics_by_round("round/self_label_accuracy"),
-                    "judge": run.metrics_by_round("eval/judge_accuracy"),
-                })
+                rows.append(
+                    {
+                        "gold": run.metrics_by_round("eval/gold_score"),
+                        "win": run.metrics_by_round("eval/win_rate_vs_init"),
+                        "self": run.metrics_by_round("round/self_label_accuracy"),
+                        "judge": run.metrics_by_round("eval/judge_accuracy"),
+                    }
+                )
                 run.store.close()
+
         def fmt(key: str) -> str:
             rounds = sorted(rows[0][key])
             return " ".join(f"{statistics.mean(r[key][i] for r in rows):.3f}" for i in rounds)
-        print(f"{changes}  gold [{fmt('gold')}]  win [{fmt('win')}]  self [{fmt('self')}]  judge [{fmt('judge')}]  "
-              f"({time.monotonic() - started:.0f}s)", flush=True)
+
+        print(
+            f"{changes}  gold [{fmt('gold')}]  win [{fmt('win')}]  self [{fmt('self')}]  judge [{fmt('judge')}]  "
+            f"({time.monotonic() - started:.0f}s)",
+            flush=True,
+        )
     return 0
 
 

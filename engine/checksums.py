@@ -1,4 +1,5 @@
 """SHA-256 of files on disk: what a saved round's artifacts record and a fetched model's checksums.json holds."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """The run configuration: one YAML file, loaded into typed dataclasses with the defaults of DESIGN.md §1.
 Unknown keys and wrong types are errors naming the file, the line and the key."""
+
 from __future__ import annotations
 
 import copy
@@ -50,8 +51,9 @@ class LoraConfig:
 @dataclass
 class GenerationConfig:
     backend: str = _field("auto", "hf | vllm | auto (vllm when installed and CUDA is present)")
-    samples_per_prompt: int = _field(2, "answers sampled per prompt; more than 2: best-of-N picks the pair",
-                                     (lambda v: v >= 2, "at least 2"))
+    samples_per_prompt: int = _field(
+        2, "answers sampled per prompt; more than 2: best-of-N picks the pair", (lambda v: v >= 2, "at least 2")
+    )
     temperature: float = _field(0.7, "sampling temperature", AT_LEAST_0)
     top_p: float = _field(1.0, "nucleus sampling mass", (lambda v: 0 < v <= 1, "in (0, 1]"))
     max_new_tokens: int = _field(300, "longest answer, in tokens", POSITIVE)
@@ -61,26 +63,33 @@ class GenerationConfig:
 @dataclass
 class JudgeConfig:
     kind: str = _field("implicit", "implicit (SPA) | density_ratio | reward_model | llm_judge | gold (demo world)")
-    reference: str = _field("init", "implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; none: β·logp(π_{i-1}) "
-                                    "(the authors' ablation)")
+    reference: str = _field(
+        "init", "implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; none: β·logp(π_{i-1}) (the authors' ablation)"
+    )
     strong_model: str = _field("", "density_ratio: the strong model (path, hub id, or base)")
     weak_model: str = _field("", "density_ratio: the weak model; r = logp(strong) − logp(weak), no β")
     reward_model: str = _field("", "reward_model: a sequence-classification checkpoint")
     judge_model: str = _field("", "llm_judge: the model asked which answer is better (empty or base: the run's)")
-    system_prompts: dict[str, str] = _field({}, "density_ratio: domain (safety | reasoning | chat) -> system "
-                                                "prompt, chosen by a regular-expression router")
+    system_prompts: dict[str, str] = _field(
+        {}, "density_ratio: domain (safety | reasoning | chat) -> system prompt, chosen by a regular-expression router"
+    )
     batch_size: int = _field(16, "sequences scored per forward pass", POSITIVE)
 
 
 @dataclass
 class RefineConfig:
     enabled: bool = _field(True, "self-refinement: noise detection and soft labels while training a round")
-    k_fraction: float = _field(0.1, "K: flag the pairs whose β·h_ḡ is among the lowest K of the rolling window",
-                               (lambda v: 0 <= v < 1, "in [0, 1)"))
+    k_fraction: float = _field(
+        0.1,
+        "K: flag the pairs whose β·h_ḡ is among the lowest K of the rolling window",
+        (lambda v: 0 <= v < 1, "in [0, 1)"),
+    )
     alpha: float = _field(0.1, "α: a flagged pair's soft label is ỹ = 1 − α", UNIT)
-    lambdas: list[float] = _field([0.5, 0.25, 0.125], "λ per round for the extrapolated logits (1 + λ)·θ − λ·ref; "
-                                                      "the last repeats; 0: no extrapolation",
-                                  (lambda v: all(x >= 0 for x in v), "a list of values at least 0"))
+    lambdas: list[float] = _field(
+        [0.5, 0.25, 0.125],
+        "λ per round for the extrapolated logits (1 + λ)·θ − λ·ref; the last repeats; 0: no extrapolation",
+        (lambda v: all(x >= 0 for x in v), "a list of values at least 0"),
+    )
     warmup_fraction: float = _field(0.2, "α = 0 for this first fraction of a round's optimiser steps", UNIT)
     window: int = _field(50, "rolling window (pairs) for the K-quantile, as in the authors' code", POSITIVE)
 
@@ -91,8 +100,11 @@ class TrainConfig:
     strategy: str = _field("auto", "auto | ddp | deepspeed_zero3 | fsdp")
     micro_batch_size: int = _field(8, "pairs per forward pass; gradient accumulation makes up batch_size", POSITIVE)
     gradient_checkpointing: bool = _field(False, "trade compute for memory")
-    group_by_length: bool = _field(False, "batch pairs of similar length together (transformers' "
-                                          "LengthGroupedSampler): less padding, so less compute, in another order")
+    group_by_length: bool = _field(
+        False,
+        "batch pairs of similar length together (transformers' "
+        "LengthGroupedSampler): less padding, so less compute, in another order",
+    )
 
 
 @dataclass
@@ -109,16 +121,20 @@ class RunConfig:
     prompt_pool: str = _field("", "unlabelled prompts the rounds draw from")
     eval_data: str = _field("", "held-out labelled pairs for evaluation")
     rounds: int = _field(3, "SPA rounds after the seed round", AT_LEAST_0)
-    prompts_per_round: int | list[int] = _field([8000, 20000, 30000], "fresh prompts per round (a list: per "
-                                                "round, the last repeats)")
+    prompts_per_round: int | list[int] = _field(
+        [8000, 20000, 30000], "fresh prompts per round (a list: per round, the last repeats)"
+    )
     beta: float = _field(0.1, "β of DPO and of the implicit reward", POSITIVE)
-    learning_rate: float | None = _field(None, "the seed round's learning rate; empty: 5e-7 for a full "
-                                               "fine-tune, 5e-5 for LoRA (filled in when the configuration is "
-                                               "read, so it is always a number after that)", LEARNING_RATE)
+    learning_rate: float | None = _field(
+        None,
+        "the seed round's learning rate; empty: 5e-7 for a full "
+        "fine-tune, 5e-5 for LoRA (filled in when the configuration is "
+        "read, so it is always a number after that)",
+        LEARNING_RATE,
+    )
     epochs: int = _field(3, "seed round epochs", AT_LEAST_0)
     round_epochs: int = _field(1, "epochs of each SPA round", POSITIVE)
-    round_learning_rate: float | None = _field(None, "rounds 1..T; empty: the same as learning_rate",
-                                               LEARNING_RATE)
+    round_learning_rate: float | None = _field(None, "rounds 1..T; empty: the same as learning_rate", LEARNING_RATE)
     batch_size: int = _field(32, "effective batch (pairs per optimiser step)", POSITIVE)
     lr_scheduler: str = _field("cosine", "cosine | linear | constant | constant_with_warmup")
     warmup_ratio: float = _field(0.1, "learning-rate warm-up, as a fraction of the steps", UNIT)
@@ -134,8 +150,9 @@ class RunConfig:
     seed: int = _field(42, "random seed of sampling, training and evaluation")
     device: str = _field("auto", "auto | cpu | cuda | mps")
     dtype: str = _field("auto", "auto | float32 | bfloat16 | float16")
-    trust_remote_code: bool = _field(False, "run a model's own code from its folder or hub repo (off unless "
-                                            "you trust it)")
+    trust_remote_code: bool = _field(
+        False, "run a model's own code from its folder or hub repo (off unless you trust it)"
+    )
 
     def __post_init__(self):
         """An empty learning rate becomes the method's default for this kind of training, once, here: every
@@ -214,7 +231,7 @@ def _type_name(tp) -> str:
 
 def _build(cls, data: dict, where: str, path: str, lines: dict[str, str]):
     if not isinstance(data, dict):
-        at = lines.get(path.rstrip('.'), f"{where}:1")
+        at = lines.get(path.rstrip("."), f"{where}:1")
         raise ConfigError(f"{at}: key '{path.rstrip('.')}' must be a mapping")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
@@ -261,6 +278,7 @@ def field_problems(obj, prefix: str = "") -> list[tuple[str, str]]:
 def _check(cfg: RunConfig, where: str, lines: dict[str, str]) -> None:
     def fail(key: str, message: str):
         raise ConfigError(f"{lines.get(key, f'{where}:1')}: key '{key}' {message}")
+
     if not cfg.model:
         fail("model", "is required (a local path, a hub id, demo:model or text:model)")
     for key, message in field_problems(cfg):
@@ -307,7 +325,7 @@ def _override(data: dict, lines: dict[str, str], item: str) -> None:
     node = data
     for depth, name in enumerate(parents):
         if not isinstance(node.get(name, {}), dict):
-            raise ConfigError(f"--set {item}: key '{'.'.join(parents[:depth + 1])}' is not a mapping")
+            raise ConfigError(f"--set {item}: key '{'.'.join(parents[: depth + 1])}' is not a mapping")
         node = node.setdefault(name, {})
     node[last] = value
     for depth in range(1, len(parents) + 1):
@@ -338,8 +356,9 @@ def config_fields(cls=RunConfig, prefix: str = "") -> list[dict]:
         if is_dataclass(default):
             out += config_fields(type(default), key + ".")
             continue
-        out.append({"key": key, "default": default, "help": f.metadata.get("help", ""),
-                    "choices": list(CHOICES.get(key, ()))})
+        out.append(
+            {"key": key, "default": default, "help": f.metadata.get("help", ""), "choices": list(CHOICES.get(key, ()))}
+        )
     return out
 
 

@@ -1,5 +1,6 @@
 """The blind audit: each round's uniform random sample of judged pairs, which a person labels without seeing the
 judge's label, and the answers that estimate the round's self-label accuracy (engine.method.agreement)."""
+
 from __future__ import annotations
 
 from storage.base import StoreBase
@@ -10,7 +11,8 @@ from storage.records import AuditAnswer
 FIRST_BLIND_LABEL_SQL = (
     "select min(e.id) from label_events e where e.pair_id = a.pair_id and e.via = 'audit' and "
     "e.new_source = 'human' and e.undoes is null and e.id not in "
-    "(select undoes from label_events where pair_id = a.pair_id and undoes is not null)")
+    "(select undoes from label_events where pair_id = a.pair_id and undoes is not null)"
+)
 
 
 class AuditStore(StoreBase):
@@ -25,26 +27,35 @@ class AuditStore(StoreBase):
                 return stored
             self._check_round_pairs(job_id, round_index, pair_ids)
             self.db["audit_pairs"].insert_all(
-                [{"pair_id": pair_id, "job_id": job_id, "round": round_index, "position": position}
-                 for position, pair_id in enumerate(pair_ids)], batch_size=500)
+                [
+                    {"pair_id": pair_id, "job_id": job_id, "round": round_index, "position": position}
+                    for position, pair_id in enumerate(pair_ids)
+                ],
+                batch_size=500,
+            )
         return list(pair_ids)
 
     def _check_round_pairs(self, job_id: int, round_index: int, pair_ids: list[int]) -> None:
         """Every pair id must be a pair of this job's round: a sample of another round would estimate nothing."""
         found: set[int] = set()
         for start in range(0, len(pair_ids), 500):
-            chunk = pair_ids[start:start + 500]
-            found |= {r["id"] for r in self.db.query(
-                f"select id from pairs where job_id = ? and round = ? and id in ({','.join('?' * len(chunk))})",
-                [job_id, round_index, *chunk])}
+            chunk = pair_ids[start : start + 500]
+            found |= {
+                r["id"]
+                for r in self.db.query(
+                    f"select id from pairs where job_id = ? and round = ? and id in ({','.join('?' * len(chunk))})",
+                    [job_id, round_index, *chunk],
+                )
+            }
         strangers = [pair_id for pair_id in pair_ids if pair_id not in found]
         if strangers:
             raise ValueError(f"pairs {strangers[:10]} are not pairs of job {job_id}, round {round_index}")
 
     def audit_sample_ids(self, job_id: int, round_index: int) -> list[int]:
         """The round's audit sample in draw order; empty when it has none."""
-        rows = self.db.query("select pair_id from audit_pairs where job_id = ? and round = ? order by position",
-                             [job_id, round_index])
+        rows = self.db.query(
+            "select pair_id from audit_pairs where job_id = ? and round = ? order by position", [job_id, round_index]
+        )
         return [r["pair_id"] for r in rows]
 
     def audit_answers(self, job_id: int, round_index: int) -> list[AuditAnswer]:
@@ -56,5 +67,6 @@ class AuditStore(StoreBase):
             "join pairs p on p.id = a.pair_id "
             f"join label_events e on e.id = ({FIRST_BLIND_LABEL_SQL}) "
             "where a.job_id = ? and a.round = ? and p.judge_label in ('a', 'b') order by a.position",
-            [job_id, round_index])
+            [job_id, round_index],
+        )
         return [AuditAnswer(**r) for r in rows]

@@ -1,4 +1,5 @@
 """The one open database every store part works on: the connection, transactions, and row helpers."""
+
 from __future__ import annotations
 
 import contextlib

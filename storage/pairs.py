@@ -1,5 +1,6 @@
 """Pairs, their labels and the audit trail of label changes, the review queue, and the studio's read-only
 views of pairs (insight charts)."""
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ HUMAN_DECIDES = ("label", "label_source", "noisy", "warmup_flag", "human_respons
 @dataclass
 class ReviewFilter:
     """What the review queue shows; default order is flagged first, then least confident."""
+
     project_id: int
     job_id: int | None = None
     round: int | None = None
@@ -35,6 +37,7 @@ class ReviewFilter:
 class Undone:
     """What an undo did: the undo events of the pairs it reverted, and of those it kept because someone else
     labelled them since."""
+
     reverted: list[LabelEvent] = field(default_factory=list)
     kept: list[LabelEvent] = field(default_factory=list)
     action_note: str = ""  # the note of the action undone ("bulk accept", "flip", ...)
@@ -66,12 +69,16 @@ def _pair_to_row(p: Pair) -> dict:
 
 # Each judged pair's within-round rank: the percentile of its judge margin among its round's pairs (0 = the least
 # sure, 1 = the surest). Confidences of a weak judge crowd near 0.5; ranks spread them over 0-1 whatever the scale.
-RANK_SQL = ("select id, percent_rank() over (partition by job_id, round order by margin) rank from pairs "
-            "where project_id = ? and label is not null and margin is not null")
+RANK_SQL = (
+    "select id, percent_rank() over (partition by job_id, round order by margin) rank from pairs "
+    "where project_id = ? and label is not null and margin is not null"
+)
 
 
-DISAGREE_SQL = ("(judge_label in ('a', 'b') and logp_policy_a is not null and logp_policy_b is not null and "
-                "(logp_policy_a >= logp_policy_b) != (judge_label = 'a'))")
+DISAGREE_SQL = (
+    "(judge_label in ('a', 'b') and logp_policy_a is not null and logp_policy_b is not null and "
+    "(logp_policy_a >= logp_policy_b) != (judge_label = 'a'))"
+)
 
 
 AUDIT_POSITION_SQL = "(select position from audit_pairs where audit_pairs.pair_id = pairs.id)"
@@ -132,13 +139,21 @@ class PairStore(StoreBase):
             if keep_human and pair_id_to_fields:
                 ids = list(pair_id_to_fields)
                 for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    human |= {r["id"] for r in self.db.query(
-                        f"select id from pairs where label_source = 'human' and id in ({','.join('?' * len(chunk))})",
-                        chunk)}
+                    chunk = ids[start : start + 500]
+                    human |= {
+                        r["id"]
+                        for r in self.db.query(
+                            "select id from pairs where label_source = 'human' "
+                            f"and id in ({','.join('?' * len(chunk))})",
+                            chunk,
+                        )
+                    }
             for pair_id, values in pair_id_to_fields.items():
-                values = {k: (int(v) if isinstance(v, bool) else v) for k, v in values.items()
-                          if pair_id not in human or k not in HUMAN_DECIDES}
+                values = {
+                    k: (int(v) if isinstance(v, bool) else v)
+                    for k, v in values.items()
+                    if pair_id not in human or k not in HUMAN_DECIDES
+                }
                 if values:
                     self.db["pairs"].update(pair_id, values)
 
@@ -153,8 +168,14 @@ class PairStore(StoreBase):
             rows = self.db.query("select * from pairs where job_id = ? and round = ? order by id", [job_id, round])
         return [_pair_from_row(r) for r in rows]
 
-    def project_pairs(self, project_id: int, rounds: list[int] | None = None, sources: list[str] | None = None,
-                      min_confidence: float | None = None, exclude_noisy: bool = False) -> list[Pair]:
+    def project_pairs(
+        self,
+        project_id: int,
+        rounds: list[int] | None = None,
+        sources: list[str] | None = None,
+        min_confidence: float | None = None,
+        exclude_noisy: bool = False,
+    ) -> list[Pair]:
         sql, params = "select * from pairs where project_id = ?", [project_id]
         if rounds:
             sql += f" and round in ({','.join('?' * len(rounds))})"
@@ -184,13 +205,22 @@ class PairStore(StoreBase):
         """One page of pairs for a person to review, and how many match in all."""
         clause, params, order = _review_sql(f)
         total = self._one(f"select count(*) n from pairs where {clause}", params)["n"]
-        rows = self.db.query(f"select * from pairs where {clause} order by {order} limit ? offset ?",
-                             params + [f.limit, f.offset])
+        rows = self.db.query(
+            f"select * from pairs where {clause} order by {order} limit ? offset ?", params + [f.limit, f.offset]
+        )
         return [_pair_from_row(r) for r in rows], total
 
-    def set_label(self, pair_id: int, label: str, source: str = "human", actor: str = "human",
-                  human_response: str | None = None, note: str = "", action: int | None = None,
-                  via: str = "review") -> LabelEvent:
+    def set_label(
+        self,
+        pair_id: int,
+        label: str,
+        source: str = "human",
+        actor: str = "human",
+        human_response: str | None = None,
+        note: str = "",
+        action: int | None = None,
+        via: str = "review",
+    ) -> LabelEvent:
         """Change a pair's label and write the audit event, together. `action`: the first event of the action
         this label belongs to (a bulk accept); None starts an action of its own. `via`: "audit" when the person
         labelled the pair blind in the audit order (the pair must be in an audit sample), "review" otherwise."""
@@ -206,11 +236,23 @@ class PairStore(StoreBase):
             if source in ("human", "gold"):
                 values["noisy"] = values["warmup_flag"] = 0
             self.db["pairs"].update(pair_id, values)
-            return self._add_event(LabelEvent(
-                pair_id=pair_id, old_label=old.label, new_label=label, old_source=old.label_source, new_source=source,
-                actor=actor, note=note, at=now(), old_response=old.human_response,
-                new_response=values.get("human_response", old.human_response), old_noisy=old.noisy, action=action,
-                via=via))
+            return self._add_event(
+                LabelEvent(
+                    pair_id=pair_id,
+                    old_label=old.label,
+                    new_label=label,
+                    old_source=old.label_source,
+                    new_source=source,
+                    actor=actor,
+                    note=note,
+                    at=now(),
+                    old_response=old.human_response,
+                    new_response=values.get("human_response", old.human_response),
+                    old_noisy=old.noisy,
+                    action=action,
+                    via=via,
+                )
+            )
 
     def _add_event(self, event: LabelEvent) -> LabelEvent:
         """Insert an audit event; one without an action is the first event of its own."""
@@ -222,8 +264,15 @@ class PairStore(StoreBase):
             self.db["label_events"].update(event.id, {"action": event.id})
         return event
 
-    def bulk_accept(self, project_id: int, min_confidence: float | None = None, job_id: int | None = None,
-                    round: int | None = None, actor: str = "human", min_rank: float | None = None) -> int:
+    def bulk_accept(
+        self,
+        project_id: int,
+        min_confidence: float | None = None,
+        job_id: int | None = None,
+        round: int | None = None,
+        actor: str = "human",
+        min_rank: float | None = None,
+    ) -> int:
         """Accept every self label at or above a confidence and / or a within-round rank, unread: source
         `accepted`, each with its audit event. Training treats them as self labels (see README, Labels)."""
         sql = "select id, label from pairs where project_id = ? and label_source = 'self' and confidence >= ?"
@@ -241,8 +290,9 @@ class PairStore(StoreBase):
             rows = list(self.db.query(sql, params))
             action = None  # one action: an undo reverts every pair of it
             for r in rows:
-                action = self.set_label(r["id"], r["label"], "accepted", actor, note="bulk accept",
-                                        action=action).action
+                action = self.set_label(
+                    r["id"], r["label"], "accepted", actor, note="bulk accept", action=action
+                ).action
         return len(rows)
 
     def label_events(self, pair_id: int | None = None) -> list[LabelEvent]:
@@ -261,26 +311,39 @@ class PairStore(StoreBase):
         Only the page's rows are then read in full."""
         clause, params, order = _review_sql(f)
         if f.search:  # the text match dominates: scan once, count and slice the ordered ids in Python
-            matched = [r["id"] for r in self.db.query(
-                f"select id from pairs not indexed where {clause} order by {order}", params)]
-            total, ids = len(matched), matched[f.offset:f.offset + f.limit]
+            matched = [
+                r["id"]
+                for r in self.db.query(f"select id from pairs not indexed where {clause} order by {order}", params)
+            ]
+            total, ids = len(matched), matched[f.offset : f.offset + f.limit]
         else:
             total = self._one(f"select count(*) n from pairs not indexed where {clause}", params)["n"]
             if f.offset > total // 2:  # a deep page: read it from the other end, so the sort keeps fewer ids
-                backwards = ", ".join(term.replace(" desc", " ASC").replace(" asc", " desc").replace(" ASC", " asc")
-                                      for term in order.split(", "))
+                backwards = ", ".join(
+                    term.replace(" desc", " ASC").replace(" asc", " desc").replace(" ASC", " asc")
+                    for term in order.split(", ")
+                )
                 limit = max(min(f.limit, total - f.offset), 0)
-                ids = [r["id"] for r in self.db.query(
-                    f"select id from pairs not indexed where {clause} order by {backwards} limit ? offset ?",
-                    params + [limit, max(total - f.offset - limit, 0)])][::-1]
+                ids = [
+                    r["id"]
+                    for r in self.db.query(
+                        f"select id from pairs not indexed where {clause} order by {backwards} limit ? offset ?",
+                        params + [limit, max(total - f.offset - limit, 0)],
+                    )
+                ][::-1]
             else:
-                ids = [r["id"] for r in self.db.query(
-                    f"select id from pairs not indexed where {clause} order by {order} limit ? offset ?",
-                    params + [f.limit, f.offset])]
+                ids = [
+                    r["id"]
+                    for r in self.db.query(
+                        f"select id from pairs not indexed where {clause} order by {order} limit ? offset ?",
+                        params + [f.limit, f.offset],
+                    )
+                ]
         if not ids:
             return [], total
-        rows = {r["id"]: r for r in self.db.query(
-            f"select * from pairs where id in ({','.join('?' * len(ids))})", ids)}
+        rows = {
+            r["id"]: r for r in self.db.query(f"select * from pairs where id in ({','.join('?' * len(ids))})", ids)
+        }
         return [_pair_from_row(rows[i]) for i in ids], total
 
     def pair_rounds(self, project_id: int, job_id: int | None = None) -> list[int]:
@@ -293,8 +356,11 @@ class PairStore(StoreBase):
 
     def label_source_counts(self, project_id: int) -> dict[str, int]:
         """How many judged pairs each label source holds (self, human, gold, ...)."""
-        rows = self.db.query("select label_source, count(*) n from pairs where project_id = ? and label is not null "
-                             "group by label_source", [project_id])
+        rows = self.db.query(
+            "select label_source, count(*) n from pairs where project_id = ? and label is not null "
+            "group by label_source",
+            [project_id],
+        )
         return {r["label_source"] or "": r["n"] for r in rows}
 
     def _pair_scope(self, project_id: int, job_id: int | None) -> tuple[str, list]:
@@ -311,11 +377,13 @@ class PairStore(StoreBase):
         top = int(round(0.5 / width)) - 1
         gold = "gold_a is not null and gold_b is not null and gold_a != gold_b and judge_label in ('a', 'b')"
         human = "label_source = 'human' and label in ('a', 'b') and judge_label in ('a', 'b')"
-        sql = (f"select min(max(cast((confidence - 0.5) / ? as int), 0), ?) bin, count(*) n, "
-               f"avg(confidence) mean_confidence, sum({gold}) n_gold, "
-               f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
-               f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
-               f"from pairs not indexed where {clause} and confidence is not null group by bin order by bin")
+        sql = (
+            f"select min(max(cast((confidence - 0.5) / ? as int), 0), ?) bin, count(*) n, "
+            f"avg(confidence) mean_confidence, sum({gold}) n_gold, "
+            f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
+            f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
+            f"from pairs not indexed where {clause} and confidence is not null group by bin order by bin"
+        )
         rows = list(self.db.query(sql, [width, top] + params))
         for r in rows:
             r["low"], r["high"] = 0.5 + r["bin"] * width, 0.5 + (r["bin"] + 1) * width
@@ -324,15 +392,19 @@ class PairStore(StoreBase):
     def margin_histogram(self, project_id: int, job_id: int | None = None, bins: int = 30) -> list[dict]:
         """Counts of the judge's margin r_chosen − r_rejected in equal bins, split by the noise flag."""
         clause, params = self._pair_scope(project_id, job_id)
-        span = self._one(f"select min(margin) lo, max(margin) hi from pairs not indexed "
-                         f"where {clause} and margin is not null", params)
+        span = self._one(
+            f"select min(margin) lo, max(margin) hi from pairs not indexed where {clause} and margin is not null",
+            params,
+        )
         if span is None or span["lo"] is None:
             return []
         lo, hi = span["lo"], span["hi"]
         width = (hi - lo) / bins if hi > lo else 1.0
-        sql = (f"select min(cast((margin - ?) / ? as int), ?) bin, coalesce(noisy, 0) noisy, count(*) n "
-               f"from pairs not indexed where {clause} and margin is not null "
-               "group by bin, coalesce(noisy, 0) order by bin")
+        sql = (
+            f"select min(cast((margin - ?) / ? as int), ?) bin, coalesce(noisy, 0) noisy, count(*) n "
+            f"from pairs not indexed where {clause} and margin is not null "
+            "group by bin, coalesce(noisy, 0) order by bin"
+        )
         rows = list(self.db.query(sql, [lo, width, bins - 1] + params))
         for r in rows:
             r["low"], r["high"] = lo + r["bin"] * width, lo + (r["bin"] + 1) * width
@@ -342,16 +414,19 @@ class PairStore(StoreBase):
         """Mean length of the chosen and the rejected answer per round, under the label in force (a/b only):
         tokens where the generator counted them, and characters."""
         clause, params = self._pair_scope(project_id, job_id)
-        sql = ("select round, count(*) n, "
-               "avg(case label when 'a' then tokens_a else tokens_b end) chosen_tokens, "
-               "avg(case label when 'a' then tokens_b else tokens_a end) rejected_tokens, "
-               "avg(case label when 'a' then length(response_a) else length(response_b) end) chosen_chars, "
-               "avg(case label when 'a' then length(response_b) else length(response_a) end) rejected_chars "
-               f"from pairs not indexed where {clause} and label in ('a', 'b') group by round order by round")
+        sql = (
+            "select round, count(*) n, "
+            "avg(case label when 'a' then tokens_a else tokens_b end) chosen_tokens, "
+            "avg(case label when 'a' then tokens_b else tokens_a end) rejected_tokens, "
+            "avg(case label when 'a' then length(response_a) else length(response_b) end) chosen_chars, "
+            "avg(case label when 'a' then length(response_b) else length(response_a) end) rejected_chars "
+            f"from pairs not indexed where {clause} and label in ('a', 'b') group by round order by round"
+        )
         return list(self.db.query(sql, params))
 
-    def round_samples(self, project_id: int, round: int, job_id: int | None = None, search: str = "",
-                      limit: int = 20) -> list[Pair]:
+    def round_samples(
+        self, project_id: int, round: int, job_id: int | None = None, search: str = "", limit: int = 20
+    ) -> list[Pair]:
         """A few labelled pairs of one round, the least ambiguous first, to read its generations."""
         sql = "select * from pairs where project_id = ? and round = ? and label is not null"
         params: list = [project_id, round]
@@ -374,32 +449,67 @@ class PairStore(StoreBase):
             row = self._one(
                 "select e.action from label_events e join pairs p on p.id = e.pair_id where p.project_id = ? and "
                 "e.actor = ? and e.undoes is null and e.id not in (select undoes from label_events "
-                "where undoes is not null) order by e.id desc limit 1", [project_id, actor])
+                "where undoes is not null) order by e.id desc limit 1",
+                [project_id, actor],
+            )
             undone = Undone()
             if row is None:
                 return undone
-            done = [row_to(LabelEvent, r) for r in self.db.query(
-                "select * from label_events where action = ? and undoes is null and id not in "
-                "(select undoes from label_events where undoes is not null) order by id desc", [row["action"]])]
+            done = [
+                row_to(LabelEvent, r)
+                for r in self.db.query(
+                    "select * from label_events where action = ? and undoes is null and id not in "
+                    "(select undoes from label_events where undoes is not null) order by id desc",
+                    [row["action"]],
+                )
+            ]
             undone.action_note = done[0].note
-            what = (f"undo of #{done[0].id}" if len(done) == 1 else
-                    f"undo of #{done[-1].id}-#{done[0].id} ({done[0].note or 'one action'} of {len(done)} pairs)")
+            what = (
+                f"undo of #{done[0].id}"
+                if len(done) == 1
+                else f"undo of #{done[-1].id}-#{done[0].id} ({done[0].note or 'one action'} of {len(done)} pairs)"
+            )
             for last in done:
                 current = self.pair(last.pair_id)
                 kept = (current.label, current.label_source) != (last.new_label, last.new_source)
                 if not kept:
-                    self.db["pairs"].update(last.pair_id, {
-                        "label": last.old_label, "label_source": last.old_source,
-                        "human_response": last.old_response,
-                        "noisy": None if last.old_noisy is None else int(last.old_noisy)})
-                after = current if kept else replace(current, label=last.old_label, label_source=last.old_source,
-                                                     human_response=last.old_response, noisy=last.old_noisy)
-                event = self._add_event(LabelEvent(
-                    pair_id=last.pair_id, old_label=current.label, new_label=after.label,
-                    old_source=current.label_source, new_source=after.label_source, actor=actor,
-                    note=f"{what}: kept, labelled since by someone else" if kept else what, at=now(),
-                    old_response=current.human_response, new_response=after.human_response, old_noisy=current.noisy,
-                    undoes=last.id, action=undone.events[0].action if undone.events else None))
+                    self.db["pairs"].update(
+                        last.pair_id,
+                        {
+                            "label": last.old_label,
+                            "label_source": last.old_source,
+                            "human_response": last.old_response,
+                            "noisy": None if last.old_noisy is None else int(last.old_noisy),
+                        },
+                    )
+                after = (
+                    current
+                    if kept
+                    else replace(
+                        current,
+                        label=last.old_label,
+                        label_source=last.old_source,
+                        human_response=last.old_response,
+                        noisy=last.old_noisy,
+                    )
+                )
+                event = self._add_event(
+                    LabelEvent(
+                        pair_id=last.pair_id,
+                        old_label=current.label,
+                        new_label=after.label,
+                        old_source=current.label_source,
+                        new_source=after.label_source,
+                        actor=actor,
+                        note=f"{what}: kept, labelled since by someone else" if kept else what,
+                        at=now(),
+                        old_response=current.human_response,
+                        new_response=after.human_response,
+                        old_noisy=current.noisy,
+                        undoes=last.id,
+                        action=undone.events[0].action if undone.events else None,
+                    )
+                )
                 (undone.kept if kept else undone.reverted).append(event)
         return undone
 
@@ -407,8 +517,9 @@ class PairStore(StoreBase):
         """Within-round rank (0-1, see RANK_SQL) of the given pairs."""
         if not pair_ids:
             return {}
-        rows = self.db.query(f"select id, rank from ({RANK_SQL}) where id in ({','.join('?' * len(pair_ids))})",
-                             [project_id, *pair_ids])
+        rows = self.db.query(
+            f"select id, rank from ({RANK_SQL}) where id in ({','.join('?' * len(pair_ids))})", [project_id, *pair_ids]
+        )
         return {r["id"]: r["rank"] for r in rows}
 
     def rank_calibration(self, project_id: int, job_id: int | None = None, bins: int = 5) -> list[dict]:
@@ -417,12 +528,14 @@ class PairStore(StoreBase):
         clause, params = self._pair_scope(project_id, job_id)
         gold = "gold_a is not null and gold_b is not null and gold_a != gold_b and judge_label in ('a', 'b')"
         human = "label_source = 'human' and label in ('a', 'b') and judge_label in ('a', 'b')"
-        sql = (f"select min(cast(r.rank * ? as int), ?) bin, count(*) n, min(confidence) min_confidence, "
-               f"max(confidence) max_confidence, avg(confidence) mean_confidence, sum({gold}) n_gold, "
-               f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
-               f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
-               f"from pairs p join ({RANK_SQL}) r on r.id = p.id where {clause.replace('project_id', 'p.project_id')} "
-               "group by bin order by bin")
+        sql = (
+            f"select min(cast(r.rank * ? as int), ?) bin, count(*) n, min(confidence) min_confidence, "
+            f"max(confidence) max_confidence, avg(confidence) mean_confidence, sum({gold}) n_gold, "
+            f"sum({gold} and judge_label = case when gold_a > gold_b then 'a' else 'b' end) agree_gold, "
+            f"sum({human}) n_human, sum({human} and judge_label = label) agree_human "
+            f"from pairs p join ({RANK_SQL}) r on r.id = p.id where {clause.replace('project_id', 'p.project_id')} "
+            "group by bin order by bin"
+        )
         rows = list(self.db.query(sql, [bins, bins - 1, project_id] + params))
         for r in rows:
             r["low"], r["high"] = r["bin"] / bins, (r["bin"] + 1) / bins
@@ -431,8 +544,10 @@ class PairStore(StoreBase):
     def review_progress(self, project_id: int, job_id: int | None = None) -> list[dict]:
         """Per round: judged pairs, how many a person has labelled (human), accepted in bulk, and the rest."""
         clause, params = self._pair_scope(project_id, job_id)
-        sql = ("select round, count(*) n, sum(label_source = 'human') reviewed, sum(label_source = 'accepted') "
-               f"accepted from pairs not indexed where {clause} group by round order by round")
+        sql = (
+            "select round, count(*) n, sum(label_source = 'human') reviewed, sum(label_source = 'accepted') "
+            f"accepted from pairs not indexed where {clause} group by round order by round"
+        )
         rows = list(self.db.query(sql, params))
         for r in rows:
             r["remaining"] = r["n"] - r["reviewed"] - r["accepted"]

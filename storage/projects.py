@@ -1,4 +1,5 @@
 """Projects, their configurations and imported examples, and what runs leave behind: metrics and artifacts."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,11 @@ class ProjectStore(StoreBase):
 
     def save_config(self, project_id: int, name: str, yaml_text: str) -> int:
         with self.write():
-            return self.db["configs"].insert(
-                {"project_id": project_id, "name": name, "yaml": yaml_text, "created_at": now()}).last_pk
+            return (
+                self.db["configs"]
+                .insert({"project_id": project_id, "name": name, "yaml": yaml_text, "created_at": now()})
+                .last_pk
+            )
 
     def set_guidelines(self, project_id: int, text: str) -> None:
         with self.write():
@@ -66,11 +70,20 @@ class ProjectStore(StoreBase):
     def add_examples(self, project_id: int, examples: list[Example]) -> tuple[int, int]:
         """Insert all or nothing; rows already in the project (same role and content) are skipped.
         Returns (added, skipped)."""
-        rows = [{
-            "project_id": project_id, "role": ex.role, "prompt": json.dumps(ex.prompt, ensure_ascii=False),
-            "chosen": ex.chosen, "rejected": ex.rejected, "source_file": ex.source_file,
-            "source_line": ex.source_line, "conversational": int(ex.conversational), "hash": example_hash(ex),
-        } for ex in examples]
+        rows = [
+            {
+                "project_id": project_id,
+                "role": ex.role,
+                "prompt": json.dumps(ex.prompt, ensure_ascii=False),
+                "chosen": ex.chosen,
+                "rejected": ex.rejected,
+                "source_file": ex.source_file,
+                "source_line": ex.source_line,
+                "conversational": int(ex.conversational),
+                "hash": example_hash(ex),
+            }
+            for ex in examples
+        ]
         with self.write():
             before = self.count_examples(project_id)
             self.db["examples"].insert_all(rows, ignore=True, batch_size=500)
@@ -132,7 +145,8 @@ class ProjectStore(StoreBase):
         rows = self.db.query(
             "select a.* from artifacts a left join projects p on p.id = a.project_id "
             "left join jobs j on j.id = a.job_id "
-            "where p.id is null or (a.job_id is not null and j.id is null) order by a.id")
+            "where p.id is null or (a.job_id is not null and j.id is null) order by a.id"
+        )
         return [_artifact_from_row(r) for r in rows]
 
     def all_artifacts(self) -> list[Artifact]:

@@ -1,4 +1,5 @@
 """Typed records that cross the storage boundary. Everything stored or read is one of these."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Project:
 class Example:
     """One imported row, normalised: a prompt as chat messages (ending with the user's turn) and,
     for seed/eval pairs, the final chosen and rejected assistant answers."""
+
     role: str
     prompt: Messages
     chosen: str | None = None
@@ -55,6 +57,7 @@ class Example:
 @dataclass
 class Pair:
     """Two sampled responses to one prompt, with everything the judge and the trainer said of them."""
+
     job_id: int
     round: int
     prompt: Messages
@@ -106,6 +109,7 @@ class LabelEvent:
 @dataclass(frozen=True)
 class AuditAnswer:
     """A person's first blind label of one audit pair, beside what the judge had said."""
+
     pair_id: int
     person_label: str  # one of LABELS
     judge_label: str  # 'a' | 'b'
@@ -115,6 +119,7 @@ class AuditAnswer:
 @dataclass
 class SeedAnswer:
     """One answer to a seed prompt: sampled from the model (with its log-prob) or written by a person."""
+
     example_id: int
     sample_index: int  # position among the prompt's answers: model samples 0..N-1, written answers after them
     text: str
@@ -129,6 +134,7 @@ class SeedAnswer:
 class SeedRanking:
     """One action of a person on a seed prompt: ranked (best and worst), equal (all answers alike) or skip. The
     latest action not undone is the one in force."""
+
     project_id: int
     example_id: int
     status: str  # one of SEED_STATUSES
@@ -145,6 +151,7 @@ class SeedRanking:
 class SeedProgress:
     """Where a project's seed stands: its uploaded pairs and, of its seed prompts, how many wait for answers, wait
     for a person, and were decided."""
+
     uploaded_pairs: int
     prompts: int
     without_answers: int

@@ -3,17 +3,26 @@ storage.projects (projects, examples, metrics, artifacts), storage.pairs (pairs,
 queries), storage.jobs (jobs, events, rounds, consistency), storage.audit (the blind audit samples and their
 answers), storage.seed (the seed builder: answers to seed prompts, a person's rankings, the seed pairs);
 storage.base holds the connection."""
+
 from __future__ import annotations
 
 from storage.audit import AuditStore
 from storage.base import NotFound, now
 from storage.jobs import RESUMABLE_STATES, JobStore
-from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, ReviewFilter, PairStore
+from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, PairStore, ReviewFilter
 from storage.projects import ProjectStore, example_hash
 from storage.seed import SeedStore
 
-__all__ = ["HUMAN_DECIDES", "RESUMABLE_STATES", "TRUSTED_SOURCES", "NotFound", "ReviewFilter", "Store",
-           "example_hash", "now"]
+__all__ = [
+    "HUMAN_DECIDES",
+    "RESUMABLE_STATES",
+    "TRUSTED_SOURCES",
+    "NotFound",
+    "ReviewFilter",
+    "Store",
+    "example_hash",
+    "now",
+]
 
 
 class Store(JobStore, PairStore, ProjectStore, AuditStore, SeedStore):

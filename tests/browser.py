@@ -1,5 +1,6 @@
 """Debian's chromium through Playwright, started one way for the browser tests (the `browser` fixture in
 conftest.py) and benchmarks/screenshots.py."""
+
 from __future__ import annotations
 
 import time
@@ -8,8 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @contextmanager

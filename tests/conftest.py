@@ -1,4 +1,5 @@
 """Shared pytest fixtures."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,16 @@ def tiny_gpt2():
     so it shows padding mistakes that RoPE models (the toy Llama) are blind to: RoPE ignores a constant shift."""
     tok = char_tokenizer()
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=512,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -54,4 +63,5 @@ def random_lora():
                 if "lora_B" in name:
                     param.normal_(std=std)
         return peft_model
+
     return wrap

@@ -1,5 +1,6 @@
 """Agreement with a person's labels: Wilson's interval pinned to a hand-worked value, how ties and both-bad
 answers are counted apart, and the audit sample's determinism."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,11 +50,15 @@ def test_a_clear_audit_does_not_cover_half_and_an_empty_one_does():
 
 
 def test_variant_agreement_scores_each_variant_on_the_same_labels():
-    choices = {"always_a": VariantChoice(torch.tensor([True, True, True]), torch.zeros(3)),
-               "right": VariantChoice(torch.tensor([True, False, True]), torch.zeros(3))}
+    choices = {
+        "always_a": VariantChoice(torch.tensor([True, True, True]), torch.zeros(3)),
+        "right": VariantChoice(torch.tensor([True, False, True]), torch.zeros(3)),
+    }
     estimates = variant_agreement(choices, ["a", "b", "tie"])
     assert {name: (e.agree, e.n, e.ties) for name, e in estimates.items()} == {
-        "always_a": (0.5, 2, 1), "right": (1.0, 2, 1)}
+        "always_a": (0.5, 2, 1),
+        "right": (1.0, 2, 1),
+    }
 
 
 def test_audit_sample_is_uniform_deterministic_and_order_free():

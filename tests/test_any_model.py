@@ -1,5 +1,6 @@
 """The run is not tied to the demo world: a differently shaped model (GPT-2: absolute positions, Conv1D
 layers, no chat template) and a user's TRL-format JSONL go through `launch.py run` for one round."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 def gpt2_dir(out: Path) -> Path:
     tok = char_tokenizer(chat_template=None)
     torch.manual_seed(3)
-    config = GPT2Config(vocab_size=len(tok), n_embd=48, n_layer=3, n_head=3, n_positions=256,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=48,
+        n_layer=3,
+        n_head=3,
+        n_positions=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = GPT2LMHeadModel(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -41,11 +50,14 @@ def test_one_round_on_a_gpt2_and_trl_jsonl(tmp_path):
     words = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree"]
     ask = lambda: f"say {rng.choice(words)} {rng.choice(words)}"  # noqa: E731
     model = gpt2_dir(tmp_path / "gpt2")
-    seed = write_jsonl(tmp_path / "seed.jsonl", [
-        {"prompt": ask(), "chosen": rng.choice(words), "rejected": rng.choice(words) + "!!"} for _ in range(12)])
+    seed = write_jsonl(
+        tmp_path / "seed.jsonl",
+        [{"prompt": ask(), "chosen": rng.choice(words), "rejected": rng.choice(words) + "!!"} for _ in range(12)],
+    )
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"prompt": f"{ask()} {i}"} for i in range(24)])
-    evals = write_jsonl(tmp_path / "eval.jsonl", [
-        {"prompt": ask(), "chosen": rng.choice(words), "rejected": "??"} for _ in range(6)])
+    evals = write_jsonl(
+        tmp_path / "eval.jsonl", [{"prompt": ask(), "chosen": rng.choice(words), "rejected": "??"} for _ in range(6)]
+    )
     out = tmp_path / "run"
     config = tmp_path / "run.yaml"
     config.write_text(f"""
@@ -66,8 +78,13 @@ train: {{micro_batch_size: 4}}
 eval: {{max_prompts: 6}}
 """)
     db = tmp_path / "gpt2.db"
-    result = subprocess.run([sys.executable, "launch.py", "run", str(config), "--db", str(db)], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "run", str(config), "--db", str(db)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| round |" in result.stdout
 
@@ -90,14 +107,18 @@ eval: {{max_prompts: 6}}
 
     # the side-by-side eval answers carry the round's judge score of each answer, β·(logp π_1 − logp π_init),
     # for its own answer and π_init's: recomputed here from the final (round 1) model and the base
-    from engine.method.scoring import sequence_logps
     from transformers import AutoTokenizer
+
+    from engine.method.scoring import sequence_logps
+
     answers = json.loads((out / "eval_answers_round_1.json").read_text())
     tok = AutoTokenizer.from_pretrained(out / "final")
     texts = answers["texts"] + answers["init_texts"]
     prompts = answers["prompts"] * 2
-    expected = [0.1 * (f - b) for f, b in zip(sequence_logps(final, tok, prompts, texts),
-                                               sequence_logps(base, tok, prompts, texts))]
+    expected = [
+        0.1 * (f - b)
+        for f, b in zip(sequence_logps(final, tok, prompts, texts), sequence_logps(base, tok, prompts, texts))
+    ]
     assert len(answers["judge"]) == len(answers["init_judge"]) == 6 and answers["judge_beta"] == 0.1
     assert answers["judge"] + answers["init_judge"] == pytest.approx(expected, abs=1e-3)
     assert json.loads((out / "eval_answers_round_0.json").read_text())["judge"] is not None

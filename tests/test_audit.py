@@ -1,6 +1,7 @@
 """The blind audit in storage: a round's sample written once (a resumed stage never duplicates it), labels marked
 as given in the audit order, the first blind answer per pair read back for the estimate, and the review page's
 audit order. Against a real SQLite file."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,15 +22,31 @@ def store(tmp_path):
 def judged_rounds(store: Store, per_round: int = 6, rounds: int = 2) -> tuple[int, int, dict[int, list[int]]]:
     """A project with one run whose rounds each hold `per_round` judged pairs (judge label 'a' on even ids)."""
     project = store.ensure_project("p")
-    store.add_examples(project.id, [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}])
-                                    for i in range(per_round)])
+    store.add_examples(
+        project.id, [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}]) for i in range(per_round)]
+    )
     examples = [e.id for e in store.examples(project.id, "pool")]
     job = store.enqueue(Job(project_id=project.id, kind="run"))
     for round_index in range(1, rounds + 1):
-        store.add_pairs([Pair(job_id=job, round=round_index, prompt=[{"role": "user", "content": f"q{i}"}],
-                              response_a="x", response_b="y", example_id=example, project_id=project.id,
-                              confidence=0.6, margin=0.4, label="a", label_source="self", judge_label="a")
-                         for i, example in enumerate(examples)])
+        store.add_pairs(
+            [
+                Pair(
+                    job_id=job,
+                    round=round_index,
+                    prompt=[{"role": "user", "content": f"q{i}"}],
+                    response_a="x",
+                    response_b="y",
+                    example_id=example,
+                    project_id=project.id,
+                    confidence=0.6,
+                    margin=0.4,
+                    label="a",
+                    label_source="self",
+                    judge_label="a",
+                )
+                for i, example in enumerate(examples)
+            ]
+        )
     by_round = {r: [p.id for p in store.pairs(job, r)] for r in range(1, rounds + 1)}
     for pair_id in by_round[1][1::2]:  # the judge said 'b' on every second pair of round 1
         store.update_pairs({pair_id: {"judge_label": "b", "label": "b"}})
@@ -120,8 +137,9 @@ def test_the_review_pages_audit_order_lists_only_the_rounds_audit_pairs_in_draw_
     assert total == 5 and [p.id for p in page] == sample_1
     assert [p.id for p in store.review_queue(audit)[0]] == sample_1
     # a deep page is read from the other end: the same ids
-    deep, _ = store.review_page(ReviewFilter(project_id=project, job_id=job, round=1, order="audit", limit=2,
-                                             offset=3))
+    deep, _ = store.review_page(
+        ReviewFilter(project_id=project, job_id=job, round=1, order="audit", limit=2, offset=3)
+    )
     assert [p.id for p in deep] == sample_1[3:]
     # without a round: every audited round, the latest first
     every, total = store.review_page(ReviewFilter(project_id=project, order="audit"))

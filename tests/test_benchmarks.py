@@ -1,4 +1,5 @@
 """benchmarks/throughput.py on a toy model, in-process: the naive and the studio judge must agree numerically."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,9 +15,19 @@ from engine.method.encoding import prompt_ids, response_ids
 from engine.worlds.toy_model import save_toy_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = [[{"role": "user", "content": text}] for text in
-           ("sort: 3 1 2", "reverse: abc", "next: 1999", "max: 4 9 2", "a somewhat longer prompt " * 3,
-            "hi", "count the letters in banana", "sort: 9 8 7 6 5 4")]
+PROMPTS = [
+    [{"role": "user", "content": text}]
+    for text in (
+        "sort: 3 1 2",
+        "reverse: abc",
+        "next: 1999",
+        "max: 4 9 2",
+        "a somewhat longer prompt " * 3,
+        "hi",
+        "count the letters in banana",
+        "sort: 9 8 7 6 5 4",
+    )
+]
 
 
 def load(name: str):
@@ -31,10 +42,20 @@ def test_throughput_quick(tmp_path):
     bench = load("throughput")
     model_dir = save_toy_model(tmp_path / "toy", hidden=32, layers=1, heads=2)
     prepared = bench.run_task(dict(task="prepare_model", source=str(model_dir), workdir=str(tmp_path)), inline=True)
-    w = bench.Workload("toy", "toy model", str(model_dir), gen_prompts=3, max_new_tokens=12, gen_batch=8,
-                       judge_pairs=8, judge_batch=3, train_pairs=6, micro_batch=2, batch=2)
-    result = bench.run_workload(w, prepared, tmp_path, threads=1, inline=True, log=lambda text: None,
-                                prompts=PROMPTS)
+    w = bench.Workload(
+        "toy",
+        "toy model",
+        str(model_dir),
+        gen_prompts=3,
+        max_new_tokens=12,
+        gen_batch=8,
+        judge_pairs=8,
+        judge_batch=3,
+        train_pairs=6,
+        micro_batch=2,
+        batch=2,
+    )
+    result = bench.run_workload(w, prepared, tmp_path, threads=1, inline=True, log=lambda text: None, prompts=PROMPTS)
 
     agree = result["agreement"]
     assert agree["pairs"] == 8
@@ -45,8 +66,15 @@ def test_throughput_quick(tmp_path):
     studio, rescore, naive = (result["judge"][v] for v in ("studio", "rescore", "naive"))
     pairs = json.loads((tmp_path / "toy-pairs.json").read_text())
     tok = models.load_tokenizer(str(model_dir))
-    lengths = [(len(prompt_ids(tok, x["prompt"])), len(response_ids(tok, x["a"])), len(response_ids(tok, x["b"])),
-                x["logp_a"] is not None and x["logp_b"] is not None) for x in pairs[:8]]
+    lengths = [
+        (
+            len(prompt_ids(tok, x["prompt"])),
+            len(response_ids(tok, x["a"])),
+            len(response_ids(tok, x["b"])),
+            x["logp_a"] is not None and x["logp_b"] is not None,
+        )
+        for x in pairs[:8]
+    ]
     assert studio["sampled_logps"] == sum(kept for *_, kept in lengths) > 0  # from sampling, cut answers too
     assert naive["tokens"] == sum(2 * (2 * p + a + b) for p, a, b, _ in lengths)  # each sequence, both models
     assert rescore["tokens"] == sum(2 * (p + a + b) for p, a, b, _ in lengths)  # the prompt once per pair
@@ -58,18 +86,34 @@ def test_throughput_quick(tmp_path):
     assert len(losses[0]) == len(losses[1]) == 3
     assert result["train_loss_max_diff"] < 1e-5
     assert {v: r["steps"] for v, r in result["train"].items()} == dict.fromkeys(
-        ("recompute", "stored", "stored_refine", "trl"), 3)
+        ("recompute", "stored", "stored_refine", "trl"), 3
+    )
 
     ratios = bench.ratios(result)
     assert all(v > 0 for k, v in ratios.items() if k != "judge_memory")  # in-process, a peak RSS may not move
-    report = dict(date="today", command="python benchmarks/throughput.py", seconds=1.0, load_before=(0, 0, 0),
-                  load_after=(0, 0, 0), machine=bench.machine(1, {}), results={"toy": result},
-                  ratios={"toy": ratios}, ceiling={})
+    report = dict(
+        date="today",
+        command="python benchmarks/throughput.py",
+        seconds=1.0,
+        load_before=(0, 0, 0),
+        load_after=(0, 0, 0),
+        machine=bench.machine(1, {}),
+        results={"toy": result},
+        ratios={"toy": ratios},
+        ceiling={},
+    )
     ceiling = bench.run_task(dict(task="matmul", device="cpu", dtype="float32", threads=1), inline=True)
     assert ceiling["n"] == 2048 and ceiling["tflops"] > 0
-    report["ceiling"]["toy"] = dict(ceiling_tflops=ceiling["tflops"], n=ceiling["n"], judge_tokens_per_s=100.0,
-                                    judge_tflops=0.002, naive_tflops=0.001, fraction=0.5, naive_fraction=0.25,
-                                    target_fraction=1.5)
+    report["ceiling"]["toy"] = dict(
+        ceiling_tflops=ceiling["tflops"],
+        n=ceiling["n"],
+        judge_tokens_per_s=100.0,
+        judge_tflops=0.002,
+        naive_tflops=0.001,
+        fraction=0.5,
+        naive_fraction=0.25,
+        target_fraction=1.5,
+    )
     report["targets"] = bench.targets(report)
     text = bench.render(report)
     assert "| judge | studio" in text and "equal results: yes" in text
@@ -82,20 +126,29 @@ def test_spa_table_verdict_gives_the_gap_and_its_standard_error():
 
     def outs(golds, labels):
         return [spa_table.Outcome(gold=g, win=0.5, labels=labels) for g in golds]
-    rows = {"SPA": outs([0.60, 0.62, 0.64], 64), spa_table.OFFLINE_100_TUNED: outs([0.61, 0.62, 0.66], 2004),
-            spa_table.ON_POLICY_100: outs([0.50, 0.52, 0.54], 1800),
-            spa_table.ON_POLICY_100_TUNED: outs([0.55, 0.57], 1800)}
+
+    rows = {
+        "SPA": outs([0.60, 0.62, 0.64], 64),
+        spa_table.OFFLINE_100_TUNED: outs([0.61, 0.62, 0.66], 2004),
+        spa_table.ON_POLICY_100: outs([0.50, 0.52, 0.54], 1800),
+        spa_table.ON_POLICY_100_TUNED: outs([0.55, 0.57], 1800),
+    }
     text = spa_table.verdict(rows, "SPA")
     assert text.startswith("SPA (64 labels): ")
     # Δ = 0.62 − 0.63; sample variances 0.0004 and 0.0007: √(0.0004/3 + 0.0007/3) = 0.0191. Seed by seed the
     # differences are −0.01, 0, −0.02 (none above): standard deviation 0.01, so 0.01/√3 = 0.0058.
-    assert (f'NOT reached against "{spa_table.OFFLINE_100_TUNED}" (0.620 vs 0.630: Δ -0.010, standard error 0.019; '
-            f'paired by seed: 0/3 seeds above, standard error 0.006)') in text
-    assert (f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016; '
-            f'paired by seed: 3/3 seeds above, standard error 0.000)') in text
+    assert (
+        f'NOT reached against "{spa_table.OFFLINE_100_TUNED}" (0.620 vs 0.630: Δ -0.010, standard error 0.019; '
+        f"paired by seed: 0/3 seeds above, standard error 0.006)"
+    ) in text
+    assert (
+        f'reached against "{spa_table.ON_POLICY_100}" (0.620 vs 0.520: Δ +0.100, standard error 0.016; '
+        f"paired by seed: 3/3 seeds above, standard error 0.000)"
+    ) in text
     # different seed counts cannot pair: √(0.0004/3 + 0.0002/2) = 0.0153
-    assert (f'reached against "{spa_table.ON_POLICY_100_TUNED}" '
-            f'(0.620 vs 0.560: Δ +0.060, standard error 0.015)') in text
+    assert (
+        f'reached against "{spa_table.ON_POLICY_100_TUNED}" (0.620 vs 0.560: Δ +0.060, standard error 0.015)'
+    ) in text
     assert spa_table.OFFLINE_100 not in text  # rows that did not run get no verdict
 
 
@@ -104,6 +157,7 @@ def test_spa_table_labels_column_gives_a_range_when_seeds_differ():
 
     def outs(*labels):
         return [spa_table.Outcome(gold=0.5, win=0.5, labels=n) for n in labels]
+
     assert spa_table.labels_used(outs(64, 64, 64)) == "64"
     assert spa_table.labels_used(outs(1825, 1789, 1816)) == "1789/1816/1825"
     assert spa_table.labels_used(outs(1821, 1789, 1833, 1810)) == "1789–1833"
@@ -121,8 +175,9 @@ def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch,
     monkeypatch.setattr("sys.argv", ["spa_table.py", "--seeds", "2", "--only", "SPA, judge without reference"])
     rows = {spa_table.SPA_NO_REF_BEST: [spa_table.Outcome(gold=0.6, win=0.5, labels=64)] * 2}
     base = load_config(ROOT / "configs" / "demo.yaml")
-    text = spa_table.render(rows, argparse.Namespace(split="eval", seeds=2), base, 60.0,
-                            "SFT weights sha256 0123456789ab, SFT gold 0.522")
+    text = spa_table.render(
+        rows, argparse.Namespace(split="eval", seeds=2), base, 60.0, "SFT weights sha256 0123456789ab, SFT gold 0.522"
+    )
     first = text.splitlines()[0]
     assert first.startswith("Demo world (SFT weights sha256 0123456789ab, SFT gold 0.522), eval prompts, seeds [0, 1]")
     assert "`python benchmarks/spa_table.py --seeds 2 --only 'SPA, judge without reference'`, 1.0 min." in first
@@ -131,10 +186,18 @@ def test_spa_table_header_names_the_world_and_a_command_that_pastes(monkeypatch,
 
 def test_stage_times_pairs_each_stage_start_with_its_end():
     stage_times = load("stage_times")
-    events = [{"at": f"2026-12-03T16:{m:02d}:{s:02d}+00:00", "message": msg} for m, s, msg in (
-        (0, 0, "[round 0 seed] started"), (1, 0, "[round 0 seed] 1/15, ETA 20s"), (5, 30, "[round 0 seed] done"),
-        (5, 30, "[round 1 generate] started"), (6, 0, "[round 1 generate] stopped"),  # no done: not counted
-        (7, 0, "[round 1 generate] started"), (10, 15, "[round 1 generate] done"))]
+    events = [
+        {"at": f"2026-12-03T16:{m:02d}:{s:02d}+00:00", "message": msg}
+        for m, s, msg in (
+            (0, 0, "[round 0 seed] started"),
+            (1, 0, "[round 0 seed] 1/15, ETA 20s"),
+            (5, 30, "[round 0 seed] done"),
+            (5, 30, "[round 1 generate] started"),
+            (6, 0, "[round 1 generate] stopped"),  # no done: not counted
+            (7, 0, "[round 1 generate] started"),
+            (10, 15, "[round 1 generate] done"),
+        )
+    ]
     assert stage_times.stage_minutes(events) == [(0, "seed", 5.5), (1, "generate", 3.25)]
 
 
@@ -187,15 +250,37 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     store = Store(tmp_path / "t.db")
     project = store.ensure_project("p")
     job = store.enqueue(Job(project_id=project.id, kind="run"))
-    store.add_examples(project.id, [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}])
-                                    for i in range(3)])
+    store.add_examples(
+        project.id, [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}]) for i in range(3)]
+    )
     ids = [e.id for e in store.examples(project.id, "pool")]
-    store.add_pairs([Pair(job_id=job, round=1, prompt=[{"role": "user", "content": f"q{i}"}], response_a="x",
-                          response_b="y", example_id=ids[i], project_id=project.id, gold_a=ga, gold_b=gb)
-                     for i, (ga, gb) in enumerate([(1.0, 0.5), (0.5, 0.5), (0.0, 1.0)])])
-    store.add_metrics([Metric(job_id=job, name=n, round=r, value=v) for n, r, v in (
-        ("text/eval/init/prompt_strict", 0, 0.208), ("text/eval/prompt_strict", 0, 0.208),
-        ("text/eval/prompt_strict", 1, 0.292), ("text/eval2/init/instruction_loose", 0, 0.341))])
+    store.add_pairs(
+        [
+            Pair(
+                job_id=job,
+                round=1,
+                prompt=[{"role": "user", "content": f"q{i}"}],
+                response_a="x",
+                response_b="y",
+                example_id=ids[i],
+                project_id=project.id,
+                gold_a=ga,
+                gold_b=gb,
+            )
+            for i, (ga, gb) in enumerate([(1.0, 0.5), (0.5, 0.5), (0.0, 1.0)])
+        ]
+    )
+    store.add_metrics(
+        [
+            Metric(job_id=job, name=n, round=r, value=v)
+            for n, r, v in (
+                ("text/eval/init/prompt_strict", 0, 0.208),
+                ("text/eval/prompt_strict", 0, 0.208),
+                ("text/eval/prompt_strict", 1, 0.292),
+                ("text/eval2/init/instruction_loose", 0, 0.341),
+            )
+        ]
+    )
     run = InlineRun(store, job, project.id)
     start, trained = text_table.row_results("anchor", "anchor", run, anchor, 60.0)
     assert start.eval == {"prompt_strict": 0.208, "win_rate_vs_init": 0.5}
@@ -241,12 +326,35 @@ def test_human_corrections_label_the_first_pairs_of_each_review_order_by_gold(tm
     project = store.ensure_project("p")
     job = store.enqueue(Job(project_id=project.id, kind="run"))
     # (confidence, judge's label, the no-reference judge's label via logp π_{i-1}, gold a, gold b)
-    spec = [(0.55, "a", "a", 1.0, 0.0), (0.51, "a", "b", 0.0, 1.0), (0.90, "b", "a", 1.0, 0.5),
-            (0.60, "a", "a", 0.5, 0.5), (0.52, "b", "b", 0.0, 1.0), (0.95, "a", "a", 0.0, 0.5)]
-    store.add_pairs([Pair(job_id=job, round=1, prompt=[{"role": "user", "content": f"q{i}"}], response_a="x",
-                          response_b="y", project_id=project.id, confidence=c, judge_label=j, label=j,
-                          label_source="self", logp_policy_a=-1.0 if n == "a" else -2.0, logp_policy_b=-1.5,
-                          gold_a=ga, gold_b=gb) for i, (c, j, n, ga, gb) in enumerate(spec)])
+    spec = [
+        (0.55, "a", "a", 1.0, 0.0),
+        (0.51, "a", "b", 0.0, 1.0),
+        (0.90, "b", "a", 1.0, 0.5),
+        (0.60, "a", "a", 0.5, 0.5),
+        (0.52, "b", "b", 0.0, 1.0),
+        (0.95, "a", "a", 0.0, 0.5),
+    ]
+    store.add_pairs(
+        [
+            Pair(
+                job_id=job,
+                round=1,
+                prompt=[{"role": "user", "content": f"q{i}"}],
+                response_a="x",
+                response_b="y",
+                project_id=project.id,
+                confidence=c,
+                judge_label=j,
+                label=j,
+                label_source="self",
+                logp_policy_a=-1.0 if n == "a" else -2.0,
+                logp_policy_b=-1.5,
+                gold_a=ga,
+                gold_b=gb,
+            )
+            for i, (c, j, n, ga, gb) in enumerate(spec)
+        ]
+    )
     ids = [p.id for p in store.pairs(job, 1)]
     cfg = load_config(ROOT / "configs" / "text_demo.yaml")
 
@@ -261,8 +369,11 @@ def test_human_corrections_label_the_first_pairs_of_each_review_order_by_gold(tm
     assert humans("disagree") == {1: "b", 2: "a", 4: "b"}  # judges disagree on 1 and 2, then least confident
     assert humans("confident") == {5: "b", 2: "a", 0: "a"}
     picked = humans("random")
-    assert len(picked) == 3 and 3 not in picked and all(picked[i] == ("a" if spec[i][3] > spec[i][4] else "b")
-                                                        for i in picked)
+    assert (
+        len(picked) == 3
+        and 3 not in picked
+        and all(picked[i] == ("a" if spec[i][3] > spec[i][4] else "b") for i in picked)
+    )
     assert humans("uncertain", stage="train") == {}  # only after a judge stage
     with pytest.raises(ValueError, match="confidence"):  # the old name, before a run starts rather than inside it
         human_corrections(3, "confidence", seed=7)

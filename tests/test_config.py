@@ -1,4 +1,5 @@
 """Run configuration: defaults from DESIGN.md §1, and errors that name the file, line and key."""
+
 from pathlib import Path
 
 import pytest
@@ -31,28 +32,46 @@ def test_train_settings_come_from_the_config_alone():
     """The trainer's arguments are read from the run configuration in one place: round 0 is the seed round."""
     from engine.method.trainer import TrainSettings
 
-    cfg = parse_config("model: m\nlearning_rate: 1.0e-4\nround_learning_rate: 2.0e-5\nepochs: 12\n"
-                       "round_epochs: 2\nbatch_size: 16\nseed: 7\nlr_scheduler: linear\nwarmup_ratio: 0.2\n"
-                       "train:\n  micro_batch_size: 4\n  gradient_checkpointing: true\ndtype: float32\n")
+    cfg = parse_config(
+        "model: m\nlearning_rate: 1.0e-4\nround_learning_rate: 2.0e-5\nepochs: 12\n"
+        "round_epochs: 2\nbatch_size: 16\nseed: 7\nlr_scheduler: linear\nwarmup_ratio: 0.2\n"
+        "train:\n  micro_batch_size: 4\n  gradient_checkpointing: true\ndtype: float32\n"
+    )
     seed, round_2 = TrainSettings.for_round(cfg, 0), TrainSettings.for_round(cfg, 2, processes=2)
     assert (seed.learning_rate, seed.epochs, seed.seed, round_2.learning_rate, round_2.epochs, round_2.seed) == (
-        1e-4, 12, 7, 2e-5, 2, 9)
-    assert (round_2.beta, round_2.batch_size, round_2.micro_batch_size, round_2.lr_scheduler, round_2.warmup_ratio,
-            round_2.gradient_checkpointing, round_2.bf16, round_2.processes) == (0.1, 16, 4, "linear", 0.2, True,
-                                                                                 False, 2)
+        1e-4,
+        12,
+        7,
+        2e-5,
+        2,
+        9,
+    )
+    assert (
+        round_2.beta,
+        round_2.batch_size,
+        round_2.micro_batch_size,
+        round_2.lr_scheduler,
+        round_2.warmup_ratio,
+        round_2.gradient_checkpointing,
+        round_2.bf16,
+        round_2.processes,
+    ) == (0.1, 16, 4, "linear", 0.2, True, False, 2)
 
 
-@pytest.mark.parametrize("text, line, key", [
-    ("model: m\nprompt_pool: p\nbetta: 0.2\n", 3, "betta"),
-    ("model: m\nprompt_pool: p\ngeneration:\n  temperature: hot\n", 4, "generation.temperature"),
-    ("model: m\nprompt_pool: p\nrefine:\n  k_fraction: 1.5\n", 4, "refine.k_fraction"),
-    ("model: m\nprompt_pool: p\njudge:\n  kind: oracle\n", 4, "judge.kind"),
-    ("model: m\nprompt_pool: p\nrounds: two\n", 3, "rounds"),
-    ("model: m\nprompt_pool: p\nlora: yes\n", 3, "lora"),
-    ("prompt_pool: p\n", 1, "model"),
-    ("model: m\nprompt_pool: p\nlearning_rate: 50\n", 3, "learning_rate"),
-    ("model: m\nprompt_pool: p\nepochs: -1\n", 3, "epochs"),
-])
+@pytest.mark.parametrize(
+    "text, line, key",
+    [
+        ("model: m\nprompt_pool: p\nbetta: 0.2\n", 3, "betta"),
+        ("model: m\nprompt_pool: p\ngeneration:\n  temperature: hot\n", 4, "generation.temperature"),
+        ("model: m\nprompt_pool: p\nrefine:\n  k_fraction: 1.5\n", 4, "refine.k_fraction"),
+        ("model: m\nprompt_pool: p\njudge:\n  kind: oracle\n", 4, "judge.kind"),
+        ("model: m\nprompt_pool: p\nrounds: two\n", 3, "rounds"),
+        ("model: m\nprompt_pool: p\nlora: yes\n", 3, "lora"),
+        ("prompt_pool: p\n", 1, "model"),
+        ("model: m\nprompt_pool: p\nlearning_rate: 50\n", 3, "learning_rate"),
+        ("model: m\nprompt_pool: p\nepochs: -1\n", 3, "epochs"),
+    ],
+)
 def test_errors_name_line_and_key(text, line, key):
     with pytest.raises(ConfigError) as e:
         parse_config(text, "run.yaml")
@@ -101,8 +120,20 @@ def test_presets_paper_and_authors_code_differ_only_where_the_authors_code_does(
     differ = {k for k in a if a[k] != b[k]} | {f"refine.{k}" for k in a["refine"] if a["refine"][k] != b["refine"][k]}
     assert differ == {"project", "rounds", "prompts_per_round", "refine", "refine.lambdas"}
     defaults = parse_config(f"model: {paper.model}\nprompt_pool: p\nlora:\n  enabled: false\n")
-    for key in ("beta", "epochs", "round_epochs", "batch_size", "learning_rate", "lr_scheduler", "warmup_ratio",
-                "rounds", "prompts_per_round", "generation", "refine", "judge"):
+    for key in (
+        "beta",
+        "epochs",
+        "round_epochs",
+        "batch_size",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "rounds",
+        "prompts_per_round",
+        "generation",
+        "refine",
+        "judge",
+    ):
         assert getattr(paper, key) == getattr(defaults, key), key
 
 
@@ -122,11 +153,13 @@ def test_set_overrides_go_through_the_same_validation_and_name_the_key():
     cfg = parse_config(text, "c.yaml", ["judge.kind=gold", "refine.k_fraction=0.25", "rounds=2", "refine.lambdas=[0]"])
     assert (cfg.judge.kind, cfg.refine.k_fraction, cfg.refine.alpha, cfg.rounds) == ("gold", 0.25, 0.2, 2)
     assert cfg.lam_for_round(1) == 0.0
-    for item, message in [("refine.k_fraction=1.5", "key 'refine.k_fraction' must be in [0, 1)"),
-                          ("judge.kind=oracle", "key 'judge.kind' must be one of"),
-                          ("refine.k_fractoin=0.2", "unknown key 'refine.k_fractoin' (did you mean 'refine.k_fraction'"),
-                          ("beta", "expected key.path=value"),
-                          ("model.name=x", "key 'model' is not a mapping")]:
+    for item, message in [
+        ("refine.k_fraction=1.5", "key 'refine.k_fraction' must be in [0, 1)"),
+        ("judge.kind=oracle", "key 'judge.kind' must be one of"),
+        ("refine.k_fractoin=0.2", "unknown key 'refine.k_fractoin' (did you mean 'refine.k_fraction'"),
+        ("beta", "expected key.path=value"),
+        ("model.name=x", "key 'model' is not a mapping"),
+    ]:
         with pytest.raises(ConfigError) as caught:
             parse_config(text, "c.yaml", [item])
         assert str(caught.value).startswith(f"--set {item}") and message in str(caught.value), str(caught.value)

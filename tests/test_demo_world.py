@@ -1,5 +1,6 @@
 """The demo world: the gold reward on hand-checked answers, and a mini build that must be deterministic,
 cached, atomic and loadable through the ordinary Hugging Face code paths."""
+
 from __future__ import annotations
 
 import copy
@@ -11,10 +12,25 @@ import statistics
 import pytest
 
 from engine.worlds.demo_task import (
-    DOMAINS, HEDGE_FACTOR, HEDGES, PARTIAL_CAP, parse_prompt, random_problem, split_hedge, teacher_answer, teacher_mistake,
+    DOMAINS,
+    HEDGE_FACTOR,
+    HEDGES,
+    PARTIAL_CAP,
+    parse_prompt,
+    random_problem,
+    split_hedge,
+    teacher_answer,
+    teacher_mistake,
 )
 from engine.worlds.demo_world import (
-    VERSION, DemoWorld, WorldSize, build_demo_world, default_demo_dir, gold_reward, gold_score_messages, load_jsonl,
+    VERSION,
+    DemoWorld,
+    WorldSize,
+    build_demo_world,
+    default_demo_dir,
+    gold_reward,
+    gold_score_messages,
+    load_jsonl,
 )
 
 MINI = WorldSize.mini()
@@ -26,23 +42,33 @@ def quiet(stage: str, done: int, total: int) -> None:
 
 # --- gold reward -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("prompt, answer", [
-    ("sort: 7 2 9 4", "2 4 7 9"), ("reverse: abcde", "edcba"), ("next: 479", "480"), ("max: 3 9 2 7", "9"),
-])
+
+@pytest.mark.parametrize(
+    "prompt, answer",
+    [
+        ("sort: 7 2 9 4", "2 4 7 9"),
+        ("reverse: abcde", "edcba"),
+        ("next: 479", "480"),
+        ("max: 3 9 2 7", "9"),
+    ],
+)
 def test_exact_answer_scores_one(prompt, answer):
     assert gold_reward(prompt, answer) == 1.0
     assert gold_reward(prompt, f"  {answer}\n") == 1.0
 
 
-@pytest.mark.parametrize("prompt, right, wrong", [
-    ("sort: 7 2 9 4", "2 4 7 9", "2 7 4 9"),  # swapped items
-    ("sort: 7 2 9 4", "2 4 7 9", "2 4 7 8"),  # wrong item
-    ("reverse: abcde", "edcba", "edbca"),  # swapped letters
-    ("reverse: abcde", "edcba", "edcbb"),  # wrong letter
-    ("next: 479", "480", "470"),  # forgot the carry
-    ("next: 479", "480", "479"),  # forgot to add
-    ("max: 3 9 2 7", "9", "7"),  # second largest
-])
+@pytest.mark.parametrize(
+    "prompt, right, wrong",
+    [
+        ("sort: 7 2 9 4", "2 4 7 9", "2 7 4 9"),  # swapped items
+        ("sort: 7 2 9 4", "2 4 7 9", "2 4 7 8"),  # wrong item
+        ("reverse: abcde", "edcba", "edbca"),  # swapped letters
+        ("reverse: abcde", "edcba", "edcbb"),  # wrong letter
+        ("next: 479", "480", "470"),  # forgot the carry
+        ("next: 479", "480", "479"),  # forgot to add
+        ("max: 3 9 2 7", "9", "7"),  # second largest
+    ],
+)
 def test_same_length_mistakes_score_below_the_answer(prompt, right, wrong):
     assert len(wrong) == len(right)
     assert 0.0 < gold_reward(prompt, wrong) <= PARTIAL_CAP < gold_reward(prompt, right)
@@ -69,8 +95,12 @@ def test_garbage_scores_about_zero(prompt, garbage):
 def test_gold_reward_rejects_foreign_prompts_and_reads_the_last_user_turn():
     with pytest.raises(ValueError, match="not a demo-world prompt"):
         gold_reward("Write a poem about the sea.", "The sea.")
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "max: 1 2"},
-                {"role": "assistant", "content": "2"}, {"role": "user", "content": "max: 5 3"}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "max: 1 2"},
+        {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "max: 5 3"},
+    ]
     assert gold_score_messages(messages, "5") == 1.0
     assert gold_score_messages(messages, "2") < 1.0
 
@@ -86,7 +116,9 @@ def test_teacher_mistakes_are_wrong_varied_and_often_the_same_length():
             assert wrong != p.answer and gold_reward(p.prompt, wrong) < 1.0
             same_length += len(wrong) == len(p.answer)
         assert same_length >= 100, domain
-    answers = [split_hedge(teacher_answer(p, rng, 0.5)) + (p.answer,) for p in (random_problem(rng) for _ in range(4000))]
+    answers = [
+        split_hedge(teacher_answer(p, rng, 0.5)) + (p.answer,) for p in (random_problem(rng) for _ in range(4000))
+    ]
     assert 0.45 < statistics.mean(text == answer for _, text, answer in answers) < 0.55
     assert 0.45 < statistics.mean(hedged for hedged, _, _ in answers) < 0.55
 
@@ -99,6 +131,7 @@ def test_a_hedged_answer_scores_below_the_plain_one(prompt, answer):
 
 
 # --- the built world ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory) -> DemoWorld:
@@ -148,15 +181,20 @@ def test_pairs_are_gold_ordered_and_prompts_disjoint(mini_world):
     manifest = mini_world.manifest
     assert manifest["version"] == VERSION and manifest["seed"] == 0
     prompts = {}
-    for name, path in [("seed", mini_world.seed_file), ("validation", mini_world.validation_file),
-                       ("eval", mini_world.eval_file)]:
+    for name, path in [
+        ("seed", mini_world.seed_file),
+        ("validation", mini_world.validation_file),
+        ("eval", mini_world.eval_file),
+    ]:
         rows = load_jsonl(path)
         assert len(rows) == manifest["counts"][name]
         for row in rows:
             assert set(row) == {"prompt", "chosen", "rejected"}
             assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
             prompt = row["prompt"][0]["content"]
-            assert gold_reward(prompt, row["chosen"][0]["content"]) > gold_reward(prompt, row["rejected"][0]["content"])
+            assert gold_reward(prompt, row["chosen"][0]["content"]) > gold_reward(
+                prompt, row["rejected"][0]["content"]
+            )
         prompts[name] = [r["prompt"][0]["content"] for r in rows]
     pool = load_jsonl(mini_world.pool_file)
     assert all(set(r) == {"prompt"} for r in pool)
@@ -168,11 +206,12 @@ def test_pairs_are_gold_ordered_and_prompts_disjoint(mini_world):
 
 def test_fully_labelled_pairs_extend_the_seed_to_the_whole_pool_the_same_way(tmp_path):
     from engine.worlds.demo_world import fully_labelled_pairs
+
     world = build_demo_world(tmp_path / "world", seed=0, progress=quiet, size=MINI)
     path = fully_labelled_pairs(world)
     rows, seeds, pool = load_jsonl(path), load_jsonl(world.seed_file), load_jsonl(world.pool_file)
-    assert rows[:len(seeds)] == seeds and len(rows) == len(seeds) + len(pool)
-    assert [r["prompt"] for r in rows[len(seeds):]] == [r["prompt"] for r in pool]
+    assert rows[: len(seeds)] == seeds and len(rows) == len(seeds) + len(pool)
+    assert [r["prompt"] for r in rows[len(seeds) :]] == [r["prompt"] for r in pool]
     for row in rows:
         prompt = row["prompt"][0]["content"]
         assert gold_reward(prompt, row["chosen"][0]["content"]) > gold_reward(prompt, row["rejected"][0]["content"])
@@ -225,6 +264,7 @@ def test_default_dir(monkeypatch, tmp_path):
 
 # --- the real world (minutes: run with SPA_SLOW_TESTS=1) ---------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SPA_SLOW_TESTS"), reason="builds the full demo world; set SPA_SLOW_TESTS=1")
 def test_dpo_on_the_seed_pairs_raises_held_out_gold(tmp_path):
@@ -248,10 +288,27 @@ def test_dpo_on_the_seed_pairs_raises_held_out_gold(tmp_path):
 
     before = held_out_gold(sft)
     policy = copy.deepcopy(sft)
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), beta=0.1, learning_rate=2e-4, num_train_epochs=3,
-                     per_device_train_batch_size=8, lr_scheduler_type="cosine", warmup_steps=0.1, save_strategy="no",
-                     report_to="none", use_cpu=True, max_length=128, seed=0, disable_tqdm=True)
-    DPOTrainer(model=policy, ref_model=copy.deepcopy(sft), args=args, processing_class=tok,
-               train_dataset=Dataset.from_list(load_jsonl(world.seed_file))).train()
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        beta=0.1,
+        learning_rate=2e-4,
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        max_length=128,
+        seed=0,
+        disable_tqdm=True,
+    )
+    DPOTrainer(
+        model=policy,
+        ref_model=copy.deepcopy(sft),
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list(load_jsonl(world.seed_file)),
+    ).train()
     after = held_out_gold(policy)
     assert before < 0.9 and after > before + 0.01, (before, after)

@@ -1,4 +1,5 @@
 """Multi-GPU training command lines, the shipped accelerate configs, and data-parallel scoring shards."""
+
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,13 @@ import yaml
 from accelerate.commands.launch import launch_command_parser
 
 from engine.config import RunConfig, TrainConfig
-from engine.runtime.distributed import (ACCELERATE_DIR, accelerate_config, shard_indices, stage_launch_command,
-                                        strategy_name)
+from engine.runtime.distributed import (
+    ACCELERATE_DIR,
+    accelerate_config,
+    shard_indices,
+    stage_launch_command,
+    strategy_name,
+)
 
 STAGE_ARGS = ["--db", "runs.db", "--job", "7", "--round", "2", "--stage", "train"]
 DISTRIBUTED_TYPE = {"ddp": "MULTI_GPU", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
@@ -24,13 +30,25 @@ def test_one_gpu_runs_the_stage_as_a_plain_process():
     assert argv == [sys.executable, "-m", "engine.runtime.stage_process", *STAGE_ARGS]
 
 
-@pytest.mark.parametrize("strategy, config_name", [("ddp", "ddp"), ("auto", "ddp"),
-                                                    ("deepspeed_zero3", "deepspeed_zero3"), ("fsdp", "fsdp")])
+@pytest.mark.parametrize(
+    "strategy, config_name",
+    [("ddp", "ddp"), ("auto", "ddp"), ("deepspeed_zero3", "deepspeed_zero3"), ("fsdp", "fsdp")],
+)
 def test_several_gpus_go_through_accelerate_launch(strategy, config_name):
     argv = stage_launch_command(cfg(4, strategy), STAGE_ARGS)
     config = str(ACCELERATE_DIR / f"{config_name}.yaml")
-    assert argv == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "4",
-                    "--config_file", config, "-m", "engine.runtime.stage_process", *STAGE_ARGS]
+    assert argv == [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "4",
+        "--config_file",
+        config,
+        "-m",
+        "engine.runtime.stage_process",
+        *STAGE_ARGS,
+    ]
     parsed = launch_command_parser().parse_args(argv[3:])  # what `accelerate launch` itself will read
     assert parsed.num_processes == 4 and parsed.config_file == config and parsed.module
     assert parsed.training_script == "engine.runtime.stage_process" and parsed.training_script_args == STAGE_ARGS
@@ -48,6 +66,7 @@ def test_shipped_accelerate_configs_parse_and_name_their_strategy(strategy):
     if strategy == "fsdp":
         assert data["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     from accelerate.commands.config.config_args import ClusterConfig
+
     assert ClusterConfig.from_yaml_file(str(path)).distributed_type.value == DISTRIBUTED_TYPE[strategy]
 
 
@@ -75,16 +94,22 @@ def test_shard_indices_cover_every_index_exactly_once():
 def test_the_command_the_ui_shows_is_the_built_one_made_readable():
     from app.actions import train_command
     from engine.runtime.distributed import shown_train_command
+
     shown = shown_train_command(cfg(4, "deepspeed_zero3"), "spa studio.db", job=7, round=2)
-    assert shown == ("python -m accelerate.commands.launch --num_processes 4 --config_file "
-                     "configs/accelerate/deepspeed_zero3.yaml -m engine.runtime.stage_process --db 'spa studio.db' "
-                     "--job 7 --round 2 --stage train")
-    assert shown_train_command(cfg(1), "x.db") == ("python -m engine.runtime.stage_process --db x.db --job JOB "
-                                                   "--round ROUND --stage train")
+    assert shown == (
+        "python -m accelerate.commands.launch --num_processes 4 --config_file "
+        "configs/accelerate/deepspeed_zero3.yaml -m engine.runtime.stage_process --db 'spa studio.db' "
+        "--job 7 --round 2 --stage train"
+    )
+    assert shown_train_command(cfg(1), "x.db") == (
+        "python -m engine.runtime.stage_process --db x.db --job JOB --round ROUND --stage train"
+    )
     text = "model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n  strategy: fsdp\n"
-    assert train_command("x.db", text) == ("python -m accelerate.commands.launch --num_processes 2 --config_file "
-                                           "configs/accelerate/fsdp.yaml -m engine.runtime.stage_process --db x.db "
-                                           "--job JOB --round ROUND --stage train")
+    assert train_command("x.db", text) == (
+        "python -m accelerate.commands.launch --num_processes 2 --config_file "
+        "configs/accelerate/fsdp.yaml -m engine.runtime.stage_process --db x.db "
+        "--job JOB --round ROUND --stage train"
+    )
     assert train_command("x.db", "model: m\nrounds: 0\ntrain:\n  num_gpus: 0\n") == ""  # not a command
     assert train_command("x.db", "model: [") == ""  # does not parse
 
@@ -98,6 +123,7 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
         stage_launch_command(cfg(2), STAGE_ARGS, stage="generate")
     from engine.runtime.jobs import launch_command
     from storage import Job
+
     job = Job(project_id=1, kind="run", config_yaml="model: m\nrounds: 0\ntrain:\n  num_gpus: 2\n")
     assert launch_command(job, "generate", STAGE_ARGS) is None  # vLLM shards generation itself
     assert launch_command(job, "judge", STAGE_ARGS)[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
@@ -106,6 +132,7 @@ def test_judging_on_several_gpus_is_plain_data_parallel_and_other_stages_stay_si
 def test_the_effective_batch_is_shared_by_every_data_parallel_rank(tmp_path):
     from engine.config import RunConfig, TrainConfig
     from engine.method.trainer import TrainSettings, dpo_config
+
     cfg = RunConfig(model="m", batch_size=32, train=TrainConfig(micro_batch_size=8))
     one = dpo_config(TrainSettings.for_round(cfg, 1), 100, str(tmp_path))
     four = dpo_config(TrainSettings.for_round(cfg, 1, processes=4), 100, str(tmp_path))

@@ -1,5 +1,6 @@
 """README and docs/ stay a front door a newcomer can read: README short, both 119 columns wide, every relative link
 (and its #anchor) leading to a file that exists, every script they name present, every results table indexed."""
+
 from __future__ import annotations
 
 import re

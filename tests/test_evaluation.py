@@ -1,4 +1,5 @@
 """engine.method.evaluation.round_pair_stats: what a round's judge did, pinned to hand-counted pairs."""
+
 import pytest
 
 from engine.method.evaluation import round_pair_stats
@@ -6,17 +7,35 @@ from storage import Pair
 
 
 def pair(label, init_a, init_b, gold_a=None, gold_b=None, noisy=None, conf=0.6):
-    return Pair(job_id=1, round=1, prompt=[{"role": "user", "content": "q"}], response_a="a", response_b="b",
-                judge_label=label, label=label, logp_init_a=init_a, logp_init_b=init_b, gold_a=gold_a,
-                gold_b=gold_b, noisy=noisy, confidence=conf)
+    return Pair(
+        job_id=1,
+        round=1,
+        prompt=[{"role": "user", "content": "q"}],
+        response_a="a",
+        response_b="b",
+        judge_label=label,
+        label=label,
+        logp_init_a=init_a,
+        logp_init_b=init_b,
+        gold_a=gold_a,
+        gold_b=gold_b,
+        noisy=noisy,
+        confidence=conf,
+    )
 
 
 def test_counts_match_a_hand_worked_round():
     pairs = [
-        pair("a", -5.0, -2.0, gold_a=0.2, gold_b=0.9, noisy=True, conf=0.5),   # chose less likely; gold: more likely; wrong
-        pair("b", -1.0, -4.0, gold_a=1.0, gold_b=0.3, noisy=False, conf=0.7),  # chose less likely; gold: more likely; wrong
+        pair(
+            "a", -5.0, -2.0, gold_a=0.2, gold_b=0.9, noisy=True, conf=0.5
+        ),  # chose less likely; gold: more likely; wrong
+        pair(
+            "b", -1.0, -4.0, gold_a=1.0, gold_b=0.3, noisy=False, conf=0.7
+        ),  # chose less likely; gold: more likely; wrong
         pair("a", -1.0, -3.0, gold_a=0.6, gold_b=0.4, noisy=False, conf=0.9),  # chose more likely; right
-        pair("b", -2.0, -2.0, gold_a=0.1, gold_b=0.8, noisy=False, conf=0.8),  # π_init ties: left out of both likelihood shares
+        pair(
+            "b", -2.0, -2.0, gold_a=0.1, gold_b=0.8, noisy=False, conf=0.8
+        ),  # π_init ties: left out of both likelihood shares
         pair("a", -3.0, -1.0, gold_a=0.5, gold_b=0.5, noisy=False, conf=0.6),  # chose less likely; gold ties
     ]
     stats = round_pair_stats(pairs)
@@ -44,6 +63,7 @@ def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
     from engine.worlds.toy_model import char_tokenizer, random_llama
     from storage import Example
     from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp
+
     tok = char_tokenizer()
     policy = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=1).eval()
     init = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=2).eval()
@@ -51,6 +71,7 @@ def test_judge_accuracy_is_the_share_the_configured_judge_gets_right(reference):
 
     def reward(p, y):
         return 0.1 * (direct_logp(policy, tok, p, y) - (direct_logp(init, tok, p, y) if reference == "init" else 0))
+
     margins = [reward(e.prompt, e.chosen) - reward(e.prompt, e.rejected) for e in pairs]
     got = judge_accuracy(Policy(policy, tok, init_model=init), pairs, beta=0.1, batch_size=2, reference=reference)
     assert got["eval/judge_accuracy"] == pytest.approx(sum(m > 0 for m in margins) / len(margins))
@@ -68,20 +89,34 @@ def test_each_eval_answer_carries_the_rounds_judge_score_and_the_studio_shows_it
     from engine.method.models import Policy
     from engine.worlds.toy_model import char_tokenizer, random_llama
     from tests.test_judges import ANSWERS_A, ANSWERS_B, PROMPTS, direct_logp
+
     tok = char_tokenizer()
     policy = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=1).eval()
     init = random_llama(len(tok), hidden=32, layers=2, heads=2, seed=2).eval()
 
     def reward(p, y):
         return 0.1 * (direct_logp(policy, tok, p, y) - (direct_logp(init, tok, p, y) if reference == "init" else 0))
+
     own, base = [reward(p, y) for p, y in zip(PROMPTS, ANSWERS_A)], [reward(p, y) for p, y in zip(PROMPTS, ANSWERS_B)]
-    got = answer_rewards(Policy(policy, tok, init_model=init), PROMPTS * 2, ANSWERS_A + ANSWERS_B, beta=0.1,
-                         batch_size=2, reference=reference)
+    got = answer_rewards(
+        Policy(policy, tok, init_model=init),
+        PROMPTS * 2,
+        ANSWERS_A + ANSWERS_B,
+        beta=0.1,
+        batch_size=2,
+        reference=reference,
+    )
     assert got == pytest.approx(own + base, abs=1e-5)
 
     path = tmp_path / "eval_answers_round_1.json"
-    save_answers(path, PROMPTS, ANSWERS_A, ANSWERS_B, lambda p, y: len(y) / 10,
-                 AnswerScores(judge=got[:3], init_judge=got[3:], beta=0.1, reference=reference))
+    save_answers(
+        path,
+        PROMPTS,
+        ANSWERS_A,
+        ANSWERS_B,
+        lambda p, y: len(y) / 10,
+        AnswerScores(judge=got[:3], init_judge=got[3:], beta=0.1, reference=reference),
+    )
     record = json.loads(path.read_text())
     frame, summary = compare_answers([(1, record)])
     cell = frame["round 1"][0]
@@ -89,8 +124,10 @@ def test_each_eval_answer_carries_the_rounds_judge_score_and_the_studio_shows_it
     assert f"judge {got[0]:+.3f} vs π_init's answer {got[3]:+.3f}" in cell
     assert "judge" not in frame["π_init"][0] and "gold" in frame["π_init"][0]
     wins = sum(a > b for a, b in zip(own, base))
-    assert f"round 1 {sum(got[:3]) / 3:+.3f} vs π_init's {sum(got[3:]) / 3:+.3f}, own answer preferred on {wins}/3" \
+    assert (
+        f"round 1 {sum(got[:3]) / 3:+.3f} vs π_init's {sum(got[3:]) / 3:+.3f}, own answer preferred on {wins}/3"
         in summary
+    )
     # answers evaluated before judge scores were recorded: gold only, and the summary says so
     older = {k: v for k, v in record.items() if not k.startswith(("judge", "init_judge"))}
     frame, summary = compare_answers([(1, older)])

@@ -1,6 +1,7 @@
 """Export: the merged model and the adapter load with plain transformers / PEFT and score exactly like the
 studio's policy; the dataset loads with `datasets`, obeys its filters and trains TRL's own DPOTrainer; bad
 destinations are refused without touching anything; a killed export leaves no partial folder."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ from storage import Artifact, Example, Job, Metric, Pair, Store
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
-PROMPTS = [[{"role": "user", "content": "What is 2+2?"}], [{"role": "user", "content": "Name a colour."}],
-           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}]]
+PROMPTS = [
+    [{"role": "user", "content": "What is 2+2?"}],
+    [{"role": "user", "content": "Name a colour."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}],
+]
 RESPONSES = ["4, of course.", "Blue", "hi!"]
 PROVENANCE = ["round", "source", "confidence", "chosen_score", "rejected_score", "noisy"]
 ALL_ROWS = 9  # 3 seed + 4 labelled in round 1 + 2 labelled in round 2 (tie, both_bad and unjudged left out)
@@ -49,8 +53,9 @@ class World:
 def save_adapter(base_dir: Path, target: Path, seed: int) -> None:
     """A LoRA adapter with small random B matrices, so that merging really changes the weights."""
     base = AutoModelForCausalLM.from_pretrained(base_dir)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear",
-                                            task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -61,10 +66,23 @@ def save_adapter(base_dir: Path, target: Path, seed: int) -> None:
 
 
 def pair(job, project, ex, round, label, source, confidence=None, noisy=False, human_response=None):
-    return Pair(job_id=job, project_id=project, example_id=ex, round=round,
-                prompt=[{"role": "user", "content": f"q{ex}"}], response_a=f"a{ex}-{round}", response_b=f"b{ex}-{round}", reward_a=0.5, reward_b=0.1,
-                confidence=confidence, judge_label=label if label in ("a", "b") else None, label=label,
-                label_source=source, noisy=noisy, human_response=human_response)
+    return Pair(
+        job_id=job,
+        project_id=project,
+        example_id=ex,
+        round=round,
+        prompt=[{"role": "user", "content": f"q{ex}"}],
+        response_a=f"a{ex}-{round}",
+        response_b=f"b{ex}-{round}",
+        reward_a=0.5,
+        reward_b=0.1,
+        confidence=confidence,
+        judge_label=label if label in ("a", "b") else None,
+        label=label,
+        label_source=source,
+        noisy=noisy,
+        human_response=human_response,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,48 +91,84 @@ def world(tmp_path_factory, tiny_model_dir) -> World:
     root = tmp_path_factory.mktemp("export_world")
     store = Store(root / "studio.db")
     proj = store.ensure_project("p", model=str(tiny_model_dir))
-    seeds = [Example(role="seed", prompt=[{"role": "user", "content": f"seed {i}?"}], chosen=f"good {i}",
-                     rejected=f"bad {i}") for i in range(3)]
+    seeds = [
+        Example(
+            role="seed", prompt=[{"role": "user", "content": f"seed {i}?"}], chosen=f"good {i}", rejected=f"bad {i}"
+        )
+        for i in range(3)
+    ]
     pool = [Example(role="pool", prompt=[{"role": "user", "content": f"q{i}"}]) for i in range(5)]
     store.add_examples(proj.id, seeds + pool)
     ex = [e.id for e in store.examples(proj.id, "pool")]
     out_dir = root / "run"
-    cfg = RunConfig(model=str(tiny_model_dir), prompt_pool="pool.jsonl", rounds=2, prompts_per_round=[4, 6],
-                    output_dir=str(out_dir), lora=RunLora(r=4, alpha=8))
+    cfg = RunConfig(
+        model=str(tiny_model_dir),
+        prompt_pool="pool.jsonl",
+        rounds=2,
+        prompts_per_round=[4, 6],
+        output_dir=str(out_dir),
+        lora=RunLora(r=4, alpha=8),
+    )
     job = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=cfg.to_yaml()))
     adapters = {}
     for rnd in (0, 1):
         adapters[rnd] = out_dir / f"round_{rnd}" / "adapter"
         save_adapter(tiny_model_dir, adapters[rnd], seed=rnd)
-        store.add_artifact(Artifact(project_id=proj.id, job_id=job, round=rnd, kind="adapter", path=str(adapters[rnd]),
-                                    meta={"base_model": str(tiny_model_dir)}))
+        store.add_artifact(
+            Artifact(
+                project_id=proj.id,
+                job_id=job,
+                round=rnd,
+                kind="adapter",
+                path=str(adapters[rnd]),
+                meta={"base_model": str(tiny_model_dir)},
+            )
+        )
     store.add_artifact(Artifact(project_id=proj.id, job_id=job, round=1, kind="model", path=str(out_dir / "final")))
-    store.add_pairs([
-        pair(job, proj.id, ex[0], 1, "a", "self", 0.9),
-        pair(job, proj.id, ex[1], 1, "b", "self", 0.6, noisy=True),
-        pair(job, proj.id, ex[2], 1, "a", "human", 0.55, human_response="a person's answer"),
-        pair(job, proj.id, ex[3], 1, "tie", "self", 0.7),
-        pair(job, proj.id, ex[4], 1, "b", "gold"),
-        pair(job, proj.id, ex[0], 2, "a", "self", 0.95),
-        pair(job, proj.id, ex[1], 2, "b", "self", 0.52),
-        pair(job, proj.id, ex[2], 2, "both_bad", "human", 0.8),
-        pair(job, proj.id, ex[3], 2, None, None),
-    ])
-    store.add_metrics([Metric(job_id=job, name="eval/judge_accuracy", value=0.61, round=0),
-                       Metric(job_id=job, name="eval/judge_accuracy", value=0.72, round=1),
-                       Metric(job_id=job, name="round/pairs", value=5, round=1),
-                       Metric(job_id=job, name="train/loss", value=0.69, round=1)])
+    store.add_pairs(
+        [
+            pair(job, proj.id, ex[0], 1, "a", "self", 0.9),
+            pair(job, proj.id, ex[1], 1, "b", "self", 0.6, noisy=True),
+            pair(job, proj.id, ex[2], 1, "a", "human", 0.55, human_response="a person's answer"),
+            pair(job, proj.id, ex[3], 1, "tie", "self", 0.7),
+            pair(job, proj.id, ex[4], 1, "b", "gold"),
+            pair(job, proj.id, ex[0], 2, "a", "self", 0.95),
+            pair(job, proj.id, ex[1], 2, "b", "self", 0.52),
+            pair(job, proj.id, ex[2], 2, "both_bad", "human", 0.8),
+            pair(job, proj.id, ex[3], 2, None, None),
+        ]
+    )
+    store.add_metrics(
+        [
+            Metric(job_id=job, name="eval/judge_accuracy", value=0.61, round=0),
+            Metric(job_id=job, name="eval/judge_accuracy", value=0.72, round=1),
+            Metric(job_id=job, name="round/pairs", value=5, round=1),
+            Metric(job_id=job, name="train/loss", value=0.69, round=1),
+        ]
+    )
 
     ft = store.ensure_project("ft", model=str(tiny_model_dir))
-    store.add_examples(ft.id, [Example(role="seed", prompt=PROMPTS[2], chosen="hello there", rejected="no",
-                                       conversational=True),
-                               Example(role="seed", prompt=PROMPTS[0], chosen="4", rejected="5", conversational=True)])
+    store.add_examples(
+        ft.id,
+        [
+            Example(role="seed", prompt=PROMPTS[2], chosen="hello there", rejected="no", conversational=True),
+            Example(role="seed", prompt=PROMPTS[0], chosen="4", rejected="5", conversational=True),
+        ],
+    )
     ft_cfg = RunConfig(model=str(tiny_model_dir), rounds=0, lora=RunLora(enabled=False))
     ft_job = store.enqueue(Job(project_id=ft.id, kind="run", config_yaml=ft_cfg.to_yaml()))
     ft_weights = root / "ft_run" / "round_0" / "model"
     shutil.copytree(tiny_model_dir, ft_weights)
-    store.add_artifact(Artifact(project_id=ft.id, job_id=ft_job, round=0, kind="model", path=str(ft_weights),
-                                meta={"base_model": str(tiny_model_dir)}))
+    store.add_artifact(
+        Artifact(
+            project_id=ft.id,
+            job_id=ft_job,
+            round=0,
+            kind="model",
+            path=str(ft_weights),
+            meta={"base_model": str(tiny_model_dir)},
+        )
+    )
     store.close()
     return World(root / "studio.db", root, Path(tiny_model_dir), job, adapters)
 
@@ -122,8 +176,7 @@ def world(tmp_path_factory, tiny_model_dir) -> World:
 def studio_policy(world: World, round: int):
     """π_round exactly as the studio loads it: the base with the round's adapter on top."""
     base = models.load_base_model(str(world.base), CPU, torch.float32)
-    return models.with_lora(base, RunLora(r=4, alpha=8), adapter_dir=str(world.adapters[round]),
-                            trainable=False)
+    return models.with_lora(base, RunLora(r=4, alpha=8), adapter_dir=str(world.adapters[round]), trainable=False)
 
 
 def logps(model, tokenizer) -> torch.Tensor:
@@ -142,8 +195,14 @@ def rows_of(path: Path) -> list[dict]:
 
 def test_merged_model_scores_like_the_studio_policy(world, tmp_path):
     out = export(world.db, ExportRequest(project="p", what="model", out=str(tmp_path / "merged")))
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja",
-            "README.md"} <= {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "README.md",
+    } <= {p.name for p in out.iterdir()}
     assert not any(p.suffix in (".bin", ".pt") for p in out.iterdir())
     merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -161,16 +220,26 @@ def test_merged_model_scores_like_the_studio_policy(world, tmp_path):
     assert str(world.base) not in (out / "README.md").read_text(encoding="utf-8")
     assert card["tags"] == ["spa", "dpo", "trl"]
     text = (out / "README.md").read_text(encoding="utf-8")
-    for needle in ("| beta | 0.1 |", "| learning rate | 5e-05 |", "| prompts per round | 4, 6 |",
-                   "round 1: 0.5, round 2: 0.25", "| seed | 3 |", "| human | 1 |", "| self | 2 |", "| gold | 1 |",
-                   "| eval/judge_accuracy | 0.61 | 0.72 |", "round/pairs"):
+    for needle in (
+        "| beta | 0.1 |",
+        "| learning rate | 5e-05 |",
+        "| prompts per round | 4, 6 |",
+        "round 1: 0.5, round 2: 0.25",
+        "| seed | 3 |",
+        "| human | 1 |",
+        "| self | 2 |",
+        "| gold | 1 |",
+        "| eval/judge_accuracy | 0.61 | 0.72 |",
+        "round/pairs",
+    ):
         assert needle in text, needle
     assert "train/loss" not in text
 
 
 def test_tiny_shard_size_gives_shards_that_still_load(world, tmp_path):
-    out = export(world.db, ExportRequest(project="p", what="model", out=str(tmp_path / "sharded"),
-                                         max_shard_size="100KB"))
+    out = export(
+        world.db, ExportRequest(project="p", what="model", out=str(tmp_path / "sharded"), max_shard_size="100KB")
+    )
     shards = sorted(out.glob("model-*-of-*.safetensors"))
     assert len(shards) > 1 and (out / "model.safetensors.index.json").is_file()
     assert not (out / "model.safetensors").exists()
@@ -182,10 +251,12 @@ def test_tiny_shard_size_gives_shards_that_still_load(world, tmp_path):
 def test_adapter_loads_with_peft_and_round_picks_the_round(world, tmp_path):
     out = export(world.db, ExportRequest(project="p", what="adapter", out=str(tmp_path / "adapter"), round=0))
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     card = front_matter(out / "README.md")
     assert card["library_name"] == "peft" and card["base_model"] == world.base.name
     from huggingface_hub import ModelCard
+
     assert ModelCard.load(out / "README.md").data.base_model == world.base.name  # valid hub metadata
     assert str(world.base) not in (out / "README.md").read_text(encoding="utf-8")
     assert "# p: SPA round 0" in (out / "README.md").read_text(encoding="utf-8")
@@ -197,8 +268,10 @@ def test_adapter_loads_with_peft_and_round_picks_the_round(world, tmp_path):
 
 def test_exportable_lists_each_round_of_each_run(world):
     listed = exportable(world.db, "p")
-    assert [(m["job_id"], m["round"], m["kind"]) for m in listed] == [(world.lora_job, 0, "adapter"),
-                                                                      (world.lora_job, 1, "adapter")]
+    assert [(m["job_id"], m["round"], m["kind"]) for m in listed] == [
+        (world.lora_job, 0, "adapter"),
+        (world.lora_job, 1, "adapter"),
+    ]
     assert listed[1]["path"] == str(world.adapters[1]) and listed[1]["exports"] == ["model", "adapter"]
     (ft,) = exportable(world.db, "ft")
     assert ft["kind"] == "model" and ft["exports"] == ["model"] and ft["exists"]
@@ -227,15 +300,26 @@ def test_dataset_loads_in_every_format(world, tmp_path, fmt):
 
 def test_dataset_rows_and_filters(world, tmp_path):
     def count(name, **filters):
-        return len(rows_of(export(world.db, ExportRequest(project="p", what="dataset", out=str(tmp_path / name),
-                                                          **filters))))
+        return len(
+            rows_of(export(world.db, ExportRequest(project="p", what="dataset", out=str(tmp_path / name), **filters)))
+        )
 
     rows = rows_of(export(world.db, ExportRequest(project="p", what="dataset", out=str(tmp_path / "all"))))
     seed = [r for r in rows if r["source"] == "seed"]
-    assert len(seed) == 3 and all(r["round"] == 0 and r["confidence"] == 1.0 and r["chosen_score"] is None
-                                  for r in seed)
-    assert seed[0] == {"prompt": "seed 0?", "chosen": "good 0", "rejected": "bad 0", "round": 0, "source": "seed",
-                       "confidence": 1.0, "chosen_score": None, "rejected_score": None, "noisy": False}
+    assert len(seed) == 3 and all(
+        r["round"] == 0 and r["confidence"] == 1.0 and r["chosen_score"] is None for r in seed
+    )
+    assert seed[0] == {
+        "prompt": "seed 0?",
+        "chosen": "good 0",
+        "rejected": "bad 0",
+        "round": 0,
+        "source": "seed",
+        "confidence": 1.0,
+        "chosen_score": None,
+        "rejected_score": None,
+        "noisy": False,
+    }
     human = next(r for r in rows if r["source"] == "human")  # label a, with a person's own answer
     assert human["chosen"] == "a person's answer" and human["rejected"].startswith("b")
     assert (human["chosen_score"], human["rejected_score"], human["confidence"]) == (None, 0.1, 1.0)
@@ -262,8 +346,9 @@ def dpo_one_step(ds, base: Path, tmp_path: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, report_to=[],
-                     use_cpu=True)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, report_to=[], use_cpu=True
+    )
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=ds, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 1 and torch.isfinite(torch.tensor(result.training_loss))
@@ -339,14 +424,20 @@ def test_an_export_root_confines_every_escape_after_resolution(world, tmp_path, 
     root.mkdir()
     outside.mkdir()
     (root / "to_outside").symlink_to(outside)
-    out = {"dotdot": str(root / "a" / ".." / ".." / "outside" / "x"), "absolute": str(outside / "x"),
-           "home": "~/spa_export_escape", "symlink": str(root / "to_outside" / "x"), "root_itself": str(root)}[escape]
+    out = {
+        "dotdot": str(root / "a" / ".." / ".." / "outside" / "x"),
+        "absolute": str(outside / "x"),
+        "home": "~/spa_export_escape",
+        "symlink": str(root / "to_outside" / "x"),
+        "root_itself": str(root),
+    }[escape]
     with pytest.raises(ExportError, match="outside the export folder"):
         export(world.db, ExportRequest(project="p", what="dataset", out=out, root=str(root)))
     assert list(outside.iterdir()) == [] and not (Path.home() / "spa_export_escape").exists()
     assert sorted(p.name for p in root.iterdir()) == ["to_outside"]  # no temp folder either
-    inner = export(world.db, ExportRequest(project="p", what="dataset", out=str(root / "run1" / "data"),
-                                           root=str(root)))
+    inner = export(
+        world.db, ExportRequest(project="p", what="dataset", out=str(root / "run1" / "data"), root=str(root))
+    )
     assert inner == (root / "run1" / "data").resolve() and (inner / "train.jsonl").is_file()
 
 
@@ -384,8 +475,11 @@ export(sys.argv[1], ExportRequest(project="p", what="dataset", out=sys.argv[2]),
 
 def test_killed_export_leaves_no_partial_folder(world, tmp_path):
     out, marker = tmp_path / "out", tmp_path / "writing"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(world.db), str(out), str(marker)], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, str(world.db), str(out), str(marker)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():

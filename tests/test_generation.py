@@ -1,4 +1,5 @@
 """Sampling: N samples per prompt, EOS stops, padding does not change answers, seeds reproduce."""
+
 from __future__ import annotations
 
 import pytest
@@ -98,6 +99,7 @@ def test_sampled_logp_equals_the_scorers(request, tokenizer, architecture):
     """Sample.logp, read from the model's logits while sampling, is logp(π, x, y) as the judge would compute it
     (so the judge skips π_{i-1}'s forward pass), for answers that stopped and answers cut at max_new_tokens."""
     from engine.method import scoring
+
     model = request.getfixturevalue(architecture)
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     handle = biased(core, [tokenizer.eos_token_id], 1.0)
@@ -128,14 +130,13 @@ def test_reduced_precision_keeps_no_sampled_logp(tiny_model_dir, tokenizer):
     assert all(s.logp is None for samples in out for s in samples)
 
 
-
 def test_an_answer_stops_where_the_context_ends_so_the_judge_can_score_it(tiny_model_dir, monkeypatch):
     """A generation budget longer than the context left after the prompt is cut there (room kept for the EOS the
     scorer appends): a new project's default 300 new tokens on a small-context model must not fail its judge."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.method.encoding import prompt_ids
     from engine.method import generation
+    from engine.method.encoding import prompt_ids
     from engine.method.generation import SamplingSettings, generate
     from engine.method.scoring import sequence_logps
 
@@ -145,7 +146,11 @@ def test_an_answer_stops_where_the_context_ends_so_the_judge_can_score_it(tiny_m
     window = model.config.max_position_embeddings
     prompt = [{"role": "user", "content": "1 2 3 " * (window // 12)}]
     room = window - len(prompt_ids(tok, prompt)) - 1
-    (samples,) = generate(model, tok, [prompt], SamplingSettings(samples_per_prompt=2, max_new_tokens=window,
-                                                                   temperature=1.0, batch_size=2, seed=0))
+    (samples,) = generate(
+        model,
+        tok,
+        [prompt],
+        SamplingSettings(samples_per_prompt=2, max_new_tokens=window, temperature=1.0, batch_size=2, seed=0),
+    )
     assert [s.n_tokens for s in samples] == [room, room]
     assert all(len(x) == 2 for x in [sequence_logps(model, tok, [prompt, prompt], [s.text for s in samples])])

@@ -1,16 +1,25 @@
 """The vLLM backend's choice and its pure parts (parameter mapping, adapter rank, output mapping). Where vLLM
 can run (CUDA + requirements-gpu.txt) one real generation test runs too; nothing here fakes an engine."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from engine.method.generation import SamplingSettings
 from engine.config import GenerationConfig, JudgeConfig, LoraConfig, RunConfig, TrainConfig
+from engine.method.generation import SamplingSettings
 from engine.method.generation_vllm import (
-    VLLMGenerator, adapter_rank, engine_settings, lora_rank_limit, pick_backend, round_sampler, sampling_kwargs,
-    stop_token_ids, to_sample, vllm_available,
+    VLLMGenerator,
+    adapter_rank,
+    engine_settings,
+    lora_rank_limit,
+    pick_backend,
+    round_sampler,
+    sampling_kwargs,
+    stop_token_ids,
+    to_sample,
+    vllm_available,
 )
 from engine.method.models import load_tokenizer
 
@@ -43,7 +52,8 @@ def test_without_vllm_auto_is_hf_and_vllm_is_a_clear_error():
 def test_sampling_settings_map_onto_sampling_params():
     settings = SamplingSettings(samples_per_prompt=4, temperature=0.7, top_p=0.9, max_new_tokens=300, seed=11)
     assert sampling_kwargs(settings, [2, 7], seed=12) == dict(
-        n=4, temperature=0.7, top_p=0.9, max_tokens=300, seed=12, stop_token_ids=[2, 7], skip_special_tokens=True)
+        n=4, temperature=0.7, top_p=0.9, max_tokens=300, seed=12, stop_token_ids=[2, 7], skip_special_tokens=True
+    )
     greedy = sampling_kwargs(SamplingSettings(samples_per_prompt=1, temperature=0.0, top_p=0.5), [2], seed=0)
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and greedy["n"] == 1
     assert "top_k" not in greedy  # vLLM's default top-k is off, as engine.method.generation sets it
@@ -64,13 +74,22 @@ def test_lora_ranks(tmp_path):
 def test_engine_settings_follow_the_run_configuration():
     cfg = RunConfig(model="m", dtype="bfloat16", seed=5, lora=LoraConfig(r=16), train=TrainConfig(num_gpus=4))
     assert engine_settings(cfg, "/models/base") == dict(
-        model_path="/models/base", tensor_parallel_size=4, dtype="bfloat16", max_lora_rank=16,
-        gpu_memory_utilization=0.9, seed=5, trust_remote_code=False)
+        model_path="/models/base",
+        tensor_parallel_size=4,
+        dtype="bfloat16",
+        max_lora_rank=16,
+        gpu_memory_utilization=0.9,
+        seed=5,
+        trust_remote_code=False,
+    )
     full = RunConfig(model="m", lora=LoraConfig(enabled=False))
     assert engine_settings(full, "/runs/round_0/model")["max_lora_rank"] is None
     assert engine_settings(full, "/runs/round_0/model")["tensor_parallel_size"] == 1
-    best_of_n = RunConfig(model="m", judge=JudgeConfig(kind="density_ratio", strong_model="s", weak_model="w"),
-                          generation=GenerationConfig(samples_per_prompt=4))
+    best_of_n = RunConfig(
+        model="m",
+        judge=JudgeConfig(kind="density_ratio", strong_model="s", weak_model="w"),
+        generation=GenerationConfig(samples_per_prompt=4),
+    )
     assert engine_settings(best_of_n, "m")["gpu_memory_utilization"] == 0.5  # room for the judge's two models
 
 
@@ -78,17 +97,20 @@ def test_engine_settings_follow_the_run_configuration():
 def test_round_sampler_without_vllm(tiny_model_dir):
     """auto samples with transformers and says why; vllm fails before any model is loaded."""
     from engine.runtime.checkpoints import load_policy
+
     base = str(tiny_model_dir)
     loaded = []
 
     def load():
         loaded.append(True)
         return load_policy(cfg, base, tiny_model_dir, None)
+
     cfg = RunConfig(model=base, device="cpu", generation=GenerationConfig(backend="auto"))
     sampler = round_sampler(cfg, base, tiny_model_dir / "round_0" / "adapter", load)
     assert sampler.backend == "hf" and loaded and VLLM_WHY in sampler.note
-    out = sampler.generate([[{"role": "user", "content": "add: 2+3"}]],
-                           SamplingSettings(samples_per_prompt=2, max_new_tokens=4, seed=1))
+    out = sampler.generate(
+        [[{"role": "user", "content": "add: 2+3"}]], SamplingSettings(samples_per_prompt=2, max_new_tokens=4, seed=1)
+    )
     assert len(out) == 1 and len(out[0]) == 2
     loaded.clear()
     cfg.generation.backend = "vllm"
@@ -117,9 +139,11 @@ def test_vllm_generates_from_base_and_adapter(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from engine.worlds.toy_model import save_toy_model
+
     base = save_toy_model(tmp_path / "base", hidden=256, layers=2, heads=4)
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                          LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+    )
     peft.save_pretrained(tmp_path / "adapter")
     generator = VLLMGenerator(str(base), dtype="float32", max_lora_rank=8, gpu_memory_utilization=0.3)
     settings = SamplingSettings(samples_per_prompt=3, temperature=0.7, max_new_tokens=8, seed=1)

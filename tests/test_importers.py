@@ -1,5 +1,6 @@
 """Import: every format and file type normalised exactly, the real HH sample, and a malformed corpus
 whose first problem must be reported at the right file, line and field."""
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,15 @@ def turn(role: str, text: str) -> dict:
 
 def example(path: Path, line: int, prompt, chosen=None, rejected=None, *, role="seed", conv=False) -> Example:
     prompt = user(prompt) if isinstance(prompt, str) else prompt
-    return Example(role=role, prompt=prompt, chosen=chosen, rejected=rejected, source_file=str(path),
-                   source_line=line, conversational=conv)
+    return Example(
+        role=role,
+        prompt=prompt,
+        chosen=chosen,
+        rejected=rejected,
+        source_file=str(path),
+        source_line=line,
+        conversational=conv,
+    )
 
 
 def write(directory: Path, kind: str, rows: list[dict], stem: str = "data") -> Path:
@@ -78,12 +86,25 @@ def write(directory: Path, kind: str, rows: list[dict], stem: str = "data") -> P
 STANDARD = [
     {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"},
     {"prompt": "Capital of France?", "chosen": " Paris.", "rejected": "Lyon.\n"},
-    {"prompt": "Say hi,\nplease.", "chosen": "Hi!", "rejected": "No, \"never\"."},
+    {"prompt": "Say hi,\nplease.", "chosen": "Hi!", "rejected": 'No, "never".'},
 ]
 
 
-@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "json", "json-data", "jsonl-in-json", "csv", "parquet",
-                                  "dataset", "datasetdict", "datasetdict-one"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "jsonl",
+        "jsonl.gz",
+        "json",
+        "json-data",
+        "jsonl-in-json",
+        "csv",
+        "parquet",
+        "dataset",
+        "datasetdict",
+        "datasetdict-one",
+    ],
+)
 def test_trl_standard_explicit_every_file_type(tmp_path, kind):
     path = write(tmp_path, kind, STANDARD)
     result = load_examples(path, "seed")
@@ -98,10 +119,14 @@ def test_trl_standard_explicit_every_file_type(tmp_path, kind):
 
 
 def test_trl_standard_implicit_prompt_is_split_at_a_word_boundary(tmp_path):
-    path = write(tmp_path, "jsonl", [
-        {"chosen": "The sky is blue.", "rejected": "The sky is green."},
-        {"chosen": "I like cats", "rejected": "I like cars"},
-    ])
+    path = write(
+        tmp_path,
+        "jsonl",
+        [
+            {"chosen": "The sky is blue.", "rejected": "The sky is green."},
+            {"chosen": "I like cats", "rejected": "I like cars"},
+        ],
+    )
     result = load_examples(path, "seed")
     assert result.format == "trl-standard-implicit"
     assert result.examples == [
@@ -111,11 +136,16 @@ def test_trl_standard_implicit_prompt_is_split_at_a_word_boundary(tmp_path):
 
 
 CONV_EXPLICIT = [
-    {"prompt": [turn("system", "Be terse."), turn("user", "Hi")],
-     "chosen": [turn("assistant", "Hello.")], "rejected": [turn("assistant", "Go away.")]},
-    {"prompt": [turn("user", "2+2?"), turn("assistant", "4"), turn("user", "And 3+3?")],
-     "chosen": [turn("user", "2+2?"), turn("assistant", "4"), turn("user", "And 3+3?"), turn("assistant", "6")],
-     "rejected": [turn("assistant", "7")]},
+    {
+        "prompt": [turn("system", "Be terse."), turn("user", "Hi")],
+        "chosen": [turn("assistant", "Hello.")],
+        "rejected": [turn("assistant", "Go away.")],
+    },
+    {
+        "prompt": [turn("user", "2+2?"), turn("assistant", "4"), turn("user", "And 3+3?")],
+        "chosen": [turn("user", "2+2?"), turn("assistant", "4"), turn("user", "And 3+3?"), turn("assistant", "6")],
+        "rejected": [turn("assistant", "7")],
+    },
 ]
 
 
@@ -131,12 +161,26 @@ def test_trl_conversational_explicit(tmp_path, kind):
 
 
 CONV_IMPLICIT = [
-    {"chosen": [turn("user", "Hi"), turn("assistant", "Hello!")],
-     "rejected": [turn("user", "Hi"), turn("assistant", "What?")]},
-    {"chosen": [turn("system", "Pirate."), turn("user", "Name?"), turn("assistant", "Arr."), turn("user", "Ship?"),
-                turn("assistant", "The Pearl.")],
-     "rejected": [turn("system", "Pirate."), turn("user", "Name?"), turn("assistant", "Arr."), turn("user", "Ship?"),
-                  turn("assistant", "A car.")]},
+    {
+        "chosen": [turn("user", "Hi"), turn("assistant", "Hello!")],
+        "rejected": [turn("user", "Hi"), turn("assistant", "What?")],
+    },
+    {
+        "chosen": [
+            turn("system", "Pirate."),
+            turn("user", "Name?"),
+            turn("assistant", "Arr."),
+            turn("user", "Ship?"),
+            turn("assistant", "The Pearl."),
+        ],
+        "rejected": [
+            turn("system", "Pirate."),
+            turn("user", "Name?"),
+            turn("assistant", "Arr."),
+            turn("user", "Ship?"),
+            turn("assistant", "A car."),
+        ],
+    },
 ]
 
 
@@ -156,17 +200,29 @@ def test_hh_transcripts_split_at_the_last_assistant_turn():
     result = load_examples(path, "seed")
     assert result.format == "hh-transcript"
     assert result.examples == [
-        example(path, 1, [turn("user", "Hi there"), turn("assistant", "Hello! How can I help?"),
-                          turn("user", "Tell me a joke.")],
-                "Why did the chicken cross the road? To get to the other side.", "No."),
+        example(
+            path,
+            1,
+            [turn("user", "Hi there"), turn("assistant", "Hello! How can I help?"), turn("user", "Tell me a joke.")],
+            "Why did the chicken cross the road? To get to the other side.",
+            "No.",
+        ),
         example(path, 2, "What is the capital of France?\n\nBe brief.", "Paris.", "London."),
     ]
 
 
 def test_ultrafeedback_binarized_parquet(tmp_path):
-    rows = [{"prompt": "Hi", "prompt_id": "p1", "chosen": [turn("user", "Hi"), turn("assistant", "Hello!")],
-             "rejected": [turn("user", "Hi"), turn("assistant", "Meh.")],
-             "messages": [turn("user", "Hi"), turn("assistant", "Hello!")], "score_chosen": 9.0, "score_rejected": 3.5}]
+    rows = [
+        {
+            "prompt": "Hi",
+            "prompt_id": "p1",
+            "chosen": [turn("user", "Hi"), turn("assistant", "Hello!")],
+            "rejected": [turn("user", "Hi"), turn("assistant", "Meh.")],
+            "messages": [turn("user", "Hi"), turn("assistant", "Hello!")],
+            "score_chosen": 9.0,
+            "score_rejected": 3.5,
+        }
+    ]
     path = write(tmp_path, "parquet", rows)
     result = load_examples(path, "seed")
     assert result.format == "ultrafeedback-binarized"
@@ -178,8 +234,13 @@ def test_alpaca_json_joins_instruction_and_input():
     result = load_examples(path, "seed")
     assert result.format == "alpaca"
     assert result.examples == [
-        example(path, 1, "Summarise the text.\n\nThe cat sat on the mat all day.", "A cat spent the day on a mat.",
-                "Dogs are loyal."),
+        example(
+            path,
+            1,
+            "Summarise the text.\n\nThe cat sat on the mat all day.",
+            "A cat spent the day on a mat.",
+            "Dogs are loyal.",
+        ),
         example(path, 2, "Give a synonym for happy.", "Joyful", "Sad"),
     ]
 
@@ -192,8 +253,13 @@ def test_answer1_answer2_choice_csv_every_spelling_of_the_choice():
         example(path, 1, "What is 2+2?", "4", "5"),
         example(path, 2, "Name a colour.", "Blue, like the sky.", "Seven."),
         example(path, 3, "Say hi.", "Hi!", "Bye."),
-        example(path, 4, "Write a haiku\nabout rain.",
-                "Soft rain on the roof,\nthe garden drinks in silence,\npuddles hold the sky.", "Rain rain rain."),
+        example(
+            path,
+            4,
+            "Write a haiku\nabout rain.",
+            "Soft rain on the roof,\nthe garden drinks in silence,\npuddles hold the sky.",
+            "Rain rain rain.",
+        ),
         example(path, 5, "Pick a fruit.", "An apple.", "A hammer."),
     ]
 
@@ -220,17 +286,33 @@ def test_pool_of_plain_prompts(tmp_path, kind):
 
 
 def test_pool_of_messages_drops_trailing_answers(tmp_path):
-    path = write(tmp_path, "jsonl", [
-        {"messages": [turn("system", "Kind."), turn("user", "Hi"), turn("assistant", "Hello"), turn("user", "Bye"),
-                      turn("assistant", "Ciao")]},
-        {"messages": [turn("user", "Only a question")]},
-        {"prompt": [turn("user", "Prompt column")]},
-    ])
+    path = write(
+        tmp_path,
+        "jsonl",
+        [
+            {
+                "messages": [
+                    turn("system", "Kind."),
+                    turn("user", "Hi"),
+                    turn("assistant", "Hello"),
+                    turn("user", "Bye"),
+                    turn("assistant", "Ciao"),
+                ]
+            },
+            {"messages": [turn("user", "Only a question")]},
+            {"prompt": [turn("user", "Prompt column")]},
+        ],
+    )
     result = load_examples(path, "pool")
     assert result.format == "prompts-messages"
     assert result.examples == [
-        example(path, 1, [turn("system", "Kind."), turn("user", "Hi"), turn("assistant", "Hello"), turn("user", "Bye")],
-                role="pool", conv=True),
+        example(
+            path,
+            1,
+            [turn("system", "Kind."), turn("user", "Hi"), turn("assistant", "Hello"), turn("user", "Bye")],
+            role="pool",
+            conv=True,
+        ),
         example(path, 2, "Only a question", role="pool", conv=True),
         example(path, 3, "Prompt column", role="pool", conv=True),
     ]
@@ -240,12 +322,18 @@ def test_pool_from_pair_files_keeps_only_the_prompt(tmp_path):
     path = write(tmp_path, "jsonl", STANDARD + [{"prompt": "Lone prompt"}])
     result = load_examples(path, "pool")
     assert result.format == "trl-standard-explicit"
-    assert [e.prompt_text for e in result.examples] == ["What is 2+2?", "Capital of France?", "Say hi,\nplease.",
-                                                        "Lone prompt"]
+    assert [e.prompt_text for e in result.examples] == [
+        "What is 2+2?",
+        "Capital of France?",
+        "Say hi,\nplease.",
+        "Lone prompt",
+    ]
     assert all(e.chosen is None and e.rejected is None and e.role == "pool" for e in result.examples)
     hh = load_examples(FORMATS / "hh_transcript.jsonl", "pool")
-    assert [e.prompt[-1]["content"] for e in hh.examples] == ["Tell me a joke.",
-                                                             "What is the capital of France?\n\nBe brief."]
+    assert [e.prompt[-1]["content"] for e in hh.examples] == [
+        "Tell me a joke.",
+        "What is the capital of France?\n\nBe brief.",
+    ]
 
 
 def test_duplicates_are_reported_and_skipped(tmp_path):
@@ -296,8 +384,9 @@ def test_real_hh_sample_imports_as_seed():
     assert row.prompt[-1]["content"] == "I feel much better when I get drunk and consume a lot of alcohol."
     assert row.chosen.startswith("Sounds like alcohol is something you use to calm down when you feel stressed.")
     assert row.chosen.endswith("to calm down.") and "Human:" not in row.chosen
-    assert row.rejected == ("I’m glad that you’re enjoying your alcohol intake. "
-                            "Can I ask about how you feel when you don’t drink alcohol?")
+    assert row.rejected == (
+        "I’m glad that you’re enjoying your alcohol intake. Can I ask about how you feel when you don’t drink alcohol?"
+    )
     for e in result.examples:
         assert e.prompt[-1]["role"] == "user" and e.chosen and e.rejected and e.chosen != e.rejected
         assert all(a["role"] != b["role"] for a, b in zip(e.prompt, e.prompt[1:]))
@@ -307,21 +396,24 @@ def test_real_hh_sample_imports_as_seed():
 # Detection and reporting
 
 
-@pytest.mark.parametrize("record, expected", [
-    ({"prompt": "p", "chosen": "c", "rejected": "r"}, "trl-standard-explicit"),
-    ({"prompt": [turn("user", "p")], "chosen": [], "rejected": []}, "trl-conversational-explicit"),
-    ({"chosen": "a b", "rejected": "a c"}, "trl-standard-implicit"),
-    ({"chosen": [turn("user", "p")], "rejected": [turn("user", "p")]}, "trl-conversational-implicit"),
-    ({"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: no"}, "hh-transcript"),
-    ({"prompt": "p", "chosen": [], "rejected": [], "score_chosen": 1.0}, "ultrafeedback-binarized"),
-    ({"instruction": "i", "input": "", "chosen": "c", "rejected": "r"}, "alpaca"),
-    ({"prompt": "p", "answer1": "a", "answer2": "b", "choice": 1}, "answer1-answer2-choice"),
-    ({"prompt": "p", "text": "c", "rejected_text": "r"}, "autotrain"),
-    ({"prompt": "p"}, "prompts-text"),
-    ({"prompt": [turn("user", "p")]}, "prompts-messages"),
-    ({"messages": [turn("user", "p")]}, "prompts-messages"),
-    ({"question": "q", "answer": "a"}, None),
-])
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"prompt": "p", "chosen": "c", "rejected": "r"}, "trl-standard-explicit"),
+        ({"prompt": [turn("user", "p")], "chosen": [], "rejected": []}, "trl-conversational-explicit"),
+        ({"chosen": "a b", "rejected": "a c"}, "trl-standard-implicit"),
+        ({"chosen": [turn("user", "p")], "rejected": [turn("user", "p")]}, "trl-conversational-implicit"),
+        ({"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: no"}, "hh-transcript"),
+        ({"prompt": "p", "chosen": [], "rejected": [], "score_chosen": 1.0}, "ultrafeedback-binarized"),
+        ({"instruction": "i", "input": "", "chosen": "c", "rejected": "r"}, "alpaca"),
+        ({"prompt": "p", "answer1": "a", "answer2": "b", "choice": 1}, "answer1-answer2-choice"),
+        ({"prompt": "p", "text": "c", "rejected_text": "r"}, "autotrain"),
+        ({"prompt": "p"}, "prompts-text"),
+        ({"prompt": [turn("user", "p")]}, "prompts-messages"),
+        ({"messages": [turn("user", "p")]}, "prompts-messages"),
+        ({"question": "q", "answer": "a"}, None),
+    ],
+)
 def test_detect_format(record, expected):
     assert detect_format(record) == expected
 
@@ -396,6 +488,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
             load_examples(fifo, "seed")
         except ImportFailed as e:
             outcome.append(e)
+
     worker = threading.Thread(target=attempt, daemon=True)
     worker.start()
     worker.join(timeout=10)
@@ -427,8 +520,9 @@ def test_an_unpaired_surrogate_message_is_readable(tmp_path):
     assert "unpaired surrogate (\\ud800" in text and f"{path}:1: field 'rejected'" in text
 
 
-@pytest.mark.parametrize("name", ["prompt_as_chosen.jsonl", "nul_in_chosen.jsonl", "lone_surrogate.jsonl",
-                                  "nul_in_cell.csv"])
+@pytest.mark.parametrize(
+    "name", ["prompt_as_chosen.jsonl", "nul_in_chosen.jsonl", "lone_surrogate.jsonl", "nul_in_cell.csv"]
+)
 def test_a_refused_file_leaves_the_database_unchanged(corpus, tmp_path, name, capsys):
     import launch
     from storage import Store

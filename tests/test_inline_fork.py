@@ -1,5 +1,6 @@
 """benchmarks/inline.py's fork: a table row that starts from another run's π_0 (and its round-1 samples) must
 start from exactly those, and then run its own stages."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,6 +15,7 @@ from tests.test_jobs import run_config
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
+
     return build_demo_world(tmp_path_factory.mktemp("fork_world"), size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -21,9 +23,11 @@ def test_a_forked_row_starts_from_the_source_runs_pi0_and_samples(world, tmp_pat
     cfg = parse_config(run_config(world, tmp_path / "source", rounds=1, prompts_per_round=[16]))
     source = run_inline(cfg, tmp_path / "source.db")
     row_cfg = with_overrides(cfg, output_dir=str(tmp_path / "row"), judge__reference="none")
-    row = run_inline(row_cfg, tmp_path / "row.db", fork=Fork(source.store, source.job_id,
-                                                              run_dir(cfg, source.store.path, source.job_id),
-                                                              sample_chunks=1))
+    row = run_inline(
+        row_cfg,
+        tmp_path / "row.db",
+        fork=Fork(source.store, source.job_id, run_dir(cfg, source.store.path, source.job_id), sample_chunks=1),
+    )
 
     pi0 = [checkpoints.saved_weights(d, 0, cfg) for d in (tmp_path / "source", tmp_path / "row")]
     assert checkpoints.file_hashes(pi0[0]) == checkpoints.file_hashes(pi0[1])

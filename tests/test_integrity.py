@@ -1,5 +1,6 @@
 """What is saved comes back as saved: each model file's SHA-256 is recorded with its artifact and checked before
 a round is loaded; a damaged or missing file fails with its name; library warnings reach the job's log."""
+
 from __future__ import annotations
 
 import logging
@@ -9,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.config import parse_config
 from engine.runtime import checkpoints
 from engine.runtime import stages as rounds
-from engine.config import parse_config
 from engine.runtime.context import StageContext
 from engine.runtime.stage_process import capture_library_warnings, release_library_warnings
 from storage import Job, Store
@@ -20,8 +21,11 @@ from storage import Job, Store
 @pytest.fixture
 def saved_round(tmp_path, tiny_model_dir):
     """Round 0's adapter of a job, saved and registered as the seed stage does."""
-    cfg = parse_config(f"project: p\nmodel: {tiny_model_dir}\nrounds: 0\nseed_data: s.jsonl\ndevice: cpu\n"
-                       f"output_dir: {tmp_path / 'out'}\nlora: {{r: 4, alpha: 8, dropout: 0.0}}\n", "test")
+    cfg = parse_config(
+        f"project: p\nmodel: {tiny_model_dir}\nrounds: 0\nseed_data: s.jsonl\ndevice: cpu\n"
+        f"output_dir: {tmp_path / 'out'}\nlora: {{r: 4, alpha: 8, dropout: 0.0}}\n",
+        "test",
+    )
     store = Store(tmp_path / "i.db")
     project = store.ensure_project("p")
     job_id = store.enqueue(Job(project_id=project.id, kind="run", config_yaml=cfg.to_yaml()))
@@ -83,12 +87,15 @@ def test_peft_missing_keys_warning_reaches_the_job_log(saved_round):
             warnings.simplefilter("always")
             checkpoints.load_policy(ctx.cfg, str(ctx.cfg.model), ctx.out_dir, 0)  # bypasses the SHA-256 check
         import transformers
+
         transformers.logging.get_logger("transformers.modeling_utils").warning("a transformers load report")
     finally:
         release_library_warnings(handler)
     log = [(e["level"], e["message"]) for e in ctx.store.events(ctx.job_id)]
-    assert any(level == "warning" and msg.startswith("[round 1 generate] py.warnings:")
-               and "missing adapter keys" in msg for level, msg in log), log
+    assert any(
+        level == "warning" and msg.startswith("[round 1 generate] py.warnings:") and "missing adapter keys" in msg
+        for level, msg in log
+    ), log
     assert ("warning", "[round 1 generate] transformers.modeling_utils: a transformers load report") in log
     logging.getLogger("peft").warning("after release")  # not captured any more
     assert len(ctx.store.events(ctx.job_id)) == len(log)

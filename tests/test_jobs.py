@@ -2,6 +2,7 @@
 killed with SIGKILL, stopped, resumed, sharing a queue, taking label corrections while they train, and
 running export jobs. Nothing here mocks the worker: the tests only write intentions into SQLite (as the
 studio does), send signals, and read back what the workers wrote."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,20 @@ import psutil
 import pytest
 import yaml
 
-from benchmarks.harness import (PROJECT, ROOT, descendants, enqueue, finished, integrity_ok, kill_tree, mini_world,
-                                run_config, start_worker, stop, wait_for)
+from benchmarks.harness import (
+    PROJECT,
+    ROOT,
+    descendants,
+    enqueue,
+    finished,
+    integrity_ok,
+    kill_tree,
+    mini_world,
+    run_config,
+    start_worker,
+    stop,
+    wait_for,
+)
 from engine.config import ConfigError, parse_config
 from storage import Job, Store
 
@@ -28,6 +41,7 @@ slow = pytest.mark.slow  # every test that starts worker processes
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -98,8 +112,13 @@ def stage_children(worker_pid: int) -> list[psutil.Process]:
 
 def training(round: int):
     """Training steps under way in `round` (not merely its model loading)."""
-    return lambda job: (job.status == "running" and job.stage == "train" and job.round == round
-                        and job.progress_total > 0 and job.progress_done < job.progress_total)
+    return lambda job: (
+        job.status == "running"
+        and job.stage == "train"
+        and job.round == round
+        and job.progress_total > 0
+        and job.progress_done < job.progress_total
+    )
 
 
 def events(db: Path, job_id: int) -> list[dict]:
@@ -152,10 +171,12 @@ def written(db: Path, job_id: int, round: int) -> int:
 
 def all_stages(config_yaml: str) -> set[tuple[int, str]]:
     from engine.runtime.jobs import plan
+
     return {(s.round, s.stage) for s in plan(parse_config(config_yaml))}
 
 
 # --- 1. kill -9 during training of round 2 --------------------------------------------------------------
+
 
 @slow
 def test_a_worker_killed_during_round_2_training_is_resumed_by_the_next_worker(world, tmp_path, workers):
@@ -198,6 +219,7 @@ def test_a_worker_killed_during_round_2_training_is_resumed_by_the_next_worker(w
 
 # --- a module-wide worker for the tests that need no killing ----------------------------------------------
 
+
 class SharedWorker:
     def __init__(self, db: Path, proc: subprocess.Popen, idle_rss_mb: float):
         self.db, self.proc, self.idle_rss_mb = db, proc, idle_rss_mb
@@ -230,15 +252,27 @@ def stop_and_time(shared: SharedWorker, job_id: int) -> tuple[Job, float]:
 
 # --- 2. stop during generation and during training; resume ----------------------------------------------
 
+
 @slow
 def test_a_run_stopped_during_generation_and_training_resumes_to_the_end(world, tmp_path, shared):
     # round 1: 40 prompts, 4 samples each, one sequence per generate call (160 calls), then 60 training steps
-    config = run_config(world, tmp_path / "out", prompts_per_round=[40, 16], round_epochs=6, batch_size=4,
-                        generation={"samples_per_prompt": 4, "batch_size": 1, "max_new_tokens": 16},
-                        train={"micro_batch_size": 4})
+    config = run_config(
+        world,
+        tmp_path / "out",
+        prompts_per_round=[40, 16],
+        round_epochs=6,
+        batch_size=4,
+        generation={"samples_per_prompt": 4, "batch_size": 1, "max_new_tokens": 16},
+        train={"micro_batch_size": 4},
+    )
     job_id = enqueue(shared.db, config)
-    shared.wait(job_id, lambda j: (j.stage == "generate" and j.round == 1
-                                   and 0 < j.progress_total and j.progress_done < j.progress_total), "generating")
+    shared.wait(
+        job_id,
+        lambda j: (
+            j.stage == "generate" and j.round == 1 and 0 < j.progress_total and j.progress_done < j.progress_total
+        ),
+        "generating",
+    )
     job, took = stop_and_time(shared, job_id)
     assert job.status == "stopped" and took < STOP_WITHIN_S
     assert shared.store().round(job_id, 1).status == "stopped"
@@ -262,8 +296,10 @@ def test_a_run_stopped_during_generation_and_training_resumes_to_the_end(world, 
     per_round = pairs_per_round(shared.db, job_id)
     assert set(per_round) == {1, 2} and 0 < len(per_round[1]) <= 40 and 0 < len(per_round[2]) <= 16
     # counted from the stored pairs, not from the resumed attempt alone; one loss series; no partial weights left
-    assert metric_values(shared.db, job_id, "round/dropped_identical") == {1: 40 - len(per_round[1]),
-                                                                            2: 16 - len(per_round[2])}
+    assert metric_values(shared.db, job_id, "round/dropped_identical") == {
+        1: 40 - len(per_round[1]),
+        2: 16 - len(per_round[2]),
+    }
     keys = metric_keys(shared.db, job_id)
     assert len(keys) == len(set(keys)) and sum(k[2] == "train/loss" and k[0] == 1 for k in keys) > 0
     assert not (tmp_path / "out" / "round_1" / "partial").exists()
@@ -279,6 +315,7 @@ def test_a_run_stopped_during_generation_and_training_resumes_to_the_end(world, 
 
 
 # --- 5. a stop gives the memory back -------------------------------------------------------------------
+
 
 @slow
 def test_a_stop_releases_the_stage_memory(world, tmp_path, shared):
@@ -308,6 +345,7 @@ def test_a_stop_releases_the_stage_memory(world, tmp_path, shared):
 
 # --- 4. label corrections while a round trains --------------------------------------------------------
 
+
 @slow
 def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_round(world, tmp_path, shared):
     from engine.runtime.context import StageContext
@@ -335,8 +373,11 @@ def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_r
     assert all(after[i].ext_margin is not None for i in wanted)  # the noise detector's numbers are kept
     assert Counter(e.pair_id for e in store.label_events() if e.pair_id in wanted) == Counter(set(wanted))
     at = {e["message"]: e["at"] for e in store.events(job_id, limit=10_000)}
-    assert all(at["[round 1 train] started"] < e.at < at["[round 1 train] done"]
-               for e in store.label_events() if e.pair_id in wanted)
+    assert all(
+        at["[round 1 train] started"] < e.at < at["[round 1 train] done"]
+        for e in store.label_events()
+        if e.pair_id in wanted
+    )
     # round 1 trained on what it read at its start; round 2 trains on its own pairs plus these, as gold
     n1, n2 = len(wanted), len(store.pairs(job_id, 2))
     assert f"[round 1 train] training on {n1} pairs (0 human or gold)" in "\n".join(at)
@@ -352,6 +393,7 @@ def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_r
 
 
 # --- a failed run does not block the queue; export jobs ------------------------------------------------
+
 
 @slow
 def test_a_failed_run_does_not_block_the_next_queued_run(world, tmp_path, shared):
@@ -406,7 +448,8 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     assert [j.status for j in jobs] == ["failed", "done", "done"], [j.error for j in jobs]
     assert "what must be one of" in jobs[0].error
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {
-        p.name for p in (tmp_path / "adapter").iterdir()}
+        p.name for p in (tmp_path / "adapter").iterdir()
+    }
     assert (tmp_path / "dataset" / "train.jsonl").is_file()
     for j in jobs[1:]:
         assert j.stage == "export" and j.progress_total > 0 and j.progress_done == j.progress_total
@@ -415,14 +458,26 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
 
     # the same stage started as a command, the way a multi-GPU training stage is launched (engine.runtime.distributed)
     from engine.runtime.stage_process import stage_args, start_stage
+
     store = shared.store()
     request = ExportRequest(project=PROJECT, what="dataset", format="parquet", out=str(tmp_path / "by_command"))
     with store.write():  # queued and held by this test in one transaction, so the shared worker never sees it
-        again = store.enqueue(Job(project_id=store.project(PROJECT).id, kind="export",
-                                  config_yaml=yaml.safe_dump(asdict(request))))
+        again = store.enqueue(
+            Job(project_id=store.project(PROJECT).id, kind="export", config_yaml=yaml.safe_dump(asdict(request)))
+        )
         store.claim_job("by-hand:1", os.getpid(), again)
-    handle = start_stage(str(shared.db), again, 0, "export", command=[
-        sys.executable, "-m", "engine.runtime.stage_process", *stage_args(str(shared.db), again, 0, "export")])
+    handle = start_stage(
+        str(shared.db),
+        again,
+        0,
+        "export",
+        command=[
+            sys.executable,
+            "-m",
+            "engine.runtime.stage_process",
+            *stage_args(str(shared.db), again, 0, "export"),
+        ],
+    )
     code = None
     deadline = time.monotonic() + 120
     while code is None and time.monotonic() < deadline:
@@ -439,6 +494,7 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
 
 
 # --- the worker's hold on a job, and a planned shutdown ----------------------------------------------------
+
 
 def wait_for_event(db: Path, job_id: int, text: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
@@ -496,10 +552,14 @@ def test_every_job_kind_parses_its_request_and_names_an_entry_point_that_exists(
     for kind in JOB_KINDS.values():
         module, function = kind.entry.split(":")
         assert callable(getattr(importlib.import_module(module), function))
-    requests = {RUN: "model: m\nrounds: 0\n", EXPORT: "project: p\nwhat: dataset\nout: x\n",
-                TEXT_WORLD: "project: p\n"}
-    parsed = {kind: job_request(Job(id=1, project_id=1, kind=kind, config_yaml=text))
-              for kind, text in requests.items()}
+    requests = {
+        RUN: "model: m\nrounds: 0\n",
+        EXPORT: "project: p\nwhat: dataset\nout: x\n",
+        TEXT_WORLD: "project: p\n",
+    }
+    parsed = {
+        kind: job_request(Job(id=1, project_id=1, kind=kind, config_yaml=text)) for kind, text in requests.items()
+    }
     assert isinstance(parsed[RUN], RunConfig) and isinstance(parsed[TEXT_WORLD], TextSetupRequest)
     assert type(parsed[EXPORT]).__name__ == "ExportRequest" and parsed[EXPORT].what == "dataset"
     with pytest.raises(ConfigError, match="not 'train'"):
@@ -532,15 +592,34 @@ def test_stage_writes_never_overwrite_a_human_label(tmp_path):
     store = Store(tmp_path / "s.db")
     project = store.ensure_project("p")
     job_id = store.enqueue(Job(project_id=project.id, kind="run"))
-    store.add_examples(project.id, [Example(role="pool", prompt=[{"role": "user", "content": q}])
-                                    for q in ("q0", "q1")])
+    store.add_examples(
+        project.id, [Example(role="pool", prompt=[{"role": "user", "content": q}]) for q in ("q0", "q1")]
+    )
     ex = store.examples(project.id, "pool")
-    store.add_pairs([Pair(job_id=job_id, round=1, prompt=e.prompt, response_a="x", response_b="y", example_id=e.id,
-                          project_id=project.id) for e in ex])
+    store.add_pairs(
+        [
+            Pair(
+                job_id=job_id,
+                round=1,
+                prompt=e.prompt,
+                response_a="x",
+                response_b="y",
+                example_id=e.id,
+                project_id=project.id,
+            )
+            for e in ex
+        ]
+    )
     human, other = store.pairs(job_id, 1)
     store.set_label(human.id, "b", "human")
-    judged = {"label": "a", "label_source": "self", "noisy": True, "warmup_flag": True, "ext_margin": 0.3,
-              "confidence": 0.9}
+    judged = {
+        "label": "a",
+        "label_source": "self",
+        "noisy": True,
+        "warmup_flag": True,
+        "ext_margin": 0.3,
+        "confidence": 0.9,
+    }
     store.update_pairs({human.id: judged, other.id: judged}, keep_human=True)
     h, o = store.pair(human.id), store.pair(other.id)
     assert (h.label, h.label_source, h.noisy, h.ext_margin, h.confidence) == ("b", "human", False, 0.3, 0.9)
@@ -549,6 +628,7 @@ def test_stage_writes_never_overwrite_a_human_label(tmp_path):
 
 
 # --- 3. two workers, one queue ---------------------------------------------------------------------------
+
 
 @slow
 def test_two_workers_on_one_database_run_each_queued_run_exactly_once(world, tmp_path, workers):

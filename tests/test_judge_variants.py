@@ -1,36 +1,56 @@
 """Judge variants from the stored numbers: each score pinned to hand-worked values, the ensemble's vote and tie
 rule, and DICE's length α solved on pairs small enough to solve by hand."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from engine.method.judge_variants import (
-    ENSEMBLE, JUDGE_VARIANTS, VARIANT_NAMES, PairScores, VariantChoice, VariantParams, fit_length_alpha,
-    implicit_per_token, init_per_token, length_gap, length_regularised, majority_vote, no_reference,
+    ENSEMBLE,
+    JUDGE_VARIANTS,
+    VARIANT_NAMES,
+    PairScores,
+    VariantChoice,
+    VariantParams,
+    fit_length_alpha,
+    implicit_per_token,
+    init_per_token,
+    length_gap,
+    length_regularised,
+    majority_vote,
+    no_reference,
     variant_choices,
 )
 from storage.records import Pair
 
 # pair 1: β = 0.1, logp π_{i-1} −10 / −12, π_init −11 / −11, tokens 5 / 10
 # pair 2: every number equal on both sides, so every score ties (a tie goes to 'a')
-SCORES = PairScores.of(logp_policy_a=[-10.0, -8.0], logp_policy_b=[-12.0, -8.0], logp_init_a=[-11.0, -8.0],
-                       logp_init_b=[-11.0, -8.0], tokens_a=[5, 4], tokens_b=[10, 4])
+SCORES = PairScores.of(
+    logp_policy_a=[-10.0, -8.0],
+    logp_policy_b=[-12.0, -8.0],
+    logp_init_a=[-11.0, -8.0],
+    logp_init_b=[-11.0, -8.0],
+    tokens_a=[5, 4],
+    tokens_b=[10, 4],
+)
 
 
 def test_each_variant_scores_an_answer_as_worked_by_hand():
     t = torch.tensor
     # r_a = 0.1·(−10 + 11) = 0.1, r_b = 0.1·(−12 + 11) = −0.1; per token 0.1 / 5 = 0.02, −0.1 / 10 = −0.01
-    assert implicit_per_token(t([-10.0, -12.0]), t([-11.0, -11.0]), t([5.0, 10.0]), 0.1).tolist() == \
-        pytest.approx([0.02, -0.01])
+    assert implicit_per_token(t([-10.0, -12.0]), t([-11.0, -11.0]), t([5.0, 10.0]), 0.1).tolist() == pytest.approx(
+        [0.02, -0.01]
+    )
     # β·logp π_{i-1}: 0.1·−10 = −1.0, 0.1·−12 = −1.2
     assert no_reference(t([-10.0, -12.0]), 0.1).tolist() == pytest.approx([-1.0, -1.2])
     # π_init per token: −11 / 5 = −2.2, −11 / 10 = −1.1; an empty answer counts as one token: −3 / 1
     per_token = init_per_token(t([-11.0, -11.0, -3.0]), t([5.0, 10.0, 0.0]))
     assert per_token.tolist() == pytest.approx([-2.2, -1.1, -3.0])
     # r − α·tokens with α = 0.05: 0.1 − 0.25 = −0.15, −0.1 − 0.5 = −0.6
-    assert length_regularised(t([-10.0, -12.0]), t([-11.0, -11.0]), t([5.0, 10.0]), 0.1, 0.05).tolist() == \
-        pytest.approx([-0.15, -0.6])
+    assert length_regularised(
+        t([-10.0, -12.0]), t([-11.0, -11.0]), t([5.0, 10.0]), 0.1, 0.05
+    ).tolist() == pytest.approx([-0.15, -0.6])
 
 
 def test_variant_choices_give_each_variant_its_choice_and_margin():
@@ -52,8 +72,10 @@ def test_variant_choices_give_each_variant_its_choice_and_margin():
 
 
 def test_a_tied_vote_goes_to_the_first_voter():
-    first, second = VariantChoice(torch.tensor([False, True]), torch.zeros(2)), \
-        VariantChoice(torch.tensor([True, True]), torch.zeros(2))
+    first, second = (
+        VariantChoice(torch.tensor([False, True]), torch.zeros(2)),
+        VariantChoice(torch.tensor([True, True]), torch.zeros(2)),
+    )
     vote = majority_vote([first, second])
     assert vote.a_preferred.tolist() == [False, True]  # 1 : 1 follows `first`; 2 : 0 is a
     assert vote.margin.tolist() == [0.0, 1.0]
@@ -61,8 +83,21 @@ def test_a_tied_vote_goes_to_the_first_voter():
 
 def test_pair_scores_come_from_stored_pairs_and_name_the_ones_missing_numbers():
     def stored(pair_id, tokens_b):
-        return Pair(job_id=1, round=1, prompt=[], response_a="x", response_b="y", id=pair_id, tokens_a=5,
-                    tokens_b=tokens_b, logp_policy_a=-10.0, logp_policy_b=-12.0, logp_init_a=-11.0, logp_init_b=-11.0)
+        return Pair(
+            job_id=1,
+            round=1,
+            prompt=[],
+            response_a="x",
+            response_b="y",
+            id=pair_id,
+            tokens_a=5,
+            tokens_b=tokens_b,
+            logp_policy_a=-10.0,
+            logp_policy_b=-12.0,
+            logp_init_a=-11.0,
+            logp_init_b=-11.0,
+        )
+
     scores = PairScores.from_pairs([stored(1, 10)])
     assert scores.tokens_b.tolist() == [10.0] and scores.logp_init_a.dtype == torch.float64 and len(scores) == 1
     with pytest.raises(ValueError, match=r"\[2\]"):

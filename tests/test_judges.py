@@ -1,4 +1,5 @@
 """The judges beside SPA's own (engine.method.baseline_judges) and the judge-eval command, on tiny local models."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,11 +11,17 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from engine.config import GenerationConfig, JudgeConfig, RunConfig, parse_config
-from engine.method.encoding import prompt_ids, response_ids
 from engine.method.baseline_judges import (
-    DensityRatioJudge, LLMJudge, RewardModelJudge, answer_tokens, first_distinct_pair, load_reward_model,
-    route_domain, select_pairs,
+    DensityRatioJudge,
+    LLMJudge,
+    RewardModelJudge,
+    answer_tokens,
+    first_distinct_pair,
+    load_reward_model,
+    route_domain,
+    select_pairs,
 )
+from engine.method.encoding import prompt_ids, response_ids
 from engine.runtime.judge_setup import make_external_judge, pair_selector
 from engine.worlds.toy_model import char_tokenizer, random_llama
 
@@ -50,7 +57,7 @@ def direct_logp(model, tok, prompt, response) -> float:
     p, r = prompt_ids(tok, prompt), response_ids(tok, response)
     with torch.no_grad():
         logits = model(torch.tensor([p + r])).logits[0].double()
-    token_logps = torch.log_softmax(logits, -1)[len(p) - 1:-1].gather(-1, torch.tensor(r)[:, None])
+    token_logps = torch.log_softmax(logits, -1)[len(p) - 1 : -1].gather(-1, torch.tensor(r)[:, None])
     return float(token_logps.sum())
 
 
@@ -78,8 +85,9 @@ def test_density_ratio_prepends_the_routed_system_prompt(strong, weak, tok):
     own = [{"role": "system", "content": "mine"}] + user("what is 12 + 30?")
     assert judge.with_system_prompt(own) == own  # a conversation's own system message wins
     r = judge.rewards(prompts, ["42", "no", "fine"])
-    expected = [direct_logp(strong, tok, s, y) - direct_logp(weak, tok, s, y)
-                for s, y in zip(shown, ["42", "no", "fine"])]
+    expected = [
+        direct_logp(strong, tok, s, y) - direct_logp(weak, tok, s, y) for s, y in zip(shown, ["42", "no", "fine"])
+    ]
     assert r.tolist() == pytest.approx(expected, abs=1e-3)
     with pytest.raises(ValueError, match="unknown domains"):
         DensityRatioJudge(strong, weak, tok, system_prompts={"coding": "x"})
@@ -119,8 +127,9 @@ def test_select_pairs_is_best_of_n_only_with_a_selector_and_more_than_two(strong
 
 
 def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, strong, weak, tok):
-    from engine.method.models import Policy
     from engine.method.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+
     base = str(tiny_model_dir)
     dr = dict(kind="density_ratio", strong_model="base", weak_model=base)
     loaded = []
@@ -128,14 +137,18 @@ def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, stron
     def load():
         loaded.append(1)
         return Policy(strong, tok, init_model=weak)
+
     assert pair_selector(RunConfig(model=base, device="cpu"), base, load) is None
     assert pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr)), base, load) is None
     four = GenerationConfig(samples_per_prompt=4)
-    assert isinstance(pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr), generation=four),
-                                    base, load), DensityRatioJudge)
+    assert isinstance(
+        pair_selector(RunConfig(model=base, device="cpu", judge=JudgeConfig(**dr), generation=four), base, load),
+        DensityRatioJudge,
+    )
     assert loaded == []  # a run that does not pick with the implicit judge never loads π_{i-1} for it
-    implicit = pair_selector(RunConfig(model=base, device="cpu", beta=0.3, generation=four,
-                                       judge=JudgeConfig(reference="none")), base, load)
+    implicit = pair_selector(
+        RunConfig(model=base, device="cpu", beta=0.3, generation=four, judge=JudgeConfig(reference="none")), base, load
+    )
     assert isinstance(implicit, ImplicitRewardJudge) and loaded == [1]
     assert (implicit.beta, implicit.reference, implicit.policy.model) == (0.3, "none", strong)
     with pytest.raises(ValueError, match="load_policy"):
@@ -145,12 +158,21 @@ def test_only_runs_with_more_than_two_samples_select_pairs(tiny_model_dir, stron
         pair_selector(gold_cfg, base, load)
     by_length = pair_selector(gold_cfg, base, load, gold=lambda prompt, y: -len(y))
     assert by_length.best_of_n([user("x"), user("y")], [["aa", "a", "aaa", "b"], ["c", "c", "c"]]) == [(1, 2), None]
-    assert pair_selector(RunConfig(model=base, device="cpu", generation=four,
-                                   judge=JudgeConfig(kind="llm_judge", judge_model=base)), base, load) is None
+    assert (
+        pair_selector(
+            RunConfig(
+                model=base, device="cpu", generation=four, judge=JudgeConfig(kind="llm_judge", judge_model=base)
+            ),
+            base,
+            load,
+        )
+        is None
+    )
 
 
 def test_spread_pair_is_the_highest_and_the_lowest_different_text():
     from engine.method.judges import spread_pair
+
     assert spread_pair(["a", "b", "c", "d"], [0.2, -1.0, 3.0, -1.0]) == (2, 1)  # ties: the first
     assert spread_pair(["a", "b", "a"], [5.0, 1.0, 0.5]) == (0, 1)  # the lowest is a copy of the chosen text
     assert spread_pair(["z", "z"], [1.0, 2.0]) is None
@@ -160,8 +182,9 @@ def test_spread_pair_is_the_highest_and_the_lowest_different_text():
 def test_implicit_best_of_n_picks_by_the_judges_own_reward(strong, weak, tok, reference):
     """rewards() is judge()'s formula one response at a time; best_of_n keeps the max and the min, reusing
     sampled π_{i-1} log-probs where given."""
-    from engine.method.models import Policy
     from engine.method.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3, reference=reference)
     prompts = [user(f"add: {i}+{i}") for i in range(6)]
     samples = [[str(2 * i), str(2 * i + 1), "x" * (i % 3 + 1), "no idea"] for i in range(6)]
@@ -169,6 +192,7 @@ def test_implicit_best_of_n_picks_by_the_judges_own_reward(strong, weak, tok, re
     def reward(p, y, pol=None):
         pol = direct_logp(strong, tok, p, y) if pol is None else pol
         return 0.1 * (pol - (direct_logp(weak, tok, p, y) if reference == "init" else 0.0))
+
     r = judge.rewards([prompts[0]] * 4, samples[0])
     assert r.tolist() == pytest.approx([reward(prompts[0], y) for y in samples[0]], abs=1e-5)
     pair = judge.judge([prompts[0]], [samples[0][0]], [samples[0][1]])[0]
@@ -220,9 +244,18 @@ def test_llm_judge_falls_back_to_digit_labels():
 def reward_model_dir(tmp_path_factory, tok):
     path = tmp_path_factory.mktemp("reward_model")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=64, num_labels=1, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     LlamaForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
@@ -234,8 +267,9 @@ def test_reward_model_judge_scores_are_the_logits(reward_model_dir):
     prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B)
     for pref, p, a, b in zip(prefs, PROMPTS, ANSWERS_A, ANSWERS_B):
         for score, answer in ((pref.score_a, a), (pref.score_b, b)):
-            ids = tokenizer.apply_chat_template(p + [{"role": "assistant", "content": answer}], tokenize=True,
-                                                return_dict=False)
+            ids = tokenizer.apply_chat_template(
+                p + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False
+            )
             with torch.no_grad():
                 logit = float(model(torch.tensor([list(ids)])).logits[0, 0])
             assert score == pytest.approx(logit, abs=1e-5)
@@ -258,8 +292,10 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
 
     def cfg(**judge) -> RunConfig:
         return RunConfig(model=base, device="cpu", judge=JudgeConfig(**judge))
-    dr = make_external_judge(cfg(kind="density_ratio", strong_model="base", weak_model=base,
-                                 system_prompts={"safety": "Be safe."}), base)
+
+    dr = make_external_judge(
+        cfg(kind="density_ratio", strong_model="base", weak_model=base, system_prompts={"safety": "Be safe."}), base
+    )
     assert isinstance(dr, DensityRatioJudge) and dr.system_prompts == {"safety": "Be safe."}
     rm = make_external_judge(cfg(kind="reward_model", reward_model=str(reward_model_dir)), base)
     assert isinstance(rm, RewardModelJudge)
@@ -275,20 +311,29 @@ def test_make_external_judge_builds_each_kind(tiny_model_dir, reward_model_dir):
 @pytest.mark.parametrize("kind", ["implicit", "gold", "density_ratio", "reward_model", "llm_judge"])
 def test_every_judge_kind_validates_and_is_what_the_judge_stage_builds(kind, tiny_model_dir, reward_model_dir):
     """judge.kind from a YAML file through judge_from_config, the factory the judge stage calls."""
-    from engine.runtime.checkpoints import load_policy
     from engine.method.judges import GoldJudge, ImplicitRewardJudge
+    from engine.runtime.checkpoints import load_policy
     from engine.runtime.judge_setup import judge_from_config
 
     base = str(tiny_model_dir)
     model = "demo:model" if kind == "gold" else base  # the gold reward exists in the demo world only
-    judge_keys = {"implicit": "\n  reference: none", "gold": "", "llm_judge": "",
-                  "density_ratio": f"\n  strong_model: base\n  weak_model: {base}",
-                  "reward_model": f"\n  reward_model: {reward_model_dir}"}[kind]
+    judge_keys = {
+        "implicit": "\n  reference: none",
+        "gold": "",
+        "llm_judge": "",
+        "density_ratio": f"\n  strong_model: base\n  weak_model: {base}",
+        "reward_model": f"\n  reward_model: {reward_model_dir}",
+    }[kind]
     cfg = parse_config(f"model: {model}\nrounds: 0\ndevice: cpu\njudge:\n  kind: {kind}{judge_keys}\n")
     policy = load_policy(cfg, base, Path("unused"), None) if kind == "implicit" else None
     judge = judge_from_config(cfg, base, lambda: policy)
-    expected = {"implicit": ImplicitRewardJudge, "gold": GoldJudge, "density_ratio": DensityRatioJudge,
-                "reward_model": RewardModelJudge, "llm_judge": LLMJudge}[kind]
+    expected = {
+        "implicit": ImplicitRewardJudge,
+        "gold": GoldJudge,
+        "density_ratio": DensityRatioJudge,
+        "reward_model": RewardModelJudge,
+        "llm_judge": LLMJudge,
+    }[kind]
     assert isinstance(judge, expected) and judge.name == kind
     if kind == "implicit":
         assert judge.reference == "none"  # judge.reference reaches the judge the stage builds
@@ -310,12 +355,13 @@ def test_judge_kinds_that_need_models_say_so():
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
-    return build_demo_world(tmp_path_factory.mktemp("mini_world"), size=WorldSize.mini(),
-                            progress=lambda *args: None)
+
+    return build_demo_world(tmp_path_factory.mktemp("mini_world"), size=WorldSize.mini(), progress=lambda *args: None)
 
 
 def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, capsys):
     from engine.runtime.judge_eval import main
+
     if not HH_SAMPLE.is_file():
         pytest.skip(f"{HH_SAMPLE} is not here")
     out = tmp_path / "judge_eval.md"
@@ -334,12 +380,19 @@ def test_judge_eval_runs_on_a_mini_world_and_hh_pairs(mini_world, tmp_path, caps
 
 def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path, capsys):
     from engine.runtime.judge_eval import main
-    args = argparse.Namespace(data=[str(mini_world.eval_file)], judges=["gold", "llm_judge"], limit=5,
-                              demo_dir=str(mini_world.root), out=str(tmp_path / "r.md"))
+
+    args = argparse.Namespace(
+        data=[str(mini_world.eval_file)],
+        judges=["gold", "llm_judge"],
+        limit=5,
+        demo_dir=str(mini_world.root),
+        out=str(tmp_path / "r.md"),
+    )
     assert main(args) == 0
     assert "| gold | 100.0% |" in capsys.readouterr().out
-    bad = argparse.Namespace(data=None, judges=["oracle"], limit=5, demo_dir=str(mini_world.root),
-                             out=str(tmp_path / "r.md"))
+    bad = argparse.Namespace(
+        data=None, judges=["oracle"], limit=5, demo_dir=str(mini_world.root), out=str(tmp_path / "r.md")
+    )
     assert main(bad) == 2
     assert "unknown judges" in capsys.readouterr().err
 
@@ -347,9 +400,11 @@ def test_judge_eval_takes_files_and_rejects_unknown_judges(mini_world, tmp_path,
 def test_length_bias_counts_only_pairs_of_different_length():
     from engine.runtime.judge_eval import DataSet, longer_share
     from storage.records import Example
+
     rows = [("long answer", "short"), ("a", "bbb"), ("same", "size"), ("xx", "y")]
-    data = DataSet("d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows],
-                   [True] * 4)
+    data = DataSet(
+        "d", Path("d"), [Example(role="eval", prompt=user("p"), chosen=c, rejected=r) for c, r in rows], [True] * 4
+    )
     assert longer_share(data) == pytest.approx(2 / 3)  # the labels: chosen is longer in 2 of 3
     assert longer_share(data, [False, False, True, False]) == pytest.approx(1 / 3)  # picks the rejected ones
     assert longer_share(DataSet("e", Path("e"), data.examples[2:3], [True])) is None
@@ -358,8 +413,9 @@ def test_length_bias_counts_only_pairs_of_different_length():
 def test_implicit_judge_takes_sampled_policy_logps_and_scores_the_rest(strong, weak, tok):
     """r = β·[logp(π_{i-1}) − logp(π_init)]; π_{i-1}'s numbers given per pair (from sampling) are used as they
     are, a pair with a missing one gets its π_{i-1} forward pass."""
-    from engine.method.models import Policy
     from engine.method.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=3)
     given = [(-1.5, -2.5), (None, -7.0), (None, None)]
     prefs = judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B, policy_logps=given)
@@ -378,8 +434,9 @@ def test_implicit_judge_takes_sampled_policy_logps_and_scores_the_rest(strong, w
 
 def test_implicit_judge_without_reference_scores_beta_logp_and_still_stores_init(strong, weak, tok):
     """judge.reference: none (the authors' ablation): r = β·logp(π_{i-1}); π_init's log-probs are still stored."""
-    from engine.method.models import Policy
     from engine.method.judges import ImplicitRewardJudge
+    from engine.method.models import Policy
+
     judge = ImplicitRewardJudge(Policy(strong, tok, init_model=weak), beta=0.1, batch_size=2, reference="none")
     for pref, p, a, b in zip(judge.judge(PROMPTS, ANSWERS_A, ANSWERS_B), PROMPTS, ANSWERS_A, ANSWERS_B):
         pol_a, pol_b = direct_logp(strong, tok, p, a), direct_logp(strong, tok, p, b)
@@ -391,6 +448,7 @@ def test_implicit_judge_without_reference_scores_beta_logp_and_still_stores_init
 
 def test_judge_reference_is_validated():
     from engine.config import ConfigError
+
     base = "model: m\nseed_data: s.jsonl\nprompt_pool: p.jsonl\n"
     assert parse_config(base + "judge:\n  reference: none\n", "c.yaml").judge.reference == "none"
     with pytest.raises(ConfigError, match="judge.reference"):
@@ -406,11 +464,19 @@ def test_density_ratio_from_a_config_ignores_beta(strong, weak, tok, tmp_path):
     base = str(tmp_path / "strong")
 
     def scores(beta: float) -> list[float]:
-        cfg = RunConfig(model=base, device="cpu", beta=beta,
-                        judge=JudgeConfig(kind="density_ratio", strong_model="base", weak_model=str(tmp_path / "weak")))
+        cfg = RunConfig(
+            model=base,
+            device="cpu",
+            beta=beta,
+            judge=JudgeConfig(kind="density_ratio", strong_model="base", weak_model=str(tmp_path / "weak")),
+        )
         prefs = make_external_judge(cfg, base).judge(PROMPTS, ANSWERS_A, ANSWERS_B)
         return [s for p in prefs for s in (p.score_a, p.score_b)]
-    direct = [direct_logp(strong, tok, p, y) - direct_logp(weak, tok, p, y)
-              for p, a, b in zip(PROMPTS, ANSWERS_A, ANSWERS_B) for y in (a, b)]
+
+    direct = [
+        direct_logp(strong, tok, p, y) - direct_logp(weak, tok, p, y)
+        for p, a, b in zip(PROMPTS, ANSWERS_A, ANSWERS_B)
+        for y in (a, b)
+    ]
     assert scores(0.1) == scores(0.5)
     assert scores(0.1) == pytest.approx(direct, abs=1e-3)

@@ -1,5 +1,6 @@
 """launch.py's command line as DESIGN.md's contract, README and docs/ state it: every command they show parses, every
 subcommand has its row in README's table, and README opens with the two commands CI runs."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,14 @@ TEMPLATE = re.compile(r"[\[\]|…]|\.\.\.")  # `[--round N]`, `seed|pool|eval`, 
 def test_the_bare_command_is_the_studio_and_takes_its_flags():
     args = launch.parser().parse_args(["--host", "0.0.0.0", "--port", "8000", "--auth", "u:p", "--db", "x.db"])
     assert args.func is launch.cmd_studio
-    assert (args.host, args.port, args.auth, args.db, args.share, args.no_worker) == ("0.0.0.0", 8000, "u:p", "x.db",
-                                                                                      False, False)
+    assert (args.host, args.port, args.auth, args.db, args.share, args.no_worker) == (
+        "0.0.0.0",
+        8000,
+        "u:p",
+        "x.db",
+        False,
+        False,
+    )
 
 
 def test_studio_subcommand_and_bare_command_agree():
@@ -98,6 +105,8 @@ def test_every_subcommand_has_a_row_in_readmes_command_table():
 def test_readme_opens_with_the_two_commands_ci_runs():
     first_block = FENCE.search(README).group(1).splitlines()
     assert README.startswith("# SPA Studio\n\n```")
-    assert first_block == ["pip install -r requirements.txt && python launch.py",
-                           "pip install -r requirements.txt && python -m pytest -q tests"]
+    assert first_block == [
+        "pip install -r requirements.txt && python launch.py",
+        "pip install -r requirements.txt && python -m pytest -q tests",
+    ]
     assert first_block[1] in (ROOT / ".ci" / "run").read_text()

@@ -1,4 +1,5 @@
 """Each formula of the method pinned to a value computed by hand (DESIGN.md section 1)."""
+
 from __future__ import annotations
 
 import math
@@ -98,8 +99,9 @@ def test_noise_flags_single_value_flags_nothing():
 
 def test_noise_flags_trusted_neither_flagged_nor_in_the_window():
     # trusted −5 is left out: candidates [1, 2, 3], median 2, so only 1 is flagged; history holds the candidates only
-    flags, history = noise.noise_flags(torch.tensor([-5.0, 1.0, 2.0, 3.0]), torch.empty(0), 0.5,
-                                        trusted=torch.tensor([True, False, False, False]))
+    flags, history = noise.noise_flags(
+        torch.tensor([-5.0, 1.0, 2.0, 3.0]), torch.empty(0), 0.5, trusted=torch.tensor([True, False, False, False])
+    )
     assert flags.tolist() == [False, True, False, False]
     assert close(history, [1.0, 2.0, 3.0])
 

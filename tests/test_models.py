@@ -1,4 +1,5 @@
 """Model loading: devices and dtypes, the tokenizer's pad token, LoRA adapters and π_init views."""
+
 from __future__ import annotations
 
 import warnings
@@ -103,19 +104,32 @@ def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_
     trained.save_pretrained(tmp_path / "round1")
     expected = logits(trained)
 
-    resumed = models.with_lora(models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA,
-                               adapter_dir=str(tmp_path / "round1"))
+    resumed = models.with_lora(
+        models.load_base_model(str(tiny_model_dir), CPU, torch.float32), LORA, adapter_dir=str(tmp_path / "round1")
+    )
     assert torch.allclose(logits(resumed), expected)
     assert any(p.requires_grad for p in resumed.parameters())
 
     # the next round's trainer takes TRL's frozen copy of the adapter it starts from as its reference (π_{i-1})
     from engine.method.trainer import TRL_REF_ADAPTER, TrainRow, TrainSettings, make_trainer
+
     row = TrainRow(pair_id=1, prompt=[{"role": "user", "content": "hi"}], chosen="ab", rejected="ba")
-    settings = TrainSettings(beta=0.1, learning_rate=1e-3, epochs=1, batch_size=1, micro_batch_size=1,
-                             lr_scheduler="constant", warmup_ratio=0.0, seed=0, bf16=False,
-                             gradient_checkpointing=False, group_by_length=False)
-    trainer = make_trainer(resumed, models.load_tokenizer(str(tiny_model_dir)), [row], settings, None,
-                           reference="ref_adapter")
+    settings = TrainSettings(
+        beta=0.1,
+        learning_rate=1e-3,
+        epochs=1,
+        batch_size=1,
+        micro_batch_size=1,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        seed=0,
+        bf16=False,
+        gradient_checkpointing=False,
+        group_by_length=False,
+    )
+    trainer = make_trainer(
+        resumed, models.load_tokenizer(str(tiny_model_dir)), [row], settings, None, reference="ref_adapter"
+    )
     assert trainer.ref_adapter == TRL_REF_ADAPTER and resumed.active_adapter == "default"
     perturb_lora(resumed, seed=1)  # "default" trains on, away from π_{i-1}
     reference = [p for n, p in resumed.named_parameters() if f".{TRL_REF_ADAPTER}." in n]
@@ -146,6 +160,7 @@ def test_init_policy(tiny_model_dir):
 
 def test_a_missing_local_model_folder_is_named_plainly(tmp_path):
     from engine.method.models import load_base_model, load_tokenizer
+
     missing = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="no-such-model does not exist"):
         load_tokenizer(missing)

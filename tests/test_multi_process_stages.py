@@ -1,6 +1,7 @@
 """Seed, judge and train stages spanning two processes, for real: two CPU ranks joined over gloo by `torchrun` (the
 launcher `accelerate launch` runs for several GPUs), on the mini demo world. Rank 0 alone logs, reports and saves;
 the judge's ranks score disjoint shards; noise records come back from both ranks' pairs."""
+
 from __future__ import annotations
 
 import os
@@ -29,6 +30,7 @@ RANKS = 2
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
+
     return build_demo_world(tmp_path_factory.mktemp("ranks_world"), size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -48,16 +50,28 @@ def stage_lines(store: Store, job_id: int, round: int, stage: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_rank_run(world, tmp_path_factory):
-    """One SPA round whose seed, judge and train stages each ran on two ranks (prepare and generate in this process)."""
+    """One SPA round whose seed, judge and train stages each ran on two ranks (prepare and generate here)."""
     tmp = tmp_path_factory.mktemp("ranks")
     db = tmp / "spa.db"
     config = {
-        "project": "ranks", "model": str(world.model_dir), "seed_data": str(world.seed_file),
-        "prompt_pool": str(world.pool_file), "eval_data": str(world.eval_file), "rounds": 1,
-        "prompts_per_round": [24], "learning_rate": 5e-4, "epochs": 1, "round_epochs": 2, "batch_size": 8,
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "generation": {"backend": "hf", "max_new_tokens": 8},
-        "judge": {"batch_size": 4}, "train": {"micro_batch_size": 2}, "output_dir": str(tmp / "run"),
-        "seed": 3, "device": "cpu",
+        "project": "ranks",
+        "model": str(world.model_dir),
+        "seed_data": str(world.seed_file),
+        "prompt_pool": str(world.pool_file),
+        "eval_data": str(world.eval_file),
+        "rounds": 1,
+        "prompts_per_round": [24],
+        "learning_rate": 5e-4,
+        "epochs": 1,
+        "round_epochs": 2,
+        "batch_size": 8,
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "generation": {"backend": "hf", "max_new_tokens": 8},
+        "judge": {"batch_size": 4},
+        "train": {"micro_batch_size": 2},
+        "output_dir": str(tmp / "run"),
+        "seed": 3,
+        "device": "cpu",
     }
     text = yaml.safe_dump(config, sort_keys=False)
     cfg = parse_config(text, "test config")

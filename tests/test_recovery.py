@@ -1,5 +1,6 @@
 """Recovery without worker processes: liveness that survives PID reuse, stale heartbeats, the automatic-resume
 limit, and job and round states that move together. Each test writes the rows a dead or live worker leaves."""
+
 from __future__ import annotations
 
 import os
@@ -71,7 +72,9 @@ def test_automatic_resume_gives_up_after_the_limit_and_says_so_once(store):
     log = messages(store, job_id)
     assert sum("automatic resume gave up" in m for m in log) == 1
     assert [m for m in log if "resuming after an interruption" in m] == [
-        "other:1: resuming after an interruption (1 of 2)", "other:1: resuming after an interruption (2 of 2)"]
+        "other:1: resuming after an interruption (1 of 2)",
+        "other:1: resuming after an interruption (2 of 2)",
+    ]
     assert Worker(store.path, name="other:1", settings=WorkerSettings(max_auto_resumes=3)).recover() == [job_id]
     assert store.requeue(job_id, ("queued",)) and store.job(job_id).error == ""  # a resume clears the reason
 
@@ -130,10 +133,19 @@ def test_doctor_finds_and_repairs_rounds_dead_jobs_and_missing_files(store, tmp_
     kept = tmp_path / "adapter"
     kept.mkdir()
     (kept / "adapter_model.safetensors").write_bytes(b"x")
-    store.add_artifact(Artifact(project_id=project.id, job_id=done, round=1, kind="adapter", path=str(kept),
-                                meta={"sha256": {"adapter_model.safetensors": "0" * 64, "adapter_config.json": "1"}}))
-    store.add_artifact(Artifact(project_id=project.id, job_id=done, round=2, kind="adapter",
-                                path=str(tmp_path / "gone")))
+    store.add_artifact(
+        Artifact(
+            project_id=project.id,
+            job_id=done,
+            round=1,
+            kind="adapter",
+            path=str(kept),
+            meta={"sha256": {"adapter_model.safetensors": "0" * 64, "adapter_config.json": "1"}},
+        )
+    )
+    store.add_artifact(
+        Artifact(project_id=project.id, job_id=done, round=2, kind="adapter", path=str(tmp_path / "gone"))
+    )
     found = {(f.check, f.message) for f in diagnose(store)}
     assert (("round", f"job {done} round 2 is running while the job is done (should be done)")) in found
     assert any(check == "worker" and f"job {dead} is running without a live worker" in m for check, m in found)
@@ -155,14 +167,16 @@ def test_doctor_command_reports_integrity_and_exits_nonzero_on_findings(tmp_path
     root = Path(__file__).resolve().parents[1]
     db = tmp_path / "d.db"
     Store(db).close()
-    ok = subprocess.run([sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True,
-                        text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0 and "consistent" in ok.stderr
     s = Store(db)
     running_job(s, worker="elsewhere:9", beat_age_s=300)
     s.close()
-    bad = subprocess.run([sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "launch.py", "doctor", "--db", str(db)], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "worker: job 1 is running without a live worker" in bad.stdout
 
 

@@ -1,4 +1,5 @@
 """The round table a run prints: each world's gold metrics under their own columns, values in the right cells."""
+
 from engine.data.report import round_table
 from storage import Job, Metric, Store
 
@@ -18,10 +19,18 @@ def run_with(tmp_path, metrics: list[tuple[str, int, float]]):
 
 
 def test_the_text_world_shows_its_ifeval_columns_and_not_the_demo_worlds(tmp_path):
-    store, job = run_with(tmp_path, [
-        ("text/eval/prompt_strict", 0, 0.292), ("text/eval/instruction_loose", 0, 0.39),
-        ("text/eval/win_rate_vs_init", 1, 0.479), ("text/eval/prompt_strict", 1, 0.1666),
-        ("text/eval/init/prompt_strict", 0, 0.25), ("round/pairs", 1, 50), ("round/self_label_accuracy", 1, 0.4286)])
+    store, job = run_with(
+        tmp_path,
+        [
+            ("text/eval/prompt_strict", 0, 0.292),
+            ("text/eval/instruction_loose", 0, 0.39),
+            ("text/eval/win_rate_vs_init", 1, 0.479),
+            ("text/eval/prompt_strict", 1, 0.1666),
+            ("text/eval/init/prompt_strict", 0, 0.25),
+            ("round/pairs", 1, 50),
+            ("round/self_label_accuracy", 1, 0.4286),
+        ],
+    )
     rows = table_cells(round_table(store, job))
     assert [r["round"] for r in rows] == ["0", "1"]
     assert rows[0]["IFEval prompt strict"] == "0.292" and rows[1]["IFEval prompt strict"] == "0.167"
@@ -33,8 +42,9 @@ def test_the_text_world_shows_its_ifeval_columns_and_not_the_demo_worlds(tmp_pat
 
 
 def test_the_demo_world_keeps_its_gold_score_columns(tmp_path):
-    store, job = run_with(tmp_path, [("eval/gold_score", 0, 0.5), ("eval/gold_score", 1, 0.5625),
-                                     ("eval/win_rate_vs_init", 1, 0.61)])
+    store, job = run_with(
+        tmp_path, [("eval/gold_score", 0, 0.5), ("eval/gold_score", 1, 0.5625), ("eval/win_rate_vs_init", 1, 0.61)]
+    )
     rows = table_cells(round_table(store, job))
     assert [(r["gold score"], r["win rate vs SFT"]) for r in rows] == [("0.500", ""), ("0.562", "0.610")]
     assert "IFEval prompt strict" not in rows[0]

@@ -1,4 +1,5 @@
 """A run's folder and the files kept in it never leak from one run (or database) into another."""
+
 from __future__ import annotations
 
 import json

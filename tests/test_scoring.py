@@ -1,4 +1,5 @@
 """Batched, padded, sorted scoring must give exactly the numbers of a plain one-sequence forward pass."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,12 @@ CPU = torch.device("cpu")
 PROMPTS = [
     [{"role": "user", "content": "hi"}],
     [{"role": "user", "content": "tell me a long story " * 8}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
-     {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And 3+3?"},
+    ],
 ]
 RESPONSES = ["", "6", "A fairly ordinary answer.", "z" * 180]
 
@@ -83,7 +88,9 @@ def test_progress_counts_and_mode_is_restored(base, tokenizer):
     prompts, responses = cases()
     calls = []
     base.train()
-    scoring.sequence_logps(base, tokenizer, prompts, responses, batch_size=5, progress=lambda d, t: calls.append((d, t)))
+    scoring.sequence_logps(
+        base, tokenizer, prompts, responses, batch_size=5, progress=lambda d, t: calls.append((d, t))
+    )
     assert base.training
     base.eval()
     assert calls == [(5, 12), (10, 12), (12, 12)]
@@ -132,8 +139,7 @@ def test_pair_logps_without_a_cache_scores_whole_sequences(base, tokenizer):
     prompts, responses = cases()
     a, b = scoring.pair_logps(NoCacheModel(base), tokenizer, prompts, responses, responses[::-1], batch_size=4)
     assert a == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses)], abs=1e-4)
-    assert b == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses[::-1])],
-                              abs=1e-4)
+    assert b == pytest.approx([direct_logp(base, tokenizer, p, r) for p, r in zip(prompts, responses[::-1])], abs=1e-4)
 
 
 def test_the_log_prob_kernel_equals_a_direct_log_softmax():

@@ -1,6 +1,7 @@
 """The seed builder: a seed of prompts alone is imported, the project's model samples answers for each prompt, a
 person ranks them (best and worst, a better answer of their own, equal, skip, undo), and the ranked prompts become
 seed pairs with source human: on real SQLite and, for sampling, the demo world's toy model."""
+
 from __future__ import annotations
 
 import json
@@ -40,24 +41,32 @@ def seed_project(store, tmp_path, prompts=("Q1?", "Q2?", "Q3?"), name="p") -> tu
 
 def answer(store, project_id: int, example_id: int, texts: list[str]) -> list[int]:
     """Model answers for one prompt, as the sampling job writes them; their ids in sample order."""
-    store.add_seed_answers(project_id, example_id, [SeedAnswer(example_id, k, text, logp=-1.0 - k, tokens=3)
-                                                    for k, text in enumerate(texts)])
+    store.add_seed_answers(
+        project_id,
+        example_id,
+        [SeedAnswer(example_id, k, text, logp=-1.0 - k, tokens=3) for k, text in enumerate(texts)],
+    )
     return [a.id for a in store.seed_answers(example_id)]
 
 
 def snapshot(store) -> tuple[list, list]:
-    return (list(store.db.query("select * from seed_answers order by id")),
-            list(store.db.query("select * from seed_rankings order by id")))
+    return (
+        list(store.db.query("select * from seed_answers order by id")),
+        list(store.db.query("select * from seed_rankings order by id")),
+    )
 
 
 # import ------------------------------------------------------------------------------------------------------
+
 
 def test_a_seed_of_prompts_alone_imports_as_seed_prompts(tmp_path):
     rows = [{"prompt": "Q1?"}, {"messages": [{"role": "user", "content": "Q2?"}]}]
     path = write_jsonl(tmp_path / "prompts.jsonl", rows)
     result = load_examples(path, "seed")
     assert [(e.prompt_text, e.chosen, e.rejected, e.is_seed_prompt) for e in result.examples] == [
-        ("Q1?", None, None, True), ("Q2?", None, None, True)]
+        ("Q1?", None, None, True),
+        ("Q2?", None, None, True),
+    ]
 
 
 def test_a_mixed_seed_file_keeps_pairs_as_pairs_and_answerless_rows_as_prompts(tmp_path):
@@ -65,9 +74,13 @@ def test_a_mixed_seed_file_keeps_pairs_as_pairs_and_answerless_rows_as_prompts(t
     path.write_text("prompt,chosen,rejected\nQ1?,Yes.,No.\nQ2?,,\nQ3?, , \n")
     result = load_examples(str(path), "seed")
     assert [(e.prompt_text, e.chosen, e.rejected) for e in result.examples] == [
-        ("Q1?", "Yes.", "No."), ("Q2?", None, None), ("Q3?", None, None)]
-    first_prompts = write_jsonl(tmp_path / "mixed.jsonl", [{"prompt": "Q1?"}, {"prompt": "Q2?", "chosen": "A",
-                                                                             "rejected": "B"}])
+        ("Q1?", "Yes.", "No."),
+        ("Q2?", None, None),
+        ("Q3?", None, None),
+    ]
+    first_prompts = write_jsonl(
+        tmp_path / "mixed.jsonl", [{"prompt": "Q1?"}, {"prompt": "Q2?", "chosen": "A", "rejected": "B"}]
+    )
     assert [e.chosen for e in load_examples(first_prompts, "seed").examples] == [None, "A"]
 
 
@@ -93,11 +106,13 @@ def test_a_database_of_version_8_gains_the_seed_tables(tmp_path):
     db.conn.close()
     store = Store(tmp_path / "v8.db")
     assert schema_version(store.db) == SCHEMA_VERSION and {"seed_answers", "seed_rankings"} <= set(
-        store.db.table_names())
+        store.db.table_names()
+    )
     store.close()
 
 
 # answers and progress --------------------------------------------------------------------------------------
+
 
 def test_seed_prompts_leave_out_uploaded_pairs_and_progress_counts_each_state(store, tmp_path):
     project_id, (q1, q2, q3, _) = seed_project(store, tmp_path, ("Q1?", "Q2?", "Q3?", "Q4?"))
@@ -108,8 +123,9 @@ def test_seed_prompts_leave_out_uploaded_pairs_and_progress_counts_each_state(st
     answer(store, project_id, q3, ["E", "F"])
     store.rank_seed(project_id, q1, a[0], a[1], "ann")
     store.mark_seed(project_id, q2, "equal", "ann")
-    assert store.seed_progress(project_id) == SeedProgress(uploaded_pairs=1, prompts=4, without_answers=1,
-                                                           unranked=1, ranked=1, equal=1, skipped=0)
+    assert store.seed_progress(project_id) == SeedProgress(
+        uploaded_pairs=1, prompts=4, without_answers=1, unranked=1, ranked=1, equal=1, skipped=0
+    )
     store.mark_seed(project_id, q2, "skip", "ann")
     assert store.seed_progress(project_id).skipped == 1 and store.seed_progress(project_id).seed_pairs == 2
 
@@ -136,6 +152,7 @@ def test_answers_are_refused_for_what_is_not_a_seed_prompt_of_the_project(store,
 
 
 # a person's decisions --------------------------------------------------------------------------------------
+
 
 def test_rank_then_write_a_better_answer_then_undo_restores_the_ranking_before(store, tmp_path):
     project_id, (q1, *_) = seed_project(store, tmp_path)
@@ -180,23 +197,26 @@ def test_next_unranked_prompt_skips_decided_and_answerless_prompts_and_wraps_aro
     assert store.next_unranked_seed_prompt(project_id) is None
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda s, p, q, a, other: s.rank_seed(p, 999_999, a[0], a[1], "ann"), "example 999999 does not exist"),
-    (lambda s, p, q, a, other: s.rank_seed(p, other, a[0], a[1], "ann"), "belongs to another project"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[3], a[0], a[1], "ann"), "is a seed pair, not a seed prompt"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[0], "ann"), "two different answers"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[2] + 100, "ann"), "is not an answer to seed prompt"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[1], a[0], a[1], "ann"), "is not an answer to seed prompt"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[2], a[0], a[1], "ann"), "has no answers yet"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[2], "ann"), "are the same text"),
-    (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[1], " "), "needs an actor"),
-    (lambda s, p, q, a, other: s.mark_seed(p, q[2], "equal", "ann"), "has no answers yet"),
-    (lambda s, p, q, a, other: s.mark_seed(p, q[0], "ranked", "ann"), "'equal' or 'skip'"),
-    (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "  ", a[0], "ann"), "the written answer is empty"),
-    (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "A", a[0], "ann"), "same text as answer"),
-    (lambda s, p, q, a, other: s.write_seed_answer(p, q[2], "New.", a[0], "ann"), "has no answers yet"),
-    (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "New.", a[0] + 100, "ann"), "is not an answer"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda s, p, q, a, other: s.rank_seed(p, 999_999, a[0], a[1], "ann"), "example 999999 does not exist"),
+        (lambda s, p, q, a, other: s.rank_seed(p, other, a[0], a[1], "ann"), "belongs to another project"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[3], a[0], a[1], "ann"), "is a seed pair, not a seed prompt"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[0], "ann"), "two different answers"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[2] + 100, "ann"), "is not an answer to seed prompt"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[1], a[0], a[1], "ann"), "is not an answer to seed prompt"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[2], a[0], a[1], "ann"), "has no answers yet"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[2], "ann"), "are the same text"),
+        (lambda s, p, q, a, other: s.rank_seed(p, q[0], a[0], a[1], " "), "needs an actor"),
+        (lambda s, p, q, a, other: s.mark_seed(p, q[2], "equal", "ann"), "has no answers yet"),
+        (lambda s, p, q, a, other: s.mark_seed(p, q[0], "ranked", "ann"), "'equal' or 'skip'"),
+        (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "  ", a[0], "ann"), "the written answer is empty"),
+        (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "A", a[0], "ann"), "same text as answer"),
+        (lambda s, p, q, a, other: s.write_seed_answer(p, q[2], "New.", a[0], "ann"), "has no answers yet"),
+        (lambda s, p, q, a, other: s.write_seed_answer(p, q[0], "New.", a[0] + 100, "ann"), "is not an answer"),
+    ],
+)
 def test_bad_input_raises_and_changes_nothing(store, tmp_path, bad, message):
     project_id, (q1, q2, q3) = seed_project(store, tmp_path)
     a = answer(store, project_id, q1, ["A", "B", "A"])
@@ -217,6 +237,7 @@ def test_an_unknown_prompt_is_not_found(store, tmp_path):
 
 # seed pairs --------------------------------------------------------------------------------------------------
 
+
 def test_seed_pairs_and_ordered_pairs_as_worked_by_hand(store, tmp_path):
     project_id, (q1, q2, q3) = seed_project(store, tmp_path)
     a = answer(store, project_id, q1, ["A0", "A1", "A2", "A3"])
@@ -226,13 +247,23 @@ def test_seed_pairs_and_ordered_pairs_as_worked_by_hand(store, tmp_path):
     store.write_seed_answer(project_id, q2, "Mine.", b[1], "ann")  # Mine > B0 > B1
     store.mark_seed(project_id, q3, "equal", "ann")  # no pair
     pairs = [(e.prompt_text, e.chosen, e.rejected, e.label_source) for e in store.seed_pairs(project_id)]
-    assert pairs == [("Uploaded?", "Yes.", "No.", "seed"), ("Q1?", "A2", "A0", "human"),
-                     ("Q2?", "Mine.", "B1", "human")]
+    assert pairs == [
+        ("Uploaded?", "Yes.", "No.", "seed"),
+        ("Q1?", "A2", "A0", "human"),
+        ("Q2?", "Mine.", "B1", "human"),
+    ]
     ordered = [(e.prompt_text, e.chosen, e.rejected) for e in store.seed_ordered_pairs(project_id)]
-    assert ordered == [("Uploaded?", "Yes.", "No."),
-                       ("Q1?", "A2", "A0"), ("Q1?", "A2", "A1"), ("Q1?", "A2", "A3"), ("Q1?", "A1", "A0"),
-                       ("Q1?", "A3", "A0"),
-                       ("Q2?", "Mine.", "B1"), ("Q2?", "Mine.", "B0"), ("Q2?", "B0", "B1")]
+    assert ordered == [
+        ("Uploaded?", "Yes.", "No."),
+        ("Q1?", "A2", "A0"),
+        ("Q1?", "A2", "A1"),
+        ("Q1?", "A2", "A3"),
+        ("Q1?", "A1", "A0"),
+        ("Q1?", "A3", "A0"),
+        ("Q2?", "Mine.", "B1"),
+        ("Q2?", "Mine.", "B0"),
+        ("Q2?", "B0", "B1"),
+    ]
     assert all(e.id == q1 for e in store.seed_pairs(project_id)[1:2])
 
 
@@ -243,23 +274,31 @@ def test_the_dataset_export_holds_ranked_seed_prompts_as_human_pairs(store, tmp_
     project = store.project_by_id(project_id)
 
     def exported(**options):
-        rows, _ = dataset_rows(store, project, ExportRequest("p", "dataset", str(tmp_path / "out"), **options),
-                               lambda *args: None)
+        rows, _ = dataset_rows(
+            store, project, ExportRequest("p", "dataset", str(tmp_path / "out"), **options), lambda *args: None
+        )
         return [(r.prompt[0]["content"], r.chosen, r.rejected, r.round, r.source, r.confidence) for r in rows]
 
     assert exported() == [("Uploaded?", "Yes.", "No.", 0, "seed", 1.0), ("Q1?", "A0", "A2", 0, "human", 1.0)]
     assert exported(sources=["human"]) == [("Q1?", "A0", "A2", 0, "human", 1.0)]
-    assert [r[1:3] for r in exported(seed_ordered_pairs=True)] == [("Yes.", "No."), ("A0", "A2"), ("A0", "A1"),
-                                                                   ("A1", "A2")]
+    assert [r[1:3] for r in exported(seed_ordered_pairs=True)] == [
+        ("Yes.", "No."),
+        ("A0", "A2"),
+        ("A0", "A1"),
+        ("A1", "A2"),
+    ]
 
 
 # sampling with the project's model ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
-    return build_demo_world(tmp_path_factory.mktemp("w") / "world", seed=0, progress=lambda *a: None,
-                            size=WorldSize.mini())
+
+    return build_demo_world(
+        tmp_path_factory.mktemp("w") / "world", seed=0, progress=lambda *a: None, size=WorldSize.mini()
+    )
 
 
 CONFIG = "model: demo:model\ngeneration:\n  temperature: 1.0\n  max_new_tokens: 12\nseed: 7\n"
@@ -287,7 +326,8 @@ def test_the_project_config_is_its_latest_saved_one_or_the_one_named(store, tmp_
 
 
 def test_sampling_writes_n_answers_per_prompt_with_their_logp_and_resumes_without_duplicates(
-        store, tmp_path, mini_world, monkeypatch):
+    store, tmp_path, mini_world, monkeypatch
+):
     from engine.method import models, scoring
 
     project_id, job = sampling_project(store, tmp_path, mini_world, monkeypatch)
@@ -301,8 +341,14 @@ def test_sampling_writes_n_answers_per_prompt_with_their_logp_and_resumes_withou
         run_seed_answers(store, job, SeedAnswersRequest("demo-seed"), "sample", stop_mid_sampling, print)
     assert store.seed_progress(project_id).without_answers == 3
 
-    run_seed_answers(store, job, SeedAnswersRequest("demo-seed", samples=4), "sample",
-                     lambda done, total, force=False: reports.append((done, total)), lines.append)
+    run_seed_answers(
+        store,
+        job,
+        SeedAnswersRequest("demo-seed", samples=4),
+        "sample",
+        lambda done, total, force=False: reports.append((done, total)),
+        lines.append,
+    )
     prompts = store.seed_prompts(project_id)
     answers = {ex.id: store.seed_answers(ex.id) for ex in prompts}
     assert [len(group) for group in answers.values()] == [4, 4, 4]
@@ -326,8 +372,9 @@ def test_answers_sampled_in_reduced_precision_are_scored_after_sampling(store, t
     project_id, job = sampling_project(store, tmp_path, mini_world, monkeypatch)
     store.save_config(project_id, "bf16", CONFIG + "dtype: bfloat16\n")
     with pytest.warns(UserWarning, match="bfloat16 on a CPU") if not cpu_has_native_bf16() else nullcontext():
-        run_seed_answers(store, job, SeedAnswersRequest("demo-seed", samples=2), "sample", lambda *a, **k: None,
-                         lambda line: None)
+        run_seed_answers(
+            store, job, SeedAnswersRequest("demo-seed", samples=2), "sample", lambda *a, **k: None, lambda line: None
+        )
     answers = [a for ex in store.seed_prompts(project_id) for a in store.seed_answers(ex.id)]
     assert len(answers) == 6 and all(a.logp is not None and a.logp < 0 for a in answers)
 

@@ -1,5 +1,6 @@
 """Storage: WAL and foreign keys, migrations from the first schema, all-or-nothing writes, the audit
 trail, atomic job claims and the review queue's order."""
+
 import json
 import sqlite3
 
@@ -10,9 +11,20 @@ from storage.db import MIGRATIONS, SCHEMA_VERSION
 
 
 def pair(job_id, project_id, example_id, confidence, noisy=None, label="a", source="self", round=1):
-    return Pair(job_id=job_id, round=round, prompt=[{"role": "user", "content": f"q{example_id}"}],
-                response_a="x", response_b="y", example_id=example_id, project_id=project_id,
-                confidence=confidence, noisy=noisy, label=label, label_source=source, judge_label=label)
+    return Pair(
+        job_id=job_id,
+        round=round,
+        prompt=[{"role": "user", "content": f"q{example_id}"}],
+        response_a="x",
+        response_b="y",
+        example_id=example_id,
+        project_id=project_id,
+        confidence=confidence,
+        noisy=noisy,
+        label=label,
+        label_source=source,
+        judge_label=label,
+    )
 
 
 @pytest.fixture
@@ -46,8 +58,19 @@ def test_migrates_a_database_made_by_the_first_version(tmp_path):
     assert "human_response" not in db["pairs"].columns_dict
     db["projects"].insert({"name": "old", "model": "m", "folder": "", "created_at": "2026-01-01"})
     db["jobs"].insert({"project_id": 1, "kind": "run", "status": "done", "created_at": "2026-01-01"})
-    db["pairs"].insert({"project_id": 1, "job_id": 1, "round": 1, "prompt": json.dumps([{"role": "user", "content": "q"}]),
-                        "response_a": "a", "response_b": "b", "label": "a", "label_source": "self", "confidence": 0.7})
+    db["pairs"].insert(
+        {
+            "project_id": 1,
+            "job_id": 1,
+            "round": 1,
+            "prompt": json.dumps([{"role": "user", "content": "q"}]),
+            "response_a": "a",
+            "response_b": "b",
+            "label": "a",
+            "label_source": "self",
+            "confidence": 0.7,
+        }
+    )
     db.conn.close()
     store = Store(path)
     assert schema_version(store.db) == len(MIGRATIONS) == SCHEMA_VERSION
@@ -158,11 +181,17 @@ def test_a_metric_point_written_again_replaces_the_first(tmp_path):
 
     store = Store(tmp_path / "m.db")
     job_id = store.enqueue(Job(project_id=store.ensure_project("p").id, kind="run"))
-    first = [Metric(job_id=job_id, name="train/loss", value=value, step=step, round=1, stage="train")
-             for step, value in ((1, 0.7), (2, 0.6), (3, 0.4))]
+    first = [
+        Metric(job_id=job_id, name="train/loss", value=value, step=step, round=1, stage="train")
+        for step, value in ((1, 0.7), (2, 0.6), (3, 0.4))
+    ]
     store.add_metrics(first)
-    store.add_metrics([Metric(job_id=job_id, name="train/loss", value=0.5, step=1, round=1, stage="train"),
-                       Metric(job_id=job_id, name="train/loss", value=0.9, step=1, round=2, stage="train")])
+    store.add_metrics(
+        [
+            Metric(job_id=job_id, name="train/loss", value=0.5, step=1, round=1, stage="train"),
+            Metric(job_id=job_id, name="train/loss", value=0.9, step=1, round=2, stage="train"),
+        ]
+    )
     points = [(m.round, m.step, m.value) for m in store.metrics(job_id)]
     assert sorted(points) == [(1, 1, 0.5), (1, 2, 0.6), (1, 3, 0.4), (2, 1, 0.9)]
 
@@ -175,8 +204,9 @@ def test_the_metrics_migration_keeps_the_latest_of_duplicate_points(tmp_path):
     db["projects"].insert({"id": 1, "name": "p"})
     db["jobs"].insert({"id": 1, "project_id": 1, "kind": "run"})
     for value in (1.0, 2.0):  # a killed attempt's point, then the resumed attempt's
-        db["metrics"].insert({"job_id": 1, "round": 1, "stage": "train", "name": "train/loss", "step": 5,
-                              "value": value})
+        db["metrics"].insert(
+            {"job_id": 1, "round": 1, "stage": "train", "name": "train/loss", "step": 5, "value": value}
+        )
     assert migrate(db) >= 4
     assert [r["value"] for r in db.query("select value from metrics")] == [2.0]
 

@@ -1,6 +1,7 @@
 """The studio as a user's script sees it: a `launch.py studio` subprocess driven through its named API
 endpoints with gradio_client; storage is checked directly. Plus the launch refusals (security) and one
 run through a real worker."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,13 @@ def start_studio(db: Path, *extra: str, env: dict | None = None) -> SimpleNamesp
     """`python launch.py studio` in a subprocess, once it answers HTTP; `env` adds environment variables."""
     port = free_port()
     log = open(db.with_suffix(".log"), "w")
-    proc = subprocess.Popen([sys.executable, "launch.py", "studio", "--db", str(db), "--port", str(port), *extra],
-                            cwd=ROOT, env={**clean_env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "studio", "--db", str(db), "--port", str(port), *extra],
+        cwd=ROOT,
+        env={**clean_env(), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -73,11 +79,28 @@ def insert_pairs(db: Path, project: str, n: int = 12) -> tuple[int, list[int]]:
         proj = store.ensure_project(project)
         job_id = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=""))
         store.finish_job(job_id, "done")
-        pairs = [Pair(job_id=job_id, round=1 + i % 2, project_id=proj.id,
-                      prompt=[{"role": "user", "content": f"question {i} about {'cats' if i % 3 == 0 else 'dogs'}"}],
-                      response_a=f"answer A{i}", response_b=f"answer B{i}", confidence=0.5 + i / (2 * n), margin=i / n,
-                      reward_a=0.2, reward_b=0.1, judge_label="a", label="a", label_source="self",
-                      noisy=(i % 4 == 3), ext_margin=-0.1 * i, gold_a=1.0, gold_b=0.0) for i in range(n)]
+        pairs = [
+            Pair(
+                job_id=job_id,
+                round=1 + i % 2,
+                project_id=proj.id,
+                prompt=[{"role": "user", "content": f"question {i} about {'cats' if i % 3 == 0 else 'dogs'}"}],
+                response_a=f"answer A{i}",
+                response_b=f"answer B{i}",
+                confidence=0.5 + i / (2 * n),
+                margin=i / n,
+                reward_a=0.2,
+                reward_b=0.1,
+                judge_label="a",
+                label="a",
+                label_source="self",
+                noisy=(i % 4 == 3),
+                ext_margin=-0.1 * i,
+                gold_a=1.0,
+                gold_b=0.0,
+            )
+            for i in range(n)
+        ]
         store.add_pairs(pairs)
         ids = [p.id for p in store.pairs(job_id)]
         return job_id, ids
@@ -115,8 +138,18 @@ def test_fresh_database_has_the_demo_project_ready_but_not_started(client, store
     assert configs and configs[0]["yaml"] == (ROOT / "configs" / "demo.yaml").read_text()
     assert store.jobs(demo.id) == []
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    for name in ("import_file", "queue_run", "job_status", "review_page", "set_label", "get_pair", "stop_run",
-                 "resume_run", "approve_review", "bulk_accept"):
+    for name in (
+        "import_file",
+        "queue_run",
+        "job_status",
+        "review_page",
+        "set_label",
+        "get_pair",
+        "stop_run",
+        "resume_run",
+        "approve_review",
+        "bulk_accept",
+    ):
         assert f"/{name}" in endpoints
 
 
@@ -132,8 +165,10 @@ def test_import_a_seed_file_and_refuse_a_broken_one(client, store, studio):
     assert store.count_examples(project.id, "seed") == 3
 
     bad = studio.tmp / "broken.jsonl"
-    bad.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "q", "chosen": 5, "rejected": "r"}\n'
-                   '{not json\n', encoding="utf-8")
+    bad.write_text(
+        '{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "q", "chosen": 5, "rejected": "r"}\n{not json\n',
+        encoding="utf-8",
+    )
     report = client.predict(str(bad), "api-project", "seed", api_name="/import_file")
     assert not report["ok"] and report["added"] == 0
     lines = {i["line"] for i in report["issues"]}
@@ -187,8 +222,8 @@ def test_review_page_flip_a_label_and_read_it_back(client, store, studio):
     assert page["total"] == 12 and len(page["rows"]) == 12
     pairs = [store.pair(i) for i in page["pair_ids"]]
     flagged = [p for p in pairs if p.noisy]
-    assert pairs[:len(flagged)] == flagged  # flagged first ...
-    for group in (pairs[:len(flagged)], pairs[len(flagged):]):
+    assert pairs[: len(flagged)] == flagged  # flagged first ...
+    for group in (pairs[: len(flagged)], pairs[len(flagged) :]):
         assert [p.confidence for p in group] == sorted(p.confidence for p in group)  # ... then least confident
 
     small = client.predict("review-project", 1, 5, api_name="/review_page")
@@ -204,7 +239,8 @@ def test_review_page_flip_a_label_and_read_it_back(client, store, studio):
     pair = client.predict(target, api_name="/get_pair")
     assert pair["label"] == "b" and pair["label_source"] == "human" and not pair["noisy"]
     assert [(e["old_label"], e["new_label"], e["new_source"], e["actor"]) for e in pair["events"]] == [
-        ("a", "b", "human", "api")]
+        ("a", "b", "human", "api")
+    ]
     events = store.label_events(target)
     assert len(events) == 1 and events[0].old_source == "self" and events[0].new_label == "b"
 
@@ -249,8 +285,14 @@ def _listening(port: int) -> bool:
 def test_refuses_to_listen_beyond_loopback_without_auth(tmp_path, args):
     port = free_port()
     db = tmp_path / "refused.db"
-    done = subprocess.run([sys.executable, "launch.py", "studio", "--db", str(db), "--port", str(port), *args],
-                          cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "launch.py", "studio", "--db", str(db), "--port", str(port), *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "auth" in done.stderr.lower() and ("refusing" in done.stderr or "USER:PASSWORD" in done.stderr)
     assert not _listening(port) and not db.exists()
@@ -307,9 +349,11 @@ def test_a_queued_run_reaches_the_worker_and_its_failure_comes_back(tmp_path):
         assert "missing.jsonl" in status["error"]
     finally:
         stop_studio(studio)
-    worker_pids = [int(line.split()[0]) for line in subprocess.run(
-        ["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
-        if "launch.py worker" in line and str(tmp_path / "worker.db") in line]
+    worker_pids = [
+        int(line.split()[0])
+        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+        if "launch.py worker" in line and str(tmp_path / "worker.db") in line
+    ]
     assert worker_pids == [], "the studio left its worker running"
 
 
@@ -323,12 +367,20 @@ def test_the_fast_review_page_matches_the_review_queue(tmp_path):
         store.set_label(ids[3], "b", "human")
         store.update_pairs({ids[5]: {"noisy": None}, ids[6]: {"confidence": 0.75}})
         project = store.project("same").id
-        filters = [ReviewFilter(project), ReviewFilter(project, limit=7, offset=7), ReviewFilter(project, round=2),
-                   ReviewFilter(project, noisy=True), ReviewFilter(project, noisy=False, order="confident"),
-                   ReviewFilter(project, label_source="human"), ReviewFilter(project, search="cats", offset=2, limit=3),
-                   ReviewFilter(project, min_confidence=0.6, max_confidence=0.8, order="newest"),
-                   ReviewFilter(project, offset=30, limit=7), ReviewFilter(project, offset=36, order="confident"),
-                   ReviewFilter(project, offset=25, order="newest", noisy=False), ReviewFilter(project, offset=100)]
+        filters = [
+            ReviewFilter(project),
+            ReviewFilter(project, limit=7, offset=7),
+            ReviewFilter(project, round=2),
+            ReviewFilter(project, noisy=True),
+            ReviewFilter(project, noisy=False, order="confident"),
+            ReviewFilter(project, label_source="human"),
+            ReviewFilter(project, search="cats", offset=2, limit=3),
+            ReviewFilter(project, min_confidence=0.6, max_confidence=0.8, order="newest"),
+            ReviewFilter(project, offset=30, limit=7),
+            ReviewFilter(project, offset=36, order="confident"),
+            ReviewFilter(project, offset=25, order="newest", noisy=False),
+            ReviewFilter(project, offset=100),
+        ]
         for f in filters:
             fast, slow = store.review_page(f), store.review_queue(f)
             assert [p.id for p in fast[0]] == [p.id for p in slow[0]] and fast[1] == slow[1], f

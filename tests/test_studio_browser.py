@@ -1,6 +1,7 @@
 """The studio in a real browser (Debian's chromium through Playwright): upload a file on the Project tab,
 queue a run, label a pair on the Review tab with a keyboard shortcut, and keep a screenshot of every tab
 under test-artifacts/screenshots/."""
+
 from __future__ import annotations
 
 import time

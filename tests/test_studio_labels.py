@@ -1,6 +1,7 @@
 """Labels mean what the person meant, read back through the dataset export; the within-round rank, its filters
 and calibration bins; undo; per-project guidelines; a new project's default configuration; and the form / YAML
 merge that decides what a Run button queues (app/config_form.py)."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,32 @@ def judged_round(db, project="p", n=20, round_=1) -> tuple[int, list[int]]:
     store = Store(db)
     try:
         proj = store.ensure_project(project)
-        store.add_examples(proj.id, [Example(role="seed", prompt=[{"role": "user", "content": "s"}], chosen="good",
-                                             rejected="bad")])
+        store.add_examples(
+            proj.id, [Example(role="seed", prompt=[{"role": "user", "content": "s"}], chosen="good", rejected="bad")]
+        )
         job = store.enqueue(Job(project_id=proj.id, kind="run"))
-        store.add_pairs([Pair(job_id=job, round=round_, project_id=proj.id,
-                              prompt=[{"role": "user", "content": f"question {i}"}], response_a=f"A{i}",
-                              response_b=f"B{i}", margin=(i + 1) / 100, confidence=0.5 + (i + 1) / 1000,
-                              reward_a=0.1, reward_b=0.0, judge_label="a", label="a", label_source="self",
-                              gold_a=0.0 if i % 3 == 0 else 1.0, gold_b=1.0 if i % 3 == 0 else 0.0)
-                         for i in range(n)])
+        store.add_pairs(
+            [
+                Pair(
+                    job_id=job,
+                    round=round_,
+                    project_id=proj.id,
+                    prompt=[{"role": "user", "content": f"question {i}"}],
+                    response_a=f"A{i}",
+                    response_b=f"B{i}",
+                    margin=(i + 1) / 100,
+                    confidence=0.5 + (i + 1) / 1000,
+                    reward_a=0.1,
+                    reward_b=0.0,
+                    judge_label="a",
+                    label="a",
+                    label_source="self",
+                    gold_a=0.0 if i % 3 == 0 else 1.0,
+                    gold_b=1.0 if i % 3 == 0 else 0.0,
+                )
+                for i in range(n)
+            ]
+        )
         return job, [p.id for p in store.pairs(job)]
     finally:
         store.close()
@@ -38,8 +56,11 @@ def exported(db, tmp_path, project="p") -> dict[str, dict]:
     from engine.data.export import ExportRequest, export
 
     out = export(str(db), ExportRequest(project=project, what="dataset", out=str(tmp_path / "export")))
-    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()] \
-        if (out / "train.jsonl").exists() else None
+    rows = (
+        [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+        if (out / "train.jsonl").exists()
+        else None
+    )
     if rows is None:
         (path,) = [p for p in out.iterdir() if p.suffix == ".jsonl"]
         rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -58,7 +79,10 @@ def test_a_written_answer_is_exported_as_chosen_with_source_human(tmp_path):
     actions.set_label(str(db), ids[2], "a", human_response="written, A chosen over B")
     rows = exported(db, tmp_path)
     assert (rows["question 0"]["chosen"], rows["question 0"]["rejected"], rows["question 0"]["source"]) == (
-        "the written answer", "A0", "human")
+        "the written answer",
+        "A0",
+        "human",
+    )
     assert (rows["question 1"]["chosen"], rows["question 1"]["rejected"]) == ("written after choosing B", "A1")
     assert (rows["question 2"]["chosen"], rows["question 2"]["rejected"]) == ("written, A chosen over B", "B2")
     assert (rows["question 3"]["chosen"], rows["question 3"]["source"]) == ("A3", "self")
@@ -196,8 +220,9 @@ def test_a_new_project_gets_a_valid_configuration_of_its_own(tmp_path):
     actions.create_project(db, "fresh")
     store = Store(db)
     proj = store.project("fresh")
-    store.add_examples(proj.id, [Example(role="pool", prompt=[{"role": "user", "content": f"p{i}"}])
-                                 for i in range(30)])
+    store.add_examples(
+        proj.id, [Example(role="pool", prompt=[{"role": "user", "content": f"p{i}"}]) for i in range(30)]
+    )
     store.close()
     cfg = parse_config(actions.latest_config(db, "fresh"))
     assert cfg.project == "fresh" and cfg.model == "demo:model" and cfg.prompts_per_round == 10
@@ -205,16 +230,20 @@ def test_a_new_project_gets_a_valid_configuration_of_its_own(tmp_path):
     with pytest.raises(ActionError, match="no seed pairs: import a seed file"):
         actions.queue_run(db, "fresh", actions.latest_config(db, "fresh"))
     store = Store(db)
-    store.add_examples(proj.id, [Example(role="seed", prompt=[{"role": "user", "content": "q"}], chosen="c",
-                                         rejected="r")])
+    store.add_examples(
+        proj.id, [Example(role="seed", prompt=[{"role": "user", "content": "q"}], chosen="c", rejected="r")]
+    )
     store.close()
     queued = actions.queue_run(db, "fresh", actions.latest_config(db, "fresh"))
     assert parse_config(actions.job_status(db, queued["job_id"])["config_yaml"]).project == "fresh"
 
 
 def test_config_range_checks_name_the_key():
-    for text, key in (("learning_rate: 50", "learning_rate"), ("epochs: -1", "epochs"),
-                      ("round_learning_rate: 0", "round_learning_rate")):
+    for text, key in (
+        ("learning_rate: 50", "learning_rate"),
+        ("epochs: -1", "epochs"),
+        ("round_learning_rate: 0", "round_learning_rate"),
+    ):
         with pytest.raises(ConfigError, match=f"key '{key}'"):
             parse_config(f"model: m\n{text}\n")
     message = config_form.named("config:3: key 'learning_rate' must be above 0 and at most 1, got 50")
@@ -329,8 +358,9 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
     db = tmp_path / "s.db"
     _, ids = judged_round(db, n=4)
     blocks = build_app(str(db))
-    view = _handler(blocks, "review-refresh")("p", "any", "any", "any", "any", 0.5, 1.0, "",
-                                              "flagged, then least confident", 20)
+    view = _handler(blocks, "review-refresh")(
+        "p", "any", "any", "any", "any", 0.5, 1.0, "", "flagged, then least confident", 20
+    )
     state = view[-1]
     opened = []
     connect = storage.base.connect
@@ -342,8 +372,16 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
         state = view[-1]
         assert len(opened) == 1, button
         said.append(view[-2])
-    assert said == [f"Pair #{ids[0]}: a (self) → **a** (human)", f"Pair #{ids[1]}: a (self) → **b** (human)",
-                    f"Pair #{ids[2]}: a (self) → **a** (human)", "That was the last pair of the queue."]
+    assert said == [
+        f"Pair #{ids[0]}: a (self) → **a** (human)",
+        f"Pair #{ids[1]}: a (self) → **b** (human)",
+        f"Pair #{ids[2]}: a (self) → **a** (human)",
+        "That was the last pair of the queue.",
+    ]
     with _opened(db) as store:
         assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [
-            ("a", "human"), ("b", "human"), ("a", "human"), ("a", "self")]
+            ("a", "human"),
+            ("b", "human"),
+            ("a", "human"),
+            ("a", "self"),
+        ]

@@ -1,4 +1,5 @@
 """The studio reads data files and writes exports only under its roots, checked after resolving `..` and links."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,10 @@ def test_a_file_beside_the_database_or_in_the_uploads_is_readable(roots):
     assert readable_path(db, str(tmp / "uploads" / "abc" / "seed.jsonl")).startswith(str(tmp / "uploads"))
 
 
-@pytest.mark.parametrize("crafted", ["/etc/passwd", "{studio}/../secret.jsonl", "{studio}/out/secret.jsonl",
-                                     "{studio}/./../../etc/hostname"])
+@pytest.mark.parametrize(
+    "crafted",
+    ["/etc/passwd", "{studio}/../secret.jsonl", "{studio}/out/secret.jsonl", "{studio}/./../../etc/hostname"],
+)
 def test_a_path_outside_the_data_roots_is_refused_after_resolution(roots, crafted):
     tmp, db = roots
     with pytest.raises(ActionError, match="reads files only under"):

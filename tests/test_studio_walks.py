@@ -5,6 +5,7 @@ worker training on a mini demo world (built once per module, about 10 s):
 2. fresh database → demo project → change lr and rounds → Run → the queued config is what was typed → review,
    correct, write a better answer, undo, bulk-accept the top half → export → the exported dataset says so;
 3. a new project from uploaded files, run with the defaults to the end."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import pytest
 
 from engine.config import parse_config
 from storage import Store
-from tests.test_studio_api import start_studio, stop_studio
 from tests.browser import wait_until
+from tests.test_studio_api import start_studio, stop_studio
 
 pytestmark = pytest.mark.browser
 RUN_TIMEOUT_S = 420
@@ -26,6 +27,7 @@ RUN_TIMEOUT_S = 420
 @pytest.fixture(scope="module")
 def mini_world(tmp_path_factory):
     from engine.worlds.demo_world import WorldSize, build_demo_world
+
     return build_demo_world(tmp_path_factory.mktemp("walk_world"), size=WorldSize.mini(), progress=lambda *a: None)
 
 
@@ -74,6 +76,7 @@ def queue(page) -> str:
         # Gradio's status over the old message while the event waits or runs: "queue: 1/1 | 0.6/0.9s", "0.4s"
         pending = "processing" in text or re.match(r"^\s*(queue:|[\d.]+s)", text) is not None
         return not pending and text != before and ("Queued run" in text or "Not queued" in text) and text
+
     return wait_until(answered, what="the answer to Queue")
 
 
@@ -83,6 +86,7 @@ def wait_for_status(store: Store, job_id: int, states: tuple[str, ...], timeout:
         if job.status == "failed":
             raise AssertionError(f"run #{job_id} failed: {job.error}")
         return job.status in states and job
+
     return wait_until(reached, timeout=timeout, what=f"run #{job_id} to be {' or '.join(states)}")
 
 
@@ -107,9 +111,11 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
 
         # refuse a value, restore it and at once edit another field and queue, several times over, with no pause
         # anywhere: what is queued is what the form shows at the moment Queue is pressed
-        refusals = (("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
-                    ("cfg-epochs", "-1", "Seed epochs (epochs)"),
-                    ("cfg-rounds", "0", "Rounds (rounds)"))
+        refusals = (
+            ("cfg-learning-rate", "50", "Learning rate (learning_rate)"),
+            ("cfg-epochs", "-1", "Seed epochs (epochs)"),
+            ("cfg-rounds", "0", "Rounds (rounds)"),
+        )
         typed = {"cfg-learning-rate": "0.0005", "cfg-epochs": "3", "cfg-rounds": "2"}
         queued = 1
         for attempt in range(3):
@@ -122,8 +128,11 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
                 page.get_by_role("tab", name="Project").click()
                 type_into(page, elem, typed[elem])  # restored
                 following = refusals[(refusals.index((elem, text, named)) + 1) % len(refusals)][0]
-                typed[following] = {"cfg-learning-rate": f"0.000{attempt + 2}", "cfg-epochs": str(attempt + 4),
-                                    "cfg-rounds": str(attempt + 3)}[following]
+                typed[following] = {
+                    "cfg-learning-rate": f"0.000{attempt + 2}",
+                    "cfg-epochs": str(attempt + 4),
+                    "cfg-rounds": str(attempt + 3),
+                }[following]
                 type_into(page, following, typed[following])  # and at once another field
                 message = queue(page)
                 assert "Queued run" in message, (attempt, elem, message)
@@ -131,8 +140,10 @@ def test_typed_values_are_what_is_queued_and_out_of_range_values_are_refused(bro
                 job = store.jobs(demo.id)[-1]
                 cfg = parse_config(job.config_yaml)
                 assert (cfg.learning_rate, cfg.epochs, cfg.rounds) == (
-                    float(typed["cfg-learning-rate"]), int(typed["cfg-epochs"]), int(typed["cfg-rounds"])), (
-                    attempt, elem, typed)
+                    float(typed["cfg-learning-rate"]),
+                    int(typed["cfg-epochs"]),
+                    int(typed["cfg-rounds"]),
+                ), (attempt, elem, typed)
         assert errors == []
 
 
@@ -188,8 +199,11 @@ def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world)
         # the demo project's configuration on the mini world (the full one takes minutes to build): its model
         # folder and data files typed into the form
         type_into(page, "cfg-model", str(mini_world.model_dir))
-        for elem, name in (("cfg-seed-data", "seed.jsonl"), ("cfg-prompt-pool", "pool.jsonl"),
-                           ("cfg-eval-data", "eval.jsonl")):
+        for elem, name in (
+            ("cfg-seed-data", "seed.jsonl"),
+            ("cfg-prompt-pool", "pool.jsonl"),
+            ("cfg-eval-data", "eval.jsonl"),
+        ):
             type_into(page, elem, str(mini_world.root / name))
         # change the learning rate and the rounds, keep the run small, pause for review after judging
         type_into(page, "cfg-learning-rate", "0.0003")
@@ -201,7 +215,12 @@ def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world)
         (job,) = store.jobs(demo.id)
         cfg = parse_config(job.config_yaml)
         assert (cfg.learning_rate, cfg.rounds, cfg.prompts_per_round, cfg.epochs, cfg.review_gate) == (
-            0.0003, 1, 24, 2, True)
+            0.0003,
+            1,
+            24,
+            2,
+            True,
+        )
 
         # the run pauses at its review gate, its stage shown on the Run tab
         wait_for_status(store, job.id, ("paused",))
@@ -250,8 +269,10 @@ def test_newcomer_walk_demo_run_review_and_export(browser, tmp_path, mini_world)
         rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
         by_prompt = {r["prompt"][-1]["content"]: r for r in rows if r["round"] == 1}
         written = by_prompt[store.pair(rewritten).prompt[-1]["content"]]
-        assert written["chosen"] == [{"role": "assistant", "content": "WRITTEN BY A PERSON"}] \
+        assert (
+            written["chosen"] == [{"role": "assistant", "content": "WRITTEN BY A PERSON"}]
             or written["chosen"] == "WRITTEN BY A PERSON"
+        )
         assert written["source"] == "human"
         fixed = store.pair(corrected)
         fixed_row = by_prompt[fixed.prompt[-1]["content"]]
@@ -297,8 +318,10 @@ def test_a_new_project_from_uploaded_files_runs_with_the_defaults(browser, tmp_p
             page.click("#import-button")
             page.wait_for_selector(f"#import-result :text('{role} rows into')", timeout=20_000)
             # visible from the moment they are imported
-            wait_until(lambda: f"of **{n}**" in page.inner_text("#data-info") or f"of {n}" in
-                       page.inner_text("#data-info"), what=f"the imported {role} rows")
+            wait_until(
+                lambda: f"of **{n}**" in page.inner_text("#data-info") or f"of {n}" in page.inner_text("#data-info"),
+                what=f"the imported {role} rows",
+            )
             prompts = [row["prompt"][-1]["content"] for row in load_jsonl(path)]
             wait_until(lambda: all(p in page.inner_text("#data-table") for p in prompts), what=f"the {role} rows")
         proj = store.project("my-first")
@@ -317,7 +340,12 @@ def test_a_new_project_from_uploaded_files_runs_with_the_defaults(browser, tmp_p
         (job,) = store.jobs(proj.id)
         cfg = parse_config(job.config_yaml)
         assert (cfg.project, cfg.model, cfg.prompt_pool, cfg.prompts_per_round, cfg.rounds) == (
-            "my-first", str(mini_world.model_dir), "", 4, 1)
+            "my-first",
+            str(mini_world.model_dir),
+            "",
+            4,
+            1,
+        )
         wait_for_status(store, job.id, ("done",))
         wait_until(lambda: "done" in page.inner_text("#run-progress"), what="the finished run on the Run tab")
         assert {p.round for p in store.pairs(job.id)} == {1} and len(store.pairs(job.id)) >= 2

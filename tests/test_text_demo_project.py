@@ -6,6 +6,7 @@ IFEval instructions and which it follows.
 Every test here builds into one module-wide SPA_TEXT_DIR with SPA_TEXT_WORLD_SIZE=mini (the mini world): the first
 test to open the project builds it (about a minute on two cores), the others find it cached. The model comes from
 the user's model cache (fetched from PyPI on a fresh machine, as in test_text_world_e2e)."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ from app import actions
 from engine.config import parse_config
 from engine.worlds import ifeval_tasks as it
 from storage import Job, Pair, Store
-from tests.test_studio_api import insert_pairs, start_studio, stop_studio
 from tests.browser import wait_until
+from tests.test_studio_api import insert_pairs, start_studio, stop_studio
 from tests.test_studio_browser import SHOTS
 
 pytestmark = pytest.mark.slow
@@ -49,8 +50,15 @@ def run_worker(db: Path, log: Path) -> None:
     """`launch.py worker --once` with this process's environment: it runs every queued job, then exits."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     with open(log, "w") as out:
-        subprocess.run([sys.executable, str(ROOT / "launch.py"), "worker", "--db", str(db), "--once", "--poll", "0.2"],
-                       cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=SETUP_TIMEOUT_S, check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "launch.py"), "worker", "--db", str(db), "--once", "--poll", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=SETUP_TIMEOUT_S,
+            check=True,
+        )
 
 
 def world_rows(text_dir: Path, name: str) -> list[dict]:
@@ -66,10 +74,25 @@ def text_pairs(db: Path, text_dir: Path, n: int = 4) -> list[int]:
         proj = store.project(actions.TEXT_DEMO)
         job_id = store.enqueue(Job(project_id=proj.id, kind="run", config_yaml=TEXT_CONFIG))
         store.finish_job(job_id, "done")
-        store.add_pairs([Pair(job_id=job_id, round=1, project_id=proj.id,
-                              prompt=[{"role": "user", "content": s["prompt"]}], response_a=s["texts"][0],
-                              response_b=s["texts"][1], confidence=0.5 + 0.1 * i, margin=0.1 * i, judge_label="a",
-                              label="a", label_source="self", noisy=(i == 0)) for i, s in enumerate(samples)])
+        store.add_pairs(
+            [
+                Pair(
+                    job_id=job_id,
+                    round=1,
+                    project_id=proj.id,
+                    prompt=[{"role": "user", "content": s["prompt"]}],
+                    response_a=s["texts"][0],
+                    response_b=s["texts"][1],
+                    confidence=0.5 + 0.1 * i,
+                    margin=0.1 * i,
+                    judge_label="a",
+                    label="a",
+                    label_source="self",
+                    noisy=(i == 0),
+                )
+                for i, s in enumerate(samples)
+            ]
+        )
         return [p.id for p in store.pairs(job_id)]
     finally:
         store.close()
@@ -82,8 +105,10 @@ def expected_marks(book: it.TaskBook, pair: Pair, side: str) -> list[bool]:
 def test_the_studio_offers_builds_and_reviews_the_text_demo(browser, text_dir, tmp_path):
     """In Chromium, on a fresh database: the offer, the setup's progress, the imported rows, the configuration, and a
     review page whose instructions carry the marks the gold computes."""
-    studio = start_studio(tmp_path / "offer.db", env={"SPA_TEXT_DIR": str(text_dir), "SPA_TEXT_WORLD_SIZE": "mini",
-                                                      "OMP_NUM_THREADS": "1"})
+    studio = start_studio(
+        tmp_path / "offer.db",
+        env={"SPA_TEXT_DIR": str(text_dir), "SPA_TEXT_WORLD_SIZE": "mini", "OMP_NUM_THREADS": "1"},
+    )
     store = Store(studio.db)
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -148,11 +173,14 @@ def test_the_studio_offers_builds_and_reviews_the_text_demo(browser, text_dir, t
         page.screenshot(path=str(SHOTS / "text-demo-review.png"), full_page=True)
         # the next pair shows its own instructions
         page.click("#review-next")
-        wait_until(lambda: int(page.inner_text("#review-pair-head").split("#")[1].split()[0]) != shown,
-                   what="the next pair")
+        wait_until(
+            lambda: int(page.inner_text("#review-pair-head").split("#")[1].split()[0]) != shown, what="the next pair"
+        )
         following = store.pair(int(page.inner_text("#review-pair-head").split("#")[1].split()[0]))
-        wait_until(lambda: f"of {len(book.task(following.prompt).instruction_ids)}" in
-                   page.inner_text("#review-checks-a"), what="the next pair's instructions")
+        wait_until(
+            lambda: f"of {len(book.task(following.prompt).instruction_ids)}" in page.inner_text("#review-checks-a"),
+            what="the next pair's instructions",
+        )
 
         page.reload()  # set up: no longer offered
         page.wait_for_selector("#cfg-model input, #cfg-model textarea", timeout=30_000)
@@ -176,15 +204,21 @@ def test_the_setup_job_imports_the_mini_world_once_and_the_defaults_run(text_dir
         assert proj.model == "text:model" and [c["yaml"] for c in store.configs(proj.id)] == [TEXT_CONFIG]
         with pytest.raises(actions.ActionError, match="still being set up"):  # no run while the world is built
             actions.queue_run(str(db), "text-demo", TEXT_CONFIG)
-        assert actions.open_text_demo(str(db)) == {"project": "text-demo", "job_id": opened["job_id"],
-                                                   "queued": False}  # one setup at a time
+        assert actions.open_text_demo(str(db)) == {
+            "project": "text-demo",
+            "job_id": opened["job_id"],
+            "queued": False,
+        }  # one setup at a time
         run_worker(db, tmp_path / "worker.log")
 
         job = store.job(opened["job_id"])
         assert job.status == "done", job.error
         status = actions.job_status(str(db), job.id)
-        assert [(s["stage"], s["state"]) for s in status["plan"]] == [("model", "done"), ("world", "done"),
-                                                                       ("import", "done")]
+        assert [(s["stage"], s["state"]) for s in status["plan"]] == [
+            ("model", "done"),
+            ("world", "done"),
+            ("import", "done"),
+        ]
         manifest = json.loads((text_dir / "world.json").read_text())
         assert manifest["size"]["pool"] == 8 and manifest["size"]["max_new_tokens"] == 32  # the mini size
         seeds, pool = world_rows(text_dir, "seed.jsonl"), world_rows(text_dir, "pool.jsonl")
@@ -239,9 +273,16 @@ def test_a_failed_setup_says_why_and_changes_nothing_else(tmp_path, monkeypatch)
     configuration and no rows, and the studio offers the project again."""
     from app.project_tab import setup_html
 
-    for key, value in {"SPA_TEXT_DIR": str(tmp_path / "no_world"), "SPA_MODELS_DIR": str(tmp_path / "no_models"),
-                       "SPA_WHEELS_DIR": "", "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
-                       "PIP_TIMEOUT": "2", "PIP_CONFIG_FILE": os.devnull, "SPA_TEXT_WORLD_SIZE": "mini"}.items():
+    for key, value in {
+        "SPA_TEXT_DIR": str(tmp_path / "no_world"),
+        "SPA_MODELS_DIR": str(tmp_path / "no_models"),
+        "SPA_WHEELS_DIR": "",
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+        "PIP_CONFIG_FILE": os.devnull,
+        "SPA_TEXT_WORLD_SIZE": "mini",
+    }.items():
         monkeypatch.setenv(key, value)
     for key in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):  # no local mirror either: the index is all pip has
         monkeypatch.delenv(key, raising=False)

@@ -1,5 +1,6 @@
 """The text world's gold (IFEval instructions through if-verifiable), its splits, its config hooks and the model
 fetch's failure mode. No model is loaded here: tests/test_text_world_e2e.py runs the real SmolLM2."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, parse_config, uses_text_world
-from engine.worlds import TEXT, resolve_path, world_for_path, world_of
+from engine.config import ConfigError, parse_config
+from engine.worlds import TEXT, resolve_path, smollm2, world_for_path, world_of
 from engine.worlds import ifeval_tasks as it
-from engine.worlds import smollm2
 from engine.worlds.text_world import TextWorldSize, best_vs_worst, draw_splits
 
 TASK = "Write a short poem about the ocean."
@@ -45,8 +45,10 @@ def test_loose_following_only_breaks_ties():
 
 
 def test_arguments_pass_through_to_the_checkers():
-    t = task(["detectable_format:number_bullet_lists", "length_constraints:number_words"],
-             [{"num_bullets": 2}, {"num_words": 10, "relation": "less than"}])
+    t = task(
+        ["detectable_format:number_bullet_lists", "length_constraints:number_words"],
+        [{"num_bullets": 2}, {"num_words": 10, "relation": "less than"}],
+    )
     assert it.score(t, "* waves\n* salt").strict == [True, True]
     assert it.score(t, "* waves\n* salt\n* sand").strict == [False, True]
     assert it.score(t, "* waves are very big and blue today\n* salt is in the sea water").strict == [True, False]
@@ -68,8 +70,11 @@ def test_best_vs_worst_picks_by_gold_and_skips_empty_answers_and_ties():
 
 
 def test_ifeval_metrics_count_prompts_and_instructions():
-    scores = [it.GoldScore([True, True], [True, True]), it.GoldScore([True, False], [True, True]),
-              it.GoldScore([False], [False])]
+    scores = [
+        it.GoldScore([True, True], [True, True]),
+        it.GoldScore([True, False], [True, True]),
+        it.GoldScore([False], [False]),
+    ]
     m = it.ifeval_metrics(scores)
     assert m.prompt_strict == pytest.approx(1 / 3)
     assert m.prompt_loose == pytest.approx(2 / 3)
@@ -79,6 +84,7 @@ def test_ifeval_metrics_count_prompts_and_instructions():
 
 def test_win_rate_counts_higher_gold_rewards_and_half_for_ties():
     from engine.worlds.text_eval import win_rate
+
     full = it.GoldScore([True, True], [True, True])
     half = it.GoldScore([True, False], [True, True])
     none = it.GoldScore([False, False], [False, False])
@@ -123,8 +129,7 @@ def test_splits_are_deterministic_disjoint_and_hold_out_tasks_and_types():
 
 
 def test_the_task_book_scores_by_prompt_and_refuses_unknown_prompts(tmp_path):
-    t = it.Task(prompt=f"{TASK} Do not use commas.", task=TASK, instruction_ids=["punctuation:no_comma"],
-                kwargs=[{}])
+    t = it.Task(prompt=f"{TASK} Do not use commas.", task=TASK, instruction_ids=["punctuation:no_comma"], kwargs=[{}])
     it.write_tasks(tmp_path / "tasks.jsonl", [t])
     book = it.TaskBook.load(tmp_path / "tasks.jsonl")
     assert book([{"role": "user", "content": t.prompt}], "no commas here") == pytest.approx(1.01)
@@ -135,7 +140,7 @@ def test_the_task_book_scores_by_prompt_and_refuses_unknown_prompts(tmp_path):
 
 def test_text_prefix_resolves_into_the_text_world(monkeypatch):
     cfg = parse_config("model: text:model\nseed_data: text:seed.jsonl\nrounds: 0\n")
-    assert uses_text_world(cfg) and world_of(cfg) is TEXT and world_for_path("text:model") is TEXT
+    assert world_of(cfg) is TEXT and world_for_path("text:model") is TEXT
     assert TEXT.resolve("text:seed.jsonl", Path("/w")) == "/w/seed.jsonl"
     monkeypatch.setenv("SPA_TEXT_DIR", "/w")
     assert resolve_path("text:seed.jsonl") == "/w/seed.jsonl"
@@ -165,9 +170,11 @@ def test_an_unreachable_registry_is_a_clear_error_and_leaves_no_model(tmp_path, 
 
 def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_model_dir):
     from engine.method import generation, models, scoring
+
     tok = models.load_tokenizer(str(tiny_model_dir))
-    model = models.load_base_model(str(tiny_model_dir), models.pick_device("cpu"), models.pick_dtype(
-        models.pick_device("cpu")))
+    model = models.load_base_model(
+        str(tiny_model_dir), models.pick_device("cpu"), models.pick_dtype(models.pick_device("cpu"))
+    )
     window = model.config.max_position_embeddings
     long_prompt = [{"role": "user", "content": "a" * (window + 10)}]
     short_prompt = [{"role": "user", "content": "ab"}]

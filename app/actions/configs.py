@@ -1,5 +1,6 @@
 """Run configurations: validate one, save it (database and YAML file), read the saved ones back, and the
 starting point of a project that has none."""
+
 from __future__ import annotations
 
 import re
@@ -51,6 +52,7 @@ def train_command(db: str, text: str) -> str:
     """The command line the worker builds for a training stage of this configuration (accelerate launch
     past one GPU); empty while the YAML does not validate."""
     from engine.runtime.distributed import shown_train_command
+
     try:
         return shown_train_command(validate_config(text), db)
     except (ActionError, ValueError, FileNotFoundError):

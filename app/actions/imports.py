@@ -1,5 +1,6 @@
 """Data files: validate one as seed, pool or eval rows without writing (preview), import it all or nothing, and
 page through a project's imported rows."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,8 +29,13 @@ class ImportReport:
 
 
 def _issue(issue, shown_name: str) -> dict:
-    return {"file": shown_name, "line": issue.line, "unit": issue.unit, "field": issue.field or "",
-            "message": issue.message}
+    return {
+        "file": shown_name,
+        "line": issue.line,
+        "unit": issue.unit,
+        "field": issue.field or "",
+        "message": issue.message,
+    }
 
 
 def _check_import_args(path: str, role: str) -> None:
@@ -50,12 +56,26 @@ def preview_import(path: str, role: str, shown_name: str | None = None, rows: in
         result = load_examples(path, role)
     except ImportFailed as e:
         return ImportReport(ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues])
-    first = [{"line": ex.source_line, "prompt": shortened(ex.prompt_text), "chosen": shortened(ex.chosen),
-              "rejected": shortened(ex.rejected)} for ex in result.examples[:rows]]
-    return ImportReport(ok=True, file=name, role=role, format=result.format, rows_read=result.rows_read,
-                        examples=len(result.examples), first_rows=first,
-                        duplicates=[_issue(i, name) for i in result.duplicates],
-                        skipped=[_issue(i, name) for i in result.skipped])
+    first = [
+        {
+            "line": ex.source_line,
+            "prompt": shortened(ex.prompt_text),
+            "chosen": shortened(ex.chosen),
+            "rejected": shortened(ex.rejected),
+        }
+        for ex in result.examples[:rows]
+    ]
+    return ImportReport(
+        ok=True,
+        file=name,
+        role=role,
+        format=result.format,
+        rows_read=result.rows_read,
+        examples=len(result.examples),
+        first_rows=first,
+        duplicates=[_issue(i, name) for i in result.duplicates],
+        skipped=[_issue(i, name) for i in result.skipped],
+    )
 
 
 def import_file(db: str, path: str, project: str, role: str, shown_name: str | None = None) -> ImportReport:
@@ -67,18 +87,28 @@ def import_file(db: str, path: str, project: str, role: str, shown_name: str | N
     try:
         result = load_examples(path, role)
     except ImportFailed as e:
-        return ImportReport(ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues],
-                            project=project)
+        return ImportReport(
+            ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues], project=project
+        )
     for ex in result.examples:  # where the rows came from, not Gradio's upload folder
         ex.source_file = name
     name_ok = create_project(db, project)["name"]  # validates the name; creates the project when new
     with opened(db) as store:
         proj = project_of(store, name_ok)
         added, already = store.add_examples(proj.id, result.examples)
-    return ImportReport(ok=True, file=name, role=role, format=result.format, rows_read=result.rows_read,
-                        examples=len(result.examples), duplicates=[_issue(i, name) for i in result.duplicates],
-                        skipped=[_issue(i, name) for i in result.skipped], added=added, already_present=already,
-                        project=proj.name)
+    return ImportReport(
+        ok=True,
+        file=name,
+        role=role,
+        format=result.format,
+        rows_read=result.rows_read,
+        examples=len(result.examples),
+        duplicates=[_issue(i, name) for i in result.duplicates],
+        skipped=[_issue(i, name) for i in result.skipped],
+        added=added,
+        already_present=already,
+        project=proj.name,
+    )
 
 
 def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
@@ -89,5 +119,12 @@ def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int 
         proj = project_of(store, project)
         rows = store.examples(proj.id, role, limit=limit, offset=max(0, int(offset)))
         total = store.count_examples(proj.id, role)
-    return [{"line": f"{Path(ex.source_file).name}:{ex.source_line}", "prompt": shortened(ex.prompt_text, 200),
-             "chosen": shortened(ex.chosen, 160), "rejected": shortened(ex.rejected, 160)} for ex in rows], total
+    return [
+        {
+            "line": f"{Path(ex.source_file).name}:{ex.source_line}",
+            "prompt": shortened(ex.prompt_text, 200),
+            "chosen": shortened(ex.chosen, 160),
+            "rejected": shortened(ex.rejected, 160),
+        }
+        for ex in rows
+    ], total

@@ -1,6 +1,7 @@
 """What the Insight tab draws, read from storage and from a run's folder: per-round metrics, the self-judge's
 calibration, its margins, answer lengths, the stored generations and π_init's stored answers to the eval
 prompts. Nothing here samples a model."""
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from storage import Job, Pair
 @dataclass
 class ProjectInsight:
     """The Insight tab's charts of a project, for one of its runs or all of them (job_id None)."""
+
     jobs: list[Job]
     job_id: int | None  # the run asked for; None also when it is not one of the project's
     metrics_job: int | None  # whose per-round metrics are drawn: that run, else the project's newest job
@@ -38,12 +40,17 @@ def project_insight(db: str, project: str, job_id: int | None) -> ProjectInsight
             job_id = None
         metrics_job = job_id if job_id is not None else (jobs[-1].id if jobs else None)
         return ProjectInsight(
-            jobs=jobs, job_id=job_id, metrics_job=metrics_job,
+            jobs=jobs,
+            job_id=job_id,
+            metrics_job=metrics_job,
             metrics=[asdict(m) for m in store.metrics(metrics_job)] if metrics_job else [],
             calibration=store.confidence_calibration(proj.id, job_id),
             rank_calibration=store.rank_calibration(proj.id, job_id),
-            margins=store.margin_histogram(proj.id, job_id), lengths=store.length_by_round(proj.id, job_id),
-            rounds=store.pair_rounds(proj.id, job_id), label_counts=store.label_source_counts(proj.id))
+            margins=store.margin_histogram(proj.id, job_id),
+            lengths=store.length_by_round(proj.id, job_id),
+            rounds=store.pair_rounds(proj.id, job_id),
+            label_counts=store.label_source_counts(proj.id),
+        )
 
 
 def _folder(cfg: RunConfig, db: str, job_id: int) -> Path:
@@ -78,8 +85,9 @@ def init_answers(db: str, job_id: int, limit: int = 10) -> list[list[str]]:
     return [[e.prompt_text, t] for e, t in zip(evals, texts)][:limit]
 
 
-def round_samples(db: str, project: str, round_index: int, job_id: int | None, search: str,
-                  limit: int = 20) -> list[Pair]:
+def round_samples(
+    db: str, project: str, round_index: int, job_id: int | None, search: str, limit: int = 20
+) -> list[Pair]:
     """The pairs a round generated, as labelled now (of one run, or of all the project's runs)."""
     with opened(db) as store:
         proj = project_of(store, project)

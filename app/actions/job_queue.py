@@ -1,6 +1,7 @@
 """Jobs as the studio asks for them and shows them: queue a run or an export, stop, resume, approve a review
 gate, and read a job's state, stage plan, log, metrics and evaluation table. The kinds and their stage plans are
 the worker's registry (engine.runtime.jobs)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -30,8 +31,10 @@ def queue_run(db: str, project: str, config_yaml: str) -> dict:
         proj = project_of(store, project)
         setting_up = [j.id for j in store.jobs(proj.id, statuses=ACTIVE) if j.kind == TEXT_WORLD]
         if setting_up:
-            raise ActionError(f"project {proj.name} is still being set up (job #{setting_up[0]} builds its text "
-                              "world): queue a run once it is done")
+            raise ActionError(
+                f"project {proj.name} is still being set up (job #{setting_up[0]} builds its text "
+                "world): queue a run once it is done"
+            )
         check_data(store, proj, cfg)
         cfg.project = proj.name
         if cfg.model and cfg.model != proj.model:
@@ -50,11 +53,15 @@ def check_data(store: Store, proj: Project, cfg: RunConfig) -> None:
         if local and not Path(value).expanduser().exists():
             raise ActionError(f"key '{key}': no such {'folder' if key == 'model' else 'file'}: {value}")
     if not cfg.seed_data and not store.seed_pairs(proj.id):
-        raise ActionError(f"project {proj.name} has no seed pairs: import a seed file on the Project tab, rank the "
-                          "answers sampled for its seed prompts, or set seed_data in the configuration")
+        raise ActionError(
+            f"project {proj.name} has no seed pairs: import a seed file on the Project tab, rank the "
+            "answers sampled for its seed prompts, or set seed_data in the configuration"
+        )
     if cfg.rounds > 0 and not cfg.prompt_pool and store.count_examples(proj.id, "pool") == 0:
-        raise ActionError(f"project {proj.name} has no pool prompts for its {cfg.rounds} rounds: import a pool "
-                          "file on the Project tab (or set prompt_pool in the configuration)")
+        raise ActionError(
+            f"project {proj.name} has no pool prompts for its {cfg.rounds} rounds: import a pool "
+            "file on the Project tab (or set prompt_pool in the configuration)"
+        )
 
 
 def queue_export(db: str, request: ExportRequest) -> int:
@@ -108,14 +115,30 @@ def job_status(db: str, job_id: int, log_lines: int = 30) -> dict:
         stages.append({"round": rnd, "stage": stage, "state": "done" if done else "current" if current else "pending"})
     total = job.progress_total or 0
     return {
-        "job_id": job.id, "project": project.name, "kind": job.kind, "status": job.status,
-        "stale": stale, "stage": job.stage, "round": job.round, "progress_done": job.progress_done,
-        "progress_total": total, "fraction": (job.progress_done / total) if total else 0.0, "eta_s": job.eta_s,
-        "stop_requested": job.stop_requested, "error": job.error, "worker": job.worker,
-        "heartbeat_age_s": beat_age, "created_at": job.created_at, "started_at": job.started_at,
-        "finished_at": job.finished_at, "rounds_total": cfg.rounds if cfg else None,
-        "stages_done": sum(s["state"] == "done" for s in stages), "stages_total": len(stages), "plan": stages,
-        "round_status": {str(r): v.status for r, v in rounds.items()}, "config_yaml": job.config_yaml,
+        "job_id": job.id,
+        "project": project.name,
+        "kind": job.kind,
+        "status": job.status,
+        "stale": stale,
+        "stage": job.stage,
+        "round": job.round,
+        "progress_done": job.progress_done,
+        "progress_total": total,
+        "fraction": (job.progress_done / total) if total else 0.0,
+        "eta_s": job.eta_s,
+        "stop_requested": job.stop_requested,
+        "error": job.error,
+        "worker": job.worker,
+        "heartbeat_age_s": beat_age,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "rounds_total": cfg.rounds if cfg else None,
+        "stages_done": sum(s["state"] == "done" for s in stages),
+        "stages_total": len(stages),
+        "plan": stages,
+        "round_status": {str(r): v.status for r, v in rounds.items()},
+        "config_yaml": job.config_yaml,
         "log": [{"id": e["id"], "at": e["at"], "level": e["level"], "message": e["message"]} for e in events],
     }
 
@@ -125,8 +148,17 @@ def jobs(db: str, project: str) -> list[dict]:
         proj = store.project((project or "").strip())
         if proj is None:
             return []
-        return [{"job_id": j.id, "kind": j.kind, "status": j.status, "stage": j.stage, "round": j.round,
-                 "created_at": j.created_at} for j in store.jobs(proj.id)]
+        return [
+            {
+                "job_id": j.id,
+                "kind": j.kind,
+                "status": j.status,
+                "stage": j.stage,
+                "round": j.round,
+                "created_at": j.created_at,
+            }
+            for j in store.jobs(proj.id)
+        ]
 
 
 def stop_run(db: str, job_id: int) -> dict:

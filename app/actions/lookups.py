@@ -1,5 +1,6 @@
 """What every action shares: the refusal a person reads (ActionError), one `Store` per call (`opened`), finding a
 project, job or pair by what the person gave, and a stored text shortened for a table cell."""
+
 from __future__ import annotations
 
 import contextlib
@@ -52,4 +53,4 @@ def shortened(text: str | None, limit: int = 160) -> str:
     if text is None:
         return ""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

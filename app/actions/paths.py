@@ -1,5 +1,6 @@
 """Where the studio may read and write on its machine: the data roots a path given to the API must lie under,
 and the folder every studio export lands under."""
+
 from __future__ import annotations
 
 import os
@@ -29,6 +30,8 @@ def readable_path(db: str, path: str) -> str:
     resolved = Path(path or ".").expanduser().resolve()
     roots = data_roots(db)
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise ActionError(f"{path}: the studio reads files only under {', '.join(map(str, roots))} "
-                          "(upload the file, or add its folder to SPA_DATA_ROOTS)")
+        raise ActionError(
+            f"{path}: the studio reads files only under {', '.join(map(str, roots))} "
+            "(upload the file, or add its folder to SPA_DATA_ROOTS)"
+        )
     return str(resolved)

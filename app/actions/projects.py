@@ -1,5 +1,6 @@
 """Projects: the two demo projects, creating and listing projects, what a project holds, and its annotation
 guidelines."""
+
 from __future__ import annotations
 
 import os
@@ -40,6 +41,7 @@ def ensure_demo_project(db: str) -> bool:
 class TextDemoState:
     """Where the text demo project stands: offered (not set up and no setup job under way), being set up, or
     ready (its seed pairs imported). `job` is its newest setup job's status (job_status), if any."""
+
     exists: bool
     ready: bool
     offered: bool
@@ -102,10 +104,13 @@ def create_project(db: str, name: str, model: str = "") -> dict:
 def project_summary(db: str, project: str) -> dict:
     with opened(db) as store:
         proj = project_of(store, project)
-        return {"project": proj.name, "model": proj.model,
-                "examples": {role: store.count_examples(proj.id, role) for role in ROLES},
-                "labels": store.label_source_counts(proj.id),
-                "jobs": len(store.jobs(proj.id))}
+        return {
+            "project": proj.name,
+            "model": proj.model,
+            "examples": {role: store.count_examples(proj.id, role) for role in ROLES},
+            "labels": store.label_source_counts(proj.id),
+            "jobs": len(store.jobs(proj.id)),
+        }
 
 
 def guidelines(db: str, project: str) -> str:

@@ -4,6 +4,7 @@ judge said about it, labels (audited in label_events), bulk accept, undo, and pr
 What the Review tab draws comes from here too: a `ReviewCursor` (the page snapshot it holds) and a `ReviewView`
 (what it shows of it), one call per click. Each public function opens one `Store`; the `_`-prefixed ones take
 the open store, so one click reads and writes on one connection."""
+
 from __future__ import annotations
 
 import math
@@ -20,15 +21,21 @@ from storage.records import LABEL_SOURCES, LABELS, REVIEW_ORDERS
 PAGE_SIZES = (20, 30, 50)
 MAX_PAGE_SIZE = 200
 REVIEW_ACTIONS = ("keep", "flip") + LABELS
-REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A",
-                  "answer B"]
-RANK_BANDS = {"lowest 10%": (None, 0.1), "lowest 25%": (None, 0.25), "lowest 50%": (None, 0.5),
-              "top 50%": (0.5, None), "top 25%": (0.75, None), "top 10%": (0.9, None)}
+REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A", "answer B"]
+RANK_BANDS = {
+    "lowest 10%": (None, 0.1),
+    "lowest 25%": (None, 0.25),
+    "lowest 50%": (None, 0.5),
+    "top 50%": (0.5, None),
+    "top 25%": (0.75, None),
+    "top 10%": (0.9, None),
+}
 
 
 @dataclass
 class ReviewQuery:
     """The Review tab's filters, as the person set them (empty means any)."""
+
     round: int | None = None
     source: str | None = None  # one of LABEL_SOURCES
     flagged: bool | None = None
@@ -47,10 +54,21 @@ class ReviewQuery:
         if self.rank_band is not None and self.rank_band not in RANK_BANDS:
             raise ActionError(f"rank must be one of {', '.join(RANK_BANDS)}")
         low, high = RANK_BANDS.get(self.rank_band, (None, None))
-        return ReviewFilter(project_id=project_id, job_id=self.job_id, round=self.round, label_source=self.source,
-                            noisy=self.flagged, min_confidence=self.min_confidence,
-                            max_confidence=self.max_confidence, search=(self.search or "").strip(),
-                            order=self.order, limit=limit, offset=offset, min_rank=low, max_rank=high)
+        return ReviewFilter(
+            project_id=project_id,
+            job_id=self.job_id,
+            round=self.round,
+            label_source=self.source,
+            noisy=self.flagged,
+            min_confidence=self.min_confidence,
+            max_confidence=self.max_confidence,
+            search=(self.search or "").strip(),
+            order=self.order,
+            limit=limit,
+            offset=offset,
+            min_rank=low,
+            max_rank=high,
+        )
 
 
 @dataclass
@@ -66,6 +84,7 @@ class ReviewPage:
 
 class LabelChange(NamedTuple):
     """What one label did to a pair's place in the queue (see next_offset)."""
+
     was_flagged: bool
     source: str  # its label source now
     flagged: bool  # whether it is flagged now
@@ -80,9 +99,19 @@ def rank_percent(rank: float | None) -> str:
 
 
 def review_row(p: Pair, rank: float | None = None) -> list:
-    return [p.id, p.round, "⚑" if p.noisy else "", _fmt(p.confidence), _fmt(p.margin), rank_percent(rank),
-            p.label or "", p.label_source or "", shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
-            shortened(p.response_a, 70), shortened(p.response_b, 70)]
+    return [
+        p.id,
+        p.round,
+        "⚑" if p.noisy else "",
+        _fmt(p.confidence),
+        _fmt(p.margin),
+        rank_percent(rank),
+        p.label or "",
+        p.label_source or "",
+        shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
+        shortened(p.response_a, 70),
+        shortened(p.response_b, 70),
+    ]
 
 
 def review_rows(store: Store, project_id: int, pairs: list[Pair]) -> list[list]:
@@ -100,8 +129,9 @@ def _queue(store: Store, proj: Project, query: ReviewQuery, offset: int, page_si
     return store.review_page(query.filter(proj.id, offset, page_size))
 
 
-def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_size: int = 20,
-                offset: int | None = None) -> ReviewPage:
+def review_page(
+    db: str, project: str, query: ReviewQuery, page: int = 0, page_size: int = 20, offset: int | None = None
+) -> ReviewPage:
     """One page of the review queue, flagged first then least confident by default, with its display rows.
     `offset` (rows to skip) overrides `page`. The API and the benchmark call this."""
     page_size, offset = page_window(page_size, page, offset)
@@ -109,9 +139,15 @@ def review_page(db: str, project: str, query: ReviewQuery, page: int = 0, page_s
         proj = project_of(store, project)
         pairs, total = _queue(store, proj, query, offset, page_size)
         rows = review_rows(store, proj.id, pairs)
-    return ReviewPage(rows=rows, pair_ids=[p.id for p in pairs], total=total,
-                      page=offset // page_size, pages=max(1, math.ceil(total / page_size)), page_size=page_size,
-                      offset=offset)
+    return ReviewPage(
+        rows=rows,
+        pair_ids=[p.id for p in pairs],
+        total=total,
+        page=offset // page_size,
+        pages=max(1, math.ceil(total / page_size)),
+        page_size=page_size,
+        offset=offset,
+    )
 
 
 def pair_detail(db: str, pair_id: int) -> dict:
@@ -173,19 +209,26 @@ def written_label(pair: Pair, action: str) -> tuple[str, str]:
     return preferred, f"wrote a better answer; it is chosen, answer {rejected} is rejected"
 
 
-def set_label(db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "",
-              actor: str = "studio") -> dict:
+def set_label(
+    db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "", actor: str = "studio"
+) -> dict:
     """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
     a written better answer, the answer is chosen and `written_label` picks its rejected partner."""
     with opened(db) as store:
         event = _label(store, pair_of(store, pair_id), label, human_response, note, actor)
         pair = store.pair(event.pair_id)
-    return {"pair_id": pair.id, "label": pair.label, "label_source": pair.label_source,
-            "human_response": pair.human_response, "event": asdict(event)}
+    return {
+        "pair_id": pair.id,
+        "label": pair.label,
+        "label_source": pair.label_source,
+        "human_response": pair.human_response,
+        "event": asdict(event),
+    }
 
 
-def _label(store: Store, pair: Pair, label: str, human_response: str | None = None, note: str = "",
-           actor: str = "studio") -> LabelEvent:
+def _label(
+    store: Store, pair: Pair, label: str, human_response: str | None = None, note: str = "", actor: str = "studio"
+) -> LabelEvent:
     action = (label or "").strip().lower().replace(" ", "_")
     if human_response is not None:
         human_response = human_response.strip()
@@ -200,8 +243,14 @@ def _label(store: Store, pair: Pair, label: str, human_response: str | None = No
     return store.set_label(pair.id, new, "human", actor=actor, human_response=human_response, note=note or action)
 
 
-def bulk_accept(db: str, project: str, min_confidence: float | None = None, round: int | None = None,
-                actor: str = "studio", top: str | None = None) -> dict:
+def bulk_accept(
+    db: str,
+    project: str,
+    min_confidence: float | None = None,
+    round: int | None = None,
+    actor: str = "studio",
+    top: str | None = None,
+) -> dict:
     """Accept, unread, every self label at or above a confidence, or in a top rank band of its round ("top 50%"):
     label source `accepted`, each pair audited. Training treats accepted pairs as self labels: a person did not
     read them, so they are not gold, may be flagged as noisy, and are not replayed in later rounds."""
@@ -214,8 +263,13 @@ def bulk_accept(db: str, project: str, min_confidence: float | None = None, roun
     min_rank = RANK_BANDS[top][0] if top is not None else None
     with opened(db) as store:
         proj = project_of(store, project)
-        n = store.bulk_accept(proj.id, None if min_confidence is None else float(min_confidence), round=round,
-                              actor=actor, min_rank=min_rank)
+        n = store.bulk_accept(
+            proj.id,
+            None if min_confidence is None else float(min_confidence),
+            round=round,
+            actor=actor,
+            min_rank=min_rank,
+        )
     return {"accepted": n, "min_confidence": min_confidence, "top": top, "round": round}
 
 
@@ -228,9 +282,15 @@ def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
     if not undone.events:
         raise ActionError("nothing to undo")
     first = undone.events[0]
-    return {"pair_id": first.pair_id, "label": first.new_label, "label_source": first.new_source,
-            "undid": first.undoes, "pairs": [e.pair_id for e in undone.reverted],
-            "kept": [e.pair_id for e in undone.kept], "action": undone.action_note}
+    return {
+        "pair_id": first.pair_id,
+        "label": first.new_label,
+        "label_source": first.new_source,
+        "undid": first.undoes,
+        "pairs": [e.pair_id for e in undone.reverted],
+        "kept": [e.pair_id for e in undone.kept],
+        "action": undone.action_note,
+    }
 
 
 def review_progress(db: str, project: str) -> list[dict]:
@@ -273,6 +333,7 @@ EDGES = ("empty", "first", "last")  # why a step stayed put: no pair here, none 
 class ReviewCursor:
     """The Review tab's page snapshot: the pairs it shows stay put while the person labels them, and what each
     label changed, so the next page starts where it should (next_offset)."""
+
     project: str
     query: ReviewQuery
     offset: int
@@ -288,6 +349,7 @@ class ReviewView:
     """What the Review tab draws for a cursor: the page's rows (REVIEW_COLUMNS), the current pair (as
     pair_detail), the progress per round (None for a project that does not exist), why a step stayed put (one of
     EDGES, or empty) and the label event a click wrote."""
+
     cursor: ReviewCursor
     rows: list[list]
     pair: dict | None
@@ -296,15 +358,23 @@ class ReviewView:
     event: LabelEvent | None = None
 
 
-def _cursor(store: Store, project: str, query: ReviewQuery, offset: int, page_size: int, index: int = 0,
-            focus: int | None = None) -> ReviewCursor:
+def _cursor(
+    store: Store,
+    project: str,
+    query: ReviewQuery,
+    offset: int,
+    page_size: int,
+    index: int = 0,
+    focus: int | None = None,
+) -> ReviewCursor:
     """A fresh snapshot of the page at `offset`, at `index` or at the pair `focus` when the page shows it."""
     page_size, offset = page_window(page_size, offset=offset)
     pairs, total = _queue(store, project_of(store, project), query, offset, page_size)
     ids = [p.id for p in pairs]
     index = ids.index(focus) if focus in ids else min(max(index, 0), max(len(ids) - 1, 0))
-    return ReviewCursor(project=project, query=query, offset=offset, page_size=page_size, ids=ids, total=total,
-                        index=index)
+    return ReviewCursor(
+        project=project, query=query, offset=offset, page_size=page_size, ids=ids, total=total, index=index
+    )
 
 
 def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor, str]:
@@ -318,8 +388,14 @@ def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor,
     if index < 0:
         if cursor.offset == 0:
             return cursor, "first"
-        return _cursor(store, cursor.project, cursor.query, max(0, cursor.offset - cursor.page_size),
-                       cursor.page_size, index=cursor.page_size - 1), ""
+        return _cursor(
+            store,
+            cursor.project,
+            cursor.query,
+            max(0, cursor.offset - cursor.page_size),
+            cursor.page_size,
+            index=cursor.page_size - 1,
+        ), ""
     offset = next_offset(cursor.offset, cursor.page_size, cursor.changes, cursor.query)
     fresh = _cursor(store, cursor.project, cursor.query, offset, cursor.page_size)
     return (fresh, "") if fresh.ids else (cursor, "last")
@@ -333,12 +409,25 @@ def _view(store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent 
     if not cursor.ids:
         return ReviewView(cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event)
     pairs = [store.pair(i) for i in cursor.ids]
-    return ReviewView(cursor=cursor, rows=review_rows(store, pairs[0].project_id, pairs),
-                      pair=_detail(store, pairs[cursor.index]), progress=progress, edge=edge, event=event)
+    return ReviewView(
+        cursor=cursor,
+        rows=review_rows(store, pairs[0].project_id, pairs),
+        pair=_detail(store, pairs[cursor.index]),
+        progress=progress,
+        edge=edge,
+        event=event,
+    )
 
 
-def open_review(db: str, project: str, query: ReviewQuery, offset: int = 0, page_size: int = 20, index: int = 0,
-                focus: int | None = None) -> ReviewView:
+def open_review(
+    db: str,
+    project: str,
+    query: ReviewQuery,
+    offset: int = 0,
+    page_size: int = 20,
+    index: int = 0,
+    focus: int | None = None,
+) -> ReviewView:
     """The page of the queue at `offset`, at its `index`-th pair or at the pair `focus` when it is on it."""
     with opened(db) as store:
         return _view(store, _cursor(store, project, query, offset, page_size, index, focus))

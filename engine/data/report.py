@@ -1,4 +1,5 @@
 """The per-round table a run prints at the end (and the studio and benchmarks show)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

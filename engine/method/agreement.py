@@ -1,6 +1,7 @@
 """How often a judge agrees with the person's own labels, with a 95% interval: the one ground truth a user has.
 A round's audit is a uniform random sample of its judged pairs that the person labels blind (without the judge's
 label shown), so its agreement is an unbiased estimate of the round's self-label accuracy."""
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 class AgreementEstimate:
     """Agreement with the person on the pairs they decided (a or b); ties and both-bad answers are counted apart,
     outside n, since the judge always picks one."""
+
     agree: float | None  # matches / n; None when n = 0
     lo: float  # Wilson 95% interval
     hi: float
@@ -53,8 +55,7 @@ def agreement(person_labels: Iterable[str], judge_labels: Iterable[str], z: floa
         else:
             raise ValueError(f"unknown label {person!r}")
     lo, hi = wilson_interval(matches, decided, z)
-    return AgreementEstimate(matches / decided if decided else None, lo, hi, decided, ties, both_bad,
-                             lo <= 0.5 <= hi)
+    return AgreementEstimate(matches / decided if decided else None, lo, hi, decided, ties, both_bad, lo <= 0.5 <= hi)
 
 
 def audit_estimate(answers: Sequence[AuditAnswer], z: float = 1.96) -> AgreementEstimate:
@@ -62,11 +63,14 @@ def audit_estimate(answers: Sequence[AuditAnswer], z: float = 1.96) -> Agreement
     return agreement([a.person_label for a in answers], [a.judge_label for a in answers], z)
 
 
-def variant_agreement(choices: dict[str, VariantChoice], person_labels: Sequence[str],
-                      z: float = 1.96) -> dict[str, AgreementEstimate]:
+def variant_agreement(
+    choices: dict[str, VariantChoice], person_labels: Sequence[str], z: float = 1.96
+) -> dict[str, AgreementEstimate]:
     """Each judge variant's agreement with the person's labels of the same pairs (judge_variants.variant_choices)."""
-    return {name: agreement(person_labels, ["a" if a else "b" for a in choice.a_preferred.tolist()], z)
-            for name, choice in choices.items()}
+    return {
+        name: agreement(person_labels, ["a" if a else "b" for a in choice.a_preferred.tolist()], z)
+        for name, choice in choices.items()
+    }
 
 
 def audit_sample(pair_ids: Iterable[int], size: int, seed: int) -> list[int]:

@@ -5,6 +5,7 @@ compared with it on the same held-out labelled pairs (the paper's baselines):
 - RewardModelJudge: an external sequence-classification checkpoint; the score is its single logit.
 - LLMJudge: the model is asked which answer is better; both orders are read and averaged to cancel position bias.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,16 +27,26 @@ EXTERNAL_KINDS = ("density_ratio", "reward_model", "llm_judge")
 
 # Checked in order: a harmful request stays a safety question even when it involves arithmetic.
 _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
-    ("safety", re.compile(
-        r"\b(kill\w*|murder\w*|weapons?|guns?|bombs?|explosives?|poison\w*|drugs?|meth|cocaine|heroin|steal\w*|"
-        r"rob|robbery|shoplift\w*|hack\w*|malware|ransomware|phishing|suicid\w*|self[- ]harm|hurt\w*|harm|harmful|"
-        r"abuse\w*|assault\w*|violen\w*|terror\w*|racist|racism|slurs?|hate|illegal\w*|fraud\w*|scam\w*|"
-        r"launder\w*|kidnap\w*|stalk\w*|revenge|torture\w*)\b", re.IGNORECASE)),
-    ("reasoning", re.compile(
-        r"(\b(math\w*|calculat\w*|compute|solve|solution|prove|proof|equations?|integrals?|derivatives?|"
-        r"algebra|geometry|probability|logic\w*|puzzles?|riddles?|step[- ]by[- ]step|how many|how much|"
-        r"code|coding|program\w*|functions?|algorithms?|python|javascript|sql|debug\w*)\b"
-        r"|\d+\s*[-+*/^=]\s*\d+)", re.IGNORECASE)),
+    (
+        "safety",
+        re.compile(
+            r"\b(kill\w*|murder\w*|weapons?|guns?|bombs?|explosives?|poison\w*|drugs?|meth|cocaine|heroin|steal\w*|"
+            r"rob|robbery|shoplift\w*|hack\w*|malware|ransomware|phishing|suicid\w*|self[- ]harm|hurt\w*|harm|harmful|"
+            r"abuse\w*|assault\w*|violen\w*|terror\w*|racist|racism|slurs?|hate|illegal\w*|fraud\w*|scam\w*|"
+            r"launder\w*|kidnap\w*|stalk\w*|revenge|torture\w*)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "reasoning",
+        re.compile(
+            r"(\b(math\w*|calculat\w*|compute|solve|solution|prove|proof|equations?|integrals?|derivatives?|"
+            r"algebra|geometry|probability|logic\w*|puzzles?|riddles?|step[- ]by[- ]step|how many|how much|"
+            r"code|coding|program\w*|functions?|algorithms?|python|javascript|sql|debug\w*)\b"
+            r"|\d+\s*[-+*/^=]\s*\d+)",
+            re.IGNORECASE,
+        ),
+    ),
 )
 
 
@@ -70,6 +81,7 @@ class DensityRatioJudge:
     system prompt is prepended as a system message before both models score it; a conversation that already
     has a system message keeps its own (the routing is `route_domain`'s regular expressions, not the authors'
     classifier)."""
+
     strong: torch.nn.Module
     weak: torch.nn.Module
     tokenizer: object
@@ -95,19 +107,26 @@ class DensityRatioJudge:
 
         def part(offset):
             return None if progress is None else (lambda done, total: progress(offset + done, 2 * n))
+
         strong = scoring.sequence_logps(self.strong, self.tokenizer, shown, responses, self.batch_size, part(0))
-        weak = scoring.sequence_logps(self.weak, self.weak_tokenizer or self.tokenizer, shown, responses,
-                                      self.batch_size, part(n))
+        weak = scoring.sequence_logps(
+            self.weak, self.weak_tokenizer or self.tokenizer, shown, responses, self.batch_size, part(n)
+        )
         return torch.tensor(strong, dtype=torch.float64) - torch.tensor(weak, dtype=torch.float64)
 
     def judge(self, prompts, responses_a, responses_b, progress=None) -> list[Preference]:
         if not len(prompts) == len(responses_a) == len(responses_b):
             raise ValueError("prompts, responses_a and responses_b must have the same length")
         r = self.rewards(prompts + prompts, responses_a + responses_b, progress)
-        return preferences_from_scores(r[:len(prompts)], r[len(prompts):])
+        return preferences_from_scores(r[: len(prompts)], r[len(prompts) :])
 
-    def best_of_n(self, prompts: list[Messages], samples: list[list[str]], progress: Progress | None = None,
-                  seed: int | None = None) -> list[tuple[int, int] | None]:
+    def best_of_n(
+        self,
+        prompts: list[Messages],
+        samples: list[list[str]],
+        progress: Progress | None = None,
+        seed: int | None = None,
+    ) -> list[tuple[int, int] | None]:
         """(chosen, rejected) indices per prompt: chosen = the highest r (the first on ties), rejected = a
         uniformly random other sample whose text differs from the chosen one (a pair of equal texts would be
         dropped), drawn from an RNG seeded with `seed` (default: the judge's), so a call is reproducible.
@@ -123,7 +142,7 @@ class DensityRatioJudge:
         picks: list[tuple[int, int] | None] = []
         start = 0
         for group in samples:
-            scores = r[start:start + len(group)]
+            scores = r[start : start + len(group)]
             start += len(group)
             chosen = max(range(len(group)), key=lambda k: (scores[k], -k))
             others = [k for k in range(len(group)) if group[k] != group[chosen]]
@@ -137,10 +156,14 @@ def first_distinct_pair(texts: list[str]) -> tuple[int, int] | None:
     return next(((0, k) for k in range(1, len(texts)) if texts[k] != texts[0]), None)
 
 
-def select_pairs(prompts: list[Messages], samples: list[list[str]],
-                 selector: DensityRatioJudge | ImplicitRewardJudge | GoldJudge | None = None, seed: int | None = None,
-                 progress: Progress | None = None,
-                 policy_logps: list[list[float | None]] | None = None) -> list[tuple[int, int] | None]:
+def select_pairs(
+    prompts: list[Messages],
+    samples: list[list[str]],
+    selector: DensityRatioJudge | ImplicitRewardJudge | GoldJudge | None = None,
+    seed: int | None = None,
+    progress: Progress | None = None,
+    policy_logps: list[list[float | None]] | None = None,
+) -> list[tuple[int, int] | None]:
     """Which two of each prompt's samples become its pair (indices; None: drop the prompt). With a selecting
     judge and more than two samples, best-of-N; otherwise the first two that differ. policy_logps: the
     samples' π_{i-1} log-probs as sampling kept them, which the implicit judge reuses."""
@@ -156,6 +179,7 @@ class RewardModelJudge:
     """An external reward model: a sequence-classification checkpoint with one output (num_labels = 1).
     Prompt and response are rendered with the reward model's own chat template when it has one (that is
     what such models are trained on), else the engine's plain prompt encoding; the score is the logit."""
+
     model: torch.nn.Module
     tokenizer: object
     batch_size: int = 16
@@ -171,11 +195,14 @@ class RewardModelJudge:
 
     def encode(self, prompt: Messages, response: str) -> list[int]:
         if getattr(self.tokenizer, "chat_template", None):
-            ids = list(self.tokenizer.apply_chat_template(
-                list(prompt) + [{"role": "assistant", "content": response}], tokenize=True, return_dict=False))
+            ids = list(
+                self.tokenizer.apply_chat_template(
+                    list(prompt) + [{"role": "assistant", "content": response}], tokenize=True, return_dict=False
+                )
+            )
         else:
             ids = prompt_ids(self.tokenizer, prompt) + response_ids(self.tokenizer, response)
-        return ids[-self.max_length:] if self.max_length else ids
+        return ids[-self.max_length :] if self.max_length else ids
 
     def scores(self, prompts: list[Messages], responses: list[str], progress: Progress | None = None) -> torch.Tensor:
         encoded = [self.encode(p, r) for p, r in zip(prompts, responses)]
@@ -185,7 +212,7 @@ class RewardModelJudge:
         out = torch.zeros(len(encoded), dtype=torch.float64)
         with scoring.eval_mode(self.model):
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
+                chunk = order[start : start + self.batch_size]
                 # right padding: a causal model's last real token never sees it
                 input_ids, mask = scoring.right_pad([encoded[i] for i in chunk], pad_id)
                 logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
@@ -198,7 +225,7 @@ class RewardModelJudge:
         if not len(prompts) == len(responses_a) == len(responses_b):
             raise ValueError("prompts, responses_a and responses_b must have the same length")
         s = self.scores(prompts + prompts, responses_a + responses_b, progress)
-        return preferences_from_scores(s[:len(prompts)], s[len(prompts):])
+        return preferences_from_scores(s[: len(prompts)], s[len(prompts) :])
 
 
 LLM_JUDGE_TEMPLATE = (
@@ -238,6 +265,7 @@ class LLMJudge:
     the next-token logits of the two answer labels. Each pair is asked in both orders; with d = l_first −
     l_second, P(a better) is σ(d) in the order (a, b) and σ(−d') in the order (b, a), and their mean p_a
     cancels position bias: score_a = p_a, score_b = 1 − p_a, so judge(a, b) mirrors judge(b, a) exactly."""
+
     model: torch.nn.Module
     tokenizer: object
     batch_size: int = 8
@@ -249,18 +277,24 @@ class LLMJudge:
         self.labels = answer_tokens(self.tokenizer)
 
     def question(self, prompt: Messages, response_first: str, response_second: str) -> Messages:
-        text = self.template.format(conversation=render_conversation(prompt), response_first=response_first,
-                                    response_second=response_second, first=self.labels.first,
-                                    second=self.labels.second)
+        text = self.template.format(
+            conversation=render_conversation(prompt),
+            response_first=response_first,
+            response_second=response_second,
+            first=self.labels.first,
+            second=self.labels.second,
+        )
         return [{"role": "user", "content": text}]
 
-    def order_probabilities(self, prompts: list[Messages], responses_a: list[str], responses_b: list[str],
-                            progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def order_probabilities(
+        self, prompts: list[Messages], responses_a: list[str], responses_b: list[str], progress: Progress | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """P(a better) read in the order (a, b) and in the order (b, a), each over the two labels only."""
         if not len(prompts) == len(responses_a) == len(responses_b):
             raise ValueError("prompts, responses_a and responses_b must have the same length")
-        questions = ([self.question(p, a, b) for p, a, b in zip(prompts, responses_a, responses_b)]
-                     + [self.question(p, b, a) for p, a, b in zip(prompts, responses_a, responses_b)])
+        questions = [self.question(p, a, b) for p, a, b in zip(prompts, responses_a, responses_b)] + [
+            self.question(p, b, a) for p, a, b in zip(prompts, responses_a, responses_b)
+        ]
         sequences = [prompt_ids(self.tokenizer, q) for q in questions]
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         logits = next_token_logits(self.model, sequences, pad_id, self.batch_size, progress)
@@ -274,8 +308,9 @@ class LLMJudge:
         return preferences_from_scores(p_a, 1 - p_a)
 
 
-def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size: int = 8,
-                      progress: Progress | None = None) -> torch.Tensor:
+def next_token_logits(
+    model, sequences: list[list[int]], pad_id: int, batch_size: int = 8, progress: Progress | None = None
+) -> torch.Tensor:
     """The logits after the last token of each sequence, float32 on the CPU, in input order. Left padding
     with position ids that follow the mask, so padding changes nothing."""
     if any(not s for s in sequences):
@@ -286,11 +321,21 @@ def next_token_logits(model, sequences: list[list[int]], pad_id: int, batch_size
     keep = {"logits_to_keep": 1} if scoring.accepts_logits_to_keep(model) else {}
     with scoring.eval_mode(model):
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             input_ids, mask = scoring.left_pad([sequences[i] for i in chunk], pad_id)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), use_cache=False, **keep).logits[:, -1].float().cpu()
+            logits = (
+                model(
+                    input_ids=input_ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=False,
+                    **keep,
+                )
+                .logits[:, -1]
+                .float()
+                .cpu()
+            )
             for row, i in enumerate(chunk):
                 out[i] = logits[row]
             if progress is not None:
@@ -303,9 +348,11 @@ def load_reward_model(path: str, device: torch.device, dtype: torch.dtype, trust
     from transformers import AutoModelForSequenceClassification
 
     from engine.method.models import load_tokenizer
+
     tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer

@@ -1,5 +1,6 @@
 """The one way a prompt and a response become token ids. Generation, scoring and training all use it,
 so a log-prob stored by the judge is exactly the one the trainer would compute."""
+
 from __future__ import annotations
 
 from storage.records import Messages

@@ -11,6 +11,7 @@ runs one step past the limit (that step's token is dropped) to read the EOS log-
 is kept only where it is exactly the scorer's: a float32 model, and the ids the scorer reads (the re-encoded
 text plus EOS) equal to the sampled ones (an answer that stopped on another stop token, a non-canonical merge,
 a skipped special token or a stripped space get None, and the judge scores those pairs itself)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -44,8 +45,9 @@ class SamplingSettings:
     seed: int = 0
 
 
-def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettings,
-             progress: Progress | None = None) -> list[list[Sample]]:
+def generate(
+    model, tokenizer, prompts: list[Messages], settings: SamplingSettings, progress: Progress | None = None
+) -> list[list[Sample]]:
     """settings.samples_per_prompt samples for each prompt, in prompt order. Progress counts sequences."""
     if settings.samples_per_prompt < 1 or settings.batch_size < 1 or settings.max_new_tokens < 1:
         raise ValueError("samples_per_prompt, batch_size and max_new_tokens must all be at least 1")
@@ -63,7 +65,7 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
     results: list[list[Sample | None]] = [[None] * settings.samples_per_prompt for _ in prompts]
     with eval_mode(model):
         for batch_index, start in enumerate(range(0, len(jobs), settings.batch_size)):
-            batch = jobs[start:start + settings.batch_size]
+            batch = jobs[start : start + settings.batch_size]
             input_ids, attention_mask = (t.to(device) for t in left_pad([encoded[i] for i, _ in batch], pad_id))
             width = input_ids.shape[1]
             # an answer stops where the context ends, with room for the EOS the scorer appends to a cut answer
@@ -77,7 +79,7 @@ def generate(model, tokenizer, prompts: list[Messages], settings: SamplingSettin
             finally:
                 if recorder is not None:
                     recorder.remove()
-            new_tokens = output[:, width:width + budget].tolist()
+            new_tokens = output[:, width : width + budget].tolist()
             samples = [_to_sample(tokenizer, tokens, stop_ids) for tokens in new_tokens]
             if recorder is not None:
                 _keep_logps(tokenizer, samples, new_tokens, *recorder.finish(output))
@@ -136,8 +138,9 @@ class SampledTokenLogps:
 def _generate_options(settings: SamplingSettings, stop_ids: list[int], pad_id: int) -> dict:
     """Sampling exactly as configured: top_k is switched off (transformers would default it to 50), so
     temperature and top_p mean what they mean in the paper's (vLLM) setup."""
-    options = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,
-                   num_return_sequences=1)
+    options = dict(
+        max_new_tokens=settings.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id, num_return_sequences=1
+    )
     if settings.temperature > 0:
         options.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
     else:
@@ -151,8 +154,9 @@ def _rng_devices(device: torch.device) -> list:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-def _keep_logps(tokenizer, samples: list[Sample], new_tokens: list[list[int]], drawn: torch.Tensor,
-                eos: torch.Tensor) -> None:
+def _keep_logps(
+    tokenizer, samples: list[Sample], new_tokens: list[list[int]], drawn: torch.Tensor, eos: torch.Tensor
+) -> None:
     """Sample.logp = the drawn tokens' log-probs up to the stop, plus EOS after a cut, where that is what the
     scorer reads."""
     for sample, tokens, drawn_row, eos_row in zip(samples, new_tokens, drawn.double().tolist(), eos.double().tolist()):
@@ -164,7 +168,7 @@ def _keep_logps(tokenizer, samples: list[Sample], new_tokens: list[list[int]], d
 def _scored_as_sampled(tokenizer, sample: Sample, tokens: list[int]) -> bool:
     """Whether the ids the scorer reads (engine.method.encoding.response_ids: the text, then EOS) are the sampled ones:
     the tokens up to the stop, or up to the cut plus the EOS the scorer appends."""
-    scored = tokens[:sample.n_tokens] if sample.finished else tokens[:sample.n_tokens] + [tokenizer.eos_token_id]
+    scored = tokens[: sample.n_tokens] if sample.finished else tokens[: sample.n_tokens] + [tokenizer.eos_token_id]
     return response_ids(tokenizer, sample.text) == scored
 
 

@@ -6,6 +6,7 @@ through a LoRARequest, so nothing is merged. Prompts are passed as token ids fro
 answers are cut and decoded the same way as the transformers backend (engine.method.generation), so both backends
 return the same kind of `Sample`. vLLM is imported lazily: this module loads on machines without it.
 `round_sampler` is the one place a generate stage picks its backend (generation.backend hf | vllm | auto)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,6 +31,7 @@ def vllm_available() -> tuple[bool, str]:
     if importlib.util.find_spec("vllm") is None:
         return False, f"vLLM is not installed ({INSTALL_HINT})"
     import torch
+
     if not torch.cuda.is_available():
         return False, "vLLM is installed but CUDA is not available on this machine"
     try:
@@ -50,8 +52,10 @@ def pick_backend(requested: str) -> str:
     if ok:
         return "vllm"
     if requested == "vllm":
-        raise RuntimeError(f"generation.backend is vllm but {why}. vLLM is optional and GPU-only: "
-                           f"{INSTALL_HINT}, or set generation.backend to hf or auto.")
+        raise RuntimeError(
+            f"generation.backend is vllm but {why}. vLLM is optional and GPU-only: "
+            f"{INSTALL_HINT}, or set generation.backend to hf or auto."
+        )
     return "hf"
 
 
@@ -62,9 +66,15 @@ def sampling_kwargs(settings: SamplingSettings, stop_ids: list[int], seed: int) 
     if settings.samples_per_prompt < 1 or settings.max_new_tokens < 1:
         raise ValueError("samples_per_prompt and max_new_tokens must be at least 1")
     greedy = settings.temperature <= 0
-    return dict(n=settings.samples_per_prompt, temperature=0.0 if greedy else settings.temperature,
-                top_p=1.0 if greedy else settings.top_p, max_tokens=settings.max_new_tokens, seed=seed,
-                stop_token_ids=list(stop_ids), skip_special_tokens=True)
+    return dict(
+        n=settings.samples_per_prompt,
+        temperature=0.0 if greedy else settings.temperature,
+        top_p=1.0 if greedy else settings.top_p,
+        max_tokens=settings.max_new_tokens,
+        seed=seed,
+        stop_token_ids=list(stop_ids),
+        skip_special_tokens=True,
+    )
 
 
 def lora_rank_limit(rank: int) -> int:
@@ -88,6 +98,7 @@ def stop_token_ids(tokenizer, model_path: str) -> list[int]:
     from transformers import GenerationConfig
 
     from engine.method.generation import merge_stop_ids
+
     try:
         declared = GenerationConfig.from_pretrained(model_path).eos_token_id
     except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
@@ -113,10 +124,15 @@ def engine_settings(cfg, model_path: str) -> dict:
     shard per GPU of train.num_gpus, the run's dtype and seed. When the generate stage also holds a judge's
     models to pick best-of-N (density ratio, or the implicit judge's π_{i-1}), vLLM leaves half the GPU to them."""
     best_of_n = cfg.judge.kind in ("density_ratio", "implicit") and cfg.generation.samples_per_prompt > 2
-    return dict(model_path=model_path, tensor_parallel_size=max(1, cfg.train.num_gpus), dtype=cfg.dtype,
-                max_lora_rank=cfg.lora.r if cfg.lora.enabled else None,
-                gpu_memory_utilization=0.5 if best_of_n else 0.9, seed=cfg.seed,
-                trust_remote_code=cfg.trust_remote_code)
+    return dict(
+        model_path=model_path,
+        tensor_parallel_size=max(1, cfg.train.num_gpus),
+        dtype=cfg.dtype,
+        max_lora_rank=cfg.lora.r if cfg.lora.enabled else None,
+        gpu_memory_utilization=0.5 if best_of_n else 0.9,
+        seed=cfg.seed,
+        trust_remote_code=cfg.trust_remote_code,
+    )
 
 
 @dataclass
@@ -124,6 +140,7 @@ class VLLMGenerator:
     """One vLLM engine over `model_path` (the base model, or a full fine-tune's weights), built once per
     round. With `max_lora_rank` set, LoRA is enabled and `generate(..., adapter_dir)` serves that adapter;
     tensor_parallel_size spreads the model over that many GPUs."""
+
     model_path: str
     tensor_parallel_size: int = 1
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
@@ -143,14 +160,24 @@ class VLLMGenerator:
         from vllm import LLM
 
         from engine.method.models import load_tokenizer
+
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self.model_path, self.trust_remote_code)
         self._stop_ids = stop_token_ids(self.tokenizer, self.model_path)
-        lora = {} if self.max_lora_rank is None else dict(
-            enable_lora=True, max_lora_rank=lora_rank_limit(self.max_lora_rank), max_loras=1)
-        self._llm = LLM(model=self.model_path, tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
-                        gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
-                        trust_remote_code=self.trust_remote_code, **lora)
+        lora = (
+            {}
+            if self.max_lora_rank is None
+            else dict(enable_lora=True, max_lora_rank=lora_rank_limit(self.max_lora_rank), max_loras=1)
+        )
+        self._llm = LLM(
+            model=self.model_path,
+            tensor_parallel_size=self.tensor_parallel_size,
+            dtype=self.dtype,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            seed=self.seed,
+            trust_remote_code=self.trust_remote_code,
+            **lora,
+        )
 
     @classmethod
     def for_run(cls, cfg, model_path: str) -> "VLLMGenerator":
@@ -160,6 +187,7 @@ class VLLMGenerator:
     def lora_request(self, adapter_dir: str):
         """A LoRARequest per adapter folder; the integer id is stable for this engine (vLLM caches by it)."""
         from vllm.lora.request import LoRARequest
+
         if self.max_lora_rank is None:
             raise ValueError("this vLLM engine was built without LoRA (max_lora_rank is None)")
         rank = adapter_rank(adapter_dir)
@@ -169,20 +197,29 @@ class VLLMGenerator:
         int_id = self._adapters.setdefault(key, len(self._adapters) + 1)
         return LoRARequest(f"adapter-{int_id}", int_id, key)
 
-    def generate(self, prompts: list[Messages], settings: SamplingSettings, adapter_dir: str | None = None,
-                 progress: Progress | None = None) -> list[list[Sample]]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        settings: SamplingSettings,
+        adapter_dir: str | None = None,
+        progress: Progress | None = None,
+    ) -> list[list[Sample]]:
         """settings.samples_per_prompt samples per prompt, in prompt order, from the base model or, with
         adapter_dir, from base + that LoRA adapter. Progress counts sequences, as in engine.method.generation."""
         from vllm import SamplingParams
+
         if not prompts:
             return []
         inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, p)} for p in prompts]
-        params = [SamplingParams(**sampling_kwargs(settings, self._stop_ids, settings.seed + i))
-                  for i in range(len(prompts))]
+        params = [
+            SamplingParams(**sampling_kwargs(settings, self._stop_ids, settings.seed + i)) for i in range(len(prompts))
+        ]
         lora = self.lora_request(adapter_dir) if adapter_dir else None
         outputs = self._llm.generate(inputs, params, lora_request=lora, use_tqdm=False)
-        results = [[to_sample(self.tokenizer, list(c.token_ids), c.finish_reason, self._stop_ids)
-                     for c in out.outputs] for out in outputs]
+        results = [
+            [to_sample(self.tokenizer, list(c.token_ids), c.finish_reason, self._stop_ids) for c in out.outputs]
+            for out in outputs
+        ]
         if progress is not None:
             total = len(prompts) * settings.samples_per_prompt
             progress(total, total)
@@ -195,6 +232,7 @@ Generate = Callable[..., list[list[Sample]]]  # (prompts, settings, progress=Non
 @dataclass
 class RoundSampler:
     """What a round's generate stage samples π_{i-1} with, whichever backend generation.backend picked."""
+
     backend: str  # hf | vllm
     generate: Generate
     note: str  # why this backend, for the stage's log
@@ -209,14 +247,22 @@ def round_sampler(cfg, base_model_path: str, weights_dir: Path, load_policy: Cal
     if backend == "hf":
         policy = load_policy()
         why = "requested" if cfg.generation.backend == "hf" else vllm_available()[1]
-        return RoundSampler("hf", lambda prompts, s, progress=None: hf_generate(policy.model, policy.tokenizer,
-                                                                                 prompts, s, progress),
-                            f"transformers generate ({why})")
+        return RoundSampler(
+            "hf",
+            lambda prompts, s, progress=None: hf_generate(policy.model, policy.tokenizer, prompts, s, progress),
+            f"transformers generate ({why})",
+        )
     if cfg.lora.enabled:
         generator = VLLMGenerator.for_run(cfg, base_model_path)
         adapter = str(weights_dir)
-        return RoundSampler("vllm", lambda prompts, s, progress=None: generator.generate(prompts, s, adapter, progress),
-                            f"vLLM over {base_model_path} with the LoRA adapter {adapter}")
+        return RoundSampler(
+            "vllm",
+            lambda prompts, s, progress=None: generator.generate(prompts, s, adapter, progress),
+            f"vLLM over {base_model_path} with the LoRA adapter {adapter}",
+        )
     generator = VLLMGenerator.for_run(cfg, str(weights_dir))
-    return RoundSampler("vllm", lambda prompts, s, progress=None: generator.generate(prompts, s, None, progress),
-                        f"vLLM over {weights_dir}")
+    return RoundSampler(
+        "vllm",
+        lambda prompts, s, progress=None: generator.generate(prompts, s, None, progress),
+        f"vLLM over {weights_dir}",
+    )

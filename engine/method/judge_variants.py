@@ -3,6 +3,7 @@ the response lengths), so a variant costs no model pass: the implicit reward, pe
 π_init's per-token likelihood, the length-regularised reward (DICE, arXiv 2406.09760) and their majority vote.
 Each variant is a small pure function on tensors; `variant_choices` applies them all to a set of pairs. Choices
 follow `judges.judge_preference`: a higher score wins, equal scores go to 'a'."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ ENSEMBLE = "ensemble"
 @dataclass(frozen=True)
 class AnswerScores:
     """One side (a or b) of a set of pairs: a value per pair."""
+
     logp_policy: torch.Tensor  # logp under π_{i-1}
     logp_init: torch.Tensor  # logp under π_init
     tokens: torch.Tensor  # response length in tokens
@@ -28,6 +30,7 @@ class AnswerScores:
 @dataclass(frozen=True)
 class PairScores:
     """The stored numbers of a set of pairs, one float64 value per pair in each field."""
+
     logp_policy_a: torch.Tensor
     logp_policy_b: torch.Tensor
     logp_init_a: torch.Tensor
@@ -36,8 +39,15 @@ class PairScores:
     tokens_b: torch.Tensor
 
     @classmethod
-    def of(cls, logp_policy_a: Sequence[float], logp_policy_b: Sequence[float], logp_init_a: Sequence[float],
-           logp_init_b: Sequence[float], tokens_a: Sequence[float], tokens_b: Sequence[float]) -> PairScores:
+    def of(
+        cls,
+        logp_policy_a: Sequence[float],
+        logp_policy_b: Sequence[float],
+        logp_init_a: Sequence[float],
+        logp_init_b: Sequence[float],
+        tokens_a: Sequence[float],
+        tokens_b: Sequence[float],
+    ) -> PairScores:
         columns = (logp_policy_a, logp_policy_b, logp_init_a, logp_init_b, tokens_a, tokens_b)
         if len({len(c) for c in columns}) != 1:
             raise ValueError("every column needs one value per pair")
@@ -53,8 +63,11 @@ class PairScores:
         return cls.of(*([getattr(p, name) for p in pairs] for name in names))
 
     def side(self, which: str) -> AnswerScores:
-        return AnswerScores(getattr(self, f"logp_policy_{which}"), getattr(self, f"logp_init_{which}"),
-                            getattr(self, f"tokens_{which}"))
+        return AnswerScores(
+            getattr(self, f"logp_policy_{which}"),
+            getattr(self, f"logp_init_{which}"),
+            getattr(self, f"tokens_{which}"),
+        )
 
     def __len__(self) -> int:
         return len(self.logp_policy_a)
@@ -69,6 +82,7 @@ class VariantParams:
 @dataclass(frozen=True)
 class VariantChoice:
     """One variant's verdict per pair."""
+
     a_preferred: torch.Tensor  # bool
     margin: torch.Tensor  # score_chosen − score_rejected ≥ 0, in the variant's own units (ensemble: vote share)
 
@@ -78,8 +92,9 @@ def _per_token(value: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return value / tokens.clamp(min=1)
 
 
-def implicit_per_token(logp_policy: torch.Tensor, logp_init: torch.Tensor, tokens: torch.Tensor,
-                       beta: float) -> torch.Tensor:
+def implicit_per_token(
+    logp_policy: torch.Tensor, logp_init: torch.Tensor, tokens: torch.Tensor, beta: float
+) -> torch.Tensor:
     """r / tokens: the implicit reward without the sum's pull towards one length."""
     return _per_token(implicit_reward(logp_policy, logp_init, beta), tokens)
 
@@ -94,8 +109,9 @@ def init_per_token(logp_init: torch.Tensor, tokens: torch.Tensor) -> torch.Tenso
     return _per_token(logp_init, tokens)
 
 
-def length_regularised(logp_policy: torch.Tensor, logp_init: torch.Tensor, tokens: torch.Tensor, beta: float,
-                       length_alpha: float) -> torch.Tensor:
+def length_regularised(
+    logp_policy: torch.Tensor, logp_init: torch.Tensor, tokens: torch.Tensor, beta: float, length_alpha: float
+) -> torch.Tensor:
     """DICE's length-regularised implicit reward r − α·tokens; α > 0 penalises length, α < 0 rewards it."""
     return implicit_reward(logp_policy, logp_init, beta) - length_alpha * tokens
 
@@ -105,12 +121,14 @@ ScoreFn = Callable[[AnswerScores, VariantParams], torch.Tensor]
 # name → score per answer; the ensemble (ENSEMBLE) votes over all of these
 JUDGE_VARIANTS: dict[str, ScoreFn] = {
     "implicit": lambda side, params: implicit_reward(side.logp_policy, side.logp_init, params.beta),
-    "implicit_per_token": lambda side, params: implicit_per_token(side.logp_policy, side.logp_init, side.tokens,
-                                                                  params.beta),
+    "implicit_per_token": lambda side, params: implicit_per_token(
+        side.logp_policy, side.logp_init, side.tokens, params.beta
+    ),
     "no_reference": lambda side, params: no_reference(side.logp_policy, params.beta),
     "init_per_token": lambda side, params: init_per_token(side.logp_init, side.tokens),
-    "length_regularised": lambda side, params: length_regularised(side.logp_policy, side.logp_init, side.tokens,
-                                                                  params.beta, params.length_alpha),
+    "length_regularised": lambda side, params: length_regularised(
+        side.logp_policy, side.logp_init, side.tokens, params.beta, params.length_alpha
+    ),
 }
 VARIANT_NAMES = (*JUDGE_VARIANTS, ENSEMBLE)
 
@@ -151,8 +169,9 @@ def length_gap(scores: PairScores, beta: float, length_alpha: float) -> float:
     return float(torch.where(a_preferred, length_diff, -length_diff).mean()) if len(scores) else 0.0
 
 
-def fit_length_alpha(scores: PairScores, beta: float = 0.1,
-                     bracket: tuple[float, float] | None = None) -> LengthAlphaFit:
+def fit_length_alpha(
+    scores: PairScores, beta: float = 0.1, bracket: tuple[float, float] | None = None
+) -> LengthAlphaFit:
     """DICE's α: the one at which the length-regularised variant's chosen answers are as long, on average, as its
     rejected ones. Solved exactly, no tolerance: a pair flips from its longer to its shorter answer at the step
     α = (r_a − r_b) / (tokens_a − tokens_b), so the gap is a non-increasing step function of α, constant between
@@ -191,11 +210,11 @@ def _alpha_candidates(scores: PairScores, beta: float, bracket: tuple[float, flo
     outermost; with a bracket, those inside it and its two ends."""
     length_diff = scores.tokens_a - scores.tokens_b
     unequal = length_diff != 0
-    reward_diff = (implicit_reward(scores.logp_policy_a, scores.logp_init_a, beta)
-                   - implicit_reward(scores.logp_policy_b, scores.logp_init_b, beta))
+    reward_diff = implicit_reward(scores.logp_policy_a, scores.logp_init_a, beta) - implicit_reward(
+        scores.logp_policy_b, scores.logp_init_b, beta
+    )
     steps = torch.unique(reward_diff[unequal] / length_diff[unequal]).tolist()  # sorted
-    inside = ([steps[0] - 1.0] + [(lo + hi) / 2 for lo, hi in pairwise(steps)] + [steps[-1] + 1.0]
-              if steps else [0.0])
+    inside = [steps[0] - 1.0] + [(lo + hi) / 2 for lo, hi in pairwise(steps)] + [steps[-1] + 1.0] if steps else [0.0]
     if bracket is None:
         return inside
     low, high = bracket

@@ -1,5 +1,6 @@
 """Judges behind one interface: judge(prompts, responses_a, responses_b) -> preferences with scores.
 The SPA judge (implicit reward against π_init) is the default; the gold judge exists for the demo world."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ def implicit_reward(logp_policy: torch.Tensor, logp_init: torch.Tensor, beta: fl
     return beta * (logp_policy - logp_init)
 
 
-def judge_preference(reward_a: torch.Tensor, reward_b: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def judge_preference(
+    reward_a: torch.Tensor, reward_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Chosen = higher r (a tie goes to 'a'); margin = r_chosen − r_rejected ≥ 0; confidence = σ(margin) ∈ [0.5, 1].
     Returns (a_preferred, margin, confidence)."""
     a_preferred = reward_a >= reward_b
@@ -41,8 +43,13 @@ class Preference:
 class Judge(Protocol):
     name: str
 
-    def judge(self, prompts: list[Messages], responses_a: list[str], responses_b: list[str],
-              progress: Callable[[int, int], None] | None = None) -> list[Preference]: ...
+    def judge(
+        self,
+        prompts: list[Messages],
+        responses_a: list[str],
+        responses_b: list[str],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Preference]: ...
 
 
 def preferences_from_scores(score_a: torch.Tensor, score_b: torch.Tensor, **logps) -> list[Preference]:
@@ -50,8 +57,11 @@ def preferences_from_scores(score_a: torch.Tensor, score_b: torch.Tensor, **logp
     out = []
     for i in range(len(score_a)):
         extra = {k: float(v[i]) for k, v in logps.items()}
-        out.append(Preference(bool(a_pref[i]), float(score_a[i]), float(score_b[i]), float(conf[i]),
-                              float(margin[i]), **extra))
+        out.append(
+            Preference(
+                bool(a_pref[i]), float(score_a[i]), float(score_b[i]), float(conf[i]), float(margin[i]), **extra
+            )
+        )
     return out
 
 
@@ -60,14 +70,21 @@ class ImplicitRewardJudge:
     """SPA's direct preference judgement: r(x, y) = β·[logp(π_{i-1}, x, y) − logp(π_init, x, y)].
     reference="none" is the authors' no-reference ablation, r = β·logp(π_{i-1}, x, y); π_init's log-probs are
     still computed and stored, as every round stores all four."""
+
     policy: object  # models.Policy: π_{i-1} with its π_init view
     beta: float = 0.1
     batch_size: int = 16
     name: str = "implicit"
     reference: str = "init"  # init | none
 
-    def judge(self, prompts, responses_a, responses_b, progress=None,
-              policy_logps: list[tuple[float | None, float | None]] | None = None) -> list[Preference]:
+    def judge(
+        self,
+        prompts,
+        responses_a,
+        responses_b,
+        progress=None,
+        policy_logps: list[tuple[float | None, float | None]] | None = None,
+    ) -> list[Preference]:
         """policy_logps: π_{i-1}'s (logp_a, logp_b) per pair where sampling already computed them
         (generation.Sample.logp); only the pairs with a missing one get a π_{i-1} forward pass here."""
         tok = self.policy.tokenizer
@@ -80,23 +97,36 @@ class ImplicitRewardJudge:
 
         def step(offset):
             return lambda done, _: progress(offset + done, total) if progress else None
+
         pol_a, pol_b = [a for a, _ in known], [b for _, b in known]
         if missing:
-            got_a, got_b = scoring.pair_logps(self.policy.model, tok, [prompts[i] for i in missing],
-                                              [responses_a[i] for i in missing], [responses_b[i] for i in missing],
-                                              self.batch_size, progress=step(0))
+            got_a, got_b = scoring.pair_logps(
+                self.policy.model,
+                tok,
+                [prompts[i] for i in missing],
+                [responses_a[i] for i in missing],
+                [responses_b[i] for i in missing],
+                self.batch_size,
+                progress=step(0),
+            )
             for i, a, b in zip(missing, got_a, got_b):
                 pol_a[i], pol_b[i] = a, b
         with self.policy.init_view() as init:
-            ini_a, ini_b = scoring.pair_logps(init, tok, prompts, responses_a, responses_b, self.batch_size,
-                                              progress=step(len(missing)))
+            ini_a, ini_b = scoring.pair_logps(
+                init, tok, prompts, responses_a, responses_b, self.batch_size, progress=step(len(missing))
+            )
         pa, pb, ia, ib = (torch.tensor(v, dtype=torch.float64) for v in (pol_a, pol_b, ini_a, ini_b))
         ref_a, ref_b = (ia, ib) if self.reference == "init" else (torch.zeros_like(ia), torch.zeros_like(ib))
         ra, rb = implicit_reward(pa, ref_a, self.beta), implicit_reward(pb, ref_b, self.beta)
         return preferences_from_scores(ra, rb, logp_policy_a=pa, logp_policy_b=pb, logp_init_a=ia, logp_init_b=ib)
 
-    def rewards(self, prompts: list[Messages], responses: list[str], policy_logps: list[float | None] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    def rewards(
+        self,
+        prompts: list[Messages],
+        responses: list[str],
+        policy_logps: list[float | None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
         """r(x, y) per (prompt, response), float64, on the same formula as `judge`. policy_logps: π_{i-1}'s
         log-prob where sampling kept it (None: scored here). With reference "none" π_init is not run."""
         n = len(prompts)
@@ -108,21 +138,36 @@ class ImplicitRewardJudge:
 
         def step(offset):
             return (lambda done, _: progress(offset + done, total)) if progress else None
+
         if missing:
-            got = scoring.sequence_logps(self.policy.model, self.policy.tokenizer, [prompts[i] for i in missing],
-                                         [responses[i] for i in missing], self.batch_size, step(0))
+            got = scoring.sequence_logps(
+                self.policy.model,
+                self.policy.tokenizer,
+                [prompts[i] for i in missing],
+                [responses[i] for i in missing],
+                self.batch_size,
+                step(0),
+            )
             for i, v in zip(missing, got):
                 pol[i] = v
         ref = torch.zeros(n, dtype=torch.float64)
         if self.reference == "init":
             with self.policy.init_view() as init:
-                ref = torch.tensor(scoring.sequence_logps(init, self.policy.tokenizer, prompts, responses,
-                                                          self.batch_size, step(len(missing))), dtype=torch.float64)
+                ref = torch.tensor(
+                    scoring.sequence_logps(
+                        init, self.policy.tokenizer, prompts, responses, self.batch_size, step(len(missing))
+                    ),
+                    dtype=torch.float64,
+                )
         return implicit_reward(torch.tensor(pol, dtype=torch.float64), ref, self.beta)
 
-    def best_of_n(self, prompts: list[Messages], samples: list[list[str]],
-                  policy_logps: list[list[float | None]] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> list[tuple[int, int] | None]:
+    def best_of_n(
+        self,
+        prompts: list[Messages],
+        samples: list[list[str]],
+        policy_logps: list[list[float | None]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[tuple[int, int] | None]:
         """(chosen, rejected) indices per prompt: the samples this judge rewards most and least (the spread
         pair, as iterative DPO with a reward model picks it). None: all samples are the same text. `judge`
         then labels the pair alike, up to float32 rounding (~1e-7) between its shared-prompt pass and this one."""
@@ -134,7 +179,7 @@ class ImplicitRewardJudge:
         r = self.rewards(flat_prompts, flat, known, progress).tolist()
         picks, start = [], 0
         for group in samples:
-            picks.append(spread_pair(group, r[start:start + len(group)]))
+            picks.append(spread_pair(group, r[start : start + len(group)]))
             start += len(group)
         return picks
 
@@ -149,6 +194,7 @@ def spread_pair(texts: list[str], scores: list[float]) -> tuple[int, int] | None
 @dataclass
 class GoldJudge:
     """The demo world's gold reward; for benchmarks and the 'DPO on 100% gold labels' baseline."""
+
     gold: Callable[[Messages, str], float]
     name: str = "gold"
 
@@ -159,8 +205,13 @@ class GoldJudge:
             progress(len(prompts), len(prompts))
         return preferences_from_scores(sa, sb)
 
-    def best_of_n(self, prompts: list[Messages], samples: list[list[str]], policy_logps=None,
-                  progress: Callable[[int, int], None] | None = None) -> list[tuple[int, int] | None]:
+    def best_of_n(
+        self,
+        prompts: list[Messages],
+        samples: list[list[str]],
+        policy_logps=None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[tuple[int, int] | None]:
         """The spread pair by gold reward: the oracle for best-of-N selection (policy_logps: not needed)."""
         if len(prompts) != len(samples):
             raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample lists")

@@ -1,13 +1,15 @@
 """The self-refinement loss (DESIGN.md section 1): the DPO margin h, the soft labels ỹ, and the per-pair loss
 L = −ỹ·log σ(β·h) − (1 − ỹ)·log σ(−β·h). Pure functions on tensors; the trainer calls them."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def dpo_margin(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-               ref_rejected: torch.Tensor) -> torch.Tensor:
+def dpo_margin(
+    policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor
+) -> torch.Tensor:
     """h = [logp_π(y_w) − logp_ref(y_w)] − [logp_π(y_l) − logp_ref(y_l)]: the usual DPO margin, before β."""
     return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
 
@@ -18,8 +20,9 @@ def in_warmup(step: int, total_steps: int, warmup_fraction: float) -> bool:
     return step < warmup_fraction * total_steps
 
 
-def soft_labels(flags: torch.Tensor, trusted: torch.Tensor, alpha: float, step: int, total_steps: int,
-                warmup_fraction: float) -> torch.Tensor:
+def soft_labels(
+    flags: torch.Tensor, trusted: torch.Tensor, alpha: float, step: int, total_steps: int, warmup_fraction: float
+) -> torch.Tensor:
     """ỹ = 1 − α_eff · flag, with α_eff = 0 while step < warmup_fraction · total_steps and α after. Trusted pairs
     (human/gold labels) always get ỹ = 1. Labels are smoothed, never flipped."""
     alpha_eff = 0.0 if in_warmup(step, total_steps, warmup_fraction) else alpha

@@ -1,6 +1,7 @@
 """Loading the models the engine works with: the base (π_init) and LoRA adapters on top of it (π_i). With LoRA
 one set of base weights in memory serves π_init (PEFT's `disable_adapter()`), the trained policy and its
 reference (TRL's frozen copy of the starting adapter, see method.trainer)."""
+
 from __future__ import annotations
 
 import warnings
@@ -17,9 +18,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from engine.config import LoraConfig
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
 }
 
 
@@ -38,7 +42,8 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix multiplies in hardware (measured on such a CPU here: 2.2× float32's rate on
-    SmolLM2's MLP shapes, though only 1.2× on whole stages). Without them PyTorch emulates bf16, slower than float32."""
+    SmolLM2's MLP shapes, though only 1.2× on whole stages). Without them PyTorch emulates bf16, slower than
+    float32."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
@@ -53,8 +58,11 @@ def pick_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
     if preference not in _DTYPES:
         raise ValueError(f"unknown dtype {preference!r}; use auto or one of {sorted(_DTYPES)}")
     if device.type == "cpu" and _DTYPES[preference] == torch.bfloat16 and not cpu_has_native_bf16():
-        warnings.warn("dtype bfloat16 on a CPU without AVX512-BF16 or AMX: PyTorch emulates it, slower than float32 "
-                      "(set dtype: float32)", stacklevel=2)
+        warnings.warn(
+            "dtype bfloat16 on a CPU without AVX512-BF16 or AMX: PyTorch emulates it, slower than float32 "
+            "(set dtype: float32)",
+            stacklevel=2,
+        )
     return _DTYPES[preference]
 
 
@@ -74,18 +82,23 @@ def load_tokenizer(path_or_id: str, trust_remote_code: bool = False) -> PreTrain
     return tokenizer
 
 
-def load_base_model(path_or_id: str, device: torch.device, dtype: torch.dtype,
-                    trust_remote_code: bool = False) -> PreTrainedModel:
+def load_base_model(
+    path_or_id: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False
+) -> PreTrainedModel:
     """π_init in eval mode. Safetensors only: pickled checkpoints can run code when loaded."""
     check_local(path_or_id)
     model = AutoModelForCausalLM.from_pretrained(
-        path_or_id, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
+        path_or_id,
+        dtype=dtype,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
     )
     return model.to(device).eval()
 
 
-def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None = None,
-              trainable: bool = True, seed: int = 0) -> PeftModel:
+def with_lora(
+    base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None = None, trainable: bool = True, seed: int = 0
+) -> PeftModel:
     """Wrap `base` (modified in place) with the "default" adapter: a fresh one, or a saved one (π_{i-1})
     to continue from. A fresh adapter starts as the identity (LoRA B = 0), so it equals π_init; its random A
     comes from `seed` alone, not from whatever drew from torch's generator earlier in the process, so a run
@@ -96,8 +109,12 @@ def with_lora(base: PreTrainedModel, lora: LoraConfig, adapter_dir: str | None =
         model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=trainable)
     else:
         config = PeftLoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            bias="none", task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
         )
         with torch.random.fork_rng(devices=[]):  # PEFT initialises on the CPU; the caller's RNG is left as it was
             torch.default_generator.manual_seed(seed)
@@ -118,13 +135,15 @@ def init_policy(model: torch.nn.Module, init_model: torch.nn.Module | None = Non
     elif init_model is not None:
         yield init_model
     else:
-        raise ValueError("a fully fine-tuned model has no adapters to disable: pass the separately loaded "
-                         "π_init as init_model")
+        raise ValueError(
+            "a fully fine-tuned model has no adapters to disable: pass the separately loaded π_init as init_model"
+        )
 
 
 @dataclass
 class Policy:
     """A loaded π_i with the means to compute π_init beside it."""
+
     model: torch.nn.Module
     tokenizer: object
     init_model: torch.nn.Module | None = None  # full fine-tune only; with LoRA π_init is the adapters switched off

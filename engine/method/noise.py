@@ -1,5 +1,6 @@
 """De-coupled noise detection (DESIGN.md section 1): extrapolated logits ḡ = (1 + λ)·θ − λ·ref and the flags of
 the pairs whose β·h_ḡ is among the lowest K. Pure functions on tensors; the trainer calls them inside the step."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,13 @@ def extrapolated_logits(logits_policy: torch.Tensor, logits_ref: torch.Tensor, l
     return (1 + lam) * logits_policy - lam * logits_ref
 
 
-def noise_flags(ext_margins: torch.Tensor, history: torch.Tensor, k_fraction: float, window: int = 50,
-                trusted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def noise_flags(
+    ext_margins: torch.Tensor,
+    history: torch.Tensor,
+    k_fraction: float,
+    window: int = 50,
+    trusted: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flag the pairs whose β·h_ḡ is among the lowest K: below the k-quantile of a rolling WINDOW (the authors'
     choice), not of the batch alone.
 
@@ -31,6 +37,6 @@ def noise_flags(ext_margins: torch.Tensor, history: torch.Tensor, k_fraction: fl
     if len(candidates) == 0:
         return torch.zeros_like(trusted).reshape(ext_margins.shape), history[-window:]
     room = max(window - len(candidates), 0)
-    pool = torch.cat([history[max(len(history) - room, 0):], candidates])
+    pool = torch.cat([history[max(len(history) - room, 0) :], candidates])
     flags = (values < torch.quantile(pool, k_fraction)) & ~trusted
     return flags.reshape(ext_margins.shape), torch.cat([history, candidates])[-window:]

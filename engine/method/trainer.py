@@ -21,6 +21,7 @@ self-refinement need our own loss. How this hooks into TRL 1.16:
   the copy when adapters-off is the reference (it would cost memory for nothing), and handing the model back
   without it after training, so the same model can be trained again (TRL would refuse to add "ref" twice).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,14 @@ from engine.config import RefineConfig, RunConfig, field_problems
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.loss import dpo_margin, in_warmup, self_refinement_loss, soft_labels
 from engine.method.noise import extrapolated_logits, noise_flags
-from engine.method.scoring import (NoSharedPromptCache, accepts_logits_to_keep, left_pad, response_logps, right_pad,
-                                   shared_prompt_logits)
+from engine.method.scoring import (
+    NoSharedPromptCache,
+    accepts_logits_to_keep,
+    left_pad,
+    response_logps,
+    right_pad,
+    shared_prompt_logits,
+)
 from storage.records import Messages
 
 logger = logging.getLogger(__name__)
@@ -69,6 +76,7 @@ class TrainRow:
 class RefineSettings(RefineConfig):
     """The run's refine configuration plus this round's λ: the defaults and range checks are the config's own
     (engine.config), stated once on its fields."""
+
     lam: float = field(default=0.5, metadata={"help": "this round's λ", "check": (lambda v: v >= 0, "at least 0")})
 
     def __post_init__(self):
@@ -85,6 +93,7 @@ class RefineSettings(RefineConfig):
 class TrainSettings:
     """One DPO training run's arguments (what TRL's DPOConfig gets). `for_round` builds them from the run
     configuration; the fields that come from it have no defaults here, so none can disagree with engine.config."""
+
     beta: float
     learning_rate: float
     epochs: int
@@ -106,13 +115,20 @@ class TrainSettings:
         """Round 0 is the seed round (epochs at learning_rate); rounds 1..T train round_epochs at their round's
         learning rate. Each round seeds its own run (cfg.seed + round_index); bf16 on a GPU unless dtype says
         otherwise."""
-        return cls(beta=cfg.beta, learning_rate=cfg.learning_rate_for_round(round_index),
-                   epochs=cfg.epochs if round_index == 0 else cfg.round_epochs, batch_size=cfg.batch_size,
-                   micro_batch_size=cfg.train.micro_batch_size, lr_scheduler=cfg.lr_scheduler,
-                   warmup_ratio=cfg.warmup_ratio, seed=cfg.seed + round_index,
-                   bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
-                   gradient_checkpointing=cfg.train.gradient_checkpointing,
-                   group_by_length=cfg.train.group_by_length, processes=processes)
+        return cls(
+            beta=cfg.beta,
+            learning_rate=cfg.learning_rate_for_round(round_index),
+            epochs=cfg.epochs if round_index == 0 else cfg.round_epochs,
+            batch_size=cfg.batch_size,
+            micro_batch_size=cfg.train.micro_batch_size,
+            lr_scheduler=cfg.lr_scheduler,
+            warmup_ratio=cfg.warmup_ratio,
+            seed=cfg.seed + round_index,
+            bf16=torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16"),
+            gradient_checkpointing=cfg.train.gradient_checkpointing,
+            group_by_length=cfg.train.group_by_length,
+            processes=processes,
+        )
 
 
 @dataclass
@@ -135,6 +151,7 @@ class TrainResult:
 @dataclass
 class ScoredBatch:
     """Response logits of a batch (chosen rows, then rejected rows) with what `response_logps` needs."""
+
     logits: torch.Tensor  # (2B, K, V): the last K positions only
     labels: torch.Tensor  # (2B, K)
     mask: torch.Tensor  # (2B, K), 1 on response tokens
@@ -142,6 +159,7 @@ class ScoredBatch:
 
 
 # data ------------------------------------------------------------------------------------------------------------
+
 
 def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = None) -> Dataset:
     """Rows as ids from engine.method.encoding, one record per pair. Missing stored log-probs become NaN.
@@ -165,9 +183,18 @@ def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = No
             if len(c) > room or len(r) > room:
                 ref_c = ref_r = math.nan
                 c, r = c[:room], r[:room]
-        records.append(dict(prompt_ids=p, chosen_ids=c, rejected_ids=r, length=len(p) + max(len(c), len(r)),
-                            ref_chosen_logps=ref_c, ref_rejected_logps=ref_r, trusted=bool(row.trusted),
-                            pair_id=-1 if row.pair_id is None else int(row.pair_id)))
+        records.append(
+            dict(
+                prompt_ids=p,
+                chosen_ids=c,
+                rejected_ids=r,
+                length=len(p) + max(len(c), len(r)),
+                ref_chosen_logps=ref_c,
+                ref_rejected_logps=ref_r,
+                trusted=bool(row.trusted),
+                pair_id=-1 if row.pair_id is None else int(row.pair_id),
+            )
+        )
     if dropped:
         logger.warning("%d pairs left out: their prompt alone fills max_length=%s", dropped, max_length)
     if not records:
@@ -180,6 +207,7 @@ class LeftPaddedPreferenceCollator:
     """Chosen sequences then rejected ones, LEFT-padded as in scoring so that every response ends at the last
     position; position ids follow the attention mask, so padding changes nothing. The same batch also comes split,
     prompts (left-padded) apart from the responses (right-padded), for the forward that runs each prompt once."""
+
     pad_token_id: int
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -189,14 +217,20 @@ class LeftPaddedPreferenceCollator:
         input_ids, attention_mask = left_pad(sequences, self.pad_token_id)
         response_mask = torch.zeros_like(attention_mask)
         for row, n in enumerate(lengths):
-            response_mask[row, response_mask.shape[1] - n:] = 1
+            response_mask[row, response_mask.shape[1] - n :] = 1
         prompts, prompt_mask = left_pad([e["prompt_ids"] for e in examples], self.pad_token_id)
-        responses, responses_mask = right_pad([e["chosen_ids"] for e in examples]
-                                              + [e["rejected_ids"] for e in examples], self.pad_token_id)
+        responses, responses_mask = right_pad(
+            [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples], self.pad_token_id
+        )
         return dict(
-            input_ids=input_ids, attention_mask=attention_mask,
-            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), response_mask=response_mask,
-            prompt_ids=prompts, prompt_mask=prompt_mask, responses=responses, responses_mask=responses_mask,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+            response_mask=response_mask,
+            prompt_ids=prompts,
+            prompt_mask=prompt_mask,
+            responses=responses,
+            responses_mask=responses_mask,
             ref_chosen_logps=torch.tensor([e["ref_chosen_logps"] for e in examples], dtype=torch.float64),
             ref_rejected_logps=torch.tensor([e["ref_rejected_logps"] for e in examples], dtype=torch.float64),
             trusted=torch.tensor([e["trusted"] for e in examples], dtype=torch.bool),
@@ -205,6 +239,7 @@ class LeftPaddedPreferenceCollator:
 
 
 # trainer ---------------------------------------------------------------------------------------------------------
+
 
 class NoiseAwareDPOTrainer(DPOTrainer):
     """DPO with SPA's self-refinement: per-pair soft labels from de-coupled noise detection inside the step.
@@ -237,8 +272,10 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         peft_model = self.accelerator.unwrap_model(self.model)
         if self.reference == "ref_adapter":
             if TRL_REF_ADAPTER not in peft_model.peft_config:
-                raise ValueError(f"reference='ref_adapter' needs TRL's frozen {TRL_REF_ADAPTER!r} copy of the "
-                                 "starting adapter, and TRL made none for this model")
+                raise ValueError(
+                    f"reference='ref_adapter' needs TRL's frozen {TRL_REF_ADAPTER!r} copy of the "
+                    "starting adapter, and TRL made none for this model"
+                )
             return TRL_REF_ADAPTER
         release_reference_copy(peft_model)
         return None
@@ -256,8 +293,14 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             n = inputs["prompt_ids"].shape[0]
             rows = torch.arange(n, device=inputs["prompt_ids"].device).repeat(2)  # chosen rows, then rejected
             try:
-                logits = shared_prompt_logits(model, inputs["prompt_ids"], inputs["prompt_mask"],
-                                              inputs["responses"], inputs["responses_mask"], rows)
+                logits = shared_prompt_logits(
+                    model,
+                    inputs["prompt_ids"],
+                    inputs["prompt_mask"],
+                    inputs["responses"],
+                    inputs["responses_mask"],
+                    rows,
+                )
             except NoSharedPromptCache as e:
                 logger.warning("running whole sequences: %s", e)
                 self.share_prompts = False
@@ -267,8 +310,12 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             mask = torch.cat([edge, inputs["responses_mask"]], dim=1)
             return ScoredBatch(logits, labels, mask, response_logps(logits, labels, mask))
         keep = int(inputs["response_mask"].sum(-1).max()) + 1
-        kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                      position_ids=inputs["position_ids"], use_cache=False)
+        kwargs = dict(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            position_ids=inputs["position_ids"],
+            use_cache=False,
+        )
         if accepts_logits_to_keep(self.accelerator.unwrap_model(model)):
             kwargs["logits_to_keep"] = keep
         logits = model(**kwargs).logits[:, -keep:]
@@ -281,8 +328,11 @@ class NoiseAwareDPOTrainer(DPOTrainer):
             model, switch = self.ref_model, contextlib.nullcontext()
         else:
             model, switch = self.model, use_adapter(self.accelerator.unwrap_model(self.model), self.ref_adapter)
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
-                switch:
+        with (
+            torch.no_grad(),
+            disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+            switch,
+        ):
             return self.response_forward(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -310,8 +360,14 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         return (loss, None) if return_outputs else loss
 
     @torch.no_grad()
-    def _detect_noise(self, policy: ScoredBatch, ref_logits: torch.Tensor | None, ref_chosen: torch.Tensor,
-                      ref_rejected: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _detect_noise(
+        self,
+        policy: ScoredBatch,
+        ref_logits: torch.Tensor | None,
+        ref_chosen: torch.Tensor,
+        ref_rejected: torch.Tensor,
+        inputs: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
         """β·h_ḡ per pair from the step's own logits, rolling-window flags, and the soft labels ỹ."""
         lam = self.refine.lam
         if lam > 0:
@@ -325,16 +381,23 @@ class NoiseAwareDPOTrainer(DPOTrainer):
         # rank keeps the same rolling window and a pair's flag does not depend on which rank it landed on.
         local = ext_margin.shape[0]
         ids, margins, trusted = self.accelerator.gather((inputs["pair_id"], ext_margin, inputs["trusted"].long()))
-        flags, self._history = noise_flags(margins, self._history, self.refine.k_fraction,
-                                           self.refine.window, trusted.bool())
+        flags, self._history = noise_flags(
+            margins, self._history, self.refine.k_fraction, self.refine.window, trusted.bool()
+        )
         warmup = in_warmup(self.state.global_step, self.state.max_steps, self.refine.warmup_fraction)
         for pid, m, f in zip(ids.tolist(), margins.tolist(), flags.tolist()):
             if pid >= 0:
                 self._noise[pid] = PairNoise(pair_id=pid, ext_margin=m, noisy=bool(f), warmup=warmup)
         self._metrics["train"]["noise/flagged_fraction"].append(flags.float().mean().item())
         mine = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
-        soft = soft_labels(flags[mine], inputs["trusted"], self.refine.alpha, self.state.global_step,
-                           self.state.max_steps, self.refine.warmup_fraction)
+        soft = soft_labels(
+            flags[mine],
+            inputs["trusted"],
+            self.refine.alpha,
+            self.state.global_step,
+            self.state.max_steps,
+            self.refine.warmup_fraction,
+        )
         return soft.to(ext_margin.dtype)
 
     def _record_rewards(self, mode: str, chosen, rejected, ref_chosen, ref_rejected) -> None:
@@ -353,6 +416,7 @@ class NoiseAwareDPOTrainer(DPOTrainer):
 
 # entry points ----------------------------------------------------------------------------------------------------
 
+
 def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: bool | None = None) -> DPOConfig:
     """TRL/HF arguments: micro batch capped to the data, accumulation up to the effective batch (over every
     data-parallel rank), cosine with
@@ -364,22 +428,40 @@ def dpo_config(settings: TrainSettings, n_rows: int, output_dir: str, use_cpu: b
         raise ValueError(f"warmup_ratio must lie in [0, 1), got {settings.warmup_ratio}")
     micro = max(1, min(settings.micro_batch_size, n_rows))
     return DPOConfig(
-        output_dir=output_dir, beta=settings.beta, learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs, per_device_train_batch_size=micro,
+        output_dir=output_dir,
+        beta=settings.beta,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=micro,
         gradient_accumulation_steps=max(1, settings.batch_size // (micro * settings.processes)),
         lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup_ratio, seed=settings.seed, bf16=settings.bf16, fp16=False,
-        logging_steps=settings.logging_steps, save_strategy="no", report_to=[], remove_unused_columns=False,
+        warmup_steps=settings.warmup_ratio,
+        seed=settings.seed,
+        bf16=settings.bf16,
+        fp16=False,
+        logging_steps=settings.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
         activation_checkpointing=settings.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
-        max_length=None, disable_tqdm=True,
+        max_length=None,
+        disable_tqdm=True,
     )
 
 
-def make_trainer(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSettings,
-                 refine: RefineSettings | None, reference: Reference = "adapters_disabled", ref_model=None,
-                 callbacks: Iterable[TrainerCallback] = (), output_dir: str | None = None) -> NoiseAwareDPOTrainer:
+def make_trainer(
+    model,
+    tokenizer,
+    rows: Sequence[TrainRow],
+    settings: TrainSettings,
+    refine: RefineSettings | None,
+    reference: Reference = "adapters_disabled",
+    ref_model=None,
+    callbacks: Iterable[TrainerCallback] = (),
+    output_dir: str | None = None,
+) -> NoiseAwareDPOTrainer:
     """The trainer train_dpo runs, built but not started (tests inspect its batches and losses)."""
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
@@ -392,8 +474,14 @@ def make_trainer(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSett
     args = dpo_config(settings, len(dataset), output_dir or settings.output_dir or tempfile.gettempdir(), on_cpu)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = NoiseAwareDPOTrainer(
-        model, reference=reference, refine=refine, ref_model=ref_model if reference == "model" else None, args=args,
-        data_collator=LeftPaddedPreferenceCollator(pad_id), train_dataset=dataset, processing_class=tokenizer,
+        model,
+        reference=reference,
+        refine=refine,
+        ref_model=ref_model if reference == "model" else None,
+        args=args,
+        data_collator=LeftPaddedPreferenceCollator(pad_id),
+        train_dataset=dataset,
+        processing_class=tokenizer,
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # progress and metrics go to storage, not to stdout
@@ -408,9 +496,16 @@ class _LogRecorder(TrainerCallback):
         self.logs.append(dict(logs or {}, step=state.global_step))
 
 
-def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSettings, refine: RefineSettings | None,
-              reference: Reference = "adapters_disabled", ref_model=None,
-              callbacks: Iterable[TrainerCallback] = ()) -> TrainResult:
+def train_dpo(
+    model,
+    tokenizer,
+    rows: Sequence[TrainRow],
+    settings: TrainSettings,
+    refine: RefineSettings | None,
+    reference: Reference = "adapters_disabled",
+    ref_model=None,
+    callbacks: Iterable[TrainerCallback] = (),
+) -> TrainResult:
     """Train `model` in place with noise-aware DPO on `rows`.
 
     reference: "adapters_disabled" (π_init = the base with adapters off; the seed round), "ref_adapter" (π_{i-1} =
@@ -420,16 +515,31 @@ def train_dpo(model, tokenizer, rows: Sequence[TrainRow], settings: TrainSetting
     A callback may stop training (control.should_training_stop); the result then says `stopped`."""
     recorder = _LogRecorder()
     with _handed_back(model, ref_model), tempfile.TemporaryDirectory(prefix="spa-dpo-") as scratch:
-        trainer = make_trainer(model, tokenizer, rows, settings, refine, reference, ref_model,
-                               [*callbacks, recorder], output_dir=settings.output_dir or scratch)
+        trainer = make_trainer(
+            model,
+            tokenizer,
+            rows,
+            settings,
+            refine,
+            reference,
+            ref_model,
+            [*callbacks, recorder],
+            output_dir=settings.output_dir or scratch,
+        )
         trainer.train()
         state_dict = None
         if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:  # every rank takes part; rank 0 gets the weights
             state_dict = trainer.accelerator.get_state_dict(
-                trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model)
+                trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model
+            )
     state = trainer.state
-    return TrainResult(noise=trainer.noise, steps=state.global_step, metrics=recorder.logs,
-                       stopped=state.global_step < state.max_steps, state_dict=state_dict)
+    return TrainResult(
+        noise=trainer.noise,
+        steps=state.global_step,
+        metrics=recorder.logs,
+        stopped=state.global_step < state.max_steps,
+        state_dict=state_dict,
+    )
 
 
 def release_reference_copy(model) -> None:

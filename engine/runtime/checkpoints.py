@@ -1,4 +1,5 @@
 """Where each round's model lives on disk and how it comes back: an adapter with LoRA, full weights without."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,8 +21,9 @@ def saved_weights(out_dir: Path, round: int, cfg: RunConfig) -> Path:
     return round_model_dir(out_dir, round) / ("adapter" if cfg.lora.enabled else "model")
 
 
-def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | None, trainable: bool = False,
-                need_init: bool = True) -> Policy:
+def load_policy(
+    cfg: RunConfig, model_path: str, out_dir: Path, round: int | None, trainable: bool = False, need_init: bool = True
+) -> Policy:
     """π_round (None or -1: π_init). With LoRA, trainable continues the round's adapter (the trainer copies it
     as the next round's frozen reference)."""
     device = models.pick_device(cfg.device, Ranks.from_env().local_rank)
@@ -39,8 +41,11 @@ def load_policy(cfg: RunConfig, model_path: str, out_dir: Path, round: int | Non
         model.train()
     init_model = None
     if need_init:
-        init_model = model if not has_round and not trainable else models.load_base_model(
-            model_path, device, dtype, cfg.trust_remote_code)
+        init_model = (
+            model
+            if not has_round and not trainable
+            else models.load_base_model(model_path, device, dtype, cfg.trust_remote_code)
+        )
     return Policy(model, tokenizer, init_model)
 
 
@@ -53,8 +58,9 @@ def save_policy(policy: Policy, cfg: RunConfig, out_dir: Path, round: int, state
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     if cfg.lora.enabled:
-        policy.model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True,
-                                     state_dict=state_dict)
+        policy.model.save_pretrained(
+            tmp, selected_adapters=["default"], safe_serialization=True, state_dict=state_dict
+        )
     else:
         policy.model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     policy.tokenizer.save_pretrained(tmp)
@@ -79,12 +85,16 @@ def verify_saved(folder: Path, lora: bool, recorded: dict[str, str] | None = Non
     needed = ["adapter_config.json", "adapter_model.safetensors"] if lora else ["config.json"]
     for name in needed + sorted(recorded or {}):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: the saved {'adapter' if lora else 'model'} "
-                                    f"of this round is incomplete; resume from an earlier round or retrain it")
+            raise FileNotFoundError(
+                f"{folder / name} is missing: the saved {'adapter' if lora else 'model'} "
+                f"of this round is incomplete; resume from an earlier round or retrain it"
+            )
     if not lora and not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(f"{folder} holds no *.safetensors weights")
     for name, expected in sorted((recorded or {}).items()):
         found = sha256_file(folder / name)
         if found != expected:
-            raise DamagedCheckpoint(f"{folder / name} is damaged: its SHA-256 is {found[:16]}…, not the "
-                                    f"{expected[:16]}… recorded when it was saved")
+            raise DamagedCheckpoint(
+                f"{folder / name} is damaged: its SHA-256 is {found[:16]}…, not the "
+                f"{expected[:16]}… recorded when it was saved"
+            )

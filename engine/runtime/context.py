@@ -1,4 +1,5 @@
 """What a running stage needs around it: progress with ETA, a stop flag, logging and metrics into storage."""
+
 from __future__ import annotations
 
 import signal
@@ -41,6 +42,7 @@ class JobProgress:
     """Throttled writes of one stage's progress and ETA into its job row; also the point where a stop is
     noticed. Shared by SPA stages and export jobs, so progress and ETA mean the same everywhere. A rank other
     than 0 of a multi-process stage only checks for a stop (`write` False): its shard is as far as rank 0's."""
+
     store: Store
     job_id: int
     round: int
@@ -56,8 +58,9 @@ class JobProgress:
         if self.write and (force or done >= total or now - self._last_write > self.min_interval_s):
             elapsed = now - self._started
             eta = elapsed / done * (total - done) if done else None
-            self.store.update_job(self.job_id, stage=self.stage, round=self.round, progress_done=done,
-                                  progress_total=total, eta_s=eta)
+            self.store.update_job(
+                self.job_id, stage=self.stage, round=self.round, progress_done=done, progress_total=total, eta_s=eta
+            )
             self._last_write = now
         self.stop.check()
 
@@ -76,8 +79,9 @@ class StageContext:
     _progress: JobProgress = field(init=False)
 
     def __post_init__(self) -> None:
-        self._progress = JobProgress(self.store, self.job_id, self.round, self.stage, self.stop,
-                                     write=self.ranks.is_main)
+        self._progress = JobProgress(
+            self.store, self.job_id, self.round, self.stage, self.stop, write=self.ranks.is_main
+        )
 
     @property
     def out_dir(self) -> Path:
@@ -101,12 +105,25 @@ class StageContext:
     def metrics(self, values: dict[str, float], step: int = 0) -> None:
         if not self.ranks.is_main:
             return
-        self.store.add_metrics([Metric(job_id=self.job_id, name=k, value=float(v), step=step, round=self.round,
-                                       stage=self.stage) for k, v in values.items() if v is not None])
+        self.store.add_metrics(
+            [
+                Metric(job_id=self.job_id, name=k, value=float(v), step=step, round=self.round, stage=self.stage)
+                for k, v in values.items()
+                if v is not None
+            ]
+        )
 
 
-TRAIN_METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                 "noise/flagged_fraction", "grad_norm", "learning_rate")
+TRAIN_METRICS = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "noise/flagged_fraction",
+    "grad_norm",
+    "learning_rate",
+)
 
 
 class StageCallback(TrainerCallback):

@@ -2,6 +2,7 @@
 ZeRO-3 or FSDP, with the configs shipped in configs/accelerate/; judging as data-parallel scoring), which rank a
 stage process is, and the few collective steps the stages need (a barrier, "did any rank stop?"). On one GPU
 or the CPU a stage is a plain Python process and all of this reduces to rank 0 of a world of 1."""
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ class Ranks:
     """Where this process stands in a multi-process stage, from the variables `accelerate launch` and
     `torchrun` set. Only rank 0 writes the stage's shared results (log lines, metrics, progress, the saved
     round, "stage done"); every rank writes the rows it alone computed."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -48,6 +50,7 @@ def init_process_group(ranks: Ranks) -> None:
     trainer's accelerator then reuses it."""
     import torch
     import torch.distributed as dist
+
     if not ranks.distributed or dist.is_initialized():
         return
     if torch.cuda.is_available():
@@ -57,6 +60,7 @@ def init_process_group(ranks: Ranks) -> None:
 
 def leave_process_group() -> None:
     import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -64,6 +68,7 @@ def leave_process_group() -> None:
 def barrier(ranks: Ranks) -> None:
     if ranks.distributed:
         import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -74,6 +79,7 @@ def any_rank(flag: bool, ranks: Ranks) -> bool:
         return flag
     import torch
     import torch.distributed as dist
+
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -111,8 +117,18 @@ def stage_launch_command(cfg, stage_args: list[str], stage: str = "train") -> li
     if gpus == 1:
         return [sys.executable, "-m", STAGE_MODULE, *stage_args]
     strategy = "ddp" if stage == "judge" else cfg.train.strategy
-    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus),
-            "--config_file", str(accelerate_config(strategy)), "-m", STAGE_MODULE, *stage_args]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(gpus),
+        "--config_file",
+        str(accelerate_config(strategy)),
+        "-m",
+        STAGE_MODULE,
+        *stage_args,
+    ]
 
 
 def shown_train_command(cfg, db: str, job: int | str = "JOB", round: int | str = "ROUND") -> str:

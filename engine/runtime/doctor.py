@@ -1,6 +1,7 @@
 """`launch.py doctor`: is the database whole and does it agree with itself and with the disk? SQLite's integrity
 check, rounds whose state contradicts their job's, artifacts of missing projects or jobs, running jobs without a
 live worker, and files the database names that are gone. The worker runs it (with repair) when it starts."""
+
 from __future__ import annotations
 
 import socket
@@ -37,8 +38,11 @@ def diagnose(store: Store, repair: bool = False, stale_after_s: float = STALE_AF
         state = ROUND_STATE_FOR_JOB.get(r["job_status"], "interrupted")
         if repair:
             store.set_round_status(r["job_id"], r["round"], state)
-            store.log(r["job_id"], f"doctor: round {r['round']} was {r['status']} while the job was "
-                                   f"{r['job_status']}; now {state}", "warning")
+            store.log(
+                r["job_id"],
+                f"doctor: round {r['round']} was {r['status']} while the job was {r['job_status']}; now {state}",
+                "warning",
+            )
         found.append(Finding("round", f"{where} while the job is {r['job_status']} (should be {state})", repair))
     for a in store.orphaned_artifacts():
         found.append(Finding("artifact", f"artifact {a.id} ({a.kind}, {a.path}) belongs to a missing project or job"))
@@ -64,8 +68,10 @@ def worker_gone(job: Job) -> str | None:
     except psutil.AccessDenied:
         return None
     if job.worker_started is not None and abs(started - job.worker_started) > SAME_PROCESS_S:
-        return (f"its worker {job.worker} has exited and PID {pid} now belongs to another process "
-                f"({process.name()}, started {started - job.worker_started:+.0f} s after the worker)")
+        return (
+            f"its worker {job.worker} has exited and PID {pid} now belongs to another process "
+            f"({process.name()}, started {started - job.worker_started:+.0f} s after the worker)"
+        )
     return None
 
 
@@ -85,13 +91,18 @@ def _missing_files(store: Store) -> list[Finding]:
     for a in store.all_artifacts():
         root = Path(a.path)
         if not root.exists():
-            found.append(Finding("file", f"artifact {a.id} ({a.kind} of job {a.job_id} round {a.round}): "
-                                         f"{root} is missing"))
+            found.append(
+                Finding("file", f"artifact {a.id} ({a.kind} of job {a.job_id} round {a.round}): {root} is missing")
+            )
             continue
         for name in sorted(a.meta.get("sha256", {})):
             if not (root / name).is_file():
-                found.append(Finding("file", f"artifact {a.id} ({a.kind} of job {a.job_id} round {a.round}): "
-                                             f"{root / name} is missing"))
+                found.append(
+                    Finding(
+                        "file",
+                        f"artifact {a.id} ({a.kind} of job {a.job_id} round {a.round}): {root / name} is missing",
+                    )
+                )
     return found
 
 

@@ -2,6 +2,7 @@
 runs and the entry point that runs one of them. The worker executes it, the stage process dispatches through it and
 the studio offers what it lists (`JOB_KINDS`). Imports no torch, so the worker (which only schedules stage
 processes) and the studio stay light; an entry point is named, not imported, and only a stage process loads it."""
+
 from __future__ import annotations
 
 import importlib
@@ -26,7 +27,9 @@ EXPORT = "export"
 TEXT_WORLD = "text-world"
 SEED_ANSWERS = "seed-answers"
 
-JobRequest = Union[RunConfig, "ExportRequest", text_setup.TextSetupRequest, seed_answers.SeedAnswersRequest]  # what `job_request` returns, per kind
+JobRequest = Union[
+    RunConfig, "ExportRequest", text_setup.TextSetupRequest, seed_answers.SeedAnswersRequest
+]  # what `job_request` returns, per kind
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ def plan(cfg: RunConfig) -> list[StageRef]:
 @dataclass
 class StageCall:
     """One stage of one job as the stage process hands it to its kind's entry point."""
+
     store: Store
     job: Job
     request: JobRequest  # the job's typed request, parsed once by the stage process
@@ -73,6 +77,7 @@ class StageCall:
 class JobKind:
     """One kind of job. `entry` is "module:function" taking a StageCall, imported by the stage process alone (it
     loads torch); `launch` is the command a stage spanning several processes runs as (None: forked as one)."""
+
     name: str
     parse: Callable[[Job], JobRequest]  # the job's YAML as its typed request; ConfigError naming the job
     plan: Callable[[JobRequest], list[StageRef]]
@@ -107,6 +112,7 @@ def request_of(job: Job, cls, what: str):
 
 def _export_request(job: Job) -> ExportRequest:
     from engine.data.export import ExportRequest
+
     return request_of(job, ExportRequest, "export")
 
 
@@ -127,15 +133,34 @@ def _run_launch(cfg: RunConfig, stage: str, args: list[str]) -> list[str] | None
     return stage_launch_command(cfg, args, stage)
 
 
-JOB_KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
-    JobKind(RUN, run_config_of, plan, "engine.runtime.stage_process:run_spa_stage", keeps_rounds=True,
-            launch=_run_launch),
-    JobKind(EXPORT, _export_request, lambda req: [StageRef(0, "export")], "engine.runtime.stage_process:run_export"),
-    JobKind(TEXT_WORLD, _text_setup_request, lambda req: [StageRef(0, stage) for stage in text_setup.STAGES],
-            "engine.runtime.stage_process:run_text_setup_stage"),
-    JobKind(SEED_ANSWERS, _seed_answers_request, lambda req: [StageRef(0, stage) for stage in seed_answers.STAGES],
-            "engine.runtime.stage_process:run_seed_answers_stage"),
-)}  # iterating gives the kinds' names: what a worker executes and the studio offers
+JOB_KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind(
+            RUN,
+            run_config_of,
+            plan,
+            "engine.runtime.stage_process:run_spa_stage",
+            keeps_rounds=True,
+            launch=_run_launch,
+        ),
+        JobKind(
+            EXPORT, _export_request, lambda req: [StageRef(0, "export")], "engine.runtime.stage_process:run_export"
+        ),
+        JobKind(
+            TEXT_WORLD,
+            _text_setup_request,
+            lambda req: [StageRef(0, stage) for stage in text_setup.STAGES],
+            "engine.runtime.stage_process:run_text_setup_stage",
+        ),
+        JobKind(
+            SEED_ANSWERS,
+            _seed_answers_request,
+            lambda req: [StageRef(0, stage) for stage in seed_answers.STAGES],
+            "engine.runtime.stage_process:run_seed_answers_stage",
+        ),
+    )
+}  # iterating gives the kinds' names: what a worker executes and the studio offers
 
 
 def job_kind(job: Job) -> JobKind:
@@ -147,7 +172,8 @@ def job_kind(job: Job) -> JobKind:
 
 def job_request(job: Job) -> JobRequest:
     """The job's YAML parsed and validated into its kind's typed record: RunConfig, ExportRequest,
-    TextSetupRequest or SeedAnswersRequest (ConfigError naming the job otherwise). Every reader of a job's configuration takes this."""
+    TextSetupRequest or SeedAnswersRequest (ConfigError naming the job otherwise). Every reader of a job's
+    configuration takes this."""
     return job_kind(job).parse(job)
 
 

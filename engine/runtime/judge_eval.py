@@ -3,6 +3,7 @@ labelled pairs, so the paper's baselines (density ratio, reward model, LLM-as-ju
 other on equal terms. No weights can be downloaded here, so the judges are built from the embedded demo world
 (see NOTES). Each pair is shown with chosen and rejected in a seeded random order, so a judge that always says
 "A" scores ~50%, not 100%; a tie counts as half right."""
+
 from __future__ import annotations
 
 import random
@@ -111,8 +112,11 @@ def main(args) -> int:
             print(f"judge {name}: ready in {time.perf_counter() - started:.1f} s", flush=True)
             for data in datasets:
                 outcome = evaluate(judge, data)
-                print(f"  {data.name}: {format_accuracy(outcome)} on {outcome.n} pairs"
-                      f"{f' ({outcome.pairs_per_s:.1f} pairs/s)' if outcome.pairs_per_s else ''}", flush=True)
+                print(
+                    f"  {data.name}: {format_accuracy(outcome)} on {outcome.n} pairs"
+                    f"{f' ({outcome.pairs_per_s:.1f} pairs/s)' if outcome.pairs_per_s else ''}",
+                    flush=True,
+                )
                 outcomes.append(outcome)
             del judge
     report = render_report(datasets, names, outcomes)
@@ -138,6 +142,7 @@ def _cpu_threads(n: int | None) -> Iterator[int]:
 
 # --- data ----------------------------------------------------------------------------------------
 
+
 def demo_world(demo_dir: str | Path | None) -> DemoWorld:
     """The demo world the judges come from: a folder that already holds one is used as it is (whatever
     its size, so tests can pass a mini world), otherwise it is built or reused from the cache."""
@@ -146,8 +151,7 @@ def demo_world(demo_dir: str | Path | None) -> DemoWorld:
     return build_demo_world(Path(demo_dir) if demo_dir else None)
 
 
-def load_datasets(files: list[str] | None, limit: int | None, seed: int,
-                  demo_dir: str | Path | None) -> list[DataSet]:
+def load_datasets(files: list[str] | None, limit: int | None, seed: int, demo_dir: str | Path | None) -> list[DataSet]:
     """The given files, or by default the demo world's eval pairs and the HH sample (when present);
     the first `limit` pairs of each."""
     if files:
@@ -164,8 +168,10 @@ def load_datasets(files: list[str] | None, limit: int | None, seed: int,
         loaded = load_examples(path, "eval").examples
         examples = [ex for ex in loaded if fits(ex)][:limit]
         if len(examples) < len(loaded[:limit]):
-            print(f"{name}: {sum(not fits(ex) for ex in loaded)} pairs longer than the judges' context left out",
-                  flush=True)
+            print(
+                f"{name}: {sum(not fits(ex) for ex in loaded)} pairs longer than the judges' context left out",
+                flush=True,
+            )
         rng = random.Random(f"{seed}:{name}")
         out.append(DataSet(name, path, examples, [rng.random() < 0.5 for _ in examples]))
     return out
@@ -177,20 +183,24 @@ def fits_the_judges(world: DemoWorld):
     from transformers import AutoConfig, AutoTokenizer
 
     from engine.method.encoding import prompt_ids, response_ids
+
     tokenizer = AutoTokenizer.from_pretrained(world.model_dir)
     window = AutoConfig.from_pretrained(world.model_dir).max_position_embeddings
 
     def fits(ex: Example) -> bool:
         answer = max(len(response_ids(tokenizer, ex.chosen)), len(response_ids(tokenizer, ex.rejected)))
         return len(prompt_ids(tokenizer, ex.prompt)) + answer <= window
+
     return fits
 
 
 # --- judges --------------------------------------------------------------------------------------
 
+
 def build_judge(name: str, world, device: torch.device, seed: int, seed_policy=None) -> Judge:
     """seed_policy: π_0 from an implicit judge built before, reused instead of trained again."""
     from engine.method.models import load_base_model, load_tokenizer
+
     if name == "gold":
         return GoldJudge(DEMO.gold_reward())
     if name in ("implicit", "implicit_no_ref"):
@@ -209,6 +219,7 @@ def build_judge(name: str, world, device: torch.device, seed: int, seed_policy=N
 def random_twin(model_dir: Path, seed: int) -> torch.nn.Module:
     """A randomly initialised model with the same configuration (the density ratio's weak model)."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
     config = AutoConfig.from_pretrained(model_dir)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -225,8 +236,10 @@ def seed_round_judge(world, reference: str = "init", policy=None) -> ImplicitRew
 
     cfg = load_config(DEMO_CONFIG, [f"judge.reference={reference}", "judge.kind=implicit"])
     if policy is None:
-        rows = [TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, trusted=True)
-                for e in load_examples(world.seed_file, "seed").examples]
+        rows = [
+            TrainRow(pair_id=None, prompt=e.prompt, chosen=e.chosen, rejected=e.rejected, trusted=True)
+            for e in load_examples(world.seed_file, "seed").examples
+        ]
         settings = TrainSettings.for_round(cfg, 0)  # the seed round
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the fresh LoRA's random A matrices: the same π_0 on every run
@@ -241,9 +254,12 @@ def teacher_pairs(world, n: int, seed: int) -> list[Example]:
     """n gold-labelled preference pairs on fresh demo prompts (none held out by the world): two answers of
     the noisy teacher the SFT model imitates, chosen = the higher gold reward; equal gold is redrawn."""
     from engine.worlds.demo_task import gold_reward, random_problem, teacher_answer
-    held = {_last_user(e.prompt) for path, role in ((world.eval_file, "eval"), (world.validation_file, "eval"),
-                                                    (world.seed_file, "seed"))
-            for e in load_examples(path, role).examples}
+
+    held = {
+        _last_user(e.prompt)
+        for path, role in ((world.eval_file, "eval"), (world.validation_file, "eval"), (world.seed_file, "seed"))
+        for e in load_examples(path, role).examples
+    }
     p_correct = world.manifest["size"]["p_correct_end"]  # the teacher as the SFT model last saw it
     rng = random.Random(f"teacher-pairs:{seed}")
     pairs: list[Example] = []
@@ -255,13 +271,15 @@ def teacher_pairs(world, n: int, seed: int) -> list[Example]:
         ga, gb = gold_reward(p.prompt, a), gold_reward(p.prompt, b)
         if ga != gb:
             chosen, rejected = (a, b) if ga > gb else (b, a)
-            pairs.append(Example(role="seed", prompt=[{"role": "user", "content": p.prompt}], chosen=chosen,
-                                 rejected=rejected))
+            pairs.append(
+                Example(role="seed", prompt=[{"role": "user", "content": p.prompt}], chosen=chosen, rejected=rejected)
+            )
     return pairs
 
 
-def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS,
-                            pairs: list[Example] | None = None) -> torch.nn.Module:
+def train_demo_reward_model(
+    world, tokenizer, seed: int, steps: int = RM_STEPS, pairs: list[Example] | None = None
+) -> torch.nn.Module:
     """A one-logit reward model on the SFT backbone, trained with −log σ(r_chosen − r_rejected) on `pairs`
     (default: RM_PAIRS teacher pairs; some seconds on a CPU for the demo model). Deterministic for a seed."""
     from transformers import AutoModelForSequenceClassification
@@ -274,7 +292,8 @@ def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForSequenceClassification.from_pretrained(
-                world.model_dir, num_labels=1, use_safetensors=True, pad_token_id=tokenizer.pad_token_id)
+                world.model_dir, num_labels=1, use_safetensors=True, pad_token_id=tokenizer.pad_token_id
+            )
     finally:
         hf_logging.set_verbosity(verbosity)
     judge = RewardModelJudge(model, tokenizer)
@@ -288,7 +307,7 @@ def train_demo_reward_model(world, tokenizer, seed: int, steps: int = RM_STEPS,
             order += rng.sample(range(len(encoded)), len(encoded))
         batch, order = order[:RM_BATCH], order[RM_BATCH:]
         rewards = _forward_rewards(model, [encoded[i][0] for i in batch] + [encoded[i][1] for i in batch])
-        loss = -torch.nn.functional.logsigmoid(rewards[:len(batch)] - rewards[len(batch):]).mean()
+        loss = -torch.nn.functional.logsigmoid(rewards[: len(batch)] - rewards[len(batch) :]).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -305,11 +324,13 @@ def _forward_rewards(model, sequences: list[list[int]]) -> torch.Tensor:
 
 # --- scoring -------------------------------------------------------------------------------------
 
+
 def applies(judge: Judge, data: DataSet) -> str:
     """Why a judge cannot score this data ('' when it can): the gold reward exists for demo prompts only."""
     if not isinstance(judge, GoldJudge):
         return ""
     from engine.worlds.demo_task import parse_prompt
+
     try:
         for e in data.examples:
             parse_prompt(_last_user(e.prompt))
@@ -346,8 +367,11 @@ def evaluate(judge: Judge, data: DataSet) -> Outcome:
 def longer_share(data: DataSet, picks_chosen: list[bool] | None = None) -> float | None:
     """Among pairs whose answers differ in length, how often the longer one is picked: by a judge's picks,
     or (None) by the labels. Length is the classic shortcut a judge takes, so the report shows it."""
-    rows = [(e, pick) for e, pick in zip(data.examples, picks_chosen or [True] * len(data.examples))
-            if len(e.chosen) != len(e.rejected)]
+    rows = [
+        (e, pick)
+        for e, pick in zip(data.examples, picks_chosen or [True] * len(data.examples))
+        if len(e.chosen) != len(e.rejected)
+    ]
     if not rows:
         return None
     return sum((len(e.chosen) > len(e.rejected)) == pick for e, pick in rows) / len(rows)
@@ -362,15 +386,19 @@ def agreement(x: Outcome, y: Outcome) -> float | None:
 
 # --- report --------------------------------------------------------------------------------------
 
+
 def format_accuracy(o: Outcome) -> str:
     return o.note if o.accuracy is None else f"{100 * o.accuracy:.1f}%"
 
 
 def render_report(datasets: list[DataSet], names: list[str], outcomes: list[Outcome]) -> str:
     by = {(o.judge, o.data): o for o in outcomes}
-    lines = ["Accuracy (agreement with the human/gold label; ties count half) and throughput:", "",
-             "| judge | " + " | ".join(f"{d.name} (n={len(d.examples)})" for d in datasets) + " | pairs/s |",
-             "|---|" + "---|" * (len(datasets) + 1)]
+    lines = [
+        "Accuracy (agreement with the human/gold label; ties count half) and throughput:",
+        "",
+        "| judge | " + " | ".join(f"{d.name} (n={len(d.examples)})" for d in datasets) + " | pairs/s |",
+        "|---|" + "---|" * (len(datasets) + 1),
+    ]
     for name in names:
         cells = [format_accuracy(by[(name, d.name)]) for d in datasets]
         speeds = [by[(name, d.name)].pairs_per_s for d in datasets]
@@ -380,13 +408,23 @@ def render_report(datasets: list[DataSet], names: list[str], outcomes: list[Outc
         scored = [n for n in names if by[(n, d.name)].accuracy is not None]
         if len(scored) < 2:
             continue
-        lines += ["", f"Pairwise agreement on {d.name} (share of pairs where both judges prefer the same response):",
-                  "", "| | " + " | ".join(scored) + " |", "|---|" + "---|" * len(scored)]
+        lines += [
+            "",
+            f"Pairwise agreement on {d.name} (share of pairs where both judges prefer the same response):",
+            "",
+            "| | " + " | ".join(scored) + " |",
+            "|---|" + "---|" * len(scored),
+        ]
         for x in scored:
             row = [f"{100 * agreement(by[(x, d.name)], by[(y, d.name)]):.0f}%" for y in scored]
             lines.append(f"| {x} | " + " | ".join(row) + " |")
-    lines += ["", "Length bias (among pairs whose answers differ in length, how often the longer one is picked):",
-              "", "| | " + " | ".join(d.name for d in datasets) + " |", "|---|" + "---|" * len(datasets)]
+    lines += [
+        "",
+        "Length bias (among pairs whose answers differ in length, how often the longer one is picked):",
+        "",
+        "| | " + " | ".join(d.name for d in datasets) + " |",
+        "|---|" + "---|" * len(datasets),
+    ]
     for name, picks in [("labels", None)] + [(n, n) for n in names]:
         cells = []
         for d in datasets:
@@ -401,7 +439,9 @@ def report_file(table: str, args, world: DemoWorld, threads: int, seconds: float
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     limit = getattr(args, "limit", None)
     command = "python launch.py judge-eval" + (f" --limit {limit}" if limit else "")
-    return (f"# Judge evaluation\n\nProduced by `{command}` on {when} in {seconds:.0f} s, {threads} CPU "
-            f"thread{'s' if threads != 1 else ''}{' + CUDA' if torch.cuda.is_available() else ''}; demo world at "
-            f"`{world.root}` ({world.fingerprint()}). Pairs/s include no model loading or training.\n\n"
-            f"{table}\n## What the judges are here\n\n{NOTES}")
+    return (
+        f"# Judge evaluation\n\nProduced by `{command}` on {when} in {seconds:.0f} s, {threads} CPU "
+        f"thread{'s' if threads != 1 else ''}{' + CUDA' if torch.cuda.is_available() else ''}; demo world at "
+        f"`{world.root}` ({world.fingerprint()}). Pairs/s include no model loading or training.\n\n"
+        f"{table}\n## What the judges are here\n\n{NOTES}"
+    )

@@ -2,6 +2,7 @@
 judge stage, the generate stage's best-of-N pair selector, judge-eval and the benchmarks call it), the baselines'
 loader (density ratio, reward model, LLM-as-judge) and the pair selector. The judges themselves live in
 engine.method; this is where a config, its world and the process's rank meet."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -26,8 +27,12 @@ def _resolve(value: str, base_model_path: str) -> str:
     return base_model_path if value in ("", "base") else resolve_path(value)
 
 
-def judge_from_config(cfg: RunConfig, base_model_path: str, load_policy: Callable[[], Policy] | None = None,
-                      gold: GoldReward | None = None) -> Judge:
+def judge_from_config(
+    cfg: RunConfig,
+    base_model_path: str,
+    load_policy: Callable[[], Policy] | None = None,
+    gold: GoldReward | None = None,
+) -> Judge:
     """The judge cfg.judge.kind names: SPA's implicit judge on π_{i-1} from `load_policy()` with cfg.judge.reference,
     the gold reward of the run's world (or `gold`), or an external judge with its models loaded."""
     kind = cfg.judge.kind
@@ -38,8 +43,10 @@ def judge_from_config(cfg: RunConfig, base_model_path: str, load_policy: Callabl
     if kind == "gold":
         gold = gold if gold is not None else gold_reward_of(cfg)
         if gold is None:
-            raise ValueError("judge.kind gold: the run's world has no gold reward (its files name no world with one, "
-                             "such as demo: or text:)")
+            raise ValueError(
+                "judge.kind gold: the run's world has no gold reward (its files name no world with one, "
+                "such as demo: or text:)"
+            )
         return GoldJudge(gold)
     return make_external_judge(cfg, base_model_path)
 
@@ -58,9 +65,15 @@ def make_external_judge(cfg, base_model_path: str) -> Judge:
         strong_path, weak_path = _resolve(j.strong_model, base_model_path), _resolve(j.weak_model, base_model_path)
         strong_tok = load_tokenizer(strong_path, remote)
         weak_tok = strong_tok if weak_path == strong_path else load_tokenizer(weak_path, remote)
-        return DensityRatioJudge(load_base_model(strong_path, device, dtype, remote),
-                                 load_base_model(weak_path, device, dtype, remote), strong_tok, weak_tok,
-                                 system_prompts=dict(j.system_prompts), batch_size=j.batch_size, seed=cfg.seed)
+        return DensityRatioJudge(
+            load_base_model(strong_path, device, dtype, remote),
+            load_base_model(weak_path, device, dtype, remote),
+            strong_tok,
+            weak_tok,
+            system_prompts=dict(j.system_prompts),
+            batch_size=j.batch_size,
+            seed=cfg.seed,
+        )
     if j.kind == "reward_model":
         if not j.reward_model:
             raise ValueError("judge.kind reward_model needs judge.reward_model (a sequence-classification checkpoint)")
@@ -68,13 +81,18 @@ def make_external_judge(cfg, base_model_path: str) -> Judge:
         return RewardModelJudge(model, tokenizer, batch_size=j.batch_size)
     if j.kind == "llm_judge":
         path = _resolve(j.judge_model, base_model_path)
-        return LLMJudge(load_base_model(path, device, dtype, remote), load_tokenizer(path, remote),
-                        batch_size=j.batch_size)
+        return LLMJudge(
+            load_base_model(path, device, dtype, remote), load_tokenizer(path, remote), batch_size=j.batch_size
+        )
     raise ValueError(f"judge.kind {j.kind!r} is not an external judge; external kinds are {', '.join(EXTERNAL_KINDS)}")
 
 
-def pair_selector(cfg: RunConfig, base_model_path: str, load_policy: Callable[[], Policy] | None = None,
-                  gold: GoldReward | None = None) -> Judge | None:
+def pair_selector(
+    cfg: RunConfig,
+    base_model_path: str,
+    load_policy: Callable[[], Policy] | None = None,
+    gold: GoldReward | None = None,
+) -> Judge | None:
     """The judge that picks each prompt's pair in the generate stage, only with samples_per_prompt > 2:
     the density ratio (chosen = highest r, rejected = a random other, as Dr.SoW does), SPA's implicit judge
     on π_{i-1} from `load_policy()` or the world's gold reward (both: chosen = highest, rejected = lowest). The

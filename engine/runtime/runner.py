@@ -1,4 +1,5 @@
 """`launch.py run`: a whole run in the foreground, on the same job runtime the studio uses."""
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,9 @@ def follow(db: str, job_id: int, done: threading.Event) -> None:
     store.close()
 
 
-def run_headless(config_path: str, db: str | None = None, project: str | None = None,
-                 overrides: list[str] | tuple[str, ...] = ()) -> int:
+def run_headless(
+    config_path: str, db: str | None = None, project: str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> int:
     """`overrides`: `key.path=value` on top of the file, validated with it (`launch.py run --set`)."""
     try:
         cfg = load_config(config_path, overrides)

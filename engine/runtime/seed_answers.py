@@ -1,5 +1,6 @@
-"""The seed builder's sampling job (engine.runtime.jobs.SEED_ANSWERS): N answers per seed prompt (a seed example without a pair)
-from the project's model, each with its log-prob, for a person to pick the best and the worst (storage.seed).
+"""The seed builder's sampling job (engine.runtime.jobs.SEED_ANSWERS): N answers per seed prompt (a seed
+example without a pair) from the project's model, each with its log-prob, for a person to pick the best and the
+worst (storage.seed).
 
 The model, its dtype and device, and the generation settings come from one of the project's saved configurations
 (the latest unless the request names another, or gives YAML of its own): the person ranks answers of the model the
@@ -7,6 +8,7 @@ run will start from. Prompts are sampled in chunks and each prompt's answers are
 stopped or killed job resumes at the first prompt without answers and never adds a second set.
 
 Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,6 +32,7 @@ PROMPTS_PER_CHUNK = 16  # prompts sampled together; a resumed job redoes at most
 class SeedAnswersRequest:
     """What a `seed-answers` job samples (stored as YAML of these fields in the job's config_yaml). Settings left
     None come from the configuration's generation section."""
+
     project: str
     samples: int = 4  # answers per seed prompt
     temperature: float | None = None
@@ -70,8 +73,9 @@ def project_config(store: Store, project: Project, config: str = "") -> RunConfi
     return cfg
 
 
-def run_seed_answers(store: Store, job: Job, req: SeedAnswersRequest, stage: str, progress: Progress,
-                     say: Callable[[str], None]) -> None:
+def run_seed_answers(
+    store: Store, job: Job, req: SeedAnswersRequest, stage: str, progress: Progress, say: Callable[[str], None]
+) -> None:
     """The one stage (`sample`, STAGES): answers for every seed prompt of the project that has none yet. Progress
     counts answers, so a stop is noticed after every generate batch."""
     project = store.project(req.project)
@@ -86,16 +90,19 @@ def run_seed_answers(store: Store, job: Job, req: SeedAnswersRequest, stage: str
         return
     cfg = project_config(store, project, req.config)
     sampler = _Sampler.load(cfg, req)
-    say(f"sampling {req.samples} answers for each of {len(todo)} seed prompts ({len(prompts) - len(todo)} done "
+    say(
+        f"sampling {req.samples} answers for each of {len(todo)} seed prompts ({len(prompts) - len(todo)} done "
         f"before) from {cfg.model} on {sampler.device}: temperature {sampler.settings.temperature:g}, top_p "
-        f"{sampler.settings.top_p:g}, up to {sampler.settings.max_new_tokens} new tokens")
+        f"{sampler.settings.top_p:g}, up to {sampler.settings.max_new_tokens} new tokens"
+    )
     written = 0
     for start in range(0, len(todo), PROMPTS_PER_CHUNK):
         # sample one chunk; a stop inside it leaves the chunk unwritten
-        chunk = todo[start:start + PROMPTS_PER_CHUNK]
+        chunk = todo[start : start + PROMPTS_PER_CHUNK]
         done = total - (len(todo) - start) * req.samples
-        answers = sampler.answers(chunk, seed=cfg.seed * 1_000_003 + chunk[0].id,
-                                  progress=lambda n, _, base=done: progress(base + n, total))
+        answers = sampler.answers(
+            chunk, seed=cfg.seed * 1_000_003 + chunk[0].id, progress=lambda n, _, base=done: progress(base + n, total)
+        )
         # write each prompt's answers in a transaction of its own
         for ex, group in zip(chunk, answers):
             written += store.add_seed_answers(project.id, ex.id, group)
@@ -107,6 +114,7 @@ def run_seed_answers(store: Store, job: Job, req: SeedAnswersRequest, stage: str
 @dataclass
 class _Sampler:
     """The project's model with the job's sampling settings."""
+
     model: torch.nn.Module
     tokenizer: object  # the model's PreTrainedTokenizerBase
     settings: SamplingSettings
@@ -121,20 +129,22 @@ class _Sampler:
 
         model_path = paths(cfg)["model"]
         device = models.pick_device(cfg.device)
-        model = models.load_base_model(model_path, device, models.pick_dtype(device, cfg.dtype),
-                                       cfg.trust_remote_code)
+        model = models.load_base_model(model_path, device, models.pick_dtype(device, cfg.dtype), cfg.trust_remote_code)
         gen = cfg.generation
         settings = SamplingSettings(
             samples_per_prompt=req.samples,
             temperature=gen.temperature if req.temperature is None else req.temperature,
             top_p=gen.top_p if req.top_p is None else req.top_p,
             max_new_tokens=gen.max_new_tokens if req.max_new_tokens is None else req.max_new_tokens,
-            batch_size=gen.batch_size)
-        return cls(model, models.load_tokenizer(model_path, cfg.trust_remote_code), settings, device,
-                   cfg.judge.batch_size)
+            batch_size=gen.batch_size,
+        )
+        return cls(
+            model, models.load_tokenizer(model_path, cfg.trust_remote_code), settings, device, cfg.judge.batch_size
+        )
 
-    def answers(self, prompts: list[Example], seed: int,
-                progress: Callable[[int, int], None]) -> list[list[SeedAnswer]]:
+    def answers(
+        self, prompts: list[Example], seed: int, progress: Callable[[int, int], None]
+    ) -> list[list[SeedAnswer]]:
         """Per prompt, its SeedAnswer list. The log-prob is the one sampling read where it is exactly the scorer's
         (engine.method.generation); the others are scored here, so every model answer has one."""
         from engine.method import scoring
@@ -145,9 +155,19 @@ class _Sampler:
         samples = generate(self.model, self.tokenizer, [ex.prompt for ex in prompts], settings, progress)
         unscored = [(i, k) for i, group in enumerate(samples) for k, sample in enumerate(group) if sample.logp is None]
         if unscored:
-            logps = scoring.sequence_logps(self.model, self.tokenizer, [prompts[i].prompt for i, _ in unscored],
-                                           [samples[i][k].text for i, k in unscored], self.score_batch_size)
+            logps = scoring.sequence_logps(
+                self.model,
+                self.tokenizer,
+                [prompts[i].prompt for i, _ in unscored],
+                [samples[i][k].text for i, k in unscored],
+                self.score_batch_size,
+            )
             for (i, k), logp in zip(unscored, logps):
                 samples[i][k].logp = logp
-        return [[SeedAnswer(example_id=ex.id, sample_index=k, text=s.text, logp=s.logp, tokens=s.n_tokens)
-                 for k, s in enumerate(group)] for ex, group in zip(prompts, samples)]
+        return [
+            [
+                SeedAnswer(example_id=ex.id, sample_index=k, text=s.text, logp=s.logp, tokens=s.n_tokens)
+                for k, s in enumerate(group)
+            ]
+            for ex, group in zip(prompts, samples)
+        ]

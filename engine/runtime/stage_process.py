@@ -5,6 +5,7 @@ The worker forks stage processes from a fork server that has imported torch, tra
 once (`stage_server`), so a stage starts in well under a second instead of paying those imports (10-20 s)
 every time. `python -m engine.runtime.stage_process` runs one stage the same way: by hand, or as the command a
 multi-GPU training stage is launched with (engine.runtime.distributed)."""
+
 from __future__ import annotations
 
 import argparse
@@ -66,6 +67,7 @@ def watch_worker(worker_pid: int) -> None:
             except psutil.NoSuchProcess:
                 os._exit(EXIT_STOPPED)
             time.sleep(1.0)
+
     threading.Thread(target=loop, daemon=True).start()
 
 
@@ -99,6 +101,7 @@ def stop_stage_server() -> bool:
 class StageHandle:
     """A running stage: forked from the stage server, or started as a command (training on several GPUs
     under `accelerate launch`). Either way `pid` leads the stage's process group."""
+
     pid: int
     process: multiprocessing.Process | subprocess.Popen
 
@@ -116,19 +119,34 @@ class StageHandle:
 
 def stage_args(db: str, job_id: int, round: int, stage: str, echo: bool = False) -> list[str]:
     """The command-line arguments of `main` for one stage, watched by this (the worker's) process."""
-    return (["--db", db, "--job", str(job_id), "--round", str(round), "--stage", stage, "--worker-pid",
-             str(os.getpid())] + (["--echo"] if echo else []))
+    return [
+        "--db",
+        db,
+        "--job",
+        str(job_id),
+        "--round",
+        str(round),
+        "--stage",
+        stage,
+        "--worker-pid",
+        str(os.getpid()),
+    ] + (["--echo"] if echo else [])
 
 
-def start_stage(db: str, job_id: int, round: int, stage: str, echo: bool = False,
-                command: list[str] | None = None) -> StageHandle:
+def start_stage(
+    db: str, job_id: int, round: int, stage: str, echo: bool = False, command: list[str] | None = None
+) -> StageHandle:
     """Fork a stage process from the fork server, or run `command` (built around `stage_args`); the stage
     leads its own session (process group) either way."""
     if command:
         proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
         return StageHandle(proc.pid, proc)
-    forked = stage_server().Process(target=child_main, args=(db, job_id, round, stage, echo, os.getpid()),
-                                    name=f"spa-stage-{job_id}-{round}-{stage}", daemon=False)
+    forked = stage_server().Process(
+        target=child_main,
+        args=(db, job_id, round, stage, echo, os.getpid()),
+        name=f"spa-stage-{job_id}-{round}-{stage}",
+        daemon=False,
+    )
     forked.start()
     return StageHandle(forked.pid, forked)
 
@@ -196,8 +214,19 @@ def run_spa_stage(call: StageCall) -> None:
     from engine.runtime.context import StageContext
     from engine.runtime.stages import run_stage
 
-    run_stage(StageContext(call.store, call.job.id, call.job.project_id, call.request, call.round, call.stage,
-                           stop=call.stop, echo=call.echo, ranks=call.ranks))
+    run_stage(
+        StageContext(
+            call.store,
+            call.job.id,
+            call.job.project_id,
+            call.request,
+            call.round,
+            call.stage,
+            stop=call.stop,
+            echo=call.echo,
+            ranks=call.ranks,
+        )
+    )
 
 
 def run_text_setup_stage(call: StageCall) -> None:
@@ -231,8 +260,11 @@ class JobLogHandler(logging.Handler):
             text = record.getMessage().strip()
             if record.name == "py.warnings":  # "file:line: Category: message" as warnings.formatwarning wrote it
                 text = text.splitlines()[0]
-            self.store.log(self.job_id, f"{self.where} {record.name}: {text}",
-                           "warning" if record.levelno < logging.ERROR else "error")
+            self.store.log(
+                self.job_id,
+                f"{self.where} {record.name}: {text}",
+                "warning" if record.levelno < logging.ERROR else "error",
+            )
         except Exception:  # a log line must never fail the stage
             self.handleError(record)
 

@@ -7,6 +7,7 @@ The world's held-out prompts (eval.jsonl, eval2.jsonl) are not imported: they ca
 project's eval role holds, and a run's evaluate stage reads both held-out splits from the world itself.
 
 Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ SIZE_ENV = "SPA_TEXT_WORLD_SIZE"
 @dataclass
 class TextSetupRequest:
     """What a text world setup job sets up (stored as YAML of these fields in the job's config_yaml)."""
+
     project: str
     size: str = "full"  # used only when no text world is cached at the folder yet (a cached one is reused)
 
@@ -33,8 +35,9 @@ class TextSetupRequest:
             raise ValueError(f"size must be one of {', '.join(SIZES)}, not {self.size!r}")
 
 
-def run_text_setup(store: Store, job: Job, req: TextSetupRequest, stage: str, progress: Progress,
-                   say: Callable[[str], None]) -> None:
+def run_text_setup(
+    store: Store, job: Job, req: TextSetupRequest, stage: str, progress: Progress, say: Callable[[str], None]
+) -> None:
     """One stage of a setup job: `model` fetches, `world` builds, `import` imports (STAGES). The runtime parses
     the request and makes the progress reporter, so this module imports none of it."""
     progress(0, 1, force=True)
@@ -69,8 +72,10 @@ def _build(store, job, req, progress, say) -> None:
     world = build_text_world(root, size=size, progress=report)
     counts = TextWorld.at(world.root).manifest["counts"]
     took = "found in the cache" if cached else f"built in {time.monotonic() - started:.0f}s"
-    say(f"text world {took}: {counts['seed_pairs']} seed pairs, {counts['pool']} pool prompts, "
-        f"{counts['eval']} + {counts['eval2']} held-out prompts")
+    say(
+        f"text world {took}: {counts['seed_pairs']} seed pairs, {counts['pool']} pool prompts, "
+        f"{counts['eval']} + {counts['eval2']} held-out prompts"
+    )
 
 
 def _import(store, job, req, progress, say) -> None:

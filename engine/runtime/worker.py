@@ -3,6 +3,7 @@ heartbeats, stops (gracefully, then by force), and resumes interrupted jobs from
 
 The worker itself never imports torch: it only schedules stages (see engine.runtime.stage_process), so it starts
 fast and its memory stays at its idle level whatever the stages load."""
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ class WorkerSettings:
 
 
 class Worker:
-    def __init__(self, db: str | Path, name: str | None = None, settings: WorkerSettings | None = None,
-                 echo: bool = False):
+    def __init__(
+        self, db: str | Path, name: str | None = None, settings: WorkerSettings | None = None, echo: bool = False
+    ):
         # absolute: stage processes must open this very file whatever their working directory
         self.db = str(Path(db).resolve())
         self.store = Store(self.db)
@@ -51,6 +53,7 @@ class Worker:
     def install_signal_handlers(self) -> None:
         def handler(*_):
             self.shutting_down = True
+
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
@@ -58,8 +61,12 @@ class Worker:
         """`launch.py doctor` with repair, before any job is touched: rounds take their job's state, jobs of dead
         workers become interrupted; what cannot be repaired is printed for a person."""
         for finding in diagnose(self.store, repair=True, stale_after_s=self.settings.stale_after_s):
-            print(f"worker {self.name}: doctor: {finding.check}: {finding.message}"
-                  + (" [repaired]" if finding.repaired else ""), file=sys.stderr, flush=True)
+            print(
+                f"worker {self.name}: doctor: {finding.check}: {finding.message}"
+                + (" [repaired]" if finding.repaired else ""),
+                file=sys.stderr,
+                flush=True,
+            )
 
     def recover(self) -> list[int]:
         """Jobs left running by a dead worker become interrupted (its process gone, its PID now another process's,
@@ -73,8 +80,12 @@ class Worker:
         for job in self.store.jobs(statuses=("interrupted",)):
             if job.auto_resumes >= self.settings.max_auto_resumes:
                 self.store.give_up_resuming(job.id, self.settings.max_auto_resumes)
-            elif self.store.requeue(job.id, ("interrupted",), cause=f"{self.name}: {RESUMING} "
-                                    f"({job.auto_resumes + 1} of {self.settings.max_auto_resumes})", auto=True):
+            elif self.store.requeue(
+                job.id,
+                ("interrupted",),
+                cause=f"{self.name}: {RESUMING} ({job.auto_resumes + 1} of {self.settings.max_auto_resumes})",
+                auto=True,
+            ):
                 resumed.append(job.id)
         return resumed
 
@@ -93,8 +104,11 @@ class Worker:
                     self.recover()  # another worker on this database may have died meanwhile
                     last_recover = time.monotonic()
                 if time.monotonic() - last_work > self.settings.stage_server_idle_s and stop_stage_server():
-                    print(f"worker {self.name}: idle; stage server stopped (its memory returned)", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"worker {self.name}: idle; stage server stopped (its memory returned)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 time.sleep(poll_s)
                 continue
             self.execute(job)
@@ -125,8 +139,13 @@ class Worker:
                 return
             if ref.stage == "review":
                 with self.store.write():  # the job, its round and the reason move together
-                    if self._release(job, "paused", stage="review", round=ref.round,
-                                     cause=f"[round {ref.round} review] paused for review; approve to train"):
+                    if self._release(
+                        job,
+                        "paused",
+                        stage="review",
+                        round=ref.round,
+                        cause=f"[round {ref.round} review] paused for review; approve to train",
+                    ):
                         self.store.set_round_status(job.id, ref.round, "review")
                 return
             # run the stage in its own process group, then act on its exit status
@@ -143,8 +162,13 @@ class Worker:
             if code != 0:
                 errors = [e["message"] for e in self.store.events(job.id, limit=50) if e["level"] == "error"]
                 error = (errors[-1] if errors else f"stage exited with {code}")[:4000]
-                self._release(job, "failed", error=error,
-                              cause=f"[round {ref.round} {ref.stage}] failed (exit status {code})", level="error")
+                self._release(
+                    job,
+                    "failed",
+                    error=error,
+                    cause=f"[round {ref.round} {ref.stage}] failed (exit status {code})",
+                    level="error",
+                )
                 return
             if kind.keeps_rounds and last_of_round:
                 self.store.set_round_status(job.id, ref.round, "done")
@@ -165,14 +189,23 @@ class Worker:
         return ok
 
     def _lost(self, job: Job) -> None:
-        self.store.log(job.id, f"{self.name} no longer holds this job (taken by another worker or ended from the "
-                               "studio): it leaves it as it is", "warning")
+        self.store.log(
+            job.id,
+            f"{self.name} no longer holds this job (taken by another worker or ended from the "
+            "studio): it leaves it as it is",
+            "warning",
+        )
 
     def _requeue_on_shutdown(self, job: Job) -> None:
         """A planned shutdown is no crash: the job goes straight back to the queue (no interruption, so it
         does not count against max_auto_resumes)."""
-        self._release(job, "queued", worker=None, level="warning",
-                      cause=f"{self.name} shut down; the job resumes when a worker starts")
+        self._release(
+            job,
+            "queued",
+            worker=None,
+            level="warning",
+            cause=f"{self.name} shut down; the job resumes when a worker starts",
+        )
 
     def _interrupted(self, job: Job, round: int) -> bool:
         """Between stages: a lost job is left alone, a worker shutdown puts it back in the queue, a stop request
@@ -193,8 +226,9 @@ class Worker:
         """One stage in a child process group; heartbeat while it runs; SIGTERM then SIGKILL on a stop.
         Returns the stage's exit status, EXIT_STOPPED when it was stopped, LOST when the job was taken away."""
         with self.store.write():  # the job's stage and its round's state move together
-            if not self.store.update_held_job(job.id, self.name, stage=stage, round=round, progress_done=0,
-                                              progress_total=0, eta_s=None):
+            if not self.store.update_held_job(
+                job.id, self.name, stage=stage, round=round, progress_done=0, progress_total=0, eta_s=None
+            ):
                 return LOST
             self.store.heartbeat(job.id, self.name)
             if kind.keeps_rounds:
@@ -202,7 +236,10 @@ class Worker:
         try:
             command = launch_command(job, stage, stage_args(self.db, job.id, round, stage, self.echo), request)
             child = start_stage(self.db, job.id, round, stage, self.echo, command)
-        except (OSError, ValueError) as e:  # a missing accelerate config, no fork server: the job fails, not the worker
+        except (
+            OSError,
+            ValueError,
+        ) as e:  # a missing accelerate config, no fork server: the job fails, not the worker
             self.store.log(job.id, f"[round {round} {stage}] could not start: {type(e).__name__}: {e}", "error")
             return 1
         term_at: float | None = None
@@ -243,4 +280,3 @@ class Worker:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-

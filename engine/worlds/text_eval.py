@@ -2,6 +2,7 @@
 reports them: prompt-level strict and loose, instruction-level strict and loose; plus the gold reward, the win
 rate of the model's answer over π_init's (SmolLM2 itself) by gold, and the share of answers cut at
 max_new_tokens (a cut answer is scored as it stands: the checkers see the text that was generated)."""
+
 from __future__ import annotations
 
 import json
@@ -18,15 +19,26 @@ from engine.worlds.text_world import TextWorld
 SPLITS = ("eval", "eval2")
 
 
-def greedy_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, use_init: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> list[generation.Sample]:
-    settings = generation.SamplingSettings(samples_per_prompt=1, temperature=0.0, max_new_tokens=s.max_new_tokens,
-                                           batch_size=s.batch_size, seed=s.seed)
+def greedy_answers(
+    policy: Policy,
+    tasks: list[it.Task],
+    s: EvalSettings,
+    use_init: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[generation.Sample]:
+    settings = generation.SamplingSettings(
+        samples_per_prompt=1, temperature=0.0, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, seed=s.seed
+    )
     return first_answers(policy, [t.messages() for t in tasks], settings, use_init, progress)
 
 
-def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: Path,
-                 progress: Callable[[int, int], None] | None = None) -> list[str]:
+def init_answers(
+    policy: Policy,
+    tasks: list[it.Task],
+    s: EvalSettings,
+    cache: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
     """π_init's greedy answers, generated once per run folder and reused by every round."""
     key = {"prompts": [t.prompt for t in tasks], "max_new_tokens": s.max_new_tokens}
     try:
@@ -43,13 +55,13 @@ def init_answers(policy: Policy, tasks: list[it.Task], s: EvalSettings, cache: P
 
 def win_rate(scores: list[it.GoldScore], init_scores: list[it.GoldScore]) -> float:
     """The share of prompts whose answer has the higher gold reward than π_init's, ties counting half."""
-    wins = [1.0 if a.reward > b.reward else 0.5 if a.reward == b.reward else 0.0
-            for a, b in zip(scores, init_scores)]
+    wins = [1.0 if a.reward > b.reward else 0.5 if a.reward == b.reward else 0.0 for a, b in zip(scores, init_scores)]
     return sum(wins) / len(wins)
 
 
-def split_metrics(tasks: list[it.Task], answers: list[generation.Sample], init_texts: list[str],
-                  prefix: str) -> dict[str, float]:
+def split_metrics(
+    tasks: list[it.Task], answers: list[generation.Sample], init_texts: list[str], prefix: str
+) -> dict[str, float]:
     scores = [it.score(t, a.text) for t, a in zip(tasks, answers)]
     init_scores = [it.score(t, text) for t, text in zip(tasks, init_texts)]
     values = it.ifeval_metrics(scores).as_dict(prefix)
@@ -60,23 +72,28 @@ def split_metrics(tasks: list[it.Task], answers: list[generation.Sample], init_t
     return values
 
 
-def text_eval(policy: Policy, root: Path, s: EvalSettings, out_dir: Path,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+def text_eval(
+    policy: Policy, root: Path, s: EvalSettings, out_dir: Path, progress: Callable[[int, int], None] | None = None
+) -> dict[str, float]:
     """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many. Progress counts the
     answers generated (the model's, then π_init's where they are not cached yet)."""
     world = TextWorld.at(root)
     values: dict[str, float] = {}
-    splits = [(split, world.eval_tasks(split)[:limit])
-              for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2)))]
+    splits = [
+        (split, world.eval_tasks(split)[:limit])
+        for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2)))
+    ]
     total, done = 2 * sum(len(tasks) for _, tasks in splits), 0
 
     def step(base: int):
         return lambda n, _: progress(base + n, total) if progress else None
+
     for split, tasks in splits:
         answers = greedy_answers(policy, tasks, s, progress=step(done))
         done += len(tasks)
-        baseline = init_answers(policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json",
-                                step(done))
+        baseline = init_answers(
+            policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json", step(done)
+        )
         done += len(tasks)
         values.update(split_metrics(tasks, answers, baseline, f"text/{split}"))
     return values

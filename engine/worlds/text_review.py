@@ -1,6 +1,7 @@
 """What the review page shows of a text-world pair: the prompt's IFEval instructions, each in the words the
 library writes for it, and which of them an answer follows (strict, the gold's measure; loose beside it). Computed
 from the world's task book with the same checkers as the gold reward, so the marks and the gold always agree."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class InstructionCheck:
 class PairChecks:
     """Both answers of a pair against the prompt's instructions (empty lists with a note when the prompt is not
     in the world's task book)."""
+
     a: list[InstructionCheck]
     b: list[InstructionCheck]
     note: str = ""
@@ -29,8 +31,10 @@ class PairChecks:
 
 def answer_checks(task: it.Task, response: str) -> list[InstructionCheck]:
     gold = it.score(task, response)
-    return [InstructionCheck(kind, it.describe(kind, kwargs), strict, loose)
-            for kind, kwargs, strict, loose in zip(task.instruction_ids, task.kwargs, gold.strict, gold.loose)]
+    return [
+        InstructionCheck(kind, it.describe(kind, kwargs), strict, loose)
+        for kind, kwargs, strict, loose in zip(task.instruction_ids, task.kwargs, gold.strict, gold.loose)
+    ]
 
 
 def pair_checks(world_root: Path, prompt: Messages, response_a: str, response_b: str) -> PairChecks:

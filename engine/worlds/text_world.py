@@ -9,6 +9,7 @@ Splits, all disjoint in prompt text:
 tasks.jsonl holds every prompt's instructions: the gold reward of any answer to any prompt of the world.
 Samples are written chunk by chunk into the build folder, so an interrupted build resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,16 @@ class TextWorldSize:
     @classmethod
     def mini(cls) -> "TextWorldSize":
         """For the end-to-end test: a handful of everything, short answers."""
-        return cls(seed_pairs=2, max_seed_prompts=24, pool=8, eval=4, eval2=2, max_new_tokens=32, batch_size=16,
-                   chunk_prompts=8)
+        return cls(
+            seed_pairs=2,
+            max_seed_prompts=24,
+            pool=8,
+            eval=4,
+            eval2=2,
+            max_new_tokens=32,
+            batch_size=16,
+            chunk_prompts=8,
+        )
 
 
 @dataclass
@@ -60,8 +69,15 @@ class TextWorld:
 
     @classmethod
     def at(cls, root: Path) -> "TextWorld":
-        return cls(root=root, model_dir=root / "model", tasks_file=root / "tasks.jsonl", seed_file=root / "seed.jsonl",
-                   pool_file=root / "pool.jsonl", eval_file=root / "eval.jsonl", eval2_file=root / "eval2.jsonl")
+        return cls(
+            root=root,
+            model_dir=root / "model",
+            tasks_file=root / "tasks.jsonl",
+            seed_file=root / "seed.jsonl",
+            pool_file=root / "pool.jsonl",
+            eval_file=root / "eval.jsonl",
+            eval2_file=root / "eval2.jsonl",
+        )
 
     @property
     def manifest(self) -> dict:
@@ -112,6 +128,7 @@ def draw_splits(size: TextWorldSize, seed: int) -> Splits:
         if len(out) < n:
             raise ValueError(f"could only draw {len(out)} of {n} distinct prompts")
         return out
+
     eval_tasks = draw(size.eval, held, it.TRAIN_TYPES)
     eval2_tasks = draw(size.eval2, held, it.TRAIN_TYPES, it.HELD_OUT_TYPES)
     seed_tasks = draw(size.max_seed_prompts, train, it.TRAIN_TYPES)
@@ -128,17 +145,22 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def pair_row(task: it.Task, chosen: str, rejected: str) -> dict:
-    return {"prompt": task.messages(), "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}]}
+    return {
+        "prompt": task.messages(),
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
 
 
-def _sample_seed_chunks(tmp: Path, model_dir: Path, candidates: list[it.Task], size: TextWorldSize, seed: int,
-                        report: Progress) -> list[tuple[it.Task, list[str]]]:
+def _sample_seed_chunks(
+    tmp: Path, model_dir: Path, candidates: list[it.Task], size: TextWorldSize, seed: int, report: Progress
+) -> list[tuple[it.Task, list[str]]]:
     """Two samples per seed candidate, chunk by chunk, until `seed_pairs` pairs differ in gold. Each chunk is
     appended to samples.jsonl, so a restarted build skips the chunks it already has."""
     import torch
 
     from engine.method import generation, models
+
     log = tmp / "samples.jsonl"
     done = _read_jsonl(log) if log.exists() else []
     sampled = [(candidates[i], row["texts"]) for i, row in enumerate(done)]
@@ -148,10 +170,15 @@ def _sample_seed_chunks(tmp: Path, model_dir: Path, candidates: list[it.Task], s
         if model is None:
             tokenizer = models.load_tokenizer(str(model_dir))
             model = models.load_base_model(str(model_dir), torch.device("cpu"), torch.float32)
-        batch = candidates[len(sampled):len(sampled) + chunk]
-        settings = generation.SamplingSettings(samples_per_prompt=2, temperature=size.temperature, top_p=1.0,
-                                               max_new_tokens=size.max_new_tokens, batch_size=size.batch_size,
-                                               seed=seed * 1_000_003 + len(sampled))
+        batch = candidates[len(sampled) : len(sampled) + chunk]
+        settings = generation.SamplingSettings(
+            samples_per_prompt=2,
+            temperature=size.temperature,
+            top_p=1.0,
+            max_new_tokens=size.max_new_tokens,
+            batch_size=size.batch_size,
+            seed=seed * 1_000_003 + len(sampled),
+        )
         groups = generation.generate(model, tokenizer, [t.messages() for t in batch], settings)
         with open(log, "a") as f:
             for task, group in zip(batch, groups):
@@ -192,8 +219,13 @@ def _is_cached(root: Path, seed: int, size: TextWorldSize | None) -> bool:
     return manifest.get("version") == VERSION and manifest.get("seed") == seed and same_size
 
 
-def build_text_world(out_dir: Path | None = None, seed: int = 0, progress: Progress | None = None,
-                     force: bool = False, size: TextWorldSize | None = None) -> TextWorld:
+def build_text_world(
+    out_dir: Path | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    force: bool = False,
+    size: TextWorldSize | None = None,
+) -> TextWorld:
     """Build (or reuse) the text world. Fetches SmolLM2 into the model cache first (`fetch-model`). size None
     reuses whatever size is cached at the folder (a run's prepare stage), and builds the default size otherwise."""
     root = Path(out_dir) if out_dir else default_text_dir(seed)
@@ -214,7 +246,7 @@ def build_text_world(out_dir: Path | None = None, seed: int = 0, progress: Progr
     (tmp / "draw.json").write_text(json.dumps(_draw_key(seed, size)))
     splits = draw_splits(size, seed)
     sampled = _sample_seed_chunks(tmp, model.path, splits.seed, size, seed, report)
-    pairs = [(task, pair) for task, texts in sampled if (pair := _pair(task, texts)) is not None][:size.seed_pairs]
+    pairs = [(task, pair) for task, texts in sampled if (pair := _pair(task, texts)) is not None][: size.seed_pairs]
     used = [task for task, _ in sampled]
     it.write_tasks(tmp / "tasks.jsonl", used + splits.pool + splits.eval + splits.eval2)
     _write_jsonl(tmp / "seed.jsonl", [pair_row(task, *pair) for task, pair in pairs])
@@ -222,11 +254,20 @@ def build_text_world(out_dir: Path | None = None, seed: int = 0, progress: Progr
         _write_jsonl(tmp / f"{name}.jsonl", [{"prompt": t.messages()} for t in tasks])
     gold = [it.score(task, text).reward for task, texts in sampled for text in texts]
     manifest = {
-        "version": VERSION, "seed": seed, "size": asdict(size), "model": str(model.path),
+        "version": VERSION,
+        "seed": seed,
+        "size": asdict(size),
+        "model": str(model.path),
         "model_checksums": model.checksums,
-        "counts": {"seed_pairs": len(pairs), "seed_prompts_sampled": len(sampled), "pool": len(splits.pool),
-                   "eval": len(splits.eval), "eval2": len(splits.eval2)},
-        "held_out_types": list(it.HELD_OUT_TYPES), "train_types": list(it.TRAIN_TYPES),
+        "counts": {
+            "seed_pairs": len(pairs),
+            "seed_prompts_sampled": len(sampled),
+            "pool": len(splits.pool),
+            "eval": len(splits.eval),
+            "eval2": len(splits.eval2),
+        },
+        "held_out_types": list(it.HELD_OUT_TYPES),
+        "train_types": list(it.TRAIN_TYPES),
         "seed_samples_gold_mean": round(statistics.mean(gold), 4) if gold else None,
         "seed_prompt_pairs_differ": round(_differing(sampled) / max(1, len(sampled)), 4),
         "build_seconds": round(time.perf_counter() - started, 1),

@@ -3,6 +3,7 @@ files live, how it is set up, its gold reward, its own evaluation and what the r
 runtime and the studio ask `world_of(cfg)` or `world_for_path(value)` and never branch on a world themselves.
 
 Module level imports no torch (the studio and the worker read it); each world imports its builder when asked."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -24,6 +25,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 class World(ABC):
     """One world: files named `<prefix>NAME` that live under `root()`, built by `setup`; a gold reward where the
     world has one; metrics of its own after each round; extra facts about a pair for the review page."""
+
     prefix: str
 
     @abstractmethod
@@ -39,7 +41,7 @@ class World(ABC):
 
     def resolve(self, value: str, root: Path | None = None) -> str:
         """`<prefix>NAME` as the path of NAME under `root` (default: the world's folder)."""
-        return str((root if root is not None else self.root()) / value[len(self.prefix):])
+        return str((root if root is not None else self.root()) / value[len(self.prefix) :])
 
     def gold_reward(self) -> GoldReward | None:
         """The world's gold reward; None for a world without one."""
@@ -56,47 +58,57 @@ class World(ABC):
 
 class Demo(World):
     """The embedded demo world: a toy model it trains itself, arithmetic and list tasks with a gold reward."""
+
     prefix = DEMO_PREFIX
 
     def root(self) -> Path:
         from engine.worlds.demo_world import default_demo_dir
+
         return default_demo_dir()
 
     def setup(self, progress: Progress) -> None:
         from engine.worlds.demo_world import build_demo_world
+
         build_demo_world(self.root(), progress=lambda stage, done, total: progress(done, total))
 
     def gold_reward(self) -> GoldReward:
         from engine.worlds.demo_task import gold_score_messages
+
         return gold_score_messages
 
 
 class Text(World):
     """The text world: SmolLM2-135M-Instruct, tasks with IFEval's verifiable instructions as gold, and IFEval's
     metrics on its held-out prompts."""
+
     prefix = TEXT_PREFIX
 
     def root(self) -> Path:
         from engine.worlds.text_world import default_text_dir
+
         return default_text_dir()
 
     def setup(self, progress: Progress) -> None:
         from engine.worlds.text_world import build_text_world
+
         build_text_world(self.root(), progress=lambda stage, done, total: progress(done, total))
 
     def gold_reward(self) -> GoldReward:
         from engine.worlds.text_world import TextWorld
+
         return TextWorld.at(self.root()).task_book()
 
     def evaluate(self, policy: Policy, settings: EvalSettings, out_dir: Path, progress: Progress) -> dict[str, float]:
         """IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers."""
         from engine.worlds.text_eval import text_eval
+
         return text_eval(policy, self.root(), settings, out_dir, progress)
 
     def pair_checks(self, prompt: Messages, response_a: str, response_b: str) -> dict:
         """The prompt's IFEval instructions and which of them each answer follows ({"a": [...], "b": [...],
         "note": ...}, each check with instruction_id, description, strict, loose)."""
         from engine.worlds.text_review import pair_checks
+
         return asdict(pair_checks(self.root(), prompt, response_a, response_b))
 
 
@@ -121,8 +133,10 @@ def world_of(cfg: RunConfig) -> World | None:
     A run names at most one: its gold, setup and evaluation come from there."""
     named = [world for world in WORLDS if names_prefix(cfg, world.prefix)]
     if len(named) > 1:
-        raise ConfigError(f"the run names files of several worlds ({', '.join(w.prefix for w in named)}); "
-                          "a run's files come from one world")
+        raise ConfigError(
+            f"the run names files of several worlds ({', '.join(w.prefix for w in named)}); "
+            "a run's files come from one world"
+        )
     return named[0] if named else None
 
 

@@ -1,5 +1,6 @@
 """The grown preference dataset in TRL's format with provenance columns, as JSONL, Parquet or a `datasets`
 folder, with its dataset card."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from storage.records import Messages
 TRUSTED = ("seed", "human", "gold")  # labels that pass any confidence filter
 
 
-def dataset_rows(store: Store, proj: Project, req: ExportRequest,
-                 report: Progress) -> tuple[list[PreferenceRow], bool]:
+def dataset_rows(
+    store: Store, proj: Project, req: ExportRequest, report: Progress
+) -> tuple[list[PreferenceRow], bool]:
     """Seed pairs (round 0: uploaded ones with source seed, ranked seed prompts with source human) and labelled
     pairs (a or b; tie and both_bad are no preference), filtered."""
     rounds = req.rounds or None
@@ -44,7 +46,8 @@ def _is_conversational(store: Store, proj: Project, seeds: list[Example], rows: 
     if any(len(r.prompt) != 1 or r.prompt[0]["role"] != "user" for r in rows):
         return True
     return any(ex.conversational for ex in seeds) or any(
-        ex.conversational for role in ("pool", "eval") for ex in store.examples(proj.id, role))
+        ex.conversational for role in ("pool", "eval") for ex in store.examples(proj.id, role)
+    )
 
 
 def _messages(prompt: Messages) -> Messages:
@@ -52,8 +55,9 @@ def _messages(prompt: Messages) -> Messages:
 
 
 def _seed_row(ex: Example) -> PreferenceRow:
-    return PreferenceRow(_messages(ex.prompt), ex.chosen, ex.rejected, 0, ex.label_source or "seed", 1.0, None, None,
-                         False)
+    return PreferenceRow(
+        _messages(ex.prompt), ex.chosen, ex.rejected, 0, ex.label_source or "seed", 1.0, None, None, False
+    )
 
 
 def _pair_row(p: Pair) -> PreferenceRow:
@@ -66,8 +70,17 @@ def _pair_row(p: Pair) -> PreferenceRow:
     else:
         chosen, chosen_score = (p.response_a, p.reward_a) if a_wins else (p.response_b, p.reward_b)
     confidence = 1.0 if p.label_source in TRUSTED else p.confidence
-    return PreferenceRow(_messages(p.prompt), chosen, rejected, p.round, p.label_source or "self", confidence,
-                         chosen_score, rejected_score, bool(p.noisy))
+    return PreferenceRow(
+        _messages(p.prompt),
+        chosen,
+        rejected,
+        p.round,
+        p.label_source or "self",
+        confidence,
+        chosen_score,
+        rejected_score,
+        bool(p.noisy),
+    )
 
 
 def _features(conversational: bool):
@@ -75,13 +88,24 @@ def _features(conversational: bool):
 
     message = {"role": Value("string"), "content": Value("string")}
     text = List(message) if conversational else Value("string")
-    return Features({"prompt": text, "chosen": text, "rejected": text, "round": Value("int64"),
-                     "source": Value("string"), "confidence": Value("float64"), "chosen_score": Value("float64"),
-                     "rejected_score": Value("float64"), "noisy": Value("bool")})
+    return Features(
+        {
+            "prompt": text,
+            "chosen": text,
+            "rejected": text,
+            "round": Value("int64"),
+            "source": Value("string"),
+            "confidence": Value("float64"),
+            "chosen_score": Value("float64"),
+            "rejected_score": Value("float64"),
+            "noisy": Value("bool"),
+        }
+    )
 
 
-def write_dataset(tmp: Path, rows: list[PreferenceRow], conversational: bool, req: ExportRequest, proj: Project,
-                  report: Progress) -> None:
+def write_dataset(
+    tmp: Path, rows: list[PreferenceRow], conversational: bool, req: ExportRequest, proj: Project, report: Progress
+) -> None:
     records = [r.record(conversational) for r in rows]
     if req.format == "jsonl":
         with inside(tmp, DATA_FILES["jsonl"]).open("w", encoding="utf-8") as f:

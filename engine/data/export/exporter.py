@@ -1,6 +1,7 @@
 """Export entry points: what a project offers (`exportable`) and `export` itself, which checks the request,
 the project, the run and the destination before it writes anything, then stages the write (staging): a run's
 LoRA adapter or merged model (model), or the grown preference dataset (dataset), each with a card (cards)."""
+
 from __future__ import annotations
 
 import json
@@ -61,6 +62,7 @@ def export(db: str | Path, req: ExportRequest, progress: Progress | None = None)
 
 # the request, the project and the run
 
+
 def _check_request(req: ExportRequest) -> None:
     if req.what not in WHATS:
         raise ExportError(f"what must be one of {', '.join(WHATS)}, got {req.what!r}")
@@ -68,16 +70,20 @@ def _check_request(req: ExportRequest) -> None:
         if req.format not in FORMATS:
             raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {req.format!r}")
         if req.round is not None:
-            raise ExportError("round picks a model's round; to choose a dataset's rounds use rounds=[...] "
-                              "(--rounds on the command line)")
+            raise ExportError(
+                "round picks a model's round; to choose a dataset's rounds use rounds=[...] "
+                "(--rounds on the command line)"
+            )
         unknown = sorted(set(req.sources or []) - set(LABEL_SOURCES))
         if unknown:
             raise ExportError(f"unknown source(s) {', '.join(unknown)}; use {', '.join(LABEL_SOURCES)}")
         if req.min_confidence is not None and not 0 <= req.min_confidence <= 1:
             raise ExportError(f"min_confidence must be between 0 and 1, got {req.min_confidence}")
     elif req.rounds or req.sources or req.min_confidence is not None or req.exclude_noisy:
-        raise ExportError("rounds, sources, min_confidence and exclude_noisy filter a dataset export; "
-                          f"they mean nothing for --what {req.what}")
+        raise ExportError(
+            "rounds, sources, min_confidence and exclude_noisy filter a dataset export; "
+            f"they mean nothing for --what {req.what}"
+        )
 
 
 def _open(db: str | Path) -> Store:
@@ -144,15 +150,19 @@ def _pick_model(store: Store, project_id: int, req: ExportRequest) -> RunModel:
             raise ExportError(f"project {req.project!r} has no run with a saved model yet")
     job_id = candidates[0].job_id
     if req.what == "adapter" and candidates[0].kind != "adapter":
-        raise ExportError(f"run {job_id} is a full fine-tune: it has no LoRA adapter to export; "
-                          "export --what model to get its weights")
+        raise ExportError(
+            f"run {job_id} is a full fine-tune: it has no LoRA adapter to export; "
+            "export --what model to get its weights"
+        )
     if req.round is None:
         chosen = candidates[-1]
     else:
         by_round = {m.round: m for m in candidates}
         if req.round not in by_round:
-            raise ExportError(f"run {job_id} has no saved model for round {req.round} "
-                              f"(rounds: {', '.join(str(r) for r in sorted(by_round))})")
+            raise ExportError(
+                f"run {job_id} has no saved model for round {req.round} "
+                f"(rounds: {', '.join(str(r) for r in sorted(by_round))})"
+            )
         chosen = by_round[req.round]
     if not Path(chosen.path).is_dir():
         raise ExportError(f"the saved {chosen.kind} of run {job_id} round {chosen.round} is missing: {chosen.path}")

@@ -1,5 +1,6 @@
 """Model exports: a run's LoRA adapter as PEFT saved it, or merged full weights in sharded safetensors, each
 with its tokenizer and model card."""
+
 from __future__ import annotations
 
 import shutil
@@ -38,13 +39,15 @@ def write_merged(tmp: Path, chosen: RunModel, card: RunCard, max_shard_size: int
     trust = bool(card.cfg and card.cfg.trust_remote_code)
     report("load", 0, 3)
     if chosen.kind == "adapter":
-        base = AutoModelForCausalLM.from_pretrained(chosen.base_model, dtype="auto", use_safetensors=True,
-                                                    trust_remote_code=trust)
+        base = AutoModelForCausalLM.from_pretrained(
+            chosen.base_model, dtype="auto", use_safetensors=True, trust_remote_code=trust
+        )
         report("merge", 1, 3)
         model = PeftModel.from_pretrained(base, chosen.path).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(chosen.path, dtype="auto", use_safetensors=True,
-                                                     trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(
+            chosen.path, dtype="auto", use_safetensors=True, trust_remote_code=trust
+        )
     tokenizer = _load_tokenizer(chosen.path if _has_tokenizer(chosen.path) else chosen.base_model, card)
     generation = model.generation_config
     if generation.eos_token_id is None:

@@ -1,5 +1,6 @@
 """What an export request says and what it resolves to, passed between the export's steps: the request, a
 run's exportable model, a dataset row, what a model card says about its run."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class ExportRequest:
 @dataclass
 class RunModel:
     """One exportable round of one run: what `exportable` lists and what a model export reads."""
+
     job_id: int
     round: int
     kind: str  # adapter | model
@@ -55,8 +57,15 @@ class RunModel:
 
     def as_dict(self) -> dict:
         whats = ["model", "adapter"] if self.kind == "adapter" else ["model"]
-        return {"job_id": self.job_id, "round": self.round, "kind": self.kind, "path": self.path,
-                "base_model": self.base_model, "exists": Path(self.path).is_dir(), "exports": whats}
+        return {
+            "job_id": self.job_id,
+            "round": self.round,
+            "kind": self.kind,
+            "path": self.path,
+            "base_model": self.base_model,
+            "exists": Path(self.path).is_dir(),
+            "exports": whats,
+        }
 
 
 @dataclass
@@ -76,14 +85,23 @@ class PreferenceRow:
             prompt, chosen, rejected = self.prompt, assistant_message(self.chosen), assistant_message(self.rejected)
         else:
             prompt, chosen, rejected = self.prompt[0]["content"], self.chosen, self.rejected
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "round": self.round, "source": self.source,
-                "confidence": self.confidence, "chosen_score": self.chosen_score,
-                "rejected_score": self.rejected_score, "noisy": self.noisy}
+        return {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "round": self.round,
+            "source": self.source,
+            "confidence": self.confidence,
+            "chosen_score": self.chosen_score,
+            "rejected_score": self.rejected_score,
+            "noisy": self.noisy,
+        }
 
 
 @dataclass
 class RunCard:
     """What a model card says about the run a model came from."""
+
     project: str
     job_id: int
     round: int

@@ -1,6 +1,7 @@
 """Where an export writes: the destination checked before anything is written, and a hidden temp folder beside
 it, renamed into place at the end, so a failed or killed export leaves no partial folder; the next export
 clears what a killed one left behind."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Importers: one module per format family (trl, hh, columns, prompts), the file readers (readers), format
 detection (detect), the validation they share (validation), and the all-or-nothing import itself (load)."""
+
 from engine.data.importers.detect import detect_format
 from engine.data.importers.load import load_examples
 from engine.data.importers.validation import ImportFailed, ImportIssue, ImportResult

@@ -1,5 +1,6 @@
 """Pairs in named columns: alpaca-style instruction/input/chosen/rejected, prompt/answer1/answer2 with a
 choice column, AutoTrain's prompt/text/rejected_text."""
+
 from __future__ import annotations
 
 from engine.data.importers.validation import (
@@ -30,8 +31,14 @@ def alpaca(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
     prompt = [{"role": "user", "content": f"{instruction}\n\n{extra}" if extra.strip() else instruction}]
     if not answers:
         return Parsed(prompt)
-    return pair_fields(prompt, text_field(rec, "chosen", chk), text_field(rec, "rejected", chk),
-                       ("chosen", "rejected"), chk, conversational=False)
+    return pair_fields(
+        prompt,
+        text_field(rec, "chosen", chk),
+        text_field(rec, "rejected", chk),
+        ("chosen", "rejected"),
+        chk,
+        conversational=False,
+    )
 
 
 def answer_choice(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
@@ -63,5 +70,11 @@ def autotrain(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
     conversational = isinstance(rec.get("prompt"), list)
     if not answers:
         return None if prompt is None else Parsed(prompt, conversational=conversational)
-    return pair_fields(prompt, text_field(rec, "text", chk), text_field(rec, "rejected_text", chk),
-                       ("text", "rejected_text"), chk, conversational=conversational)
+    return pair_fields(
+        prompt,
+        text_field(rec, "text", chk),
+        text_field(rec, "rejected_text", chk),
+        ("text", "rejected_text"),
+        chk,
+        conversational=conversational,
+    )

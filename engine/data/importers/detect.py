@@ -1,4 +1,5 @@
 """Which format a row is in, recognised from its columns, and which formats share a file."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Anthropic HH transcripts: `\n\nHuman: ... \n\nAssistant: ...` in chosen and rejected."""
+
 from __future__ import annotations
 
 from engine.data.importers.detect import HH_TURN

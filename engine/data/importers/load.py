@@ -12,6 +12,7 @@ Where `Example.source_line` (and `ImportIssue.line`) points, by file type:
   Parquet, datasets directory   1-based row index (`unit` "row")
 Problems found before rows exist (a JSON syntax error, a CSV tokenising error) name the physical line.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -100,6 +101,7 @@ def load_examples(path: str | Path, role: str, max_bytes: int | None = MAX_IMPOR
 @dataclass
 class _Run:
     """State of one import while rows stream in."""
+
     file: str
     role: str
     unit: str
@@ -137,8 +139,12 @@ class _Run:
         if found is not None and found not in PROMPT_ONLY_FORMATS and not compatible(found, self.format):
             if not self.mixed_reported:
                 self.mixed_reported = True
-                self.issue(line, None, f"this row is in format {found}, but the file is {self.format} "
-                                       f"(from {self.unit} {self.format_line}); one format per file")
+                self.issue(
+                    line,
+                    None,
+                    f"this row is in format {found}, but the file is {self.format} "
+                    f"(from {self.unit} {self.format_line}); one format per file",
+                )
             return
         chk = RowCheck(self.file, line, self.unit)
         if answerless:
@@ -159,8 +165,12 @@ class _Run:
             self.stopped = True
             return False
         if found in PROMPT_ONLY_FORMATS and self.role == "eval":
-            self.issue(line, "chosen", f"role '{self.role}' needs preference pairs (chosen and rejected), "
-                                       f"but this file holds prompts only ({found})")
+            self.issue(
+                line,
+                "chosen",
+                f"role '{self.role}' needs preference pairs (chosen and rejected), "
+                f"but this file holds prompts only ({found})",
+            )
             self.stopped = True
             return False
         self.format, self.format_line = found, line
@@ -171,16 +181,23 @@ class _Run:
         key = (prompt_key,) if self.role == "pool" else (prompt_key, parsed.chosen, parsed.rejected)
         if key in self.seen:
             what = "prompt" if parsed.chosen is None or self.role == "pool" else "prompt, chosen and rejected"
-            self.duplicates.append(ImportIssue(self.file, line, None, f"same {what} as {self.unit} {self.seen[key]}; "
-                                                                      "skipped", self.unit))
+            self.duplicates.append(
+                ImportIssue(self.file, line, None, f"same {what} as {self.unit} {self.seen[key]}; skipped", self.unit)
+            )
             return
         self.seen[key] = line
         pair = self.role != "pool"
-        self.examples.append(Example(
-            role=self.role, prompt=parsed.prompt, chosen=parsed.chosen if pair else None,
-            rejected=parsed.rejected if pair else None, source_file=self.file, source_line=line,
-            conversational=parsed.conversational,
-        ))
+        self.examples.append(
+            Example(
+                role=self.role,
+                prompt=parsed.prompt,
+                chosen=parsed.chosen if pair else None,
+                rejected=parsed.rejected if pair else None,
+                source_file=self.file,
+                source_line=line,
+                conversational=parsed.conversational,
+            )
+        )
 
     def finish(self, note: str) -> ImportResult:
         if not self.issues and self.rows_read == 0:

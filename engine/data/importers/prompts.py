@@ -1,4 +1,5 @@
 """Prompt pools: plain prompts or chat messages, the prompt alone."""
+
 from __future__ import annotations
 
 from engine.data.importers.validation import (

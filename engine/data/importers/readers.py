@@ -1,5 +1,6 @@
 """Readers: a path in, rows (or located read problems) out, for JSONL, JSON, CSV, Parquet and a `datasets`
 directory saved with `save_to_disk`."""
+
 from __future__ import annotations
 
 import gzip
@@ -33,16 +34,22 @@ def open_source(path: Path, name: str, max_bytes: int | None = None) -> Source:
         raise refuse(name, "not a regular file (a FIFO, socket or device): import reads files and datasets folders")
     size = _size_on_disk(path)
     if max_bytes is not None and size > max_bytes:
-        raise refuse(name, f"{size / 2**20:.1f} MiB is over the import limit of {max_bytes / 2**20:.1f} MiB "
-                           "(raise it with --max-mb, or split the file)")
+        raise refuse(
+            name,
+            f"{size / 2**20:.1f} MiB is over the import limit of {max_bytes / 2**20:.1f} MiB "
+            "(raise it with --max-mb, or split the file)",
+        )
     if path.is_dir():
         return _dataset_dir(path, name)
     lower = path.name.lower()
     compressed = lower.endswith(".gz")
     kind = _FILE_KINDS.get(Path(lower.removesuffix(".gz")).suffix)
     if kind is None or (compressed and kind == "parquet"):
-        raise refuse(name, "unsupported file type: use .jsonl, .json, .csv (optionally .gz), .parquet "
-                           "or a directory written by datasets' save_to_disk")
+        raise refuse(
+            name,
+            "unsupported file type: use .jsonl, .json, .csv (optionally .gz), .parquet "
+            "or a directory written by datasets' save_to_disk",
+        )
     if kind == "jsonl":
         return Source(_jsonl_rows(path, name), "line")
     if kind == "json":
@@ -124,11 +131,15 @@ def _json_source(path: Path, name: str) -> Source:
     if isinstance(doc, dict) and isinstance(doc.get("data"), list):
         doc = doc["data"]
     if not isinstance(doc, list):
-        raise refuse(name, 'expected a JSON array of row objects (or {"data": [...]}); '
-                           "for one object per line use .jsonl")
-    rows = (Row(i, el) if isinstance(el, dict)
-            else ImportIssue(name, i, None, f"expected an object with columns, got {value_kind(el)}", "element")
-            for i, el in enumerate(doc, 1))
+        raise refuse(
+            name, 'expected a JSON array of row objects (or {"data": [...]}); for one object per line use .jsonl'
+        )
+    rows = (
+        Row(i, el)
+        if isinstance(el, dict)
+        else ImportIssue(name, i, None, f"expected an object with columns, got {value_kind(el)}", "element")
+        for i, el in enumerate(doc, 1)
+    )
     return Source(rows, "element")
 
 
@@ -137,8 +148,15 @@ def _csv_rows(path: Path, name: str) -> list[Row | ImportIssue]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_filter=False,
-                            encoding="utf-8", encoding_errors="surrogateescape", compression="infer")
+        frame = pd.read_csv(
+            path,
+            dtype=object,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            encoding_errors="surrogateescape",
+            compression="infer",
+        )
     except pd.errors.EmptyDataError:
         return []
     except pd.errors.ParserError as exc:
@@ -147,8 +165,10 @@ def _csv_rows(path: Path, name: str) -> list[Row | ImportIssue]:
     except (OSError, EOFError, zlib.error) as exc:
         raise refuse(name, f"cannot read the file: {exc}") from None
     columns = [str(c) for c in frame.columns]
-    return [Row(i, {col: _csv_cell(cell) for col, cell in zip(columns, values)})
-            for i, values in enumerate(frame.itertuples(index=False, name=None), 1)]
+    return [
+        Row(i, {col: _csv_cell(cell) for col, cell in zip(columns, values)})
+        for i, values in enumerate(frame.itertuples(index=False, name=None), 1)
+    ]
 
 
 def _csv_cell(cell: object) -> object:
@@ -180,8 +200,9 @@ def _parquet_rows(path: Path, name: str) -> list[Row]:
 def _dataset_dir(path: Path, name: str) -> Source:
     """A `datasets` save_to_disk folder: a Dataset, or a DatasetDict read from 'train' or its only split."""
     if not ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-        raise refuse(name, "a directory, but not one written by datasets' save_to_disk "
-                           "(no state.json or dataset_dict.json)")
+        raise refuse(
+            name, "a directory, but not one written by datasets' save_to_disk (no state.json or dataset_dict.json)"
+        )
     from datasets import DatasetDict, load_from_disk
 
     try:
@@ -196,7 +217,10 @@ def _dataset_dir(path: Path, name: str) -> Source:
         elif len(splits) == 1:
             split = splits[0]
         else:
-            raise refuse(name, f"a DatasetDict with splits {', '.join(splits)} and none named 'train'; "
-                               "save the split to import on its own")
+            raise refuse(
+                name,
+                f"a DatasetDict with splits {', '.join(splits)} and none named 'train'; "
+                "save the split to import on its own",
+            )
         data, note = data[split], f"split '{split}'"
     return Source([Row(i, rec) for i, rec in enumerate(data.to_list(), 1)], "row", note)

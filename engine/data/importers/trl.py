@@ -1,4 +1,5 @@
 """TRL's preference format: standard and conversational, explicit or implicit prompt."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ def trl_standard_explicit(rec: dict, chk: RowCheck, answers: bool) -> Parsed | N
     prompt = prompt_field(rec, "prompt", chk, lists=False)
     if not answers:
         return None if prompt is None else Parsed(prompt)
-    return pair_fields(prompt, text_field(rec, "chosen", chk), text_field(rec, "rejected", chk),
-                       ("chosen", "rejected"), chk, conversational=False)
+    return pair_fields(
+        prompt,
+        text_field(rec, "chosen", chk),
+        text_field(rec, "rejected", chk),
+        ("chosen", "rejected"),
+        chk,
+        conversational=False,
+    )
 
 
 def trl_conversational_explicit(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None:
@@ -38,7 +45,7 @@ def _assistant_turn(rec: dict, key: str, prompt: Messages | None, chk: RowCheck)
     if msgs is None:
         return None
     if prompt and len(msgs) > len(prompt) and msgs[: len(prompt)] == prompt:
-        msgs = msgs[len(prompt):]
+        msgs = msgs[len(prompt) :]
     if len(msgs) != 1 or msgs[0]["role"] != "assistant":
         got = ", ".join(m["role"] for m in msgs)
         chk.fail(key, f"expected one assistant turn, got [{got}]")
@@ -61,11 +68,15 @@ def conversation_split(rec: dict, chk: RowCheck, answers: bool) -> Parsed | None
         return None
     if rejected[:-1] != prompt:
         at = next((i for i, (a, b) in enumerate(zip(prompt, rejected)) if a != b), min(len(prompt), len(rejected) - 1))
-        chk.fail("rejected", f"differs from 'chosen' before the final turn (at message {at}); "
-                             "both must share the prompt and differ only in the last assistant turn")
+        chk.fail(
+            "rejected",
+            f"differs from 'chosen' before the final turn (at message {at}); "
+            "both must share the prompt and differ only in the last assistant turn",
+        )
         return None
-    return pair_fields(prompt, chosen[-1]["content"], rejected[-1]["content"], ("chosen", "rejected"), chk,
-                       conversational=True)
+    return pair_fields(
+        prompt, chosen[-1]["content"], rejected[-1]["content"], ("chosen", "rejected"), chk, conversational=True
+    )
 
 
 def _conversation(rec: dict, key: str, chk: RowCheck) -> Messages | None:
@@ -89,8 +100,9 @@ def trl_standard_implicit(rec: dict, chk: RowCheck, answers: bool) -> Parsed | N
     cut = _shared_start(chosen, rejected)
     prompt_text = chosen[:cut].strip()
     if not prompt_text:
-        chk.fail("chosen", "chosen and rejected share no prompt text "
-                           "(the implicit-prompt format needs a common start)")
+        chk.fail(
+            "chosen", "chosen and rejected share no prompt text (the implicit-prompt format needs a common start)"
+        )
         return None
     prompt = [{"role": "user", "content": prompt_text}]
     if not answers:
@@ -101,8 +113,7 @@ def trl_standard_implicit(rec: dict, chk: RowCheck, answers: bool) -> Parsed | N
 def _shared_start(a: str, b: str) -> int:
     """Length of the common prefix, moved back so it does not end inside a word."""
     cut = len(os.path.commonprefix([a, b]))
-    at_boundary = (cut == 0 or a[cut - 1].isspace()
-                   or all(cut == len(s) or s[cut].isspace() for s in (a, b)))
+    at_boundary = cut == 0 or a[cut - 1].isspace() or all(cut == len(s) or s[cut].isspace() for s in (a, b))
     if at_boundary:
         return cut
     return max((i + 1 for i in range(cut - 1, -1, -1) if a[i].isspace()), default=0)

@@ -1,5 +1,6 @@
 """What every importer shares: located issues (file, line, field), the all-or-nothing failure, the parsed
 row, and the value checks every format parser runs on its fields."""
+
 from __future__ import annotations
 
 import math
@@ -27,6 +28,7 @@ BAD_CHARACTER = re.compile("[\ud800-\udfff\x00]")
 @dataclass
 class ImportIssue:
     """One problem (or one skipped row), located so a person can open the file and find it."""
+
     file: str
     line: int | None
     field: str | None
@@ -83,6 +85,7 @@ class Row:
 @dataclass
 class Source:
     """Rows of one file, or problems met while reading it, in file order."""
+
     items: Iterable[Row | ImportIssue]
     unit: str
     note: str = ""  # which part of the file was read, e.g. the split of a DatasetDict
@@ -99,6 +102,7 @@ class Parsed:
 @dataclass
 class RowCheck:
     """Collects the problems of one row, so every message carries file, row and field."""
+
     file: str
     line: int
     unit: str
@@ -209,8 +213,15 @@ def prompt_field(rec: dict, key: str, chk: RowCheck, *, lists: bool = True) -> M
     return None
 
 
-def pair_fields(prompt: Messages | None, chosen: str | None, rejected: str | None, keys: tuple[str, str],
-                chk: RowCheck, *, conversational: bool) -> Parsed | None:
+def pair_fields(
+    prompt: Messages | None,
+    chosen: str | None,
+    rejected: str | None,
+    keys: tuple[str, str],
+    chk: RowCheck,
+    *,
+    conversational: bool,
+) -> Parsed | None:
     """The final, stripped answers; refuses empty answers and a pair with nothing to prefer."""
     if prompt is None or chosen is None or rejected is None:
         return None
@@ -260,8 +271,10 @@ def not_text(char: str) -> str:
         return "contains a NUL character (U+0000), which no text field may hold"
     if "\udc80" <= char <= "\udcff":
         return f"not valid UTF-8 (byte 0x{ord(char) - 0xDC00:02X}); save the file as UTF-8"
-    return (f"contains an unpaired surrogate (\\u{ord(char):04x}, from a JSON escape), which is not a character; "
-            "write the character itself or its surrogate pair")
+    return (
+        f"contains an unpaired surrogate (\\u{ord(char):04x}, from a JSON escape), which is not a character; "
+        "write the character itself or its surrogate pair"
+    )
 
 
 def printable(text: str) -> str:
