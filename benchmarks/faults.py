@@ -23,7 +23,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
 from benchmarks.harness import (
     enqueue,

@@ -8,12 +8,9 @@ server stopped). Run: python benchmarks/idle_rss.py"""
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
 
 from benchmarks.harness import (
     enqueue,

@@ -5,11 +5,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import launch  # noqa: E402
+import launch
 
 if __name__ == "__main__":
     sys.exit(launch.main(["judge-eval", *sys.argv[1:]]))

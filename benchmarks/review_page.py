@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.actions import ReviewQuery, review_page  # noqa: E402
-from storage import Job, Pair, Store  # noqa: E402
+from app.actions import ReviewQuery, review_page
+from storage import Job, Pair, Store
 
 PROJECT = "bench"
 TARGET_MS = 300.0

@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 OVERLAY = {"rounds": 3, "prompts_per_round": [48, 48, 48], "eval": {"max_prompts": 64}}
 TIMING = ("time", "per_s", "seconds", "eta", "_s")

@@ -11,18 +11,16 @@ the studio's API (2 small rounds), labels a few pairs as a person would, then op
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.browser import chromium
+from tests.test_studio_api import start_studio, stop_studio
 
-from tests.browser import chromium  # noqa: E402
-from tests.test_studio_api import start_studio, stop_studio  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TABS = ["Project", "Run", "Review", "Insight", "Export"]
 VIEWPORT = {"width": 1280, "height": 800}

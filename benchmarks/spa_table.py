@@ -32,10 +32,8 @@ from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.inline import AfterStage, InlineRun, human_corrections, run_inline, with_overrides  # noqa: E402
-from engine.config import RunConfig, load_config  # noqa: E402
+from benchmarks.inline import AfterStage, InlineRun, human_corrections, run_inline, with_overrides
+from engine.config import RunConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from datetime import datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/x.py` from anywhere
-
-from storage import Store  # noqa: E402
+from storage import Store
 
 STAGE_EVENT = re.compile(r"^\[round (\d+) (\w+)\] (started|done)$")
 

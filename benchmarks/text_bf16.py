@@ -14,6 +14,7 @@ round runs it (`dtype: bfloat16` against the default float32), and what the judg
 a random adapter (benchmarks/throughput.py's). Only a CPU with native bf16 instructions (AVX512-BF16 or AMX) gains:
 elsewhere PyTorch emulates them and bfloat16 is slower than float32.
 """
+# ruff: noqa: E402  (the thread settings below must come before torch is imported)
 
 from __future__ import annotations
 
@@ -23,23 +24,21 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import datetime
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from benchmarks import throughput as tp
+from engine.method.models import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import throughput as tp  # noqa: E402
-from engine.method.models import cpu_has_native_bf16  # noqa: E402
-
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "text_bf16.md"
 DTYPES = ("float32", "bfloat16")
 

@@ -25,16 +25,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.inline import run_inline, with_overrides  # noqa: E402
-from engine.config import RunConfig, load_config, parse_config  # noqa: E402
-from engine.method import models, scoring  # noqa: E402
-from engine.method.judges import implicit_reward  # noqa: E402
-from engine.runtime import checkpoints  # noqa: E402
-from engine.runtime.jobs import run_dir  # noqa: E402
-from engine.runtime.stages import paths  # noqa: E402
-from storage import Pair, Store  # noqa: E402
+from benchmarks.inline import run_inline, with_overrides
+from engine.config import RunConfig, load_config, parse_config
+from engine.method import models, scoring
+from engine.method.judges import implicit_reward
+from engine.runtime import checkpoints
+from engine.runtime.jobs import run_dir
+from engine.runtime.stages import paths
+from storage import Pair, Store
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_PAIRS = 20

@@ -25,32 +25,30 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import gc
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.config import RunConfig, parse_config  # noqa: E402
-from engine.method.evaluation import EvalSettings  # noqa: E402
-from engine.runtime import checkpoints  # noqa: E402
-from engine.runtime.jobs import run_dir  # noqa: E402
-from engine.runtime.stages import paths  # noqa: E402
-from engine.worlds import TEXT  # noqa: E402
-from engine.worlds import ifeval_tasks as it  # noqa: E402
-from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate  # noqa: E402
-from engine.worlds.text_world import TextWorld  # noqa: E402
-from storage import Store  # noqa: E402
+from engine.config import RunConfig, parse_config
+from engine.method.evaluation import EvalSettings
+from engine.runtime import checkpoints
+from engine.runtime.jobs import run_dir
+from engine.runtime.stages import paths
+from engine.worlds import TEXT
+from engine.worlds import ifeval_tasks as it
+from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate
+from engine.worlds.text_world import TextWorld
+from storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from storage import Pair, Store  # noqa: E402
+from storage import Pair, Store
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 

@@ -46,13 +46,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides  # noqa: E402
-from engine.config import RunConfig, load_config, parse_config  # noqa: E402
-from engine.runtime.jobs import run_dir  # noqa: E402
-from engine.runtime.stages import GENERATE_CHUNK  # noqa: E402
-from storage import Store  # noqa: E402
+from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides
+from engine.config import RunConfig, load_config, parse_config
+from engine.runtime.jobs import run_dir
+from engine.runtime.stages import GENERATE_CHUNK
+from storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

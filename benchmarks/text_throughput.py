@@ -15,6 +15,7 @@ its naive baseline in the same run (benchmarks/throughput.py's tasks, each in it
 On a shared machine the wall-clock figures measure the neighbours too: the ratios (same run, same load) are what
 to read. OMP_WAIT_POLICY defaults to PASSIVE (see throughput.py).
 """
+# ruff: noqa: E402  (the thread settings below must come before torch is imported)
 
 from __future__ import annotations
 
@@ -24,24 +25,22 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks import throughput as tp
+from engine.method import models, scoring
+from engine.method.encoding import prompt_ids, response_ids
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from benchmarks import throughput as tp  # noqa: E402
-from engine.method import models, scoring  # noqa: E402
-from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
-
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "text_throughput.md"
 JUDGE_TARGET = 3.0
 TOKEN_TOLERANCE = 1e-4

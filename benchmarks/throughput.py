@@ -23,6 +23,7 @@ writes the table to --out and the raw figures (with per-pair rewards of both jud
 OMP_WAIT_POLICY defaults to PASSIVE: on a shared machine spinning OpenMP threads make a 2-thread forward pass
 several times slower, which would measure the neighbours instead of the code.
 """
+# ruff: noqa: E402  (the thread settings below must come before torch is imported)
 
 from __future__ import annotations
 
@@ -32,39 +33,37 @@ if __name__ == "__main__":  # before the OpenMP runtime starts (torch import); i
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import warnings  # noqa: E402
-from dataclasses import asdict, dataclass, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import copy
+import datetime
+import json
+import logging
+import multiprocessing
+import platform
+import resource
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import psutil
+import torch
+from transformers import PrinterCallback, TrainerCallback
+
+from engine.config import JudgeConfig, LoraConfig, RunConfig, TrainConfig
+from engine.method import generation, models
+from engine.method.encoding import prompt_ids, response_ids
+from engine.method.judges import implicit_reward, judge_preference
+from engine.method.models import Policy
+from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo
+from engine.runtime.judge_setup import judge_from_config
+from engine.worlds.toy_model import char_tokenizer, random_llama
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-import torch  # noqa: E402
-from transformers import PrinterCallback, TrainerCallback  # noqa: E402
-
-from engine.config import JudgeConfig, LoraConfig, RunConfig, TrainConfig  # noqa: E402
-from engine.method import generation, models  # noqa: E402
-from engine.method.encoding import prompt_ids, response_ids  # noqa: E402
-from engine.method.judges import implicit_reward, judge_preference  # noqa: E402
-from engine.method.models import Policy  # noqa: E402
-from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo  # noqa: E402
-from engine.runtime.judge_setup import judge_from_config  # noqa: E402
-from engine.worlds.toy_model import char_tokenizer, random_llama  # noqa: E402
-
 BETA = 0.1
 LORA = LoraConfig(r=16, alpha=32, dropout=0.0, target_modules="all-linear")  # configs/demo.yaml's
 ADAPTER_SPREAD = 0.01  # std of the random LoRA B: the policy (π_{i-1}) differs from π_init, so rewards are not all 0

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.inline import run_inline, with_overrides  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from benchmarks.inline import run_inline, with_overrides
+from engine.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,13 +14,13 @@ from transformers import TrainerCallback
 from engine.config import RunConfig
 from engine.method import scoring
 from engine.method.encoding import prompt_ids, response_ids
+from engine.method.preference_data import encode_rows
 from engine.method.trainer import (
     TRL_REF_ADAPTER,
     RefineSettings,
     TrainRow,
     TrainSettings,
     dpo_config,
-    encode_rows,
     make_trainer,
     train_dpo,
 )
