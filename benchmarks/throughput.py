@@ -59,7 +59,8 @@ from engine.method import generation, models
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.judges import implicit_reward, judge_preference
 from engine.method.models import Policy
-from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, dpo_config, train_dpo
+from engine.method.preference_data import TrainRow
+from engine.method.trainer import RefineSettings, TrainSettings, dpo_config, train_dpo
 from engine.runtime.judge_setup import judge_from_config
 from engine.worlds.toy_model import char_tokenizer, random_llama
 

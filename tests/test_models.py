@@ -111,7 +111,8 @@ def test_saved_adapter_continues_and_becomes_the_reference(tmp_path, tiny_model_
     assert any(p.requires_grad for p in resumed.parameters())
 
     # the next round's trainer takes TRL's frozen copy of the adapter it starts from as its reference (π_{i-1})
-    from engine.method.trainer import TRL_REF_ADAPTER, TrainRow, TrainSettings, make_trainer
+    from engine.method.preference_data import TrainRow
+    from engine.method.trainer import TRL_REF_ADAPTER, TrainSettings, make_trainer
 
     row = TrainRow(pair_id=1, prompt=[{"role": "user", "content": "hi"}], chosen="ab", rejected="ba")
     settings = TrainSettings(

@@ -19,7 +19,7 @@ from engine.method import scoring
 from engine.method.models import pick_device
 from engine.runtime import checkpoints
 from engine.runtime.distributed import MULTI_PROCESS_STAGES, Ranks, any_rank
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from engine.runtime.stage_process import stage_args
 from storage import Job, Store
 

@@ -89,7 +89,8 @@ from app.actions.review import (
 from engine.config import config_fields
 from engine.data.export import ExportError, ExportRequest, export, exportable
 from engine.data.report import round_rows, round_table
-from engine.runtime.jobs import JOB_KINDS, run_dir
+from engine.runtime.jobs import JOB_KINDS
+from engine.runtime.run_folder import run_dir
 
 __all__ = [
     "ACTIVE",

@@ -12,7 +12,7 @@ from app.actions.job_queue import job_config
 from app.actions.lookups import job_of, opened, project_of
 from app.actions.paths import ROOT
 from engine.config import RunConfig
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from storage import Job, Pair
 
 

@@ -8,18 +8,27 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from datasets import Dataset
 
 from engine.method.encoding import prompt_ids, response_ids
 from engine.method.scoring import left_pad, right_pad
-
-if TYPE_CHECKING:
-    from engine.method.trainer import TrainRow
+from storage.records import Messages
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRow:
+    pair_id: int | None  # None for seed examples
+    prompt: Messages
+    chosen: str
+    rejected: str
+    ref_chosen_logp: float | None = None  # stored reference log-probs; None: a reference forward computes them
+    ref_rejected_logp: float | None = None
+    trusted: bool = False  # human/gold/seed label: ỹ = 1, never flagged
 
 
 def encode_rows(tokenizer, rows: Sequence[TrainRow], max_length: int | None = None) -> Dataset:

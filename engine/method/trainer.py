@@ -41,31 +41,19 @@ from trl.trainer.utils import use_adapter
 from engine.config import RefineConfig, RunConfig, field_problems
 from engine.method.loss import dpo_margin, in_warmup, self_refinement_loss, soft_labels
 from engine.method.noise import extrapolated_logits, noise_flags
-from engine.method.preference_data import LeftPaddedPreferenceCollator, encode_rows
+from engine.method.preference_data import LeftPaddedPreferenceCollator, TrainRow, encode_rows
 from engine.method.scoring import (
     NoSharedPromptCache,
     accepts_logits_to_keep,
     response_logps,
     shared_prompt_logits,
 )
-from storage.records import Messages
 
 logger = logging.getLogger(__name__)
 
 Reference = Literal["adapters_disabled", "ref_adapter", "model"]
 REFERENCES = get_args(Reference)
 TRL_REF_ADAPTER = "ref"  # the frozen copy of "default" that TRL 1.16 adds to a PEFT model passed without ref_model
-
-
-@dataclass
-class TrainRow:
-    pair_id: int | None  # None for seed examples
-    prompt: Messages
-    chosen: str
-    rejected: str
-    ref_chosen_logp: float | None = None  # stored reference log-probs; None: a reference forward computes them
-    ref_rejected_logp: float | None = None
-    trusted: bool = False  # human/gold/seed label: ỹ = 1, never flagged
 
 
 @dataclass

@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from engine.config import RunConfig
 from engine.runtime.distributed import Ranks, any_rank
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from storage import Metric, Store
 
 

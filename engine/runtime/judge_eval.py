@@ -231,7 +231,8 @@ def seed_round_judge(world, reference: str = "init", policy=None) -> ImplicitRew
     settings (what a demo run's seed stage trains), judged against π_init (its adapters switched off), or with
     no reference (reference="none", the authors' ablation)."""
     from engine.config import load_config
-    from engine.method.trainer import TrainRow, TrainSettings, train_dpo
+    from engine.method.preference_data import TrainRow
+    from engine.method.trainer import TrainSettings, train_dpo
     from engine.runtime.checkpoints import load_policy
 
     cfg = load_config(DEMO_CONFIG, [f"judge.reference={reference}", "judge.kind=implicit"])

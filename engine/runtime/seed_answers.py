@@ -125,9 +125,9 @@ class _Sampler:
     def load(cls, cfg: RunConfig, req: SeedAnswersRequest) -> _Sampler:
         from engine.method import models
         from engine.method.generation import SamplingSettings
-        from engine.runtime.stages import paths
+        from engine.worlds import resolve_path
 
-        model_path = paths(cfg)["model"]
+        model_path = resolve_path(cfg.model)
         device = models.pick_device(cfg.device)
         model = models.load_base_model(model_path, device, models.pick_dtype(device, cfg.dtype), cfg.trust_remote_code)
         gen = cfg.generation

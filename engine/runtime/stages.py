@@ -22,7 +22,8 @@ from engine.method.evaluation import (
     save_answers,
 )
 from engine.method.judges import ImplicitRewardJudge
-from engine.method.trainer import RefineSettings, TrainRow, TrainSettings, train_dpo
+from engine.method.preference_data import TrainRow
+from engine.method.trainer import RefineSettings, TrainSettings, train_dpo
 from engine.runtime import checkpoints
 from engine.runtime.context import StageCallback, StageContext, Stopped
 from engine.runtime.distributed import barrier, shard_indices
