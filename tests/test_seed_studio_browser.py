@@ -98,14 +98,26 @@ def test_a_seed_from_prompts_ranked_by_keys_trains_the_seed_round_and_is_exporte
         assert all(page.locator(f"#seed-slot-{k}").is_visible() for k in range(1, 5))
         assert not page.locator("#seed-slot-5").is_visible()
         assert "tokens" in page.inner_text("#seed-slot-1") and "logp" in page.inner_text("#seed-slot-1")
-        page.locator("#seed-progress").click()  # the page, not a text box, has the keys
         presses: dict[int, int] = {}
-        undone = None
+        undone = by_mouse = written = None
         while (example := shown_example(page)) is not None:
             keys = keys_for(store, example)
-            for key in keys:
-                page.keyboard.press(key)
-            presses[example] = presses.get(example, 0) + len(keys)
+            if undone is not None and keys != ["e"] and by_mouse is None:
+                # the buttons instead of the keys: the worst first, then the best, which saves
+                page.click(f"#seed-worst-{keys[1]}")
+                page.click(f"#seed-best-{keys[0]}")
+                by_mouse = example
+            elif by_mouse is not None and keys != ["e"] and written is None:
+                # a better answer of one's own: the best, over the worst chosen beside it
+                page.fill("#seed-better textarea", "A PERSON'S BETTER ANSWER")
+                page.locator("#seed-better-worst label", has_text=keys[1]).click()
+                page.click("#seed-save-better")
+                written = example
+            else:
+                page.locator("#seed-progress").click()  # the page, not a text box, has the keys
+                for key in keys:
+                    page.keyboard.press(key)
+                presses[example] = presses.get(example, 0) + len(keys)
             wait_until(lambda: store.seed_ranking(example) is not None, what=f"the decision on prompt {example}")
             wait_until(lambda: shown_example(page) != example, what=f"the prompt after {example}")
             if undone is None and keys != ["e"]:
@@ -113,15 +125,30 @@ def test_a_seed_from_prompts_ranked_by_keys_trains_the_seed_round_and_is_exporte
                 wait_until(lambda: store.seed_ranking(example) is None, what="the undo")
                 wait_until(lambda: shown_example(page) == example, what="the undone prompt shown again")
                 undone = example
-        assert undone is not None
+        assert undone is not None and written is not None
         assert "Every seed prompt with answers is decided" in page.inner_text("#seed-head")
         progress = store.seed_progress(project_id)
         assert progress.unranked == 0 and progress.ranked >= 1 and progress.ranked + progress.equal == 5
-        ranked = [r for r in store.seed_rankings(project_id) if r.undone_at is None and r.status == "ranked"]
-        assert {r.actor for r in ranked} == {"studio"}
-        # two key presses per ranked prompt (the one undone and ranked again: twice two)
-        assert {presses[r.example_id] for r in ranked if r.example_id != undone} == ({2} if len(ranked) > 1 else set())
-        assert presses[undone] == 4
+        ranked = {
+            r.example_id: r for r in store.seed_rankings(project_id) if r.undone_at is None and r.status == "ranked"
+        }
+        assert {r.actor for r in ranked.values()} == {"studio"}
+        if by_mouse is not None:
+            mouse = store.seed_answers(by_mouse)
+            keys = keys_for(store, by_mouse)
+            assert (ranked[by_mouse].best_answer_id, ranked[by_mouse].worst_answer_id) == (
+                mouse[int(keys[0]) - 1].id,
+                mouse[int(keys[1]) - 1].id,
+            )
+        if written is not None:
+            mine = store.seed_answers(written)[-1]
+            assert (mine.text, mine.source, ranked[written].best_answer_id) == (
+                "A PERSON'S BETTER ANSWER",
+                "human",
+                mine.id,
+            )
+        # two key presses per prompt ranked by keys (the one undone was ranked again with the buttons)
+        assert by_mouse == undone and {presses[example] for example in ranked if example in presses} == {2}
 
         # the seed round trains on them: one small run, queued from the Run tab
         message = queue(page)
@@ -157,7 +184,9 @@ def test_a_seed_from_prompts_ranked_by_keys_trains_the_seed_round_and_is_exporte
             )
             expected = store.seed_ordered_pairs(project_id) if ordered else pairs
             assert exported == sorted((p.chosen, p.rejected) for p in expected if p.label_source == "human")
-            assert len(exported) == (2 * 4 - 3) * progress.ranked if ordered else progress.ranked
+            assert len(exported) == (
+                sum(2 * len(store.seed_answers(e)) - 3 for e in ranked) if ordered else len(ranked)
+            )
         assert errors == []
     finally:
         store.close()
