@@ -90,6 +90,7 @@ def cmd_export(args) -> int:
                 sources=args.sources,
                 min_confidence=args.min_confidence,
                 exclude_noisy=args.exclude_noisy,
+                seed_ordered_pairs=args.seed_ordered_pairs,
                 job_id=args.job,
                 max_shard_size=args.max_shard_size,
             ),
@@ -225,6 +226,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sources", nargs="*", default=None, choices=["seed", "self", "human", "accepted", "gold"])
     s.add_argument("--min-confidence", type=float, default=None)
     s.add_argument("--exclude-noisy", action="store_true")
+    s.add_argument(
+        "--seed-ordered-pairs", action="store_true", help="dataset: every ordered pair of each ranked seed prompt"
+    )
     s.add_argument("--job", type=int, default=None, help="which run (default: the project's latest with models)")
     s.add_argument("--max-shard-size", default="5GB", help="merged model: safetensors shard size (e.g. 2GB)")
     s.set_defaults(func=cmd_export)

@@ -22,6 +22,7 @@ from app import actions
 from app.actions import ActionError, ReviewQuery
 
 READS_CONCURRENCY = None  # no per-endpoint limit: Gradio's thread pool (40) bounds them
+SEED_DECISIONS = "seed-decisions"  # the concurrency group of every seed decision, the API's and the seed view's
 
 
 def _call(fn, *args, **kwargs):
@@ -156,6 +157,49 @@ def register(db: str) -> None:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
         return _call(actions.review_progress, db, project)
 
+    def queue_seed_answers(project: str, samples: int = 4, config: str = "") -> dict:
+        """Queue a seed-answers job: `samples` answers (default 4) per seed prompt that has none, from the model of
+        the project's latest saved configuration (or the saved one `config` names). Returns job_id, samples, prompts
+        and model; follow it with job_status, stop_run and resume_run. Refused when the project has no seed prompts
+        without answers or a sampling job is under way."""
+        return _call(actions.queue_seed_answers, db, project, samples, config or "")
+
+    def seed_prompt(project: str, example_id: int | None = None, after: int | None = None) -> dict:
+        """One seed prompt: the one example_id names, else the next with answers and no decision after the prompt
+        `after`. Returns example_id (None when none is left), prompt (messages), answers (id, position, text, logp,
+        tokens, source, checks: the world's instruction checks or None), ranking (the decision in force) and
+        progress."""
+        return _call(actions.seed_prompt, db, project, example_id, after)
+
+    def rank_seed(project: str, example_id: int, best_answer_id: int, worst_answer_id: int) -> dict:
+        """Rank a seed prompt: the best and the worst of its answers (answer ids from seed_prompt); the prompt
+        becomes one seed pair (label source human). Returns the ranking, next_example_id and progress."""
+        return _call(actions.rank_seed, db, project, example_id, best_answer_id, worst_answer_id, "api")
+
+    def write_seed_answer(project: str, example_id: int, text: str, worst_answer_id: int) -> dict:
+        """Write a better answer for a seed prompt: stored among its answers and ranked best, with worst_answer_id
+        the worst. Returns the ranking, next_example_id and progress."""
+        return _call(actions.write_seed_answer, db, project, example_id, text, worst_answer_id, "api")
+
+    def mark_seed(project: str, example_id: int, status: str) -> dict:
+        """Mark a seed prompt "equal" (its answers are all alike: no pair comes of it) or "skip" (leave it out of
+        the seed). Returns the decision, next_example_id and progress."""
+        return _call(actions.mark_seed, db, project, example_id, status, "api")
+
+    def undo_seed(project: str) -> dict:
+        """Take back the newest seed decision the API made in the project (rank, write, equal or skip; a written
+        answer stays among the prompt's answers). undone is None when there is none left."""
+        return _call(actions.undo_seed, db, project, "api")
+
+    def seed_progress(project: str) -> dict:
+        """Where the project's seed stands: uploaded_pairs, prompts, without_answers, unranked, ranked, equal,
+        skipped, and seed_pairs (what the seed round trains on)."""
+        return _call(actions.seed_progress, db, project)
+
+    def seed_pairs(project: str) -> list[dict]:
+        """The seed pairs made of ranked prompts (example_id, prompt, best, worst, who, when), in prompt order."""
+        return _call(actions.seed_pair_rows, db, project)
+
     # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
     # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
     for fn in (
@@ -168,6 +212,9 @@ def register(db: str) -> None:
         review_page,
         get_pair,
         review_progress,
+        seed_prompt,
+        seed_progress,
+        seed_pairs,
     ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
     for fn in (
@@ -182,5 +229,9 @@ def register(db: str) -> None:
         set_label,
         bulk_accept,
         undo_last_label,
+        queue_seed_answers,
     ):
         gr.api(fn, api_name=fn.__name__)
+    # a person's seed decisions one at a time, as the seed view's are: an undo never overtakes the decision before it
+    for fn in (rank_seed, write_seed_answer, mark_seed, undo_seed):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=1, concurrency_id=SEED_DECISIONS)

@@ -33,7 +33,7 @@ def worker_runs_exports() -> bool:
     return EXPORT in actions.JOB_KINDS
 
 
-def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force):
+def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force, ordered=False):
     """The form as an export request confined to `root`: a relative folder is taken inside it, and the export
     refuses any folder that resolves outside it (`..`, links, absolute paths elsewhere)."""
     from app.actions import ExportRequest
@@ -53,6 +53,7 @@ def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_n
         sources=(list(sources) or None) if dataset else None,
         min_confidence=float(min_conf) if dataset and min_conf not in (None, "") and min_conf > 0.5 else None,
         exclude_noisy=bool(exclude_noisy) and dataset,
+        seed_ordered_pairs=bool(ordered) and dataset,
     )
 
 
@@ -78,6 +79,8 @@ def command_for(db: str, req) -> str:
             parts += ["--min-confidence", str(req.min_confidence)]
         if req.exclude_noisy:
             parts.append("--exclude-noisy")
+        if req.seed_ordered_pairs:
+            parts.append("--seed-ordered-pairs")
     elif req.round is not None:
         parts += ["--round", str(req.round)]
     if req.force:
@@ -188,6 +191,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             info="self labels below are left out; human, gold, seed always pass",
         )
         exclude_noisy = gr.Checkbox(label="Dataset: leave out flagged pairs", scale=1)
+        ordered = gr.Checkbox(
+            label="Dataset: every ordered pair of ranked seed prompts",
+            info="best over each other answer, each over the worst (2N − 3 per prompt), not only best over worst",
+            scale=1,
+            elem_id="export-seed-ordered",
+        )
         force = gr.Checkbox(label="Replace a non-empty folder", scale=1)
     export_btn = gr.Button("Export", variant="primary", elem_id="export-button")
     result = gr.Markdown(elem_id="export-result")
@@ -198,7 +207,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     with gr.Accordion("Export from a terminal instead", open=False):
         command = gr.Code(language="shell", label="The same export", lines=1, interactive=False)
 
-    form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force]
+    form = [project, what, fmt, round_, out, min_conf, exclude_noisy, sources, force, ordered]
 
     def default_out(project_, what_):
         return str(Path("exports") / (project_ or "project") / what_)
@@ -234,7 +243,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         on_form, form, [command], show_progress="hidden", api_visibility="private"
     )
     gr.on(
-        [c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force)],
+        [c.input for c in (fmt, round_, out, min_conf, exclude_noisy, sources, force, ordered)],
         on_form,
         form,
         [command],

@@ -58,7 +58,7 @@ def build_app(db: str):
     the browser sends."""
     import gradio as gr
 
-    from app import actions, api, export_tab, insight_tab, project_tab, review_tab, run_tab
+    from app import actions, api, export_tab, insight_tab, project_tab, review_tab, run_tab, seed_view
 
     with gr.Blocks(title="SPA Studio", fill_width=True) as app:
         with gr.Row(elem_id="spa-top", equal_height=True):
@@ -101,7 +101,11 @@ def build_app(db: str):
             with gr.Tab("Run", id="run", elem_id="tab-run"):
                 run_tab.build(db, project, project_ui)
             with gr.Tab("Review", id="review", elem_id="tab-review") as review:
-                review_tab.build(db, project, review)
+                with gr.Tabs(elem_id="review-tabs"):
+                    with gr.Tab("Judged pairs", id="review-pairs", elem_id="tab-review-pairs"):
+                        review_tab.build(db, project, review)
+                    with gr.Tab("Seed", id="review-seed", elem_id="tab-review-seed") as seed:
+                        seed_view.build(db, project, seed)
             with gr.Tab("Insight", id="insight", elem_id="tab-insight") as insight:
                 insight_tab.build(db, project, insight)
             with gr.Tab("Export", id="export", elem_id="tab-export") as export:
@@ -191,6 +195,7 @@ def serve(
         print("fresh database: project 'demo' created with configs/demo.yaml (start it on the Run tab)")
     app = build_app(db)
     app.queue(default_concurrency_limit=4)
+    from app import seed_view
     from app.review_tab import KEYBOARD_JS
 
     stop = threading.Event()
@@ -211,8 +216,8 @@ def serve(
                 prevent_thread_lock=True,
                 ssr_mode=False,
                 quiet=True,
-                css=CSS,
-                head=KEYBOARD_JS,
+                css=CSS + seed_view.CSS,
+                head=KEYBOARD_JS + seed_view.KEYBOARD_JS,
                 footer_links=["api"],
                 show_error=True,
             )

@@ -2,8 +2,8 @@
 `Store`) and the named API endpoints (app/api.py). They read storage and write intentions only (projects,
 configs, imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
 
-One module per concern: projects, imports, configs, job_queue, review, insight; lookups (the refusal, one Store per
-call, finding rows) and paths (where the studio may read and write). This package only hands their names on."""
+One module per concern: projects, imports, configs, job_queue, review, seed, insight; lookups (the refusal, one Store
+per call, finding rows) and paths (where the studio may read and write). This package only hands their names on."""
 
 from app.actions.configs import (
     config_file,
@@ -86,6 +86,19 @@ from app.actions.review import (
     undo_last_label,
     written_label,
 )
+from app.actions.seed import (
+    SEED_PAIR_COLUMNS,
+    mark_seed,
+    queue_seed_answers,
+    rank_seed,
+    seed_answers_job,
+    seed_pair_rows,
+    seed_pair_table,
+    seed_progress,
+    seed_prompt,
+    undo_seed,
+    write_seed_answer,
+)
 from engine.config import config_fields
 from engine.data.export import ExportError, ExportRequest, export, exportable
 from engine.data.report import round_rows, round_table
@@ -104,6 +117,7 @@ __all__ = [
     "REVIEW_ACTIONS",
     "REVIEW_COLUMNS",
     "ROOT",
+    "SEED_PAIR_COLUMNS",
     "STALE_AFTER_S",
     "TEXT_DEMO",
     "TEXT_DEMO_CONFIG",
@@ -143,6 +157,7 @@ __all__ = [
     "jobs",
     "label_in_review",
     "latest_config",
+    "mark_seed",
     "next_offset",
     "open_review",
     "open_text_demo",
@@ -158,7 +173,9 @@ __all__ = [
     "project_summary",
     "queue_export",
     "queue_run",
+    "queue_seed_answers",
     "rank_percent",
+    "rank_seed",
     "readable_path",
     "resolve_label",
     "resume_run",
@@ -176,6 +193,11 @@ __all__ = [
     "save_config",
     "save_guidelines",
     "saved_configs",
+    "seed_answers_job",
+    "seed_pair_rows",
+    "seed_pair_table",
+    "seed_progress",
+    "seed_prompt",
     "set_label",
     "setup_job",
     "show_review",
@@ -185,8 +207,10 @@ __all__ = [
     "text_demo_state",
     "train_command",
     "undo_last_label",
+    "undo_seed",
     "validate_config",
     "validate_config_or_none",
     "with_project",
+    "write_seed_answer",
     "written_label",
 ]

@@ -37,13 +37,34 @@ def answer_checks(task: it.Task, response: str) -> list[InstructionCheck]:
     ]
 
 
-def pair_checks(world_root: Path, prompt: Messages, response_a: str, response_b: str) -> PairChecks:
-    """The checks of both answers, from the task book of the text world at `world_root`."""
+@dataclass
+class OneAnswerChecks:
+    """One answer against the prompt's instructions (the seed view shows each sampled answer's)."""
+
+    checks: list[InstructionCheck]
+    note: str = ""
+
+
+def _task(world_root: Path, prompt: Messages) -> tuple[it.Task | None, str]:
+    """The prompt's task in the task book of the text world at `world_root`, or None and why not."""
     tasks = Path(world_root) / "tasks.jsonl"
     if not tasks.is_file():
-        return PairChecks([], [], f"no text world at {world_root}: its instructions cannot be shown")
+        return None, f"no text world at {world_root}: its instructions cannot be shown"
     try:
-        task = it.TaskBook.load(tasks).task(prompt)
+        return it.TaskBook.load(tasks).task(prompt), ""
     except KeyError:
-        return PairChecks([], [], "this prompt is not one of the text world's tasks")
+        return None, "this prompt is not one of the text world's tasks"
+
+
+def pair_checks(world_root: Path, prompt: Messages, response_a: str, response_b: str) -> PairChecks:
+    """The checks of both answers, from the task book of the text world at `world_root`."""
+    task, note = _task(world_root, prompt)
+    if task is None:
+        return PairChecks([], [], note)
     return PairChecks(answer_checks(task, response_a), answer_checks(task, response_b))
+
+
+def one_answer_checks(world_root: Path, prompt: Messages, response: str) -> OneAnswerChecks:
+    """The checks of one answer, from the task book of the text world at `world_root`."""
+    task, note = _task(world_root, prompt)
+    return OneAnswerChecks(answer_checks(task, response) if task else [], note)

@@ -55,6 +55,10 @@ class World(ABC):
         """What the review page shows beside a pair of this world's run; None for a world with nothing to add."""
         return None
 
+    def answer_checks(self, prompt: Messages, response: str) -> dict | None:
+        """What the seed view shows beside one answer to a seed prompt; None for a world with nothing to add."""
+        return None
+
 
 class Demo(World):
     """The embedded demo world: a toy model it trains itself, arithmetic and list tasks with a gold reward."""
@@ -110,6 +114,13 @@ class Text(World):
         from engine.worlds.text_review import pair_checks
 
         return asdict(pair_checks(self.root(), prompt, response_a, response_b))
+
+    def answer_checks(self, prompt: Messages, response: str) -> dict:
+        """The prompt's IFEval instructions and which of them the answer follows ({"checks": [...], "note": ...},
+        each check as in pair_checks)."""
+        from engine.worlds.text_review import one_answer_checks
+
+        return asdict(one_answer_checks(self.root(), prompt, response))
 
 
 DEMO = Demo()
