@@ -70,3 +70,24 @@ class AuditStore(StoreBase):
             [job_id, round_index],
         )
         return [AuditAnswer(**r) for r in rows]
+
+    def audit_answered(self, pair_ids: list[int]) -> set[int]:
+        """Which of these pairs are audit pairs a person has answered blind: the rest of the audit pairs among
+        them still hide the judge's label in the audit order."""
+        answered: set[int] = set()
+        for start in range(0, len(pair_ids), 500):
+            chunk = pair_ids[start : start + 500]
+            rows = self.db.query(
+                f"select a.pair_id from audit_pairs a where a.pair_id in ({','.join('?' * len(chunk))}) "
+                f"and ({FIRST_BLIND_LABEL_SQL}) is not null",
+                chunk,
+            )
+            answered |= {r["pair_id"] for r in rows}
+        return answered
+
+    def audit_rounds(self, job_id: int) -> list[tuple[int, int]]:
+        """(round, sample size) of each round of the job that has an audit sample, in round order."""
+        rows = self.db.query(
+            "select round, count(*) n from audit_pairs where job_id = ? group by round order by round", [job_id]
+        )
+        return [(r["round"], r["n"]) for r in rows]
