@@ -71,19 +71,22 @@ class AuditStore(StoreBase):
         )
         return [AuditAnswer(**r) for r in rows]
 
-    def audit_answered(self, pair_ids: list[int]) -> set[int]:
-        """Which of these pairs are audit pairs a person has answered blind: the rest of the audit pairs among
-        them still hide the judge's label in the audit order."""
-        answered: set[int] = set()
+    def audit_unanswered(self, pair_ids: list[int]) -> set[int]:
+        """Which of these pairs are audit pairs nobody has answered blind yet (no first audit-order label): the
+        audit order shows them without the judge's label."""
+        unanswered: set[int] = set()
         for start in range(0, len(pair_ids), 500):
             chunk = pair_ids[start : start + 500]
             rows = self.db.query(
                 f"select a.pair_id from audit_pairs a where a.pair_id in ({','.join('?' * len(chunk))}) "
-                f"and ({FIRST_BLIND_LABEL_SQL}) is not null",
+                f"and ({FIRST_BLIND_LABEL_SQL}) is null",
                 chunk,
             )
-            answered |= {r["pair_id"] for r in rows}
-        return answered
+            unanswered |= {r["pair_id"] for r in rows}
+        return unanswered
+
+    def in_audit_sample(self, pair_id: int) -> bool:
+        return self._one("select 1 from audit_pairs where pair_id = ?", [pair_id]) is not None
 
     def audit_rounds(self, job_id: int) -> list[tuple[int, int]]:
         """(round, sample size) of each round of the job that has an audit sample, in round order."""
