@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import statistics
@@ -29,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.inline import gold_answer, human_corrections, run_inline, with_overrides  # noqa: E402
+from benchmarks.inline import AfterStage, gold_answer, human_corrections, run_inline, with_overrides  # noqa: E402
 from engine.config import RunConfig, load_config  # noqa: E402
 from engine.method.agreement import agreement, audit_estimate, audit_sample  # noqa: E402
+from engine.runtime.context import StageContext  # noqa: E402
 from storage import Pair, Store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,11 +109,43 @@ def resampled_coverage(pairs: list[Pair], size: int, draws: int, seed: int) -> t
     return covered, intervals
 
 
-def run_once(base: RunConfig, seed: int, draws: int) -> list[AuditCheck]:
-    """One short run whose reviewer answers each round's audit by gold; its rounds' checks."""
+def fill_gold(ctx: StageContext) -> None:
+    """After a generate stage of a run on a demo world named by its folder (the mini world: `demo:` paths name the
+    full one), store the demo task's gold reward beside each pair, as the stage does for `demo:` runs."""
+    from engine.worlds.demo_task import gold_score_messages
+
+    if ctx.stage != "generate":
+        return
+    pairs = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.gold_a is None]
+    ctx.store.update_pairs(
+        {
+            p.id: {
+                "gold_a": gold_score_messages(p.prompt, p.response_a),
+                "gold_b": gold_score_messages(p.prompt, p.response_b),
+            }
+            for p in pairs
+        }
+    )
+
+
+def audit_reviewer(seed: int, gold: bool) -> AfterStage:
+    """The simulated reviewer who answers each round's audit by gold, after `fill_gold` when `gold`."""
+    reviewer = human_corrections(0, "random", seed, audit=True)
+
+    def after(ctx: StageContext) -> None:
+        if gold:
+            fill_gold(ctx)
+        reviewer(ctx)
+
+    return after
+
+
+def run_once(base: RunConfig, seed: int, draws: int, gold: bool = False) -> list[AuditCheck]:
+    """One short run whose reviewer answers each round's audit by gold; its rounds' checks. gold: the run names
+    its world by folder, so fill_gold stores gold beside its pairs."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_overrides(base, seed=seed, output_dir=str(Path(tmp) / "out"))
-        run = run_inline(cfg, Path(tmp) / "audit.db", human_corrections(0, "random", seed, audit=True))
+        run = run_inline(cfg, Path(tmp) / "audit.db", audit_reviewer(seed, gold))
         checks = []
         for round_index in range(1, cfg.rounds + 1):
             check = audit_vs_truth(run.store, run.job_id, round_index, seed)
@@ -167,14 +199,9 @@ def render(checks: list[AuditCheck], args, base: RunConfig, seconds: float, worl
     return "\n".join(lines) + "\n"
 
 
-MINI_PATHS = dict(
-    model="demo:model", seed_data="demo:seed.jsonl", prompt_pool="demo:pool.jsonl", eval_data="demo:eval.jsonl"
-)
-
-
 def world_config(name: str, scratch: Path) -> tuple[RunConfig, str]:
     """The demo world's configuration, shortened to 2 rounds (the full world), or the tests' mini world, named by
-    `demo:` paths (so its gold reward is stored beside each pair) with SPA_DEMO_DIR pointing at it."""
+    its folder (fill_gold adds its gold)."""
     from engine.worlds.demo_world import WorldSize, build_demo_world
 
     if name == "mini":
@@ -182,9 +209,7 @@ def world_config(name: str, scratch: Path) -> tuple[RunConfig, str]:
         from engine.config import parse_config
 
         world = build_demo_world(scratch / "mini", size=WorldSize.mini(), progress=lambda *a: None)
-        os.environ["SPA_DEMO_DIR"] = str(world.root)
-        cfg = parse_config(run_config(world, scratch / "out", rounds=2, prompts_per_round=[24, 24], **MINI_PATHS))
-        return cfg, "mini"
+        return parse_config(run_config(world, scratch / "out", rounds=2, prompts_per_round=[24, 24])), "mini"
     world = build_demo_world()
     cfg = with_overrides(
         load_config(REPO / "configs" / "demo.yaml"),
@@ -210,15 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    demo_dir = os.environ.get("SPA_DEMO_DIR")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            checks, base, world = run_all(args, Path(tmp))
-        finally:  # the mini world set it for its runs only
-            if demo_dir is None:
-                os.environ.pop("SPA_DEMO_DIR", None)
-            else:
-                os.environ["SPA_DEMO_DIR"] = demo_dir
+        checks, base, world = run_all(args, Path(tmp))
         text = render(checks, args, base, time.monotonic() - started, world)
     print(text)
     out = Path(args.out)
@@ -235,7 +253,7 @@ def run_all(args, scratch: Path) -> tuple[list[AuditCheck], RunConfig, str]:
     checks: list[AuditCheck] = []
     for seed in range(args.runs):
         run_started = time.monotonic()
-        ran = run_once(base, seed, args.draws)
+        ran = run_once(base, seed, args.draws, gold=args.world == "mini")
         checks += ran
         rounds = "; ".join(
             f"round {c.round} audit {c.agree} [{c.lo:.2f}, {c.hi:.2f}] n {c.n}, truth {c.true_accuracy}" for c in ran
