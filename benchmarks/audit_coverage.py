@@ -170,7 +170,7 @@ def render(checks: list[AuditCheck], args, base: RunConfig, seconds: float, worl
         f"`{shlex.join(['python', 'benchmarks/audit_coverage.py', *args.argv])}`",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
-        f"{len({c.run_seed for c in checks})} runs on the {args.world} demo world ({world}), {base.rounds} rounds of "
+        f"{len({c.run_seed for c in checks})} runs on the {args.world} world ({world}), {base.rounds} rounds of "
         f"{base.prompts_per_round} prompts, audit of {base.audit_size} pairs per round answered by gold, "
         f"{seconds / 60:.0f} min.",
         "",
