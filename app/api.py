@@ -109,7 +109,9 @@ def register(db: str) -> None:
         rank: str | None = None,
     ) -> dict:
         """One page of the review queue (flagged first, then least confident, by default) with its filters;
-        rank is a within-round band of the judge's margin: lowest 10% ... top 10%."""
+        rank is a within-round band of the judge's margin: lowest 10% ... top 10%. order "audit": the round's blind
+        audit sample in draw order, where `blind` lists the pairs not yet answered, whose rows hide the judge's
+        numbers and the label in force."""
         query = ReviewQuery(
             round=round,
             source=source or None,
@@ -122,6 +124,7 @@ def register(db: str) -> None:
         )
         result = _call(actions.review_page, db, project, query, page, page_size)
         return {
+            "blind": result.blind,
             "total": result.total,
             "page": result.page,
             "pages": result.pages,
@@ -131,15 +134,33 @@ def register(db: str) -> None:
             "pair_ids": result.pair_ids,
         }
 
-    def get_pair(pair_id: int) -> dict:
-        """A pair with its responses, the judge's numbers, its label and its label history (label_events)."""
-        return _call(actions.pair_detail, db, pair_id)
+    def get_pair(pair_id: int, order: str = "") -> dict:
+        """A pair with its responses, the judge's numbers, its label and its label history (label_events). With
+        order "audit", an audit pair not yet answered comes blind (the judge's fields and label None, blind true)."""
+        return _call(actions.pair_detail, db, pair_id, order or "")
 
-    def set_label(pair_id: int, label: str, human_response: str | None = None, note: str = "") -> dict:
-        """Label a pair as a person: a, b, tie, both_bad, keep (confirm) or flip. Audited in label_events."""
+    def set_label(
+        pair_id: int, label: str, human_response: str | None = None, note: str = "", via: str = "review"
+    ) -> dict:
+        """Label a pair as a person: a, b, tie, both_bad, keep (confirm) or flip. Audited in label_events.
+        via "audit": answered blind in the audit order (the audit's estimate counts a pair's first such answer)."""
         return _call(
-            actions.set_label, db, pair_id, label, human_response=human_response or None, note=note, actor="api"
+            actions.set_label,
+            db,
+            pair_id,
+            label,
+            human_response=human_response or None,
+            note=note,
+            actor="api",
+            via=via or "review",
         )
+
+    def audit_estimate(project: str = "", job_id: int | None = None, round_index: int | None = None) -> dict:
+        """The blind audit of a run (job_id, or the project's newest audited run): per round (or round_index) the
+        self-judge's agreement with the person's blind answers, agree with its 95% Wilson interval lo-hi, n decided
+        answers, ties and both_bad apart, sample and answered, covers_half; and warning, the Run tab's text when
+        the latest round's interval includes 0.5. Labels given outside the audit order never count."""
+        return _call(actions.audit_estimate, db, project or None, job_id, round_index)
 
     def bulk_accept(
         project: str, min_confidence: float | None = None, round: int | None = None, top: str | None = None
@@ -215,6 +236,7 @@ def register(db: str) -> None:
         seed_prompt,
         seed_progress,
         seed_pairs,
+        audit_estimate,
     ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
     for fn in (

@@ -129,6 +129,43 @@ def calibration_table(bins: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+AUDIT_COLUMNS = ["round", "agrees with you", "95% interval", "decided (n)", "ties", "both bad", "answered", "sample"]
+
+
+def audit_table(rounds: list[dict]) -> pd.DataFrame:
+    """Per round, the blind audit's estimate of the self-judge's accuracy (actions.round_audit_row)."""
+    rows = [
+        [
+            r["round"],
+            "–" if r["agree"] is None else f"{r['agree']:.3f}",
+            f"{r['lo']:.3f}–{r['hi']:.3f}" + (" (includes 0.5)" if r["covers_half"] else ""),
+            r["n"],
+            r["ties"],
+            r["both_bad"],
+            r["answered"],
+            r["sample"],
+        ]
+        for r in rounds
+    ]
+    return pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+
+
+def audit_view(db: str, project: str, job_id: int | None) -> tuple[pd.DataFrame, str]:
+    """The blind audit of a run (or of the project's newest audited run) and what it says."""
+    if not project:
+        return pd.DataFrame(columns=AUDIT_COLUMNS), ""
+    try:
+        audit = actions.audit_estimate(db, project, job_id)
+    except ActionError as e:
+        return pd.DataFrame(columns=AUDIT_COLUMNS), str(e)
+    if not audit["rounds"]:
+        return pd.DataFrame(
+            columns=AUDIT_COLUMNS
+        ), "_No audit sample yet: each judged round draws one (`audit_size`)._"
+    info = f"run #{audit['job_id']}" + (f" · ⚠ {audit['warning']}" if audit["warning"] else "")
+    return audit_table(audit["rounds"]), info
+
+
 def round_generations(db: str, project: str, job_id: int | None, round_: int | None, search: str) -> pd.DataFrame:
     columns = ["pair", "prompt", "chosen", "rejected", "label", "confidence"]
     if not project or round_ is None:
@@ -183,6 +220,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         "out confidences that crowd near 0.5."
     )
     calib_table = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-calibration")
+    gr.Markdown(
+        "**Blind audit**: each round's uniform random sample of judged pairs, which you label in the Review tab's "
+        "order *audit sample (blind)* without seeing the judge's choice. How often the self-judge agreed with your "
+        "first answers is an unbiased estimate of its accuracy on the round, with a 95% Wilson interval; ties and "
+        "both-bad answers are counted apart."
+    )
+    audit_info = gr.Markdown(elem_id="insight-audit-info")
+    audit_frame = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-audit")
     with gr.Row():
         margins = gr.BarPlot(
             plots.empty(["margin", "pairs", "series"]),
@@ -314,6 +359,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     for trigger in (tab.select, refresh.click, project.change, job.input):
         follow_up(trigger(charts, [project, job], chart_outputs, show_progress="hidden", api_visibility="private"))
+        trigger(
+            lambda p, j: audit_view(db, p, _job_id(j)),
+            [project, job],
+            [audit_frame, audit_info],
+            show_progress="hidden",
+            api_visibility="private",
+        )
     for trigger in (gen_round.input, gen_search.submit):
         trigger(
             generations_view,

@@ -2,7 +2,8 @@
 the within-round rank of the judge's margin), pagination, side-by-side answers with the judge's numbers, the
 project's annotation guidelines beside them, a reviewed / remaining count per round, undo, and one-key actions
 (a / b: that answer is better, t tie, x both bad, k keep, f flip, s skip, n / p next / previous, u undo). Every
-label goes through Store.set_label, which audits it."""
+label goes through Store.set_label, which audits it. The order "audit sample (blind)" shows the round's blind audit
+sample with the judge's numbers and the label in force hidden until the person answers (an audit answer)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ ORDERS = {
     "judges disagree first": "disagree",
     "most confident first": "confident",
     "newest first": "newest",
+    "audit sample (blind)": "audit",
 }
 SHORTCUTS = {
     "a": "review-a",
@@ -89,7 +91,20 @@ def _num(value, digits=3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _blind_answer_head(which: str, p: dict) -> str:
+    """An answer's head while its audit pair waits for the blind answer: no badge, no reward, no log-probs."""
+    side = which.lower()
+    bits = ["the judge's numbers are hidden until you answer"]
+    if p[f"gold_{side}"] is not None:
+        bits.append(f"gold {_num(p[f'gold_{side}'])}")
+    if p[f"tokens_{side}"] is not None:
+        bits.append(f"{p[f'tokens_{side}']} tokens")
+    return f"<div class='spa-answer-head'><b>Answer {which}</b><br><small>{' · '.join(bits)}</small></div>"
+
+
 def _answer_head(which: str, p: dict) -> str:
+    if p.get("blind"):
+        return _blind_answer_head(which, p)
     side = which.lower()
     reward, gold = p[f"reward_{side}"], p[f"gold_{side}"]
     preferred = p["label"] == side
@@ -119,6 +134,13 @@ def _answer_head(which: str, p: dict) -> str:
 
 
 def _pair_head(p: dict, position: str) -> str:
+    if p.get("blind"):
+        return (
+            f"<div class='spa-pair-head spa-blind'><b>Pair #{p['id']}</b> · round {p['round']} · {position} · "
+            "<b>blind audit</b>: which answer is better? (a, b, tie or both bad) The judge's choice, confidence "
+            "and the label in force show once you answer; your first answer estimates how often the self-judge is "
+            "right.</div>"
+        )
     flag = "<span class='spa-badge spa-flag'>⚑ flagged as likely noisy</span>" if p["noisy"] else ""
     label = "written answer" if p["human_response"] else html.escape(str(p["label"]))
     rank = "–" if p["rank"] is None else f"{100 * p['rank']:.0f}%"
@@ -475,6 +497,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             return render(shown(state_), f"✗ {e}")
         event = view.event
         what = "a written answer, chosen" if text else f"**{event.new_label}**"
+        if view.revealed is not None:
+            return stepped(
+                view, f"Pair #{pair_id} audited: you said {what}; the self-judge had said **{view.revealed}**."
+            )
         return stepped(view, f"Pair #{pair_id}: {event.old_label} ({event.old_source}) → {what} (human)")
 
     def labeller(action):

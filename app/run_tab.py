@@ -147,6 +147,7 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         resume_btn = gr.Button("Resume", elem_id="resume-run", scale=1, min_width=90)
         approve_btn = gr.Button("Approve review → train", elem_id="approve-review", scale=1, min_width=180)
     message = gr.Markdown(elem_id="run-message")
+    audit_note = gr.Markdown(elem_id="run-audit-warning")
     progress = gr.HTML(progress_html(None), elem_id="run-progress")
     with gr.Row(equal_height=False):
         log = gr.Textbox(
@@ -243,6 +244,7 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
                 plots.empty(["round", "value", "series"]),
                 "_No run selected._",
                 "",
+                "",
                 state,
             ]
         status = actions.job_status(db, job_id)
@@ -271,10 +273,16 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
             *figures,
             settings_md,
             config_text,
+            warning_update(drawn_, state, job_id),
             state,
         ]
 
-    outputs = [job, progress, log, table, *train_plots, per_round, settings, job_yaml, drawn]
+    def warning_update(drawn_, state, job_id):
+        """The audit's warning for the run, redrawn only when its text changed."""
+        state["warning"] = audit_warning_md(db, job_id)
+        return gr.skip() if state["warning"] == drawn_.get("warning") else state["warning"]
+
+    outputs = [job, progress, log, table, *train_plots, per_round, settings, job_yaml, audit_note, drawn]
 
     def redraw(drawn_):
         series = (drawn_ or {}).get("series")
@@ -380,6 +388,15 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
         approve_btn.click(on_approve, [project, job], with_message, show_progress="minimal", api_visibility="private")
     )
     return RunTab(job=job)
+
+
+def audit_warning_md(db: str, job_id: int) -> str:
+    """The warning the Run tab shows while the run's latest blind audit cannot tell its self-judge from a coin."""
+    text = actions.run_audit_warning(db, job_id)
+    if not text:
+        return ""
+    headline, _, rest = text.partition(": ")
+    return f"⚠ **{headline[0].upper()}{headline[1:]}:** {rest}"
 
 
 def round_table(db: str, job_id: int) -> str:

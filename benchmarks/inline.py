@@ -116,11 +116,30 @@ def take_samples(fork: Fork, ctx: StageContext) -> None:
     ctx.log(f"took {len(pairs)} round-1 pairs sampled by run {fork.job_id} from the same π_0")
 
 
-def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
+def gold_answer(p: Pair) -> str:
+    """What a person who knows gold answers: the answer with the higher gold reward, or a tie."""
+    return "tie" if p.gold_a == p.gold_b else ("a" if p.gold_a > p.gold_b else "b")
+
+
+def answer_audit(ctx: StageContext) -> int:
+    """Answer the round's blind audit sample by gold, in the audit order (via="audit"), as a person would in the
+    Review tab; returns how many pairs were answered."""
+    answered = 0
+    for pair_id in ctx.store.audit_sample_ids(ctx.job_id, ctx.round):
+        p = ctx.store.pair(pair_id)
+        if p.gold_a is not None and p.gold_b is not None:
+            ctx.store.set_label(p.id, gold_answer(p), source="human", actor="benchmark", via="audit")
+            answered += 1
+    return answered
+
+
+def human_corrections(n_per_round: int, by: str, seed: int, audit: bool = False) -> AfterStage:
     """A simulated reviewer: after each judge stage, the first n pairs of the review tab's order `by` ("uncertain":
     flagged, then least confident; "disagree": the two judges disagree first; "confident") or n at random get their
     gold label as a human label, exactly as the studio's review tab would write it. Only pairs whose gold differs
-    count: a person's label elsewhere changes nothing."""
+    count: a person's label elsewhere changes nothing. audit: first answer the round's blind audit sample by gold
+    (answer_audit), so the run reports the audit's estimate beside the true accuracy; those labels come on top of
+    the n (they are human labels and train), so a row that compares label budgets leaves it off."""
     if by != "random" and by not in REVIEW_ORDERS:
         raise ValueError(f"pick by one of {', '.join(REVIEW_ORDERS)} or random, not {by!r}")
     rng = random.Random(seed)
@@ -131,6 +150,8 @@ def human_corrections(n_per_round: int, by: str, seed: int) -> AfterStage:
     def correct(ctx: StageContext) -> None:
         if ctx.stage != "judge":
             return
+        if audit:
+            answer_audit(ctx)
         if by == "random":
             pairs = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if gold_differs(p)]
             chosen = rng.sample(pairs, min(n_per_round, len(pairs)))

@@ -139,6 +139,12 @@ class RunConfig:
     lr_scheduler: str = _field("cosine", "cosine | linear | constant | constant_with_warmup")
     warmup_ratio: float = _field(0.1, "learning-rate warm-up, as a fraction of the steps", UNIT)
     review_gate: bool = _field(False, "pause each round after judging until a person approves the review")
+    audit_size: int = _field(
+        20,
+        "pairs of each round drawn at random for the blind audit (the Review tab's audit order): the person's answers "
+        "estimate the self-judge's accuracy with a 95% interval; 0: no audit",
+        (lambda v: 0 <= v <= 10_000, "from 0 to 10000"),
+    )
     lora: LoraConfig = _field(LoraConfig(), "LoRA adapters (or a full fine-tune)")
     generation: GenerationConfig = _field(GenerationConfig(), "sampling the answers")
     judge: JudgeConfig = _field(JudgeConfig(), "who labels the sampled pairs")

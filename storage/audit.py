@@ -70,3 +70,27 @@ class AuditStore(StoreBase):
             [job_id, round_index],
         )
         return [AuditAnswer(**r) for r in rows]
+
+    def audit_unanswered(self, pair_ids: list[int]) -> set[int]:
+        """Which of these pairs are audit pairs nobody has answered blind yet (no first audit-order label): the
+        audit order shows them without the judge's label."""
+        unanswered: set[int] = set()
+        for start in range(0, len(pair_ids), 500):
+            chunk = pair_ids[start : start + 500]
+            rows = self.db.query(
+                f"select a.pair_id from audit_pairs a where a.pair_id in ({','.join('?' * len(chunk))}) "
+                f"and ({FIRST_BLIND_LABEL_SQL}) is null",
+                chunk,
+            )
+            unanswered |= {r["pair_id"] for r in rows}
+        return unanswered
+
+    def in_audit_sample(self, pair_id: int) -> bool:
+        return self._one("select 1 from audit_pairs where pair_id = ?", [pair_id]) is not None
+
+    def audit_rounds(self, job_id: int) -> list[tuple[int, int]]:
+        """(round, sample size) of each round of the job that has an audit sample, in round order."""
+        rows = self.db.query(
+            "select round, count(*) n from audit_pairs where job_id = ? group by round order by round", [job_id]
+        )
+        return [(r["round"], r["n"]) for r in rows]

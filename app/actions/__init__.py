@@ -2,9 +2,11 @@
 `Store`) and the named API endpoints (app/api.py). They read storage and write intentions only (projects,
 configs, imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
 
-One module per concern: projects, imports, configs, job_queue, review, seed, insight; lookups (the refusal, one Store
-per call, finding rows) and paths (where the studio may read and write). This package only hands their names on."""
+One module per concern: projects, imports, configs, job_queue, review, audit (the blind audit's estimate), seed,
+insight; lookups (the refusal, one Store per call, finding rows) and paths (where the studio may read and write).
+This package only hands their names on."""
 
+from app.actions.audit import audit_estimate, round_audit_row, run_audit_warning
 from app.actions.configs import (
     config_file,
     default_config,
@@ -134,6 +136,7 @@ __all__ = [
     "ReviewView",
     "TextDemoState",
     "approve_review",
+    "audit_estimate",
     "bulk_accept",
     "check_data",
     "config_fields",
@@ -183,10 +186,12 @@ __all__ = [
     "review_progress",
     "review_row",
     "review_rows",
+    "round_audit_row",
     "round_rows",
     "round_samples",
     "round_table",
     "run_command",
+    "run_audit_warning",
     "run_dir",
     "run_folder",
     "run_metrics",

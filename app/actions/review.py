@@ -16,12 +16,31 @@ from app.actions.lookups import ActionError, opened, pair_of, project_of, shorte
 from engine.config import RunConfig
 from engine.worlds import world_of
 from storage import LabelEvent, Pair, Project, ReviewFilter, Store
-from storage.records import LABEL_SOURCES, LABELS, REVIEW_ORDERS
+from storage.records import LABEL_SOURCES, LABEL_VIA, LABELS, REVIEW_ORDERS
 
 PAGE_SIZES = (20, 30, 50)
 MAX_PAGE_SIZE = 200
 REVIEW_ACTIONS = ("keep", "flip") + LABELS
 REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A", "answer B"]
+# what the judge said of a pair, and the label in force: hidden while an audit pair waits for its blind answer
+JUDGE_FIELDS = (
+    "judge_label",
+    "confidence",
+    "margin",
+    "reward_a",
+    "reward_b",
+    "logp_policy_a",
+    "logp_policy_b",
+    "logp_init_a",
+    "logp_init_b",
+    "ext_margin",
+    "noisy",
+    "warmup_flag",
+    "label",
+    "label_source",
+    "human_response",
+)
+BLIND = "blind"  # the label cell of a pair shown blind
 RANK_BANDS = {
     "lowest 10%": (None, 0.1),
     "lowest 25%": (None, 0.25),
@@ -80,6 +99,7 @@ class ReviewPage:
     pages: int
     page_size: int
     offset: int
+    blind: list[int] = field(default_factory=list)  # the pairs shown blind (audit order, not yet answered)
 
 
 class LabelChange(NamedTuple):
@@ -98,7 +118,10 @@ def rank_percent(rank: float | None) -> str:
     return "" if rank is None else f"{100 * rank:.0f}"
 
 
-def review_row(p: Pair, rank: float | None = None) -> list:
+def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
+    """A pair's row of the review table; blind: without the judge's numbers, flag and the label in force."""
+    if blind:
+        return [p.id, p.round, "", "", "", "", BLIND, "", *review_row(p)[8:]]
     return [
         p.id,
         p.round,
@@ -114,9 +137,17 @@ def review_row(p: Pair, rank: float | None = None) -> list:
     ]
 
 
-def review_rows(store: Store, project_id: int, pairs: list[Pair]) -> list[list]:
+def review_rows(store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset()) -> list[list]:
     ranks = store.pair_ranks(project_id, [p.id for p in pairs])
-    return [review_row(p, ranks.get(p.id)) for p in pairs]
+    return [review_row(p, ranks.get(p.id), p.id in blind) for p in pairs]
+
+
+def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:
+    """The pairs shown blind: in the audit order, the audit pairs nobody has answered yet (their first audit-order
+    label is the estimate's answer, so the judge's label and the label in force stay out of sight until then)."""
+    if order != "audit" or not pair_ids:
+        return set()
+    return store.audit_unanswered(pair_ids)
 
 
 def page_window(page_size: int, page: int = 0, offset: int | None = None) -> tuple[int, int]:
@@ -138,8 +169,10 @@ def review_page(
     with opened(db) as store:
         proj = project_of(store, project)
         pairs, total = _queue(store, proj, query, offset, page_size)
-        rows = review_rows(store, proj.id, pairs)
+        blind = blind_ids(store, query.order, [p.id for p in pairs])
+        rows = review_rows(store, proj.id, pairs, blind)
     return ReviewPage(
+        blind=sorted(blind),
         rows=rows,
         pair_ids=[p.id for p in pairs],
         total=total,
@@ -150,21 +183,25 @@ def review_page(
     )
 
 
-def pair_detail(db: str, pair_id: int) -> dict:
+def pair_detail(db: str, pair_id: int, order: str = "") -> dict:
     """A pair with everything the judge and the trainer said about it, its within-round rank (0-1) and its
-    label history."""
+    label history. In the audit order (order="audit") an audit pair nobody has answered yet is shown blind: the
+    judge's fields, the label in force, rank and history are None or empty, and blind is true."""
     with opened(db) as store:
-        return _detail(store, pair_of(store, pair_id))
+        pair = pair_of(store, pair_id)
+        return _detail(store, pair, pair.id in blind_ids(store, order, [pair.id]))
 
 
-def _detail(store: Store, pair: Pair) -> dict:
-    events = [asdict(e) for e in store.label_events(pair.id)]
-    rank = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+def _detail(store: Store, pair: Pair, blind: bool = False) -> dict:
     cfg = job_config(store.job(pair.job_id))
     out = asdict(pair)
-    out["events"] = events
-    out["rank"] = rank
     out["instructions"] = instruction_checks(pair, cfg)
+    out["blind"] = blind
+    if blind:
+        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None)
+        return out
+    out["events"] = [asdict(e) for e in store.label_events(pair.id)]
+    out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
     return out
 
 
@@ -210,12 +247,19 @@ def written_label(pair: Pair, action: str) -> tuple[str, str]:
 
 
 def set_label(
-    db: str, pair_id: int, label: str, human_response: str | None = None, note: str = "", actor: str = "studio"
+    db: str,
+    pair_id: int,
+    label: str,
+    human_response: str | None = None,
+    note: str = "",
+    actor: str = "studio",
+    via: str = "review",
 ) -> dict:
     """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
-    a written better answer, the answer is chosen and `written_label` picks its rejected partner."""
+    a written better answer, the answer is chosen and `written_label` picks its rejected partner. via="audit": the
+    answer was given blind in the audit order (only a pair's first such answer counts in the audit's estimate)."""
     with opened(db) as store:
-        event = _label(store, pair_of(store, pair_id), label, human_response, note, actor)
+        event = _label(store, pair_of(store, pair_id), label, human_response, note, actor, via)
         pair = store.pair(event.pair_id)
     return {
         "pair_id": pair.id,
@@ -227,9 +271,24 @@ def set_label(
 
 
 def _label(
-    store: Store, pair: Pair, label: str, human_response: str | None = None, note: str = "", actor: str = "studio"
+    store: Store,
+    pair: Pair,
+    label: str,
+    human_response: str | None = None,
+    note: str = "",
+    actor: str = "studio",
+    via: str = "review",
 ) -> LabelEvent:
     action = (label or "").strip().lower().replace(" ", "_")
+    if via not in LABEL_VIA:
+        raise ActionError(f"via must be one of {', '.join(LABEL_VIA)}")
+    if via == "audit" and not store.in_audit_sample(pair.id):
+        raise ActionError(f"pair {pair.id} is in no audit sample")
+    if via == "audit" and action not in LABELS and blind_ids(store, "audit", [pair.id]):
+        raise ActionError(
+            "in the blind audit, say which answer is better (a, b, tie or both bad): keep and flip act on a "
+            "label you have not seen"
+        )
     if human_response is not None:
         human_response = human_response.strip()
         if not human_response:
@@ -240,7 +299,9 @@ def _label(
         note = note or written_note
     else:
         new = resolve_label(pair, action)
-    return store.set_label(pair.id, new, "human", actor=actor, human_response=human_response, note=note or action)
+    return store.set_label(
+        pair.id, new, "human", actor=actor, human_response=human_response, note=note or action, via=via
+    )
 
 
 def bulk_accept(
@@ -356,6 +417,7 @@ class ReviewView:
     progress: list[dict] | None
     edge: str = ""
     event: LabelEvent | None = None
+    revealed: str | None = None  # the judge's label of the pair the click answered blind, now shown
 
 
 def _cursor(
@@ -401,21 +463,27 @@ def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor,
     return (fresh, "") if fresh.ids else (cursor, "last")
 
 
-def _view(store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None) -> ReviewView:
+def _view(
+    store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None, revealed: str | None = None
+) -> ReviewView:
     try:
         progress = _progress(store, cursor.project)
     except ActionError:
         progress = None
     if not cursor.ids:
-        return ReviewView(cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event)
+        return ReviewView(
+            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed
+        )
     pairs = [store.pair(i) for i in cursor.ids]
+    blind = blind_ids(store, cursor.query.order, cursor.ids)
     return ReviewView(
         cursor=cursor,
-        rows=review_rows(store, pairs[0].project_id, pairs),
-        pair=_detail(store, pairs[cursor.index]),
+        rows=review_rows(store, pairs[0].project_id, pairs, blind),
+        pair=_detail(store, pairs[cursor.index], pairs[cursor.index].id in blind),
         progress=progress,
         edge=edge,
         event=event,
+        revealed=revealed,
     )
 
 
@@ -447,10 +515,13 @@ def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
 
 
 def label_in_review(db: str, cursor: ReviewCursor, label: str, human_response: str | None = None) -> ReviewView:
-    """Label the cursor's pair as a person (as set_label) and step to the next pair."""
+    """Label the cursor's pair as a person (as set_label) and step to the next pair. In the audit order the label is
+    an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
     with opened(db) as store:
         pair = pair_of(store, cursor.ids[cursor.index])
-        event = _label(store, pair, label, human_response)
+        via = "audit" if cursor.query.order == "audit" else "review"
+        was_blind = bool(blind_ids(store, cursor.query.order, [pair.id]))
+        event = _label(store, pair, label, human_response, via=via)
         change = LabelChange(was_flagged=bool(pair.noisy), source=event.new_source, flagged=False)
         moved, edge = _moved(store, replace(cursor, changes=cursor.changes + [change]), +1)
-        return _view(store, moved, edge, event)
+        return _view(store, moved, edge, event, pair.judge_label if was_blind else None)

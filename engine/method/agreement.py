@@ -8,9 +8,12 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from engine.method.judge_variants import VariantChoice
 from storage.records import AuditAnswer
+
+if TYPE_CHECKING:  # judge_variants needs torch: the studio reads estimates without loading it
+    from engine.method.judge_variants import VariantChoice
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

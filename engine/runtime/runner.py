@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from engine.config import ConfigError, load_config
-from engine.data.report import round_table
+from engine.data.report import audit_estimates, audit_warning, round_table
 from engine.runtime.jobs import RUN
 from engine.runtime.worker import Worker
 from storage import Job, Store
@@ -58,6 +58,9 @@ def run_headless(
     job = store.job(job_id)
     print(f"\nrun {job_id}: {job.status} after {time.monotonic() - started:.0f}s")
     print(round_table(store, job_id))
+    warning = audit_warning(audit_estimates(store, job_id))
+    if warning:
+        print(f"warning: {warning}")
     if job.status == "paused":
         print("paused at the review gate: review in the studio, then approve to continue")
         return 0

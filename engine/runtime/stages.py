@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.config import PATH_KEYS, RunConfig
 from engine.method import generation, scoring
+from engine.method.agreement import audit_sample
 from engine.method.evaluation import (
     AnswerScores,
     EvalSettings,
@@ -245,6 +246,30 @@ def record_dropped(ctx: StageContext, prompts: list, written: int, dropped: int)
 
 
 def stage_judge(ctx: StageContext) -> None:
+    """Judge the round's pairs, then draw its blind audit sample."""
+    judge_pending(ctx)
+    draw_audit(ctx)
+
+
+def audit_seed(seed: int, round_index: int) -> int:
+    """The audit sample's random seed: the run's seed and the round, so a resumed stage draws the same pairs."""
+    return seed * 1_000 + round_index
+
+
+def draw_audit(ctx: StageContext) -> None:
+    """Store a uniform random sample of `audit_size` of the round's judged pairs (a or b) as its blind audit
+    (engine.method.agreement): idempotent, a resumed stage keeps the sample already stored."""
+    barrier(ctx.ranks)  # every rank has written its judgements before the sample is drawn from them
+    if not ctx.cfg.audit_size or not ctx.ranks.is_main or ctx.store.audit_sample_ids(ctx.job_id, ctx.round):
+        return
+    judged = [p.id for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.judge_label in ("a", "b")]
+    sample = audit_sample(judged, ctx.cfg.audit_size, audit_seed(ctx.cfg.seed, ctx.round))
+    if sample:
+        ctx.store.set_audit_sample(ctx.job_id, ctx.round, sample)
+        ctx.log(f"drew {len(sample)} of {len(judged)} judged pairs for the blind audit (Review: audit sample)")
+
+
+def judge_pending(ctx: StageContext) -> None:
     """Score every unjudged pair: the four log-probs (π_{i-1} and π_init for both responses) are always
     stored, since π_{i-1}'s are the training reference; the label comes from the configured judge."""
     pending = [p for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.judge_label is None]
