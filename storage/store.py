@@ -1,15 +1,16 @@
 """`Store`, the one facade through which every other package talks to SQLite. Its parts live by concern:
-storage.projects (projects, examples, metrics, artifacts), storage.pairs (pairs, labels, review, insight
-queries), storage.jobs (jobs, events, rounds, consistency), storage.audit (the blind audit samples and their
-answers), storage.seed (the seed builder: answers to seed prompts, a person's rankings, the seed pairs);
-storage.base holds the connection."""
+storage.projects (projects, examples, metrics, artifacts), storage.pairs (pairs, labels, review), storage.insight
+(the Insight tab's queries), storage.jobs (jobs, events, rounds, consistency), storage.audit (the blind audit
+samples and their answers), storage.seed (the seed builder: answers to seed prompts, a person's rankings, the seed
+pairs); storage.base holds the connection."""
 
 from __future__ import annotations
 
 from storage.audit import AuditStore
 from storage.base import NotFound, now
+from storage.insight import InsightStore
 from storage.jobs import RESUMABLE_STATES, JobStore
-from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, PairStore, ReviewFilter
+from storage.pairs import HUMAN_DECIDES, TRUSTED_SOURCES, ReviewFilter
 from storage.projects import ProjectStore, example_hash
 from storage.seed import SeedStore
 
@@ -25,5 +26,5 @@ __all__ = [
 ]
 
 
-class Store(JobStore, PairStore, ProjectStore, AuditStore, SeedStore):
+class Store(JobStore, InsightStore, ProjectStore, AuditStore, SeedStore):
     """One open database. Cheap to create; each process (UI, worker, stage) opens its own."""

@@ -15,7 +15,7 @@ from engine.config import parse_config
 from engine.data.report import round_table
 from engine.method.agreement import audit_sample
 from engine.runtime.context import StageContext
-from engine.runtime.stages import audit_seed, draw_audit
+from engine.runtime.round_data import audit_seed, draw_audit
 from storage import Store
 from tests.test_audit import judged_rounds
 from tests.test_jobs import run_config

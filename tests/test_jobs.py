@@ -349,7 +349,7 @@ def test_a_stop_releases_the_stage_memory(world, tmp_path, shared):
 @slow
 def test_labels_corrected_while_a_round_trains_are_kept_and_used_from_the_next_round(world, tmp_path, shared):
     from engine.runtime.context import StageContext
-    from engine.runtime.stages import training_rows
+    from engine.runtime.round_data import training_rows
 
     config = run_config(world, tmp_path / "out", **SLOW_TRAIN)
     job_id = enqueue(shared.db, config)

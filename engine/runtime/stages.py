@@ -10,7 +10,6 @@ from pathlib import Path
 
 from engine.config import PATH_KEYS, RunConfig
 from engine.method import generation, scoring
-from engine.method.agreement import audit_sample
 from engine.method.evaluation import (
     AnswerScores,
     EvalSettings,
@@ -30,6 +29,7 @@ from engine.runtime.context import StageCallback, StageContext, Stopped
 from engine.runtime.distributed import barrier, shard_indices
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
 from engine.runtime.judge_setup import judge_from_config, pair_selector
+from engine.runtime.round_data import draw_audit, fill_missing_reference, training_rows
 from engine.worlds import gold_reward_of, resolve_path, world_of
 from storage import Artifact, Pair
 
@@ -251,24 +251,6 @@ def stage_judge(ctx: StageContext) -> None:
     draw_audit(ctx)
 
 
-def audit_seed(seed: int, round_index: int) -> int:
-    """The audit sample's random seed: the run's seed and the round, so a resumed stage draws the same pairs."""
-    return seed * 1_000 + round_index
-
-
-def draw_audit(ctx: StageContext) -> None:
-    """Store a uniform random sample of `audit_size` of the round's judged pairs (a or b) as its blind audit
-    (engine.method.agreement): idempotent, a resumed stage keeps the sample already stored."""
-    barrier(ctx.ranks)  # every rank has written its judgements before the sample is drawn from them
-    if not ctx.cfg.audit_size or not ctx.ranks.is_main or ctx.store.audit_sample_ids(ctx.job_id, ctx.round):
-        return
-    judged = [p.id for p in ctx.store.pairs(ctx.job_id, ctx.round) if p.judge_label in ("a", "b")]
-    sample = audit_sample(judged, ctx.cfg.audit_size, audit_seed(ctx.cfg.seed, ctx.round))
-    if sample:
-        ctx.store.set_audit_sample(ctx.job_id, ctx.round, sample)
-        ctx.log(f"drew {len(sample)} of {len(judged)} judged pairs for the blind audit (Review: audit sample)")
-
-
 def judge_pending(ctx: StageContext) -> None:
     """Score every unjudged pair: the four log-probs (π_{i-1} and π_init for both responses) are always
     stored, since π_{i-1}'s are the training reference; the label comes from the configured judge."""
@@ -317,52 +299,6 @@ def judge_pending(ctx: StageContext) -> None:
         f"judged {n_pending} pairs with the {judge.name} judge"
         + (f" on {ctx.ranks.world_size} data-parallel ranks" if ctx.ranks.distributed else "")
     )
-
-
-def training_rows(ctx: StageContext) -> list[TrainRow]:
-    """This round's labelled pairs plus every human-labelled pair of earlier rounds (gold, ỹ = 1).
-    Stored π_{i-1} log-probs are the reference; rewrites and earlier rounds' pairs need fresh ones."""
-    this_round = ctx.store.pairs(ctx.job_id, ctx.round)
-    earlier = ctx.store.human_pairs(ctx.project_id, before_round=ctx.round, job_id=ctx.job_id)
-    rows = []
-    for p in this_round + earlier:
-        if p.label not in ("a", "b"):
-            continue  # tie and both-bad carry no preference
-        chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)
-        ref_c, ref_r = (p.logp_policy_a, p.logp_policy_b) if p.label == "a" else (p.logp_policy_b, p.logp_policy_a)
-        if p.human_response:
-            chosen, ref_c, rejected, ref_r = p.human_response, None, rejected, ref_r
-        if p.round != ctx.round:
-            ref_c = ref_r = None
-        rows.append(
-            TrainRow(
-                pair_id=p.id,
-                prompt=p.prompt,
-                chosen=chosen,
-                rejected=rejected,
-                ref_chosen_logp=ref_c,
-                ref_rejected_logp=ref_r,
-                trusted=p.label_source in ("human", "gold"),
-            )
-        )
-    return rows
-
-
-def fill_missing_reference(policy: checkpoints.Policy, rows: list[TrainRow], batch_size: int) -> None:
-    """Reference log-probs under π_{i-1} (the policy as loaded, before any step) where none are stored."""
-    missing = [r for r in rows if r.ref_chosen_logp is None or r.ref_rejected_logp is None]
-    if not missing:
-        return
-    lc, lr = scoring.pair_logps(
-        policy.model,
-        policy.tokenizer,
-        [r.prompt for r in missing],
-        [r.chosen for r in missing],
-        [r.rejected for r in missing],
-        batch_size,
-    )
-    for r, c, j in zip(missing, lc, lr):
-        r.ref_chosen_logp, r.ref_rejected_logp = c, j
 
 
 def stage_train(ctx: StageContext) -> None:
