@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from app import actions, seed_view
+from app import actions, seed_sampling
 from app.actions import ActionError
 from app.config_form import (
     FORM_ROWS,
@@ -176,7 +176,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
             setup = gr.HTML(elem_id="project-setup")
             setup_timer = gr.Timer(SETUP_POLL_S)
             setup_shown = gr.State(None)  # what the setup view shows (_setup_key), so an unchanged tick draws nothing
-            seed_view.build_sampling(db, project)
+            seed_sampling.build(db, project)
             role = gr.Radio(
                 ["seed", "pool", "eval"],
                 value="seed",

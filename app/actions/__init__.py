@@ -2,9 +2,9 @@
 `Store`) and the named API endpoints (app/api.py). They read storage and write intentions only (projects,
 configs, imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
 
-One module per concern: projects, imports, configs, job_queue, review, audit (the blind audit's estimate), seed,
-insight; lookups (the refusal, one Store per call, finding rows) and paths (where the studio may read and write).
-This package only hands their names on."""
+One module per concern: projects, imports, configs, job_queue, review (and review_view, the Review tab's cursor),
+audit (the blind audit's estimate), seed, insight; lookups (the refusal, one Store per call, finding rows) and paths
+(where the studio may read and write). This package only hands their names on."""
 
 from app.actions.audit import audit_estimate, round_audit_row, run_audit_warning
 from app.actions.configs import (
@@ -59,21 +59,16 @@ from app.actions.projects import (
     text_demo_state,
 )
 from app.actions.review import (
-    EDGES,
     PAGE_SIZES,
     RANK_BANDS,
     REVIEW_ACTIONS,
     REVIEW_COLUMNS,
     LabelChange,
-    ReviewCursor,
     ReviewPage,
     ReviewQuery,
-    ReviewView,
     bulk_accept,
     instruction_checks,
-    label_in_review,
     next_offset,
-    open_review,
     pair_detail,
     pair_rounds,
     rank_percent,
@@ -83,10 +78,17 @@ from app.actions.review import (
     review_row,
     review_rows,
     set_label,
-    show_review,
-    step_review,
     undo_last_label,
     written_label,
+)
+from app.actions.review_view import (
+    EDGES,
+    ReviewCursor,
+    ReviewView,
+    label_in_review,
+    open_review,
+    show_review,
+    step_review,
 )
 from app.actions.seed import (
     SEED_PAIR_COLUMNS,

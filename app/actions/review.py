@@ -8,7 +8,7 @@ the open store, so one click reads and writes on one connection."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 from app.actions.job_queue import job_config
@@ -156,7 +156,7 @@ def page_window(page_size: int, page: int = 0, offset: int | None = None) -> tup
     return page_size, max(0, int(page) * page_size if offset is None else int(offset))
 
 
-def _queue(store: Store, proj: Project, query: ReviewQuery, offset: int, page_size: int) -> tuple[list[Pair], int]:
+def queue_page(store: Store, proj: Project, query: ReviewQuery, offset: int, page_size: int) -> tuple[list[Pair], int]:
     return store.review_page(query.filter(proj.id, offset, page_size))
 
 
@@ -168,7 +168,7 @@ def review_page(
     page_size, offset = page_window(page_size, page, offset)
     with opened(db) as store:
         proj = project_of(store, project)
-        pairs, total = _queue(store, proj, query, offset, page_size)
+        pairs, total = queue_page(store, proj, query, offset, page_size)
         blind = blind_ids(store, query.order, [p.id for p in pairs])
         rows = review_rows(store, proj.id, pairs, blind)
     return ReviewPage(
@@ -189,10 +189,10 @@ def pair_detail(db: str, pair_id: int, order: str = "") -> dict:
     judge's fields, the label in force, rank and history are None or empty, and blind is true."""
     with opened(db) as store:
         pair = pair_of(store, pair_id)
-        return _detail(store, pair, pair.id in blind_ids(store, order, [pair.id]))
+        return detail_of(store, pair, pair.id in blind_ids(store, order, [pair.id]))
 
 
-def _detail(store: Store, pair: Pair, blind: bool = False) -> dict:
+def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
     cfg = job_config(store.job(pair.job_id))
     out = asdict(pair)
     out["instructions"] = instruction_checks(pair, cfg)
@@ -259,7 +259,7 @@ def set_label(
     a written better answer, the answer is chosen and `written_label` picks its rejected partner. via="audit": the
     answer was given blind in the audit order (only a pair's first such answer counts in the audit's estimate)."""
     with opened(db) as store:
-        event = _label(store, pair_of(store, pair_id), label, human_response, note, actor, via)
+        event = label_pair(store, pair_of(store, pair_id), label, human_response, note, actor, via)
         pair = store.pair(event.pair_id)
     return {
         "pair_id": pair.id,
@@ -270,7 +270,7 @@ def set_label(
     }
 
 
-def _label(
+def label_pair(
     store: Store,
     pair: Pair,
     label: str,
@@ -357,10 +357,10 @@ def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
 def review_progress(db: str, project: str) -> list[dict]:
     """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
     with opened(db) as store:
-        return _progress(store, project)
+        return progress_of(store, project)
 
 
-def _progress(store: Store, project: str) -> list[dict]:
+def progress_of(store: Store, project: str) -> list[dict]:
     return store.review_progress(project_of(store, project).id)
 
 
@@ -386,142 +386,3 @@ def next_offset(offset: int, page_size: int, changes: list[LabelChange], query: 
 
 
 # the Review tab: a page snapshot and what it shows, one connection per click ------------------------------
-
-EDGES = ("empty", "first", "last")  # why a step stayed put: no pair here, none before this one, none after it
-
-
-@dataclass
-class ReviewCursor:
-    """The Review tab's page snapshot: the pairs it shows stay put while the person labels them, and what each
-    label changed, so the next page starts where it should (next_offset)."""
-
-    project: str
-    query: ReviewQuery
-    offset: int
-    page_size: int
-    ids: list[int]
-    total: int
-    index: int = 0
-    changes: list[LabelChange] = field(default_factory=list)
-
-
-@dataclass
-class ReviewView:
-    """What the Review tab draws for a cursor: the page's rows (REVIEW_COLUMNS), the current pair (as
-    pair_detail), the progress per round (None for a project that does not exist), why a step stayed put (one of
-    EDGES, or empty) and the label event a click wrote."""
-
-    cursor: ReviewCursor
-    rows: list[list]
-    pair: dict | None
-    progress: list[dict] | None
-    edge: str = ""
-    event: LabelEvent | None = None
-    revealed: str | None = None  # the judge's label of the pair the click answered blind, now shown
-
-
-def _cursor(
-    store: Store,
-    project: str,
-    query: ReviewQuery,
-    offset: int,
-    page_size: int,
-    index: int = 0,
-    focus: int | None = None,
-) -> ReviewCursor:
-    """A fresh snapshot of the page at `offset`, at `index` or at the pair `focus` when the page shows it."""
-    page_size, offset = page_window(page_size, offset=offset)
-    pairs, total = _queue(store, project_of(store, project), query, offset, page_size)
-    ids = [p.id for p in pairs]
-    index = ids.index(focus) if focus in ids else min(max(index, 0), max(len(ids) - 1, 0))
-    return ReviewCursor(
-        project=project, query=query, offset=offset, page_size=page_size, ids=ids, total=total, index=index
-    )
-
-
-def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor, str]:
-    """The cursor `step` pairs on, and the edge it stopped at; past the page's end the next page is loaded,
-    starting where next_offset says."""
-    if not cursor.ids:
-        return cursor, "empty"
-    index = cursor.index + step
-    if 0 <= index < len(cursor.ids):
-        return replace(cursor, index=index), ""
-    if index < 0:
-        if cursor.offset == 0:
-            return cursor, "first"
-        return _cursor(
-            store,
-            cursor.project,
-            cursor.query,
-            max(0, cursor.offset - cursor.page_size),
-            cursor.page_size,
-            index=cursor.page_size - 1,
-        ), ""
-    offset = next_offset(cursor.offset, cursor.page_size, cursor.changes, cursor.query)
-    fresh = _cursor(store, cursor.project, cursor.query, offset, cursor.page_size)
-    return (fresh, "") if fresh.ids else (cursor, "last")
-
-
-def _view(
-    store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None, revealed: str | None = None
-) -> ReviewView:
-    try:
-        progress = _progress(store, cursor.project)
-    except ActionError:
-        progress = None
-    if not cursor.ids:
-        return ReviewView(
-            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed
-        )
-    pairs = [store.pair(i) for i in cursor.ids]
-    blind = blind_ids(store, cursor.query.order, cursor.ids)
-    return ReviewView(
-        cursor=cursor,
-        rows=review_rows(store, pairs[0].project_id, pairs, blind),
-        pair=_detail(store, pairs[cursor.index], pairs[cursor.index].id in blind),
-        progress=progress,
-        edge=edge,
-        event=event,
-        revealed=revealed,
-    )
-
-
-def open_review(
-    db: str,
-    project: str,
-    query: ReviewQuery,
-    offset: int = 0,
-    page_size: int = 20,
-    index: int = 0,
-    focus: int | None = None,
-) -> ReviewView:
-    """The page of the queue at `offset`, at its `index`-th pair or at the pair `focus` when it is on it."""
-    with opened(db) as store:
-        return _view(store, _cursor(store, project, query, offset, page_size, index, focus))
-
-
-def show_review(db: str, cursor: ReviewCursor) -> ReviewView:
-    """The cursor's page and pair as they are now."""
-    with opened(db) as store:
-        return _view(store, cursor)
-
-
-def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
-    """The next (+1) or previous (-1) pair, loading the next or previous page past either end of this one."""
-    with opened(db) as store:
-        moved, edge = _moved(store, cursor, step)
-        return _view(store, moved, edge)
-
-
-def label_in_review(db: str, cursor: ReviewCursor, label: str, human_response: str | None = None) -> ReviewView:
-    """Label the cursor's pair as a person (as set_label) and step to the next pair. In the audit order the label is
-    an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
-    with opened(db) as store:
-        pair = pair_of(store, cursor.ids[cursor.index])
-        via = "audit" if cursor.query.order == "audit" else "review"
-        was_blind = bool(blind_ids(store, cursor.query.order, [pair.id]))
-        event = _label(store, pair, label, human_response, via=via)
-        change = LabelChange(was_flagged=bool(pair.noisy), source=event.new_source, flagged=False)
-        moved, edge = _moved(store, replace(cursor, changes=cursor.changes + [change]), +1)
-        return _view(store, moved, edge, event, pair.judge_label if was_blind else None)
