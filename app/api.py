@@ -156,6 +156,16 @@ def register(db: str) -> None:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
         return _call(actions.review_progress, db, project)
 
+    def judge_check(project: str, config: str = "") -> dict:
+        """Queue a check of the self-judge on the project's own labels: each judge variant's agreement with its
+        labelled pairs, by cross-fitting seed DPO (config: a saved configuration's name or YAML; empty: the latest)."""
+        return _call(actions.queue_judge_check, db, project, config)
+
+    def judge_check_result(project: str) -> dict | None:
+        """The project's latest self-judge check: status, progress, error and, once done, {"judges": {NAME: {"agree",
+        "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}; None when it has none."""
+        return _call(actions.judge_check_result, db, project)
+
     # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
     # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
     for fn in (
@@ -168,6 +178,7 @@ def register(db: str) -> None:
         review_page,
         get_pair,
         review_progress,
+        judge_check_result,
     ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
     for fn in (
@@ -182,5 +193,6 @@ def register(db: str) -> None:
         set_label,
         bulk_accept,
         undo_last_label,
+        judge_check,
     ):
         gr.api(fn, api_name=fn.__name__)

@@ -37,6 +37,7 @@ from app.actions.job_queue import (
     stage_plan,
     stop_run,
 )
+from app.actions.judge_check import judge_check_result, queue_judge_check
 from app.actions.lookups import ActionError, job_of, opened, pair_of, project_of
 from app.actions.paths import ROOT, data_roots, export_root, readable_path
 from app.actions.projects import (
@@ -140,6 +141,7 @@ __all__ = [
     "job_of",
     "job_status",
     "jobs",
+    "judge_check_result",
     "label_in_review",
     "latest_config",
     "next_offset",
@@ -156,6 +158,7 @@ __all__ = [
     "project_of",
     "project_summary",
     "queue_export",
+    "queue_judge_check",
     "queue_run",
     "rank_percent",
     "readable_path",

@@ -240,19 +240,15 @@ def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
 
 
 def from_metrics(metrics: list[Metric]) -> JudgeCheckResult | None:
-    """The result a judge-check job stored (to_metrics); None when it stored none."""
-    from engine.method.judge_variants import VARIANT_NAMES
-
+    """The result a judge-check job stored (to_metrics), its variants in the order stored; None when it stored none.
+    Imports no torch: the studio reads it."""
     values = {m.name: m.value for m in metrics if m.name.startswith(f"{METRIC}/")}
+    names = dict.fromkeys(name.split("/")[1] for name in values if name.endswith("/agree"))
     judges = {
         name: JudgeEstimate(
-            values[f"{METRIC}/{name}/agree"],
-            values[f"{METRIC}/{name}/lo"],
-            values[f"{METRIC}/{name}/hi"],
-            int(values[f"{METRIC}/{name}/n"]),
+            *(values[f"{METRIC}/{name}/{key}"] for key in FIELDS[:3]), int(values[f"{METRIC}/{name}/n"])
         )
-        for name in VARIANT_NAMES
-        if f"{METRIC}/{name}/agree" in values
+        for name in names
     }
     if not judges:
         return None
