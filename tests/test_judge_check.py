@@ -195,10 +195,9 @@ def test_the_studio_queues_the_check_its_worker_runs_it_and_the_api_reads_the_re
         client = Client(studio.url, verbose=False)
         labels = labels_file(world, tmp_path / "labels.jsonl")
         assert client.predict(str(labels), "checked", "seed", api_name="/import_file")["ok"]
-        cfg_text = config_file(world, tmp_path, None).read_text()
-        client.predict("checked", "run", cfg_text, api_name="/save_config")
+        cfg_text = config_file(world, tmp_path, None).read_text()  # no seed_data: the imported pairs are the labels
         assert client.predict("checked", api_name="/judge_check_result") is None
-        job_id = client.predict("checked", "", api_name="/judge_check")["job_id"]
+        job_id = client.predict("checked", cfg_text, api_name="/judge_check")["job_id"]
         deadline = time.monotonic() + 400
         while (result := client.predict("checked", api_name="/judge_check_result"))["status"] not in (
             "done",
