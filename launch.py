@@ -1,4 +1,5 @@
-"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, fetch-model, judge-eval."""
+"""SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, fetch-model, judge-eval,
+judge-check."""
 
 from __future__ import annotations
 
@@ -112,6 +113,12 @@ def cmd_judge_eval(args) -> int:
     from engine.runtime.judge_eval import main as judge_eval_main
 
     return judge_eval_main(args)
+
+
+def cmd_judge_check(args) -> int:
+    from engine.runtime.judge_check import main as judge_check_main
+
+    return judge_check_main(args)
 
 
 def cmd_fetch_model(args) -> int:
@@ -262,6 +269,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=200, help="pairs per data set")
     s.add_argument("--out", default=None, help="report file (default benchmarks/results/judge_eval.md)")
     s.set_defaults(func=cmd_judge_eval)
+
+    s = with_db(
+        sub.add_parser("judge-check", help="cross-fit the seed: each judge variant's agreement with my labels")
+    )
+    s.add_argument("config", help="run configuration YAML: its project, model, seed_data and seed training")
+    s.add_argument("--project", default=None, help="project name (default: the config's 'project')")
+    s.add_argument("--folds", type=int, default=None, help="folds (default min(5, labelled pairs // 2))")
+    s.add_argument("--epochs", type=int, default=None, help="seed DPO epochs per fold (default: the config's)")
+    s.add_argument("--json", action="store_true", help='print only {"judges": {...}, "chosen": ..., "minutes": ...}')
+    s.set_defaults(func=cmd_judge_check)
     return p
 
 

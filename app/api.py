@@ -221,6 +221,16 @@ def register(db: str) -> None:
         """The seed pairs made of ranked prompts (example_id, prompt, best, worst, who, when), in prompt order."""
         return _call(actions.seed_pair_rows, db, project)
 
+    def judge_check(project: str, config: str = "") -> dict:
+        """Queue a check of the self-judge on the project's own labels: each judge variant's agreement with its
+        labelled pairs, by cross-fitting seed DPO (config: a saved configuration's name or YAML; empty: the latest)."""
+        return _call(actions.queue_judge_check, db, project, config)
+
+    def judge_check_result(project: str) -> dict | None:
+        """The project's latest self-judge check: status, progress, error and, once done, {"judges": {NAME: {"agree",
+        "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}; None when it has none."""
+        return _call(actions.judge_check_result, db, project)
+
     # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
     # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
     for fn in (
@@ -237,6 +247,7 @@ def register(db: str) -> None:
         seed_progress,
         seed_pairs,
         audit_estimate,
+        judge_check_result,
     ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)
     for fn in (
@@ -252,6 +263,7 @@ def register(db: str) -> None:
         bulk_accept,
         undo_last_label,
         queue_seed_answers,
+        judge_check,
     ):
         gr.api(fn, api_name=fn.__name__)
     # a person's seed decisions one at a time, as the seed view's are: an undo never overtakes the decision before it

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from app import actions, seed_sampling
+from app import actions, judge_check_view, seed_sampling
 from app.actions import ActionError
 from app.config_form import (
     FORM_ROWS,
@@ -232,6 +232,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 column_widths=["110px", "40%", "25%", "25%"],
             )
             data_offset = gr.State(0)
+            judge_check_view.build(db, project)
         with gr.Column(scale=7, min_width=480):
             gr.Markdown("### Run configuration")
             fields = []

@@ -437,7 +437,7 @@ def test_queued_export_jobs_are_run_by_the_worker(world, tmp_path, shared):
     from engine.data.export import ExportRequest
     from engine.runtime.worker import JOB_KINDS
 
-    assert tuple(JOB_KINDS) == ("run", "export", "text-world", "seed-answers") and "export" in JOB_KINDS
+    assert tuple(JOB_KINDS) == ("run", "export", "text-world", "seed-answers", "judge-check") and "export" in JOB_KINDS
     run_id = finished_run(world, tmp_path, shared)
     bad = ExportRequest(project=PROJECT, what="weights", out=str(tmp_path / "bad"))
     adapter = ExportRequest(project=PROJECT, what="adapter", out=str(tmp_path / "adapter"), job_id=run_id)

@@ -39,6 +39,7 @@ from app.actions.job_queue import (
     stage_plan,
     stop_run,
 )
+from app.actions.judge_check import judge_check_result, queue_judge_check
 from app.actions.lookups import ActionError, job_of, opened, pair_of, project_of
 from app.actions.paths import ROOT, data_roots, export_root, readable_path
 from app.actions.projects import (
@@ -160,6 +161,7 @@ __all__ = [
     "job_of",
     "job_status",
     "jobs",
+    "judge_check_result",
     "label_in_review",
     "latest_config",
     "mark_seed",
@@ -177,6 +179,7 @@ __all__ = [
     "project_of",
     "project_summary",
     "queue_export",
+    "queue_judge_check",
     "queue_run",
     "queue_seed_answers",
     "rank_percent",

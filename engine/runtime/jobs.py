@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import yaml
 
 from engine.config import ConfigError, RunConfig, run_config_of
-from engine.runtime import seed_answers, text_setup
+from engine.runtime import judge_check, seed_answers, text_setup
 from storage import Job
 
 if TYPE_CHECKING:
@@ -25,9 +25,14 @@ RUN = "run"  # the job kinds' names: no other module spells them
 EXPORT = "export"
 TEXT_WORLD = "text-world"
 SEED_ANSWERS = "seed-answers"
+JUDGE_CHECK = "judge-check"
 
 JobRequest = Union[
-    RunConfig, "ExportRequest", text_setup.TextSetupRequest, seed_answers.SeedAnswersRequest
+    RunConfig,
+    "ExportRequest",
+    text_setup.TextSetupRequest,
+    seed_answers.SeedAnswersRequest,
+    judge_check.JudgeCheckRequest,
 ]  # what `job_request` returns, per kind
 
 
@@ -114,6 +119,10 @@ def _seed_answers_request(job: Job) -> seed_answers.SeedAnswersRequest:
     return request_of(job, seed_answers.SeedAnswersRequest, "seed answers")
 
 
+def _judge_check_request(job: Job) -> judge_check.JudgeCheckRequest:
+    return request_of(job, judge_check.JudgeCheckRequest, "judge check")
+
+
 def _run_launch(cfg: RunConfig, stage: str, args: list[str]) -> list[str] | None:
     """Training and judging on more than one GPU run under `accelerate launch`."""
     from engine.runtime.distributed import MULTI_PROCESS_STAGES, stage_launch_command
@@ -149,6 +158,12 @@ JOB_KINDS: dict[str, JobKind] = {
             lambda req: [StageRef(0, stage) for stage in seed_answers.STAGES],
             "engine.runtime.stage_process:run_seed_answers_stage",
         ),
+        JobKind(
+            JUDGE_CHECK,
+            _judge_check_request,
+            lambda req: [StageRef(0, stage) for stage in judge_check.STAGES],
+            "engine.runtime.judge_check:run_judge_check_stage",
+        ),
     )
 }  # iterating gives the kinds' names: what a worker executes and the studio offers
 
@@ -162,8 +177,8 @@ def job_kind(job: Job) -> JobKind:
 
 def job_request(job: Job) -> JobRequest:
     """The job's YAML parsed and validated into its kind's typed record: RunConfig, ExportRequest,
-    TextSetupRequest or SeedAnswersRequest (ConfigError naming the job otherwise). Every reader of a job's
-    configuration takes this."""
+    TextSetupRequest, SeedAnswersRequest or JudgeCheckRequest (ConfigError naming the job otherwise). Every reader
+    of a job's configuration takes this."""
     return job_kind(job).parse(job)
 
 

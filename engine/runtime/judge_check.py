@@ -1,0 +1,455 @@
+"""`python launch.py judge-check CONFIG` and the `judge-check` job (engine.runtime.jobs.JUDGE_CHECK): before a run
+spends anything, how often would each judge variant (engine.method.judge_variants) agree with the person's own
+labels? The labelled pairs are the project's seed pairs (uploaded and ranked in the seed builder), the config's
+seed_data when it is not imported yet, and the pairs a person labelled a or b in the project's runs.
+
+Cross-fitting, so no pair is judged by a model trained on it: the pairs are dealt into k folds (shuffled with the
+config's seed); for each fold, seed DPO trains π_0 on the other folds exactly as the seed stage does
+(engine.runtime.stages.stage_seed: from π_init, the config's epochs, learning rate and LoRA), then the held-out
+fold's chosen and rejected answers are scored under that π_0 and π_init, and every variant judges them. A variant
+agrees when it prefers the chosen answer. Each pair is shown as (a, b) in a seeded random order, as a round's
+sampled pairs come: a tie goes to 'a' (judges.judge_preference), and so is right half the time, not always (an
+ensemble whose voters tie would otherwise look perfect). The length-regularised variant's α is fitted on the fold's
+training pairs only. Each
+variant's agreement over all folds comes with Wilson's 95% interval (engine.method.agreement); the chosen variant
+is the one with the best lower bound (ties: the first in VARIANT_NAMES).
+
+How many folds and epochs: k = min(5, n // 2) (MAX_FOLDS), so every fold holds out at least two pairs and trains on
+at least half of them (80% from n = 10 on), close to the whole seed the run's own π_0 will see; epochs are the
+config's seed epochs, so the estimate is of the judge the run will use. On the text world (20 seed pairs,
+SmolLM2-135M, 3 epochs of batch 4) that is 5 trainings of 12 steps on 16 pairs, well inside 10 minutes on 2 CPU
+cores; `--folds` and `--epochs` trade accuracy of the estimate for time.
+
+Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+    from engine.method.judge_variants import PairScores, VariantChoice
+    from engine.runtime.jobs import StageCall
+    from storage import Metric, Store
+    from storage.records import Messages
+
+Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobProgress, which raises Stopped
+Say = Callable[[str], None]
+
+STAGES = ("cross-fit",)
+MAX_FOLDS = 5
+METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n and judge_check/minutes
+FIELDS = ("agree", "lo", "hi", "n")
+
+
+class NotEnoughLabels(ValueError):
+    """Too few labelled pairs to cross-fit: the message says how many there are and how many are needed."""
+
+
+@dataclass
+class JudgeCheckRequest:
+    """What a `judge-check` job checks (stored as YAML of these fields in the job's config_yaml)."""
+
+    project: str
+    config: str = ""  # the name of one of the project's saved configurations, or YAML; empty: its latest
+    folds: int | None = None  # None: min(MAX_FOLDS, pairs // 2)
+
+    def __post_init__(self) -> None:
+        if self.folds is not None and self.folds < 2:
+            raise ValueError(f"folds must be at least 2, not {self.folds}")
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    prompt: Messages
+    chosen: str
+    rejected: str
+    source: str  # seed (uploaded or in seed_data), human (ranked in the seed builder, or labelled in a run)
+
+
+@dataclass(frozen=True)
+class JudgeEstimate:
+    agree: float
+    lo: float  # Wilson 95% interval
+    hi: float
+    n: int
+
+
+@dataclass
+class FoldResult:
+    held: list[int]  # indices of the labelled pairs judged in this fold
+    scores: PairScores  # their four log-probs and token counts, in the order shown (chosen_first)
+    chosen_first: list[bool]  # per held-out pair: the chosen answer was shown as a
+    length_alpha: float  # fitted on the fold's training pairs
+    choices: dict[str, VariantChoice]
+
+
+@dataclass
+class JudgeCheckResult:
+    judges: dict[str, JudgeEstimate]
+    chosen: str
+    minutes: float
+    folds: list[FoldResult] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        """The `--json` answer: {"judges": {NAME: {"agree", "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}."""
+        return {
+            "judges": {k: asdict(v) for k, v in self.judges.items()},
+            "chosen": self.chosen,
+            "minutes": self.minutes,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"{'judge':<20} {'agree':>6}  {'95% interval':<16} {'n':>4}"]
+        for name, e in self.judges.items():
+            out.append(f"{name:<20} {e.agree:>6.3f}  [{e.lo:.3f}, {e.hi:.3f}]   {e.n:>4}")
+        coin = " (its interval includes 0.5: the labels cannot tell it from a coin)" if self.covers_half() else ""
+        out.append(f"chosen: {self.chosen} (the best lower bound){coin}")
+        return out
+
+    def covers_half(self) -> bool:
+        best = self.judges[self.chosen]
+        return best.lo <= 0.5 <= best.hi
+
+
+# labelled pairs ------------------------------------------------------------------------------------------------
+
+
+def labelled_pairs(store: Store | None, project_id: int | None, cfg: RunConfig) -> list[LabelledPair]:
+    """The person's labelled pairs, each once: the project's seed pairs, the config's seed_data pairs not imported
+    yet, and run pairs a person labelled a or b. Pairs whose two answers are the same are left out."""
+    from engine.data.importers import load_examples
+    from engine.worlds import resolve_path
+
+    found: list[LabelledPair] = []
+    if store is not None and project_id is not None:
+        found += [
+            LabelledPair(e.prompt, e.chosen, e.rejected, e.label_source or "seed")
+            for e in store.seed_pairs(project_id)
+        ]
+    if cfg.seed_data:
+        examples = load_examples(resolve_path(cfg.seed_data), "seed").examples
+        found += [LabelledPair(e.prompt, e.chosen, e.rejected, "seed") for e in examples if e.chosen is not None]
+    if store is not None and project_id is not None:
+        for p in store.human_pairs(project_id):
+            if p.label in ("a", "b"):
+                chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)
+                found.append(LabelledPair(p.prompt, chosen, rejected, "human"))
+    seen, unique = set(), []
+    for pair in found:
+        key = (json.dumps(pair.prompt, sort_keys=True), pair.chosen, pair.rejected)
+        if pair.chosen != pair.rejected and key not in seen:
+            seen.add(key)
+            unique.append(pair)
+    return unique
+
+
+def fold_count(n_pairs: int, folds: int | None = None) -> int:
+    """k = min(MAX_FOLDS, n // 2) unless given; NotEnoughLabels when the pairs cannot fill k folds of two."""
+    if n_pairs == 0:
+        raise NotEnoughLabels(
+            "the project has no labelled pairs: import a seed file, rank the answers sampled for its seed "
+            "prompts, label pairs of its runs, or set seed_data in the configuration"
+        )
+    k = folds if folds is not None else min(MAX_FOLDS, n_pairs // 2)
+    needed = 2 * max(k, 2)
+    if n_pairs < needed:
+        raise NotEnoughLabels(
+            f"{n_pairs} labelled pair{'s' if n_pairs != 1 else ''}: cross-fitting {max(k, 2)} folds needs at least "
+            f"{needed} (two per fold)"
+        )
+    return k
+
+
+def chosen_first(n_pairs: int, seed: int) -> list[bool]:
+    """Per pair, whether its chosen answer is shown as a: a seeded coin, the same for every fold."""
+    rng = random.Random(f"{seed}:judge-check order")
+    return [rng.random() < 0.5 for _ in range(n_pairs)]
+
+
+def fold_of(n_pairs: int, folds: int, seed: int) -> list[int]:
+    """Each pair's fold: the pairs shuffled with `seed`, then dealt round-robin, so fold sizes differ by one."""
+    order = list(range(n_pairs))
+    random.Random(seed).shuffle(order)
+    fold = [0] * n_pairs
+    for position, index in enumerate(order):
+        fold[index] = position % folds
+    return fold
+
+
+# figures -------------------------------------------------------------------------------------------------------
+
+
+def shown_scores(
+    chosen: tuple[list, list, list], rejected: tuple[list, list, list], indices: list[int], shown: list[bool]
+) -> PairScores:
+    """PairScores of the pairs at `indices` from (logp under π_0, logp under π_init, tokens) of their chosen and
+    rejected answers, each pair's chosen answer as a where `shown` says so, else as b."""
+    from engine.method.judge_variants import PairScores
+
+    def side(first: bool) -> list[list]:
+        return [[(c if shown[i] == first else r)[i] for i in indices] for c, r in zip(chosen, rejected)]
+
+    (policy_a, init_a, tokens_a), (policy_b, init_b, tokens_b) = side(True), side(False)
+    return PairScores.of(policy_a, policy_b, init_a, init_b, tokens_a, tokens_b)
+
+
+def held_out_choices(held: PairScores, train: PairScores, beta: float) -> tuple[float, dict[str, VariantChoice]]:
+    """Every variant's choice on the held-out pairs, the length-regularised α fitted on the training pairs."""
+    from engine.method.judge_variants import VariantParams, fit_length_alpha, variant_choices
+
+    alpha = fit_length_alpha(train, beta).alpha
+    return alpha, variant_choices(held, VariantParams(beta=beta, length_alpha=alpha))
+
+
+def estimates(folds: list[FoldResult]) -> dict[str, JudgeEstimate]:
+    """Each variant's agreement with the labels over all folds, with Wilson's 95% interval."""
+    import torch
+
+    from engine.method.agreement import variant_agreement
+    from engine.method.judge_variants import VARIANT_NAMES, VariantChoice
+
+    pooled = {
+        name: VariantChoice(
+            torch.cat([f.choices[name].a_preferred for f in folds]), torch.cat([f.choices[name].margin for f in folds])
+        )
+        for name in VARIANT_NAMES
+    }
+    labels = ["a" if first else "b" for f in folds for first in f.chosen_first]
+    return {name: JudgeEstimate(e.agree, e.lo, e.hi, e.n) for name, e in variant_agreement(pooled, labels).items()}
+
+
+def choose(judges: dict[str, JudgeEstimate]) -> str:
+    """The variant with the best lower bound; on a tie the first of them (VARIANT_NAMES order)."""
+    return max(judges, key=lambda name: (judges[name].lo, -list(judges).index(name)))
+
+
+def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
+    from storage import Metric
+
+    values = {f"{METRIC}/{name}/{key}": getattr(e, key) for name, e in result.judges.items() for key in FIELDS}
+    values[f"{METRIC}/minutes"] = result.minutes
+    return [Metric(job_id=job_id, name=k, value=float(v), round=0, stage=STAGES[0]) for k, v in values.items()]
+
+
+def from_metrics(metrics: list[Metric]) -> JudgeCheckResult | None:
+    """The result a judge-check job stored (to_metrics), its variants in the order stored; None when it stored none.
+    Imports no torch: the studio reads it."""
+    values = {m.name: m.value for m in metrics if m.name.startswith(f"{METRIC}/")}
+    names = dict.fromkeys(name.split("/")[1] for name in values if name.endswith("/agree"))
+    judges = {
+        name: JudgeEstimate(
+            *(values[f"{METRIC}/{name}/{key}"] for key in FIELDS[:3]), int(values[f"{METRIC}/{name}/n"])
+        )
+        for name in names
+    }
+    if not judges:
+        return None
+    return JudgeCheckResult(judges, choose(judges), values.get(f"{METRIC}/minutes", 0.0))
+
+
+# cross-fitting -------------------------------------------------------------------------------------------------
+
+
+def cross_fit(
+    cfg: RunConfig,
+    pairs: list[LabelledPair],
+    folds: int,
+    progress: Progress = lambda *a, **k: None,
+    say: Say = lambda message: None,
+) -> JudgeCheckResult:
+    """Seed DPO on k − 1 folds, judge the k-th, for every fold (see the module's docstring)."""
+    import torch
+
+    from engine.method import scoring
+    from engine.runtime.checkpoints import load_policy
+    from engine.runtime.stages import paths
+
+    started = time.monotonic()
+    model_path = paths(cfg)["model"]
+    fold = fold_of(len(pairs), folds, cfg.seed)
+    shown = chosen_first(len(pairs), cfg.seed)
+    prompts = [p.prompt for p in pairs]
+    chosen, rejected = [p.chosen for p in pairs], [p.rejected for p in pairs]
+    results: list[FoldResult] = []
+    init_chosen = init_rejected = tokens_chosen = tokens_rejected = None
+    progress(0, folds * 100, force=True)
+    for k in range(folds):
+        fold_started = time.monotonic()
+        train = [i for i in range(len(pairs)) if fold[i] != k]
+        held = [i for i in range(len(pairs)) if fold[i] == k]
+        policy = load_policy(cfg, model_path, Path("."), None, trainable=True)
+        if init_chosen is None:  # π_init's log-probs: the training reference and the held-out judge's, once
+            with policy.init_view() as init:
+                init_chosen, init_rejected = scoring.pair_logps(
+                    init, policy.tokenizer, prompts, chosen, rejected, cfg.judge.batch_size
+                )
+            tokens_chosen = scoring.response_token_counts(policy.tokenizer, chosen)
+            tokens_rejected = scoring.response_token_counts(policy.tokenizer, rejected)
+        # seed DPO on the other folds
+        train_seed_policy(cfg, policy, pairs, train, init_chosen, init_rejected, k, folds, progress)
+        # score both sides of every pair under the fold's π_0, then judge the held-out ones
+        policy.model.eval()
+        with torch.no_grad():
+            policy_chosen, policy_rejected = scoring.pair_logps(
+                policy.model, policy.tokenizer, prompts, chosen, rejected, cfg.judge.batch_size
+            )
+
+        def scores_of(indices: list[int]) -> PairScores:
+            sides = ((policy_chosen, init_chosen, tokens_chosen), (policy_rejected, init_rejected, tokens_rejected))
+            return shown_scores(*sides, indices, shown)
+
+        alpha, choices = held_out_choices(scores_of(held), scores_of(train), cfg.beta)
+        results.append(FoldResult(held, scores_of(held), [shown[i] for i in held], alpha, choices))
+        del policy
+        say(
+            f"fold {k + 1}/{folds}: seed DPO on {len(train)} pairs, judged {len(held)} "
+            f"({time.monotonic() - fold_started:.0f} s)"
+        )
+        progress((k + 1) * 100, folds * 100, force=True)
+    judges = estimates(results)
+    return JudgeCheckResult(judges, choose(judges), round((time.monotonic() - started) / 60, 2), results)
+
+
+def train_seed_policy(
+    cfg: RunConfig,
+    policy,
+    pairs: list[LabelledPair],
+    train: list[int],
+    ref_chosen: list[float],
+    ref_rejected: list[float],
+    fold: int,
+    folds: int,
+    progress: Progress,
+) -> None:
+    """π_0 = plain sigmoid DPO of π_init on the training pairs, as the seed stage trains it (engine.runtime.stages.
+    stage_seed); progress in hundredths of a fold, and a stop asked for ends training and raises Stopped."""
+    from transformers import TrainerCallback
+
+    from engine.method.trainer import TrainRow, TrainSettings, train_dpo
+    from engine.runtime.context import Stopped
+
+    class FoldProgress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            try:
+                progress(fold * 100 + int(100 * state.global_step / max(state.max_steps, 1)), folds * 100)
+            except Stopped:
+                control.should_training_stop = True
+            return control
+
+    rows = [
+        TrainRow(
+            pair_id=None,
+            prompt=pairs[i].prompt,
+            chosen=pairs[i].chosen,
+            rejected=pairs[i].rejected,
+            ref_chosen_logp=ref_chosen[i],
+            ref_rejected_logp=ref_rejected[i],
+            trusted=True,
+        )
+        for i in train
+    ]
+    result = train_dpo(
+        policy.model,
+        policy.tokenizer,
+        rows,
+        TrainSettings.for_round(cfg, 0),
+        None,
+        reference="adapters_disabled" if cfg.lora.enabled else "model",
+        ref_model=policy.init_model,
+        callbacks=[FoldProgress()],
+    )
+    if result.stopped:
+        raise Stopped()
+
+
+def check(cfg: RunConfig, store: Store | None, project_id: int | None, folds: int | None, progress, say):
+    """Set up the config's world, gather the labelled pairs, refuse too few (NotEnoughLabels) and cross-fit."""
+    from engine.worlds import world_of
+
+    if cfg.epochs < 1:
+        raise NotEnoughLabels("judge-check trains π_0 on the labelled pairs: the configuration's epochs must be ≥ 1")
+    if not cfg.seed_data:  # refuse before a world is built
+        fold_count(len(labelled_pairs(store, project_id, cfg)), folds)
+    world = world_of(cfg)
+    if world:
+        world.setup(lambda done, total: None)
+    pairs = labelled_pairs(store, project_id, cfg)
+    k = fold_count(len(pairs), folds)
+    by_source = {s: sum(p.source == s for p in pairs) for s in ("seed", "human")}
+    say(
+        f"{len(pairs)} labelled pairs ({by_source['seed']} seed, {by_source['human']} labelled by a person), "
+        f"{k} folds, seed DPO of {cfg.epochs} epochs at lr {cfg.learning_rate:g} per fold"
+    )
+    return cross_fit(cfg, pairs, k, progress, say)
+
+
+# the command line and the job --------------------------------------------------------------------------------
+
+
+def main(args) -> int:
+    """`launch.py judge-check CONFIG [--db PATH] [--project NAME] [--folds K] [--epochs E] [--json]`: reads the
+    database, never writes it (a missing database file is not created)."""
+    from engine.config import ConfigError, load_config
+    from storage import Store
+
+    overrides = [f"epochs={args.epochs}"] if getattr(args, "epochs", None) is not None else []
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as e:
+        print(f"judge-check: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    if getattr(args, "project", None):
+        cfg.project = args.project
+    db = Path(getattr(args, "db", None) or cfg.db or "spa_studio.db")
+    store = Store(db) if db.is_file() else None
+    project = store.project(cfg.project) if store is not None else None
+    as_json = getattr(args, "json", False)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if as_json else (lambda m: print(m, flush=True))
+    say(f"judge-check of project '{cfg.project}' ({db if project else 'not in ' + str(db) + ': seed_data only'})")
+    try:
+        result = check(
+            cfg, store, project.id if project else None, getattr(args, "folds", None), lambda *a, **k: None, say
+        )
+    except NotEnoughLabels as e:
+        print(f"judge-check: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        print(json.dumps(result.as_json()))
+    else:
+        print("\n".join(result.lines()))
+        print(f"({result.minutes:.2f} minutes)")
+    return 0
+
+
+def run_judge_check(store: Store, job, req: JudgeCheckRequest, progress: Progress, say: Say) -> JudgeCheckResult:
+    """The one stage (`cross-fit`): the check on the project's configuration, its figures stored as the job's
+    metrics (to_metrics; read back with from_metrics)."""
+    from engine.runtime.seed_answers import project_config
+
+    project = store.project(req.project)
+    if project is None or project.id != job.project_id:
+        raise ValueError(f"job {job.id} belongs to no project named {req.project!r}")
+    cfg = project_config(store, project, req.config)
+    result = check(cfg, store, project.id, req.folds, progress, say)
+    store.add_metrics(to_metrics(result, job.id))
+    say("\n".join(result.lines()))
+    return result
+
+
+def run_judge_check_stage(call: StageCall) -> None:
+    """The job kind's entry point (engine.runtime.jobs.JOB_KINDS), with its progress on the job row."""
+    from engine.runtime.context import JobProgress
+
+    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
+    run_judge_check(call.store, call.job, call.request, progress, call.say)
