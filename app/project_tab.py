@@ -25,11 +25,11 @@ from app.config_form import (
     named,
     typed_values_js,
 )
+from app.imported_rows import DATA_PAGE, data_frame, data_view, issues_frame, preview_md
 from app.run_tab import progress_html
 from engine.config import CHOICES, RunConfig
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".gz", ".ndjson"]
-DATA_PAGE = 50
 SETUP_POLL_S = 1.5
 
 
@@ -118,56 +118,6 @@ def _setup_key(status: dict | None) -> list | None:
     ]
 
 
-def _issues_frame(report: actions.ImportReport) -> pd.DataFrame:
-    rows = [
-        {
-            "file": i["file"],
-            "line": "" if i["line"] is None else f"{i['unit']} {i['line']}",
-            "field": i["field"],
-            "message": i["message"],
-        }
-        for i in report.issues[:50]
-    ]
-    return pd.DataFrame(rows, columns=["file", "line", "field", "message"])
-
-
-def _preview_md(report: actions.ImportReport) -> str:
-    if not report.ok:
-        return (
-            f"✗ **{report.file}** cannot be imported as **{report.role}**: {len(report.issues)} problem(s) "
-            "below. Nothing will be imported until the file is fixed."
-        )
-    extra = ""
-    if report.duplicates:
-        extra += f" · {len(report.duplicates)} duplicate rows will be skipped"
-    if report.skipped:
-        extra += f" · {len(report.skipped)} defective rows will be skipped"
-    return (
-        f"✓ **{report.file}**: format **{report.format}**, {report.rows_read} rows read, "
-        f"**{report.examples}** {report.role} rows to import{extra}."
-    )
-
-
-def _data_frame(rows: list[dict], role: str) -> pd.DataFrame:
-    columns = ["line", "prompt"] if role == "pool" else ["line", "prompt", "chosen", "rejected"]
-    return pd.DataFrame(rows, columns=["line", "prompt", "chosen", "rejected"])[columns]
-
-
-def data_view(db: str, project: str, role: str, offset: int = 0):
-    """The imported rows of one role, a page at a time, and the line that says which ones are shown."""
-    if not project:
-        return _data_frame([], role), "No project selected.", 0
-    try:
-        rows, total = actions.examples_page(db, project, role, offset, DATA_PAGE)
-    except ActionError as e:
-        return _data_frame([], role), f"✗ {e}", 0
-    offset = min(max(0, offset), max(0, total - 1))
-    if not total:
-        return _data_frame([], role), f"No {role} rows imported yet.", 0
-    shown = f"{role} rows **{offset + 1}–{offset + len(rows)}** of **{total}**"
-    return _data_frame(rows, role), shown, offset
-
-
 def build(db: str, project: gr.Dropdown) -> ProjectTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=5, min_width=380):
@@ -224,7 +174,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 data_next = gr.Button("▶", size="sm", scale=0, min_width=40, elem_id="data-next")
             data_info = gr.Markdown(elem_id="data-info")
             data_table = gr.Dataframe(
-                _data_frame([], "seed"),
+                data_frame([], "seed"),
                 interactive=False,
                 wrap=True,
                 max_height=320,
@@ -299,9 +249,9 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         if role_ == "pool":
             rows = rows[["line", "prompt"]]
         return (
-            _preview_md(report),
+            preview_md(report),
             gr.update(value=rows, visible=report.ok),
-            gr.update(value=_issues_frame(report), visible=not report.ok),
+            gr.update(value=issues_frame(report), visible=not report.ok),
             gr.update(interactive=report.ok),
             "",
         )
@@ -320,7 +270,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         if not report.ok:
             return (
                 "✗ Nothing imported: the file has problems (see the table above).",
-                gr.update(value=_issues_frame(report), visible=True),
+                gr.update(value=issues_frame(report), visible=True),
                 _counts_md(db, project_),
                 *[gr.skip()] * 5,
             )
