@@ -162,7 +162,7 @@ JOB_KINDS: dict[str, JobKind] = {
             JUDGE_CHECK,
             _judge_check_request,
             lambda req: [StageRef(0, stage) for stage in judge_check.STAGES],
-            "engine.runtime.judge_check:run_judge_check_stage",
+            "engine.runtime.stage_process:run_judge_check_stage",
         ),
     )
 }  # iterating gives the kinds' names: what a worker executes and the studio offers

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from engine.config import RunConfig
     from engine.method.judge_variants import PairScores, VariantChoice
-    from engine.runtime.jobs import StageCall
     from storage import Metric, Store
     from storage.records import Messages
 
@@ -270,10 +269,10 @@ def cross_fit(
 
     from engine.method import scoring
     from engine.runtime.checkpoints import load_policy
-    from engine.runtime.stages import paths
+    from engine.worlds import resolve_path
 
     started = time.monotonic()
-    model_path = paths(cfg)["model"]
+    model_path = resolve_path(cfg.model)
     fold = fold_of(len(pairs), folds, cfg.seed)
     shown = chosen_first(len(pairs), cfg.seed)
     prompts = [p.prompt for p in pairs]
@@ -333,7 +332,8 @@ def train_seed_policy(
     stage_seed); progress in hundredths of a fold, and a stop asked for ends training and raises Stopped."""
     from transformers import TrainerCallback
 
-    from engine.method.trainer import TrainRow, TrainSettings, train_dpo
+    from engine.method.preference_data import TrainRow
+    from engine.method.trainer import TrainSettings, train_dpo
     from engine.runtime.context import Stopped
 
     class FoldProgress(TrainerCallback):
@@ -445,11 +445,3 @@ def run_judge_check(store: Store, job, req: JudgeCheckRequest, progress: Progres
     store.add_metrics(to_metrics(result, job.id))
     say("\n".join(result.lines()))
     return result
-
-
-def run_judge_check_stage(call: StageCall) -> None:
-    """The job kind's entry point (engine.runtime.jobs.JOB_KINDS), with its progress on the job row."""
-    from engine.runtime.context import JobProgress
-
-    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
-    run_judge_check(call.store, call.job, call.request, progress, call.say)

@@ -247,6 +247,15 @@ def run_seed_answers_stage(call: StageCall) -> None:
     run_seed_answers(call.store, call.job, call.request, call.stage, progress, call.say)
 
 
+def run_judge_check_stage(call: StageCall) -> None:
+    """A judge-check job's stage: cross-fit the project's labelled pairs, with its progress on the job row."""
+    from engine.runtime.context import JobProgress
+    from engine.runtime.judge_check import run_judge_check
+
+    progress = JobProgress(call.store, call.job.id, 0, call.stage, call.stop)
+    run_judge_check(call.store, call.job, call.request, progress, call.say)
+
+
 class JobLogHandler(logging.Handler):
     """Library warnings (PEFT's missing or unexpected adapter keys, transformers' load reports) into the job's
     log, where the person running the job sees them, instead of a stage process's stderr that nobody reads."""
