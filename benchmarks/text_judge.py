@@ -30,7 +30,7 @@ from engine.config import RunConfig, load_config, parse_config
 from engine.method import models, scoring
 from engine.method.judges import implicit_reward
 from engine.runtime import checkpoints
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from engine.runtime.stages import paths
 from storage import Pair, Store
 

@@ -42,7 +42,7 @@ import torch
 from engine.config import RunConfig, parse_config
 from engine.method.evaluation import EvalSettings
 from engine.runtime import checkpoints
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from engine.runtime.stages import paths
 from engine.worlds import TEXT
 from engine.worlds import ifeval_tasks as it

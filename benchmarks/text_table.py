@@ -48,7 +48,7 @@ import torch
 
 from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides
 from engine.config import RunConfig, load_config, parse_config
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from engine.runtime.stages import GENERATE_CHUNK
 from storage import Store
 

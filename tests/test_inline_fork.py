@@ -8,7 +8,7 @@ import pytest
 from benchmarks.inline import Fork, run_inline, with_overrides
 from engine.config import parse_config
 from engine.runtime import checkpoints
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 from tests.test_jobs import run_config
 
 

@@ -7,7 +7,7 @@ import json
 from engine.config import parse_config
 from engine.method.evaluation import EvalSettings, init_samples
 from engine.runtime.checkpoints import load_policy
-from engine.runtime.jobs import run_dir
+from engine.runtime.run_folder import run_dir
 
 
 def test_run_dir_is_per_database_and_job_unless_configured(tmp_path):
