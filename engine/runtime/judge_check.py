@@ -19,10 +19,11 @@ pairs and trains on at least half of them (80% from n = 10 on), close to the see
 fold trains max(1, round(E / (k − 1))) epochs, E the config's seed epochs: k folds of (k − 1)·n/k pairs then make
 about as many pair-passes as the seed stage itself (n·E), so the check costs about one seed round of training plus
 k + 1 scoring passes over the pairs. On the text world (20 seed pairs, SmolLM2-135M in float32, E = 3, batch 4)
-that is 5 folds of one epoch on 16 pairs: 20 optimiser steps, a third more than the seed stage's 15. A step there
-took 36 s on this project's shared 2-core machine at load 3 (a scoring pass over the 20 pairs 33 s), about 12 + 3
-minutes in all: the 10-minute aim holds only on an idle machine. `--epochs` (e.g. the config's own E, the judge the
-run will use exactly) and `--folds` trade time for fidelity.
+that is 5 folds of one epoch on 16 pairs: 20 optimiser steps, a third more than the seed stage's 15. Measured on
+this project's shared 2-core machine with 20 pairs of 130-150 tokens: a step took 36 s at load 3 (a scoring pass
+over the 20 pairs 33 s), and the first fold 7.8 minutes at load 3.5, so the whole check takes half an hour there,
+not the 10 minutes aimed at; `--folds 2 --epochs 1` (6 steps) comes closest. `--epochs` (e.g. the config's own E:
+the judge the run will use, exactly) and `--folds` trade time for fidelity.
 
 Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
 
