@@ -218,3 +218,13 @@ def test_the_studio_queues_the_check_its_worker_runs_it_and_the_api_reads_the_re
     assert result["chosen"] == judge_check.choose(
         {name: judge_check.JudgeEstimate(**f) for name, f in result["judges"].items()}
     )
+
+
+def test_folds_and_epochs_keep_two_pairs_a_fold_and_one_seed_rounds_training():
+    assert [judge_check.fold_count(n) for n in (4, 9, 10, 20, 64)] == [2, 4, 5, 5, 5]
+    # the text world (E = 3, 5 folds): one epoch a fold; the demo world (E = 12): three
+    assert (judge_check.fold_epochs(3, 5), judge_check.fold_epochs(12, 5), judge_check.fold_epochs(0, 2)) == (1, 3, 1)
+    with pytest.raises(judge_check.NotEnoughLabels, match="cross-fitting 2 folds needs at least 4"):
+        judge_check.fold_count(3)
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        judge_check.JudgeCheckRequest("p", epochs=0)

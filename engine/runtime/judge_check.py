@@ -4,21 +4,26 @@ labels? The labelled pairs are the project's seed pairs (uploaded and ranked in 
 seed_data when it is not imported yet, and the pairs a person labelled a or b in the project's runs.
 
 Cross-fitting, so no pair is judged by a model trained on it: the pairs are dealt into k folds (shuffled with the
-config's seed); for each fold, seed DPO trains π_0 on the other folds exactly as the seed stage does
-(engine.runtime.stages.stage_seed: from π_init, the config's epochs, learning rate and LoRA), then the held-out
+config's seed); for each fold, seed DPO trains π_0 on the other folds as the seed stage does
+(engine.runtime.stages.stage_seed: from π_init, the config's learning rate, batch and LoRA), then the held-out
 fold's chosen and rejected answers are scored under that π_0 and π_init, and every variant judges them. A variant
 agrees when it prefers the chosen answer. Each pair is shown as (a, b) in a seeded random order, as a round's
 sampled pairs come: a tie goes to 'a' (judges.judge_preference), and so is right half the time, not always (an
 ensemble whose voters tie would otherwise look perfect). The length-regularised variant's α is fitted on the fold's
-training pairs only. Each
-variant's agreement over all folds comes with Wilson's 95% interval (engine.method.agreement); the chosen variant
-is the one with the best lower bound (ties: the first in VARIANT_NAMES).
+training pairs only. Each variant's agreement over all folds comes with Wilson's 95% interval
+(engine.method.agreement); the chosen variant is the one with the best lower bound (ties: the first in
+VARIANT_NAMES).
 
-How many folds and epochs: k = min(5, n // 2) (MAX_FOLDS), so every fold holds out at least two pairs and trains on
-at least half of them (80% from n = 10 on), close to the whole seed the run's own π_0 will see; epochs are the
-config's seed epochs, so the estimate is of the judge the run will use. On the text world (20 seed pairs,
-SmolLM2-135M, 3 epochs of batch 4) that is 5 trainings of 12 steps on 16 pairs, well inside 10 minutes on 2 CPU
-cores; `--folds` and `--epochs` trade accuracy of the estimate for time.
+How many folds and epochs (fold_count, fold_epochs): k = min(5, n // 2) folds, so every fold holds out at least two
+pairs and trains on at least half of them (80% from n = 10 on), close to the seed the run's own π_0 will see. Each
+fold trains max(1, round(E / (k − 1))) epochs, E the config's seed epochs: k folds of (k − 1)·n/k pairs then make
+about as many pair-passes as the seed stage itself (n·E), so the check costs about one seed round of training plus
+k + 1 scoring passes over the pairs. On the text world (20 seed pairs, SmolLM2-135M in float32, E = 3, batch 4)
+that is 5 folds of one epoch on 16 pairs: 20 optimiser steps, a third more than the seed stage's 15. Measured on
+this project's shared 2-core machine with 20 pairs of 130-150 tokens: a step took 36 s at load 3 (a scoring pass
+over the 20 pairs 33 s), and the first fold 7.8 minutes at load 3.5, so the whole check takes half an hour there,
+not the 10 minutes aimed at; `--folds 2 --epochs 1` (6 steps) comes closest. `--epochs` (e.g. the config's own E:
+the judge the run will use, exactly) and `--folds` trade time for fidelity.
 
 Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
 
@@ -59,10 +64,13 @@ class JudgeCheckRequest:
     project: str
     config: str = ""  # the name of one of the project's saved configurations, or YAML; empty: its latest
     folds: int | None = None  # None: min(MAX_FOLDS, pairs // 2)
+    epochs: int | None = None  # per fold; None: fold_epochs
 
     def __post_init__(self) -> None:
         if self.folds is not None and self.folds < 2:
             raise ValueError(f"folds must be at least 2, not {self.folds}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,11 @@ def chosen_first(n_pairs: int, seed: int) -> list[bool]:
     """Per pair, whether its chosen answer is shown as a: a seeded coin, the same for every fold."""
     rng = random.Random(f"{seed}:judge-check order")
     return [rng.random() < 0.5 for _ in range(n_pairs)]
+
+
+def fold_epochs(seed_epochs: int, folds: int) -> int:
+    """Epochs per fold: the k trainings together about as long as the seed stage (see the module's docstring)."""
+    return max(1, round(seed_epochs / (folds - 1)))
 
 
 def fold_of(n_pairs: int, folds: int, seed: int) -> list[int]:
@@ -370,12 +383,23 @@ def train_seed_policy(
         raise Stopped()
 
 
-def check(cfg: RunConfig, store: Store | None, project_id: int | None, folds: int | None, progress, say):
-    """Set up the config's world, gather the labelled pairs, refuse too few (NotEnoughLabels) and cross-fit."""
+def check(
+    cfg: RunConfig,
+    store: Store | None,
+    project_id: int | None,
+    folds: int | None,
+    progress: Progress,
+    say: Say,
+    epochs: int | None = None,
+) -> JudgeCheckResult:
+    """Set up the config's world, gather the labelled pairs, refuse too few (NotEnoughLabels) and cross-fit, each
+    fold `epochs` epochs (None: fold_epochs)."""
+    from dataclasses import replace
+
     from engine.worlds import world_of
 
-    if cfg.epochs < 1:
-        raise NotEnoughLabels("judge-check trains π_0 on the labelled pairs: the configuration's epochs must be ≥ 1")
+    if epochs is not None and epochs < 1:
+        raise NotEnoughLabels(f"judge-check trains π_0 on the labelled pairs: epochs must be at least 1, not {epochs}")
     if not cfg.seed_data:  # refuse before a world is built
         fold_count(len(labelled_pairs(store, project_id, cfg)), folds)
     world = world_of(cfg)
@@ -383,10 +407,12 @@ def check(cfg: RunConfig, store: Store | None, project_id: int | None, folds: in
         world.setup(lambda done, total: None)
     pairs = labelled_pairs(store, project_id, cfg)
     k = fold_count(len(pairs), folds)
+    cfg = replace(cfg, epochs=epochs if epochs is not None else fold_epochs(cfg.epochs, k))
     by_source = {s: sum(p.source == s for p in pairs) for s in ("seed", "human")}
     say(
         f"{len(pairs)} labelled pairs ({by_source['seed']} seed, {by_source['human']} labelled by a person), "
-        f"{k} folds, seed DPO of {cfg.epochs} epochs at lr {cfg.learning_rate:g} per fold"
+        f"{k} folds, seed DPO of {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} at lr {cfg.learning_rate:g} "
+        "per fold"
     )
     return cross_fit(cfg, pairs, k, progress, say)
 
@@ -400,9 +426,8 @@ def main(args) -> int:
     from engine.config import ConfigError, load_config
     from storage import Store
 
-    overrides = [f"epochs={args.epochs}"] if getattr(args, "epochs", None) is not None else []
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config)
     except ConfigError as e:
         print(f"judge-check: invalid configuration: {e}", file=sys.stderr)
         return 2
@@ -416,7 +441,13 @@ def main(args) -> int:
     say(f"judge-check of project '{cfg.project}' ({db if project else 'not in ' + str(db) + ': seed_data only'})")
     try:
         result = check(
-            cfg, store, project.id if project else None, getattr(args, "folds", None), lambda *a, **k: None, say
+            cfg,
+            store,
+            project.id if project else None,
+            getattr(args, "folds", None),
+            lambda *a, **k: None,
+            say,
+            getattr(args, "epochs", None),
         )
     except NotEnoughLabels as e:
         print(f"judge-check: {e}", file=sys.stderr)
@@ -441,7 +472,7 @@ def run_judge_check(store: Store, job, req: JudgeCheckRequest, progress: Progres
     if project is None or project.id != job.project_id:
         raise ValueError(f"job {job.id} belongs to no project named {req.project!r}")
     cfg = project_config(store, project, req.config)
-    result = check(cfg, store, project.id, req.folds, progress, say)
+    result = check(cfg, store, project.id, req.folds, progress, say, req.epochs)
     store.add_metrics(to_metrics(result, job.id))
     say("\n".join(result.lines()))
     return result
