@@ -26,13 +26,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.inline import AfterStage, gold_answer, human_corrections, run_inline, with_overrides  # noqa: E402
-from engine.config import RunConfig, load_config  # noqa: E402
-from engine.method.agreement import agreement, audit_estimate, audit_sample  # noqa: E402
-from engine.runtime.context import StageContext  # noqa: E402
-from storage import Pair, Store  # noqa: E402
+from benchmarks.inline import AfterStage, gold_answer, human_corrections, run_inline, with_overrides
+from engine.config import RunConfig, load_config
+from engine.method.agreement import agreement, audit_estimate, audit_sample
+from engine.runtime.context import StageContext
+from storage import Pair, Store
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -7,6 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from engine.worlds.toy_model import char_tokenizer, save_toy_model
+from storage import Store
 
 # The test models are tiny: extra intra-op threads buy nothing and, on a shared 2-core machine, spin-waiting
 # threads make a forward pass up to 100x slower.
@@ -65,3 +66,18 @@ def random_lora():
         return peft_model
 
     return wrap
+
+
+# a module that starts a live studio as its `studio` fixture gets a gradio_client and a Store on its database
+@pytest.fixture(scope="module")
+def client(studio):
+    from gradio_client import Client
+
+    return Client(studio.url, verbose=False)
+
+
+@pytest.fixture
+def store(studio):
+    s = Store(studio.db)
+    yield s
+    s.close()

@@ -30,13 +30,6 @@ def studio(tmp_path_factory):
     stop_studio(s)
 
 
-@pytest.fixture(scope="module")
-def client(studio):
-    from gradio_client import Client
-
-    return Client(studio.url, verbose=False)
-
-
 def test_the_api_returns_the_estimate_of_audit_answers_and_ignores_review_labels(client, studio):
     first, second, third, fourth = studio.sample  # judge: a, b, a, b
     page = client.predict("demo", 0, 20, 1, None, None, None, None, "", "audit", None, api_name="/review_page")

@@ -33,20 +33,6 @@ def studio(tmp_path_factory, mini_world):
     stop_studio(s)
 
 
-@pytest.fixture(scope="module")
-def client(studio):
-    from gradio_client import Client
-
-    return Client(studio.url, verbose=False)
-
-
-@pytest.fixture
-def store(studio):
-    s = Store(studio.db)
-    yield s
-    s.close()
-
-
 def prompts_file(path, prompts: list[str]) -> str:
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
     return str(path)

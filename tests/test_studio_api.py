@@ -117,20 +117,6 @@ def studio(tmp_path_factory):
     stop_studio(s)
 
 
-@pytest.fixture(scope="module")
-def client(studio):
-    from gradio_client import Client
-
-    return Client(studio.url, verbose=False)
-
-
-@pytest.fixture
-def store(studio):
-    s = Store(studio.db)
-    yield s
-    s.close()
-
-
 def test_fresh_database_has_the_demo_project_ready_but_not_started(client, store):
     assert client.predict(api_name="/list_projects") == ["demo"]
     demo = store.project("demo")
