@@ -22,7 +22,9 @@ from storage.records import LABEL_SOURCES, LABEL_VIA, LABELS, REVIEW_ORDERS
 PAGE_SIZES = (20, 30, 50)
 MAX_PAGE_SIZE = 200
 REVIEW_ACTIONS = ("keep", "flip") + LABELS
-REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A", "answer B"]
+REVIEW_COLUMNS = [
+    *("id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "by", "prompt", "answer A", "answer B")
+]  # by: who gave the label in force (empty for a self label)
 # what the judge said of a pair, and the label in force: hidden while an audit pair waits for its blind answer
 JUDGE_FIELDS = (
     "judge_label",
@@ -119,10 +121,11 @@ def rank_percent(rank: float | None) -> str:
     return "" if rank is None else f"{100 * rank:.0f}"
 
 
-def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
-    """A pair's row of the review table; blind: without the judge's numbers, flag and the label in force."""
+def review_row(p: Pair, rank: float | None = None, blind: bool = False, by: str = "") -> list:
+    """A pair's row of the review table; blind: without the judge's numbers, flag, the label in force and who
+    gave it. `by`: the person whose label is in force."""
     if blind:
-        return [p.id, p.round, "", "", "", "", BLIND, "", *review_row(p)[8:]]
+        return [p.id, p.round, "", "", "", "", BLIND, "", "", *review_row(p)[9:]]
     return [
         p.id,
         p.round,
@@ -132,6 +135,7 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
         rank_percent(rank),
         p.label or "",
         p.label_source or "",
+        by,
         shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
         shortened(p.response_a, 70),
         shortened(p.response_b, 70),
@@ -139,8 +143,9 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
 
 
 def review_rows(store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset()) -> list[list]:
-    ranks = store.pair_ranks(project_id, [p.id for p in pairs])
-    return [review_row(p, ranks.get(p.id), p.id in blind) for p in pairs]
+    ids = [p.id for p in pairs]
+    ranks, people = store.pair_ranks(project_id, ids), store.labelled_by(ids)
+    return [review_row(p, ranks.get(p.id), p.id in blind, people.get(p.id, "")) for p in pairs]
 
 
 def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:
@@ -199,10 +204,11 @@ def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
     out["instructions"] = instruction_checks(pair, cfg)
     out["blind"] = blind
     if blind:
-        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None)
+        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None, labelled_by=None)
         return out
     out["events"] = [asdict(e) for e in store.label_events(pair.id)]
     out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+    out["labelled_by"] = store.labelled_by([pair.id]).get(pair.id)
     return out
 
 
