@@ -1,18 +1,21 @@
 """Named API endpoints, so gradio_client can script the studio:
 
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
     c = Client("http://127.0.0.1:7860/")
-    c.predict("seed.jsonl", "my-project", "seed", api_name="/import_file")
+    c.predict(handle_file("seed.jsonl"), "my-project", "seed", api_name="/import_file")
     job = c.predict("my-project", open("configs/demo.yaml").read(), api_name="/queue_run")["job_id"]
     c.predict(job, api_name="/job_status")
+    c.predict("my-project", api_name="/export_dataset")["file"]  # the dataset, downloaded
 
 Where the studio has accounts, sign in with Client(url, auth=("ana", "password")): every label and decision the
 client makes then carries "ana" (else "api"), and undo_last_label / undo_seed take back only ana's own.
 
-Paths given to preview_file and import_file are read on the machine the studio runs on, only under its
-data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every
-endpoint returns JSON-ready values; a refused request raises an error whose message says why (gradio_client's
-AppError)."""
+preview_file and import_file take a file the client uploads (`handle_file(path)`, at most MAX_UPLOAD_MB) or a
+path on the machine the studio runs on, read only under its data roots (the database's folder, Gradio's uploads,
+SPA_DATA_ROOTS; checked after resolving links). Exports land under the export folder and come back as files the
+client downloads (examples/remote_client.py goes through it all). Every endpoint returns JSON-ready values, where
+no key named `path` appears but a file's (gradio_client downloads whatever a `path` names); a refused request
+raises an error whose message says why (gradio_client's AppError)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
+from gradio import FileData
 
 from app import actions
 from app.actions import ActionError, ReviewQuery
@@ -34,6 +38,17 @@ def _call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except ActionError as e:
         raise gr.Error(str(e), print_exception=False) from None
+
+
+def _handed_out(download: actions.Download) -> dict:
+    """A download as the client sees it: `file` and `card` as Gradio file data, which gradio_client fetches."""
+    return {
+        "what": download.what,
+        "job_id": download.job_id,
+        "out": download.out,
+        "file": FileData(path=download.file, orig_name=Path(download.file).name).model_dump(),
+        "card": FileData(path=download.card, orig_name=Path(download.card).name).model_dump(),
+    }
 
 
 def register(db: str, people: tuple[str, ...] = ()) -> None:
@@ -63,20 +78,37 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         """Example counts per role, label counts per source and the number of runs of a project."""
         return _call(actions.project_summary, db, project)
 
-    def preview_file(path: str, role: str) -> dict:
-        """Validate a data file as seed, pool or eval without importing: format, rows, first rows, problems."""
-        return asdict(_call(lambda: actions.preview_import(actions.readable_path(db, path), role, Path(path).name)))
+    def preview_file(file: str | FileData, role: str) -> dict:
+        """Validate a data file as seed, pool or eval without importing: format, rows, first rows, problems. file:
+        handle_file(path) (an upload) or a path on the studio's machine under its data roots."""
 
-    def import_file(path: str, project: str, role: str) -> dict:
-        """Validate and import a data file (seed | pool | eval), all or nothing. ok is false and issues lists
-        every problem (file, line, field, message) when nothing was imported."""
-        return asdict(
-            _call(lambda: actions.import_file(db, actions.readable_path(db, path), project, role, Path(path).name))
-        )
+        def preview():
+            path, name = actions.received_file(db, file)
+            return actions.preview_import(path, role, name)
+
+        return asdict(_call(preview))
+
+    def import_file(file: str | FileData, project: str, role: str) -> dict:
+        """Validate and import a data file (seed | pool | eval), all or nothing; file as for preview_file. ok is false
+        and issues lists every problem (file, line, field, message) when nothing was imported: a file over the
+        studio's limit (MAX_UPLOAD_MB) or not a data file among them."""
+
+        def load():
+            path, name = actions.received_file(db, file)
+            return actions.import_file(db, path, project, role, name)
+
+        return asdict(_call(load))
+
+    def imported_rows(project: str, role: str, page: int = 0, page_size: int = 50) -> dict:
+        """One page of the project's imported rows of a role (seed | pool | eval), in import order: total, pages and
+        rows (id, file, line, prompt as chat messages, chosen, rejected; None where a row has no answer)."""
+        return _call(actions.imported_rows, db, project, role, page, page_size)
 
     def save_config(project: str, name: str, config_yaml: str) -> dict:
-        """Validate and save a run configuration; returns its id, file path and the equivalent command."""
-        return _call(actions.save_config, db, project, name, config_yaml)
+        """Validate and save a run configuration; returns its id, name, yaml, the saved file on the studio's machine
+        (`file`, a plain string) and the equivalent command."""
+        saved = _call(actions.save_config, db, project, name, config_yaml)
+        return {key: value for key, value in saved.items() if key != "path"} | {"file": saved["path"]}
 
     def queue_run(project: str, config_yaml: str) -> dict:
         """Validate a run configuration and queue a run of the project with it; returns the job id."""
@@ -89,6 +121,66 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
     def job_status(job_id: int) -> dict:
         """A job's status, stage, round, progress counts, ETA, stage plan and last log lines."""
         return _call(actions.job_status, db, job_id)
+
+    def job_log(job_id: int, lines: int = 50, after: int = 0) -> dict:
+        """The last `lines` lines of a job's log (at most 2000; only those after line id `after`, to follow it): lines
+        (id, at, level, message) and text, one line each."""
+        return _call(actions.job_log, db, job_id, lines, after)
+
+    def export_dataset(
+        project: str,
+        format: str = "jsonl",
+        out: str = "",
+        sources: list[str] | None = None,
+        min_confidence: float | None = None,
+        exclude_noisy: bool = False,
+        seed_ordered_pairs: bool = False,
+        rounds: list[int] | None = None,
+        job_id: int | None = None,
+        force: bool = False,
+    ) -> dict:
+        """Export the grown dataset (TRL prompt/chosen/rejected with provenance) as the Export tab does, and download
+        it: `file` is the data file (train.jsonl or train.parquet; format hf: the datasets folder as a zip), `card`
+        its README; `out` the folder on the studio's machine (relative to the export folder and inside it; empty: a
+        new exports/PROJECT/dataset-TIME). Refused with nothing written: an unknown project, run or source, no pair
+        left by the filters, a folder outside the export folder or not empty (unless force)."""
+        req = _call(
+            actions.export_request,
+            db,
+            project,
+            "dataset",
+            out,
+            format=format,
+            sources=list(sources) if sources else None,
+            min_confidence=min_confidence,
+            exclude_noisy=bool(exclude_noisy),
+            seed_ordered_pairs=bool(seed_ordered_pairs),
+            rounds=list(rounds) if rounds else None,
+            job_id=job_id,
+            force=bool(force),
+        )
+        return _handed_out(_call(actions.dataset_download, db, req))
+
+    def export_model(
+        project: str,
+        what: str = "model",
+        round: int | None = None,
+        job_id: int | None = None,
+        out: str = "",
+        force: bool = False,
+    ) -> dict:
+        """Queue an export of a run's merged model (what "model") or LoRA adapter ("adapter"): round (default the
+        last) of run job_id (default the project's latest run with a saved model), into out (as for export_dataset).
+        A job, since it loads weights: follow it with job_status, then fetch its zip with download_export. Refused
+        with nothing queued: an unknown project, run or round, an adapter of a full fine-tune, a bad folder."""
+        req = _call(actions.export_request, db, project, what, out, round=round, job_id=job_id, force=bool(force))
+        export_job = _call(actions.queue_model_export, db, req)
+        return {"job_id": export_job, "status": "queued", "what": req.what, "out": req.out}
+
+    def download_export(job_id: int) -> dict:
+        """A finished model or adapter export (export_model's job_id) as a zip (`file`) and its model card (`card`);
+        refused, saying the job's state, until the job is done."""
+        return _handed_out(_call(actions.model_download, db, job_id))
 
     def job_metrics(job_id: int) -> list[dict]:
         """Every metric a job recorded (name, step, round, value)."""
@@ -275,7 +367,9 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         preview_file,
         list_jobs,
         job_status,
+        job_log,
         job_metrics,
+        imported_rows,
         review_page,
         get_pair,
         review_progress,
@@ -290,6 +384,9 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         create_project,
         open_text_demo,
         import_file,
+        export_dataset,
+        export_model,
+        download_export,
         save_config,
         queue_run,
         stop_run,

@@ -39,13 +39,10 @@ def request_for(root: Path, project, what, fmt, round_, out, min_conf, exclude_n
     from app.actions import ExportRequest
 
     dataset = what == "dataset"
-    out = (out or "").strip()
-    if out:  # the worker runs elsewhere: hand it an absolute folder
-        out = str(root / Path(out).expanduser())
     return ExportRequest(
         project=project,
         what=what,
-        out=out,
+        out=actions.export_folder(root, out),  # absolute: the worker runs elsewhere
         force=bool(force),
         root=str(root),
         round=None if dataset or round_ in (None, "", LAST) else int(round_),

@@ -233,6 +233,7 @@ def serve(
                 head=KEYBOARD_JS + seed_view.KEYBOARD_JS,
                 footer_links=["api"],
                 show_error=True,
+                max_file_size=actions.MAX_UPLOAD_MB * 2**20,  # an upload over the import limit stops at the door
             )
         except OSError as e:
             print(f"spa studio: cannot listen on {host}:{port}: {e}", file=sys.stderr)

@@ -77,11 +77,8 @@ def sampled(client, studio, mini_world):
     upload = prompts_file(studio.tmp / "prompts.jsonl", pool_prompts(mini_world, 5))
     report = client.predict(upload, PROJECT, "seed", api_name="/import_file")
     assert report["ok"] and report["added"] == 5, report
-    store = Store(studio.db)  # (/save_config answers with the saved file's path, which the client fetches)
-    try:
-        store.save_config(store.project(PROJECT).id, "mini", CONFIG.format(model=mini_world.model_dir))
-    finally:
-        store.close()
+    saved = client.predict(PROJECT, "mini", CONFIG.format(model=mini_world.model_dir), api_name="/save_config")
+    assert saved["name"] == "mini" and saved["file"].endswith("mini.yaml")
     progress = client.predict(PROJECT, api_name="/seed_progress")
     assert (progress["prompts"], progress["without_answers"], progress["seed_pairs"]) == (5, 5, 0)
 

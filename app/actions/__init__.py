@@ -3,8 +3,9 @@
 configs, imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
 
 One module per concern: projects, imports, configs, job_queue, review (and review_view, the Review tab's cursor),
-audit (the blind audit's estimate), seed, insight; lookups (the refusal, one Store per call, finding rows) and paths
-(where the studio may read and write). This package only hands their names on."""
+audit (the blind audit's estimate), seed, insight, downloads (exports a remote client takes home); lookups (the
+refusal, one Store per call, finding rows) and paths (where the studio may read and write).
+This package only hands their names on."""
 
 from app.actions.audit import audit_estimate, round_audit_row, run_audit_warning
 from app.actions.configs import (
@@ -19,7 +20,8 @@ from app.actions.configs import (
     validate_config_or_none,
     with_project,
 )
-from app.actions.imports import ImportReport, examples_page, import_file, preview_import
+from app.actions.downloads import Download, dataset_download, export_request, model_download, queue_model_export
+from app.actions.imports import ImportReport, examples_page, import_file, imported_rows, preview_import
 from app.actions.insight import ProjectInsight, init_answers, project_insight, round_samples, run_folder
 from app.actions.job_queue import (
     ACTIVE,
@@ -29,6 +31,7 @@ from app.actions.job_queue import (
     check_data,
     evaluation_table,
     job_config,
+    job_log,
     job_status,
     jobs,
     other_plan,
@@ -41,7 +44,16 @@ from app.actions.job_queue import (
 )
 from app.actions.judge_check import judge_check_result, queue_judge_check
 from app.actions.lookups import ActionError, job_of, opened, pair_of, project_of
-from app.actions.paths import ROOT, data_roots, export_root, readable_path
+from app.actions.paths import (
+    MAX_UPLOAD_MB,
+    ROOT,
+    data_roots,
+    export_folder,
+    export_root,
+    readable_path,
+    received_file,
+    upload_folder,
+)
 from app.actions.projects import (
     DEMO_CONFIG,
     PROJECT_NAME,
@@ -115,6 +127,7 @@ __all__ = [
     "DEMO_CONFIG",
     "EDGES",
     "JOB_KINDS",
+    "MAX_UPLOAD_MB",
     "PAGE_SIZES",
     "PROJECT_NAME",
     "RANK_BANDS",
@@ -128,6 +141,7 @@ __all__ = [
     "TEXT_DEMO_CONFIG",
     "TEXT_DEMO_TITLE",
     "ActionError",
+    "Download",
     "ExportError",
     "ExportRequest",
     "ImportReport",
@@ -146,18 +160,23 @@ __all__ = [
     "config_file",
     "create_project",
     "data_roots",
+    "dataset_download",
     "default_config",
     "ensure_demo_project",
     "evaluation_table",
     "examples_page",
     "export",
+    "export_folder",
+    "export_request",
     "export_root",
     "exportable",
     "guidelines",
     "import_file",
+    "imported_rows",
     "init_answers",
     "instruction_checks",
     "job_config",
+    "job_log",
     "job_of",
     "job_status",
     "jobs",
@@ -165,6 +184,7 @@ __all__ = [
     "label_in_review",
     "latest_config",
     "mark_seed",
+    "model_download",
     "next_offset",
     "open_review",
     "open_text_demo",
@@ -180,11 +200,13 @@ __all__ = [
     "project_summary",
     "queue_export",
     "queue_judge_check",
+    "queue_model_export",
     "queue_run",
     "queue_seed_answers",
     "rank_percent",
     "rank_seed",
     "readable_path",
+    "received_file",
     "resolve_label",
     "resume_run",
     "review_page",
@@ -195,8 +217,8 @@ __all__ = [
     "round_rows",
     "round_samples",
     "round_table",
-    "run_command",
     "run_audit_warning",
+    "run_command",
     "run_dir",
     "run_folder",
     "run_metrics",
@@ -218,6 +240,7 @@ __all__ = [
     "train_command",
     "undo_last_label",
     "undo_seed",
+    "upload_folder",
     "validate_config",
     "validate_config_or_none",
     "with_project",

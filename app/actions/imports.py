@@ -1,5 +1,5 @@
-"""Data files: validate one as seed, pool or eval rows without writing (preview), import it all or nothing, and
-page through a project's imported rows."""
+"""Data files: validate one as seed, pool or eval rows without writing (preview), import it all or nothing (both
+refuse a file over MAX_UPLOAD_MB), and page through a project's imported rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.actions.lookups import ActionError, opened, project_of, shortened
+from app.actions.paths import MAX_UPLOAD_MB
 from app.actions.projects import create_project
+from storage import Example
 from storage.records import ROLES
+
+MAX_PAGE_SIZE = 500  # imported rows one API page may hold
+MAX_BYTES = MAX_UPLOAD_MB * 2**20
 
 
 @dataclass
@@ -53,7 +58,7 @@ def preview_import(path: str, role: str, shown_name: str | None = None, rows: in
     _check_import_args(path, role)
     name = shown_name or Path(path).name
     try:
-        result = load_examples(path, role)
+        result = load_examples(path, role, MAX_BYTES)
     except ImportFailed as e:
         return ImportReport(ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues])
     first = [
@@ -85,7 +90,7 @@ def import_file(db: str, path: str, project: str, role: str, shown_name: str | N
     _check_import_args(path, role)
     name = shown_name or Path(path).name
     try:
-        result = load_examples(path, role)
+        result = load_examples(path, role, MAX_BYTES)
     except ImportFailed as e:
         return ImportReport(
             ok=False, file=name, role=role, issues=[_issue(i, name) for i in e.issues], project=project
@@ -111,14 +116,20 @@ def import_file(db: str, path: str, project: str, role: str, shown_name: str | N
     )
 
 
-def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
-    """Imported rows of one role (seed pairs, pool prompts, eval pairs), in import order, and their count."""
+def _examples(db: str, project: str, role: str, offset: int, limit: int) -> tuple[list[Example], int]:
     if role not in ROLES:
         raise ActionError(f"role must be one of {', '.join(ROLES)}")
     with opened(db) as store:
         proj = project_of(store, project)
-        rows = store.examples(proj.id, role, limit=limit, offset=max(0, int(offset)))
-        total = store.count_examples(proj.id, role)
+        return store.examples(proj.id, role, limit=limit, offset=max(0, int(offset))), store.count_examples(
+            proj.id, role
+        )
+
+
+def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+    """Imported rows of one role (seed pairs, pool prompts, eval pairs), in import order, shortened for a table,
+    and their count."""
+    rows, total = _examples(db, project, role, offset, limit)
     return [
         {
             "line": f"{Path(ex.source_file).name}:{ex.source_line}",
@@ -128,3 +139,32 @@ def examples_page(db: str, project: str, role: str, offset: int = 0, limit: int 
         }
         for ex in rows
     ], total
+
+
+def imported_rows(db: str, project: str, role: str, page: int = 0, page_size: int = 50) -> dict:
+    """One page of a project's imported rows of one role, whole (the prompt as chat messages; chosen and rejected
+    None for a pool prompt or a seed prompt), in import order, with the file and line each came from."""
+    if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
+        raise ActionError(f"page_size must be from 1 to {MAX_PAGE_SIZE}, got {page_size}")
+    if int(page) < 0:
+        raise ActionError(f"page must be 0 or more, got {page}")
+    rows, total = _examples(db, project, role, int(page) * int(page_size), int(page_size))
+    return {
+        "project": (project or "").strip(),
+        "role": role,
+        "total": total,
+        "page": int(page),
+        "page_size": int(page_size),
+        "pages": -(-total // int(page_size)),
+        "rows": [
+            {
+                "id": ex.id,
+                "file": Path(ex.source_file).name,
+                "line": ex.source_line,
+                "prompt": ex.prompt,
+                "chosen": ex.chosen,
+                "rejected": ex.rejected,
+            }
+            for ex in rows
+        ],
+    }

@@ -14,7 +14,7 @@ from app.actions.configs import validate_config
 from app.actions.lookups import ActionError, job_of, opened, project_of
 from app.security import STUDIO_ACTOR
 from engine.config import ConfigError, RunConfig
-from engine.data.export import ExportRequest
+from engine.data.export import ExportError, ExportRequest, check_model_export
 from engine.data.report import round_rows, round_table
 from engine.runtime.jobs import EXPORT, RUN, TEXT_WORLD, job_plan, job_request, plan
 from storage import Job, Project, Store
@@ -22,6 +22,7 @@ from storage import Job, Project, Store
 RESUMABLE = ("stopped", "interrupted", "failed")
 ACTIVE = ("queued", "running", "paused")
 STALE_AFTER_S = 60.0  # a running job whose heartbeat is older than this is shown as probably interrupted
+MAX_LOG_LINES = 2000  # the most log lines one call returns
 
 
 def queue_run(db: str, project: str, config_yaml: str) -> dict:
@@ -66,7 +67,12 @@ def check_data(store: Store, proj: Project, cfg: RunConfig) -> None:
 
 
 def queue_export(db: str, request: ExportRequest) -> int:
-    """Queue a model or adapter export as a job (it loads weights, which only the worker does); its id."""
+    """Queue a model or adapter export as a job (it loads weights, which only the worker does); its id. Checked
+    first as the export will check it (project, run, round, destination): refused with nothing queued."""
+    try:
+        check_model_export(db, request)
+    except ExportError as e:
+        raise ActionError(str(e)) from None
     with opened(db) as store:
         proj = project_of(store, request.project)
         return store.enqueue(Job(project_id=proj.id, kind=EXPORT, config_yaml=yaml.safe_dump(asdict(request))))
@@ -140,7 +146,28 @@ def job_status(db: str, job_id: int, log_lines: int = 30) -> dict:
         "plan": stages,
         "round_status": {str(r): v.status for r, v in rounds.items()},
         "config_yaml": job.config_yaml,
-        "log": [{"id": e["id"], "at": e["at"], "level": e["level"], "message": e["message"]} for e in events],
+        "log": _log_rows(events),
+    }
+
+
+def _log_rows(events: list[dict]) -> list[dict]:
+    return [{"id": e["id"], "at": e["at"], "level": e["level"], "message": e["message"]} for e in events]
+
+
+def job_log(db: str, job_id: int, lines: int = 50, after: int = 0) -> dict:
+    """The last `lines` lines of a job's log (those after the line id `after` only, to follow it), oldest first,
+    and as text one line each: "at level message"."""
+    if not 1 <= int(lines) <= MAX_LOG_LINES:
+        raise ActionError(f"lines must be from 1 to {MAX_LOG_LINES}, got {lines}")
+    with opened(db) as store:
+        job = job_of(store, job_id)
+        rows = _log_rows(store.events(job.id, after_id=max(0, int(after or 0)), limit=int(lines)))
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "lines": rows,
+        "text": "\n".join(f"{r['at']} {r['level']} {r['message']}" for r in rows),
     }
 
 

@@ -2,7 +2,7 @@
 (model), the grown dataset (dataset), their cards (cards), and the staged, atomic write (staging); the entry
 points are in exporter."""
 
-from engine.data.export.exporter import export, exportable
+from engine.data.export.exporter import check_model_export, export, exportable
 from engine.data.export.records import ExportError, ExportRequest
 
-__all__ = ["ExportError", "ExportRequest", "export", "exportable"]
+__all__ = ["ExportError", "ExportRequest", "check_model_export", "export", "exportable"]

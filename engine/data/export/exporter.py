@@ -46,10 +46,8 @@ def export(db: str | Path, req: ExportRequest, progress: Progress | None = None)
             with staging(out, req.force) as tmp:
                 write_dataset(tmp, rows, conversational, req, proj, report)
             return out
-        chosen = _pick_model(store, proj.id, req)
+        chosen = _checked_model(store, proj.id, req, out, Path(db))
         card = _run_card(store, proj, chosen)
-        refuse_protected(out, [Path(db), Path(chosen.path), Path(chosen.base_model)])
-        check_empty(out, req.force)
         with staging(out, req.force) as tmp:
             if req.what == "adapter":
                 write_adapter(tmp, chosen, card, report)
@@ -58,6 +56,28 @@ def export(db: str | Path, req: ExportRequest, progress: Progress | None = None)
         return out
     finally:
         store.close()
+
+
+def check_model_export(db: str | Path, req: ExportRequest) -> RunModel:
+    """What a model or adapter export would read, after every check `export` makes before it writes (the request,
+    the project, the run and its round, the destination), writing nothing: a queued export is refused at once, not
+    when the worker gets to it."""
+    _check_request(req)
+    if req.what == "dataset":
+        raise ExportError("a dataset export runs at once: call export")
+    out = destination(req.out, req.root)
+    store = _open(db)
+    try:
+        return _checked_model(store, _project(store, req.project).id, req, out, Path(db))
+    finally:
+        store.close()
+
+
+def _checked_model(store: Store, project_id: int, req: ExportRequest, out: Path, db: Path) -> RunModel:
+    chosen = _pick_model(store, project_id, req)
+    refuse_protected(out, [db, Path(chosen.path), Path(chosen.base_model)])
+    check_empty(out, req.force)
+    return chosen
 
 
 # the request, the project and the run

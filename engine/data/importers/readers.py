@@ -37,7 +37,7 @@ def open_source(path: Path, name: str, max_bytes: int | None = None) -> Source:
         raise refuse(
             name,
             f"{size / 2**20:.1f} MiB is over the import limit of {max_bytes / 2**20:.1f} MiB "
-            "(raise it with --max-mb, or split the file)",
+            "(split the file; `launch.py import --max-mb` raises the limit)",
         )
     if path.is_dir():
         return _dataset_dir(path, name)
