@@ -8,7 +8,7 @@ the open store, so one click reads and writes on one connection."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 from app.actions.job_queue import job_config
@@ -64,6 +64,8 @@ class ReviewQuery:
     order: str = "uncertain"
     job_id: int | None = None
     rank_band: str | None = None  # one of RANK_BANDS: the within-round percentile of the judge's margin
+    person: str | None = None  # "my queue": only the pairs assigned to this person, shown as they see them (seen_by)
+    todo: bool = False  # with person: only the pairs they have not labelled yet
 
     def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
         if self.source is not None and self.source not in LABEL_SOURCES:
@@ -87,6 +89,8 @@ class ReviewQuery:
             offset=offset,
             min_rank=low,
             max_rank=high,
+            person=self.person,
+            todo=self.todo and self.person is not None,
         )
 
 
@@ -157,7 +161,27 @@ def page_window(page_size: int, page: int = 0, offset: int | None = None) -> tup
 
 
 def queue_page(store: Store, proj: Project, query: ReviewQuery, offset: int, page_size: int) -> tuple[list[Pair], int]:
-    return store.review_page(query.filter(proj.id, offset, page_size))
+    pairs, total = store.review_page(query.filter(proj.id, offset, page_size))
+    return seen_by(store, pairs, query.person), total
+
+
+def seen_by(store: Store, pairs: list[Pair], person: str | None) -> list[Pair]:
+    """In a person's own queue, each pair as they see it: where someone else's label is in force, the label shown
+    (and kept or flipped) is the person's own latest one, else the judge's (source self), so that nobody answers
+    after seeing another person's answer and their agreement means something. Outside it, the pairs as stored."""
+    if person is None:
+        return pairs
+    theirs = store.labels_by_person(p.id for p in pairs if p.label_source == "human")
+    out = []
+    for p in pairs:
+        own = theirs.get(p.id, {}).get(person)
+        if p.label_source != "human" or own == p.label:
+            out.append(p)
+        elif own is None:
+            out.append(replace(p, label=p.judge_label, label_source="self", human_response=None))
+        else:
+            out.append(replace(p, label=own))
+    return out
 
 
 def review_page(
@@ -192,7 +216,8 @@ def pair_detail(db: str, pair_id: int, order: str = "") -> dict:
         return detail_of(store, pair, pair.id in blind_ids(store, order, [pair.id]))
 
 
-def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
+def detail_of(store: Store, pair: Pair, blind: bool = False, person: str | None = None) -> dict:
+    """pair_detail of a pair already read; with `person` (their own queue), the history holds their events only."""
     cfg = job_config(store.job(pair.job_id))
     out = asdict(pair)
     out["instructions"] = instruction_checks(pair, cfg)
@@ -200,7 +225,7 @@ def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
     if blind:
         out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None)
         return out
-    out["events"] = [asdict(e) for e in store.label_events(pair.id)]
+    out["events"] = [asdict(e) for e in store.label_events(pair.id) if person is None or e.actor == person]
     out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
     return out
 
@@ -380,6 +405,7 @@ def next_offset(offset: int, page_size: int, changes: list[LabelChange], query: 
     for was_flagged, source, flagged in changes:
         leaves = query.source is not None and source != query.source
         leaves |= query.flagged is True and not flagged
+        leaves |= query.todo and query.person is not None  # a label of theirs takes it out of their to-do queue
         unflagged = was_flagged and not flagged and query.order == "uncertain"
         moved += bool(leaves or unflagged)
     return max(offset + page_size - moved, 0)

@@ -17,6 +17,7 @@ from app.actions.review import (
     progress_of,
     queue_page,
     review_rows,
+    seen_by,
 )
 from storage import LabelEvent, Store
 
@@ -107,12 +108,13 @@ def _view(
         return ReviewView(
             cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed
         )
-    pairs = [store.pair(i) for i in cursor.ids]
+    person = cursor.query.person
+    pairs = seen_by(store, [store.pair(i) for i in cursor.ids], person)
     blind = blind_ids(store, cursor.query.order, cursor.ids)
     return ReviewView(
         cursor=cursor,
         rows=review_rows(store, pairs[0].project_id, pairs, blind),
-        pair=detail_of(store, pairs[cursor.index], pairs[cursor.index].id in blind),
+        pair=detail_of(store, pairs[cursor.index], pairs[cursor.index].id in blind, person),
         progress=progress,
         edge=edge,
         event=event,
@@ -147,14 +149,16 @@ def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
         return _view(store, moved, edge)
 
 
-def label_in_review(db: str, cursor: ReviewCursor, label: str, human_response: str | None = None) -> ReviewView:
+def label_in_review(
+    db: str, cursor: ReviewCursor, label: str, human_response: str | None = None, actor: str = "studio"
+) -> ReviewView:
     """Label the cursor's pair as a person (as set_label) and step to the next pair. In the audit order the label is
     an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
     with opened(db) as store:
-        pair = pair_of(store, cursor.ids[cursor.index])
+        pair = seen_by(store, [pair_of(store, cursor.ids[cursor.index])], cursor.query.person)[0]
         via = "audit" if cursor.query.order == "audit" else "review"
         was_blind = bool(blind_ids(store, cursor.query.order, [pair.id]))
-        event = label_pair(store, pair, label, human_response, via=via)
+        event = label_pair(store, pair, label, human_response, actor=actor, via=via)
         change = LabelChange(was_flagged=bool(pair.noisy), source=event.new_source, flagged=False)
         moved, edge = _moved(store, replace(cursor, changes=cursor.changes + [change]), +1)
         return _view(store, moved, edge, event, pair.judge_label if was_blind else None)

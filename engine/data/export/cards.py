@@ -29,6 +29,9 @@ COLUMNS = {
     "rejected_score": "the judge's reward of the rejected answer; null for seed pairs",
     "noisy": "flagged as a likely wrong label by de-coupled noise detection after the α = 0 warm-up, so its "
     "label was smoothed in training (flags raised during the warm-up changed nothing and are not set)",
+    "labels_by_person": "every person's latest label of the pair ([{person, label}], label a, b, tie or both_bad); "
+    "where two or more people labelled it, the pair's label is their majority (a tie between them leaves the pair "
+    "out); empty where no person labelled it",
 }
 
 
@@ -195,7 +198,8 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
     parts = [
         f"# {project}: preference dataset\n",
         f"{len(rows)} preference pairs grown with Spread Preference Annotation (SPA) in SPA Studio, in TRL's "
-        f"preference format, {style}. Pairs labelled tie or both_bad are left out: they state no preference.\n",
+        f"preference format, {style}. Pairs labelled tie or both_bad are left out: they state no preference; so are "
+        "pairs the people who labelled them tie on.\n",
         "## Rows per source and round\n",
         table,
         "\n## Filters applied\n",

@@ -79,6 +79,7 @@ class PreferenceRow:
     chosen_score: float | None
     rejected_score: float | None
     noisy: bool
+    labels_by_person: list[dict] = field(default_factory=list)  # [{"person", "label"}]: each person's latest label
 
     def record(self, conversational: bool) -> dict:
         if conversational:
@@ -95,6 +96,7 @@ class PreferenceRow:
             "chosen_score": self.chosen_score,
             "rejected_score": self.rejected_score,
             "noisy": self.noisy,
+            "labels_by_person": self.labels_by_person,
         }
 
 
