@@ -5,6 +5,7 @@ merge that decides what a Run button queues (app/config_form.py)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -205,6 +206,36 @@ def test_undo_after_a_bulk_accept_reverts_every_pair_of_it_as_one_action(tmp_pat
         actions.undo_last_label(str(db), "p", "studio")
 
 
+def test_two_people_undo_only_their_own_labels_even_on_the_same_pair(tmp_path):
+    """ana and ben label the same pair the same way; ana's undo leaves ben's label, ben's undo then brings back
+    the self label (not ana's, which she took back); the label in force always names its person."""
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=3)
+    actions.set_label(str(db), ids[0], "b", actor="ana")
+    actions.set_label(str(db), ids[1], "b", actor="ana")
+    actions.set_label(str(db), ids[0], "b", actor="ben")
+    assert _by(db, ids) == {ids[0]: "ben", ids[1]: "ana"}
+    undone = actions.undo_last_label(str(db), "p", "ana")  # ana's newest: pair 1
+    assert undone["pairs"] == [ids[1]] and _by(db, ids) == {ids[0]: "ben"}
+    undone = actions.undo_last_label(str(db), "p", "ana")  # ana's pair 0: ben labelled it since, so it stays
+    assert undone["pairs"] == [] and undone["kept"] == [ids[0]]
+    with _opened(db) as store:
+        assert (store.pair(ids[0]).label, store.pair(ids[0]).label_source) == ("b", "human")
+    assert _by(db, ids) == {ids[0]: "ben"}
+    with pytest.raises(ActionError, match="nothing to undo"):
+        actions.undo_last_label(str(db), "p", "ana")
+    assert actions.undo_last_label(str(db), "p", "ben")["pairs"] == [ids[0]]
+    with _opened(db) as store:
+        assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [("a", "self")] * 3
+        assert {e.actor for e in store.label_events()} == {"ana", "ben"}
+    assert _by(db, ids) == {}
+
+
+def _by(db, ids) -> dict[int, str]:
+    with _opened(db) as store:
+        return store.labelled_by(ids)
+
+
 def test_guidelines_are_kept_per_project(tmp_path):
     db = str(tmp_path / "s.db")
     actions.create_project(db, "one")
@@ -368,7 +399,8 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
     said = []
     for button in ("review-keep", "review-flip", "review-a", "review-next"):
         opened.clear()
-        view = _handler(blocks, button)("p", state)
+        signed_in = [] if button == "review-next" else [SimpleNamespace(username="ana")]  # what gr.Request carries
+        view = _handler(blocks, button)("p", state, *signed_in)
         state = view[-1]
         assert len(opened) == 1, button
         said.append(view[-2])
@@ -385,3 +417,4 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
             ("a", "human"),
             ("a", "self"),
         ]
+        assert [e.actor for e in store.label_events()] == ["ana"] * 3

@@ -61,13 +61,23 @@ def balanced_assignment(
 
 
 def assign_review(
-    db: str, project: str, round_index, people: str | list[str], overlap=0, job_id: int | None = None
+    db: str,
+    project: str,
+    round_index,
+    people: str | list[str],
+    overlap=0,
+    job_id: int | None = None,
+    accounts: tuple[str, ...] = (),
 ) -> dict:
     """Split one round's review queue (its judged pairs; of the run job_id, default the project's newest run
     with that round) among the people named, overlap + 1 people per pair, replacing the round's assignment.
     Labels are never changed; a pair already labelled by one of the people stays theirs. Returns the run, round,
-    pairs, overlap, per person their count, and `kept`: places kept for an earlier label."""
+    pairs, overlap, per person their count, and `kept`: places kept for an earlier label. `accounts`: the people
+    who can sign in, where the studio has accounts: a name outside them is refused."""
     names = people_list(people)
+    unknown = [name for name in names if accounts and name not in accounts]
+    if unknown:
+        raise ActionError(f"unknown person {unknown[0]!r}: the studio's accounts are {', '.join(accounts)}")
     try:
         overlap, round_index = int(overlap), int(round_index)
     except (TypeError, ValueError):

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from app.actions.job_queue import job_config
 from app.actions.lookups import ActionError, opened, pair_of, project_of, shortened
+from app.security import STUDIO_ACTOR
 from engine.config import RunConfig
 from engine.worlds import world_of
 from storage import LabelEvent, Pair, Project, ReviewFilter, Store
@@ -277,7 +278,7 @@ def set_label(
     label: str,
     human_response: str | None = None,
     note: str = "",
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     via: str = "review",
 ) -> dict:
     """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
@@ -301,7 +302,7 @@ def label_pair(
     label: str,
     human_response: str | None = None,
     note: str = "",
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     via: str = "review",
 ) -> LabelEvent:
     action = (label or "").strip().lower().replace(" ", "_")
@@ -334,7 +335,7 @@ def bulk_accept(
     project: str,
     min_confidence: float | None = None,
     round: int | None = None,
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     top: str | None = None,
 ) -> dict:
     """Accept, unread, every self label at or above a confidence, or in a top rank band of its round ("top 50%"):
@@ -359,7 +360,7 @@ def bulk_accept(
     return {"accepted": n, "min_confidence": min_confidence, "top": top, "round": round}
 
 
-def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
+def undo_last_label(db: str, project: str, actor: str = STUDIO_ACTOR) -> dict:
     """Revert the newest labelling action `actor` took in the project, whole: one label, or every pair of a bulk
     accept (audited as undo events). `pairs`: the pairs reverted; `kept`: pairs someone else labelled since."""
     with opened(db) as store:

@@ -19,6 +19,7 @@ from app.actions.review import (
     review_rows,
     seen_by,
 )
+from app.security import STUDIO_ACTOR
 from storage import LabelEvent, Store
 
 EDGES = ("empty", "first", "last")  # why a step stayed put: no pair here, none before this one, none after it
@@ -150,9 +151,9 @@ def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
 
 
 def label_in_review(
-    db: str, cursor: ReviewCursor, label: str, human_response: str | None = None, actor: str = "studio"
+    db: str, cursor: ReviewCursor, label: str, human_response: str | None = None, actor: str = STUDIO_ACTOR
 ) -> ReviewView:
-    """Label the cursor's pair as a person (as set_label) and step to the next pair. In the audit order the label is
+    """Label the cursor's pair as `actor` (as set_label) and step to the next pair. In the audit order the label is
     an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
     with opened(db) as store:
         pair = seen_by(store, [pair_of(store, cursor.ids[cursor.index])], cursor.query.person)[0]
