@@ -52,6 +52,7 @@ class ReviewView:
     progress: list[dict] | None
     edge: str = ""
     event: LabelEvent | None = None
+    mine: list[dict] | None = None  # in a person's own queue: their progress (Store.assignment_progress)
     revealed: str | None = None  # the judge's label of the pair the click answered blind, now shown
 
 
@@ -101,15 +102,17 @@ def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor,
 def _view(
     store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None, revealed: str | None = None
 ) -> ReviewView:
+    person, mine = cursor.query.person, None
     try:
         progress = progress_of(store, cursor.project)
+        if person is not None:
+            mine = store.assignment_progress(project_of(store, cursor.project).id, person)
     except ActionError:
         progress = None
     if not cursor.ids:
         return ReviewView(
-            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed
+            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed, mine=mine
         )
-    person = cursor.query.person
     pairs = seen_by(store, [store.pair(i) for i in cursor.ids], person)
     blind = blind_ids(store, cursor.query.order, cursor.ids)
     return ReviewView(
@@ -120,6 +123,7 @@ def _view(
         edge=edge,
         event=event,
         revealed=revealed,
+        mine=mine,
     )
 
 
