@@ -198,7 +198,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab, accounts: tuple[str, ...] 
         max_height=300,
         wrap=False,
         elem_id="review-table",
-        column_widths=["55px", "70px", "35px", "60px", "75px", "75px", "60px", "90px", "22%", "15%", "15%"],
+        column_widths=["55px", "70px", "35px", "60px", "75px", "75px", "60px", "90px", "70px", "21%", "14%", "14%"],
     )
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):

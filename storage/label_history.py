@@ -55,12 +55,18 @@ class LabelHistory(StoreBase):
         label and source the pair has now. Pairs no person labelled (self labels) are absent."""
         if not pair_ids:
             return {}
+        return self._labellers(f"e.pair_id in ({','.join('?' * len(pair_ids))})", list(pair_ids))
+
+    def project_labelled_by(self, project_id: int) -> dict[int, str]:
+        """labelled_by for every pair of a project (the dataset export's `labelled_by` column)."""
+        return self._labellers("p.project_id = ?", [project_id])
+
+    def _labellers(self, where: str, params: list) -> dict[int, str]:
         rows = self.db.query(
             "select e.pair_id, e.actor, e.new_label is p.label and e.new_source is p.label_source in_force "
-            "from label_events e join pairs p on p.id = e.pair_id "
-            f"where e.pair_id in ({','.join('?' * len(pair_ids))}) and e.undoes is null "
+            f"from label_events e join pairs p on p.id = e.pair_id where {where} and e.undoes is null "
             "and e.id not in (select undoes from label_events where undoes is not null) order by e.id",
-            pair_ids,
+            params,
         )
         newest = {r["pair_id"]: r for r in rows}
         return {pair_id: r["actor"] for pair_id, r in newest.items() if r["in_force"]}

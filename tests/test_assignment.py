@@ -173,8 +173,9 @@ def test_my_queue_holds_my_pairs_shows_my_own_label_and_todo_drops_what_i_labell
     label(db, ann[0], "b", "bob")
     row = dict(zip(actions.REVIEW_COLUMNS, actions.review_page(db, "p", ReviewQuery(person="ann")).rows[0]))
     everyone = actions.review_page(db, "p", ReviewQuery(), page_size=50)
-    assert (row["id"], row["label"], row["source"]) == (ann[0], "a", "self")
-    assert dict(zip(everyone.pair_ids, [r[6] for r in everyone.rows]))[ann[0]] == "b"
+    assert (row["id"], row["label"], row["source"], row["by"]) == (ann[0], "a", "self", "")
+    shown = {r[0]: dict(zip(actions.REVIEW_COLUMNS, r)) for r in everyone.rows}
+    assert (shown[ann[0]]["label"], shown[ann[0]]["by"]) == ("b", "bob")
     # keep in ann's queue confirms what she sees (the judge's a), not bob's b
     view = actions.open_review(db, "p", ReviewQuery(person="ann", order="newest"), page_size=50, focus=ann[0])
     assert view.pair["label"] == "a" and view.pair["events"] == []  # bob's event is not in ann's history

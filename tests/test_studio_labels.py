@@ -214,6 +214,13 @@ def test_two_people_undo_only_their_own_labels_even_on_the_same_pair(tmp_path):
     actions.set_label(str(db), ids[0], "b", actor="ana")
     actions.set_label(str(db), ids[1], "b", actor="ana")
     actions.set_label(str(db), ids[0], "b", actor="ben")
+    actions.bulk_accept(str(db), "p", top="top 50%", actor="carl")  # pair 2 (the surest), unread
+    assert _by(db, ids) == {ids[0]: "ben", ids[1]: "ana", ids[2]: "carl"}
+    rows = exported(db, tmp_path / "before")
+    assert [rows[f"question {i}"]["labelled_by"] for i in range(3)] == ["ben", "ana", "carl"]
+    assert [rows[f"question {i}"]["source"] for i in range(3)] == ["human", "human", "accepted"]
+    assert rows["s"]["labelled_by"] is None  # an uploaded seed pair: nobody in the studio labelled it
+    assert actions.undo_last_label(str(db), "p", "carl")["pairs"] == [ids[2]]
     assert _by(db, ids) == {ids[0]: "ben", ids[1]: "ana"}
     undone = actions.undo_last_label(str(db), "p", "ana")  # ana's newest: pair 1
     assert undone["pairs"] == [ids[1]] and _by(db, ids) == {ids[0]: "ben"}
@@ -227,7 +234,7 @@ def test_two_people_undo_only_their_own_labels_even_on_the_same_pair(tmp_path):
     assert actions.undo_last_label(str(db), "p", "ben")["pairs"] == [ids[0]]
     with _opened(db) as store:
         assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [("a", "self")] * 3
-        assert {e.actor for e in store.label_events()} == {"ana", "ben"}
+        assert {e.actor for e in store.label_events()} == {"ana", "ben", "carl"}
     assert _by(db, ids) == {}
 
 

@@ -22,7 +22,9 @@ from storage.records import LABEL_SOURCES, LABEL_VIA, LABELS, REVIEW_ORDERS
 PAGE_SIZES = (20, 30, 50)
 MAX_PAGE_SIZE = 200
 REVIEW_ACTIONS = ("keep", "flip") + LABELS
-REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A", "answer B"]
+REVIEW_COLUMNS = [
+    *("id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "by", "prompt", "answer A", "answer B")
+]  # by: who gave the label in force (empty for a self label)
 # what the judge said of a pair, and the label in force: hidden while an audit pair waits for its blind answer
 JUDGE_FIELDS = (
     "judge_label",
@@ -123,10 +125,11 @@ def rank_percent(rank: float | None) -> str:
     return "" if rank is None else f"{100 * rank:.0f}"
 
 
-def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
-    """A pair's row of the review table; blind: without the judge's numbers, flag and the label in force."""
+def review_row(p: Pair, rank: float | None = None, blind: bool = False, by: str = "") -> list:
+    """A pair's row of the review table; blind: without the judge's numbers, flag, the label in force and who
+    gave it. `by`: the person whose label is in force."""
     if blind:
-        return [p.id, p.round, "", "", "", "", BLIND, "", *review_row(p)[8:]]
+        return [p.id, p.round, "", "", "", "", BLIND, "", "", *review_row(p)[9:]]
     return [
         p.id,
         p.round,
@@ -136,15 +139,25 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
         rank_percent(rank),
         p.label or "",
         p.label_source or "",
+        by,
         shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
         shortened(p.response_a, 70),
         shortened(p.response_b, 70),
     ]
 
 
-def review_rows(store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset()) -> list[list]:
-    ranks = store.pair_ranks(project_id, [p.id for p in pairs])
-    return [review_row(p, ranks.get(p.id), p.id in blind) for p in pairs]
+def review_rows(
+    store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset(), person: str | None = None
+) -> list[list]:
+    """The table rows of these pairs; `person`: of their own queue, pairs as seen_by them."""
+    ids = [p.id for p in pairs]
+    ranks, people = store.pair_ranks(project_id, ids), store.labelled_by(ids)
+    return [review_row(p, ranks.get(p.id), p.id in blind, by_of(p, people.get(p.id), person)) for p in pairs]
+
+
+def by_of(pair: Pair, labelled_by: str | None, person: str | None) -> str:
+    """Who gave the label shown: in a person's own queue a human label shown is theirs (seen_by)."""
+    return person if person is not None and pair.label_source == "human" else labelled_by or ""
 
 
 def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:
@@ -195,7 +208,7 @@ def review_page(
         proj = project_of(store, project)
         pairs, total = queue_page(store, proj, query, offset, page_size)
         blind = blind_ids(store, query.order, [p.id for p in pairs])
-        rows = review_rows(store, proj.id, pairs, blind)
+        rows = review_rows(store, proj.id, pairs, blind, query.person)
     return ReviewPage(
         blind=sorted(blind),
         rows=rows,
@@ -224,10 +237,11 @@ def detail_of(store: Store, pair: Pair, blind: bool = False, person: str | None 
     out["instructions"] = instruction_checks(pair, cfg)
     out["blind"] = blind
     if blind:
-        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None)
+        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None, labelled_by=None)
         return out
     out["events"] = [asdict(e) for e in store.label_events(pair.id) if person is None or e.actor == person]
     out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+    out["labelled_by"] = by_of(pair, store.labelled_by([pair.id]).get(pair.id), person) or None
     return out
 
 

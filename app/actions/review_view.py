@@ -117,7 +117,7 @@ def _view(
     blind = blind_ids(store, cursor.query.order, cursor.ids)
     return ReviewView(
         cursor=cursor,
-        rows=review_rows(store, pairs[0].project_id, pairs, blind),
+        rows=review_rows(store, pairs[0].project_id, pairs, blind, person),
         pair=detail_of(store, pairs[cursor.index], pairs[cursor.index].id in blind, person),
         progress=progress,
         edge=edge,

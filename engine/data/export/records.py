@@ -79,6 +79,7 @@ class PreferenceRow:
     chosen_score: float | None
     rejected_score: float | None
     noisy: bool
+    labelled_by: str | None = None  # the person whose label is in force (None: seed or self label)
     labels_by_person: list[dict] = field(default_factory=list)  # [{"person", "label"}]: each person's latest label
 
     def record(self, conversational: bool) -> dict:
@@ -96,6 +97,7 @@ class PreferenceRow:
             "chosen_score": self.chosen_score,
             "rejected_score": self.rejected_score,
             "noisy": self.noisy,
+            "labelled_by": self.labelled_by,
             "labels_by_person": self.labels_by_person,
         }
 
