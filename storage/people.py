@@ -79,7 +79,8 @@ class PeopleStore(PairStore):
         return out
 
     def labels_by_person(self, pair_ids: Iterable[int]) -> dict[int, dict[str, str]]:
-        """Per pair (of those given that a person labelled), each person's latest label not undone."""
+        """Per pair (of those given that a person labelled), each person's latest label not undone, in the order
+        those labels were given."""
         ids, out = list(pair_ids), {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

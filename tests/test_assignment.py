@@ -249,6 +249,8 @@ def test_the_dataset_export_keeps_every_persons_answer_under_the_majority_label(
         "q3": ("B3", "self", []),
     }
     assert rows[0].record(False)["labels_by_person"][2] == {"person": "cy", "label": "a"}
+    # labelled_by: cy's a is the label in force, but the pair exports with the majority's b, whose newest is bob
+    assert [r.labelled_by for r in rows] == ["bob", "bob", None]
 
 
 # agreement -------------------------------------------------------------------------------------------------

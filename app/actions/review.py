@@ -156,8 +156,11 @@ def review_rows(
 
 
 def by_of(pair: Pair, labelled_by: str | None, person: str | None) -> str:
-    """Who gave the label shown: in a person's own queue a human label shown is theirs (seen_by)."""
-    return person if person is not None and pair.label_source == "human" else labelled_by or ""
+    """Who gave the label shown: in a person's own queue a human label shown is theirs and a self label nobody's
+    (seen_by shows the judge's label in place of someone else's)."""
+    if person is not None and pair.label_source in ("human", "self"):
+        return person if pair.label_source == "human" else ""
+    return labelled_by or ""
 
 
 def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:

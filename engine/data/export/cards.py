@@ -31,7 +31,7 @@ COLUMNS = {
     "label was smoothed in training (flags raised during the warm-up changed nothing and are not set)",
     "labelled_by": "the person (the studio's signed-in user; studio or api without sign-in) whose label is in "
     "force: who labelled or accepted the pair, or ranked the seed prompt; where two or more people labelled it, "
-    "the people of the majority, comma-separated; null for seed and self labels",
+    "the newest of the majority; null for seed and self labels",
     "labels_by_person": "every person's latest label of the pair ([{person, label}], label a, b, tie or both_bad); "
     "where two or more people labelled it, the pair's label is their majority (a tie between them leaves the pair "
     "out); empty where no person labelled it",

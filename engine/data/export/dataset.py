@@ -77,7 +77,7 @@ def _seed_row(store: Store, ex: Example) -> PreferenceRow:
 def _pair_row(p: Pair, labelled_by: str | None, people: dict[str, str]) -> PreferenceRow:
     """Chosen is the labelled answer, or a person's own answer when they wrote one; rejected is the answer the
     label rejects either way. `labelled_by`: whose label is in force; where two or more people labelled the pair,
-    the people whose latest label is the one it exports with. `people`: each person's latest label of the pair."""
+    the newest of those whose label it exports with. `people`: each person's latest label, oldest first."""
     a_wins = p.label == "a"
     rejected, rejected_score = (p.response_b, p.reward_b) if a_wins else (p.response_a, p.reward_a)
     if p.human_response:
@@ -95,7 +95,7 @@ def _pair_row(p: Pair, labelled_by: str | None, people: dict[str, str]) -> Prefe
         chosen_score,
         rejected_score,
         bool(p.noisy),
-        ", ".join(sorted(who for who, said in people.items() if said == p.label)) if len(people) > 1 else labelled_by,
+        [who for who, said in people.items() if said == p.label][-1] if len(people) > 1 else labelled_by,
         [{"person": person, "label": label} for person, label in sorted(people.items())],
     )
 
