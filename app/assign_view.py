@@ -47,8 +47,9 @@ def progress_frame(db: str, project: str | None) -> pd.DataFrame:
     return pd.DataFrame([[r[k] for k in keys] for r in rows], columns=PROGRESS_COLUMNS)
 
 
-def build(db: str, project: gr.Dropdown, tab: gr.Tab, round_: gr.Dropdown, accounts: tuple[str, ...]) -> None:
-    """The panel that splits the round chosen in the Review tab's Round filter among people."""
+def build(db: str, project: gr.Dropdown, tab: gr.Tab, round_: gr.Dropdown, accounts: tuple[str, ...]):
+    """The panel that splits the round chosen in the Review tab's Round filter among people; returns the assign
+    event, for the tab to redraw its queue after it."""
     with gr.Accordion("Split a round among people", open=False, elem_id="assign-panel"):
         with gr.Row(equal_height=True):
             people = gr.Textbox(
@@ -89,6 +90,6 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab, round_: gr.Dropdown, accou
             progress_frame(db, project_),
         )
 
-    assign.click(on_assign, [project, round_, people, overlap], [info, table], api_visibility="private")
     for trigger in (tab.select, project.change):
         trigger(lambda p: progress_frame(db, p), [project], [table], show_progress="hidden", api_visibility="private")
+    return assign.click(on_assign, [project, round_, people, overlap], [info, table], api_visibility="private")

@@ -270,7 +270,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab, accounts: tuple[str, ...] 
             "training keeps treating them as self labels: they can be flagged as noisy and are not replayed "
             "in later rounds (only pairs a person labelled are). Exports show them as `accepted`."
         )
-    assign_view.build(db, project, tab, round_, accounts)
+    assigned = assign_view.build(db, project, tab, round_, accounts)
     state = gr.State(None)
 
     filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, queue, page_size]
@@ -350,6 +350,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab, accounts: tuple[str, ...] 
         max_conf.submit,
     ):
         trigger(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
+    assigned.then(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
 
     def on_guidelines(project_, text):
         try:
