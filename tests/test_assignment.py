@@ -134,6 +134,7 @@ def test_assign_review_splits_the_round_and_a_reassignment_keeps_every_label(db)
         ((1, "ann, , bob", 0), "person 2 of 3 has an empty name"),
         ((1, "", 0), "overlap 0 gives each pair to 1 person: name at least 1 \\(got 0\\)"),
         ((1, ["ann", "ann"], 0), "'ann' is named twice"),
+        ((1, "ann, b b", 0), "person 'b b' must be 1-64 letters"),
         ((1, "ann, bob", -1), "overlap must be 0 or more"),
         ((1, "ann, zed", 0, None, ("ann", "bob")), "unknown person 'zed': the studio's accounts are ann, bob"),
         (("one", "ann, bob", 0), "round and overlap must be whole numbers"),

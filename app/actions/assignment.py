@@ -9,13 +9,13 @@ import re
 from collections import Counter
 
 from app.actions.lookups import ActionError, opened, project_of, run_of
+from app.security import known_person
 
-MAX_NAME = 64  # characters in a person's name
 
-
-def people_list(people: str | list[str] | None) -> list[str]:
+def people_list(people: str | list[str] | None, accounts: tuple[str, ...] = ()) -> list[str]:
     """The people named, in order: a list, or one text with names separated by commas or new lines. An empty or
-    repeated name is refused, naming its position."""
+    repeated name is refused, naming its position, and so is a name outside the studio's accounts where it has any
+    (else one that is not a well-formed user name: security.known_person)."""
     if isinstance(people, str):
         names = re.split(r"[,\n]", people) if people.strip() else []
     else:
@@ -25,8 +25,10 @@ def people_list(people: str | list[str] | None) -> list[str]:
         name = str(name).strip()
         if not name:
             raise ActionError(f"person {position} of {len(names)} has an empty name")
-        if len(name) > MAX_NAME:
-            raise ActionError(f"person {position}'s name is longer than {MAX_NAME} characters")
+        try:
+            known_person(name, accounts)
+        except ValueError as e:
+            raise ActionError(str(e)) from None
         if name in out:
             raise ActionError(f"{name!r} is named twice")
         out.append(name)
@@ -74,10 +76,7 @@ def assign_review(
     Labels are never changed; a pair already labelled by one of the people stays theirs. Returns the run, round,
     pairs, overlap, per person their count, and `kept`: places kept for an earlier label. `accounts`: the people
     who can sign in, where the studio has accounts: a name outside them is refused."""
-    names = people_list(people)
-    unknown = [name for name in names if accounts and name not in accounts]
-    if unknown:
-        raise ActionError(f"unknown person {unknown[0]!r}: the studio's accounts are {', '.join(accounts)}")
+    names = people_list(people, accounts)
     try:
         overlap, round_index = int(overlap), int(round_index)
     except (TypeError, ValueError):
