@@ -272,6 +272,7 @@ def _v10(db: sqlite_utils.Database) -> None:
     )
     db["assignments"].create_index(["job_id", "round", "person"])
     db["assignments"].create_index(["person", "pair_id"])
+    db["label_events"].create_index(["actor", "id"])  # a person's own labels: their queue, progress and undo
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
