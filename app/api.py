@@ -61,6 +61,8 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         and every account of the studio (people; empty without authentication)."""
         return {"person": actor_of(request, API_ACTOR), "people": list(people)}
 
+    accounts = tuple(people)  # assign_review's own `people` are the names it is given
+
     def list_projects() -> list[str]:
         """Names of every project."""
         return actions.project_names(db)
@@ -210,11 +212,16 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         search: str = "",
         order: str = "uncertain",
         rank: str | None = None,
+        mine: bool = False,
+        todo: bool = False,
+        request: gr.Request | None = None,
     ) -> dict:
         """One page of the review queue (flagged first, then least confident, by default) with its filters;
         rank is a within-round band of the judge's margin: lowest 10% ... top 10%. order "audit": the round's blind
         audit sample in draw order, where `blind` lists the pairs not yet answered, whose rows hide the judge's
-        numbers and the label in force."""
+        numbers and the label in force. mine: only the pairs assigned to the caller (assign_review), each with the
+        caller's own label (else the judge's) instead of someone else's; todo: of those, the ones not yet labelled
+        by the caller."""
         query = ReviewQuery(
             round=round,
             source=source or None,
@@ -224,6 +231,8 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
             search=search or "",
             order=order or "uncertain",
             rank_band=rank or None,
+            person=actor_of(request, API_ACTOR) if mine else None,
+            todo=bool(todo),
         )
         result = _call(actions.review_page, db, project, query, page, page_size)
         return {
@@ -295,9 +304,29 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         else has labelled since."""
         return _call(actions.undo_last_label, db, project, actor_of(request, API_ACTOR))
 
-    def review_progress(project: str) -> list[dict]:
-        """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
+    def review_progress(project: str, mine: bool = False, request: gr.Request | None = None) -> list[dict]:
+        """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining. mine: the caller's own
+        progress instead, per run and round they have pairs assigned in: assigned, labelled, remaining."""
+        if mine:
+            return _call(actions.person_progress, db, project, actor_of(request, API_ACTOR))
         return _call(actions.review_progress, db, project)
+
+    def assign_review(
+        project: str, round: int, people: list[str], overlap: int = 0, job_id: int | None = None
+    ) -> dict:
+        """Split a round's review queue among named people: each judged pair of the round (of run job_id, default
+        the project's newest run with that round) to overlap + 1 different people, balanced and deterministic,
+        replacing the round's assignment; labels are kept, and a pair stays with the people who labelled it. Returns
+        job_id, round, pairs, overlap, people {name: pairs assigned} and kept. Where the studio has accounts, every
+        name must be one."""
+        return _call(actions.assign_review, db, project, round, people, overlap, job_id, accounts)
+
+    def reviewer_agreement(project: str, job_id: int | None = None, round: int | None = None) -> dict:
+        """How often people agree on the pairs two or more labelled (each one's latest label; a, b, tie and both_bad
+        as four answers): pairwise n, agree and Cohen's kappa; alpha, Krippendorff's α, with three or more people;
+        with_judge, each person's agreement with the self-judge (a/b answers, Wilson 95% lo-hi; ties and both_bad
+        apart). Of the project, or of one run (job_id) and round."""
+        return _call(actions.reviewer_agreement, db, project, job_id, round)
 
     def queue_seed_answers(project: str, samples: int = 4, config: str = "") -> dict:
         """Queue a seed-answers job: `samples` answers (default 4) per seed prompt that has none, from the model of
@@ -373,6 +402,7 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         review_page,
         get_pair,
         review_progress,
+        reviewer_agreement,
         seed_prompt,
         seed_progress,
         seed_pairs,
@@ -395,6 +425,7 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         set_label,
         bulk_accept,
         undo_last_label,
+        assign_review,
         queue_seed_answers,
         judge_check,
     ):

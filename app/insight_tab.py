@@ -1,5 +1,6 @@
 """Insight tab: per-round metrics, the self-judge's calibration (confidence vs agreement with gold and human
-labels), the margin histogram, chosen vs rejected length per round (length bias), and stored generations.
+labels), the blind audit, how often people agree (agreement_view), the margin histogram, chosen vs rejected length
+per round (length bias), and stored generations.
 
 Nothing here samples from a model: the generations shown are the ones already stored (the pairs of each
 round, and π_init's answers to the eval prompts when the run saved them)."""
@@ -11,7 +12,7 @@ import json
 import gradio as gr
 import pandas as pd
 
-from app import actions, plots
+from app import actions, agreement_view, plots
 from app.actions import ActionError
 from engine.runtime.jobs import RUN
 
@@ -228,6 +229,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     )
     audit_info = gr.Markdown(elem_id="insight-audit-info")
     audit_frame = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-audit")
+    gr.Markdown(agreement_view.CAPTION)
+    people_info = gr.Markdown(elem_id="insight-agreement-info")
+    people_frame = gr.Dataframe(interactive=False, wrap=True, elem_id="insight-agreement")
     with gr.Row():
         margins = gr.BarPlot(
             plots.empty(["margin", "pairs", "series"]),
@@ -363,6 +367,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             lambda p, j: audit_view(db, p, _job_id(j)),
             [project, job],
             [audit_frame, audit_info],
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        trigger(
+            lambda p, j: agreement_view.agreement_view(db, p, _job_id(j)),
+            [project, job],
+            [people_frame, people_info],
             show_progress="hidden",
             api_visibility="private",
         )

@@ -12,8 +12,9 @@ from dataclasses import replace
 import gradio as gr
 import pandas as pd
 
-from app import actions
+from app import actions, assign_view
 from app.actions import RANK_BANDS, REVIEW_COLUMNS, ActionError, ReviewCursor, ReviewQuery, ReviewView
+from app.assign_view import EVERYONE, QUEUES, my_progress_md, queue_of
 from app.review_html import (
     NO_GUIDELINES,
     answer_head,
@@ -23,7 +24,7 @@ from app.review_html import (
     progress_md,
     prompt_text,
 )
-from app.security import actor_of
+from app.security import STUDIO_ACTOR, actor_of
 
 ANY = "any"
 SOURCES = [ANY, "self", "human", "accepted", "gold"]
@@ -79,8 +80,14 @@ KEYBOARD_JS = """
 """ % str(SHORTCUTS).replace("'", '"')
 
 
-def query_from(round_, source, flagged, rank, min_conf, max_conf, search, order) -> ReviewQuery:
+def query_from(
+    round_, source, flagged, rank, min_conf, max_conf, search, order, queue=EVERYONE, person=STUDIO_ACTOR
+) -> ReviewQuery:
+    """The query the filters say; `queue` "my queue" shows `person`'s share of the split rounds (assign_view)."""
+    mine, todo = queue_of(queue, person)
     return ReviewQuery(
+        person=mine,
+        todo=todo,
         round=None if round_ in (None, ANY, "") else int(round_),
         source=None if source in (None, ANY) else source,
         flagged=FLAGS.get(flagged),
@@ -96,7 +103,7 @@ def render(view: ReviewView | None, message: str = "") -> list:
     """Every output of the tab for a view of a page snapshot (actions.ReviewView): table, page line, progress, the
     current pair, message, and the snapshot as the tab's state."""
     cursor = view.cursor if view else None
-    progress = progress_md(view.progress) if view else ""
+    progress = progress_md(view.progress) + my_progress_md(view.mine, cursor.query.person) if view else ""
     if cursor is None or not cursor.ids:
         total = cursor.total if cursor else 0
         info = "No pairs match." if cursor else "Choose a project."
@@ -151,7 +158,8 @@ def stepped(view: ReviewView, message: str = "") -> list:
     return render(view, message or EDGE_MESSAGES.get(view.edge, ""))
 
 
-def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
+def build(db: str, project: gr.Dropdown, tab: gr.Tab, accounts: tuple[str, ...] = ()) -> None:
+    """The tab; `accounts`: the people who can sign in (the names a round is split among)."""
     with gr.Row(equal_height=True):
         round_ = gr.Dropdown([ANY], value=ANY, label="Round", min_width=90, scale=1, elem_id="review-round")
         source = gr.Dropdown(SOURCES, value=ANY, label="Label source", min_width=120, scale=1, elem_id="review-source")
@@ -174,6 +182,9 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             elem_id="review-search",
         )
         order = gr.Dropdown(list(ORDERS), value=list(ORDERS)[0], label="Order", min_width=180, scale=2)
+        queue = gr.Dropdown(
+            list(QUEUES), value=EVERYONE, label="Queue", min_width=150, scale=2, elem_id="review-queue"
+        )
         page_size = gr.Dropdown([20, 30, 50], value=20, label="Per page", min_width=80, scale=1)
     with gr.Row(equal_height=True):
         prev_page = gr.Button("◀ Previous page", size="sm", min_width=140, scale=0, elem_id="review-prev-page")
@@ -259,9 +270,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             "training keeps treating them as self labels: they can be flagged as noisy and are not replayed "
             "in later rounds (only pairs a person labelled are). Exports show them as `accepted`."
         )
+    assigned = assign_view.build(db, project, tab, round_, accounts)
     state = gr.State(None)
 
-    filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, page_size]
+    filters = [round_, source, flagged, rank, min_conf, max_conf, search, order, queue, page_size]
     view = [
         table,
         page_info,
@@ -299,22 +311,22 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         text = actions.guidelines(db, project_) if project_ else ""
         return text or NO_GUIDELINES, text
 
-    def apply(project_, *values, offset=0, index=0, message=""):
+    def apply(request: gr.Request, project_, *values, offset=0, index=0, message=""):
         *query_values, size = values
         if not project_:
             return render(None)
         try:
-            query = query_from(*query_values)
+            query = query_from(*query_values, actor_of(request))
             return render(actions.open_review(db, project_, query, offset, int(size), index), message)
         except (ActionError, ValueError) as e:
             return render(None, f"✗ {e}")
 
-    def on_tab(project_, *values):
+    def on_tab(request: gr.Request, project_, *values):
         try:
             guide_view, sources = guidelines_md(project_), source_choices(project_)
         except ActionError:
             guide_view, sources = (NO_GUIDELINES, ""), gr.skip()
-        return [round_choices(project_), sources, *guide_view] + apply(project_, *values)
+        return [round_choices(project_), sources, *guide_view] + apply(request, project_, *values)
 
     for trigger in (tab.select, project.change):
         trigger(
@@ -332,11 +344,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         flagged.input,
         rank.input,
         order.input,
+        queue.input,
         page_size.input,
         min_conf.submit,
         max_conf.submit,
     ):
         trigger(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
+    assigned.then(apply, [project] + filters, view, show_progress="hidden", api_visibility="private")
 
     def on_guidelines(project_, text):
         try:
@@ -347,28 +361,19 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     guide_save.click(on_guidelines, [project, guide_text], [guide, guide_text, message], api_visibility="private")
 
-    def turn_page(project_, state_, step, *values):
-        if not state_:
-            return apply(project_, *values)
-        offset = max(0, state_.offset + step * state_.page_size)
-        if step > 0 and offset >= state_.total:
-            return render(shown(state_), "This is the last page.")
-        return apply(project_, *values, offset=offset)
+    def turner(step):
+        def turn_page(request: gr.Request, project_, state_, *values):
+            if not state_:
+                return apply(request, project_, *values)
+            offset = max(0, state_.offset + step * state_.page_size)
+            if step > 0 and offset >= state_.total:
+                return render(shown(state_), "This is the last page.")
+            return apply(request, project_, *values, offset=offset)
 
-    prev_page.click(
-        lambda p, s, *v: turn_page(p, s, -1, *v),
-        [project, state] + filters,
-        view,
-        show_progress="hidden",
-        api_visibility="private",
-    )
-    next_page.click(
-        lambda p, s, *v: turn_page(p, s, +1, *v),
-        [project, state] + filters,
-        view,
-        show_progress="hidden",
-        api_visibility="private",
-    )
+        return turn_page
+
+    for button, step in ((prev_page, -1), (next_page, +1)):
+        button.click(turner(step), [project, state] + filters, view, show_progress="hidden", api_visibility="private")
 
     def move(state_, step, message=""):
         """To the next / previous pair; past the page's end the next page is loaded (see actions.next_offset)."""
@@ -469,9 +474,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             query = query_from(*values[:-1])
             n = actions.bulk_accept(db, project_, round=query.round, top=band_, actor=actor_of(request))["accepted"]
         except (ActionError, ValueError) as e:
-            return apply(project_, *values, message=f"✗ {e}")
+            return apply(request, project_, *values, message=f"✗ {e}")
         where = f"round {query.round}" if query.round is not None else "every round"
         return apply(
+            request,
             project_,
             *values,
             message=f"Accepted **{n}** self labels in the {band_} of {where} (label source: accepted).",

@@ -103,7 +103,7 @@ def build_app(db: str, people: tuple[str, ...] = ()):
             with gr.Tab("Review", id="review", elem_id="tab-review") as review:
                 with gr.Tabs(elem_id="review-tabs"):
                     with gr.Tab("Judged pairs", id="review-pairs", elem_id="tab-review-pairs"):
-                        review_tab.build(db, project, review)
+                        review_tab.build(db, project, review, people)
                     with gr.Tab("Seed", id="review-seed", elem_id="tab-review-seed") as seed:
                         seed_view.build(db, project, seed)
             with gr.Tab("Insight", id="insight", elem_id="tab-insight") as insight:

@@ -262,7 +262,20 @@ def _v9(db: sqlite_utils.Database) -> None:
     db["seed_rankings"].create_index(["project_id", "actor", "id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(db: sqlite_utils.Database) -> None:
+    """Review assignments: which person reviews which pair of a round (with overlap k, each pair goes to k + 1
+    people). A re-assignment replaces the round's rows; labels live in label_events and are never touched."""
+    db["assignments"].create(
+        {"pair_id": int, "person": str, "job_id": int, "round": int, "created_at": str},
+        pk=("pair_id", "person"),
+        foreign_keys=[("pair_id", "pairs", "id"), ("job_id", "jobs", "id")],
+    )
+    db["assignments"].create_index(["job_id", "round", "person"])
+    db["assignments"].create_index(["person", "pair_id"])
+    db["label_events"].create_index(["actor", "id"])  # a person's own labels: their queue, progress and undo
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -32,6 +32,8 @@ class ReviewFilter:
     offset: int = 0
     min_rank: float | None = None  # within-round percentile of the judge's margin, 0 = least sure (see RANK_SQL)
     max_rank: float | None = None  # exclusive
+    person: str | None = None  # only the pairs assigned to this person (storage.people)
+    todo: bool = False  # with person: only those the person has not labelled (a label of theirs not undone)
 
 
 @dataclass
@@ -82,6 +84,13 @@ DISAGREE_SQL = (
 )
 
 
+# the pairs a person has labelled, by a label of theirs no undo took back
+PERSON_LABELLED_SQL = (
+    "select e.pair_id from label_events e where e.actor = ? and e.new_source = 'human' and e.undoes is null and "
+    "e.id not in (select undoes from label_events where undoes is not null)"
+)
+
+
 AUDIT_POSITION_SQL = "(select position from audit_pairs where audit_pairs.pair_id = pairs.id)"
 
 
@@ -106,6 +115,12 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
         params += [f"%{f.search}%"] * 3
     if f.order == "audit":
         where.append("id in (select pair_id from audit_pairs)")
+    if f.person is not None:
+        where.append("id in (select pair_id from assignments where person = ?)")
+        params.append(f.person)
+        if f.todo:
+            where.append(f"id not in ({PERSON_LABELLED_SQL})")
+            params.append(f.person)
     if f.min_rank is not None or f.max_rank is not None:
         where.append(f"id in (select id from ({RANK_SQL}) where rank >= ? and rank < ?)")
         params += [f.project_id, 0.0 if f.min_rank is None else f.min_rank, 2.0 if f.max_rank is None else f.max_rank]

@@ -1,12 +1,22 @@
 """Agreement with a person's labels: Wilson's interval pinned to a hand-worked value, how ties and both-bad
-answers are counted apart, and the audit sample's determinism."""
+answers are counted apart, and the audit sample's determinism; agreement between people: Cohen's κ and
+Krippendorff's α pinned to hand-worked and published values."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from engine.method.agreement import agreement, audit_estimate, audit_sample, variant_agreement, wilson_interval
+from engine.method.agreement import (
+    agreement,
+    audit_estimate,
+    audit_sample,
+    cohen_kappa,
+    krippendorff_alpha,
+    reviewer_agreement,
+    variant_agreement,
+    wilson_interval,
+)
 from engine.method.judge_variants import VariantChoice
 from storage.records import AuditAnswer
 
@@ -74,3 +84,51 @@ def test_audit_sample_is_uniform_deterministic_and_order_free():
         for pair_id in audit_sample(ids, 10, seed):
             counts[pair_id] += 1
     assert min(counts.values()) > 140 and max(counts.values()) < 260  # expected 200, sd ≈ 13.4
+
+
+def test_cohen_kappa_matches_the_hand_worked_value():
+    # 50 items: both yes 20, yes/no 5, no/yes 10, both no 15. p_o = 35/50 = 0.7; rater 1 yes 25/50, rater 2 yes
+    # 30/50: p_e = 0.5·0.6 + 0.5·0.4 = 0.5; κ = (0.7 − 0.5) / (1 − 0.5) = 0.4
+    first = ["yes"] * 25 + ["no"] * 25
+    second = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
+    assert cohen_kappa(first, second) == pytest.approx(0.4)
+    # four answers, ties a category of their own: (a,a) (b,b) (tie,a) (both_bad,both_bad) (a,b)
+    # p_o = 3/5; rater 1 a 2, b 1, tie 1, both_bad 1; rater 2 a 2, b 2, both_bad 1
+    # p_e = (2·2 + 1·2 + 1·0 + 1·1) / 25 = 7/25; κ = (15/25 − 7/25) / (18/25) = 8/18 = 4/9
+    assert cohen_kappa(["a", "b", "tie", "both_bad", "a"], ["a", "b", "a", "both_bad", "b"]) == pytest.approx(4 / 9)
+    assert cohen_kappa(["a", "b"], ["a", "b"]) == 1.0 and cohen_kappa(["a", "b"], ["b", "a"]) == -1.0
+    assert cohen_kappa([], []) is None and cohen_kappa(["a", "a"], ["a", "a"]) is None  # p_e = 1: undefined
+    with pytest.raises(ValueError):
+        cohen_kappa(["a"], ["a", "b"])
+
+
+def test_krippendorff_alpha_matches_the_published_example_and_a_hand_worked_one():
+    # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": 4 observers, 12 units, missing values;
+    # nominal α published as 0.743
+    observers = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    units = [[v for v in unit if v is not None] for unit in zip(*observers)]
+    assert krippendorff_alpha(units) == pytest.approx(0.743, abs=5e-4)
+    # two raters, units (a,a) (a,b) (b,b): o(a,a) = 2, o(b,b) = 2, o(a,b) = o(b,a) = 1; n_a = n_b = 3, n = 6;
+    # α = 1 − (n − 1)·2 / (2·3·3) = 1 − 10/18 = 4/9
+    assert krippendorff_alpha([["a", "a"], ["a", "b"], ["b", "b"]]) == pytest.approx(4 / 9)
+    assert krippendorff_alpha([["a"], ["b"]]) is None  # no unit has two values
+    assert krippendorff_alpha([["a", "a"], ["a", "a"]]) is None  # one category: no expected disagreement
+
+
+def test_reviewer_agreement_pairs_people_on_shared_pairs_and_alpha_needs_three():
+    labels = {1: {"ann": "a", "bob": "a"}, 2: {"ann": "b", "bob": "a"}, 3: {"ann": "a"}}
+    judge = {1: "a", 2: "b", 3: "b"}
+    seen = reviewer_agreement(labels, judge)
+    assert seen.people == ["ann", "bob"] and seen.shared == 2 and seen.alpha is None
+    [pair] = seen.pairwise
+    # (a,a) (b,a): p_o = 1/2; ann a 1 b 1, bob a 2: p_e = 2/4; κ = 0
+    assert (pair.first, pair.second, pair.n, pair.agree, pair.kappa) == ("ann", "bob", 2, 0.5, 0.0)
+    assert (seen.with_judge["ann"].agree, seen.with_judge["ann"].n) == (2 / 3, 3)
+    assert (seen.with_judge["bob"].agree, seen.with_judge["bob"].n) == (0.5, 2)
+    labels[2]["cy"] = "b"
+    assert reviewer_agreement(labels, judge).alpha == pytest.approx(krippendorff_alpha([["a", "a"], ["b", "a", "b"]]))

@@ -397,7 +397,7 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
     _, ids = judged_round(db, n=4)
     blocks = build_app(str(db))
     view = _handler(blocks, "review-refresh")(
-        "p", "any", "any", "any", "any", 0.5, 1.0, "", "flagged, then least confident", 20
+        None, "p", "any", "any", "any", "any", 0.5, 1.0, "", "flagged, then least confident", "all pairs", 20
     )
     state = view[-1]
     opened = []

@@ -3,10 +3,12 @@
 configs, imported rows, labels, queued jobs, stop requests); nothing here trains or loads a model.
 
 One module per concern: projects, imports, configs, job_queue, review (and review_view, the Review tab's cursor),
-audit (the blind audit's estimate), seed, insight, downloads (exports a remote client takes home); lookups (the
-refusal, one Store per call, finding rows) and paths (where the studio may read and write).
-This package only hands their names on."""
+audit (the blind audit's estimate), assignment (a round split among people) and agreement (how often they agree),
+seed, insight, downloads (exports a remote client takes home); lookups (the refusal, one Store per call, finding
+rows) and paths (where the studio may read and write). This package only hands their names on."""
 
+from app.actions.agreement import reviewer_agreement
+from app.actions.assignment import assign_review, balanced_assignment, people_list, person_progress
 from app.actions.audit import audit_estimate, round_audit_row, run_audit_warning
 from app.actions.configs import (
     config_file,
@@ -153,7 +155,9 @@ __all__ = [
     "ReviewView",
     "TextDemoState",
     "approve_review",
+    "assign_review",
     "audit_estimate",
+    "balanced_assignment",
     "bulk_accept",
     "check_data",
     "config_fields",
@@ -192,6 +196,8 @@ __all__ = [
     "other_plan",
     "pair_detail",
     "pair_of",
+    "people_list",
+    "person_progress",
     "pair_rounds",
     "preview_import",
     "project_insight",
@@ -211,6 +217,7 @@ __all__ = [
     "resume_run",
     "review_page",
     "review_progress",
+    "reviewer_agreement",
     "review_row",
     "review_rows",
     "round_audit_row",

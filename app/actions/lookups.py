@@ -41,6 +41,16 @@ def job_of(store: Store, job_id) -> Job:
         raise ActionError(f"no run with id {job_id!r}") from None
 
 
+def run_of(store: Store, proj: Project, job_id) -> int | None:
+    """The run `job_id` names, refused unless it is one of the project's; None when none is named."""
+    if job_id in (None, ""):
+        return None
+    job = job_of(store, job_id)
+    if job.project_id != proj.id:
+        raise ActionError(f"run {job.id} is not a run of project {proj.name!r}")
+    return job.id
+
+
 def pair_of(store: Store, pair_id) -> Pair:
     try:
         return store.pair(int(pair_id))

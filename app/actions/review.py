@@ -8,7 +8,7 @@ the open store, so one click reads and writes on one connection."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 from app.actions.job_queue import job_config
@@ -67,6 +67,8 @@ class ReviewQuery:
     order: str = "uncertain"
     job_id: int | None = None
     rank_band: str | None = None  # one of RANK_BANDS: the within-round percentile of the judge's margin
+    person: str | None = None  # "my queue": only the pairs assigned to this person, shown as they see them (seen_by)
+    todo: bool = False  # with person: only the pairs they have not labelled yet
 
     def filter(self, project_id: int, offset: int, limit: int) -> ReviewFilter:
         if self.source is not None and self.source not in LABEL_SOURCES:
@@ -90,6 +92,8 @@ class ReviewQuery:
             offset=offset,
             min_rank=low,
             max_rank=high,
+            person=self.person,
+            todo=self.todo and self.person is not None,
         )
 
 
@@ -142,10 +146,21 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False, by: str 
     ]
 
 
-def review_rows(store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset()) -> list[list]:
+def review_rows(
+    store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset(), person: str | None = None
+) -> list[list]:
+    """The table rows of these pairs; `person`: of their own queue, pairs as seen_by them."""
     ids = [p.id for p in pairs]
     ranks, people = store.pair_ranks(project_id, ids), store.labelled_by(ids)
-    return [review_row(p, ranks.get(p.id), p.id in blind, people.get(p.id, "")) for p in pairs]
+    return [review_row(p, ranks.get(p.id), p.id in blind, by_of(p, people.get(p.id), person)) for p in pairs]
+
+
+def by_of(pair: Pair, labelled_by: str | None, person: str | None) -> str:
+    """Who gave the label shown: in a person's own queue a human label shown is theirs and a self label nobody's
+    (seen_by shows the judge's label in place of someone else's)."""
+    if person is not None and pair.label_source in ("human", "self"):
+        return person if pair.label_source == "human" else ""
+    return labelled_by or ""
 
 
 def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:
@@ -163,7 +178,27 @@ def page_window(page_size: int, page: int = 0, offset: int | None = None) -> tup
 
 
 def queue_page(store: Store, proj: Project, query: ReviewQuery, offset: int, page_size: int) -> tuple[list[Pair], int]:
-    return store.review_page(query.filter(proj.id, offset, page_size))
+    pairs, total = store.review_page(query.filter(proj.id, offset, page_size))
+    return seen_by(store, pairs, query.person), total
+
+
+def seen_by(store: Store, pairs: list[Pair], person: str | None) -> list[Pair]:
+    """In a person's own queue, each pair as they see it: where someone else's label is in force, the label shown
+    (and kept or flipped) is the person's own latest one, else the judge's (source self), so that nobody answers
+    after seeing another person's answer and their agreement means something. Outside it, the pairs as stored."""
+    if person is None:
+        return pairs
+    theirs = store.labels_by_person(p.id for p in pairs if p.label_source == "human")
+    out = []
+    for p in pairs:
+        own = theirs.get(p.id, {}).get(person)
+        if p.label_source != "human" or own == p.label:
+            out.append(p)
+        elif own is None:
+            out.append(replace(p, label=p.judge_label, label_source="self", human_response=None))
+        else:
+            out.append(replace(p, label=own))
+    return out
 
 
 def review_page(
@@ -176,7 +211,7 @@ def review_page(
         proj = project_of(store, project)
         pairs, total = queue_page(store, proj, query, offset, page_size)
         blind = blind_ids(store, query.order, [p.id for p in pairs])
-        rows = review_rows(store, proj.id, pairs, blind)
+        rows = review_rows(store, proj.id, pairs, blind, query.person)
     return ReviewPage(
         blind=sorted(blind),
         rows=rows,
@@ -198,7 +233,8 @@ def pair_detail(db: str, pair_id: int, order: str = "") -> dict:
         return detail_of(store, pair, pair.id in blind_ids(store, order, [pair.id]))
 
 
-def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
+def detail_of(store: Store, pair: Pair, blind: bool = False, person: str | None = None) -> dict:
+    """pair_detail of a pair already read; with `person` (their own queue), the history holds their events only."""
     cfg = job_config(store.job(pair.job_id))
     out = asdict(pair)
     out["instructions"] = instruction_checks(pair, cfg)
@@ -206,9 +242,9 @@ def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
     if blind:
         out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None, labelled_by=None)
         return out
-    out["events"] = [asdict(e) for e in store.label_events(pair.id)]
+    out["events"] = [asdict(e) for e in store.label_events(pair.id) if person is None or e.actor == person]
     out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
-    out["labelled_by"] = store.labelled_by([pair.id]).get(pair.id)
+    out["labelled_by"] = by_of(pair, store.labelled_by([pair.id]).get(pair.id), person) or None
     return out
 
 
@@ -387,6 +423,7 @@ def next_offset(offset: int, page_size: int, changes: list[LabelChange], query: 
     for was_flagged, source, flagged in changes:
         leaves = query.source is not None and source != query.source
         leaves |= query.flagged is True and not flagged
+        leaves |= query.todo and query.person is not None  # a label of theirs takes it out of their to-do queue
         unflagged = was_flagged and not flagged and query.order == "uncertain"
         moved += bool(leaves or unflagged)
     return max(offset + page_size - moved, 0)

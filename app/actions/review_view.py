@@ -17,6 +17,7 @@ from app.actions.review import (
     progress_of,
     queue_page,
     review_rows,
+    seen_by,
 )
 from app.security import STUDIO_ACTOR
 from storage import LabelEvent, Store
@@ -51,6 +52,7 @@ class ReviewView:
     progress: list[dict] | None
     edge: str = ""
     event: LabelEvent | None = None
+    mine: list[dict] | None = None  # in a person's own queue: their progress (Store.assignment_progress)
     revealed: str | None = None  # the judge's label of the pair the click answered blind, now shown
 
 
@@ -100,24 +102,28 @@ def _moved(store: Store, cursor: ReviewCursor, step: int) -> tuple[ReviewCursor,
 def _view(
     store: Store, cursor: ReviewCursor, edge: str = "", event: LabelEvent | None = None, revealed: str | None = None
 ) -> ReviewView:
+    person, mine = cursor.query.person, None
     try:
         progress = progress_of(store, cursor.project)
+        if person is not None:
+            mine = store.assignment_progress(project_of(store, cursor.project).id, person)
     except ActionError:
         progress = None
     if not cursor.ids:
         return ReviewView(
-            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed
+            cursor=cursor, rows=[], pair=None, progress=progress, edge=edge, event=event, revealed=revealed, mine=mine
         )
-    pairs = [store.pair(i) for i in cursor.ids]
+    pairs = seen_by(store, [store.pair(i) for i in cursor.ids], person)
     blind = blind_ids(store, cursor.query.order, cursor.ids)
     return ReviewView(
         cursor=cursor,
-        rows=review_rows(store, pairs[0].project_id, pairs, blind),
-        pair=detail_of(store, pairs[cursor.index], pairs[cursor.index].id in blind),
+        rows=review_rows(store, pairs[0].project_id, pairs, blind, person),
+        pair=detail_of(store, pairs[cursor.index], pairs[cursor.index].id in blind, person),
         progress=progress,
         edge=edge,
         event=event,
         revealed=revealed,
+        mine=mine,
     )
 
 
@@ -154,7 +160,7 @@ def label_in_review(
     """Label the cursor's pair as `actor` (as set_label) and step to the next pair. In the audit order the label is
     an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
     with opened(db) as store:
-        pair = pair_of(store, cursor.ids[cursor.index])
+        pair = seen_by(store, [pair_of(store, cursor.ids[cursor.index])], cursor.query.person)[0]
         via = "audit" if cursor.query.order == "audit" else "review"
         was_blind = bool(blind_ids(store, cursor.query.order, [pair.id]))
         event = label_pair(store, pair, label, human_response, actor=actor, via=via)

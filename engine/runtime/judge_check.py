@@ -145,7 +145,7 @@ def labelled_pairs(store: Store | None, project_id: int | None, cfg: RunConfig) 
         examples = load_examples(resolve_path(cfg.seed_data), "seed").examples
         found += [LabelledPair(e.prompt, e.chosen, e.rejected, "seed") for e in examples if e.chosen is not None]
     if store is not None and project_id is not None:
-        for p in store.human_pairs(project_id):
+        for p in store.as_trained(store.human_pairs(project_id)):
             if p.label in ("a", "b"):
                 chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)
                 found.append(LabelledPair(p.prompt, chosen, rejected, "human"))

@@ -30,12 +30,13 @@ def draw_audit(ctx: StageContext) -> None:
 
 
 def training_rows(ctx: StageContext) -> list[TrainRow]:
-    """This round's labelled pairs plus every human-labelled pair of earlier rounds (gold, ỹ = 1).
-    Stored π_{i-1} log-probs are the reference; rewrites and earlier rounds' pairs need fresh ones."""
+    """This round's labelled pairs plus every human-labelled pair of earlier rounds (gold, ỹ = 1), each with the
+    label it trains on (Store.as_trained: where people disagree, their majority; a tie between them leaves the pair
+    out). Stored π_{i-1} log-probs are the reference; rewrites and earlier rounds' pairs need fresh ones."""
     this_round = ctx.store.pairs(ctx.job_id, ctx.round)
     earlier = ctx.store.human_pairs(ctx.project_id, before_round=ctx.round, job_id=ctx.job_id)
     rows = []
-    for p in this_round + earlier:
+    for p in ctx.store.as_trained(this_round + earlier):
         if p.label not in ("a", "b"):
             continue  # tie and both-bad carry no preference
         chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)

@@ -30,7 +30,11 @@ COLUMNS = {
     "noisy": "flagged as a likely wrong label by de-coupled noise detection after the α = 0 warm-up, so its "
     "label was smoothed in training (flags raised during the warm-up changed nothing and are not set)",
     "labelled_by": "the person (the studio's signed-in user; studio or api without sign-in) whose label is in "
-    "force: who labelled or accepted the pair, or ranked the seed prompt; null for seed and self labels",
+    "force: who labelled or accepted the pair, or ranked the seed prompt; where two or more people labelled it, "
+    "the newest of the majority; null for seed and self labels",
+    "labels_by_person": "every person's latest label of the pair ([{person, label}], label a, b, tie or both_bad); "
+    "where two or more people labelled it, the pair's label is their majority (a tie between them leaves the pair "
+    "out); empty where no person labelled it",
 }
 
 
@@ -197,7 +201,8 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
     parts = [
         f"# {project}: preference dataset\n",
         f"{len(rows)} preference pairs grown with Spread Preference Annotation (SPA) in SPA Studio, in TRL's "
-        f"preference format, {style}. Pairs labelled tie or both_bad are left out: they state no preference.\n",
+        f"preference format, {style}. Pairs labelled tie or both_bad are left out: they state no preference; so are "
+        "pairs the people who labelled them tie on.\n",
         "## Rows per source and round\n",
         table,
         "\n## Filters applied\n",

@@ -19,7 +19,8 @@ def dataset_rows(
     store: Store, proj: Project, req: ExportRequest, report: Progress
 ) -> tuple[list[PreferenceRow], bool]:
     """Seed pairs (round 0: uploaded ones with source seed, ranked seed prompts with source human) and labelled
-    pairs (a or b; tie and both_bad are no preference), filtered."""
+    pairs (a or b; tie and both_bad are no preference) under the label they train on (Store.as_trained), each with
+    every person's latest label of it, filtered."""
     rounds = req.rounds or None
     sources = req.sources or None
     if req.job_id is not None and req.job_id not in {j.id for j in store.jobs(proj.id)}:
@@ -29,13 +30,14 @@ def dataset_rows(
     if rounds is None or 0 in rounds:
         seed_pairs = store.seed_ordered_pairs(proj.id) if req.seed_ordered_pairs else store.seed_pairs(proj.id)
         rows += [_seed_row(store, ex) for ex in seed_pairs if sources is None or ex.label_source in sources]
-    pairs = store.project_pairs(proj.id, rounds, sources, req.min_confidence, req.exclude_noisy)
-    people = store.project_labelled_by(proj.id)
+    pairs = store.as_trained(store.project_pairs(proj.id, rounds, sources, req.min_confidence, req.exclude_noisy))
+    labellers = store.project_labelled_by(proj.id)
+    people = store.labels_by_person(p.id for p in pairs if p.label_source == "human")
     for i, p in enumerate(pairs):
         if i % 1000 == 0:
             report("rows", i, len(pairs))
         if p.label in ("a", "b") and (req.job_id is None or p.job_id == req.job_id):
-            rows.append(_pair_row(p, people.get(p.id)))
+            rows.append(_pair_row(p, labellers.get(p.id), people.get(p.id, {})))
     if not rows:
         raise ExportError(f"no preference pairs of project {req.project!r} match the filters")
     return rows, _is_conversational(store, proj, seeds, rows)
@@ -72,9 +74,10 @@ def _seed_row(store: Store, ex: Example) -> PreferenceRow:
     )
 
 
-def _pair_row(p: Pair, labelled_by: str | None) -> PreferenceRow:
+def _pair_row(p: Pair, labelled_by: str | None, people: dict[str, str]) -> PreferenceRow:
     """Chosen is the labelled answer, or a person's own answer when they wrote one; rejected is the answer the
-    label rejects either way."""
+    label rejects either way. `labelled_by`: whose label is in force; where two or more people labelled the pair,
+    the newest of those whose label it exports with. `people`: each person's latest label, oldest first."""
     a_wins = p.label == "a"
     rejected, rejected_score = (p.response_b, p.reward_b) if a_wins else (p.response_a, p.reward_a)
     if p.human_response:
@@ -92,7 +95,8 @@ def _pair_row(p: Pair, labelled_by: str | None) -> PreferenceRow:
         chosen_score,
         rejected_score,
         bool(p.noisy),
-        labelled_by,
+        [who for who, said in people.items() if said == p.label][-1] if len(people) > 1 else labelled_by,
+        [{"person": person, "label": label} for person, label in sorted(people.items())],
     )
 
 
@@ -113,6 +117,7 @@ def _features(conversational: bool):
             "rejected_score": Value("float64"),
             "noisy": Value("bool"),
             "labelled_by": Value("string"),
+            "labels_by_person": List({"person": Value("string"), "label": Value("string")}),
         }
     )
 

@@ -196,7 +196,7 @@ def _run_card(store: Store, proj: Project, chosen: RunModel) -> RunCard:
     counts: dict[str, int] = {}
     for ex in store.seed_pairs(proj.id):
         counts[ex.label_source] = counts.get(ex.label_source, 0) + 1
-    for p in store.pairs(chosen.job_id):
+    for p in store.as_trained(store.pairs(chosen.job_id)):
         if p.round <= chosen.round and p.label in ("a", "b") and p.label_source:
             counts[p.label_source] = counts.get(p.label_source, 0) + 1
     metrics = {row.round: row.values for row in round_rows(store, chosen.job_id) if row.round <= chosen.round}

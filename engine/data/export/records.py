@@ -80,6 +80,7 @@ class PreferenceRow:
     rejected_score: float | None
     noisy: bool
     labelled_by: str | None = None  # the person whose label is in force (None: seed or self label)
+    labels_by_person: list[dict] = field(default_factory=list)  # [{"person", "label"}]: each person's latest label
 
     def record(self, conversational: bool) -> dict:
         if conversational:
@@ -97,6 +98,7 @@ class PreferenceRow:
             "rejected_score": self.rejected_score,
             "noisy": self.noisy,
             "labelled_by": self.labelled_by,
+            "labels_by_person": self.labels_by_person,
         }
 
 
