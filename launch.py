@@ -1,5 +1,5 @@
 """SPA Studio command line: studio (default), run, worker, import, export, demo, doctor, fetch-model, judge-eval,
-judge-check."""
+judge-check, hash-password."""
 
 from __future__ import annotations
 
@@ -142,11 +142,38 @@ def cmd_fetch_model(args) -> int:
     return 0
 
 
+def cmd_hash_password(args) -> int:
+    """Reads the password from a terminal (twice, not echoed) or the first line of stdin; prints user:HASH."""
+    import getpass
+
+    from app.security import HASH_ITERATIONS, hash_line
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("hash-password: the two passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        print(hash_line(args.user, password, args.iterations or HASH_ITERATIONS))
+    except ValueError as e:
+        print(f"hash-password: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_studio(args) -> int:
     from app.studio import serve
 
     return serve(
-        db=args.db, host=args.host, port=args.port, auth=args.auth, share=args.share, with_worker=not args.no_worker
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        auth=args.auth,
+        share=args.share,
+        with_worker=not args.no_worker,
+        users_file=args.users,
     )
 
 
@@ -162,7 +189,14 @@ def studio_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     with_db(p, DEFAULT_DB)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind; non-loopback needs --auth")
     p.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
-    p.add_argument("--auth", default=None, help="USER:PASSWORD (or env SPA_AUTH); required off loopback")
+    p.add_argument(
+        "--auth",
+        action="append",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="an account; repeatable (or env SPA_AUTH, comma-separated); an account is required off loopback",
+    )
+    p.add_argument("--users", default=None, metavar="FILE", help="a users file: user:HASH a line (hash-password)")
     p.add_argument("--share", action="store_true", help="a public Gradio share link (needs --auth)")
     p.add_argument("--no-worker", action="store_true", help="do not start a worker beside the UI")
     p.set_defaults(func=cmd_studio)
@@ -281,6 +315,11 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help='print only {"judges": {...}, "chosen": ..., "minutes": ...}')
     s.set_defaults(func=cmd_judge_check)
+
+    s = sub.add_parser("hash-password", help="a users-file line (user:HASH) for --users; the password from stdin")
+    s.add_argument("user", help="the account's name (letters, digits, . _ @ -)")
+    s.add_argument("--iterations", type=int, default=None, help="PBKDF2-SHA256 iterations (default 600000)")
+    s.set_defaults(func=cmd_hash_password)
     return p
 
 

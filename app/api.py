@@ -20,6 +20,7 @@ import gradio as gr
 
 from app import actions
 from app.actions import ActionError, ReviewQuery
+from app.security import API_ACTOR, actor_of
 
 READS_CONCURRENCY = None  # no per-endpoint limit: Gradio's thread pool (40) bounds them
 SEED_DECISIONS = "seed-decisions"  # the concurrency group of every seed decision, the API's and the seed view's
@@ -32,8 +33,15 @@ def _call(fn, *args, **kwargs):
         raise gr.Error(str(e), print_exception=False) from None
 
 
-def register(db: str) -> None:
-    """Add the endpoints to the Blocks being built."""
+def register(db: str, people: tuple[str, ...] = ()) -> None:
+    """Add the endpoints to the Blocks being built. `people`: the accounts that may sign in (none without
+    authentication). Every endpoint that labels or decides records the signed-in person (gr.Request.username;
+    "api" where the studio runs without authentication)."""
+
+    def whoami(request: gr.Request) -> dict:
+        """Who this client is signed in as (person: the name its labels carry; "api" without authentication)
+        and every account of the studio (people; empty without authentication)."""
+        return {"person": actor_of(request, API_ACTOR), "people": list(people)}
 
     def list_projects() -> list[str]:
         """Names of every project."""
@@ -91,9 +99,9 @@ def register(db: str) -> None:
         """Queue a stopped, interrupted or failed job again, to continue after its last completed stage."""
         return _call(actions.resume_run, db, job_id)
 
-    def approve_review(job_id: int) -> dict:
+    def approve_review(job_id: int, request: gr.Request) -> dict:
         """Let a job paused at its review gate go on to train."""
-        return _call(actions.approve_review, db, job_id, "api")
+        return _call(actions.approve_review, db, job_id, actor_of(request, API_ACTOR))
 
     def review_page(
         project: str,
@@ -140,7 +148,12 @@ def register(db: str) -> None:
         return _call(actions.pair_detail, db, pair_id, order or "")
 
     def set_label(
-        pair_id: int, label: str, human_response: str | None = None, note: str = "", via: str = "review"
+        pair_id: int,
+        label: str,
+        human_response: str | None = None,
+        note: str = "",
+        via: str = "review",
+        request: gr.Request | None = None,
     ) -> dict:
         """Label a pair as a person: a, b, tie, both_bad, keep (confirm) or flip. Audited in label_events.
         via "audit": answered blind in the audit order (the audit's estimate counts a pair's first such answer)."""
@@ -151,7 +164,7 @@ def register(db: str) -> None:
             label,
             human_response=human_response or None,
             note=note,
-            actor="api",
+            actor=actor_of(request, API_ACTOR),
             via=via or "review",
         )
 
@@ -163,16 +176,29 @@ def register(db: str) -> None:
         return _call(actions.audit_estimate, db, project or None, job_id, round_index)
 
     def bulk_accept(
-        project: str, min_confidence: float | None = None, round: int | None = None, top: str | None = None
+        project: str,
+        min_confidence: float | None = None,
+        round: int | None = None,
+        top: str | None = None,
+        request: gr.Request | None = None,
     ) -> dict:
         """Accept, unread, every self label at or above a confidence or in a top rank band of its round
         ("top 50%"): label source `accepted`, trained as self labels, each pair audited."""
-        return _call(actions.bulk_accept, db, project, min_confidence, round=round, actor="api", top=top or None)
+        return _call(
+            actions.bulk_accept,
+            db,
+            project,
+            min_confidence,
+            round=round,
+            actor=actor_of(request, API_ACTOR),
+            top=top or None,
+        )
 
-    def undo_last_label(project: str) -> dict:
-        """Revert the newest labelling action the API took in the project, whole (a bulk accept is one action);
-        audited as undo events. pairs: the pairs reverted; kept: pairs someone else has labelled since."""
-        return _call(actions.undo_last_label, db, project, "api")
+    def undo_last_label(project: str, request: gr.Request) -> dict:
+        """Revert the newest labelling action the signed-in person took in the project, whole (a bulk accept is one
+        action), never another person's; audited as undo events. pairs: the pairs reverted; kept: pairs someone
+        else has labelled since."""
+        return _call(actions.undo_last_label, db, project, actor_of(request, API_ACTOR))
 
     def review_progress(project: str) -> list[dict]:
         """Per round: judged pairs, reviewed by a person, accepted in bulk, remaining."""
@@ -192,25 +218,31 @@ def register(db: str) -> None:
         progress."""
         return _call(actions.seed_prompt, db, project, example_id, after)
 
-    def rank_seed(project: str, example_id: int, best_answer_id: int, worst_answer_id: int) -> dict:
+    def rank_seed(
+        project: str, example_id: int, best_answer_id: int, worst_answer_id: int, request: gr.Request
+    ) -> dict:
         """Rank a seed prompt: the best and the worst of its answers (answer ids from seed_prompt); the prompt
         becomes one seed pair (label source human). Returns the ranking, next_example_id and progress."""
-        return _call(actions.rank_seed, db, project, example_id, best_answer_id, worst_answer_id, "api")
+        return _call(
+            actions.rank_seed, db, project, example_id, best_answer_id, worst_answer_id, actor_of(request, API_ACTOR)
+        )
 
-    def write_seed_answer(project: str, example_id: int, text: str, worst_answer_id: int) -> dict:
+    def write_seed_answer(project: str, example_id: int, text: str, worst_answer_id: int, request: gr.Request) -> dict:
         """Write a better answer for a seed prompt: stored among its answers and ranked best, with worst_answer_id
         the worst. Returns the ranking, next_example_id and progress."""
-        return _call(actions.write_seed_answer, db, project, example_id, text, worst_answer_id, "api")
+        return _call(
+            actions.write_seed_answer, db, project, example_id, text, worst_answer_id, actor_of(request, API_ACTOR)
+        )
 
-    def mark_seed(project: str, example_id: int, status: str) -> dict:
+    def mark_seed(project: str, example_id: int, status: str, request: gr.Request) -> dict:
         """Mark a seed prompt "equal" (its answers are all alike: no pair comes of it) or "skip" (leave it out of
         the seed). Returns the decision, next_example_id and progress."""
-        return _call(actions.mark_seed, db, project, example_id, status, "api")
+        return _call(actions.mark_seed, db, project, example_id, status, actor_of(request, API_ACTOR))
 
-    def undo_seed(project: str) -> dict:
-        """Take back the newest seed decision the API made in the project (rank, write, equal or skip; a written
+    def undo_seed(project: str, request: gr.Request) -> dict:
+        """Take back the signed-in person's newest seed decision in the project (rank, write, equal or skip; a written
         answer stays among the prompt's answers). undone is None when there is none left."""
-        return _call(actions.undo_seed, db, project, "api")
+        return _call(actions.undo_seed, db, project, actor_of(request, API_ACTOR))
 
     def seed_progress(project: str) -> dict:
         """Where the project's seed stands: uploaded_pairs, prompts, without_answers, unranked, ranked, equal,
@@ -234,6 +266,7 @@ def register(db: str) -> None:
     # Reads run side by side without a limit (each opens its own connection; SQLite's WAL lets readers go on while
     # one writer writes); writes keep the studio's default limit per endpoint and are safe by their transactions.
     for fn in (
+        whoami,
         list_projects,
         project_summary,
         preview_file,

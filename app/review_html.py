@@ -69,9 +69,11 @@ def pair_head(p: dict, position: str) -> str:
     flag = "<span class='spa-badge spa-flag'>⚑ flagged as likely noisy</span>" if p["noisy"] else ""
     label = "written answer" if p["human_response"] else html.escape(str(p["label"]))
     rank = "–" if p["rank"] is None else f"{100 * p['rank']:.0f}%"
+    person = p.get("labelled_by")
+    by = f" <span class='spa-labelled-by'>by <b>{html.escape(person)}</b></span>" if person else ""
     return (
         f"<div class='spa-pair-head'><b>Pair #{p['id']}</b> · round {p['round']} · {position} · "
-        f"label <b>{label}</b> ({html.escape(str(p['label_source']))}) · judge confidence "
+        f"label <b>{label}</b> ({html.escape(str(p['label_source']))}){by} · judge confidence "
         f"<b>{num(p['confidence'])}</b> · margin {num(p['margin'])} · rank in its round <b>{rank}</b> "
         f"(0% = least sure) · ext margin {num(p['ext_margin'])} {flag}</div>"
     )

@@ -23,6 +23,7 @@ from app.review_html import (
     progress_md,
     prompt_text,
 )
+from app.security import actor_of
 
 ANY = "any"
 SOURCES = [ANY, "self", "human", "accepted", "gold"]
@@ -186,7 +187,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         max_height=300,
         wrap=False,
         elem_id="review-table",
-        column_widths=["55px", "70px", "35px", "60px", "75px", "75px", "60px", "90px", "22%", "15%", "15%"],
+        column_widths=["55px", "70px", "35px", "60px", "75px", "75px", "60px", "90px", "70px", "21%", "14%", "14%"],
     )
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -375,13 +376,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             return render(None, message or EDGE_MESSAGES["empty"])
         return stepped(actions.step_review(db, state_, step), message)
 
-    def label(state_, action, text=None):
+    def label(state_, action, actor, text=None):
         """One label, then the next pair: one call, so one database connection per click."""
         if not state_ or not state_.ids:
             return render(shown(state_), "Nothing to label here.")
         pair_id = state_.ids[state_.index]
         try:
-            view = actions.label_in_review(db, state_, action, human_response=text)
+            view = actions.label_in_review(db, state_, action, human_response=text, actor=actor)
         except ActionError as e:
             return render(shown(state_), f"✗ {e}")
         event = view.event
@@ -393,7 +394,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         return stepped(view, f"Pair #{pair_id}: {event.old_label} ({event.old_source}) → {what} (human)")
 
     def labeller(action):
-        return lambda project_, state_: label(state_, action)
+        def labelled(project_, state_, request: gr.Request):
+            return label(state_, action, actor_of(request))
+
+        return labelled
 
     for button, action in (
         (better_a, "a"),
@@ -404,8 +408,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         (both_bad, "both_bad"),
     ):
         button.click(labeller(action), [project, state], view, show_progress="hidden", api_visibility="private")
+
+    def on_better(project_, state_, text, request: gr.Request):
+        return label(state_, "keep", actor_of(request), text)
+
     save_better.click(
-        lambda p, s, t: label(s, "keep", t),
+        on_better,
         [project, state, better],
         view,
         show_progress="hidden",
@@ -417,10 +425,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
     nxt.click(lambda p, s: move(s, +1), [project, state], view, show_progress="hidden", api_visibility="private")
     prev.click(lambda p, s: move(s, -1), [project, state], view, show_progress="hidden", api_visibility="private")
 
-    def on_undo(project_, state_):
+    def on_undo(project_, state_, request: gr.Request):
         """Reverts the last action whole (a bulk accept is one) and shows the first pair it reverted."""
         try:
-            undone = actions.undo_last_label(db, project_, "studio")
+            undone = actions.undo_last_label(db, project_, actor_of(request))
         except ActionError as e:
             return render(shown(state_), f"✗ {e}")
         kept = f" {len(undone['kept'])} pair(s) keep the label someone else gave them since." if undone["kept"] else ""
@@ -456,10 +464,10 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
 
     table.select(on_select, [state], view, show_progress="hidden", api_visibility="private")
 
-    def on_bulk(project_, band_, *values):
+    def on_bulk(request: gr.Request, project_, band_, *values):
         try:
             query = query_from(*values[:-1])
-            n = actions.bulk_accept(db, project_, round=query.round, top=band_)["accepted"]
+            n = actions.bulk_accept(db, project_, round=query.round, top=band_, actor=actor_of(request))["accepted"]
         except (ActionError, ValueError) as e:
             return apply(project_, *values, message=f"✗ {e}")
         where = f"round {query.round}" if query.round is not None else "every round"

@@ -12,6 +12,7 @@ import gradio as gr
 from app import actions, plots
 from app.actions import ActionError
 from app.config_form import form_yaml, named, typed_values_js
+from app.security import actor_of
 from engine.config import RunConfig
 from engine.runtime.jobs import EXPORT, RUN
 
@@ -358,11 +359,14 @@ def build(db: str, project: gr.Dropdown, config) -> RunTab:
             job_id,
         )
 
-    def on_approve(project_, job_id):
+    def on_approve(project_, job_id, request: gr.Request):
         if job_id is None:
             return ["Choose a run."] + refresh(project_, job_id, None)
+        actor = actor_of(request)
         return act(
-            lambda: f"Review of round {actions.approve_review(db, job_id)['round']} approved: training is queued.",
+            lambda: (
+                f"Review of round {actions.approve_review(db, job_id, actor)['round']} approved: training is queued."
+            ),
             project_,
             job_id,
         )

@@ -22,10 +22,10 @@ from app import actions
 from app.actions import SEED_PAIR_COLUMNS, ActionError
 from app.api import SEED_DECISIONS
 from app.review_html import NO_GUIDELINES, checks_html
+from app.security import actor_of
 
 MAX_SLOTS = 10  # answers shown side by side; digits 1-9 and 0 reach them all
 POLL_S = 1.5
-ACTOR = "studio"  # who decides where Gradio knows no logged-in user
 KEYS = {"e": "seed-equal", "s": "seed-skip", "u": "seed-undo", "n": "seed-next"}
 HINT = "Press 1–{n} for the best answer, then 1–{n} for the worst: the second press saves it."
 
@@ -120,11 +120,6 @@ KEYBOARD_JS = """
 """ % (json.dumps(KEYS), MAX_SLOTS)
 
 READ_RANKED_JS = "(project, picked) => [project, JSON.stringify(window.spaSeedRanked || [])]"
-
-
-def actor_of(request: gr.Request | None) -> str:
-    """The logged-in user where the studio runs with authentication, else "studio"."""
-    return (getattr(request, "username", None) or "").strip() or ACTOR
 
 
 def progress_md(p: dict | None) -> str:

@@ -53,9 +53,9 @@ CSS = """
 """
 
 
-def build_app(db: str):
+def build_app(db: str, people: tuple[str, ...] = ()):
     """The studio's Blocks for one database. No global state: everything a callback needs is `db` and what
-    the browser sends."""
+    the browser sends (the signed-in person among `people`, the accounts, comes with each request)."""
     import gradio as gr
 
     from app import actions, api, export_tab, insight_tab, project_tab, review_tab, run_tab, seed_view
@@ -110,7 +110,7 @@ def build_app(db: str):
                 insight_tab.build(db, project, insight)
             with gr.Tab("Export", id="export", elem_id="tab-export") as export:
                 export_tab.build(db, project, export)
-        api.register(db)
+        api.register(db, people)
 
         def on_load(last):
             names = actions.project_names(db)
@@ -175,13 +175,14 @@ def serve(
     db: str,
     host: str = security.DEFAULT_HOST,
     port: int | None = None,
-    auth: str | None = None,
+    auth: str | list[str] | None = None,
     share: bool = False,
     with_worker: bool = True,
+    users_file: str | None = None,
 ) -> int:
     """Run the studio until interrupted; returns the exit status (non-zero when it refuses to start)."""
     try:
-        host, credentials = security.check_launch(host, share, auth)
+        host, credentials = security.check_launch(host, share, auth, users_file)
         port = security.resolve_port(port)
     except security.UnsafeLaunch as e:
         print(f"spa studio: {e}", file=sys.stderr)
@@ -193,7 +194,7 @@ def serve(
 
     if actions.ensure_demo_project(db):
         print("fresh database: project 'demo' created with configs/demo.yaml (start it on the Run tab)")
-    app = build_app(db)
+    app = build_app(db, credentials.users if credentials else ())
     app.queue(default_concurrency_limit=4)
     from app import seed_view
     from app.review_tab import KEYBOARD_JS
@@ -211,7 +212,8 @@ def serve(
             app.launch(
                 server_name=host,
                 server_port=port,
-                auth=credentials,
+                auth=credentials.check if credentials else None,
+                auth_message="SPA Studio: sign in as yourself; every label you give carries your name.",
                 share=share,
                 prevent_thread_lock=True,
                 ssr_mode=False,

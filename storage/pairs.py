@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from storage.base import StoreBase, now, row_to
+from storage.base import now, row_to
+from storage.label_history import LabelHistory
 from storage.records import LABEL_VIA, LabelEvent, Pair
 
 TRUSTED_SOURCES = ("human", "gold", "seed")
@@ -122,7 +123,7 @@ def _review_sql(f: ReviewFilter) -> tuple[str, list, str]:
     return clause, params, order
 
 
-class PairStore(StoreBase):
+class PairStore(LabelHistory):
     def add_pairs(self, pairs: list[Pair]) -> int:
         """Insert pairs in one transaction; a pair already stored for (job, round, example) is kept, not duplicated."""
         with self.write():
@@ -386,28 +387,19 @@ class PairStore(StoreBase):
             )
             for last in done:
                 current = self.pair(last.pair_id)
-                kept = (current.label, current.label_source) != (last.new_label, last.new_source)
+                in_force = (current.label, current.label_source) == (last.new_label, last.new_source)
+                kept = not in_force or self.labelled_since(last)
+                after = current if kept else replace(current, **asdict(self.label_before(last)))
                 if not kept:
                     self.db["pairs"].update(
                         last.pair_id,
                         {
-                            "label": last.old_label,
-                            "label_source": last.old_source,
-                            "human_response": last.old_response,
-                            "noisy": None if last.old_noisy is None else int(last.old_noisy),
+                            "label": after.label,
+                            "label_source": after.label_source,
+                            "human_response": after.human_response,
+                            "noisy": None if after.noisy is None else int(after.noisy),
                         },
                     )
-                after = (
-                    current
-                    if kept
-                    else replace(
-                        current,
-                        label=last.old_label,
-                        label_source=last.old_source,
-                        human_response=last.old_response,
-                        noisy=last.old_noisy,
-                    )
-                )
                 event = self._add_event(
                     LabelEvent(
                         pair_id=last.pair_id,

@@ -37,7 +37,7 @@ PROMPTS = [
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}],
 ]
 RESPONSES = ["4, of course.", "Blue", "hi!"]
-PROVENANCE = ["round", "source", "confidence", "chosen_score", "rejected_score", "noisy"]
+PROVENANCE = ["round", "source", "confidence", "chosen_score", "rejected_score", "noisy", "labelled_by"]
 ALL_ROWS = 9  # 3 seed + 4 labelled in round 1 + 2 labelled in round 2 (tie, both_bad and unjudged left out)
 
 
@@ -319,6 +319,7 @@ def test_dataset_rows_and_filters(world, tmp_path):
         "chosen_score": None,
         "rejected_score": None,
         "noisy": False,
+        "labelled_by": None,
     }
     human = next(r for r in rows if r["source"] == "human")  # label a, with a person's own answer
     assert human["chosen"] == "a person's answer" and human["rejected"].startswith("b")

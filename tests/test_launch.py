@@ -26,7 +26,7 @@ def test_the_bare_command_is_the_studio_and_takes_its_flags():
     assert (args.host, args.port, args.auth, args.db, args.share, args.no_worker) == (
         "0.0.0.0",
         8000,
-        "u:p",
+        ["u:p"],
         "x.db",
         False,
         False,

@@ -280,6 +280,9 @@ def test_the_dataset_export_holds_ranked_seed_prompts_as_human_pairs(store, tmp_
         return [(r.prompt[0]["content"], r.chosen, r.rejected, r.round, r.source, r.confidence) for r in rows]
 
     assert exported() == [("Uploaded?", "Yes.", "No.", 0, "seed", 1.0), ("Q1?", "A0", "A2", 0, "human", 1.0)]
+    request = ExportRequest("p", "dataset", str(tmp_path / "out"))
+    # the person who ranked the prompt is its pair's labelled_by; nobody in the studio labelled an uploaded pair
+    assert [r.labelled_by for r in dataset_rows(store, project, request, lambda *args: None)[0]] == [None, "ann"]
     assert exported(sources=["human"]) == [("Q1?", "A0", "A2", 0, "human", 1.0)]
     assert [r[1:3] for r in exported(seed_ordered_pairs=True)] == [
         ("Yes.", "No."),

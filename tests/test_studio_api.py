@@ -289,7 +289,8 @@ def test_launch_settings():
 
     assert security.is_loopback("127.0.0.1") and security.is_loopback("localhost") and security.is_loopback("::1")
     assert not security.is_loopback("0.0.0.0") and not security.is_loopback("192.168.1.4")
-    assert security.check_launch("0.0.0.0", False, "me:secret") == ("0.0.0.0", ("me", "secret"))
+    host, credentials = security.check_launch("0.0.0.0", False, ["me:secret"])
+    assert host == "0.0.0.0" and credentials.users == ("me",) and credentials.check("me", "secret")
     os.environ["GRADIO_SERVER_PORT"] = "7999"
     try:
         assert security.resolve_port(None) == 7999 and security.resolve_port(8001) == 8001

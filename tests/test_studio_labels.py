@@ -5,6 +5,7 @@ merge that decides what a Run button queues (app/config_form.py)."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -205,6 +206,43 @@ def test_undo_after_a_bulk_accept_reverts_every_pair_of_it_as_one_action(tmp_pat
         actions.undo_last_label(str(db), "p", "studio")
 
 
+def test_two_people_undo_only_their_own_labels_even_on_the_same_pair(tmp_path):
+    """ana and ben label the same pair the same way; ana's undo leaves ben's label, ben's undo then brings back
+    the self label (not ana's, which she took back); the label in force always names its person."""
+    db = tmp_path / "s.db"
+    _, ids = judged_round(db, n=3)
+    actions.set_label(str(db), ids[0], "b", actor="ana")
+    actions.set_label(str(db), ids[1], "b", actor="ana")
+    actions.set_label(str(db), ids[0], "b", actor="ben")
+    actions.bulk_accept(str(db), "p", top="top 50%", actor="carl")  # pair 2 (the surest), unread
+    assert _by(db, ids) == {ids[0]: "ben", ids[1]: "ana", ids[2]: "carl"}
+    rows = exported(db, tmp_path / "before")
+    assert [rows[f"question {i}"]["labelled_by"] for i in range(3)] == ["ben", "ana", "carl"]
+    assert [rows[f"question {i}"]["source"] for i in range(3)] == ["human", "human", "accepted"]
+    assert rows["s"]["labelled_by"] is None  # an uploaded seed pair: nobody in the studio labelled it
+    assert actions.undo_last_label(str(db), "p", "carl")["pairs"] == [ids[2]]
+    assert _by(db, ids) == {ids[0]: "ben", ids[1]: "ana"}
+    undone = actions.undo_last_label(str(db), "p", "ana")  # ana's newest: pair 1
+    assert undone["pairs"] == [ids[1]] and _by(db, ids) == {ids[0]: "ben"}
+    undone = actions.undo_last_label(str(db), "p", "ana")  # ana's pair 0: ben labelled it since, so it stays
+    assert undone["pairs"] == [] and undone["kept"] == [ids[0]]
+    with _opened(db) as store:
+        assert (store.pair(ids[0]).label, store.pair(ids[0]).label_source) == ("b", "human")
+    assert _by(db, ids) == {ids[0]: "ben"}
+    with pytest.raises(ActionError, match="nothing to undo"):
+        actions.undo_last_label(str(db), "p", "ana")
+    assert actions.undo_last_label(str(db), "p", "ben")["pairs"] == [ids[0]]
+    with _opened(db) as store:
+        assert [(store.pair(i).label, store.pair(i).label_source) for i in ids] == [("a", "self")] * 3
+        assert {e.actor for e in store.label_events()} == {"ana", "ben", "carl"}
+    assert _by(db, ids) == {}
+
+
+def _by(db, ids) -> dict[int, str]:
+    with _opened(db) as store:
+        return store.labelled_by(ids)
+
+
 def test_guidelines_are_kept_per_project(tmp_path):
     db = str(tmp_path / "s.db")
     actions.create_project(db, "one")
@@ -368,7 +406,8 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
     said = []
     for button in ("review-keep", "review-flip", "review-a", "review-next"):
         opened.clear()
-        view = _handler(blocks, button)("p", state)
+        signed_in = [] if button == "review-next" else [SimpleNamespace(username="ana")]  # what gr.Request carries
+        view = _handler(blocks, button)("p", state, *signed_in)
         state = view[-1]
         assert len(opened) == 1, button
         said.append(view[-2])
@@ -385,3 +424,4 @@ def test_one_review_click_opens_one_database_connection(tmp_path, monkeypatch):
             ("a", "human"),
             ("a", "self"),
         ]
+        assert [e.actor for e in store.label_events()] == ["ana"] * 3

@@ -12,6 +12,7 @@ import yaml
 
 from app.actions.configs import validate_config
 from app.actions.lookups import ActionError, job_of, opened, project_of
+from app.security import STUDIO_ACTOR
 from engine.config import ConfigError, RunConfig
 from engine.data.export import ExportRequest
 from engine.data.report import round_rows, round_table
@@ -190,7 +191,7 @@ def resume_run(db: str, job_id: int) -> dict:
         return {"job_id": job.id, "status": "queued"}
 
 
-def approve_review(db: str, job_id: int, actor: str = "studio") -> dict:
+def approve_review(db: str, job_id: int, actor: str = STUDIO_ACTOR) -> dict:
     """The person is done reviewing the round the job paused at: it is queued to train."""
     with opened(db) as store:
         job = job_of(store, job_id)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from app.actions.job_queue import job_config
 from app.actions.lookups import ActionError, opened, pair_of, project_of, shortened
+from app.security import STUDIO_ACTOR
 from engine.config import RunConfig
 from engine.worlds import world_of
 from storage import LabelEvent, Pair, Project, ReviewFilter, Store
@@ -21,7 +22,9 @@ from storage.records import LABEL_SOURCES, LABEL_VIA, LABELS, REVIEW_ORDERS
 PAGE_SIZES = (20, 30, 50)
 MAX_PAGE_SIZE = 200
 REVIEW_ACTIONS = ("keep", "flip") + LABELS
-REVIEW_COLUMNS = ["id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "prompt", "answer A", "answer B"]
+REVIEW_COLUMNS = [
+    *("id", "round", "⚑", "conf", "margin", "rank %", "label", "source", "by", "prompt", "answer A", "answer B")
+]  # by: who gave the label in force (empty for a self label)
 # what the judge said of a pair, and the label in force: hidden while an audit pair waits for its blind answer
 JUDGE_FIELDS = (
     "judge_label",
@@ -118,10 +121,11 @@ def rank_percent(rank: float | None) -> str:
     return "" if rank is None else f"{100 * rank:.0f}"
 
 
-def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
-    """A pair's row of the review table; blind: without the judge's numbers, flag and the label in force."""
+def review_row(p: Pair, rank: float | None = None, blind: bool = False, by: str = "") -> list:
+    """A pair's row of the review table; blind: without the judge's numbers, flag, the label in force and who
+    gave it. `by`: the person whose label is in force."""
     if blind:
-        return [p.id, p.round, "", "", "", "", BLIND, "", *review_row(p)[8:]]
+        return [p.id, p.round, "", "", "", "", BLIND, "", "", *review_row(p)[9:]]
     return [
         p.id,
         p.round,
@@ -131,6 +135,7 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
         rank_percent(rank),
         p.label or "",
         p.label_source or "",
+        by,
         shortened(p.prompt[-1]["content"] if p.prompt else "", 90),
         shortened(p.response_a, 70),
         shortened(p.response_b, 70),
@@ -138,8 +143,9 @@ def review_row(p: Pair, rank: float | None = None, blind: bool = False) -> list:
 
 
 def review_rows(store: Store, project_id: int, pairs: list[Pair], blind: set[int] = frozenset()) -> list[list]:
-    ranks = store.pair_ranks(project_id, [p.id for p in pairs])
-    return [review_row(p, ranks.get(p.id), p.id in blind) for p in pairs]
+    ids = [p.id for p in pairs]
+    ranks, people = store.pair_ranks(project_id, ids), store.labelled_by(ids)
+    return [review_row(p, ranks.get(p.id), p.id in blind, people.get(p.id, "")) for p in pairs]
 
 
 def blind_ids(store: Store, order: str, pair_ids: list[int]) -> set[int]:
@@ -198,10 +204,11 @@ def detail_of(store: Store, pair: Pair, blind: bool = False) -> dict:
     out["instructions"] = instruction_checks(pair, cfg)
     out["blind"] = blind
     if blind:
-        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None)
+        out.update(dict.fromkeys(JUDGE_FIELDS), events=[], rank=None, labelled_by=None)
         return out
     out["events"] = [asdict(e) for e in store.label_events(pair.id)]
     out["rank"] = store.pair_ranks(pair.project_id, [pair.id]).get(pair.id)
+    out["labelled_by"] = store.labelled_by([pair.id]).get(pair.id)
     return out
 
 
@@ -252,7 +259,7 @@ def set_label(
     label: str,
     human_response: str | None = None,
     note: str = "",
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     via: str = "review",
 ) -> dict:
     """Label a pair as a person (audited in label_events). `label` is a, b, tie, both_bad, keep or flip; with
@@ -276,7 +283,7 @@ def label_pair(
     label: str,
     human_response: str | None = None,
     note: str = "",
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     via: str = "review",
 ) -> LabelEvent:
     action = (label or "").strip().lower().replace(" ", "_")
@@ -309,7 +316,7 @@ def bulk_accept(
     project: str,
     min_confidence: float | None = None,
     round: int | None = None,
-    actor: str = "studio",
+    actor: str = STUDIO_ACTOR,
     top: str | None = None,
 ) -> dict:
     """Accept, unread, every self label at or above a confidence, or in a top rank band of its round ("top 50%"):
@@ -334,7 +341,7 @@ def bulk_accept(
     return {"accepted": n, "min_confidence": min_confidence, "top": top, "round": round}
 
 
-def undo_last_label(db: str, project: str, actor: str = "studio") -> dict:
+def undo_last_label(db: str, project: str, actor: str = STUDIO_ACTOR) -> dict:
     """Revert the newest labelling action `actor` took in the project, whole: one label, or every pair of a bulk
     accept (audited as undo events). `pairs`: the pairs reverted; `kept`: pairs someone else labelled since."""
     with opened(db) as store:

@@ -18,6 +18,7 @@ from app.actions.review import (
     queue_page,
     review_rows,
 )
+from app.security import STUDIO_ACTOR
 from storage import LabelEvent, Store
 
 EDGES = ("empty", "first", "last")  # why a step stayed put: no pair here, none before this one, none after it
@@ -147,14 +148,16 @@ def step_review(db: str, cursor: ReviewCursor, step: int) -> ReviewView:
         return _view(store, moved, edge)
 
 
-def label_in_review(db: str, cursor: ReviewCursor, label: str, human_response: str | None = None) -> ReviewView:
-    """Label the cursor's pair as a person (as set_label) and step to the next pair. In the audit order the label is
+def label_in_review(
+    db: str, cursor: ReviewCursor, label: str, human_response: str | None = None, actor: str = STUDIO_ACTOR
+) -> ReviewView:
+    """Label the cursor's pair as `actor` (as set_label) and step to the next pair. In the audit order the label is
     an audit answer (via="audit"); the first one of a pair shown blind reveals the judge's label (`revealed`)."""
     with opened(db) as store:
         pair = pair_of(store, cursor.ids[cursor.index])
         via = "audit" if cursor.query.order == "audit" else "review"
         was_blind = bool(blind_ids(store, cursor.query.order, [pair.id]))
-        event = label_pair(store, pair, label, human_response, via=via)
+        event = label_pair(store, pair, label, human_response, actor=actor, via=via)
         change = LabelChange(was_flagged=bool(pair.noisy), source=event.new_source, flagged=False)
         moved, edge = _moved(store, replace(cursor, changes=cursor.changes + [change]), +1)
         return _view(store, moved, edge, event, pair.judge_label if was_blind else None)

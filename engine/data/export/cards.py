@@ -29,6 +29,8 @@ COLUMNS = {
     "rejected_score": "the judge's reward of the rejected answer; null for seed pairs",
     "noisy": "flagged as a likely wrong label by de-coupled noise detection after the α = 0 warm-up, so its "
     "label was smoothed in training (flags raised during the warm-up changed nothing and are not set)",
+    "labelled_by": "the person (the studio's signed-in user; studio or api without sign-in) whose label is in "
+    "force: who labelled or accepted the pair, or ranked the seed prompt; null for seed and self labels",
 }
 
 

@@ -28,13 +28,14 @@ def dataset_rows(
     seeds = store.examples(proj.id, "seed")
     if rounds is None or 0 in rounds:
         seed_pairs = store.seed_ordered_pairs(proj.id) if req.seed_ordered_pairs else store.seed_pairs(proj.id)
-        rows += [_seed_row(ex) for ex in seed_pairs if sources is None or ex.label_source in sources]
+        rows += [_seed_row(store, ex) for ex in seed_pairs if sources is None or ex.label_source in sources]
     pairs = store.project_pairs(proj.id, rounds, sources, req.min_confidence, req.exclude_noisy)
+    people = store.project_labelled_by(proj.id)
     for i, p in enumerate(pairs):
         if i % 1000 == 0:
             report("rows", i, len(pairs))
         if p.label in ("a", "b") and (req.job_id is None or p.job_id == req.job_id):
-            rows.append(_pair_row(p))
+            rows.append(_pair_row(p, people.get(p.id)))
     if not rows:
         raise ExportError(f"no preference pairs of project {req.project!r} match the filters")
     return rows, _is_conversational(store, proj, seeds, rows)
@@ -54,13 +55,24 @@ def _messages(prompt: Messages) -> Messages:
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
 
 
-def _seed_row(ex: Example) -> PreferenceRow:
+def _seed_row(store: Store, ex: Example) -> PreferenceRow:
+    """An uploaded seed pair (nobody in the studio labelled it), or a ranked seed prompt's pair with its ranker."""
+    ranking = store.seed_ranking(ex.id) if ex.label_source == "human" else None
     return PreferenceRow(
-        _messages(ex.prompt), ex.chosen, ex.rejected, 0, ex.label_source or "seed", 1.0, None, None, False
+        _messages(ex.prompt),
+        ex.chosen,
+        ex.rejected,
+        0,
+        ex.label_source or "seed",
+        1.0,
+        None,
+        None,
+        False,
+        ranking.actor if ranking else None,
     )
 
 
-def _pair_row(p: Pair) -> PreferenceRow:
+def _pair_row(p: Pair, labelled_by: str | None) -> PreferenceRow:
     """Chosen is the labelled answer, or a person's own answer when they wrote one; rejected is the answer the
     label rejects either way."""
     a_wins = p.label == "a"
@@ -80,6 +92,7 @@ def _pair_row(p: Pair) -> PreferenceRow:
         chosen_score,
         rejected_score,
         bool(p.noisy),
+        labelled_by,
     )
 
 
@@ -99,6 +112,7 @@ def _features(conversational: bool):
             "chosen_score": Value("float64"),
             "rejected_score": Value("float64"),
             "noisy": Value("bool"),
+            "labelled_by": Value("string"),
         }
     )
 

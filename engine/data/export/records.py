@@ -79,6 +79,7 @@ class PreferenceRow:
     chosen_score: float | None
     rejected_score: float | None
     noisy: bool
+    labelled_by: str | None = None  # the person whose label is in force (None: seed or self label)
 
     def record(self, conversational: bool) -> dict:
         if conversational:
@@ -95,6 +96,7 @@ class PreferenceRow:
             "chosen_score": self.chosen_score,
             "rejected_score": self.rejected_score,
             "noisy": self.noisy,
+            "labelled_by": self.labelled_by,
         }
 
 
