@@ -8,7 +8,7 @@ crash, Python stacks dumped by a crash (faulthandler, in the worker's log), labe
 labels lost (a person's last label of a pair that is not its label at the end: must be 0), per-call latency, the
 studio's CPU per call and the machine's load average over the soak (sampled every 10 s).
 
-Run: python benchmarks/soak.py [--runs 30] [--people 8]"""
+Run: python benchmarks/soak.py [--runs 30] [--people 8] [--pause 1]"""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from benchmarks.harness import (
     stop,
     wait_listening,
 )
-from benchmarks.load import Tally, accounts, auth_args, percentile, timed
+from benchmarks.load import Tally, accounts, auth_args, percentile, signed_in, timed
 from storage import Store
 
 PROJECT = "bench"
@@ -54,13 +54,13 @@ def pairs_of(db: Path, people: int, k: int) -> list[int]:
         store.close()
 
 
-def labeller(results, url: str, db: Path, name: str, password: str, people: int, k: int, done) -> None:
-    """One person until `done` is set: a page of the queue, then a label on one of their pairs, round and round."""
-    from gradio_client import Client
-
-    client = Client(url, auth=(name, password), verbose=False)
-    tally, cpu, n = Tally(), time.process_time(), 0
-    while not done.is_set():
+def labeller(results, url: str, db: Path, name: str, password: str, people: int, k: int, pause: float, done) -> None:
+    """One person until `done` is set: a page of the queue, then a label on one of their pairs, `pause` seconds
+    (a person reads the pair), round and round."""
+    tally = Tally()
+    client = signed_in(url, name, password, tally)
+    cpu, n = time.process_time(), 0
+    while client is not None and not done.wait(pause):
         own = pairs_of(db, people, k)
         if not own:
             time.sleep(1.0)
@@ -118,6 +118,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--people", type=int, default=8)
+    p.add_argument("--pause", type=float, default=1.0, help="seconds each person waits between pairs")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spa-soak-"))
     started = time.monotonic()
@@ -134,7 +135,7 @@ def main() -> int:
         wait_listening(port)
         url = f"http://127.0.0.1:{port}/"
         procs = [
-            ctx.Process(target=labeller, args=(results, url, db, name, pw, args.people, k, done))
+            ctx.Process(target=labeller, args=(results, url, db, name, pw, args.people, k, args.pause, done))
             for k, (name, pw) in enumerate(people)
         ]
         for proc in procs:
@@ -166,7 +167,7 @@ def main() -> int:
     dumps = (tmp / "worker.log").read_text(errors="replace").count("Fatal Python error")
     calls = sum(len(v) for v in tally.ms.values())
     print(
-        f"`python benchmarks/soak.py --runs {args.runs} --people {args.people}`, "
+        f"`python benchmarks/soak.py --runs {args.runs} --people {args.people} --pause {args.pause:g}`, "
         f"{(time.monotonic() - started) / 60:.1f} min, {os.cpu_count()} cores; load average (1 min) over the soak: "
         f"mean {statistics.mean(loads or [0]):.1f}, max {max(loads or [0]):.1f}\n"
     )
