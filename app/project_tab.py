@@ -367,22 +367,19 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         status = actions.setup_job(db, project_) if project_ else None
         filled = synced(text)
         views = [unlocked(v) for v in filled[: len(fields) + 1]]  # the editor and the form: filled and enabled at once
-        return (
-            views
-            + filled[len(fields) + 1 :]
-            + [
-                gr.update(choices=choices, value=choices[-1][1] if choices else None),
-                config_name,
-                command_for(project_, config_name),
-                _counts_md(db, project_),
-                "seed",
-                table,
-                info,
-                offset,
-                setup_html(status),
-                _setup_key(status),
-            ]
-        )
+        rest = [
+            gr.update(choices=choices, value=choices[-1][1] if choices else None),
+            config_name,
+            command_for(project_, config_name),
+            _counts_md(db, project_),
+            "seed",
+            table,
+            info,
+            offset,
+            setup_html(status),
+            _setup_key(status),
+        ]
+        return views + filled[len(fields) + 1 :] + rest
 
     project.change(
         on_project,
