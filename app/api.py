@@ -6,6 +6,9 @@
     job = c.predict("my-project", open("configs/demo.yaml").read(), api_name="/queue_run")["job_id"]
     c.predict(job, api_name="/job_status")
 
+Where the studio has accounts, sign in with Client(url, auth=("ana", "password")): every label and decision the
+client makes then carries "ana" (else "api"), and undo_last_label / undo_seed take back only ana's own.
+
 Paths given to preview_file and import_file are read on the machine the studio runs on, only under its
 data roots (the database's folder, Gradio's uploads, SPA_DATA_ROOTS; checked after resolving links). Every
 endpoint returns JSON-ready values; a refused request raises an error whose message says why (gradio_client's

@@ -118,6 +118,19 @@ def check_user(user: str) -> str:
     return user
 
 
+def known_person(name: str, people: tuple[str, ...]) -> str:
+    """A person an API call names (a reviewer to assign, say): one of the accounts where the studio has any, else
+    any well-formed name. ValueError names the unknown person and the accounts."""
+    name = (name or "").strip()
+    if people:
+        if name not in people:
+            raise ValueError(f"unknown person {name!r}: the studio's accounts are {', '.join(people)}")
+        return name
+    if not USER_PATTERN.fullmatch(name):
+        raise ValueError(f"person {name!r} must be 1-64 letters, digits or . _ @ -")
+    return name
+
+
 def hash_line(user: str, password: str, iterations: int = HASH_ITERATIONS) -> str:
     """A users-file line for one account: `user:pbkdf2_sha256$...`."""
     return f"{check_user(user)}:{PasswordHash.of(password, iterations)}"

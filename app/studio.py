@@ -171,6 +171,17 @@ def stop_worker(worker: subprocess.Popen | None) -> None:
         worker.wait()
 
 
+def signing_in(credentials: security.Credentials):
+    """Gradio's login check, off the event loop: a PBKDF2 check takes 0.3 s, which would stall every other
+    request of the studio while someone signs in (Gradio awaits an async auth function, calls a plain one)."""
+    import asyncio
+
+    async def check(user: str, password: str) -> bool:
+        return await asyncio.to_thread(credentials.check, user, password)
+
+    return check
+
+
 def serve(
     db: str,
     host: str = security.DEFAULT_HOST,
@@ -212,7 +223,7 @@ def serve(
             app.launch(
                 server_name=host,
                 server_port=port,
-                auth=credentials.check if credentials else None,
+                auth=signing_in(credentials) if credentials else None,
                 auth_message="SPA Studio: sign in as yourself; every label you give carries your name.",
                 share=share,
                 prevent_thread_lock=True,

@@ -174,3 +174,12 @@ def test_hash_password_prints_a_line_the_users_file_accepts_and_never_the_passwo
         [sys.executable, "launch.py", "hash-password", "ana"], cwd=ROOT, input="\n", capture_output=True, text=True
     )
     assert refused.returncode == 2 and "the password is empty" in refused.stderr and not refused.stdout
+
+
+def test_a_named_person_must_be_an_account_where_there_are_accounts():
+    assert security.known_person(" ana ", ("ana", "ben")) == "ana"
+    with pytest.raises(ValueError, match="unknown person 'carl': the studio's accounts are ana, ben"):
+        security.known_person("carl", ("ana", "ben"))
+    assert security.known_person("carl", ()) == "carl"  # no accounts: any well-formed name
+    with pytest.raises(ValueError, match="person '' must be 1-64 letters"):
+        security.known_person("", ())
