@@ -43,13 +43,21 @@ class ProjectTab:
 
 
 def _field(field: FormField):
-    """A form field's component, explained by the config field's help and range (config_form.field_info)."""
+    """A form field's component, explained by the config field's help and range (config_form.field_info). It is
+    drawn disabled: the event that fills it with the project's configuration enables it (`unlocked`), so nothing
+    typed before the values arrive is overwritten or joined by them."""
     elem, info = elem_id(field.path), field_info(field.path)
+    common = dict(label=field.label, info=info, elem_id=elem, min_width=150, interactive=False)
     if field.kind == "bool":
-        return gr.Checkbox(label=field.label, info=info, elem_id=elem, min_width=150)
+        return gr.Checkbox(**common)
     if field.kind == "choice":
-        return gr.Dropdown(list(CHOICES[field.path]), label=field.label, info=info, elem_id=elem, min_width=150)
-    return gr.Textbox(label=field.label, info=info, elem_id=elem, min_width=150)  # numbers too (config_form.shown)
+        return gr.Dropdown(list(CHOICES[field.path]), **common)
+    return gr.Textbox(**common)  # numbers too (config_form.shown)
+
+
+def unlocked(update) -> dict:
+    """A fill of a form field (a value, or gr.skip() for none) that also makes the field editable."""
+    return {**update, "interactive": True} if isinstance(update, dict) else gr.update(value=update, interactive=True)
 
 
 def describe(cfg: RunConfig) -> str:
@@ -198,7 +206,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
                 lines=16,
                 max_lines=28,
                 elem_id="config-yaml",
-                interactive=True,
+                interactive=False,  # like the form: editable once the project's configuration is in (on_project)
             )
             with gr.Row():
                 validate_btn = gr.Button("Validate", elem_id="config-validate", min_width=100)
@@ -357,7 +365,9 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
         config_name = configs[-1]["name"] if configs else (project_ or "run")
         table, info, offset = data_view(db, project_, "seed")
         status = actions.setup_job(db, project_) if project_ else None
-        return synced(text) + [
+        filled = synced(text)
+        views = [unlocked(v) for v in filled[: len(fields) + 1]]  # the editor and the form: filled and enabled at once
+        rest = [
             gr.update(choices=choices, value=choices[-1][1] if choices else None),
             config_name,
             command_for(project_, config_name),
@@ -369,6 +379,7 @@ def build(db: str, project: gr.Dropdown) -> ProjectTab:
             setup_html(status),
             _setup_key(status),
         ]
+        return views + filled[len(fields) + 1 :] + rest
 
     project.change(
         on_project,

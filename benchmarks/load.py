@@ -1,13 +1,18 @@
-"""The studio under load (issue 24): 8 concurrent gradio_client sessions read review pages and write labels
-through the studio's API while a worker trains a round on the same database. Reports p50/p95 latency of the
-review page and of a label write, and labels lost (every label written must be the pair's label at the end,
-with one audit event each).
+"""The studio under load (issues 24 and 38): 2, 4 and 8 named people, each signed in with an account of their own
+(the studio runs with one --auth per person), read review pages, label their own share of a round's pairs and undo
+their own last label now and then, through the studio's API, while a worker trains a round on the same database.
+For 2 people the same again in Chromium, through the Review tab's keys (--browser).
 
-Each session is a process of its own, as each person's browser or script is: gradio_client spends about
-0.1 s of CPU per call, so eight sessions as threads of one process would measure their own GIL. The CPU the
-studio and the sessions spent is printed beside the latencies.
+Reports per call kind the p50/p95 latency, the studio's own CPU per call (its process's CPU time over the phase,
+divided by the calls), labels lost (every label a person wrote and did not undo must be the pair's label at the
+end, with one audit event per call: must be 0) and undos that crossed people (an undo event whose actor is not
+the actor of the event it reverts, or an undo that reverted a pair the person did not label last: must be 0).
+The machine's load average is printed beside the figures: on 2 cores, the clients share them with the studio.
 
-Run: python benchmarks/load.py [--sessions 8] [--writes 30]"""
+Each person is a process of their own, as each person's browser or script is: gradio_client spends about
+0.1 s of CPU per call, so eight people as threads of one process would measure their own GIL.
+
+Run: python benchmarks/load.py [--people 2 4 8] [--writes 20] [--browser]"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -35,75 +41,205 @@ from benchmarks.harness import (
 )
 from storage import Store
 
+UNDO_EVERY = 5  # every 5th label is undone by its person right after it is written
+KINDS = ("page", "label", "undo")
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def session(url: str, project: str, own: list[int], writes: int, k: int, start=None) -> dict:
-    """One person: read a page of the queue, label one of their pairs, again and again. `start`: a barrier all
-    sessions pass once connected, so their calls overlap."""
+def accounts(n: int) -> list[tuple[str, str]]:
+    """n people's names and passwords (what `--auth NAME:PASSWORD` takes, once per person)."""
+    return [(f"person{k}", f"load-pass-{k}") for k in range(n)]
+
+
+def auth_args(people: list[tuple[str, str]]) -> list[str]:
+    return [arg for name, password in people for arg in ("--auth", f"{name}:{password}")]
+
+
+@dataclass
+class Tally:
+    """What one person (or all of them) did: call times in ms by kind, the labels in force, what went wrong."""
+
+    ms: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    labels: int = 0
+    undos: int = 0
+    kept: list[tuple[int, str]] = field(default_factory=list)  # (pair, label) written and not undone, in order
+    crossed: int = 0  # undos that reverted something other than this person's last label
+    errors: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        for k in KINDS:
+            self.ms[k] += other.ms[k]
+        self.labels += other.labels
+        self.undos += other.undos
+        self.kept += other.kept
+        self.crossed += other.crossed
+        self.errors += other.errors
+        self.cpu_s += other.cpu_s
+
+
+def timed(tally: Tally, kind: str, call):
+    t = time.perf_counter()
+    out = call()
+    tally.ms[kind].append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def signed_in(url: str, name: str, password: str, tally: Tally):
+    """A gradio_client signed in as `name`, or None with the reason in `tally.errors` (after 3 tries)."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    for attempt in range(3):
+        try:
+            return Client(url, auth=(name, password), verbose=False)
+        except Exception as e:
+            error = f"{name}: signing in: {type(e).__name__}: {str(e)[:200]}"
+            time.sleep(2)
+    tally.errors.append(error)
+    return None
+
+
+def person(url: str, name: str, password: str, project: str, own: list[int], writes: int, k: int, start=None) -> Tally:
+    """One person: read a page of the queue, label one of their pairs; every UNDO_EVERY-th label, undo it at once.
+    `start`: a barrier all people pass once signed in, so their calls overlap."""
+    tally = Tally()
+    client = signed_in(url, name, password, tally)
     if start is not None:
         start.wait()
-    pages, labels, written, errors = [], [], {}, []
+    if client is None:
+        return tally
     cpu = time.process_time()
     for n in range(writes):
         try:
-            t = time.perf_counter()
-            client.predict(project, n % 3, 20, api_name="/review_page")
-            pages.append(time.perf_counter() - t)
+            timed(tally, "page", lambda: client.predict(project, n % 3, 20, api_name="/review_page"))
             pair_id, label = own[n % len(own)], "ab"[(n + k) % 2]
-            t = time.perf_counter()
-            client.predict(pair_id, label, api_name="/set_label")
-            labels.append(time.perf_counter() - t)
-            written[pair_id] = label
+            timed(tally, "label", lambda: client.predict(pair_id, label, api_name="/set_label"))
+            tally.labels += 1
+            tally.kept.append((pair_id, label))
+            if n % UNDO_EVERY == UNDO_EVERY - 1:
+                undone = timed(tally, "undo", lambda: client.predict(project, api_name="/undo_last_label"))
+                tally.undos += 1
+                tally.crossed += undone["pairs"] != [pair_id]
+                tally.kept.pop()
         except Exception as e:  # counted, not hidden: a failed write is a lost label
-            errors.append(f"{type(e).__name__}: {str(e)[:120]}")
-    return {
-        "pages": pages,
-        "labels": labels,
-        "expected": written,
-        "writes": len(labels),
-        "errors": errors,
-        "cpu_s": time.process_time() - cpu,
-    }
+            tally.errors.append(f"{name}: {type(e).__name__}: {str(e)[:120]}")
+    tally.cpu_s = time.process_time() - cpu
+    return tally
 
 
-def _session_process(results, *args) -> None:
-    results.put(session(*args))
+def _person_process(results, *args) -> None:
+    results.put(person(*args))
 
 
-def sessions_in_processes(url: str, project: str, ids: list[int], n: int, writes: int) -> dict:
-    """`n` sessions, one process each, started together; their results merged."""
+def people_in_processes(url: str, project: str, ids: list[int], people: list[tuple[str, str]], writes: int) -> Tally:
+    """Each person a process, started together, with pairs of their own (ids dealt out in turn); results merged."""
+    n = len(people)
     ctx = multiprocessing.get_context("spawn")
     results, start = ctx.Queue(), ctx.Barrier(n, timeout=300)
     procs = [
-        ctx.Process(target=_session_process, args=(results, url, project, ids[k::n] or ids[:1], writes, k, start))
-        for k in range(n)
+        ctx.Process(target=_person_process, args=(results, url, name, pw, project, ids[k::n], writes, k, start))
+        for k, (name, pw) in enumerate(people)
     ]
     for p in procs:
         p.start()
-    out = {"pages": [], "labels": [], "expected": {}, "writes": 0, "errors": [], "cpu_s": 0.0}
+    out = Tally()
     for _ in procs:
-        got = results.get(timeout=3600)
-        for key in ("pages", "labels", "errors"):
-            out[key] += got[key]
-        out["expected"].update(got["expected"])
-        out["writes"] += got["writes"]
-        out["cpu_s"] += got["cpu_s"]
+        out.add(results.get(timeout=3600))
     for p in procs:
         p.join()
     return out
 
 
+@dataclass
+class Check:
+    """What the database says after a phase."""
+
+    events: int  # label events written by the phase's people
+    lost: int  # labels kept by a person that are not the pair's label now (or whose audit event is missing)
+    crossed: int  # undo events whose actor differs from the reverted event's
+
+
+def check(db: Path, before: dict[int, tuple[str, str]], first_event: int, tally: Tally, calls: int) -> Check:
+    """The pairs' labels against what each person kept (their pairs are their own: the last kept label of a pair
+    is its label; a pair with none is as it was before the phase) and the audit events against the calls."""
+    store = Store(db)
+    try:
+        events = [e for e in store.label_events() if e.id > first_event]
+        by_id = {e.id: e for e in store.label_events()}
+        expected = dict(before)
+        for pair_id, label in tally.kept:
+            expected[pair_id] = (label, "human")
+        lost = sum((p.label, p.label_source) != expected[i] for i in before if (p := store.pair(i)))
+    finally:
+        store.close()
+    crossed = sum(e.undoes is not None and by_id[e.undoes].actor != e.actor for e in events)
+    return Check(len(events), lost + abs(calls - len(events)), crossed)
+
+
+def pair_states(db: Path, ids: list[int]) -> tuple[dict[int, tuple[str, str]], int]:
+    store = Store(db)
+    try:
+        states = {i: (p.label, p.label_source) for i in ids if (p := store.pair(i))}
+        events = store.label_events()
+        return states, events[-1].id if events else 0
+    finally:
+        store.close()
+
+
+@dataclass
+class Phase:
+    name: str
+    people: int
+    seconds: float
+    load: tuple[float, float, float]
+    tally: Tally
+    check: Check
+    studio_cpu_s: float
+    calls: int
+
+
+def api_phase(url: str, db: Path, ids: list[int], people: list[tuple[str, str]], writes: int, studio) -> Phase:
+    before, first_event = pair_states(db, ids)
+    load, cpu, t = os.getloadavg(), sum(studio.cpu_times()[:2]), time.monotonic()
+    tally = people_in_processes(url, "bench", ids, people, writes)
+    seconds, studio_cpu = time.monotonic() - t, sum(studio.cpu_times()[:2]) - cpu
+    calls = sum(len(v) for v in tally.ms.values())
+    done = check(db, before, first_event, tally, tally.labels + tally.undos)
+    who = f"{len(people)} people" if len(people) > 1 else "1 person"
+    return Phase(f"{who}, API", len(people), seconds, load, tally, done, studio_cpu, calls)
+
+
+def table(phases: list[Phase]) -> list[str]:
+    lines = [
+        "| people | via | call | n | p50 ms | p95 ms | max ms | studio CPU ms/call | load avg (1 min) | labels lost "
+        "| undos crossing people |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ph in phases:
+        via = ph.name.split(", ")[1]
+        cpu = f"{1000 * ph.studio_cpu_s / max(ph.calls, 1):.0f}"
+        crossed = ph.check.crossed + ph.tally.crossed
+        for kind in KINDS:
+            v = ph.tally.ms[kind]
+            if not v:
+                continue
+            lines.append(
+                f"| {ph.people} | {via} | {kind} | {len(v)} | {statistics.median(v):.0f} | {percentile(v, 0.95):.0f} "
+                f"| {max(v):.0f} | {cpu} | {ph.load[0]:.1f} | {ph.check.lost} | {crossed} |"
+            )
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sessions", type=int, default=8)
-    p.add_argument("--writes", type=int, default=30, help="page reads and label writes per session")
+    p.add_argument("--people", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--writes", type=int, default=20, help="page reads and labels per person")
+    p.add_argument("--browser", action="store_true", help="also 2 people in Chromium (benchmarks/load_browser.py)")
+    p.add_argument("--round-epochs", type=int, default=60, help="how long round 1 trains under the load")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spa-load-"))
     started = time.monotonic()
@@ -116,13 +252,15 @@ def main() -> int:
             tmp / "run",
             rounds=1,
             prompts_per_round=[40],
-            round_epochs=30,
+            round_epochs=args.round_epochs,
             batch_size=4,
             train={"micro_batch_size": 4},
         ),
     )
+    people = accounts(max(args.people + ([2] if args.browser else [])))
     worker = start_worker(db, tmp / "worker.log")
-    studio = start(["--db", str(db), "--port", str(port), "--no-worker"], tmp / "studio.log")
+    studio = start(["--db", str(db), "--port", str(port), "--no-worker", *auth_args(people)], tmp / "studio.log")
+    phases: list[Phase] = []
     try:
         wait_listening(port)
         wait_for(
@@ -135,54 +273,39 @@ def main() -> int:
         ids = [pair.id for pair in store.pairs(job_id, 1)]
         store.close()
         url = f"http://127.0.0.1:{port}/"
-        alone = session(url, "bench", ids[:1], 10, 0)  # the baseline: one session
-        studio_cpu = psutil.Process(studio.pid)
-        load_before = os.getloadavg()
-        cpu_before = sum(studio_cpu.cpu_times()[:2])
-        load_from = time.monotonic()
-        out = sessions_in_processes(url, "bench", ids, args.sessions, args.writes)
-        load_s = time.monotonic() - load_from
-        studio_cpu_s = sum(studio_cpu.cpu_times()[:2]) - cpu_before
-        out["expected"] = {**alone["expected"], **out["expected"]}
+        studio_process = psutil.Process(studio.pid)
+        phases.append(api_phase(url, db, ids[:1], people[:1], 10, studio_process))  # the baseline: one person
+        for n in args.people:
+            phases.append(api_phase(url, db, ids, people[:n], args.writes, studio_process))
+        if args.browser:
+            from benchmarks.load_browser import browser_phase
+
+            phases.append(browser_phase(url, db, people[:2], args.writes, studio_process))
         still_training = Store(db).job(job_id).stage == "train"
-        job = wait_for(db, job_id, finished, procs=[worker], timeout=900)
+        job = wait_for(db, job_id, finished, procs=[worker], timeout=1800)
     finally:
         stop(studio)
         stop(worker)
-    store = Store(db)
-    events = len([e for e in store.label_events() if e.actor == "api"]) - alone["writes"]
-    lost = sum(
-        store.pair(i).label != label or store.pair(i).label_source != "human" for i, label in out["expected"].items()
-    )
-    store.close()
-    attempted = args.sessions * args.writes
-    lost += attempted - events
-    ms = {k: [v * 1000 for v in out[k]] for k in ("pages", "labels")}
+    shown = " ".join(str(n) for n in args.people)
     print(
-        f"`python benchmarks/load.py --sessions {args.sessions} --writes {args.writes}`, "
-        f"{(time.monotonic() - started) / 60:.1f} min; {args.sessions} sessions for {load_s:.0f} s while round 1 "
-        f"trained ({'still training at the end' if still_training else 'training ended during the load'}); "
-        f"job {job.status}\n"
+        f"`python benchmarks/load.py --people {shown} --writes {args.writes}{' --browser' if args.browser else ''}`, "
+        f"{(time.monotonic() - started) / 60:.1f} min, {os.cpu_count()} cores; every phase while round 1 trained "
+        f"({'still training at the end' if still_training else 'training ended during the load'}); job {job.status}; "
+        f"load average at the end {os.getloadavg()[0]:.1f}\n"
     )
-    base = {k: [v * 1000 for v in alone[k]] for k in ("pages", "labels")}
-    calls = 2 * max(out["writes"], 1)
-    print(
-        f"load average {load_before[0]:.1f} when the sessions started ({os.cpu_count()} cores); CPU per call: "
-        f"studio {1000 * studio_cpu_s / calls:.0f} ms, gradio_client {1000 * out['cpu_s'] / calls:.0f} ms\n"
-    )
-    print("| request | n | p50 ms | p95 ms | max ms | one session alone: p50 ms | p50 ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for name, key in (("review page (20 pairs)", "pages"), ("label write", "labels")):
-        v = ms[key]
+    print("\n".join(table(phases)))
+    print()
+    for ph in phases:
+        errors = ph.tally.errors
         print(
-            f"| {name} | {len(v)} | {statistics.median(v):.0f} | {percentile(v, 0.95):.0f} | {max(v):.0f} | "
-            f"{statistics.median(base[key]):.0f} | {statistics.median(v) / statistics.median(base[key]):.1f}× |"
+            f"- {ph.name}: {ph.seconds:.0f} s, {ph.tally.labels} labels and {ph.tally.undos} undos, "
+            f"{ph.check.events} audit events, labels lost {ph.check.lost}, undos crossing people "
+            f"{ph.check.crossed + ph.tally.crossed}; studio CPU {ph.studio_cpu_s:.1f} s, "
+            + ("Chromium's CPU not counted" if "Chromium" in ph.name else f"clients' CPU {ph.tally.cpu_s:.1f} s")
+            + (f"; errors: {errors[:3]}" if errors else "")
         )
-    print(
-        f"\nlabels written {attempted}, audit events {events}, labels lost = {lost}"
-        + (f"; errors: {out['errors'][:3]}" if out["errors"] else "")
-    )
-    return 0 if lost == 0 else 1
+    bad = sum(ph.check.lost + ph.check.crossed + ph.tally.crossed + len(ph.tally.errors) for ph in phases)
+    return 0 if bad == 0 else 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -522,6 +523,59 @@ def test_a_worker_that_loses_its_job_stops_its_stage(world, tmp_path, shared):
     starts = stage_starts(shared.db, job_id)
     assert (1, "evaluate") not in starts and (1, "finalize") not in starts  # nor did it go on to the next stages
     store.finish_job(job_id, "stopped")  # stand-in for the other worker
+
+
+# --- a stage killed by a signal it did not ask for is a crash: retried once, then the job fails ------------------
+
+# a one-round run whose seed DPO lasts a while (16 epochs), so a stage process is there to be killed at its start
+CRASHABLE = {"rounds": 1, "epochs": 16, "batch_size": 4, "train": {"micro_batch_size": 4}}
+
+
+def crash_seed_stage(shared: SharedWorker, job_id: int, attempt: int) -> None:
+    """Once the job's seed DPO has started `attempt` times, SIGSEGV its stage process (as the one crash issue 38
+    saw, at the start of seed DPO) and wait for it to be gone."""
+    shared.wait(job_id, lambda j: stage_starts(shared.db, job_id)[(0, "seed")] >= attempt, f"seed start {attempt}")
+    (stage,) = stage_children(shared.proc.pid)
+    os.kill(stage.pid, signal.SIGSEGV)
+    psutil.wait_procs([stage], timeout=30)
+
+
+@slow
+def test_a_stage_that_crashes_is_retried_once_and_ends_as_an_uninterrupted_run(world, tmp_path, shared):
+    from benchmarks.faults import outcome_of
+
+    reference = enqueue(shared.db, run_config(world, tmp_path / "reference", **CRASHABLE))
+    victim = enqueue(shared.db, run_config(world, tmp_path / "victim", **CRASHABLE))
+    assert shared.wait(reference).status == "done"
+    crash_seed_stage(shared, victim, attempt=1)
+    job = shared.wait(victim)
+    assert job.status == "done", job.error
+    log = [e["message"] for e in events(shared.db, victim)]
+    assert [m for m in log if "crashed" in m] == ["[round 0 seed] stage seed crashed with SIGSEGV; retrying once"]
+    starts = stage_starts(shared.db, victim)
+    assert {k: n for k, n in starts.items() if n != 1} == {(0, "seed"): 2}  # the crashed stage alone ran again
+    assert set(starts) == all_stages(job.config_yaml)
+    # the same pairs (answers, judge labels, labels), metric series, round states and final weights
+    assert outcome_of(shared.db, victim, tmp_path / "victim") == outcome_of(
+        shared.db, reference, tmp_path / "reference"
+    )
+    assert shared.proc.poll() is None
+
+
+@slow
+def test_a_stage_that_crashes_again_fails_its_job_with_the_reason(world, tmp_path, shared):
+    job_id = enqueue(shared.db, run_config(world, tmp_path / "out", **CRASHABLE))
+    crash_seed_stage(shared, job_id, attempt=1)
+    crash_seed_stage(shared, job_id, attempt=2)
+    job = shared.wait(job_id)
+    reason = "[round 0 seed] stage seed crashed with SIGSEGV again after one retry: the job fails"
+    assert (job.status, job.error) == ("failed", reason)
+    log = events(shared.db, job_id)
+    assert sum("retrying once" in e["message"] for e in log) == 1
+    assert (log[-1]["message"], log[-1]["level"]) == (reason, "error")
+    assert stage_starts(shared.db, job_id) == {(0, "prepare"): 1, (0, "seed"): 2}  # nothing ran after it
+    assert [r.status for r in shared.store().rounds(job_id)] == ["failed"]
+    assert shared.proc.poll() is None  # the worker lives on
 
 
 @slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psutil
 import pytest
@@ -211,3 +212,25 @@ def test_doctor_leaves_an_approved_review_alone(store):
     assert diagnose(store) == []  # paused at its gate
     store.approve_review(job_id, 1)
     assert store.job(job_id).status == "queued" and diagnose(store) == []  # approved, waiting for a worker
+
+
+def test_the_stage_server_has_one_thread_when_it_forks_a_stage():
+    """A fork copies only the forking thread; another thread's locks (an allocator's, OpenMP's pool) stay held in
+    the child forever. The server preloads torch, transformers, datasets and the engine, and pyarrow's jemalloc
+    starts a thread of its own when loaded unless told not to (stage_process.SERVER_ENV); OpenMP's pool must not
+    have started either (no tensor work in the server)."""
+    from multiprocessing import forkserver
+
+    from engine.runtime.stage_process import stage_server, stop_stage_server
+
+    stop_stage_server()
+    child = stage_server().Process(target=os.getpid)  # starts the server with the stages' preload
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    pid = forkserver._forkserver._forkserver_pid
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "libtorch_cpu" in maps and "libarrow" in maps  # the preload is in the server
+    threads = {t: Path(f"/proc/{pid}/task/{t}/comm").read_text().strip() for t in os.listdir(f"/proc/{pid}/task")}
+    assert list(threads) == [str(pid)], threads
+    assert stop_stage_server()

@@ -9,6 +9,7 @@ multi-GPU training stage is launched with (engine.runtime.distributed)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -71,14 +72,24 @@ def watch_worker(worker_pid: int) -> None:
     threading.Thread(target=loop, daemon=True).start()
 
 
+# pyarrow (imported by datasets and pandas) loads a jemalloc that starts a background thread when the library is
+# loaded; its default memory pool is mimalloc, so that thread only makes the fork server a threaded process,
+# and a fork copies one thread of a process whose other threads may hold locks (issue 38: a stage died of SIGSEGV
+# at its start once). Off, the server is single-threaded at every fork (tests/test_recovery.py checks it).
+SERVER_ENV = {"JE_ARROW_MALLOC_CONF": "background_thread:false"}
+
+
 def stage_server() -> multiprocessing.context.ForkServerContext:
     """The fork server context (started on first use, one per worker process; it exits with the worker).
     Python 3.11's fork server does not take the worker's sys.path and skips a preload it cannot import
     without a word, so the repository goes on this process's PYTHONPATH (which the server inherits):
-    otherwise, for a worker started outside the repository, every stage would pay the imports again."""
+    otherwise, for a worker started outside the repository, every stage would pay the imports again.
+    SERVER_ENV goes into the same environment, for the same reason."""
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if str(ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in paths if p])
+    for name, value in SERVER_ENV.items():
+        os.environ.setdefault(name, value)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
@@ -153,6 +164,7 @@ def start_stage(
 
 def child_main(db: str, job_id: int, round: int, stage: str, echo: bool, worker_pid: int) -> None:
     os.setsid()  # its own process group: a stop signals the stage and anything it started
+    faulthandler.enable()  # a crash (SIGSEGV, SIGBUS) prints every thread's Python stack to the worker's stderr
     os.chdir(ROOT)  # where every stage runs, forked or launched: relative paths mean the same in all of them
     watch_worker(worker_pid)
     sys.exit(run(db, job_id, round, stage, echo))

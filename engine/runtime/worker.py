@@ -23,7 +23,7 @@ from engine.runtime.stage_process import EXIT_STOPPED, pid_alive, stage_args, st
 from storage import Job, Store
 
 RESUMING = "resuming after an interruption"  # the log line of an automatic resume
-LOST = -1  # run_stage: the job was taken from this worker while its stage ran
+LOST = -1000  # run_stage: the job was taken from this worker while its stage ran (no exit status is this low)
 
 __all__ = ["JOB_KINDS", "Worker", "WorkerSettings", "pid_alive"]
 
@@ -36,6 +36,22 @@ class WorkerSettings:
     max_auto_resumes: int = 3  # an interrupted job is resumed automatically at most this often
     recover_every_s: float = 10.0  # while idle, look this often for jobs of dead workers to resume
     stage_server_idle_s: float = 60.0  # idle this long, the worker stops its fork server (torch's memory back)
+
+
+def crash_signal(code: int) -> str | None:
+    """The signal's name when a stage's exit status says a signal killed it (the worker's own stop signals come
+    back as EXIT_STOPPED, a lost job as LOST); None for an exit of its own."""
+    if code >= 0 or code == LOST:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def crashed_twice(round: int, stage: str, first: str, second: str) -> str:
+    again = "again" if first == second else f"(first {first})"
+    return f"[round {round} {stage}] stage {stage} crashed with {second} {again} after one retry: the job fails"
 
 
 class Worker:
@@ -148,8 +164,17 @@ class Worker:
                     ):
                         self.store.set_round_status(job.id, ref.round, "review")
                 return
-            # run the stage in its own process group, then act on its exit status
+            # run the stage in its own process group (once more after a crash), then act on its exit status
             code = self.run_stage(job, ref.round, ref.stage, kind, request)
+            first = crash_signal(code)
+            if first and not self.shutting_down:
+                # killed by a signal nobody sent on purpose (SIGSEGV, SIGBUS, the OOM killer's SIGKILL): a crash,
+                # not a failure of the stage's own; it is run once more from its start, as a resume would
+                where = f"[round {ref.round} {ref.stage}]"
+                self.store.log(job.id, f"{where} stage {ref.stage} crashed with {first}; retrying once", "warning")
+                if self._interrupted(job, ref.round):  # a stop or a shutdown meanwhile: released already
+                    return
+                code = self.run_stage(job, ref.round, ref.stage, kind, request)
             if code == LOST:
                 self._lost(job)
                 return
@@ -158,6 +183,10 @@ class Worker:
                 return
             if code == EXIT_STOPPED:
                 self._release(job, "stopped", cause=f"[round {ref.round} {ref.stage}] stopped")
+                return
+            if crash_signal(code):
+                reason = crashed_twice(ref.round, ref.stage, first, crash_signal(code))
+                self._release(job, "failed", error=reason, cause=reason, level="error")
                 return
             if code != 0:
                 errors = [e["message"] for e in self.store.events(job.id, limit=50) if e["level"] == "error"]
