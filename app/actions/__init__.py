@@ -20,7 +20,14 @@ from app.actions.configs import (
     with_project,
 )
 from app.actions.imports import ImportReport, examples_page, import_file, preview_import
-from app.actions.insight import ProjectInsight, init_answers, project_insight, round_samples, run_folder
+from app.actions.insight import (
+    ProjectInsight,
+    init_answers,
+    project_insight,
+    round_answers,
+    round_samples,
+    run_folder,
+)
 from app.actions.job_queue import (
     ACTIVE,
     RESUMABLE,
@@ -191,6 +198,7 @@ __all__ = [
     "review_progress",
     "review_row",
     "review_rows",
+    "round_answers",
     "round_audit_row",
     "round_rows",
     "round_samples",
