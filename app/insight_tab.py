@@ -63,6 +63,14 @@ def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[
     return compare_answers(records, limit)
 
 
+def compare_widths(columns: int) -> list[str]:
+    """The prompt a fifth of the table, the answers sharing the rest: long prompts (the text world's) would
+    otherwise push every answer column out of sight."""
+    if columns < 2:
+        return ["100%"]
+    return ["20%"] + [f"{80 / (columns - 1):.1f}%"] * (columns - 1)
+
+
 def _checked(cell: str, checks: list[dict] | None) -> str:
     """An answer's cell with its instruction checks after it: ✓ followed (strict), ≈ loosely only, ✗ not."""
     if not checks:
@@ -335,7 +343,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         column_widths=["60px", "25%", "30%", "30%", "60px", "80px"],
     )
     init_table = gr.Dataframe(
-        interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts", elem_id="insight-init"
+        interactive=False,
+        wrap=True,
+        max_height=300,
+        label="π_init on the eval prompts",
+        elem_id="insight-init",
+        column_widths=["35%", "65%"],
     )
 
     def charts(project_, job_value):
@@ -409,7 +422,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             if len(init)
             else "π_init on the eval prompts: none stored (pick a run that has evaluated)"
         )
-        return gens, gr.update(value=init, label=label), frame, (f"run #{job_id} · " if job_id else "") + info
+        return (
+            gens,
+            gr.update(value=init, label=label),
+            gr.update(value=frame, column_widths=compare_widths(len(frame.columns))),
+            (f"run #{job_id} · " if job_id else "") + info,
+        )
 
     generation_views = [generations, init_table, compare, compare_info]
     series = gr.State(None)  # the colour values of each chart just sent, for the redraw (see plots.redraw)

@@ -180,6 +180,8 @@ def test_the_insight_data_of_a_text_run_holds_answers_with_checks_and_ifeval_per
         f"{'✓' if c['strict'] else '≈' if c['loose'] else '✗'} {c['instruction_id']}" for c in answers[1]["checks"][0]
     )
     assert frame["round 1"][0].startswith(answers[1]["texts"][0]) and frame["round 1"][0].endswith(f"⟨{marks}⟩")
+    # π_init's answers in their own table too (the text world saves no eval_init_samples.json)
+    assert actions.init_answers(db, job.id) == [[t.prompt, text] for t, text in zip(tasks, answers[0]["init_texts"])]
     strict, loose = levels(answers[1]["checks"])
     assert f"round 1 {strict:.3f} / {loose:.3f}" in summary and "prompt-level strict / instruction-level" in summary
 
@@ -219,6 +221,11 @@ def test_the_insight_tab_shows_a_text_runs_ifeval_figures_and_answers_side_by_si
             assert header in shown
         first_check = answers["checks"][0][0]
         assert first_check["instruction_id"] in shown and "⟨" in shown
+        # every answer column in sight, not scrolled off to the right of long prompts
+        heads = page.locator("#insight-compare th")
+        box, last = page.locator("#insight-compare").bounding_box(), heads.nth(heads.count() - 1).bounding_box()
+        assert last["x"] + last["width"] <= box["x"] + box["width"] + 1
+        wait_until(lambda: "stored by the run" in page.inner_text("#tab-insight"), what="π_init's answers")
         info = page.inner_text("#insight-compare-info")
         assert "prompt-level strict / instruction-level loose" in info and "✓ followed (strict)" in info
         wait_until(
@@ -228,6 +235,13 @@ def test_the_insight_tab_shows_a_text_runs_ifeval_figures_and_answers_side_by_si
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "text-insight.png"), full_page=True)
         assert errors == []
+        # the same through the API
+        from gradio_client import Client
+
+        seen = Client(studio.url, verbose=False).predict("text-ci", job.id, api_name="/run_insight")
+        assert seen["job_id"] == job.id and [row["round"] for row in seen["ifeval"]] == [0, 1]
+        assert seen["ifeval"][1]["prompt_strict"] == metrics[("text/eval/prompt_strict", 1)]
+        assert [a["round"] for a in seen["answers"]] == [0, 1] and seen["answers"][1]["checks"] == answers["checks"]
     finally:
         store.close()
         stop_studio(studio)

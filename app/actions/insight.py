@@ -102,7 +102,8 @@ def run_folder(db: str, job_id: int) -> Path | None:
 
 def init_answers(db: str, job_id: int, limit: int = 10) -> list[list[str]]:
     """π_init's stored answers to the eval prompts (eval_init_samples.json in the run's folder), as
-    [eval prompt, answer] rows; none when the run saved none."""
+    [eval prompt, answer] rows; without that file (a world's own held-out prompts, such as the text world's),
+    those of the run's first saved answers file (round_answers); none when the run saved none."""
     with opened(db) as store:
         job = job_of(store, job_id)
         cfg = job_config(job)
@@ -111,7 +112,12 @@ def init_answers(db: str, job_id: int, limit: int = 10) -> list[list[str]]:
         return []
     path = _folder(cfg, db, job_id) / "eval_init_samples.json"
     if not path.is_file():
-        return []
+        saved = round_answers(db, job_id)[:1]
+        return [
+            [" ".join(m["content"] for m in prompt), text]
+            for rec in saved
+            for prompt, text in zip(rec["prompts"], rec["init_texts"])
+        ][:limit]
     try:
         texts = json.loads(path.read_text(encoding="utf-8"))["texts"]
     except (OSError, ValueError, KeyError, TypeError):
