@@ -44,6 +44,7 @@ from engine.runtime.judge_folds import (  # noqa: F401  (the command's folds and
     fold_epochs,
     fold_of,
     plan_folds,
+    plan_text,
 )
 
 if TYPE_CHECKING:
@@ -274,9 +275,9 @@ def cross_fit(
     if budget_s is None:
         plan = FoldPlan(fold_count(len(pairs), folds), cfg.epochs, 0.0, "as given")
     else:
-        plan = plan_folds(costs, cfg.epochs, cfg.batch_size, budget_s, folds, epochs)
+        plan = plan_folds(costs, cfg.epochs, budget_s - costs.load_s - costs.pass_s, folds, epochs)
     say(
-        f"{plan.folds} folds of {plan.epochs} epoch{'s' if plan.epochs != 1 else ''} ({plan.why}; measured: "
+        f"{plan_text(plan.folds, plan.epochs)} ({plan.why}; measured: "
         f"loading {costs.load_s:.0f} s, a scoring pass over the {len(pairs)} pairs {costs.pass_s:.0f} s)"
     )
     cfg = replace(cfg, epochs=plan.epochs)
