@@ -5,15 +5,20 @@ holds out at least two pairs and trains on at least half of them (80% from n = 1
 own π_0 will see; each fold trains max(1, round(E / (k − 1))) epochs, E the config's seed epochs, so the k
 trainings together make about as many pair-passes as the seed stage itself (n·E).
 
-That plan costs about one seed round of training plus k + 1 scoring passes over the pairs, which on the text world
-(20 pairs of 130-150 tokens, SmolLM2-135M in float32 on two CPU cores) is half an hour on a loaded machine. So the
-check has a time budget (`--minutes`, default BUDGET_MINUTES) and `plan_folds` prices each plan from what the check
-measured before any training: the seconds of loading the model and of the one scoring pass under π_init over every
-labelled pair (which the check needs anyway: it is the training reference and the judge's π_init). A training
-pair-pass (forward and backward of both answers, the reference read from that pass) costs about STEP_FACTOR scoring
-passes of one pair. The faithful plan is kept when it fits; otherwise, among the plans of 2..k folds and
-1..fold_epochs epochs that fit, the one whose π_0 sees the most pair-passes ((k − 1)/k · n · epochs), then the one
-with more folds; when none fits, the cheapest (2 folds of 1 epoch). `--folds` and `--epochs` fix either.
+That plan costs about one seed round of training plus k + 1 scoring passes over the pairs: on the text world (20
+pairs of 130-150 tokens, SmolLM2-135M in float32, E = 3) 5 folds of 1 epoch, about 1,300 CPU seconds, half an
+hour on the shared 2-core machine at load 3. So the check has a time budget (`--minutes`, default BUDGET_MINUTES)
+and `plan_folds` prices each plan from what the check measured before any training: the seconds of loading the
+model and of the one scoring pass under π_init over every labelled pair (which the check needs anyway: it is
+every fold's training reference and the judge's π_init). A training pair-pass (forward and backward of both
+answers under π, AdamW on the LoRA weights) costs about STEP_FACTOR scorings of one pair, and each fold scores
+every pair once under its π_0. The faithful plan is kept when it fits what is left of the budget; otherwise, among
+the plans of 2..k folds and 1..fold_epochs epochs that fit, the one whose π_0 sees the most pair-passes
+((k − 1)/k · n · epochs), then the one with more folds; when none fits, the cheapest (2 folds of 1 epoch). On the
+text world with a pass of 35 s (an idle 2-core machine) that is 2 folds of 2 epochs, 5.9 min of folds predicted;
+under load 6-9 (a pass of 240 s) 2 folds of 1 epoch, 21 min (benchmarks/results/judge_check.md). On the demo
+world (64 pairs, a pass of 2 s) the faithful 5 folds of 3 epochs. `--folds` and `--epochs` fix either. The plan
+depends on the machine's speed when the check starts: the figures of a loaded machine come from less training.
 
 Imports nothing heavy: the studio and the worker read it."""
 
@@ -132,7 +137,10 @@ def plan_folds(
         )
     k, e, s = max(fits, key=lambda p: ((p[0] - 1) / p[0] * p[1], p[0]))
     return FoldPlan(
-        k, e, s, f"the most training within the budget: predicted {s / 60:.1f} min, {plan_text(k0, e0)} {s0 / 60:.1f}"
+        k,
+        e,
+        s,
+        f"the most training within the budget: predicted {s / 60:.1f} min ({plan_text(k0, e0)}: {s0 / 60:.1f})",
     )
 
 
