@@ -309,9 +309,17 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("config", help="run configuration YAML: its project, model, seed_data and seed training")
     s.add_argument("--project", default=None, help="project name (default: the config's 'project')")
-    s.add_argument("--folds", type=int, default=None, help="folds (default min(5, labelled pairs // 2))")
+    s.add_argument(
+        "--folds", type=int, default=None, help="folds (default min(5, labelled pairs // 2) if it fits --minutes)"
+    )
     s.add_argument(
         "--epochs", type=int, default=None, help="seed DPO epochs per fold (default: the config's / (folds - 1), ≥ 1)"
+    )
+    s.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="time budget of the cross-fitting: fewer folds or epochs when the default ones would not fit (default 8)",
     )
     s.add_argument("--json", action="store_true", help='print only {"judges": {...}, "chosen": ..., "minutes": ...}')
     s.set_defaults(func=cmd_judge_check)

@@ -279,6 +279,17 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         the latest round's interval includes 0.5. Labels given outside the audit order never count."""
         return _call(actions.audit_estimate, db, project or None, job_id, round_index)
 
+    def run_insight(project: str, job_id: int | None = None) -> dict:
+        """What the Insight tab shows of a run (job_id, else the project's newest job): ifeval, per evaluated round
+        of a text-world run, prompt_strict, instruction_loose, init_prompt_strict, init_instruction_loose,
+        win_rate_vs_init and the round's blind audit (as audit_estimate's rows; None without one); and answers,
+        π_init's and each round's saved answers to the held-out prompts ({"round", "prompts", "texts", "init_texts",
+        "gold", "init_gold", "judge", "init_judge", "checks", "init_checks"}: checks per answer are the world's
+        instruction checks, {"instruction_id", "description", "strict", "loose"}, or None)."""
+        seen = _call(actions.project_insight, db, project, job_id)
+        job = seen.job_id if seen.job_id is not None else seen.metrics_job
+        return {"job_id": job, "ifeval": seen.ifeval, "answers": _call(actions.round_answers, db, job) if job else []}
+
     def bulk_accept(
         project: str,
         min_confidence: float | None = None,
@@ -407,6 +418,7 @@ def register(db: str, people: tuple[str, ...] = ()) -> None:
         seed_progress,
         seed_pairs,
         audit_estimate,
+        run_insight,
         judge_check_result,
     ):
         gr.api(fn, api_name=fn.__name__, concurrency_limit=READS_CONCURRENCY)

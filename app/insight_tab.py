@@ -7,8 +7,6 @@ round, and π_init's answers to the eval prompts when the run saved them)."""
 
 from __future__ import annotations
 
-import json
-
 import gradio as gr
 import pandas as pd
 
@@ -60,45 +58,71 @@ def answers_side_by_side(db: str, job_id: int | None, limit: int = 30) -> tuple[
     the evaluate stage writes): see `compare_answers`."""
     if job_id is None:
         return pd.DataFrame(columns=["eval prompt"]), "Pick a run to compare its rounds' answers."
-    folder = actions.run_folder(db, job_id)
-    files = (
-        sorted(folder.glob("eval_answers_round_*.json"), key=lambda f: int(f.stem.rsplit("_", 1)[1]))
-        if folder and folder.is_dir()
-        else []
-    )
-    records = []
-    for f in files:
-        try:
-            records.append((int(f.stem.rsplit("_", 1)[1]), json.loads(f.read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            continue
+    records = [(rec["round"], rec) for rec in actions.round_answers(db, job_id)]
     if not records:
         return pd.DataFrame(columns=["eval prompt"]), "No round of this run has been evaluated yet."
     return compare_answers(records, limit)
 
 
+def compare_widths(columns: int) -> list[str]:
+    """The prompt a fifth of the table, the answers sharing the rest: long prompts (the text world's) would
+    otherwise push every answer column out of sight."""
+    if columns < 2:
+        return ["100%"]
+    return ["20%"] + [f"{80 / (columns - 1):.1f}%"] * (columns - 1)
+
+
+def _checked(cell: str, checks: list[dict] | None) -> str:
+    """An answer's cell with its instruction checks after it: ✓ followed (strict), ≈ loosely only, ✗ not."""
+    if not checks:
+        return cell
+    marks = " · ".join(f"{'✓' if c['strict'] else '≈' if c['loose'] else '✗'} {c['instruction_id']}" for c in checks)
+    return f"{cell}  ⟨{marks}⟩"
+
+
+def ifeval_levels(checks: list[list[dict]]) -> str:
+    """IFEval's prompt-level strict and instruction-level loose of one column's answers, from their checks."""
+    instructions = [c for answer in checks for c in answer]
+    strict = sum(all(c["strict"] for c in answer) for answer in checks) / len(checks)
+    loose = sum(c["loose"] for c in instructions) / max(1, len(instructions))
+    return f"{strict:.3f} / {loose:.3f}"
+
+
+CHECKS_LEGEND = "instruction checks after each answer: ✓ followed (strict) · ≈ followed only loosely · ✗ not followed"
+
+
 def compare_answers(records: list[tuple[int, dict]], limit: int = 30) -> tuple[pd.DataFrame, str]:
     """One column per evaluated round (records: (round, saved answers), by round) beside π_init's, each answer
-    with its gold score where the world has a gold and the round's judge scores where the run recorded them
-    (JUDGE_CAPTION); and the means per column."""
+    with its gold score where the world has a gold, the round's judge scores where the run recorded them
+    (JUDGE_CAPTION) and the world's instruction checks where it made them; and the means per column (with checks,
+    prompt-level strict / instruction-level loose per column)."""
     first = records[0][1]
     prompts = [" ".join(m["content"] for m in p) for p in first["prompts"]]
+    init_checks = first.get("init_checks") or []
     columns = {
         "eval prompt": prompts,
-        "π_init": [_scored(t, _at(first["init_gold"], i)) for i, t in enumerate(first["init_texts"])],
+        "π_init": [
+            _checked(_scored(t, _at(first["init_gold"], i)), _at(init_checks, i))
+            for i, t in enumerate(first["init_texts"])
+        ],
     }
     means, judged = [], []
+    levels = [f"π_init {ifeval_levels(init_checks)}"] if init_checks else []
     if first["init_gold"]:
         means.append(f"π_init {sum(first['init_gold']) / len(first['init_gold']):.3f}")
     for round_, rec in records:
         if rec["prompts"] != first["prompts"]:
             continue  # another eval set: not the same prompts
         judge, init_judge = rec.get("judge"), rec.get("init_judge")  # absent in runs evaluated before they existed
+        checks = rec.get("checks") or []
         columns[f"round {round_}"] = [
-            _scored(t, _at(rec["gold"], i), _at(judge, i), _at(init_judge, i)) for i, t in enumerate(rec["texts"])
+            _checked(_scored(t, _at(rec["gold"], i), _at(judge, i), _at(init_judge, i)), _at(checks, i))
+            for i, t in enumerate(rec["texts"])
         ]
         if rec["gold"]:
             means.append(f"round {round_} {sum(rec['gold']) / len(rec['gold']):.3f}")
+        if checks:
+            levels.append(f"round {round_} {ifeval_levels(checks)}")
         if judge and init_judge:
             wins = sum(j > k for j, k in zip(judge, init_judge))
             judged.append(
@@ -110,8 +134,53 @@ def compare_answers(records: list[tuple[int, dict]], limit: int = 30) -> tuple[p
         f"{len(prompts)} held-out prompts"
         + (f" · mean gold score: {' · '.join(means)}" if means else " · no gold judge in this world")
         + (f" · mean judge score: {' · '.join(judged)}" if judged else " · no judge scores recorded")
+        + (
+            f" · prompt-level strict / instruction-level loose: {' · '.join(levels)} · {CHECKS_LEGEND}"
+            if levels
+            else ""
+        )
     )
     return frame, summary
+
+
+IFEVAL_COLUMNS = [
+    "round",
+    "prompt-level strict",
+    "instruction-level loose",
+    "π_init prompt-level strict",
+    "π_init instruction-level loose",
+    "win rate vs π_init",
+    "blind audit: agrees with you",
+    "audit 95% interval",
+    "audit decided (n) of sample",
+]
+
+
+IFEVAL_KEYS = (
+    "prompt_strict",
+    "instruction_loose",
+    "init_prompt_strict",
+    "init_instruction_loose",
+    "win_rate_vs_init",
+)
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def ifeval_table(rows: list[dict]) -> pd.DataFrame:
+    """The text world's IFEval figures per round (actions.ifeval_rounds) beside the round's blind audit."""
+    out = []
+    for r in rows:
+        audit = r["audit"]
+        cells = (
+            [_figure(audit["agree"]), f"{audit['lo']:.3f}–{audit['hi']:.3f}", f"{audit['n']} of {audit['sample']}"]
+            if audit
+            else ["no audit", "", ""]
+        )
+        out.append([r["round"], *(_figure(r[k]) for k in IFEVAL_KEYS), *cells])
+    return pd.DataFrame(out, columns=IFEVAL_COLUMNS)
 
 
 def calibration_table(bins: list[dict]) -> pd.DataFrame:
@@ -215,6 +284,14 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             height=HEIGHT,
             tooltip=["confidence", "agreement", "series", "pairs"],
         )
+    ifeval = gr.Dataframe(
+        interactive=False,
+        wrap=True,
+        visible=False,
+        label="IFEval per round on the held-out tasks (the model's greedy answers, and π_init's), beside the round's "
+        "blind audit",
+        elem_id="insight-ifeval",
+    )
     gr.Markdown(
         "**Calibration by rank**: the judge's pairs of each round in five bands of its margin (0% = least "
         "sure), with how often the judge agrees with the gold reward and with people's labels. Rank spreads "
@@ -270,7 +347,12 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
         column_widths=["60px", "25%", "30%", "30%", "60px", "80px"],
     )
     init_table = gr.Dataframe(
-        interactive=False, wrap=True, max_height=300, label="π_init on the eval prompts", elem_id="insight-init"
+        interactive=False,
+        wrap=True,
+        max_height=300,
+        label="π_init on the eval prompts",
+        elem_id="insight-init",
+        column_widths=["35%", "65%"],
     )
 
     def charts(project_, job_value):
@@ -281,12 +363,13 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
                 gr.update(choices=[ALL_RUNS], value=ALL_RUNS),
                 gr.update(choices=[], value=None),
                 gr.skip(),
+                gr.update(visible=False),
                 None,
             ]
         try:
             seen = actions.project_insight(db, project_, _job_id(job_value))
         except ActionError as e:
-            return [str(e), *[gr.skip()] * 7, None]
+            return [str(e), *[gr.skip()] * 8, None]
         jobs, job_id, metrics_job, rounds = seen.jobs, seen.job_id, seen.metrics_job, seen.rounds
         bins = seen.calibration
         judged = sum(b["n"] for b in bins)
@@ -323,6 +406,7 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             gr.update(choices=choices, value=job_id or ALL_RUNS),
             round_update,
             calibration_table(seen.rank_calibration),
+            gr.update(value=ifeval_table(seen.ifeval), visible=bool(seen.ifeval)),
             series,
         ]
 
@@ -342,11 +426,16 @@ def build(db: str, project: gr.Dropdown, tab: gr.Tab) -> None:
             if len(init)
             else "π_init on the eval prompts: none stored (pick a run that has evaluated)"
         )
-        return gens, gr.update(value=init, label=label), frame, (f"run #{job_id} · " if job_id else "") + info
+        return (
+            gens,
+            gr.update(value=init, label=label),
+            gr.update(value=frame, column_widths=compare_widths(len(frame.columns))),
+            (f"run #{job_id} · " if job_id else "") + info,
+        )
 
     generation_views = [generations, init_table, compare, compare_info]
     series = gr.State(None)  # the colour values of each chart just sent, for the redraw (see plots.redraw)
-    chart_outputs = [summary, per_round, calibration, margins, lengths, job, gen_round, calib_table, series]
+    chart_outputs = [summary, per_round, calibration, margins, lengths, job, gen_round, calib_table, ifeval, series]
     charts_plots = [per_round, calibration, margins, lengths]
 
     def redraw(series_):

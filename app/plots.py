@@ -18,6 +18,11 @@ ROUND_METRICS = {
     "round/self_label_accuracy": "self-label accuracy (gold)",
     "round/flagged_fraction": "flagged fraction",
     "round/chose_less_likely": "judge chose π_init's less likely answer",
+    # the text world's IFEval figures on its held-out tasks (engine/worlds/text_eval.py); π_init's are flat lines
+    "text/eval/prompt_strict": "IFEval prompt-level strict",
+    "text/eval/instruction_loose": "IFEval instruction-level loose",
+    "text/eval/init/prompt_strict": "π_init IFEval prompt-level strict",
+    "text/eval/init/instruction_loose": "π_init IFEval instruction-level loose",
 }
 
 

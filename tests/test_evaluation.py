@@ -123,6 +123,7 @@ def test_each_eval_answer_carries_the_rounds_judge_score_and_the_studio_shows_it
     assert cell.startswith(ANSWERS_A[0]) and f"gold {len(ANSWERS_A[0]) / 10:.2f}" in cell
     assert f"judge {got[0]:+.3f} vs π_init's answer {got[3]:+.3f}" in cell
     assert "judge" not in frame["π_init"][0] and "gold" in frame["π_init"][0]
+    assert "⟨" not in cell and "prompt-level strict" not in summary  # no checks saved: none shown (the demo world)
     wins = sum(a > b for a, b in zip(own, base))
     assert (
         f"round 1 {sum(got[:3]) / 3:+.3f} vs π_init's {sum(got[3:]) / 3:+.3f}, own answer preferred on {wins}/3"

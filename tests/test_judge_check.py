@@ -228,3 +228,41 @@ def test_folds_and_epochs_keep_two_pairs_a_fold_and_one_seed_rounds_training():
         judge_check.fold_count(3)
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         judge_check.JudgeCheckRequest("p", epochs=0)
+
+
+def test_the_plan_keeps_the_faithful_folds_when_they_fit_and_else_gives_pi0_the_most_training_that_fits():
+    """Hand-priced on the text world's shape: 20 pairs, a scoring pass of 30 s (1.5 s a pair), loading 3 s, E = 3;
+    a training pair-pass is STEP_FACTOR = 4 pair scorings, 6 s."""
+    from engine.runtime import judge_folds as jf
+
+    assert jf.STEP_FACTOR == 4.0
+    costs = jf.MeasuredCosts(load_s=3.0, pass_s=30.0, n_pairs=20)
+    # trained pair-passes × 6 s + a π_0 pass per fold + a load for every fold after the first
+    assert jf.predicted_seconds(costs, 5, 1) == 80 * 6 + 5 * 30 + 4 * 3 == 642
+    assert jf.predicted_seconds(costs, 3, 1) == (13 + 13 + 14) * 6 + 3 * 30 + 2 * 3 == 336
+    assert jf.predicted_seconds(costs, 2, 3) == 60 * 6 + 2 * 30 + 3 == 423
+
+    def plan(budget, **fixed):
+        p = jf.plan_folds(costs, 3, budget, **fixed)
+        return p.folds, p.epochs
+
+    assert plan(700) == (5, 1)  # the faithful plan fits
+    assert plan(450) == (2, 3)  # 30 pair-passes a fold (3 folds of 1 epoch: 13.3; of 2 epochs: 576 s)
+    assert plan(400) == (2, 2)  # 20 pair-passes a fold, 303 s
+    assert plan(100) == (2, 1)  # nothing fits: the cheapest, said so
+    assert "over the budget" in jf.plan_folds(costs, 3, 100).why
+    assert plan(100, folds=5) == (5, 1) and plan(450, epochs=3) == (2, 3)  # given folds or epochs are kept
+    # the demo world's 64 pairs of a toy model: the faithful 5 folds of 12 / 4 epochs
+    assert jf.plan_folds(jf.MeasuredCosts(0.5, 0.5, 64), 12, 480).folds == 5
+    assert jf.plan_folds(jf.MeasuredCosts(0.5, 0.5, 64), 12, 480).epochs == 3
+
+
+def test_a_tight_budget_cross_fits_fewer_folds_and_still_judges_every_pair(world, tmp_path):
+    cfg = parse_config(config_file(world, tmp_path, labels_file(world, tmp_path / "labels.jsonl")).read_text())
+    pairs = judge_check.labelled_pairs(None, None, cfg)
+    said: list[str] = []
+    result = judge_check.cross_fit(cfg, pairs, None, say=said.append, budget_s=0.001)
+    assert (result.plan.folds, result.plan.epochs) == (2, 1) and len(result.folds) == 2
+    assert sorted(i for f in result.folds for i in f.held) == list(range(10))
+    assert all(e.n == 10 for e in result.judges.values())
+    assert said[0].startswith("2 folds of 1 epoch (the cheapest: predicted")

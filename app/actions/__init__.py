@@ -24,7 +24,7 @@ from app.actions.configs import (
 )
 from app.actions.downloads import Download, dataset_download, export_request, model_download, queue_model_export
 from app.actions.imports import ImportReport, examples_page, import_file, imported_rows, preview_import
-from app.actions.insight import ProjectInsight, init_answers, project_insight, round_samples, run_folder
+from app.actions.insight import ProjectInsight, init_answers, project_insight, round_answers, round_samples, run_folder
 from app.actions.job_queue import (
     ACTIVE,
     RESUMABLE,
@@ -220,6 +220,7 @@ __all__ = [
     "reviewer_agreement",
     "review_row",
     "review_rows",
+    "round_answers",
     "round_audit_row",
     "round_rows",
     "round_samples",

@@ -98,9 +98,12 @@ def save_answers(
     init_texts: list[str],
     gold: Gold | None,
     scores: AnswerScores | None = None,
+    checks: list[list[dict]] | None = None,
+    init_checks: list[list[dict]] | None = None,
 ) -> None:
-    """A round's and π_init's answers to the eval prompts, with their gold scores where a gold exists and the
-    round's judge scores, for the studio to show side by side (it never samples a model itself)."""
+    """A round's and π_init's answers to the eval prompts, with their gold scores where a gold exists, the
+    round's judge scores and the world's checks of each answer where it has them (the text world's IFEval
+    instructions), for the studio to show side by side (it never samples a model itself)."""
     record = {
         "prompts": prompts,
         "texts": texts,
@@ -111,6 +114,8 @@ def save_answers(
         "init_judge": scores.init_judge if scores else None,
         "judge_beta": scores.beta if scores else None,
         "judge_reference": scores.reference if scores else None,
+        "checks": checks,
+        "init_checks": init_checks,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))

@@ -14,29 +14,38 @@ training pairs only. Each variant's agreement over all folds comes with Wilson's
 (engine.method.agreement); the chosen variant is the one with the best lower bound (ties: the first in
 VARIANT_NAMES).
 
-How many folds and epochs (fold_count, fold_epochs): k = min(5, n // 2) folds, so every fold holds out at least two
-pairs and trains on at least half of them (80% from n = 10 on), close to the seed the run's own π_0 will see. Each
-fold trains max(1, round(E / (k − 1))) epochs, E the config's seed epochs: k folds of (k − 1)·n/k pairs then make
-about as many pair-passes as the seed stage itself (n·E), so the check costs about one seed round of training plus
-k + 1 scoring passes over the pairs. On the text world (20 seed pairs, SmolLM2-135M in float32, E = 3, batch 4)
-that is 5 folds of one epoch on 16 pairs: 20 optimiser steps, a third more than the seed stage's 15. Measured on
-this project's shared 2-core machine with 20 pairs of 130-150 tokens: a step took 36 s at load 3 (a scoring pass
-over the 20 pairs 33 s), and the first fold 7.8 minutes at load 3.5, so the whole check takes half an hour there,
-not the 10 minutes aimed at; `--folds 2 --epochs 1` (6 steps) comes closest. `--epochs` (e.g. the config's own E:
-the judge the run will use, exactly) and `--folds` trade time for fidelity.
+How many folds and epochs: engine.runtime.judge_folds. The faithful plan (k = min(5, n // 2) folds of
+max(1, round(E / (k − 1))) epochs) when it fits a time budget (`--minutes`, default 8), priced from the model's
+load and the one scoring pass under π_init over every pair, which is measured before any fold trains; else the
+plan of fewer folds or epochs that gives each fold's π_0 the most training within it. π_init's log-probs of every
+pair are computed once, as the training reference of every fold and the judge's π_init; nothing is evaluated
+inside a fold. `--folds` and `--epochs` fix either (`--epochs` at the config's own E: the judge the run will use).
 
 Module level imports nothing heavy: the worker and the studio read the request type and the stage names."""
 
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from engine.runtime.judge_folds import (  # noqa: F401  (the command's folds and its refusal, read from here too)
+    BUDGET_MINUTES,
+    MAX_FOLDS,
+    FoldPlan,
+    MeasuredCosts,
+    NotEnoughLabels,
+    chosen_first,
+    fold_count,
+    fold_epochs,
+    fold_of,
+    plan_folds,
+    plan_text,
+)
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
@@ -48,13 +57,8 @@ Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobP
 Say = Callable[[str], None]
 
 STAGES = ("cross-fit",)
-MAX_FOLDS = 5
 METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n and judge_check/minutes
 FIELDS = ("agree", "lo", "hi", "n")
-
-
-class NotEnoughLabels(ValueError):
-    """Too few labelled pairs to cross-fit: the message says how many there are and how many are needed."""
 
 
 @dataclass
@@ -63,14 +67,17 @@ class JudgeCheckRequest:
 
     project: str
     config: str = ""  # the name of one of the project's saved configurations, or YAML; empty: its latest
-    folds: int | None = None  # None: min(MAX_FOLDS, pairs // 2)
-    epochs: int | None = None  # per fold; None: fold_epochs
+    folds: int | None = None  # None: judge_folds.plan_folds picks
+    epochs: int | None = None  # per fold; None: judge_folds.plan_folds picks
+    minutes: float = BUDGET_MINUTES  # the cross-fitting's time budget
 
     def __post_init__(self) -> None:
         if self.folds is not None and self.folds < 2:
             raise ValueError(f"folds must be at least 2, not {self.folds}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, not {self.epochs}")
+        if not self.minutes > 0:
+            raise ValueError(f"minutes must be more than 0, not {self.minutes}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class JudgeCheckResult:
     chosen: str
     minutes: float
     folds: list[FoldResult] = field(default_factory=list)
+    plan: FoldPlan | None = None  # the folds and epochs cross_fit used (None: read back from metrics)
 
     def as_json(self) -> dict:
         """The `--json` answer: {"judges": {NAME: {"agree", "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}."""
@@ -156,44 +164,6 @@ def labelled_pairs(store: Store | None, project_id: int | None, cfg: RunConfig) 
             seen.add(key)
             unique.append(pair)
     return unique
-
-
-def fold_count(n_pairs: int, folds: int | None = None) -> int:
-    """k = min(MAX_FOLDS, n // 2) unless given; NotEnoughLabels when the pairs cannot fill k folds of two."""
-    if n_pairs == 0:
-        raise NotEnoughLabels(
-            "the project has no labelled pairs: import a seed file, rank the answers sampled for its seed "
-            "prompts, label pairs of its runs, or set seed_data in the configuration"
-        )
-    k = folds if folds is not None else min(MAX_FOLDS, n_pairs // 2)
-    needed = 2 * max(k, 2)
-    if n_pairs < needed:
-        raise NotEnoughLabels(
-            f"{n_pairs} labelled pair{'s' if n_pairs != 1 else ''}: cross-fitting {max(k, 2)} folds needs at least "
-            f"{needed} (two per fold)"
-        )
-    return k
-
-
-def chosen_first(n_pairs: int, seed: int) -> list[bool]:
-    """Per pair, whether its chosen answer is shown as a: a seeded coin, the same for every fold."""
-    rng = random.Random(f"{seed}:judge-check order")
-    return [rng.random() < 0.5 for _ in range(n_pairs)]
-
-
-def fold_epochs(seed_epochs: int, folds: int) -> int:
-    """Epochs per fold: the k trainings together about as long as the seed stage (see the module's docstring)."""
-    return max(1, round(seed_epochs / (folds - 1)))
-
-
-def fold_of(n_pairs: int, folds: int, seed: int) -> list[int]:
-    """Each pair's fold: the pairs shuffled with `seed`, then dealt round-robin, so fold sizes differ by one."""
-    order = list(range(n_pairs))
-    random.Random(seed).shuffle(order)
-    fold = [0] * n_pairs
-    for position, index in enumerate(order):
-        fold[index] = position % folds
-    return fold
 
 
 # figures -------------------------------------------------------------------------------------------------------
@@ -273,11 +243,17 @@ def from_metrics(metrics: list[Metric]) -> JudgeCheckResult | None:
 def cross_fit(
     cfg: RunConfig,
     pairs: list[LabelledPair],
-    folds: int,
+    folds: int | None,
     progress: Progress = lambda *a, **k: None,
     say: Say = lambda message: None,
+    budget_s: float | None = None,
+    epochs: int | None = None,
 ) -> JudgeCheckResult:
-    """Seed DPO on k − 1 folds, judge the k-th, for every fold (see the module's docstring)."""
+    """Seed DPO on k − 1 folds, judge the k-th, for every fold (see the module's docstring). Without `budget_s`:
+    `folds` folds of cfg.epochs epochs; with it, judge_folds.plan_folds picks them after the π_init pass
+    (`folds` and `epochs` given are kept)."""
+    from dataclasses import replace
+
     import torch
 
     from engine.method import scoring
@@ -286,27 +262,39 @@ def cross_fit(
 
     started = time.monotonic()
     model_path = resolve_path(cfg.model)
-    fold = fold_of(len(pairs), folds, cfg.seed)
-    shown = chosen_first(len(pairs), cfg.seed)
     prompts = [p.prompt for p in pairs]
     chosen, rejected = [p.chosen for p in pairs], [p.rejected for p in pairs]
+    policy = load_policy(cfg, model_path, Path("."), None, trainable=True)
+    loaded = time.monotonic()
+    # π_init's log-probs, once: every fold's training reference and the held-out judge's π_init
+    with policy.init_view() as init:
+        init_chosen, init_rejected = scoring.pair_logps(
+            init, policy.tokenizer, prompts, chosen, rejected, cfg.judge.batch_size
+        )
+    costs = MeasuredCosts(loaded - started, time.monotonic() - loaded, len(pairs))
+    if budget_s is None:
+        plan = FoldPlan(fold_count(len(pairs), folds), cfg.epochs, 0.0, "as given")
+    else:
+        plan = plan_folds(costs, cfg.epochs, budget_s - costs.load_s - costs.pass_s, folds, epochs)
+    say(
+        f"{plan_text(plan.folds, plan.epochs)} ({plan.why}; measured: "
+        f"loading {costs.load_s:.0f} s, a scoring pass over the {len(pairs)} pairs {costs.pass_s:.0f} s)"
+    )
+    cfg = replace(cfg, epochs=plan.epochs)
+    tokens_chosen = scoring.response_token_counts(policy.tokenizer, chosen)
+    tokens_rejected = scoring.response_token_counts(policy.tokenizer, rejected)
+    fold = fold_of(len(pairs), plan.folds, cfg.seed)
+    shown = chosen_first(len(pairs), cfg.seed)
     results: list[FoldResult] = []
-    init_chosen = init_rejected = tokens_chosen = tokens_rejected = None
-    progress(0, folds * 100, force=True)
-    for k in range(folds):
+    progress(0, plan.folds * 100, force=True)
+    for k in range(plan.folds):
         fold_started = time.monotonic()
         train = [i for i in range(len(pairs)) if fold[i] != k]
         held = [i for i in range(len(pairs)) if fold[i] == k]
-        policy = load_policy(cfg, model_path, Path("."), None, trainable=True)
-        if init_chosen is None:  # π_init's log-probs: the training reference and the held-out judge's, once
-            with policy.init_view() as init:
-                init_chosen, init_rejected = scoring.pair_logps(
-                    init, policy.tokenizer, prompts, chosen, rejected, cfg.judge.batch_size
-                )
-            tokens_chosen = scoring.response_token_counts(policy.tokenizer, chosen)
-            tokens_rejected = scoring.response_token_counts(policy.tokenizer, rejected)
+        if policy is None:
+            policy = load_policy(cfg, model_path, Path("."), None, trainable=True)
         # seed DPO on the other folds
-        train_seed_policy(cfg, policy, pairs, train, init_chosen, init_rejected, k, folds, progress)
+        train_seed_policy(cfg, policy, pairs, train, init_chosen, init_rejected, k, plan.folds, progress)
         # score both sides of every pair under the fold's π_0, then judge the held-out ones
         policy.model.eval()
         with torch.no_grad():
@@ -320,14 +308,14 @@ def cross_fit(
 
         alpha, choices = held_out_choices(scores_of(held), scores_of(train), cfg.beta)
         results.append(FoldResult(held, scores_of(held), [shown[i] for i in held], alpha, choices))
-        del policy
+        policy = None
         say(
-            f"fold {k + 1}/{folds}: seed DPO on {len(train)} pairs, judged {len(held)} "
+            f"fold {k + 1}/{plan.folds}: seed DPO on {len(train)} pairs, judged {len(held)} "
             f"({time.monotonic() - fold_started:.0f} s)"
         )
-        progress((k + 1) * 100, folds * 100, force=True)
+        progress((k + 1) * 100, plan.folds * 100, force=True)
     judges = estimates(results)
-    return JudgeCheckResult(judges, choose(judges), round((time.monotonic() - started) / 60, 2), results)
+    return JudgeCheckResult(judges, choose(judges), round((time.monotonic() - started) / 60, 2), results, plan)
 
 
 def train_seed_policy(
@@ -391,38 +379,37 @@ def check(
     progress: Progress,
     say: Say,
     epochs: int | None = None,
+    minutes: float = BUDGET_MINUTES,
 ) -> JudgeCheckResult:
-    """Set up the config's world, gather the labelled pairs, refuse too few (NotEnoughLabels) and cross-fit, each
-    fold `epochs` epochs (None: fold_epochs)."""
-    from dataclasses import replace
-
+    """Set up the config's world, gather the labelled pairs, refuse too few (NotEnoughLabels) and cross-fit within
+    `minutes` (judge_folds.plan_folds; `folds` and `epochs` given are kept)."""
     from engine.worlds import world_of
 
     if epochs is not None and epochs < 1:
         raise NotEnoughLabels(f"judge-check trains π_0 on the labelled pairs: epochs must be at least 1, not {epochs}")
+    if not minutes > 0:
+        raise NotEnoughLabels(f"judge-check's time budget must be more than 0 minutes, not {minutes}")
     if not cfg.seed_data:  # refuse before a world is built
         fold_count(len(labelled_pairs(store, project_id, cfg)), folds)
     world = world_of(cfg)
     if world:
         world.setup(lambda done, total: None)
     pairs = labelled_pairs(store, project_id, cfg)
-    k = fold_count(len(pairs), folds)
-    cfg = replace(cfg, epochs=epochs if epochs is not None else fold_epochs(cfg.epochs, k))
+    fold_count(len(pairs), folds)
     by_source = {s: sum(p.source == s for p in pairs) for s in ("seed", "human")}
     say(
         f"{len(pairs)} labelled pairs ({by_source['seed']} seed, {by_source['human']} labelled by a person), "
-        f"{k} folds, seed DPO of {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} at lr {cfg.learning_rate:g} "
-        "per fold"
+        f"seed DPO at lr {cfg.learning_rate:g} per fold, within {minutes:g} minutes"
     )
-    return cross_fit(cfg, pairs, k, progress, say)
+    return cross_fit(cfg, pairs, folds, progress, say, minutes * 60, epochs)
 
 
 # the command line and the job --------------------------------------------------------------------------------
 
 
 def main(args) -> int:
-    """`launch.py judge-check CONFIG [--db PATH] [--project NAME] [--folds K] [--epochs E] [--json]`: reads the
-    database, never writes it (a missing database file is not created)."""
+    """`launch.py judge-check CONFIG [--db PATH] [--project NAME] [--folds K] [--epochs E] [--minutes M] [--json]`:
+    reads the database, never writes it (a missing database file is not created)."""
     from engine.config import ConfigError, load_config
     from storage import Store
 
@@ -448,6 +435,7 @@ def main(args) -> int:
             lambda *a, **k: None,
             say,
             getattr(args, "epochs", None),
+            getattr(args, "minutes", None) or BUDGET_MINUTES,
         )
     except NotEnoughLabels as e:
         print(f"judge-check: {e}", file=sys.stderr)
@@ -459,8 +447,19 @@ def main(args) -> int:
         print(json.dumps(result.as_json()))
     else:
         print("\n".join(result.lines()))
-        print(f"({result.minutes:.2f} minutes)")
+    say(cost_line(result.minutes))
     return 0
+
+
+def cost_line(minutes: float) -> str:
+    """The check's wall time beside the process's CPU seconds and the machine's load: on a shared machine the wall
+    time alone says little."""
+    import os
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"({minutes:.2f} minutes; {usage.ru_utime + usage.ru_stime:.0f} CPU seconds in all; load average {load})"
 
 
 def run_judge_check(store: Store, job, req: JudgeCheckRequest, progress: Progress, say: Say) -> JudgeCheckResult:
@@ -472,7 +471,7 @@ def run_judge_check(store: Store, job, req: JudgeCheckRequest, progress: Progres
     if project is None or project.id != job.project_id:
         raise ValueError(f"job {job.id} belongs to no project named {req.project!r}")
     cfg = project_config(store, project, req.config)
-    result = check(cfg, store, project.id, req.folds, progress, say, req.epochs)
+    result = check(cfg, store, project.id, req.folds, progress, say, req.epochs, req.minutes)
     store.add_metrics(to_metrics(result, job.id))
     say("\n".join(result.lines()))
     return result

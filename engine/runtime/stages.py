@@ -13,6 +13,7 @@ from engine.method import generation, scoring
 from engine.method.evaluation import (
     AnswerScores,
     EvalSettings,
+    Gold,
     answer_rewards,
     gold_comparison,
     init_samples,
@@ -32,6 +33,7 @@ from engine.runtime.judge_setup import judge_from_config, pair_selector
 from engine.runtime.round_data import draw_audit, fill_missing_reference, training_rows
 from engine.worlds import gold_reward_of, resolve_path, world_of
 from storage import Artifact, Pair
+from storage.records import Messages
 
 GENERATE_CHUNK = 64  # prompts per committed chunk: a resumed generate stage redoes at most one chunk
 JUDGE_CHUNK = 256
@@ -368,6 +370,7 @@ def stage_evaluate(ctx: StageContext) -> None:
         seed=cfg.seed + 7,
     )
     evals = ctx.store.examples(ctx.project_id, "eval", limit=cfg.eval.max_prompts)
+    gold = gold_reward_of(cfg)
     policy = load(ctx, ctx.round)
     values = round_pair_stats(ctx.store.pairs(ctx.job_id, ctx.round)) if ctx.round > 0 else {}
     labelled = [e for e in evals if e.chosen and e.rejected]
@@ -378,40 +381,44 @@ def stage_evaluate(ctx: StageContext) -> None:
         texts = [x for x in sample_eval(policy, prompts, s)]
         values["eval/response_tokens"] = sum(x.n_tokens for x in texts) / len(texts)
         ctx.progress(2, 3, force=True)
-        gold = gold_reward_of(cfg)
         baseline = init_samples(policy, prompts, s, ctx.out_dir / "eval_init_samples.json")
         if gold:
             values.update(gold_comparison(prompts, [x.text for x in texts], baseline, gold))
-        # the studio shows π_init's and every round's answers to the same held-out prompts side by side, each
-        # with this round's implicit judge's score (π_init's own judge would score every answer 0)
-        rewards = answer_rewards(
-            policy,
-            prompts + prompts,
-            [x.text for x in texts] + baseline,
-            cfg.beta,
-            cfg.judge.batch_size,
-            cfg.judge.reference,
-        )
-        scores = AnswerScores(
-            judge=rewards[: len(prompts)],
-            init_judge=rewards[len(prompts) :],
-            beta=cfg.beta,
-            reference=cfg.judge.reference,
-        )
-        save_answers(
-            ctx.out_dir / f"eval_answers_round_{ctx.round}.json",
-            prompts,
-            [x.text for x in texts],
-            baseline,
-            gold,
-            scores,
-        )
+        save_round_answers(ctx, policy, prompts, [x.text for x in texts], baseline, gold)
     world = world_of(cfg)
     if world:  # the world's own metrics (the text world: IFEval's, on its held-out splits)
-        values.update(world.evaluate(policy, s, ctx.out_dir, lambda done, total: ctx.progress(done, total)))
+        own = world.evaluate(policy, s, ctx.out_dir, lambda done, total: ctx.progress(done, total))
+        values.update(own.metrics)
+        if own.answers and not evals:  # the run's own eval prompts, where it has some, keep the answers file
+            a = own.answers
+            save_round_answers(ctx, policy, a.prompts, a.texts, a.init_texts, gold, a.checks, a.init_checks)
     ctx.metrics(values)
     ctx.progress(3, 3, force=True)
     ctx.log(", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+
+
+def save_round_answers(
+    ctx: StageContext,
+    policy: checkpoints.Policy,
+    prompts: list[Messages],
+    texts: list[str],
+    init_texts: list[str],
+    gold: Gold | None,
+    checks: list[list[dict]] | None = None,
+    init_checks: list[list[dict]] | None = None,
+) -> None:
+    """eval_answers_round_N.json: the round's and π_init's answers to the same held-out prompts, for the studio
+    to show side by side, each with this round's implicit judge's score (π_init's own judge would score every
+    answer 0), its gold where the world has one and the world's checks where it makes them."""
+    cfg = ctx.cfg
+    rewards = answer_rewards(
+        policy, prompts + prompts, texts + init_texts, cfg.beta, cfg.judge.batch_size, cfg.judge.reference
+    )
+    scores = AnswerScores(
+        judge=rewards[: len(prompts)], init_judge=rewards[len(prompts) :], beta=cfg.beta, reference=cfg.judge.reference
+    )
+    path = ctx.out_dir / f"eval_answers_round_{ctx.round}.json"
+    save_answers(path, prompts, texts, init_texts, gold, scores, checks, init_checks)
 
 
 def stage_finalize(ctx: StageContext) -> None:

@@ -6,7 +6,7 @@ max_new_tokens (a cut answer is scored as it stands: the checkers see the text t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +14,9 @@ from engine.method import generation
 from engine.method.evaluation import EvalSettings, first_answers
 from engine.method.models import Policy
 from engine.worlds import ifeval_tasks as it
+from engine.worlds.text_review import answer_checks
 from engine.worlds.text_world import TextWorld
+from engine.worlds.world import HeldOutAnswers, WorldEval
 
 SPLITS = ("eval", "eval2")
 
@@ -72,13 +74,23 @@ def split_metrics(
     return values
 
 
+def held_out(tasks: list[it.Task], texts: list[str], init_texts: list[str]) -> HeldOutAnswers:
+    """The answers of both models with each answer's instruction checks, as the checkers of the gold see them."""
+
+    def checks(texts_: list[str]) -> list[list[dict]]:
+        return [[asdict(c) for c in answer_checks(t, text)] for t, text in zip(tasks, texts_)]
+
+    return HeldOutAnswers([t.messages() for t in tasks], texts, init_texts, checks(texts), checks(init_texts))
+
+
 def text_eval(
     policy: Policy, root: Path, s: EvalSettings, out_dir: Path, progress: Callable[[int, int], None] | None = None
-) -> dict[str, float]:
-    """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many. Progress counts the
-    answers generated (the model's, then π_init's where they are not cached yet)."""
+) -> WorldEval:
+    """Metrics named text/<split>/...; eval takes s.max_prompts prompts, eval2 half as many; and the eval split's
+    answers with their checks. Progress counts the answers generated (the model's, then π_init's where they are
+    not cached yet)."""
     world = TextWorld.at(root)
-    values: dict[str, float] = {}
+    out = WorldEval()
     splits = [
         (split, world.eval_tasks(split)[:limit])
         for split, limit in zip(SPLITS, (s.max_prompts, max(1, s.max_prompts // 2)))
@@ -95,5 +107,7 @@ def text_eval(
             policy, tasks, replace(s, temperature=0.0), out_dir / f"text_{split}_init.json", step(done)
         )
         done += len(tasks)
-        values.update(split_metrics(tasks, answers, baseline, f"text/{split}"))
-    return values
+        out.metrics.update(split_metrics(tasks, answers, baseline, f"text/{split}"))
+        if split == "eval":
+            out.answers = held_out(tasks, [a.text for a in answers], baseline)
+    return out

@@ -7,7 +7,7 @@ Module level imports no torch (the studio and the worker read it); each world im
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -20,6 +20,27 @@ if TYPE_CHECKING:
 
 GoldReward = Callable[["Messages", str], float]  # (prompt, response) -> the world's own score of the response
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class HeldOutAnswers:
+    """A world's held-out prompts with the round's and π_init's greedy answers and the world's checks of each
+    answer (the text world: its IFEval instructions, as text_review.InstructionCheck dicts), which the evaluate
+    stage saves as the round's answers file for the Insight tab to show side by side."""
+
+    prompts: list[Messages]
+    texts: list[str]
+    init_texts: list[str]
+    checks: list[list[dict]]
+    init_checks: list[list[dict]]
+
+
+@dataclass
+class WorldEval:
+    """A world's own evaluation of a round: its metrics and, where it has them, its held-out answers."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    answers: HeldOutAnswers | None = None
 
 
 class World(ABC):
@@ -47,9 +68,10 @@ class World(ABC):
         """The world's gold reward; None for a world without one."""
         return None
 
-    def evaluate(self, policy: Policy, settings: EvalSettings, out_dir: Path, progress: Progress) -> dict[str, float]:
-        """Metrics of the world's own, after the evaluate stage's common ones; none by default."""
-        return {}
+    def evaluate(self, policy: Policy, settings: EvalSettings, out_dir: Path, progress: Progress) -> WorldEval:
+        """Metrics (and held-out answers) of the world's own, after the evaluate stage's common ones; none by
+        default."""
+        return WorldEval()
 
     def pair_checks(self, prompt: Messages, response_a: str, response_b: str) -> dict | None:
         """What the review page shows beside a pair of this world's run; None for a world with nothing to add."""
@@ -102,8 +124,9 @@ class Text(World):
 
         return TextWorld.at(self.root()).task_book()
 
-    def evaluate(self, policy: Policy, settings: EvalSettings, out_dir: Path, progress: Progress) -> dict[str, float]:
-        """IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers."""
+    def evaluate(self, policy: Policy, settings: EvalSettings, out_dir: Path, progress: Progress) -> WorldEval:
+        """IFEval's metrics on the held-out splits, greedy, against π_init's greedy answers; the eval split's
+        answers with each one's instruction checks."""
         from engine.worlds.text_eval import text_eval
 
         return text_eval(policy, self.root(), settings, out_dir, progress)
