@@ -49,7 +49,8 @@ Say = Callable[[str], None]
 
 STAGES = ("cross-fit",)
 MAX_FOLDS = 5
-METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n and judge_check/minutes
+METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n, judge_check/minutes and .../fingerprint
+FINGERPRINT = f"{METRIC}/fingerprint"
 FIELDS = ("agree", "lo", "hi", "n")
 
 
@@ -104,6 +105,7 @@ class JudgeCheckResult:
     chosen: str
     minutes: float
     folds: list[FoldResult] = field(default_factory=list)
+    fingerprint: float | None = None  # of the labelled pairs and the run's settings (auto_judge.fingerprint)
 
     def as_json(self) -> dict:
         """The `--json` answer: {"judges": {NAME: {"agree", "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}."""
@@ -240,7 +242,9 @@ def estimates(folds: list[FoldResult]) -> dict[str, JudgeEstimate]:
 
 def choose(judges: dict[str, JudgeEstimate]) -> str:
     """The variant with the best lower bound; on a tie the first of them (VARIANT_NAMES order)."""
-    return max(judges, key=lambda name: (judges[name].lo, -list(judges).index(name)))
+    from engine.method.agreement import best_lower_bound
+
+    return best_lower_bound(judges)
 
 
 def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
@@ -248,6 +252,8 @@ def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
 
     values = {f"{METRIC}/{name}/{key}": getattr(e, key) for name, e in result.judges.items() for key in FIELDS}
     values[f"{METRIC}/minutes"] = result.minutes
+    if result.fingerprint is not None:
+        values[FINGERPRINT] = result.fingerprint
     return [Metric(job_id=job_id, name=k, value=float(v), round=0, stage=STAGES[0]) for k, v in values.items()]
 
 
@@ -264,7 +270,9 @@ def from_metrics(metrics: list[Metric]) -> JudgeCheckResult | None:
     }
     if not judges:
         return None
-    return JudgeCheckResult(judges, choose(judges), values.get(f"{METRIC}/minutes", 0.0))
+    return JudgeCheckResult(
+        judges, choose(judges), values.get(f"{METRIC}/minutes", 0.0), fingerprint=values.get(FINGERPRINT)
+    )
 
 
 # cross-fitting -------------------------------------------------------------------------------------------------
@@ -400,6 +408,7 @@ def check(
 
     if epochs is not None and epochs < 1:
         raise NotEnoughLabels(f"judge-check trains π_0 on the labelled pairs: epochs must be at least 1, not {epochs}")
+    run_cfg = cfg
     if not cfg.seed_data:  # refuse before a world is built
         fold_count(len(labelled_pairs(store, project_id, cfg)), folds)
     world = world_of(cfg)
@@ -414,7 +423,11 @@ def check(
         f"{k} folds, seed DPO of {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} at lr {cfg.learning_rate:g} "
         "per fold"
     )
-    return cross_fit(cfg, pairs, k, progress, say)
+    from engine.runtime.auto_judge import fingerprint
+
+    result = cross_fit(cfg, pairs, k, progress, say)
+    result.fingerprint = fingerprint(run_cfg, pairs)
+    return result
 
 
 # the command line and the job --------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class PreferenceRow:
     chosen_score: float | None
     rejected_score: float | None
     noisy: bool
+    job_id: int | None = None  # the run the pair comes from (None: a seed pair); the card reads it, no column
 
     def record(self, conversational: bool) -> dict:
         if conversational:
