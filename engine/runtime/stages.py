@@ -319,7 +319,7 @@ def stage_train(ctx: StageContext) -> None:
     refine = RefineSettings.for_round(cfg, ctx.round)
     trusted = sum(r.trusted for r in rows)
     ctx.log(
-        f"training on {len(rows)} pairs ({trusted} human, gold or seed), λ = {refine.lam:g}, refine "
+        f"training on {len(rows)} pairs ({trusted} human or gold), λ = {refine.lam:g}, refine "
         f"{'on' if refine.enabled else 'off'}"
     )
     result = train_dpo(
