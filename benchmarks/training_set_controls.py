@@ -100,6 +100,7 @@ def main() -> int:
     p.add_argument("--auto", action="store_true", help=f"also the row '{AUTO_ROW}' (controls off)")
     p.add_argument("--out", default=str(RESULTS / "training_set_controls.md"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", default=None, help="a .json this script wrote: its rows are taken, not run again")
     args = p.parse_args()
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
@@ -117,22 +118,32 @@ def main() -> int:
     if args.auto:
         plan.append((AUTO_ROW, "off", with_setting(table["SPA"], "judge.kind auto", {"judge__kind": "auto"})))
     started = time.monotonic()
+    done = json.loads(Path(args.resume).read_text()) if args.resume else {}
     results: dict[str, dict[str, list[Outcome]]] = {}
     for row, setting, variant in plan:
         for seed in range(args.seeds):
-            out = run_variant(variant, base, seed)
+            taken = done.get(row, {}).get(setting, [])
+            out = outcome(taken[seed]) if seed < len(taken) else run_variant(variant, base, seed)
             results.setdefault(row, {}).setdefault(setting, []).append(out)
             print(
                 f"{variant.name} seed {seed}: gold {out.gold:.3f}, win {out.win:.3f}, {out.seconds:.0f}s", flush=True
             )
+            Path(args.out).with_suffix(".json").write_text(as_json(results))  # a killed measurement resumes
     text = render(results, args, time.monotonic() - started, world.fingerprint())
     print(text)
-    out = Path(args.out)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(
-        json.dumps({row: {s: [o.__dict__ for o in outs] for s, outs in by.items()} for row, by in results.items()})
-    )
+    Path(args.out).write_text(text)
     return 0
+
+
+def as_json(results: dict[str, dict[str, list[Outcome]]]) -> str:
+    """{row: {setting: [outcome per seed, in seed order]}}."""
+    return json.dumps({row: {s: [o.__dict__ for o in outs] for s, outs in by.items()} for row, by in results.items()})
+
+
+def outcome(stored: dict) -> Outcome:
+    """An Outcome read back from the .json (its per-round keys are strings there)."""
+    rounds = ("judge_by_round", "less_likely_by_round", "gold_less_likely_by_round")
+    return Outcome(**{k: ({int(r): v for r, v in x.items()} if k in rounds else x) for k, x in stored.items()})
 
 
 if __name__ == "__main__":

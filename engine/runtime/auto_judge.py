@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 KIND = "auto"
 STAGE = "judge-check"  # the run's stage between prepare and seed when judge.kind is auto
 MIN_AUDIT_DECIDED = 10  # decided blind audit answers before the audit, not the check, picks the judge
-BASES = ("judge_check", "audit")
 CHOICE, BASIS, FIGURES, ALPHA = "judge/auto_choice", "judge/auto_basis", "judge/auto", "judge/auto_length_alpha"
 FIELDS = ("agree", "lo", "hi", "n")
 
