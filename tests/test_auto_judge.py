@@ -51,7 +51,16 @@ def test_only_an_auto_run_has_a_judge_check_stage_before_its_seed_round():
         StageRef(0, "evaluate"),
     ]
     implicit = plan(parse_config("model: m\nrounds: 1\n"))
-    assert [ref.stage for ref in implicit] == ["prepare", "seed", "evaluate", "generate", "judge", "train", "evaluate"]
+    assert [ref.stage for ref in implicit] == [
+        "prepare",
+        "seed",
+        "evaluate",
+        "generate",
+        "judge",
+        "train",
+        "evaluate",
+        "finalize",
+    ]
     assert [ref for ref in auto if ref.stage != "judge-check"] == implicit
 
 
