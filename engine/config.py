@@ -62,7 +62,11 @@ class GenerationConfig:
 
 @dataclass
 class JudgeConfig:
-    kind: str = _field("implicit", "implicit (SPA) | density_ratio | reward_model | llm_judge | gold (demo world)")
+    kind: str = _field(
+        "implicit",
+        "implicit (SPA) | auto (the judge variant your labels support: judge-check before round 1, the blind audit "
+        "after) | density_ratio | reward_model | llm_judge | gold (demo world)",
+    )
     reference: str = _field(
         "init", "implicit: r = β·[logp(π_{i-1}) − logp(π_init)]; none: β·logp(π_{i-1}) (the authors' ablation)"
     )
@@ -104,6 +108,18 @@ class TrainConfig:
         False,
         "batch pairs of similar length together (transformers' "
         "LengthGroupedSampler): less padding, so less compute, in another order",
+    )
+    keep_top_fraction: float = _field(
+        1.0,
+        "train each round on only this top fraction of its self-labelled pairs by the judge's margin (the rest are "
+        "dropped, not smoothed; human and gold labels always stay); 1: keep all",
+        (lambda v: 0 < v <= 1, "in (0, 1]"),
+    )
+    replay_labelled: float = _field(
+        0.0,
+        "add the project's seed pairs to every round, as this fraction of the round's training pairs (drawn at "
+        "random, repeated when there are fewer); 0: none",
+        (lambda v: 0 <= v <= 10, "from 0 to 10"),
     )
 
 
@@ -190,7 +206,7 @@ class RunConfig:
 
 CHOICES = {
     "generation.backend": ("hf", "vllm", "auto"),
-    "judge.kind": ("implicit", "density_ratio", "reward_model", "llm_judge", "gold"),
+    "judge.kind": ("implicit", "auto", "density_ratio", "reward_model", "llm_judge", "gold"),
     "judge.reference": ("init", "none"),
     "train.strategy": ("auto", "ddp", "deepspeed_zero3", "fsdp"),
     "device": ("auto", "cpu", "cuda", "mps"),

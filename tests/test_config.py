@@ -144,7 +144,14 @@ def test_every_config_key_has_help_text_and_the_form_reads_it_from_the_fields():
     assert [k["key"] for k in keys if not k["help"].strip()] == []
     by_key = {k["key"]: k for k in keys}
     assert by_key["refine.k_fraction"]["default"] == 0.1 and "lowest K" in by_key["refine.k_fraction"]["help"]
-    assert by_key["judge.kind"]["choices"] == ["implicit", "density_ratio", "reward_model", "llm_judge", "gold"]
+    assert by_key["judge.kind"]["choices"] == [
+        "implicit",
+        "auto",
+        "density_ratio",
+        "reward_model",
+        "llm_judge",
+        "gold",
+    ]
     assert {"beta", "learning_rate", "lora.r", "generation.temperature", "refine.lambdas", "seed"} <= set(by_key)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.method.agreement import AgreementEstimate, audit_estimate
+from engine.method.agreement import AgreementEstimate, audit_estimate, interval_text
+from engine.runtime.auto_judge import AutoChoice, choices_from_metrics
 from storage import Store
 
 COLUMNS = [
@@ -45,22 +46,38 @@ def round_table(store: Store, job_id: int) -> str:
     has a blind audit sample, the audit's agreement with its 95% interval and what it rests on."""
     rows = round_rows(store, job_id)
     audits = audit_estimates(store, job_id)
-    rows += [RoundRow(r, {}) for r in audits if r not in {row.round for row in rows}]
+    autos = choices_from_metrics(store.metrics(job_id))
+    rows += [RoundRow(r, {}) for r in {*audits, *autos} if r not in {row.round for row in rows}]
     rows.sort(key=lambda row: row.round)
     columns = COLUMNS + [c for c in GOLD_COLUMNS if any(c[1] in row.values for row in rows)]
-    audit_columns = AUDIT_COLUMNS if audits else []
-    head = "| " + " | ".join(title for title, _ in columns + audit_columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns + audit_columns) + "|"
+    extra = (AUTO_COLUMNS if autos else []) + (AUDIT_COLUMNS if audits else [])
+    head = "| " + " | ".join(title for title, _ in columns + extra) + " |"
+    rule = "|" + "|".join("---" for _ in columns + extra) + "|"
     lines = [head, rule]
     for row in rows:
         cells = [str(row.round)]
         for _, key in columns[1:]:
             v = row.values.get(key)
             cells.append("" if v is None else (f"{v:.0f}" if key == "round/pairs" else f"{v:.3f}"))
+        if autos:
+            cells += auto_cells(autos.get(row.round))
         if audits:
             cells += audit_cells(audits.get(row.round))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# judge.kind auto (engine.runtime.auto_judge): the variant each round labelled with, and the figures behind it ----
+
+AUTO_COLUMNS = [("auto judge", "auto"), ("its agree [95%], on", "auto_figures")]
+
+
+def auto_cells(choice: AutoChoice | None) -> list[str]:
+    if choice is None:
+        return ["", ""]
+    on = "judge-check pairs" if choice.basis == "judge_check" else "audit answers"
+    figures = choice.figures.get(choice.variant)
+    return [choice.variant, f"{interval_text(figures)}, {choice.n} {on}" if figures else on]
 
 
 # the blind audit (engine.method.agreement): an unbiased estimate of each round's self-label accuracy --------------
@@ -85,12 +102,6 @@ def audit_estimates(store: Store, job_id: int) -> dict[int, RoundAudit]:
         answers = store.audit_answers(job_id, round_index)
         out[round_index] = RoundAudit(round_index, size, len(answers), audit_estimate(answers))
     return out
-
-
-def interval_text(e: AgreementEstimate) -> str:
-    """'0.650 [0.433, 0.819]'; '– [0, 1]' before any decided answer."""
-    agree = "–" if e.agree is None else f"{e.agree:.3f}"
-    return f"{agree} [{e.lo:.3f}, {e.hi:.3f}]"
 
 
 def audit_cells(audit: RoundAudit | None) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,12 @@ class AgreementEstimate:
     covers_half: bool  # lo ≤ 0.5 ≤ hi: the data cannot tell this judge from a coin
 
 
+def interval_text(e: AgreementEstimate) -> str:
+    """'0.650 [0.433, 0.819]'; '– [0, 1]' before any decided answer."""
+    agree = "–" if e.agree is None else f"{e.agree:.3f}"
+    return f"{agree} [{e.lo:.3f}, {e.hi:.3f}]"
+
+
 def agreement(person_labels: Iterable[str], judge_labels: Iterable[str], z: float = 1.96) -> AgreementEstimate:
     """The agreement of judge labels (a|b) with a person's labels (a|b|tie|both_bad), pair by pair."""
     matches = decided = ties = both_bad = 0
@@ -75,6 +81,15 @@ def variant_agreement(
         name: agreement(person_labels, ["a" if a else "b" for a in choice.a_preferred.tolist()], z)
         for name, choice in choices.items()
     }
+
+
+def best_lower_bound(estimates: Mapping[str, AgreementEstimate]) -> str:
+    """The name whose 95% interval has the highest lower bound: the judge the labels support best, not the luckiest
+    point estimate of a few pairs. A tie goes to the first in the mapping's order (the registry's, VARIANT_NAMES)."""
+    if not estimates:
+        raise ValueError("no estimates to choose from")
+    order = list(estimates)
+    return max(order, key=lambda name: (estimates[name].lo, -order.index(name)))
 
 
 def audit_sample(pair_ids: Iterable[int], size: int, seed: int) -> list[int]:

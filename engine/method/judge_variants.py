@@ -7,7 +7,7 @@ follow `judges.judge_preference`: a higher score wins, equal scores go to 'a'.""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
 
 import torch
@@ -71,6 +71,11 @@ class PairScores:
 
     def __len__(self) -> int:
         return len(self.logp_policy_a)
+
+    def take(self, indices: Sequence[int]) -> PairScores:
+        """The pairs at these positions, in this order."""
+        at = torch.as_tensor(list(indices), dtype=torch.long)
+        return PairScores(*(getattr(self, f.name)[at] for f in fields(self)))
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,29 @@ def variant_choices(scores: PairScores, params: VariantParams = VariantParams())
         out[name] = VariantChoice(a_preferred, margin)
     out[ENSEMBLE] = majority_vote(list(out.values()))
     return out
+
+
+@dataclass(frozen=True)
+class VariantScores:
+    score_a: torch.Tensor
+    score_b: torch.Tensor
+    choice: VariantChoice
+
+
+def variant_scores(scores: PairScores, name: str, params: VariantParams = VariantParams()) -> VariantScores:
+    """One variant's score of each answer and its choice: what a round stores when `judge.kind: auto` picks the
+    variant (engine.runtime.auto_judge). The ensemble scores an answer by the share of voters that prefer it, so
+    its margin is its vote margin and its scores agree with its choice (a tied vote: the first voter's)."""
+    if name == ENSEMBLE:
+        choice = variant_choices(scores, params)[ENSEMBLE]
+        share_a = (1 + torch.where(choice.a_preferred, choice.margin, -choice.margin)) / 2
+        return VariantScores(share_a, 1 - share_a, choice)
+    if name not in JUDGE_VARIANTS:
+        raise ValueError(f"unknown judge variant {name!r}; the variants are {', '.join(VARIANT_NAMES)}")
+    score = JUDGE_VARIANTS[name]
+    score_a, score_b = score(scores.side("a"), params), score(scores.side("b"), params)
+    a_preferred, margin, _ = judge_preference(score_a, score_b)
+    return VariantScores(score_a, score_b, VariantChoice(a_preferred, margin))
 
 
 @dataclass(frozen=True)

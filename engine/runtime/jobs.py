@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Union
 import yaml
 
 from engine.config import ConfigError, RunConfig, run_config_of
-from engine.runtime import judge_check, seed_answers, text_setup
+from engine.runtime import auto_judge, judge_check, seed_answers, text_setup
 from storage import Job
 
 if TYPE_CHECKING:
@@ -43,9 +43,10 @@ class StageRef:
 
 
 def plan(cfg: RunConfig) -> list[StageRef]:
-    """An SPA run: prepare → seed DPO → evaluate, then per round generate → judge → (review gate) → train →
-    evaluate, and finalize."""
-    stages = [StageRef(0, "prepare"), StageRef(0, "seed"), StageRef(0, "evaluate")]
+    """An SPA run: prepare → (judge-check, for judge.kind auto) → seed DPO → evaluate, then per round generate →
+    judge → (review gate) → train → evaluate, and finalize."""
+    check = [StageRef(0, auto_judge.STAGE)] if cfg.judge.kind == auto_judge.KIND else []
+    stages = [StageRef(0, "prepare"), *check, StageRef(0, "seed"), StageRef(0, "evaluate")]
     for i in range(1, cfg.rounds + 1):
         names = ["generate", "judge"] + (["review"] if cfg.review_gate else []) + ["train", "evaluate"]
         stages += [StageRef(i, s) for s in names]

@@ -57,7 +57,8 @@ Progress = Callable[..., None]  # (done, total, force=False): the runtime's JobP
 Say = Callable[[str], None]
 
 STAGES = ("cross-fit",)
-METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n and judge_check/minutes
+METRIC = "judge_check"  # metrics judge_check/<variant>/agree|lo|hi|n, judge_check/minutes and .../fingerprint
+FINGERPRINT = f"{METRIC}/fingerprint"
 FIELDS = ("agree", "lo", "hi", "n")
 
 
@@ -112,6 +113,7 @@ class JudgeCheckResult:
     minutes: float
     folds: list[FoldResult] = field(default_factory=list)
     plan: FoldPlan | None = None  # the folds and epochs cross_fit used (None: read back from metrics)
+    fingerprint: float | None = None  # of the labelled pairs and the run's settings (auto_judge.fingerprint)
 
     def as_json(self) -> dict:
         """The `--json` answer: {"judges": {NAME: {"agree", "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}."""
@@ -210,7 +212,9 @@ def estimates(folds: list[FoldResult]) -> dict[str, JudgeEstimate]:
 
 def choose(judges: dict[str, JudgeEstimate]) -> str:
     """The variant with the best lower bound; on a tie the first of them (VARIANT_NAMES order)."""
-    return max(judges, key=lambda name: (judges[name].lo, -list(judges).index(name)))
+    from engine.method.agreement import best_lower_bound
+
+    return best_lower_bound(judges)
 
 
 def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
@@ -218,6 +222,8 @@ def to_metrics(result: JudgeCheckResult, job_id: int) -> list[Metric]:
 
     values = {f"{METRIC}/{name}/{key}": getattr(e, key) for name, e in result.judges.items() for key in FIELDS}
     values[f"{METRIC}/minutes"] = result.minutes
+    if result.fingerprint is not None:
+        values[FINGERPRINT] = result.fingerprint
     return [Metric(job_id=job_id, name=k, value=float(v), round=0, stage=STAGES[0]) for k, v in values.items()]
 
 
@@ -234,7 +240,9 @@ def from_metrics(metrics: list[Metric]) -> JudgeCheckResult | None:
     }
     if not judges:
         return None
-    return JudgeCheckResult(judges, choose(judges), values.get(f"{METRIC}/minutes", 0.0))
+    return JudgeCheckResult(
+        judges, choose(judges), values.get(f"{METRIC}/minutes", 0.0), fingerprint=values.get(FINGERPRINT)
+    )
 
 
 # cross-fitting -------------------------------------------------------------------------------------------------
@@ -401,7 +409,11 @@ def check(
         f"{len(pairs)} labelled pairs ({by_source['seed']} seed, {by_source['human']} labelled by a person), "
         f"seed DPO at lr {cfg.learning_rate:g} per fold, within {minutes:g} minutes"
     )
-    return cross_fit(cfg, pairs, folds, progress, say, minutes * 60, epochs)
+    from engine.runtime.auto_judge import fingerprint
+
+    result = cross_fit(cfg, pairs, folds, progress, say, minutes * 60, epochs)
+    result.fingerprint = fingerprint(cfg, pairs)
+    return result
 
 
 # the command line and the job --------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from engine.method.judges import GoldJudge, ImplicitRewardJudge, Judge
 from engine.method.models import Policy
 from engine.worlds import GoldReward, gold_reward_of, resolve_path
 
-SELECTING_KINDS = ("density_ratio", "implicit", "gold")  # the judges that pick best-of-N pairs while sampling
+# the judges that pick best-of-N pairs while sampling; auto picks them with the implicit judge it starts from
+SELECTING_KINDS = ("density_ratio", "implicit", "auto", "gold")
 
 
 def _resolve(value: str, base_model_path: str) -> str:
@@ -33,10 +34,11 @@ def judge_from_config(
     load_policy: Callable[[], Policy] | None = None,
     gold: GoldReward | None = None,
 ) -> Judge:
-    """The judge cfg.judge.kind names: SPA's implicit judge on π_{i-1} from `load_policy()` with cfg.judge.reference,
-    the gold reward of the run's world (or `gold`), or an external judge with its models loaded."""
+    """The judge cfg.judge.kind names: SPA's implicit judge on π_{i-1} from `load_policy()` with cfg.judge.reference
+    (also for auto, whose judge stage then relabels with the chosen variant: engine.runtime.auto_judge), the gold
+    reward of the run's world (or `gold`), or an external judge with its models loaded."""
     kind = cfg.judge.kind
-    if kind == "implicit":
+    if kind in ("implicit", "auto"):
         if load_policy is None:
             raise ValueError("the implicit judge needs π_{i-1} (load_policy)")
         return ImplicitRewardJudge(load_policy(), cfg.beta, cfg.judge.batch_size, reference=cfg.judge.reference)

@@ -1,7 +1,11 @@
 """What a round's stages take from storage besides the pairs themselves: the rows the train stage trains on (with
-their reference log-probs) and the round's blind audit sample, drawn after judging."""
+their reference log-probs, the two training-set controls train.keep_top_fraction and train.replay_labelled) and the
+round's blind audit sample, drawn after judging."""
 
 from __future__ import annotations
+
+import math
+import random
 
 from engine.method import scoring
 from engine.method.agreement import audit_sample
@@ -9,6 +13,7 @@ from engine.method.preference_data import TrainRow
 from engine.runtime import checkpoints
 from engine.runtime.context import StageContext
 from engine.runtime.distributed import barrier
+from storage import Example, Pair
 
 
 def audit_seed(seed: int, round_index: int) -> int:
@@ -30,13 +35,16 @@ def draw_audit(ctx: StageContext) -> None:
 
 
 def training_rows(ctx: StageContext) -> list[TrainRow]:
-    """This round's labelled pairs plus every human-labelled pair of earlier rounds (gold, ỹ = 1), each with the
-    label it trains on (Store.as_trained: where people disagree, their majority; a tie between them leaves the pair
-    out). Stored π_{i-1} log-probs are the reference; rewrites and earlier rounds' pairs need fresh ones."""
+    """This round's labelled pairs (train.keep_top_fraction: only the top of its self-labelled ones by margin) plus
+    every human-labelled pair of earlier rounds (gold, ỹ = 1) and, with train.replay_labelled, a share of the
+    project's seed pairs, each with the label it trains on (Store.as_trained: where people disagree, their majority;
+    a tie between them leaves the pair out). Stored π_{i-1} log-probs are the reference; rewrites, earlier rounds'
+    pairs and replayed seed pairs need fresh ones."""
     this_round = ctx.store.pairs(ctx.job_id, ctx.round)
+    kept = keep_top_by_margin(this_round, ctx.cfg.train.keep_top_fraction)
     earlier = ctx.store.human_pairs(ctx.project_id, before_round=ctx.round, job_id=ctx.job_id)
     rows = []
-    for p in ctx.store.as_trained(this_round + earlier):
+    for p in ctx.store.as_trained(kept + earlier):
         if p.label not in ("a", "b"):
             continue  # tie and both-bad carry no preference
         chosen, rejected = (p.response_a, p.response_b) if p.label == "a" else (p.response_b, p.response_a)
@@ -56,7 +64,55 @@ def training_rows(ctx: StageContext) -> list[TrainRow]:
                 trusted=p.label_source in ("human", "gold"),
             )
         )
-    return rows
+    replay = replayed(ctx, round(ctx.cfg.train.replay_labelled * len(rows)))
+    if len(kept) < len(this_round) or replay:
+        dropped = len(this_round) - len(kept)
+        ctx.log(
+            f"dropped {dropped} self-labelled pairs below the top {ctx.cfg.train.keep_top_fraction:g} by margin, "
+            f"replayed {len(replay)} seed pairs"
+        )
+        ctx.metrics({"round/dropped_by_margin": dropped, "round/replayed_seed_pairs": len(replay)})
+    return rows + replay
+
+
+def keep_top_by_margin(pairs: list[Pair], fraction: float) -> list[Pair]:
+    """The pairs with the top `fraction` (at least one) of the self-labelled ones by the judge's margin, in their
+    own order; human and gold labels always stay. Ties at the cut go to the earlier pair."""
+    if fraction >= 1:
+        return pairs
+    own = sorted((p for p in pairs if p.label_source == "self"), key=lambda p: (-(p.margin or 0.0), p.id))
+    keep = {p.id for p in own[: max(1, math.ceil(fraction * len(own)))]} if own else set()
+    return [p for p in pairs if p.label_source != "self" or p.id in keep]
+
+
+def replay_sample(count: int, pool_size: int, seed: int | str) -> list[int]:
+    """`count` indices into a pool of `pool_size`: a seeded shuffle, taken again from its start (reshuffled) while
+    more are wanted, so every seed pair is replayed as evenly as the count allows."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    while pool_size and len(out) < count:
+        order = list(range(pool_size))
+        rng.shuffle(order)
+        out += order[: count - len(out)]
+    return out
+
+
+def replayed(ctx: StageContext, count: int) -> list[TrainRow]:
+    """`count` of the project's seed pairs as trusted rows (ỹ = 1, never flagged), drawn with the run's seed and
+    the round; their reference log-probs are computed under π_{i-1} like any earlier pair's."""
+    seeds: list[Example] = ctx.store.seed_pairs(ctx.project_id) if count else []
+    return [
+        TrainRow(
+            pair_id=None,
+            prompt=seeds[k].prompt,
+            chosen=seeds[k].chosen,
+            rejected=seeds[k].rejected,
+            ref_chosen_logp=None,
+            ref_rejected_logp=None,
+            trusted=True,
+        )
+        for k in replay_sample(count, len(seeds), f"{ctx.cfg.seed}:{ctx.round}:replay")
+    ]
 
 
 def fill_missing_reference(policy: checkpoints.Policy, rows: list[TrainRow], batch_size: int) -> None:

@@ -25,7 +25,7 @@ from engine.method.evaluation import (
 from engine.method.judges import ImplicitRewardJudge
 from engine.method.preference_data import TrainRow
 from engine.method.trainer import RefineSettings, TrainSettings, train_dpo
-from engine.runtime import checkpoints
+from engine.runtime import auto_judge, checkpoints
 from engine.runtime.context import StageCallback, StageContext, Stopped
 from engine.runtime.distributed import barrier, shard_indices
 from engine.runtime.jobs import StageRef, plan  # noqa: F401  (the plan lives where the worker reads it without torch)
@@ -248,8 +248,11 @@ def record_dropped(ctx: StageContext, prompts: list, written: int, dropped: int)
 
 
 def stage_judge(ctx: StageContext) -> None:
-    """Judge the round's pairs, then draw its blind audit sample."""
+    """Judge the round's pairs (judge.kind auto: then relabel them with the variant it picks), then draw its
+    blind audit sample."""
     judge_pending(ctx)
+    if ctx.cfg.judge.kind == auto_judge.KIND:
+        auto_judge.relabel(ctx)
     draw_audit(ctx)
 
 
@@ -461,6 +464,7 @@ def register(ctx: StageContext, path: Path, round: int) -> None:
 
 STAGES = {
     "prepare": stage_prepare,
+    auto_judge.STAGE: auto_judge.stage_judge_check,
     "seed": stage_seed,
     "generate": stage_generate,
     "judge": stage_judge,

@@ -8,6 +8,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardDa
 
 from engine.config import RunConfig
 from engine.data.export.records import DATA_FILES, ExportRequest, PreferenceRow, RunCard
+from engine.method.agreement import interval_text
+from engine.runtime.auto_judge import AutoChoice
 from storage.records import LABEL_SOURCES
 
 TAGS = ["spa", "dpo", "trl"]
@@ -153,8 +155,15 @@ def model_card(card: RunCard, adapter: bool) -> str:
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts)))
 
 
-def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, req: ExportRequest) -> str:
-    """README.md for an exported dataset: counts per source and round, the filters, what each column means."""
+def dataset_card(
+    project: str,
+    rows: list[PreferenceRow],
+    conversational: bool,
+    req: ExportRequest,
+    judges: dict[tuple[int, int], AutoChoice] | None = None,
+) -> str:
+    """README.md for an exported dataset: counts per source and round, the filters, the judge `judge.kind: auto`
+    chose per run and round (judges), what each column means."""
     configs = (
         [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES[req.format]}]}]
         if req.format in DATA_FILES
@@ -207,6 +216,7 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
         table,
         "\n## Filters applied\n",
         "\n".join(filters),
+        *_auto_judge_section(judges or {}),
         "\n## Columns\n",
         _table(["column", "meaning"], [[k, v] for k, v in COLUMNS.items()]),
         "\n## Use\n",
@@ -214,6 +224,27 @@ def dataset_card(project: str, rows: list[PreferenceRow], conversational: bool, 
         "TRL's `DPOTrainer` takes it as is; it drops the provenance columns itself.\n",
     ]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts)))
+
+
+def _auto_judge_section(judges: dict[tuple[int, int], AutoChoice]) -> list[str]:
+    """Which judge variant labelled each round of a `judge.kind: auto` run, and the figures it was chosen on."""
+    if not judges:
+        return []
+    rows = []
+    for (job_id, round_index), c in sorted(judges.items()):
+        on = "judge-check (cross-fitted on the labelled pairs)" if c.basis == "judge_check" else "blind audit"
+        alpha = "" if c.length_alpha is None else c.length_alpha
+        rows.append([job_id, round_index, c.variant, on, interval_text(c.figures[c.variant]), c.n, alpha])
+    lines = [
+        "\n## Judge (judge.kind: auto)\n",
+        "These rounds' self labels (and their confidence, chosen_score and rejected_score) come from the judge "
+        "variant with the best lower bound of its 95% agreement interval with the person's labels; every variant "
+        "is computed from the same log-probs.\n",
+        _table(["run", "round", "judge", "chosen on", "agreement [95%]", "labels", "length α"], rows),
+        "\nEvery variant's figures:\n",
+    ]
+    lines += [f"- run {job}, round {r}: {c.describe()}" for (job, r), c in sorted(judges.items())]
+    return lines
 
 
 def _size(n: int) -> str:

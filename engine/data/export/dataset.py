@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.data.export.cards import dataset_card
 from engine.data.export.records import DATA_FILES, ExportError, ExportRequest, PreferenceRow, Progress
 from engine.data.export.staging import inside
+from engine.runtime.auto_judge import AutoChoice, choices_from_metrics
 from storage import Example, Pair, Project, Store
 from storage.records import Messages
 
@@ -97,7 +98,20 @@ def _pair_row(p: Pair, labelled_by: str | None, people: dict[str, str]) -> Prefe
         bool(p.noisy),
         [who for who, said in people.items() if said == p.label][-1] if len(people) > 1 else labelled_by,
         [{"person": person, "label": label} for person, label in sorted(people.items())],
+        p.job_id,
     )
+
+
+def auto_judges(store: Store, rows: list[PreferenceRow]) -> dict[tuple[int, int], AutoChoice]:
+    """(run, round) → the judge variant `judge.kind: auto` labelled that round with, for the rounds the rows
+    come from."""
+    wanted = {(r.job_id, r.round) for r in rows if r.job_id is not None}
+    out = {}
+    for job_id in sorted({job for job, _ in wanted}):
+        for round_index, choice in choices_from_metrics(store.metrics(job_id)).items():
+            if (job_id, round_index) in wanted:
+                out[(job_id, round_index)] = choice
+    return out
 
 
 def _features(conversational: bool):
@@ -123,7 +137,13 @@ def _features(conversational: bool):
 
 
 def write_dataset(
-    tmp: Path, rows: list[PreferenceRow], conversational: bool, req: ExportRequest, proj: Project, report: Progress
+    tmp: Path,
+    rows: list[PreferenceRow],
+    conversational: bool,
+    req: ExportRequest,
+    proj: Project,
+    report: Progress,
+    judges: dict[tuple[int, int], AutoChoice] | None = None,
 ) -> None:
     records = [r.record(conversational) for r in rows]
     if req.format == "jsonl":
@@ -141,5 +161,5 @@ def write_dataset(
             ds.to_parquet(str(inside(tmp, DATA_FILES["parquet"])))
         else:
             ds.save_to_disk(str(tmp))
-    inside(tmp, "README.md").write_text(dataset_card(proj.name, rows, conversational, req), encoding="utf-8")
+    inside(tmp, "README.md").write_text(dataset_card(proj.name, rows, conversational, req, judges), encoding="utf-8")
     report("write", len(records), len(records))

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig, run_config_of
-from engine.data.export.dataset import dataset_rows, write_dataset
+from engine.data.export.dataset import auto_judges, dataset_rows, write_dataset
 from engine.data.export.model import write_adapter, write_merged
 from engine.data.export.records import FORMATS, WHATS, ExportError, ExportRequest, Progress, RunCard, RunModel
 from engine.data.export.staging import check_empty, destination, refuse_protected, staging
@@ -44,7 +44,7 @@ def export(db: str | Path, req: ExportRequest, progress: Progress | None = None)
             refuse_protected(out, [Path(db)])
             check_empty(out, req.force)
             with staging(out, req.force) as tmp:
-                write_dataset(tmp, rows, conversational, req, proj, report)
+                write_dataset(tmp, rows, conversational, req, proj, report, auto_judges(store, rows))
             return out
         chosen = _checked_model(store, proj.id, req, out, Path(db))
         card = _run_card(store, proj, chosen)

@@ -81,6 +81,7 @@ class PreferenceRow:
     noisy: bool
     labelled_by: str | None = None  # the person whose label is in force (None: seed or self label)
     labels_by_person: list[dict] = field(default_factory=list)  # [{"person", "label"}]: each person's latest label
+    job_id: int | None = None  # the run the pair comes from (None: a seed pair); the card reads it, no column
 
     def record(self, conversational: bool) -> dict:
         if conversational:
