@@ -314,8 +314,9 @@ def main() -> int:
         stop(studio)
         stop(worker)
     shown = " ".join(str(n) for n in args.people)
+    flags = f"{' --browser' if args.browser else ''} --round-epochs {args.round_epochs}"
     print(
-        f"`python benchmarks/load.py --people {shown} --writes {args.writes}{' --browser' if args.browser else ''}`, "
+        f"`python benchmarks/load.py --people {shown} --writes {args.writes}{flags}`, "
         f"{(time.monotonic() - started) / 60:.1f} min, {os.cpu_count()} cores; round 1 trains ({args.round_epochs} "
         f"epochs) while the phases run, one after the other; job {job.status}; load average at the end "
         f"{os.getloadavg()[0]:.1f}\n"
