@@ -6,7 +6,9 @@ start of seed DPO) is retried once by the worker, which logs it; this script cou
 Reports: runs done and failed, stage processes started, stage crashes by signal, retries, runs failed by a second
 crash, Python stacks dumped by a crash (faulthandler, in the worker's log), labels written, their audit events,
 labels lost (a person's last label of a pair that is not its label at the end: must be 0), per-call latency, the
-studio's CPU per call and the machine's load average over the soak (sampled every 10 s).
+studio's CPU per call, the machine's load average over the soak and the stage server's thread count (both sampled
+every 10 s). JE_ARROW_MALLOC_CONF=background_thread:true in the environment runs the soak with the server's old
+second thread (pyarrow's jemalloc), for a comparison.
 
 Run: python benchmarks/soak.py [--runs 30] [--people 8] [--pause 1]"""
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.harness import (
+    descendants,
     enqueue,
     finished,
     free_port,
@@ -39,6 +42,7 @@ from benchmarks.load import Tally, accounts, auth_args, percentile, signed_in, t
 from storage import Store
 
 PROJECT = "bench"
+UNSET = "(unset: the stage server sets background_thread:false)"
 CRASHED = re.compile(r"stage \w+ crashed with (\w+)")
 
 
@@ -76,6 +80,17 @@ def labeller(results, url: str, db: Path, name: str, password: str, people: int,
             tally.errors.append(f"{name}: {type(e).__name__}: {str(e)[:120]}")
     tally.cpu_s = time.process_time() - cpu
     results.put(tally)
+
+
+def server_threads(worker_pid: int) -> int | None:
+    """The threads of the worker's stage server (its fork server) now; None while it does not run."""
+    for proc in descendants(worker_pid):
+        try:
+            if "forkserver" in " ".join(proc.cmdline()):
+                return proc.num_threads()
+        except psutil.NoSuchProcess:
+            pass
+    return None
 
 
 def soak_config(world, tmp: Path, n: int) -> str:
@@ -130,7 +145,7 @@ def main() -> int:
     worker = None
     ctx = multiprocessing.get_context("spawn")
     results, done = ctx.Queue(), ctx.Event()
-    procs, loads = [], []
+    procs, loads, threads = [], [], set()
     try:
         wait_listening(port)
         url = f"http://127.0.0.1:{port}/"
@@ -148,6 +163,7 @@ def main() -> int:
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}; see {tmp / 'worker.log'}")
             loads.append(os.getloadavg()[0])
+            threads.add(server_threads(worker.pid))
             time.sleep(10)
         store.close()
         done.set()
@@ -169,7 +185,9 @@ def main() -> int:
     print(
         f"`python benchmarks/soak.py --runs {args.runs} --people {args.people} --pause {args.pause:g}`, "
         f"{(time.monotonic() - started) / 60:.1f} min, {os.cpu_count()} cores; load average (1 min) over the soak: "
-        f"mean {statistics.mean(loads or [0]):.1f}, max {max(loads or [0]):.1f}\n"
+        f"mean {statistics.mean(loads or [0]):.1f}, max {max(loads or [0]):.1f}; the stage server's threads "
+        f"(sampled with the load): {sorted(t for t in threads if t is not None) or 'never seen'}; "
+        f"JE_ARROW_MALLOC_CONF={os.environ.get('JE_ARROW_MALLOC_CONF', UNSET)}\n"
     )
     print(
         "| runs | done | failed | stage processes | crashes (by signal) | retries | failed by a 2nd crash "
