@@ -74,6 +74,7 @@ def sample_answers(store: Store, project: Project, samples: int, say=lambda m: p
     job_id = store.enqueue(Job(project_id=project.id, kind=SEED_ANSWERS, config_yaml=yaml.safe_dump(asdict(req))))
     started = time.perf_counter()
     run_seed_answers(store, store.job(job_id), req, "sample", lambda *a, **k: None, say)
+    store.finish_job(job_id, "done")
     return time.perf_counter() - started
 
 

@@ -182,6 +182,21 @@ def answers(
     return out
 
 
+def model_scores(
+    ref: ModelRef, tasks: dict[str, list[it.Task]], few: list[it.Task], few_budget: int, cache: Path, log
+) -> tuple[dict[str, list[it.GoldScore]], dict[str, list[bool]]]:
+    """Gold scores and cut flags per split: tasks' splits and "few" at the run's budget, f"few@{few_budget}" at that
+    budget (the few keys only when few is not empty)."""
+    got = answers(ref, {**tasks, **({"few": few} if few else {})}, cache, log)
+    texts, cut = got.texts, got.cut
+    if few:
+        longer = answers(ref, {"few": few}, cache, log, few_budget)
+        texts[f"few@{few_budget}"], cut[f"few@{few_budget}"] = longer.texts["few"], longer.cut["few"]
+    scores = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in tasks}
+    scores.update({k: [it.score(t, x) for t, x in zip(few, texts[k])] for k in texts if k.startswith("few")})
+    return scores, cut
+
+
 def comparison(a: str, b: str, split: str, level: str, sa: list[it.GoldScore], sb: list[it.GoldScore]) -> dict:
     """A − B on the same prompts: prompt level (every instruction followed) or instruction level (each one)."""
     if level == "prompt":
@@ -299,13 +314,7 @@ def main() -> int:
     scores: dict[str, dict[str, list[it.GoldScore]]] = {}
     cut: dict[str, dict[str, list[bool]]] = {}
     for ref in refs:
-        got = answers(ref, {**tasks, **({"few": few} if few else {})}, Path(args.cache), log)
-        texts, cut[ref.name] = got.texts, got.cut
-        if few:
-            longer = answers(ref, {"few": few}, Path(args.cache), log, args.few_budget)
-            texts[budget_key], cut[ref.name][budget_key] = longer.texts["few"], longer.cut["few"]
-        scores[ref.name] = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in SPLITS}
-        scores[ref.name].update({k: [it.score(t, x) for t, x in zip(few, texts[k])] for k in texts if "few" in k})
+        scores[ref.name], cut[ref.name] = model_scores(ref, tasks, few, args.few_budget, Path(args.cache), log)
     init = next((r.name for r in refs if r.round is None), None)
     first = {"eval": args.run_eval_prompts, "eval2": max(1, args.run_eval_prompts // 2)}
     models = []
