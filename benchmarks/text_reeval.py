@@ -234,8 +234,8 @@ def render(table: dict, command: str, seconds: float) -> str:
         out += [
             "",
             f"The held-out split of one or two instructions ({few['prompts']} prompts, {few['instructions']} "
-            f"instructions, tasks no run sees), at the run's budget ({few['run_budget']} new tokens) and at "
-            f"{few['budget']}:",
+            f"instructions, tasks no run sees), at the run's budget ({few['run_budget']}) and at a budget the "
+            f"answers should fit ({few['budget']}; the cut columns say whether they did):",
             "",
             "| model | "
             + " | ".join(
