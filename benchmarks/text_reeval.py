@@ -12,9 +12,15 @@ the run started from). Decoding is the run's evaluation (greedy, its max_new_tok
 first 48 / 24 prompts repeat the run's own figures up to batching. Answers are kept in --cache, one file per model,
 so a stopped re-evaluation goes on where it stopped.
 
+Beside them, the held-out split of one or two instructions a prompt (engine.worlds.text_world.draw_few_split, 240
+prompts on tasks no run sees), answered twice: at the run's max_new_tokens and at --few-budget (400), where every
+answer fits, so brevity alone cannot pass; the table counts the answers cut at each budget.
+
 A comparison A:B reports, per split and pooled, the difference in prompt-level strict accuracy (A − B) on the same
 prompts, a 95% interval from the per-prompt differences (normal approximation), and the exact two-sided sign test
-on the prompts where exactly one of the two follows every instruction.
+on the prompts where exactly one of the two follows every instruction; and the same at instruction level (each
+instruction strict, paired by instruction; instructions of one prompt are not independent, so that interval is a
+little narrow).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from engine.runtime.stages import paths
 from engine.worlds import TEXT
 from engine.worlds import ifeval_tasks as it
 from engine.worlds.text_eval import SPLITS, greedy_answers, win_rate
-from engine.worlds.text_world import TextWorld
+from engine.worlds.text_world import TextWorld, draw_few_split
 from storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,13 +131,23 @@ def run_config(ref: ModelRef) -> tuple[RunConfig, Path]:
         store.close()
 
 
-def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) -> dict[str, list[str]]:
-    """The model's greedy answers per split, generated once and kept in cache."""
+@dataclass
+class Answers:
+    texts: dict[str, list[str]]
+    cut: dict[str, list[bool]]  # per answer: stopped at the token budget, not at its end
+
+
+def answers(
+    ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log, max_new_tokens: int | None = None
+) -> Answers:
+    """The model's greedy answers per split (at the run's max_new_tokens unless given), generated once and kept in
+    cache."""
     cfg, out_dir = run_config(ref)
+    budget = max_new_tokens or cfg.generation.max_new_tokens
     key = {
         "db": str(Path(ref.db).resolve()),
         "round": ref.round,
-        "max_new_tokens": cfg.generation.max_new_tokens,
+        "max_new_tokens": budget,
         "prompts": {split: [t.prompt for t in ts] for split, ts in tasks.items()},
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -139,8 +155,8 @@ def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) ->
     if path.exists():
         kept = json.loads(path.read_text())
         if kept.get("key") == key:
-            log(f"{ref.name}: answers from {path}")
-            return kept["texts"]
+            log(f"{ref.name}: answers at {budget} new tokens from {path}")
+            return Answers(kept["texts"], kept["cut"])
     started = time.monotonic()
     policy = checkpoints.load_policy(cfg, paths(cfg)["model"], out_dir, ref.round, need_init=False)
     s = EvalSettings(
@@ -148,17 +164,46 @@ def answers(ref: ModelRef, tasks: dict[str, list[it.Task]], cache: Path, log) ->
         max_prompts=0,
         temperature=0.0,
         top_p=1.0,
-        max_new_tokens=cfg.generation.max_new_tokens,
+        max_new_tokens=budget,
         batch_size=cfg.generation.batch_size,
         seed=cfg.seed + 7,
     )
-    texts = {split: [x.text for x in greedy_answers(policy, ts, s)] for split, ts in tasks.items()}
+    samples = {split: greedy_answers(policy, ts, s) for split, ts in tasks.items()}
     del policy
     gc.collect()
+    out = Answers(
+        {split: [x.text for x in xs] for split, xs in samples.items()},
+        {split: [not x.finished for x in xs] for split, xs in samples.items()},
+    )
     cache.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"key": key, "name": ref.name, "texts": texts}))
-    log(f"{ref.name}: {sum(map(len, texts.values()))} answers in {(time.monotonic() - started) / 60:.1f} min")
-    return texts
+    path.write_text(json.dumps({"key": key, "name": ref.name, "texts": out.texts, "cut": out.cut}))
+    n = sum(map(len, out.texts.values()))
+    log(f"{ref.name}: {n} answers at {budget} new tokens in {(time.monotonic() - started) / 60:.1f} min")
+    return out
+
+
+def model_scores(
+    ref: ModelRef, tasks: dict[str, list[it.Task]], few: list[it.Task], few_budget: int, cache: Path, log
+) -> tuple[dict[str, list[it.GoldScore]], dict[str, list[bool]]]:
+    """Gold scores and cut flags per split: tasks' splits and "few" at the run's budget, f"few@{few_budget}" at that
+    budget (the few keys only when few is not empty)."""
+    got = answers(ref, {**tasks, **({"few": few} if few else {})}, cache, log)
+    texts, cut = got.texts, got.cut
+    if few:
+        longer = answers(ref, {"few": few}, cache, log, few_budget)
+        texts[f"few@{few_budget}"], cut[f"few@{few_budget}"] = longer.texts["few"], longer.cut["few"]
+    scores = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in tasks}
+    scores.update({k: [it.score(t, x) for t, x in zip(few, texts[k])] for k in texts if k.startswith("few")})
+    return scores, cut
+
+
+def comparison(a: str, b: str, split: str, level: str, sa: list[it.GoldScore], sb: list[it.GoldScore]) -> dict:
+    """A − B on the same prompts: prompt level (every instruction followed) or instruction level (each one)."""
+    if level == "prompt":
+        d = paired_difference([all(x.strict) for x in sa], [all(x.strict) for x in sb])
+    else:
+        d = paired_difference([y for x in sa for y in x.strict], [y for x in sb for y in x.strict])
+    return {"a": a, "b": b, "split": split, "level": level, "difference": asdict(d)}
 
 
 def render(table: dict, command: str, seconds: float) -> str:
@@ -184,24 +229,52 @@ def render(table: dict, command: str, seconds: float) -> str:
             f"{e2['prompt_strict']:.3f} | {e2['instruction_loose']:.3f} | {m['pooled_prompt_strict']:.3f} |"
         )
     out = [head, "\n".join(lines), ""]
+    if table.get("few"):
+        few = table["few"]
+        out += [
+            "",
+            f"The held-out split of one or two instructions ({few['prompts']} prompts, {few['instructions']} "
+            f"instructions, tasks no run sees), at the run's budget ({few['run_budget']}) and at a budget the "
+            f"answers should fit ({few['budget']}; the cut columns say whether they did):",
+            "",
+            "| model | "
+            + " | ".join(
+                f"{label} prompt strict | {label} instr. strict | {label} instr. loose | {label} cut"
+                for label in (few["run_budget"], few["budget"])
+            )
+            + " |",
+            "|---|" + "---|" * 8,
+        ]
+        for m in table["models"]:
+            cells = []
+            for split in ("few", "few_budget"):
+                v = m[split]
+                cells += [f"{v['prompt_strict']:.3f}", f"{v['instruction_strict']:.3f}"]
+                cells += [f"{v['instruction_loose']:.3f}", str(v["cut"])]
+            out.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+        out.append("")
     if table["comparisons"]:
         out += [
             "",
-            "Paired, prompt-level strict (A − B on the same prompts; 95% interval; exact sign test on the "
-            "prompts only one of the two follows fully):",
+            "Paired, strict (A − B on the same prompts; prompt level: every instruction followed, instruction "
+            "level: each instruction; 95% interval; exact sign test on the prompts or instructions only one of the "
+            "two follows):",
             "",
-            "| A − B | split | prompts | A only | B only | difference | 95% interval | sign test p |",
-            "|---|---|---|---|---|---|---|---|",
+            "| A − B | split | level | n | A only | B only | difference | 95% interval | sign test p |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in table["comparisons"]:
             d = c["difference"]
             out.append(
-                f"| {c['a']} − {c['b']} | {c['split']} | {d['prompts']} | {d['a_only']} | {d['b_only']} | "
+                f"| {c['a']} − {c['b']} | {c['split']} | {c.get('level', 'prompt')} | {d['prompts']} | "
+                f"{d['a_only']} | {d['b_only']} | "
                 f"{d['difference']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {d['sign_test_p']:.3f} |"
             )
         out.append("")
     out.append(
-        "\neval: held-out tasks; eval2: held-out tasks with held-out instruction types; pooled: both. Win vs "
+        "\neval: held-out tasks; eval2: held-out tasks with held-out instruction types; pooled: both; few: one or "
+        "two instructions, tasks of topics no other split has; few@N: the same at N new tokens; cut: answers that "
+        "reached the token budget before their end. Win vs "
         "SmolLM2: gold reward of the greedy answer against the `init` model's on the same prompt (ties count "
         "half), where one is listed."
     )
@@ -215,6 +288,8 @@ def main() -> int:
     p.add_argument("--eval-prompts", type=int, default=None, help="default: every eval prompt of the world")
     p.add_argument("--eval2-prompts", type=int, default=None, help="default: every eval2 prompt of the world")
     p.add_argument("--run-eval-prompts", type=int, default=48, help="the runs' own eval size, for the first-N column")
+    p.add_argument("--few-prompts", type=int, default=240, help="of the split of one or two instructions (0: none)")
+    p.add_argument("--few-budget", type=int, default=400, help="new tokens for that split's second reading")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "spa-studio" / "reeval"))
     p.add_argument("--out", default=str(RESULTS / "text_reeval.md"))
     args = p.parse_args()
@@ -230,14 +305,16 @@ def main() -> int:
     world = TextWorld.at(TEXT.root())
     limits = {"eval": args.eval_prompts, "eval2": args.eval2_prompts}
     tasks = {split: world.eval_tasks(split)[: limits[split]] for split in SPLITS}
+    few = draw_few_split(world.manifest["seed"], args.few_prompts) if args.few_prompts else []
+    budget_key = f"few@{args.few_budget}"
 
     def log(text: str) -> None:
         print(f"[{(time.monotonic() - started) / 60:.1f} min] {text}", flush=True)
 
-    scores = {}
+    scores: dict[str, dict[str, list[it.GoldScore]]] = {}
+    cut: dict[str, dict[str, list[bool]]] = {}
     for ref in refs:
-        texts = answers(ref, tasks, Path(args.cache), log)
-        scores[ref.name] = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in SPLITS}
+        scores[ref.name], cut[ref.name] = model_scores(ref, tasks, few, args.few_budget, Path(args.cache), log)
     init = next((r.name for r in refs if r.round is None), None)
     first = {"eval": args.run_eval_prompts, "eval2": max(1, args.run_eval_prompts // 2)}
     models = []
@@ -253,18 +330,31 @@ def main() -> int:
                 **{split: split_metrics(s[split], base[split]) for split in SPLITS},
                 "eval_first": split_metrics(s["eval"][: first["eval"]], None),
                 "pooled_prompt_strict": sum(all(x.strict) for x in pooled) / len(pooled),
+                **{
+                    name: {**asdict(it.ifeval_metrics(s[k])), "cut": sum(cut[ref.name][k])}
+                    for name, k in (("few", "few"), ("few_budget", budget_key))
+                    if few
+                },
             }
         )
     comparisons = []
     for a, b in pairs:
-        for split in (*SPLITS, "pooled"):
+        for split in (*SPLITS, "pooled", *(("few", budget_key) if few else ())):
             sa = scores[a]["eval"] + scores[a]["eval2"] if split == "pooled" else scores[a][split]
             sb = scores[b]["eval"] + scores[b]["eval2"] if split == "pooled" else scores[b][split]
-            d = paired_difference([all(x.strict) for x in sa], [all(x.strict) for x in sb])
-            comparisons.append({"a": a, "b": b, "split": split, "difference": asdict(d)})
+            comparisons += [comparison(a, b, split, level, sa, sb) for level in ("prompt", "instruction")]
     table = {
         "sizes": {split: len(ts) for split, ts in tasks.items()},
         "run_sizes": first,
+        "few": {
+            "prompts": len(few),
+            "instructions": sum(len(t.instruction_ids) for t in few),
+            "run_budget": "few@"
+            + "/".join(str(n) for n in sorted({run_config(r)[0].generation.max_new_tokens for r in refs})),
+            "budget": budget_key,
+        }
+        if few
+        else None,
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "models": models,
         "comparisons": comparisons,

@@ -26,6 +26,10 @@ exactly that seed round. Rows:
   4 SmolLM2 samples of the world's seed prompts, instead of two samples whose gold differs (the lead of
   benchmarks/text_judge.py: π_0 seeded this way judged 0.603 against gold, the world's seed 0.500). It trains its
   own seed round, so it reports its π_0 beside it;
+- seed_builder: SPA as specified from the seed the studio's seed builder makes of the world's first 20 seed prompts
+  (benchmarks/seed_builder.py): 4 answers each from the seed-answers job, the best and the worst by gold as the
+  person's ranking, "all equal" prompts giving no pair (so it may have fewer than 20 pairs, never more prompts);
+  its own seed round, its π_0 beside it;
 - anchor: the §4b anchor's recipe, a check on the trainer rather than a row of the paper: no seed round (π_0 =
   SmolLM2), one round over 160 pool prompts × 4 samples, gold picks best vs worst, plain DPO at lr 2e-4 for 2
   epochs. It starts from SmolLM2 even with --spa-from, and reports SmolLM2 on the same eval prompts beside it.
@@ -45,6 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import yaml
 
 from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides
 from engine.config import RunConfig, load_config, parse_config
@@ -107,6 +112,7 @@ def rows(base: RunConfig, human_share: float = 0.01) -> dict[str, tuple[str, dic
             human_corrections(n, "confident", base.seed),
         ),
         "spa_bvw": ("SPA, seed of best vs worst of 4 samples", {}, None),
+        "seed_builder": ("SPA, seed built in the seed builder (best vs worst of 4 by gold)", {}, None),
         "anchor": (
             "§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
             {
@@ -147,8 +153,10 @@ def run_row(
         cfg = with_overrides(cfg, **changes)
         if key == "spa_bvw":
             cfg = with_overrides(cfg, seed_data=str(best_vs_worst_seed(folder / "seed_bvw4.jsonl", cfg)))
+        if key == "seed_builder":
+            cfg = with_overrides(cfg, seed_data=str(seed_builder_seed(folder, cfg)))
         fork = None
-        if source is not None and key not in ("anchor", "spa_bvw"):
+        if source is not None and key not in ("anchor", "spa_bvw", "seed_builder"):
             source_cfg = parse_config(source.store.job(source.job_id).config_yaml)
             fork = Fork(
                 source.store,
@@ -199,6 +207,34 @@ def best_vs_worst_seed(path: Path, cfg: RunConfig, samples: int = 4) -> Path:
     return path
 
 
+def seed_builder_seed(folder: Path, cfg: RunConfig, samples: int = 4) -> Path:
+    """The seed as the studio's seed builder makes it, in the row's own database (folder/table.db, which the run then
+    uses): the world's seed prompts imported prompts-only (benchmarks/seed_builder.py's), `samples` answers each from
+    the seed-answers job's stage with the row's configuration (its sampling settings and run seed), the best and the
+    worst by gold as a person's ranking, "all equal" prompts giving no pair. The seed round trains on
+    Store.seed_pairs. Returns the prompts file, the row's seed_data (importing it again adds nothing)."""
+    from benchmarks import seed_builder as sb
+
+    tasks = sb.seed_tasks()
+    prompts = sb.seed_prompts_file(folder, tasks)
+    store = Store(folder / "table.db")
+    try:
+        project = sb.prompts_project(store, cfg.project, cfg.model, prompts, yaml.safe_load(cfg.to_yaml()))
+        seconds = sb.sample_answers(store, project, samples)
+        done = store.seed_progress(project.id)
+        if done.unranked:  # a rerun with --keep-runs finds its prompts ranked already
+            sb.rank_by_gold(store, project.id, tasks)
+        done = store.seed_progress(project.id)
+        print(
+            f"seed builder: {done.ranked} of {len(tasks)} prompts ranked, {done.equal} all equal, {samples} answers "
+            f"each in {seconds:.0f} s",
+            flush=True,
+        )
+    finally:
+        store.close()
+    return prompts
+
+
 def shared_sample_chunks(cfg: RunConfig, base: RunConfig) -> int:
     """How many of SPA's round-1 generate chunks a row forked from its π_0 can take as they are: the same π_0, prompts
     and sampling seeds give the same samples. All of them when the row's round 1 is SPA's, the first when it is longer
@@ -228,7 +264,7 @@ def finished_run(db: str, base: RunConfig) -> tuple[InlineRun, float]:
 
 
 def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: float) -> list[RowResult]:
-    seeds = run.store.count_examples(run.project_id, "seed")
+    seeds = len(run.store.seed_pairs(run.project_id))
     pairs = sum(len(run.store.pairs(run.job_id, r)) for r in range(1, cfg.rounds + 1))
     human = run.store.label_source_counts(run.project_id).get("human", 0)
     labels = seeds + (pairs if key == "dpo100" else human)
@@ -251,11 +287,12 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
                 f"DPO on the seed ({seeds} pairs)", seeds, split_values(run, "eval", 0), split_values(run, "eval2", 0)
             ),
         ]
-    if key == "spa_bvw":  # its own seed round: its π_0 beside it
+    if key in ("spa_bvw", "seed_builder"):  # its own seed round: its π_0 beside it
+        kind = "best-vs-worst" if key == "spa_bvw" else "seed builder's"
         out.insert(
             0,
             RowResult(
-                f"DPO on the best-vs-worst seed ({seeds} pairs)",
+                f"DPO on the {kind} seed ({seeds} pairs)",
                 seeds,
                 split_values(run, "eval", 0),
                 split_values(run, "eval2", 0),
@@ -334,6 +371,7 @@ def main() -> int:
             "disagree",
             "confident",
             "spa_bvw",
+            "seed_builder",
             "anchor",
         ],
     )

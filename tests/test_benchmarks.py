@@ -289,6 +289,8 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     pi0, spa = text_table.row_results("spa_bvw", "SPA, seed of best vs worst", run, anchor, 60.0)
     assert pi0.name.startswith("DPO on the best-vs-worst seed") and pi0.eval == {"prompt_strict": 0.208}
     assert spa.eval == {"prompt_strict": 0.292} and spa.labels == 0  # no seed rows in this store, no human labels
+    pi0, spa = text_table.row_results("seed_builder", "SPA, seed builder", run, anchor, 60.0)
+    assert pi0.name == "DPO on the seed builder's seed (0 pairs)" and pi0.eval == {"prompt_strict": 0.208}
     store.close()
 
 
@@ -305,6 +307,20 @@ def test_text_reeval_paired_statistics_by_hand():
     assert d.low == pytest.approx(0.5 - half_width) and d.high == pytest.approx(0.5 + half_width)
     with pytest.raises(ValueError):
         reeval.paired_difference([True], [True, False])
+
+
+def test_text_reeval_pairs_prompts_or_instructions():
+    from engine.worlds.ifeval_tasks import GoldScore
+
+    reeval = load("text_reeval")
+    a = [GoldScore([True, True], [True, True]), GoldScore([True], [True]), GoldScore([False, True], [True, True])]
+    b = [GoldScore([True, False], [True, True]), GoldScore([False], [False]), GoldScore([False, False], [True, True])]
+    prompt = reeval.comparison("A", "B", "few", "prompt", a, b)["difference"]
+    assert (prompt["prompts"], prompt["a_only"], prompt["b_only"]) == (3, 2, 0)  # A follows prompts 1 and 2 fully
+    instruction = reeval.comparison("A", "B", "few", "instruction", a, b)
+    d = instruction["difference"]
+    assert instruction["level"] == "instruction" and (d["prompts"], d["a_only"], d["b_only"]) == (5, 3, 0)
+    assert d["difference"] == pytest.approx(3 / 5) and d["sign_test_p"] == pytest.approx(0.25)
 
 
 def test_text_reeval_model_argument():

@@ -12,7 +12,7 @@ import pytest
 from engine.config import ConfigError, parse_config
 from engine.worlds import TEXT, resolve_path, smollm2, world_for_path, world_of
 from engine.worlds import ifeval_tasks as it
-from engine.worlds.text_world import TextWorldSize, best_vs_worst, draw_splits
+from engine.worlds.text_world import TextWorldSize, best_vs_worst, draw_few_split, draw_splits
 
 TASK = "Write a short poem about the ocean."
 
@@ -126,6 +126,22 @@ def test_splits_are_deterministic_disjoint_and_hold_out_tasks_and_types():
     held = set(it.HELD_OUT_TYPES)
     assert all(not held & set(t.instruction_ids) for t in a.seed + a.pool + a.eval)
     assert all(held & set(t.instruction_ids) for t in a.eval2)
+
+
+def test_the_split_of_one_or_two_instructions_is_held_out_by_task_and_deterministic():
+    few = draw_few_split()
+    assert len(few) == 240 and [t.prompt for t in few] == [t.prompt for t in draw_few_split()]
+    assert [t.prompt for t in draw_few_split(seed=1)] != [t.prompt for t in few]
+    assert {len(t.instruction_ids) for t in few} == {1, 2}
+    assert all(len(t.kwargs) == len(t.instruction_ids) for t in few)
+    assert len({t.task for t in few}) == len({t.prompt for t in few}) == 240  # one prompt a task
+    world = draw_splits(TextWorldSize(), seed=0)  # the default world's every split, seed candidates included
+    used = [t for split in (world.seed, world.pool, world.eval, world.eval2) for t in split]
+    assert not {t.task for t in used} & {t.task for t in few}
+    assert not {t.prompt for t in used} & {t.prompt for t in few}
+    assert set(it.all_tasks()).isdisjoint(it.all_tasks(it.FEW_TOPICS))
+    with pytest.raises(ValueError, match="300 tasks, fewer than 301 prompts"):
+        draw_few_split(n=301)
 
 
 def test_the_task_book_scores_by_prompt_and_refuses_unknown_prompts(tmp_path):

@@ -70,6 +70,40 @@ TOPICS = (
     "camping by a lake",
     "kindness to strangers",
 )
+# topics of the held-out split of one or two instructions (text_world.draw_few_split) and nothing else: its tasks
+# are none of the world's, so it is disjoint from seed, pool, eval and eval2 by task as well as by prompt
+FEW_TOPICS = (
+    "a thunderstorm",
+    "a lost umbrella",
+    "growing tomatoes",
+    "a fishing trip",
+    "the first day of spring",
+    "paper airplanes",
+    "a bus driver",
+    "a birthday party",
+    "learning to knit",
+    "owls",
+    "a quiet beach town",
+    "painting a room",
+    "a science fair",
+    "a farmers' cooperative",
+    "rainforests",
+    "a broken clock",
+    "bread baking",
+    "a marathon",
+    "a hot air balloon",
+    "wind turbines",
+    "a family recipe",
+    "a chess club",
+    "penguins",
+    "a long train delay",
+    "a community theater",
+    "a treehouse",
+    "drinking enough water",
+    "a river cruise",
+    "a neighborhood cat",
+    "the first snowfall",
+)
 FORMS = (
     "Write a short poem about {topic}.",
     "Write a short email to a friend about {topic}.",
@@ -115,6 +149,7 @@ HELD_OUT_TYPES = (
 TRAIN_TYPES = tuple(t for t in TYPES if t not in HELD_OUT_TYPES)
 COMMON_WORDS = ("very", "really", "many", "also", "important", "great", "good", "just", "like", "things")
 INSTRUCTIONS_PER_PROMPT = (1, 1, 2, 2, 3)  # drawn uniformly: 40% one, 40% two, 20% three
+FEW_INSTRUCTIONS = (1, 2)  # the held-out split of one or two instructions: half each
 
 
 @dataclass
@@ -141,8 +176,8 @@ class GoldScore:
         return sum(self.strict) / n + 0.01 * sum(self.loose) / n
 
 
-def all_tasks() -> list[str]:
-    return [form.format(topic=topic) for topic in TOPICS for form in FORMS]
+def all_tasks(topics: tuple[str, ...] = TOPICS) -> list[str]:
+    return [form.format(topic=topic) for topic in topics for form in FORMS]
 
 
 def _registry():
@@ -213,10 +248,17 @@ def describe(kind: str, kwargs: dict) -> str:
     return checker.build_description(**kwargs)
 
 
-def draw_task(task: str, types: tuple[str, ...], rng: random.Random, must_include: tuple[str, ...] = ()) -> Task:
-    """`task` with 1-3 mutually compatible instructions from `types` (one of `must_include` first, if given)."""
+def draw_task(
+    task: str,
+    types: tuple[str, ...],
+    rng: random.Random,
+    must_include: tuple[str, ...] = (),
+    counts: tuple[int, ...] = INSTRUCTIONS_PER_PROMPT,
+) -> Task:
+    """`task` with mutually compatible instructions from `types` (one of `must_include` first, if given), as many as
+    one uniform draw from `counts` (1-3 by default)."""
     table = conflicts()
-    n = rng.choice(INSTRUCTIONS_PER_PROMPT)
+    n = rng.choice(counts)
     chosen: list[str] = [rng.choice(must_include)] if must_include else []
     candidates = list(types)
     rng.shuffle(candidates)

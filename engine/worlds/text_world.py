@@ -6,6 +6,8 @@ Splits, all disjoint in prompt text:
 - pool: prompts only. seed and pool come from the training tasks and the training instruction types.
 - eval: held-out tasks (topic × form combinations never in seed or pool), training instruction types.
 - eval2: held-out tasks whose instructions include at least one held-out type (ifeval_tasks.HELD_OUT_TYPES).
+- few (draw_few_split, not stored in the world): 240 prompts of one or two instructions each, of tasks on topics
+  no other split has; benchmarks/text_reeval.py scores saved models on it.
 tasks.jsonl holds every prompt's instructions: the gold reward of any answer to any prompt of the world.
 Samples are written chunk by chunk into the build folder, so an interrupted build resumes where it stopped.
 """
@@ -134,6 +136,19 @@ def draw_splits(size: TextWorldSize, seed: int) -> Splits:
     seed_tasks = draw(size.max_seed_prompts, train, it.TRAIN_TYPES)
     pool_tasks = draw(size.pool, train, it.TRAIN_TYPES)
     return Splits(seed_tasks, pool_tasks, eval_tasks, eval2_tasks)
+
+
+def draw_few_split(seed: int = 0, n: int = 240) -> list[it.Task]:
+    """The held-out split of one or two instructions a prompt (half each, any of the 21 types): n prompts, each of a
+    different task of ifeval_tasks.FEW_TOPICS, topics no other split draws from, so it shares no task and no prompt
+    with seed, pool, eval or eval2. Deterministic for a seed; built on demand, outside the world's files, so adding
+    it changed no cached world."""
+    rng = random.Random(f"few/{seed}")
+    tasks = it.all_tasks(it.FEW_TOPICS)
+    if n > len(tasks):
+        raise ValueError(f"the split of one or two instructions has {len(tasks)} tasks, fewer than {n} prompts")
+    rng.shuffle(tasks)
+    return [it.draw_task(task, it.TYPES, rng, counts=it.FEW_INSTRUCTIONS) for task in tasks[:n]]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
