@@ -20,14 +20,13 @@ Module level imports nothing heavy: the report and the cards read the metrics wi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from engine.method.agreement import AgreementEstimate, best_lower_bound, interval_text
 from engine.runtime import judge_check
+from engine.runtime.check_fingerprint import fingerprint
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
@@ -160,17 +159,6 @@ def audit_figures(rounds: Sequence[AuditedRound], beta: float) -> dict[str, Agre
 
 def check_figures(result: judge_check.JudgeCheckResult) -> dict[str, AgreementEstimate]:
     return {name: estimate(e.agree, e.lo, e.hi, e.n) for name, e in result.judges.items()}
-
-
-def fingerprint(cfg: RunConfig, pairs: Sequence[judge_check.LabelledPair]) -> float:
-    """What a check's figures depend on, as one number a metric holds exactly (52 bits of a SHA-256): the set of
-    labelled pairs, in any order, and the settings its seed DPO runs with. Folds and epochs given to a check are
-    not part of it: a person who chose a quicker check chose that fidelity."""
-    labelled = sorted(json.dumps([p.prompt, p.chosen, p.rejected], sort_keys=True) for p in pairs)
-    settings = [cfg.model, cfg.beta, cfg.seed, cfg.learning_rate, cfg.epochs, cfg.batch_size, cfg.lr_scheduler]
-    settings += [cfg.warmup_ratio, asdict(cfg.lora), cfg.dtype]
-    digest = hashlib.sha256(json.dumps([labelled, settings], sort_keys=True).encode()).hexdigest()
-    return float(int(digest[:13], 16))
 
 
 # in the run -----------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.runtime.check_fingerprint import fingerprint
 from engine.runtime.judge_folds import (  # noqa: F401  (the command's folds and its refusal, read from here too)
     BUDGET_MINUTES,
     MAX_FOLDS,
@@ -113,7 +114,7 @@ class JudgeCheckResult:
     minutes: float
     folds: list[FoldResult] = field(default_factory=list)
     plan: FoldPlan | None = None  # the folds and epochs cross_fit used (None: read back from metrics)
-    fingerprint: float | None = None  # of the labelled pairs and the run's settings (auto_judge.fingerprint)
+    fingerprint: float | None = None  # of the labelled pairs and the run's settings (check_fingerprint.fingerprint)
 
     def as_json(self) -> dict:
         """The `--json` answer: {"judges": {NAME: {"agree", "lo", "hi", "n"}}, "chosen": NAME, "minutes": m}."""
@@ -409,8 +410,6 @@ def check(
         f"{len(pairs)} labelled pairs ({by_source['seed']} seed, {by_source['human']} labelled by a person), "
         f"seed DPO at lr {cfg.learning_rate:g} per fold, within {minutes:g} minutes"
     )
-    from engine.runtime.auto_judge import fingerprint
-
     result = cross_fit(cfg, pairs, folds, progress, say, minutes * 60, epochs)
     result.fingerprint = fingerprint(cfg, pairs)
     return result

@@ -16,7 +16,7 @@ from engine.method.models import Policy
 from engine.worlds import ifeval_tasks as it
 from engine.worlds.text_review import answer_checks
 from engine.worlds.text_world import TextWorld
-from engine.worlds.world import HeldOutAnswers, WorldEval
+from engine.worlds.world_eval import HeldOutAnswers, WorldEval
 
 SPLITS = ("eval", "eval2")
 

@@ -7,11 +7,12 @@ Module level imports no torch (the studio and the worker read it); each world im
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from engine.config import DEMO_PREFIX, TEXT_PREFIX, ConfigError, RunConfig, names_prefix
+from engine.worlds.world_eval import WorldEval
 
 if TYPE_CHECKING:
     from engine.method.evaluation import EvalSettings
@@ -20,27 +21,6 @@ if TYPE_CHECKING:
 
 GoldReward = Callable[["Messages", str], float]  # (prompt, response) -> the world's own score of the response
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-@dataclass
-class HeldOutAnswers:
-    """A world's held-out prompts with the round's and π_init's greedy answers and the world's checks of each
-    answer (the text world: its IFEval instructions, as text_review.InstructionCheck dicts), which the evaluate
-    stage saves as the round's answers file for the Insight tab to show side by side."""
-
-    prompts: list[Messages]
-    texts: list[str]
-    init_texts: list[str]
-    checks: list[list[dict]]
-    init_checks: list[list[dict]]
-
-
-@dataclass
-class WorldEval:
-    """A world's own evaluation of a round: its metrics and, where it has them, its held-out answers."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    answers: HeldOutAnswers | None = None
 
 
 class World(ABC):
