@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.load import UNDO_EVERY, Check, Phase, Tally, pair_states
+from benchmarks.load_tally import UNDO_EVERY, Check, Phase, Tally, pair_states
 from storage import Store
 from tests.browser import chromium, wait_until
 

@@ -38,7 +38,7 @@ from benchmarks.harness import (
     stop,
     wait_listening,
 )
-from benchmarks.load import Tally, accounts, auth_args, percentile, signed_in, timed
+from benchmarks.load_tally import Tally, accounts, auth_args, percentile, signed_in, timed
 from storage import Store
 
 PROJECT = "bench"
