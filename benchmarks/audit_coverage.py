@@ -5,6 +5,11 @@ self-label accuracy on every pair of the round that gold decides.
 
     python benchmarks/audit_coverage.py                       # 10 runs of 2 rounds (~1-2 min each on 2 CPU cores)
     python benchmarks/audit_coverage.py --world mini --runs 2 --out /tmp/audit.md   # a tiny check
+    python benchmarks/audit_coverage.py --from-runs runs/t42/auto/table.db runs/t43/auto/table.db \
+        --out benchmarks/results/audit_coverage_text.md       # finished runs whose audit was answered (text world)
+
+--from-runs reads finished runs instead of running any: the last finished run of each database (e.g. the rows
+benchmarks/text_table.py --keep-runs leaves; its `auto` row answers every round's audit by gold).
 
 Two coverage figures: the stage's own sample of each round (one interval per run and round), and, on the same
 judged pairs, `--draws` fresh uniform samples of the same size answered by gold (many intervals per round, no
@@ -154,6 +159,27 @@ def run_once(base: RunConfig, seed: int, draws: int, gold: bool = False) -> list
     return checks
 
 
+def kept_runs(dbs: list[str], draws: int) -> tuple[list[AuditCheck], RunConfig]:
+    """The checks of the last finished run in each database, and the first run's configuration."""
+    from engine.config import parse_config
+
+    checks, first = [], None
+    for db in dbs:
+        store = Store(db)
+        jobs = [j for j in store.jobs(statuses=("done",)) if j.kind == "run"]
+        if not jobs:
+            raise SystemExit(f"{db}: no finished run")
+        cfg = parse_config(jobs[-1].config_yaml, f"{db} job {jobs[-1].id}")
+        first = first or cfg
+        for round_index in range(1, cfg.rounds + 1):
+            check = audit_vs_truth(store, jobs[-1].id, round_index, cfg.seed)
+            pairs = store.pairs(jobs[-1].id, round_index)
+            check.resampled_covered, check.resampled = resampled_coverage(pairs, cfg.audit_size, draws, cfg.seed)
+            checks.append(check)
+        store.close()
+    return checks, first
+
+
 def share(covered: int, total: int) -> str:
     return f"{covered}/{total} = {covered / total:.2f}" if total else "–"
 
@@ -227,15 +253,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=200, help="fresh audit samples per round")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS / "audit_coverage.md"))
+    p.add_argument("--from-runs", nargs="+", metavar="DB", help="read these finished runs instead of running")
     args = p.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     import torch
 
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        checks, base, world = run_all(args, Path(tmp))
-        text = render(checks, args, base, time.monotonic() - started, world)
+    if args.from_runs:
+        checks, base = kept_runs(args.from_runs, args.draws)
+        args.world = "text" if base.model.startswith("text:") else "given"
+        text = render(checks, args, base, time.monotonic() - started, "kept runs")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            checks, base, world = run_all(args, Path(tmp))
+            text = render(checks, args, base, time.monotonic() - started, world)
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,9 @@ exactly that seed round. Rows:
   (benchmarks/seed_builder.py): 4 answers each from the seed-answers job, the best and the worst by gold as the
   person's ranking, "all equal" prompts giving no pair (so it may have fewer than 20 pairs, never more prompts);
   its own seed round, its π_0 beside it;
+- auto: SPA with judge.kind auto: the judge-check stage before the seed round picks the judge variant, later rounds
+  the blind audit's answers (gold standing in for the person; those labels train, as a person's would); the row's
+  name says which variant each round used;
 - anchor: the §4b anchor's recipe, a check on the trainer rather than a row of the paper: no seed round (π_0 =
   SmolLM2), one round over 160 pool prompts × 4 samples, gold picks best vs worst, plain DPO at lr 2e-4 for 2
   epochs. It starts from SmolLM2 even with --spa-from, and reports SmolLM2 on the same eval prompts beside it.
@@ -53,6 +56,8 @@ import yaml
 
 from benchmarks.inline import Fork, InlineRun, human_corrections, run_inline, with_overrides
 from engine.config import RunConfig, load_config, parse_config
+from engine.method.agreement import interval_text
+from engine.runtime import auto_judge
 from engine.runtime.run_folder import run_dir
 from engine.runtime.stages import GENERATE_CHUNK
 from storage import Store
@@ -113,6 +118,11 @@ def rows(base: RunConfig, human_share: float = 0.01) -> dict[str, tuple[str, dic
         ),
         "spa_bvw": ("SPA, seed of best vs worst of 4 samples", {}, None),
         "seed_builder": ("SPA, seed built in the seed builder (best vs worst of 4 by gold)", {}, None),
+        "auto": (
+            "SPA, judge.kind auto (judge-check, then the blind audit answered by gold)",
+            {"judge__kind": "auto"},
+            human_corrections(0, "random", base.seed, audit=True),
+        ),
         "anchor": (
             "§4b anchor: gold DPO, best vs worst of 4 samples of 160 prompts, from SmolLM2",
             {
@@ -298,6 +308,11 @@ def row_results(key: str, name: str, run: InlineRun, cfg: RunConfig, seconds: fl
                 split_values(run, "eval2", 0),
             ),
         )
+    if key == "auto":
+        choices = auto_judge.choices_from_metrics(run.store.metrics(run.job_id))
+        out[-1].name += " — " + ", ".join(
+            f"r{r}: {c.variant} ({c.basis}: {interval_text(c.figures[c.variant])})" for r, c in sorted(choices.items())
+        )
     if key == "anchor":  # its π_0 is SmolLM2: the row to compare it with, on the same eval prompts
         out.insert(0, init_row(run, "SmolLM2-135M-Instruct as is (the anchor's start)"))
     return out
@@ -372,6 +387,7 @@ def main() -> int:
             "confident",
             "spa_bvw",
             "seed_builder",
+            "auto",
             "anchor",
         ],
     )

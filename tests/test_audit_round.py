@@ -114,3 +114,16 @@ def test_the_coverage_script_reports_both_coverages_on_a_tiny_case(tmp_path):
     assert [c["round"] for c in checks] == [1, 2]
     assert all(c["n"] + c["ties"] == 6 and 0 <= c["resampled"] <= 4 for c in checks)
     assert "**The stage's own samples:**" in text and "**Fresh samples of the same rounds** (4 per round)" in text
+
+
+def test_the_coverage_script_reads_finished_runs(audited_run, tmp_path):
+    """--from-runs: a kept run's rounds, read from its database (as for the text world's kept rows), no run made."""
+    cfg, run = audited_run
+    out = tmp_path / "kept.md"
+    assert main(["--from-runs", str(run.store.path), "--draws", "3", "--out", str(out)]) == 0
+    (check,) = json.loads(out.with_suffix(".json").read_text())
+    truth = audit_vs_truth(run.store, run.job_id, 1, cfg.seed)
+    assert (check["run_seed"], check["n"], check["true_accuracy"]) == (cfg.seed, truth.n, truth.true_accuracy)
+    fresh = resampled_coverage(run.store.pairs(run.job_id, 1), cfg.audit_size, 3, cfg.seed)
+    assert (check["resampled_covered"], check["resampled"]) == fresh
+    assert "1 runs on the given world (kept runs)" in out.read_text()

@@ -291,6 +291,12 @@ def test_text_table_rows_read_their_figures_and_count_their_labels(tmp_path):
     assert spa.eval == {"prompt_strict": 0.292} and spa.labels == 0  # no seed rows in this store, no human labels
     pi0, spa = text_table.row_results("seed_builder", "SPA, seed builder", run, anchor, 60.0)
     assert pi0.name == "DPO on the seed builder's seed (0 pairs)" and pi0.eval == {"prompt_strict": 0.208}
+    from engine.runtime import auto_judge
+
+    choice = auto_judge.AutoChoice("implicit", "judge_check", {"implicit": auto_judge.estimate(0.6, 0.39, 0.78, 20)})
+    store.add_metrics([Metric(job_id=job, name=n, round=1, value=v) for n, v in choice.metrics().items()])
+    (auto,) = text_table.row_results("auto", "SPA, auto", run, anchor, 60.0)
+    assert auto.name == "SPA, auto — r1: implicit (judge_check: 0.600 [0.390, 0.780])"
     store.close()
 
 
