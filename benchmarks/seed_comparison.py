@@ -131,7 +131,8 @@ def main() -> int:
     p.add_argument(
         "--init", default=None, metavar="DB", help="a run whose starting model is SmolLM2 (default: the first spa)"
     )
-    p.add_argument("--few-budget", type=int, default=400)
+    p.add_argument("--few-prompts", type=int, default=240, help="of the split of one or two instructions (0: none)")
+    p.add_argument("--few-budget", type=int, default=400, help="new tokens for that split's second reading (0: none)")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "spa-studio" / "reeval"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "seed_comparison.md"))
     args = p.parse_args()
@@ -144,7 +145,7 @@ def main() -> int:
     arms = [read_arm(Path(folder), row) for folder in args.runs for row in ARMS]
     world = TextWorld.at(TEXT.root())
     tasks = {split: world.eval_tasks(split) for split in SPLITS}
-    few = draw_few_split(world.manifest["seed"])
+    few = draw_few_split(world.manifest["seed"], args.few_prompts) if args.few_prompts else []
     budget = f"few@{args.few_budget}"
     init = ModelRef("SmolLM2", args.init or str(Path(args.runs[0]) / "spa" / "table.db"), None)
     cache = Path(args.cache)
@@ -154,7 +155,11 @@ def main() -> int:
         s["held-out 160"] = s["eval"] + s["eval2"]
         scores[ref.name] = s
     run_budget = run_config(init)[0].generation.max_new_tokens
-    splits = {"held-out 160": "held-out 160", f"few@{run_budget}": "few", budget: budget}
+    splits = {"held-out 160": "held-out 160"}
+    if few:
+        splits[f"few@{run_budget}"] = "few"
+    if few and args.few_budget:
+        splits[budget] = budget
 
     seeds = sorted({a.seed for a in arms})
     comparisons = []
@@ -211,10 +216,12 @@ def main() -> int:
         + "/".join(sorted({str(a.rounds) for a in arms}))
         + "), prompt-level strict, and the answers cut at the budget:",
         "",
-        "| model | "
-        + " | ".join(f"{label} prompt strict | {label} instr. strict" for label in splits)
-        + " | "
-        + " | ".join(f"{label} cut" for label in list(splits)[1:])
+        "| "
+        + " | ".join(
+            ["model"]
+            + [f"{label} {what}" for label in splits for what in ("prompt strict", "instr. strict")]
+            + [f"{label} cut" for label in list(splits)[1:]]
+        )
         + " |",
         "|---|" + "---|" * (2 * len(splits) + len(splits) - 1),
     ]

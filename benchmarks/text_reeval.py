@@ -186,10 +186,10 @@ def model_scores(
     ref: ModelRef, tasks: dict[str, list[it.Task]], few: list[it.Task], few_budget: int, cache: Path, log
 ) -> tuple[dict[str, list[it.GoldScore]], dict[str, list[bool]]]:
     """Gold scores and cut flags per split: tasks' splits and "few" at the run's budget, f"few@{few_budget}" at that
-    budget (the few keys only when few is not empty)."""
+    budget (the few keys only when few is not empty; the second reading only when few_budget is not 0)."""
     got = answers(ref, {**tasks, **({"few": few} if few else {})}, cache, log)
     texts, cut = got.texts, got.cut
-    if few:
+    if few and few_budget:
         longer = answers(ref, {"few": few}, cache, log, few_budget)
         texts[f"few@{few_budget}"], cut[f"few@{few_budget}"] = longer.texts["few"], longer.cut["few"]
     scores = {split: [it.score(t, x) for t, x in zip(tasks[split], texts[split])] for split in tasks}
@@ -231,23 +231,28 @@ def render(table: dict, command: str, seconds: float) -> str:
     out = [head, "\n".join(lines), ""]
     if table.get("few"):
         few = table["few"]
+        labels = (few["run_budget"], few["budget"]) if few["budget"] else (few["run_budget"],)
         out += [
             "",
             f"The held-out split of one or two instructions ({few['prompts']} prompts, {few['instructions']} "
-            f"instructions, tasks no run sees), at the run's budget ({few['run_budget']}) and at a budget the "
-            f"answers should fit ({few['budget']}; the cut columns say whether they did):",
+            f"instructions, tasks no run sees), at the run's budget ({few['run_budget']})"
+            + (
+                f" and at a budget the answers should fit ({few['budget']}; the cut columns say whether they did):"
+                if few["budget"]
+                else " only (--few-budget 0; the cut column counts the answers the budget stopped):"
+            ),
             "",
             "| model | "
             + " | ".join(
                 f"{label} prompt strict | {label} instr. strict | {label} instr. loose | {label} cut"
-                for label in (few["run_budget"], few["budget"])
+                for label in labels
             )
             + " |",
-            "|---|" + "---|" * 8,
+            "|---|" + "---|" * (4 * len(labels)),
         ]
         for m in table["models"]:
             cells = []
-            for split in ("few", "few_budget"):
+            for split in ("few", "few_budget")[: len(labels)]:
                 v = m[split]
                 cells += [f"{v['prompt_strict']:.3f}", f"{v['instruction_strict']:.3f}"]
                 cells += [f"{v['instruction_loose']:.3f}", str(v["cut"])]
@@ -289,7 +294,7 @@ def main() -> int:
     p.add_argument("--eval2-prompts", type=int, default=None, help="default: every eval2 prompt of the world")
     p.add_argument("--run-eval-prompts", type=int, default=48, help="the runs' own eval size, for the first-N column")
     p.add_argument("--few-prompts", type=int, default=240, help="of the split of one or two instructions (0: none)")
-    p.add_argument("--few-budget", type=int, default=400, help="new tokens for that split's second reading")
+    p.add_argument("--few-budget", type=int, default=400, help="new tokens for that split's second reading (0: none)")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "spa-studio" / "reeval"))
     p.add_argument("--out", default=str(RESULTS / "text_reeval.md"))
     args = p.parse_args()
@@ -307,6 +312,7 @@ def main() -> int:
     tasks = {split: world.eval_tasks(split)[: limits[split]] for split in SPLITS}
     few = draw_few_split(world.manifest["seed"], args.few_prompts) if args.few_prompts else []
     budget_key = f"few@{args.few_budget}"
+    readings = (("few", "few"), ("few_budget", budget_key))[: 2 if args.few_budget else 1] if few else ()
 
     def log(text: str) -> None:
         print(f"[{(time.monotonic() - started) / 60:.1f} min] {text}", flush=True)
@@ -330,16 +336,12 @@ def main() -> int:
                 **{split: split_metrics(s[split], base[split]) for split in SPLITS},
                 "eval_first": split_metrics(s["eval"][: first["eval"]], None),
                 "pooled_prompt_strict": sum(all(x.strict) for x in pooled) / len(pooled),
-                **{
-                    name: {**asdict(it.ifeval_metrics(s[k])), "cut": sum(cut[ref.name][k])}
-                    for name, k in (("few", "few"), ("few_budget", budget_key))
-                    if few
-                },
+                **{name: {**asdict(it.ifeval_metrics(s[k])), "cut": sum(cut[ref.name][k])} for name, k in readings},
             }
         )
     comparisons = []
     for a, b in pairs:
-        for split in (*SPLITS, "pooled", *(("few", budget_key) if few else ())):
+        for split in (*SPLITS, "pooled", *(k for _, k in readings)):
             sa = scores[a]["eval"] + scores[a]["eval2"] if split == "pooled" else scores[a][split]
             sb = scores[b]["eval"] + scores[b]["eval2"] if split == "pooled" else scores[b][split]
             comparisons += [comparison(a, b, split, level, sa, sb) for level in ("prompt", "instruction")]
@@ -351,7 +353,7 @@ def main() -> int:
             "instructions": sum(len(t.instruction_ids) for t in few),
             "run_budget": "few@"
             + "/".join(str(n) for n in sorted({run_config(r)[0].generation.max_new_tokens for r in refs})),
-            "budget": budget_key,
+            "budget": budget_key if args.few_budget else None,
         }
         if few
         else None,

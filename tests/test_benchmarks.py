@@ -329,6 +329,20 @@ def test_text_reeval_pairs_prompts_or_instructions():
     assert d["difference"] == pytest.approx(3 / 5) and d["sign_test_p"] == pytest.approx(0.25)
 
 
+def test_text_reeval_renders_the_few_split_at_one_or_two_budgets():
+    reeval = load("text_reeval")
+    split = {"prompt_strict": 0.5, "instruction_strict": 0.5, "instruction_loose": 0.6, "prompt_loose": 0.5}
+    model = {"name": "M", "eval": split, "eval2": split, "eval_first": split, "pooled_prompt_strict": 0.5}
+    model |= {"few": {**split, "cut": 3}, "few_budget": {**split, "cut": 0}}
+    table = {"sizes": {"eval": 2, "eval2": 2}, "run_sizes": {"eval": 2, "eval2": 1}, "when": "now"}
+    table |= {"models": [model], "comparisons": []}
+    few = {"prompts": 2, "instructions": 3, "run_budget": "few@128"}
+    both = reeval.render({**table, "few": {**few, "budget": "few@400"}}, "cmd", 1.0)
+    assert "| few@400 cut |" in both and "| M | 0.500 | 0.500 | 0.600 | 3 | 0.500 | 0.500 | 0.600 | 0 |" in both
+    one = reeval.render({**table, "few": {**few, "budget": None}}, "cmd", 1.0)
+    assert "few@400" not in one and "--few-budget 0" in one and "| M | 0.500 | 0.500 | 0.600 | 3 |\n" in one
+
+
 def test_text_reeval_model_argument():
     reeval = load("text_reeval")
     assert reeval.ModelRef.parse("DPO-100%=runs/a:b.db:1") == reeval.ModelRef("DPO-100%", "runs/a:b.db", 1)
